@@ -1,0 +1,3 @@
+from dreamsampler.cli import main
+
+raise SystemExit(main())
