@@ -1,0 +1,182 @@
+"""Server configuration: ``config.yaml`` validated with pydantic, plus command-line overrides.
+
+A wrong key or value stops start-up with a :class:`ConfigError` that names the key's dotted path and
+what was expected, e.g. ``osc.port: Input should be less than or equal to 65535 (got 70000)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCHEDULERS = ("ddim", "dpm++", "pndm", "euler", "lms", "heun")
+
+
+class ConfigError(ValueError):
+    """The configuration file or an override is invalid; the message names the key path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """Which diffusion model to load and where to run it."""
+
+    id: str = Field(
+        "ucsd-reach/musicldm",
+        description="Hugging Face repo id or local directory; 'tiny' builds a random-weight test "
+        "fixture offline (produces noise); 'tiny:audioldm' the AudioLDM-shaped one.",
+    )
+    device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
+class OscConfig(_Section):
+    """OSC/UDP endpoint of the server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9000, ge=1, le=65535)
+
+
+class OutputConfig(_Section):
+    """The DAW folder that receives clips."""
+
+    dir: Path = Path("~/Music/dreamsampler")
+    subtype: Literal["PCM_24", "FLOAT", "PCM_16"] = Field(
+        "PCM_24", description="WAV sample format: 24-bit PCM, 32-bit float or 16-bit PCM."
+    )
+    sample_rate: int | None = Field(
+        None, ge=8000, le=192000, description="Hz; null keeps the model's sample rate."
+    )
+
+
+class Defaults(_Section):
+    """Session defaults for requests that do not name a value."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    num_inference_steps: int = Field(25, ge=1)
+    guidance_scale: float = Field(2.5, ge=0.0)
+    duration: float = Field(10.0, gt=0.0, description="seconds")
+    strength: float = Field(0.5, ge=0.0, le=1.0)
+    seed: int = Field(0, ge=0)
+    scheduler: Literal[SCHEDULERS] = "ddim"  # type: ignore[valid-type]
+
+
+class Limits(_Section):
+    """Bounds that protect a live session from requests it cannot serve in time."""
+
+    max_duration: float = Field(30.0, gt=0.0, description="seconds")
+    max_steps: int = Field(200, ge=1)
+    queue_size: int = Field(16, ge=1, description="jobs waiting at most; more get /fail")
+
+
+class Config(_Section):
+    """The whole server configuration (``config.yaml``)."""
+
+    model: ModelConfig = ModelConfig()
+    osc: OscConfig = OscConfig()
+    output: OutputConfig = OutputConfig()
+    input_dirs: list[Path] = Field(
+        default_factory=lambda: [Path("~/Music")],
+        description="folders /transfer may read input clips from",
+    )
+    concepts_dir: Path = Path("~/.local/share/dreamsampler/concepts")
+    defaults: Defaults = Defaults()
+    limits: Limits = Limits()
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self) -> Config:
+        if self.defaults.duration > self.limits.max_duration:
+            raise ValueError(
+                f"defaults.duration {self.defaults.duration} exceeds "
+                f"limits.max_duration {self.limits.max_duration}"
+            )
+        if self.defaults.num_inference_steps > self.limits.max_steps:
+            raise ValueError(
+                f"defaults.num_inference_steps {self.defaults.num_inference_steps} exceeds "
+                f"limits.max_steps {self.limits.max_steps}"
+            )
+        return self
+
+    def expanded(self) -> Config:
+        """A copy with ``~`` expanded in every path."""
+        data = self.model_dump()
+        data["output"]["dir"] = Path(data["output"]["dir"]).expanduser()
+        data["input_dirs"] = [Path(p).expanduser() for p in data["input_dirs"]]
+        data["concepts_dir"] = Path(data["concepts_dir"]).expanduser()
+        return Config.model_validate(data)
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(root)"
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"  {path}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}: {key} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse ``section.key=value`` (the value read as YAML) from the command line.
+
+    Raises:
+        ConfigError: the text has no ``=`` or an empty key.
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected KEY.PATH=VALUE, e.g. osc.port=9001")
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(
+    path: Path | None = None, overrides: dict[str, Any] | None = None
+) -> Config:
+    """Read and validate ``config.yaml``, then apply dotted-path overrides.
+
+    Args:
+        path: YAML file; ``None`` uses the built-in defaults.
+        overrides: ``{"osc.port": 9001, "model.id": "tiny", ...}``; ``None`` values are skipped.
+
+    Raises:
+        ConfigError: unreadable file, YAML syntax error, unknown key or invalid value; the message
+            names the file and every offending key path.
+    """
+    source = str(path) if path else "<defaults>"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: expected a mapping at the top level")
+        data = loaded or {}
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_path(data, key, value)
+            source = f"{source} (with overrides)" if "overrides" not in source else source
+    try:
+        return Config.model_validate(data).expanded()
+    except ValidationError as exc:
+        raise ConfigError(_format_error(source, exc)) from None

@@ -1,0 +1,151 @@
+"""The one sampling loop every feature passes through.
+
+encode prompt → prepare latents (noise, or SDEdit: noised input latent) → for t in timesteps:
+denoise, classifier-free guidance, scheduler step (progress callback, cancellation check) → decode.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    LMSDiscreteScheduler,
+    PNDMScheduler,
+)
+from diffusers.utils.torch_utils import randn_tensor
+
+from dreamsampler import __version__
+from dreamsampler.engine.audio_io import load_audio
+from dreamsampler.engine.families import ModelFamily
+from dreamsampler.engine.request import GenerationRequest, GenerationResult
+
+SCHEDULERS: dict[str, Any] = {
+    "ddim": DDIMScheduler,
+    "dpm++": DPMSolverMultistepScheduler,
+    "pndm": PNDMScheduler,
+    "euler": EulerDiscreteScheduler,
+    "lms": LMSDiscreteScheduler,
+    "heun": HeunDiscreteScheduler,
+}
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class Cancelled(Exception):
+    """The job was cancelled between two denoising steps."""
+
+
+def make_scheduler(name: str, base_config: Any) -> Any:
+    """A fresh scheduler of the named kind built from the model's scheduler config."""
+    return SCHEDULERS[name].from_config(base_config)
+
+
+def sdedit_timesteps(scheduler: Any, steps: int, strength: float) -> torch.Tensor:
+    """Timesteps for SDEdit at ``strength`` (Meng et al. 2022): the last ``int(steps*strength)``.
+
+    Sets the scheduler's begin index where it has one, as diffusers' img2img pipelines do.
+    """
+    start = steps - int(steps * strength)
+    timesteps = scheduler.timesteps[start * scheduler.order :]
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(start * scheduler.order)
+    return timesteps
+
+
+def _step_kwargs(scheduler: Any, generator: torch.Generator) -> dict[str, Any]:
+    params = inspect.signature(scheduler.step).parameters
+    kwargs: dict[str, Any] = {}
+    if "generator" in params:
+        kwargs["generator"] = generator
+    if "eta" in params:
+        kwargs["eta"] = 0.0
+    return kwargs
+
+
+@torch.no_grad()
+def sample(
+    model: ModelFamily,
+    request: GenerationRequest,
+    on_step: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> GenerationResult:
+    """Run one generation or style transfer through the model's components.
+
+    Args:
+        model: a loaded family adapter.
+        request: the generation parameters.
+        on_step: called as ``on_step(done, total)`` after every scheduler step.
+        should_cancel: polled before every step; when it returns True the loop stops.
+
+    Returns:
+        The clip ``(1, samples)`` at the model's sample rate with its generation record.
+        Equal (model, request) give bit-identical audio on the same device.
+
+    Raises:
+        Cancelled: ``should_cancel`` returned True.
+        AudioFileError: the input file cannot be read.
+    """
+    started = time.perf_counter()
+    generator = torch.Generator("cpu").manual_seed(request.seed)
+    scheduler = make_scheduler(request.scheduler, model.scheduler_config)
+    scheduler.set_timesteps(request.num_inference_steps, device=model.device)
+    guided = request.guidance_scale > 1.0
+
+    prompts = [request.negative_prompt, request.prompt] if guided else [request.prompt]
+    conditioning = model.encode_prompt(prompts)
+    shape, n_samples = model.latent_shape(request.duration)
+
+    if request.input_path is not None:
+        waveform = torch.from_numpy(load_audio(request.input_path, model.sample_rate))
+        waveform = waveform[:n_samples]
+        if waveform.shape[0] < n_samples:
+            waveform = torch.nn.functional.pad(waveform, (0, n_samples - waveform.shape[0]))
+        clean = model.audio_to_latents(waveform[None], request.duration)
+        timesteps = sdedit_timesteps(scheduler, request.num_inference_steps, request.strength)
+        noise = randn_tensor(clean.shape, generator=generator, device=model.device,
+                             dtype=model.dtype)
+        latents = (
+            scheduler.add_noise(clean, noise, timesteps[:1]) if len(timesteps) else clean
+        )
+    else:
+        timesteps = scheduler.timesteps
+        latents = randn_tensor(
+            (1, *shape), generator=generator, device=model.device, dtype=model.dtype
+        ) * scheduler.init_noise_sigma
+
+    step_kwargs = _step_kwargs(scheduler, generator)
+    total = len(timesteps)
+    for i, t in enumerate(timesteps):
+        if should_cancel is not None and should_cancel():
+            raise Cancelled
+        model_input = torch.cat([latents] * 2) if guided else latents
+        model_input = scheduler.scale_model_input(model_input, t)
+        prediction = model.denoise(model_input, t, conditioning)
+        if guided:
+            uncond, cond = prediction.chunk(2)
+            prediction = uncond + request.guidance_scale * (cond - uncond)
+        latents = scheduler.step(prediction, t, latents, **step_kwargs).prev_sample
+        if on_step is not None:
+            on_step(i + 1, total)
+    if should_cancel is not None and should_cancel():
+        raise Cancelled
+
+    audio = model.latents_to_audio(latents)[:, :n_samples].cpu().numpy()
+    record = {
+        "engine": f"dreamsampler {__version__}",
+        "model": model.model_id,
+        "family": model.name,
+        **request.to_record(),
+        "sample_rate": model.sample_rate,
+        "elapsed_s": round(time.perf_counter() - started, 4),
+    }
+    return GenerationResult(audio=audio.astype("float32"), sample_rate=model.sample_rate,
+                            record=record)

@@ -1,0 +1,80 @@
+"""Assembles the server from a config: engine → service (with sinks) → OSC edge; runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+
+from dreamsampler.config import Config
+from dreamsampler.engine.jobs import Engine, LocalEngine
+from dreamsampler.server.folder_sink import FolderSink
+from dreamsampler.server.osc import OscServer
+from dreamsampler.server.service import Service
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    """A running server's parts."""
+
+    config: Config
+    service: Service
+    osc: OscServer
+
+    async def close(self) -> None:
+        self.osc.close()
+        await self.service.close()
+
+
+def make_engine(config: Config) -> Engine:
+    return LocalEngine(
+        model_id=config.model.id,
+        device=config.model.device,
+        dtype=config.model.dtype,
+        queue_size=config.limits.queue_size,
+    )
+
+
+async def start_app(config: Config, engine: Engine | None = None) -> App:
+    """Load the model, bind the OSC port and start serving.
+
+    Raises:
+        ModelLoadError: the model cannot be loaded.
+        SinkError: the output folder is not writable.
+        OSError: the OSC port cannot be bound.
+    """
+    sink = FolderSink(config.output.dir, config.output.subtype, config.output.sample_rate)
+    service = Service(config, engine or make_engine(config), sink)
+    await service.start()
+    osc = OscServer(service, config.osc.host, config.osc.port)
+    try:
+        await osc.start()
+    except OSError:
+        await service.close()
+        raise
+    return App(config, service, osc)
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGINT/SIGTERM."""
+    app = await start_app(config)
+    status = app.service.engine.status()
+    log.info(
+        "dreamsampler ready: model %s (%s, %d Hz, %s), OSC %s:%d, clips → %s",
+        status.model_id, status.family, status.sample_rate, status.device,
+        app.osc.host, app.osc.port, config.output.dir,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await app.close()

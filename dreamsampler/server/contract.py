@@ -1,0 +1,345 @@
+"""The OSC contract: every address the server accepts and every reply it sends, as data.
+
+The server dispatches from :data:`COMMANDS`; the docs (``docs/osc.md``, :func:`markdown`), OSCQuery,
+the patches' checks and the tests all read this module. Conventions follow SuperCollider's scsynth:
+a command that does work answers ``/done <address> ...`` or ``/fail <address> <message> ...`` to the
+sender (or to the reply port it registered with ``/notify``); notifications (``/progress``,
+``/job.started``, ``/job.ended``) go to every client registered with ``/notify 1``.
+
+Parsing is lenient the way Max and Pure Data need: integers may arrive as integral floats (Pd sends
+every number as a float), and a prompt may arrive as several atoms (Max and Pd split unquoted text),
+which are joined with spaces.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+TYPE_NAMES = {"i": "int", "f": "float", "s": "string"}
+
+
+class ContractError(ValueError):
+    """A message does not match its contract entry; the message says what was expected."""
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One OSC argument (or one ``key value`` option).
+
+    Attributes:
+        name: argument name (for options: the key as sent).
+        type: OSC type tag: ``i`` int32, ``f`` float32, ``s`` string.
+        description: what it means, with units.
+        minimum, maximum: inclusive range, when bounded.
+        unit: ``s`` (seconds), ``Hz``, ``BPM``… or empty.
+        required: whether it must be present (positional args only).
+        rest: a string that takes every remaining atom (joined with spaces).
+        field: the request field an option sets (defaults to ``name``).
+    """
+
+    name: str
+    type: str
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+    unit: str = ""
+    required: bool = True
+    rest: bool = False
+    field: str = ""
+
+    @property
+    def target(self) -> str:
+        return self.field or self.name
+
+    @property
+    def signature(self) -> str:
+        return f"{self.type}:{self.name}"
+
+    def coerce(self, value: Any, where: str) -> Any:
+        """Convert one atom to this argument's type, checking the range.
+
+        Raises:
+            ContractError: wrong type or out of range; names ``where`` and the argument.
+        """
+        label = f"{where} {self.name}"
+        if self.type == "s":
+            if isinstance(value, str):
+                return value
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                return _atom_text(value)
+            raise ContractError(f"{label}: expected a string, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ContractError(f"{label}: expected {TYPE_NAMES[self.type]}, got {value!r}")
+        if not math.isfinite(value):
+            raise ContractError(f"{label}: expected a finite number, got {value!r}")
+        if self.type == "i":
+            if value != int(value):
+                raise ContractError(f"{label}: expected an integer, got {value!r}")
+            value = int(value)
+        else:
+            value = float(value)
+        if self.minimum is not None and value < self.minimum:
+            raise ContractError(f"{label}: {value} is below the minimum {self.minimum:g}")
+        if self.maximum is not None and value > self.maximum:
+            raise ContractError(f"{label}: {value} is above the maximum {self.maximum:g}")
+        return value
+
+
+def _atom_text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Message:
+    """An OSC message shape: address, positional args, ``key value`` options and documentation."""
+
+    address: str
+    args: tuple[Arg, ...] = ()
+    description: str = ""
+    options: tuple[Arg, ...] = ()
+    replies: tuple[str, ...] = ()
+
+    @property
+    def signature(self) -> str:
+        parts = [self.address, *(a.signature for a in self.args)]
+        if self.options:
+            parts.append("[s:key value]...")
+        return " ".join(parts)
+
+    def option(self, key: str) -> Arg | None:
+        return next((o for o in self.options if o.name == key), None)
+
+    def parse(self, atoms: Sequence[Any]) -> dict[str, Any]:
+        """Turn received atoms into named, typed values.
+
+        Returns:
+            ``{arg.target: value}`` for positional args and options present.
+
+        Raises:
+            ContractError: missing or wrong-typed argument, unknown option key, value out of range.
+        """
+        atoms = list(atoms)
+        values: dict[str, Any] = {}
+        i = 0
+        for arg in self.args:
+            if arg.rest:
+                end = self._options_start(atoms, i)
+                text = " ".join(_atom_text(a) for a in atoms[i:end]).strip()
+                if not text and arg.required:
+                    raise ContractError(f"{self.address}: missing {arg.name}")
+                if text:
+                    values[arg.target] = text
+                i = end
+                continue
+            if i >= len(atoms):
+                if arg.required:
+                    raise ContractError(f"{self.address}: missing {arg.signature}")
+                continue
+            values[arg.target] = arg.coerce(atoms[i], self.address)
+            i += 1
+        rest = atoms[i:]
+        if rest and not self.options:
+            raise ContractError(
+                f"{self.address}: unexpected extra arguments {rest!r} (expects {self.signature})"
+            )
+        if len(rest) % 2:
+            raise ContractError(f"{self.address}: options must be key/value pairs, got {rest!r}")
+        for key, value in zip(rest[::2], rest[1::2], strict=True):
+            option = self.option(key) if isinstance(key, str) else None
+            if option is None:
+                known = ", ".join(o.name for o in self.options)
+                raise ContractError(f"{self.address}: unknown option {key!r} (known: {known})")
+            values[option.target] = option.coerce(value, self.address)
+        return values
+
+    def _options_start(self, atoms: list[Any], start: int) -> int:
+        """Index where ``key value`` options begin after a multi-atom string (or the end)."""
+        keys = {o.name for o in self.options}
+        for k in range(start + 1, len(atoms)):
+            tail = atoms[k:]
+            if len(tail) % 2 == 0 and all(isinstance(a, str) and a in keys for a in tail[::2]):
+                return k
+        return len(atoms)
+
+
+# -- shared argument definitions -----------------------------------------------------------------
+
+JOB_ID = Arg("job_id", "i", "job id: the server's, or the one given with the id option", 0)
+SEED = Arg("seed", "i", "random seed; equal seeds and parameters give identical audio",
+           0, 2**31 - 1)
+STEPS = Arg("steps", "i", "num_inference_steps: denoising steps", 1, field="num_inference_steps")
+GUIDANCE = Arg("guidance", "f", "guidance scale (classifier-free guidance; <= 1 disables it)", 0,
+               field="guidance_scale")
+DURATION = Arg("duration", "f", "clip length in seconds (limited by limits.max_duration)", 0.01,
+               unit="s")
+STRENGTH = Arg("strength", "f", "style-transfer strength in [0, 1]: how far the input is noised "
+               "(SDEdit); 0.4-0.6 balances source and prompt", 0, 1)
+NEGATIVE = Arg("negative", "s", "negative prompt", field="negative_prompt")
+SCHEDULER = Arg("scheduler", "s", "ddim, dpm++, pndm, euler, lms or heun")
+NAME = Arg("name", "s", "file name stem for the clip (made safe); default <time>_<prompt>_<seed>")
+
+GEN_OPTIONS = (SEED, STEPS, GUIDANCE, DURATION, NEGATIVE, SCHEDULER,
+               Arg("id", "i", "client-chosen job id (must not be in use)", 0, 2**31 - 1,
+                   field="job_id"),
+               NAME)
+
+# -- replies ---------------------------------------------------------------------------------------
+
+REPLIES: dict[str, Message] = {
+    m.address: m
+    for m in (
+        Message("/done", (Arg("command", "s", "the address that succeeded"),),
+                "a command succeeded; further arguments depend on the command"),
+        Message("/fail", (Arg("command", "s", "the address that failed"),
+                          Arg("message", "s", "what was wrong")),
+                "a command failed; further arguments (e.g. the job id) depend on the command"),
+        Message("/queued", (JOB_ID, Arg("position", "i", "jobs ahead of it (0 = next)", 0)),
+                "a generation job was accepted"),
+        Message("/progress", (JOB_ID, Arg("fraction", "f", "share of steps done", 0, 1)),
+                "denoising progress (to /notify clients)"),
+        Message("/job.started", (JOB_ID,), "a job began running (to /notify clients)"),
+        Message("/job.ended", (JOB_ID, Arg("state", "s", "done, failed or cancelled"),
+                               Arg("detail", "s", "the clip's path, or the failure message")),
+                "a job ended (to /notify clients)"),
+        Message("/status.reply", (
+            Arg("queued", "i", "jobs waiting", 0),
+            Arg("running", "i", "id of the running job, -1 when idle", -1),
+            Arg("jobs_done", "i", "clips delivered since start", 0),
+            Arg("jobs_failed", "i", "jobs failed or cancelled since start", 0),
+            Arg("clients", "i", "clients registered with /notify", 0),
+            Arg("model", "s", "model id"),
+            Arg("sample_rate", "i", "model sample rate", 0, unit="Hz"),
+            Arg("uptime", "f", "seconds since start", 0, unit="s"),
+        ), "reply to /status (positional; fields are only ever appended)"),
+        Message("/synced", (Arg("id", "i", "the id given to /sync"),),
+                "every command and job received before /sync has completed"),
+        Message("/version.reply", (
+            Arg("program", "s", "dreamsampler"),
+            Arg("version", "s", "server version"),
+            Arg("model", "s", "model id"),
+            Arg("family", "s", "model family (musicldm, audioldm)"),
+        ), "reply to /version"),
+    )
+}
+
+# -- session parameters (/param/<name>) ------------------------------------------------------------
+
+PARAMS: dict[str, Arg] = {
+    a.name: a
+    for a in (
+        Arg("prompt", "s", "prompt used by /trigger", rest=True),
+        Arg("negative", "s", "negative prompt used by /trigger", rest=True, required=False,
+            field="negative_prompt"),
+        SEED,
+        STRENGTH,
+        STEPS,
+        GUIDANCE,
+        DURATION,
+        SCHEDULER,
+        Arg("input", "s", "input clip for /trigger; when set, /trigger style-transfers it "
+            "(an empty string clears it)", rest=True, required=False, field="input_path"),
+    )
+}
+
+# -- commands --------------------------------------------------------------------------------------
+
+_GEN_REPLIES = ("/queued i:job_id i:position", "/done /gen i:job_id s:path",
+                "/fail /gen s:message i:job_id")
+
+COMMANDS: dict[str, Message] = {
+    m.address: m
+    for m in (
+        Message("/gen", (Arg("prompt", "s", "text prompt (several atoms are joined)", rest=True),),
+                "generate a clip from text; the WAV lands in the output folder",
+                GEN_OPTIONS, _GEN_REPLIES),
+        Message("/transfer", (
+            Arg("input", "s", "path of the input clip (inside an input folder)",
+                field="input_path"),
+            Arg("prompt", "s", "text prompt (several atoms are joined)", rest=True),
+        ), "style-transfer an input clip toward the prompt (SDEdit at strength)",
+            (*GEN_OPTIONS, STRENGTH),
+            ("/queued i:job_id i:position", "/done /transfer i:job_id s:path",
+             "/fail /transfer s:message i:job_id")),
+        Message("/trigger", (), "generate from the session parameters (/param/...)",
+                (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path",
+                     "/fail /trigger s:message i:job_id")),
+        *(
+            Message(f"/param/{p.name}", (p,), f"set the session's {p.name}: {p.description}",
+                    (), (f"/done /param/{p.name} {p.signature}",))
+            for p in PARAMS.values()
+        ),
+        Message("/cancel", (JOB_ID,), "cancel a queued or running job",
+                (), ("/done /cancel i:job_id", "/fail /cancel s:message i:job_id")),
+        Message("/notify", (
+            Arg("on", "i", "1 registers the sender for notifications, 0 unregisters", 0, 1),
+            Arg("reply_port", "i", "UDP port to send replies to (Max's udpsend and Pd's netsend "
+                "send from another port than they listen on); default: the sender's port",
+                1, 65535, required=False),
+        ), "register for /progress, /job.started, /job.ended and set the reply port",
+            (), ("/done /notify i:on i:reply_port",)),
+        Message("/status", (), "ask for the server's state", (), ("/status.reply ...",)),
+        Message("/sync", (Arg("id", "i", "any integer, echoed back"),),
+                "reply once everything received before has completed (jobs included)",
+                (), ("/synced i:id",)),
+        Message("/version", (), "ask for the server's version and model", (),
+                ("/version.reply s:program s:version s:model s:family",)),
+    )
+}
+
+
+def markdown() -> str:
+    """The OSC reference as Markdown (``docs/osc.md`` is this text)."""
+    out = [
+        "# OSC reference",
+        "",
+        "Generated from `dreamsampler/server/contract.py` (`python -m dreamsampler.server.contract`"
+        " rewrites this file). Types: `i` int32, `f` float32, `s` string. Integers may be sent as"
+        " floats; prompts may be sent as several atoms.",
+        "",
+        "## Commands",
+        "",
+    ]
+    for cmd in COMMANDS.values():
+        out += [f"### `{cmd.signature}`", "", cmd.description, ""]
+        for arg in cmd.args:
+            out.append(f"- `{arg.signature}`: {arg.description}{_range(arg)}")
+        if cmd.options:
+            out.append("- options (`key value` pairs):")
+            out += [f"  - `{o.name}` ({TYPE_NAMES[o.type]}): {o.description}{_range(o)}"
+                    for o in cmd.options]
+        if cmd.replies:
+            out.append("- replies: " + ", ".join(f"`{r}`" for r in cmd.replies))
+        out.append("")
+    out += ["## Replies and notifications", ""]
+    for rep in REPLIES.values():
+        out += [f"### `{rep.signature}`", "", rep.description, ""]
+        out += [f"- `{a.signature}`: {a.description}" for a in rep.args]
+        out.append("")
+    return "\n".join(out)
+
+
+def _range(arg: Arg) -> str:
+    if arg.minimum is None and arg.maximum is None:
+        return ""
+    lo = "" if arg.minimum is None else f"{arg.minimum:g}"
+    hi = "" if arg.maximum is None else f"{arg.maximum:g}"
+    unit = f" {arg.unit}" if arg.unit else ""
+    return f" (range {lo}..{hi}{unit})"
+
+
+def write_docs(path: str = "docs/osc.md") -> None:
+    """Rewrite the OSC reference file from this module."""
+    from pathlib import Path
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(markdown() + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_docs()

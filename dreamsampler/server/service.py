@@ -1,0 +1,284 @@
+"""The service: turns requests from any edge (OSC, MIDI, presets, CLI) into engine jobs and
+delivers their results to the sinks and back to whoever asked.
+
+It knows the engine only through the async job interface (:class:`~dreamsampler.engine.jobs.Engine`)
+and the edges only through listener callbacks, so it is transport-agnostic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dreamsampler.config import Config
+from dreamsampler.engine.audio_io import AudioFileError, probe_audio
+from dreamsampler.engine.jobs import (
+    Engine,
+    JobEvent,
+    JobFailed,
+    JobFinished,
+    JobProgress,
+    JobStarted,
+)
+from dreamsampler.engine.request import GenerationRequest, RequestError
+from dreamsampler.server.folder_sink import FolderSink, SinkError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A job's clip is in place at ``path`` (the terminal update of a successful job)."""
+
+    job_id: int
+    path: Path
+    duration: float
+
+
+Update = JobStarted | JobProgress | JobFailed | Delivered
+Listener = Callable[[Update], None]
+
+
+@dataclass
+class Session:
+    """The session defaults used by ``/trigger`` and by requests that omit a value."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = 0
+    strength: float = 0.5
+    num_inference_steps: int = 25
+    guidance_scale: float = 2.5
+    duration: float = 10.0
+    scheduler: str = "ddim"
+    input_path: str = ""
+
+    @classmethod
+    def from_config(cls, config: Config) -> Session:
+        d = config.defaults
+        return cls(
+            prompt=d.prompt,
+            negative_prompt=d.negative_prompt,
+            seed=d.seed,
+            strength=d.strength,
+            num_inference_steps=d.num_inference_steps,
+            guidance_scale=d.guidance_scale,
+            duration=d.duration,
+            scheduler=d.scheduler,
+        )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: int
+    position: int
+
+
+@dataclass
+class _Active:
+    request: GenerationRequest
+    task: asyncio.Task[None] | None = None
+    name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Service:
+    """Owns the session, validates requests, runs jobs and delivers their clips.
+
+    Args:
+        config: validated configuration (limits, input folders, defaults).
+        engine: any :class:`Engine` (local or remote).
+        sink: the DAW-folder sink.
+    """
+
+    def __init__(self, config: Config, engine: Engine, sink: FolderSink) -> None:
+        self.config = config
+        self.engine = engine
+        self.sink = sink
+        self.session = Session.from_config(config)
+        self.observers: list[Listener] = []
+        self.jobs_done = 0
+        self.jobs_failed = 0
+        self.started_at = time.monotonic()
+        self._active: dict[int, _Active] = {}
+        self._ids = itertools.count(1)
+
+    async def start(self) -> None:
+        """Check the output folder and start the engine (loads the model)."""
+        self.sink.check_writable()
+        await self.engine.start()
+
+    async def close(self) -> None:
+        await self.engine.close()
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- building requests ---------------------------------------------------------------------
+
+    def resolve_input(self, raw: str | Path) -> Path:
+        """Find an input clip inside the configured input folders and check it is audio.
+
+        A relative path is looked up in each input folder in turn.
+
+        Raises:
+            RequestError: outside the input folders, missing, or not audio.
+        """
+        path = Path(raw).expanduser()
+        roots = [Path(d).resolve() for d in self.config.input_dirs]
+        candidates = [path] if path.is_absolute() else [root / path for root in roots]
+        for candidate in candidates:
+            resolved = candidate.resolve()
+            if not any(resolved.is_relative_to(root) for root in roots):
+                continue
+            try:
+                probe_audio(resolved)
+            except AudioFileError as exc:
+                raise RequestError(f"input {exc}") from None
+            return resolved
+        folders = ", ".join(str(r) for r in roots) or "(none configured)"
+        if path.is_absolute():
+            raise RequestError(f"input {path}: outside the input folders ({folders})")
+        raise RequestError(f"input {path}: no such file in the input folders ({folders})")
+
+    def build_request(self, values: dict[str, Any], transfer: bool) -> GenerationRequest:
+        """A request from parsed values, falling back to the session defaults.
+
+        Raises:
+            RequestError: a value out of range or beyond the configured limits.
+        """
+        s = self.session
+        limits = self.config.limits
+        duration = float(values.get("duration", s.duration))
+        if duration > limits.max_duration:
+            raise RequestError(
+                f"duration {duration:g} s exceeds the limit of {limits.max_duration:g} s"
+            )
+        steps = int(values.get("num_inference_steps", s.num_inference_steps))
+        if steps > limits.max_steps:
+            raise RequestError(f"steps {steps} exceeds the limit of {limits.max_steps}")
+        prompt = values.get("prompt", s.prompt)
+        if not prompt or not str(prompt).strip():
+            raise RequestError("missing prompt")
+        input_path = self.resolve_input(values["input_path"]) if transfer else None
+        return GenerationRequest(
+            prompt=str(prompt),
+            negative_prompt=str(values.get("negative_prompt", s.negative_prompt)),
+            seed=int(values.get("seed", s.seed)),
+            num_inference_steps=steps,
+            guidance_scale=float(values.get("guidance_scale", s.guidance_scale)),
+            duration=duration,
+            scheduler=str(values.get("scheduler", s.scheduler)),
+            input_path=input_path,
+            strength=float(values.get("strength", s.strength)) if transfer else 1.0,
+        )
+
+    def set_param(self, name: str, value: Any) -> None:
+        """Set one session default by its request field name.
+
+        Raises:
+            RequestError: unknown parameter or invalid value (the session is left unchanged).
+        """
+        if name not in {f.name for f in dataclasses.fields(Session)}:
+            raise RequestError(f"unknown parameter {name!r}")
+        if name == "input_path" and value:
+            value = str(self.resolve_input(value))
+        candidate = dataclasses.replace(self.session, **{name: value})
+        if candidate.prompt:
+            self.build_request(dataclasses.asdict(candidate), transfer=False)
+        self.session = candidate
+
+    def trigger_values(self) -> tuple[dict[str, Any], bool]:
+        """The session as request values, and whether it is a transfer (an input is set)."""
+        values = dataclasses.asdict(self.session)
+        return values, bool(self.session.input_path)
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    def _new_id(self, requested: int | None) -> int:
+        if requested is not None:
+            if requested in self._active:
+                raise RequestError(f"job id {requested} is in use")
+            return requested
+        job_id = next(self._ids)
+        while job_id in self._active:
+            job_id = next(self._ids)
+        return job_id
+
+    def submit(
+        self,
+        values: dict[str, Any],
+        *,
+        transfer: bool = False,
+        listener: Listener | None = None,
+    ) -> Submitted:
+        """Validate and queue a generation.
+
+        Args:
+            values: parsed request values (request field names; also ``job_id``, ``name``).
+            transfer: style transfer of ``values["input_path"]``.
+            listener: receives this job's updates; the last is :class:`Delivered` or
+                :class:`JobFailed`.
+
+        Raises:
+            RequestError: invalid values.
+            SinkError: the output folder is not writable.
+            QueueFull: the engine's queue is full.
+        """
+        request = self.build_request(values, transfer)
+        self.sink.check_writable()
+        job_id = self._new_id(values.get("job_id"))
+        job, position = self.engine.submit(request, job_id)
+        active = _Active(request, name=values.get("name"), extra=values.get("extra", {}))
+        self._active[job_id] = active
+        active.task = asyncio.create_task(self._pump(job, active, listener))
+        return Submitted(job_id, position)
+
+    def cancel(self, job_id: int) -> bool:
+        return job_id in self._active and self.engine.cancel(job_id)
+
+    async def sync(self) -> None:
+        """Wait until every job accepted so far has ended."""
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _publish(self, listener: Listener | None, update: Update) -> None:
+        for target in [listener, *self.observers]:
+            if target is None:
+                continue
+            try:
+                target(update)
+            except Exception:
+                log.exception("listener failed on %r", update)
+
+    async def _pump(self, job: Any, active: _Active, listener: Listener | None) -> None:
+        try:
+            async for event in job.events():
+                await self._handle(event, active, listener)
+        finally:
+            self._active.pop(job.id, None)
+
+    async def _handle(self, event: JobEvent, active: _Active, listener: Listener | None) -> None:
+        if isinstance(event, JobFinished):
+            extra = {"job_id": event.job_id, **active.extra}
+            try:
+                path = await asyncio.to_thread(self.sink.write, event.result, active.name, extra)
+            except SinkError as exc:
+                self.jobs_failed += 1
+                self._publish(listener, JobFailed(event.job_id, str(exc)))
+                return
+            self.jobs_done += 1
+            self._publish(listener, Delivered(event.job_id, path, event.result.duration))
+        elif isinstance(event, JobFailed):
+            self.jobs_failed += 1
+            self._publish(listener, event)
+        else:
+            self._publish(listener, event)
