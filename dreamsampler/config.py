@@ -39,7 +39,7 @@ class OscConfig(_Section):
     """OSC/UDP endpoint of the server."""
 
     host: str = "127.0.0.1"
-    port: int = Field(9000, ge=1, le=65535)
+    port: int = Field(9000, ge=0, le=65535, description="UDP port; 0 picks a free one")
 
 
 class OutputConfig(_Section):

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 TYPE_NAMES = {"i": "int", "f": "float", "s": "string"}
 
 
@@ -80,7 +82,8 @@ class Arg:
                 raise ContractError(f"{label}: expected an integer, got {value!r}")
             value = int(value)
         else:
-            value = float(value)
+            # OSC floats are float32: keep the shortest decimal that round-trips (0.3)
+            value = float(str(np.float32(value))) if isinstance(value, float) else float(value)
         if self.minimum is not None and value < self.minimum:
             raise ContractError(f"{label}: {value} is below the minimum {self.minimum:g}")
         if self.maximum is not None and value > self.maximum:
@@ -147,8 +150,13 @@ class Message:
             raise ContractError(
                 f"{self.address}: unexpected extra arguments {rest!r} (expects {self.signature})"
             )
+        values.update(self._parse_options(rest))
+        return values
+
+    def _parse_options(self, rest: list[Any]) -> dict[str, Any]:
         if len(rest) % 2:
             raise ContractError(f"{self.address}: options must be key/value pairs, got {rest!r}")
+        values: dict[str, Any] = {}
         for key, value in zip(rest[::2], rest[1::2], strict=True):
             option = self.option(key) if isinstance(key, str) else None
             if option is None:
@@ -158,13 +166,24 @@ class Message:
         return values
 
     def _options_start(self, atoms: list[Any], start: int) -> int:
-        """Index where ``key value`` options begin after a multi-atom string (or the end)."""
+        """Index where ``key value`` options begin after a multi-atom string (or the end).
+
+        Candidates are atoms that are option keys with an even number of atoms from there on;
+        the first candidate whose options parse wins ("a seed pod seed 3" → prompt "a seed pod").
+        If none parses, the first candidate is used so its error is reported.
+        """
         keys = {o.name for o in self.options}
-        for k in range(start + 1, len(atoms)):
-            tail = atoms[k:]
-            if len(tail) % 2 == 0 and all(isinstance(a, str) and a in keys for a in tail[::2]):
-                return k
-        return len(atoms)
+        candidates = [
+            k for k in range(start + 1, len(atoms))
+            if isinstance(atoms[k], str) and atoms[k] in keys and (len(atoms) - k) % 2 == 0
+        ]
+        for k in candidates:
+            try:
+                self._parse_options(atoms[k:])
+            except ContractError:
+                continue
+            return k
+        return candidates[0] if candidates else len(atoms)
 
 
 # -- shared argument definitions -----------------------------------------------------------------

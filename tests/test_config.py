@@ -1,0 +1,67 @@
+"""config.yaml validation and command-line overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dreamsampler.cli import build_parser
+from dreamsampler.cli.common import config_from_args
+from dreamsampler.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_config_is_valid() -> None:
+    config = load_config(ROOT / "config.yaml")
+    assert config.model.id == "ucsd-reach/musicldm"
+    assert config.osc.host == "127.0.0.1"
+    assert config.output.dir == Path("~/Music/dreamsampler").expanduser()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("osc:\n  prot: 9000\n", "osc.prot: Extra inputs are not permitted"),
+        ("osc:\n  port: 70000\n", "osc.port: Input should be less than or equal to 65535"),
+        ("defaults:\n  strength: 2\n", "defaults.strength"),
+        ("defaults:\n  scheduler: fast\n", "defaults.scheduler"),
+        ("model: [1, 2]\n", "model: Input should be a valid dictionary"),
+        ("defaults:\n  duration: 60\n", "exceeds limits.max_duration"),
+        ("osc: {port: 1\n", "not valid YAML"),
+        ("- a list\n", "expected a mapping"),
+    ],
+)
+def test_bad_config_names_key_and_file(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and expected in str(info.value)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(Path("/nonexistent/config.yaml"))
+
+
+def test_command_line_overrides(tmp_path: Path) -> None:
+    args = build_parser().parse_args([
+        "serve", "--config", str(ROOT / "config.yaml"), "--model", "tiny", "--port", "9100",
+        "--output-dir", str(tmp_path), "--input-dir", "/a", "--input-dir", "/b",
+        "--steps", "8", "--set", "limits.queue_size=3", "--set", "osc.host=0.0.0.0",
+    ])
+    config = config_from_args(args)
+    assert (config.model.id, config.osc.port, config.osc.host) == ("tiny", 9100, "0.0.0.0")
+    assert config.output.dir == tmp_path and config.input_dirs == [Path("/a"), Path("/b")]
+    assert config.defaults.num_inference_steps == 8 and config.limits.queue_size == 3
+
+
+def test_bad_override_is_named() -> None:
+    args = build_parser().parse_args(["serve", "--set", "limits.queue_size=many"])
+    with pytest.raises(ConfigError, match="limits.queue_size"):
+        config_from_args(args)
+    args = build_parser().parse_args(["serve", "--set", "nokey"])
+    with pytest.raises(ConfigError, match="KEY.PATH=VALUE"):
+        config_from_args(args)
