@@ -263,13 +263,13 @@ class LocalEngine:
                     except BaseException as exc:
                         future.set_exception(exc)
                 continue
-            try:
-                self._run(job)
-            finally:
-                with self._wake:
-                    self._running = None
+            terminal = self._run(job)
+            with self._wake:
+                self._running = None
+            self._emit(job, terminal)
 
-    def _run(self, job: Job) -> None:
+    def _run(self, job: Job) -> TerminalEvent:
+        """Run one job, emitting start and progress; return its terminal event (not yet sent)."""
         assert self.model is not None
         self._emit(job, JobStarted(job.id))
         try:
@@ -280,11 +280,10 @@ class LocalEngine:
                 should_cancel=job.cancel_requested.is_set,
             )
         except Cancelled:
-            self._emit(job, JobFailed(job.id, "cancelled", cancelled=True))
+            return JobFailed(job.id, "cancelled", cancelled=True)
         except AudioFileError as exc:
-            self._emit(job, JobFailed(job.id, str(exc)))
+            return JobFailed(job.id, str(exc))
         except Exception as exc:
             log.exception("job %d failed", job.id)
-            self._emit(job, JobFailed(job.id, f"{type(exc).__name__}: {exc}"))
-        else:
-            self._emit(job, JobFinished(job.id, result))
+            return JobFailed(job.id, f"{type(exc).__name__}: {exc}")
+        return JobFinished(job.id, result)

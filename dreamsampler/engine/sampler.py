@@ -43,9 +43,15 @@ class Cancelled(Exception):
     """The job was cancelled between two denoising steps."""
 
 
+_SCHEDULER_OVERRIDES: dict[str, dict[str, Any]] = {
+    # PRK warm-up steps break at small step counts; diffusers' pipelines skip them too.
+    "pndm": {"skip_prk_steps": True},
+}
+
+
 def make_scheduler(name: str, base_config: Any) -> Any:
     """A fresh scheduler of the named kind built from the model's scheduler config."""
-    return SCHEDULERS[name].from_config(base_config)
+    return SCHEDULERS[name].from_config(base_config, **_SCHEDULER_OVERRIDES.get(name, {}))
 
 
 def sdedit_timesteps(scheduler: Any, steps: int, strength: float) -> torch.Tensor:
@@ -86,7 +92,8 @@ def sample(
         should_cancel: polled before every step; when it returns True the loop stops.
 
     Returns:
-        The clip ``(1, samples)`` at the model's sample rate with its generation record.
+        The clip ``(1, samples)`` at the model's sample rate with its generation record and the
+        final latents ``(1, channels, frames, bins)``.
         Equal (model, request) give bit-identical audio on the same device.
 
     Raises:
@@ -148,4 +155,4 @@ def sample(
         "elapsed_s": round(time.perf_counter() - started, 4),
     }
     return GenerationResult(audio=audio.astype("float32"), sample_rate=model.sample_rate,
-                            record=record)
+                            record=record, latents=latents.float().cpu())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -207,17 +208,17 @@ def test_queue_full(tmp_path: Path) -> None:
     from tests.conftest import make_config, run_server
 
     config = make_config(tmp_path, **{"limits.queue_size": 1})
+    busy, release = threading.Event(), threading.Event()
+
+    def hold(model: object) -> None:  # keeps the engine thread busy, deterministically
+        busy.set()
+        release.wait(30)
+
     for server in run_server(config):
-        busy, release = threading.Event(), threading.Event()
-
-        def hold(model: object) -> None:  # keeps the engine thread busy, deterministically
-            busy.set()
-            release.wait(30)
-
-        blocker = server.loop.call_soon_threadsafe(
-            lambda: server.loop.create_task(server.app.service.engine.run_exclusive(hold))
+        held = asyncio.run_coroutine_threadsafe(
+            server.app.service.engine.run_exclusive(hold), server.loop
         )
-        assert blocker is not None and busy.wait(10)
+        assert busy.wait(10)
         with server.client() as c:
             c.send("/gen", "first")
             assert c.wait_for(lambda r: r.address == "/queued", timeout=5)[-1].args[1] == 0
@@ -225,6 +226,7 @@ def test_queue_full(tmp_path: Path) -> None:
             assert reply.address == "/fail" and reply.args[1] == "queue full"
             release.set()
             assert c.wait_for(lambda r: r.address == "/done", timeout=30)[-1].args[0] == "/gen"
+            held.result(5)
 
 
 def test_many_clients_at_once(server: RunningServer) -> None:
