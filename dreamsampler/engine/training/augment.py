@@ -40,6 +40,7 @@ __all__ = [
     "BeatMixResult",
     "BeatSyncMixup",
     "BeatTrackingError",
+    "Fill",
     "LatentMixResult",
     "MixAugmenter",
     "beat_aligned_latent_mixup",
