@@ -1,10 +1,10 @@
 """Training-data augmentation for concept learning: DreamSound MIX and MusicLDM BAM/BLM.
 
-* **MIX** (DreamSound, Plitsis et al. 2023, arXiv 2309.11140, Sec. 3.3): the concept clip
+* **MIX** (DreamSound, Plitsis et al. 2023, arXiv 2309.11140): the concept clip
   ``w1`` is mixed with an unrelated recording ``w2`` at a signal-to-noise ratio ``snr`` (dB),
   ``mix = w1 + sqrt(10^(-snr/10) * P1 / P2) * w2`` with ``P`` the mean power, so the learned
   embedding keeps the concept and not the recording's background.
-* **Beat-synchronous mixup** (MusicLDM, Chen et al. 2023, arXiv 2308.01546, Sec. 3.2): two
+* **Beat-synchronous mixup** (MusicLDM, Chen et al. 2023, arXiv 2308.01546): two
   clips of compatible tempo are aligned on their first downbeat and interpolated with a ratio
   ``λ ~ Beta(5, 5)``, either in audio (**BAM**) or in the VAE latent space (**BLM**). MusicLDM
   tracks beats and downbeats with Beat Transformer; here librosa's dynamic-programming beat
@@ -98,6 +98,9 @@ def fit_length(
     Longer input is cropped at a uniform random offset drawn from ``rng``, or from the start
     when ``rng`` is ``None``.
 
+    Returns:
+        ``(num_samples,)`` array of the input's dtype (a copy).
+
     Raises:
         ValueError: empty or non-1-D input, non-positive ``num_samples``.
     """
@@ -116,7 +119,7 @@ def snr_gain(concept: np.ndarray, other: np.ndarray, snr_db: float) -> float:
     """Gain applied to ``other`` so that ``concept`` is ``snr_db`` dB above it.
 
     ``g = sqrt(10^(-snr/10) * P1 / P2)``, ``P1``/``P2`` the mean powers of ``concept`` and
-    ``other`` (DreamSound MIX, Plitsis et al. 2023, Sec. 3.3).
+    ``other`` (DreamSound MIX, Plitsis et al. 2023).
 
     Args:
         concept: ``(samples,)`` concept waveform.
@@ -145,10 +148,10 @@ def mix_at_snr(
 ) -> np.ndarray:
     """DreamSound MIX: add ``other`` to ``concept`` at a target SNR.
 
-    ``mix = w1 + sqrt(10^(-snr/10) * P1/P2) * w2`` (Plitsis et al. 2023, arXiv 2309.11140,
-    Sec. 3.3), ``P`` the mean power. ``other`` is first looped (shorter) or cropped (longer; at
-    a random offset from ``rng``, else from the start) to the length of ``concept``. ``P2`` is
-    the power of that fitted segment, so the components' SNR is exactly ``snr_db``.
+    ``mix = w1 + sqrt(10^(-snr/10) * P1/P2) * w2`` (Plitsis et al. 2023, arXiv 2309.11140),
+    ``P`` the mean power. ``other`` is first looped (shorter) or cropped (longer; at a random
+    offset from ``rng``, else from the start) to the length of ``concept``. ``P2`` is the
+    power of that fitted segment, so the components' SNR is exactly ``snr_db``.
 
     Peak normalisation: if the sum would clip (``max |mix| > 1.0``) the whole mix is scaled
     down to a peak of exactly 1.0; the scale is common to both components, so the SNR is
@@ -426,7 +429,7 @@ def group_by_tempo(
 ) -> list[list[T]]:
     """Group items whose tempi lie within ``tolerance_bpm`` of each other.
 
-    MusicLDM mixes only tempo-compatible songs (Chen et al. 2023, Sec. 3.2). Items are sorted
+    MusicLDM mixes only tempo-compatible songs (Chen et al. 2023). Items are sorted
     by tempo and split greedily: a group starts at its slowest item and takes every next item
     within ``tolerance_bpm`` BPM of that first one, so every pair in a group differs by at
     most ``tolerance_bpm``. Half/double-tempo relations (60 vs 120 BPM) are not merged.

@@ -1,7 +1,7 @@
 """Loading a concept's training clips from a folder.
 
 Personalisation methods for text-to-audio diffusion (DreamSound, Plitsis et al. 2023,
-arXiv 2309.11140, Sec. 3) learn a concept from a handful (about 5) of short recordings. Every
+arXiv 2309.11140) learn a concept from a handful (about 5) of short recordings. Every
 clip is brought to the front end of the model it will be fed to: mono, the model's sample rate
 (16000 Hz for AudioLDM/MusicLDM) and the model's clip length (10.24 s = 163840 samples at
 16 kHz). This module does that conversion and refuses, with a specific :class:`ClipError`,
