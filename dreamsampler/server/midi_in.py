@@ -76,7 +76,7 @@ class MidiInput:
         handler: called as ``handler(spec, msg)`` on the loop thread.
         backend: mido backend name (see :func:`get_backend`); None = system default.
         retry_interval: seconds between watchdog checks for missing/vanished ports.
-        client_name: MIDI client name for opened ports (rtmidi ``client_name``).
+        client_name: MIDI client name of the virtual ports (rtmidi ``client_name``).
     """
 
     def __init__(
@@ -97,6 +97,7 @@ class MidiInput:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open: dict[str, tuple[str, Any]] = {}  # spec -> (resolved name, port)
         self._watchdog: asyncio.Task[None] | None = None
+        self._scanner: Any = None
 
     @property
     def open_ports(self) -> dict[str, str]:
@@ -128,6 +129,10 @@ class MidiInput:
             self._watchdog = None
         for spec in list(self._open):
             self._close(spec)
+        if self._scanner is not None:
+            with contextlib.suppress(Exception):
+                self._scanner.delete()
+            self._scanner = None
 
     async def __aenter__(self) -> MidiInput:
         await self.start()
@@ -144,9 +149,23 @@ class MidiInput:
             except Exception:  # never let the watchdog die
                 log.exception("MIDI watchdog check failed")
 
+    def _input_names(self) -> list[str]:
+        # mido's get_input_names() opens (and closes) a MIDI client on every call; on JACK that
+        # reorders the graph and stalled MIDI delivery for ~1 s on the dummy backend. The
+        # watchdog therefore keeps one rtmidi client open for listing, when the backend is
+        # rtmidi.
+        if self._scanner is None and self._backend.name == "mido.backends.rtmidi":
+            import rtmidi
+
+            api = getattr(rtmidi, f"API_{self._backend.api}", rtmidi.API_UNSPECIFIED)
+            self._scanner = rtmidi.MidiIn(api, name=f"{self.client_name}-scan")
+        if self._scanner is not None:
+            return list(self._scanner.get_ports())
+        return list(self._backend.get_input_names())
+
     def _check_ports(self) -> None:
         try:
-            available = list(self._backend.get_input_names())
+            available = self._input_names()
         except Exception as exc:
             log.warning("cannot list MIDI inputs: %s", exc)
             return
@@ -170,9 +189,10 @@ class MidiInput:
 
     def _open_port(self, spec: str, name: str, virtual: bool) -> None:
         callback = self._make_callback(spec)
+        # mido turns any port opened with a client_name into a virtual port
+        extra = {"client_name": self.client_name} if virtual else {}
         try:
-            port = self._backend.open_input(name, virtual=virtual, callback=callback,
-                                            client_name=self.client_name)
+            port = self._backend.open_input(name, virtual=virtual, callback=callback, **extra)
         except Exception as exc:
             log.warning("cannot open MIDI input %r (%s): %s", spec, name, exc)
             return
