@@ -398,7 +398,8 @@ class JamLoop:
 
     Args:
         sink: a started :class:`DeviceSink`.
-        clock: the session :class:`TempoClock` (monotonic time base).
+        clock: the session :class:`TempoClock`, on :func:`time.monotonic` (converted with
+            :meth:`DeviceSink.monotonic_to_stream`) or directly on ``sink.time``.
         request_next: async callback returning clip ``n`` as ``(audio, sr)``; it is awaited
             once clip ``n - 1`` has started. Exceptions are logged and the request is retried
             after ``retry_s`` seconds while the current clip keeps looping.
@@ -429,8 +430,8 @@ class JamLoop:
         self.clips_started = 0
         self.late_clips = 0
         """Changes where the next clip came after the current one had ended (it looped)."""
-        self.schedule: list[tuple[int, float]] = []
-        """(clip id, stream start time in seconds) of every clip scheduled, in order."""
+        self.schedule: list[tuple[int, float, float]] = []
+        """(clip id, stream start time, clock start time), seconds, of every clip, in order."""
         self._task: asyncio.Task[None] | None = None
         self._current: int | None = None
 
@@ -465,10 +466,14 @@ class JamLoop:
                 log.exception("jam: clip %d failed; the current clip keeps looping", n)
                 await asyncio.sleep(self.retry_s)
 
+    def _on_stream_clock(self) -> bool:
+        return bool(self.clock.time_fn == self.sink.time)
+
     def _boundary(self) -> tuple[float, float]:
-        now = time.monotonic()
+        """Next grid line at least ``lead_s`` ahead: (clock time, stream time), seconds."""
+        now = self.clock.time_fn()
         t = self.clock.next_boundary(self.quantum_beats, now + self.lead_s)
-        return t, self.sink.monotonic_to_stream(t)
+        return t, t if self._on_stream_clock() else self.sink.monotonic_to_stream(t)
 
     async def _run(self) -> None:
         n = 0
@@ -486,8 +491,8 @@ class JamLoop:
                     self.late_clips += 1
                 self.sink.stop_clip(self._current, at=t_stream, fade_s=self.crossfade_s)
             self._current = clip_id
-            self.schedule.append((clip_id, t_stream))
+            self.schedule.append((clip_id, t_stream, t_mono))
             self.clips_started += 1
             current_start, current_len = t_mono, np.asarray(audio).shape[-1] / sr
-            await asyncio.sleep(max(0.0, t_mono - time.monotonic()))  # until it sounds
+            await asyncio.sleep(max(0.0, t_mono - self.clock.time_fn()))  # until it sounds
             n += 1
