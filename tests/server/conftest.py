@@ -1,0 +1,34 @@
+"""Fixtures for the live-performance tests (a private JACK server for the ``jack`` tests)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from tests.jack import jack_available, jack_server
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+JACK_BACKEND = "rtmidi/UNIX_JACK"
+
+
+@pytest.fixture(scope="session")
+def jack() -> Iterator[str]:
+    """A JACK server (dummy backend, 48 kHz, 256-frame periods) for the whole session.
+
+    Session-scoped because PortAudio binds to the JACK server when sounddevice is first
+    imported. Skips if jackd is not installed or sounddevice was imported before it started.
+    """
+    if not jack_available():
+        pytest.skip("jackd2 tools not installed")
+    if "sounddevice" in sys.modules:
+        pytest.skip("sounddevice was imported before the JACK server started")
+    with jack_server() as name:
+        yield name
+        # audio clients (PortAudio) must go before jackd stops
+        sd = sys.modules.get("sounddevice")
+        if sd is not None:
+            sd._terminate()
