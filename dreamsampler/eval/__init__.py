@@ -1,0 +1,1 @@
+"""Evaluation metrics for generated audio (see the module docstrings for sources)."""
