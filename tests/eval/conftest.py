@@ -49,3 +49,24 @@ def chord_progression(
         out.append(sum(tone(m, chord_seconds, sr) for m in notes))
     y = np.concatenate(out)
     return 0.2 * y / np.abs(y).max()
+
+
+def noise_beats(bpm: float, seconds: float, sr: int, seed: int = 0) -> np.ndarray:
+    """Short decaying white-noise bursts on every beat (tempo without pitch), shape (samples,)."""
+    rng = np.random.default_rng(seed)
+    y = np.zeros(int(seconds * sr))
+    n = int(0.04 * sr)
+    env = np.exp(-np.arange(n) / (0.008 * sr))
+    for start in np.arange(0.05, seconds, 60.0 / bpm):
+        i = round(float(start) * sr)
+        seg = y[i : i + n]
+        seg += (rng.standard_normal(n) * env)[: len(seg)]
+    return y
+
+
+def song(tonic_midi: int, mode: str, bpm: float, sr: int, seconds: float = 6.0) -> np.ndarray:
+    """Chord progression (looped) plus noise beats: known key and tempo, shape (samples,)."""
+    prog = chord_progression(tonic_midi, mode, sr, chord_seconds=60.0 / bpm * 2)
+    reps = int(np.ceil(seconds * sr / len(prog)))
+    harmony = np.tile(prog, reps)[: int(seconds * sr)]
+    return 0.6 * harmony + 0.25 * noise_beats(bpm, seconds, sr)
