@@ -420,7 +420,8 @@ def infer_laion_config(
 
 
 def _describe(config: ClapConfig) -> str:
-    a, t = config.audio_config, config.text_config
+    a: Any = config.audio_config
+    t: Any = config.text_config
     return (
         f"HTSAT(embed_dim={a.patch_embeds_hidden_size}, depths={list(a.depths)}, "
         f"heads={list(a.num_attention_heads)}, window={a.window_size}, mels={a.num_mel_bins}, "

@@ -329,8 +329,8 @@ def plot_metric_bars(
     for i, key in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, i + 1)
         vals = [reports[n].value(key) for n in names]
-        xs = [j for j, v in enumerate(vals) if isinstance(v, float)]
-        ax.bar(xs, [vals[j] for j in xs], color="tab:blue")  # type: ignore[misc]
+        points = [(j, v) for j, v in enumerate(vals) if isinstance(v, float)]
+        ax.bar([j for j, _ in points], [v for _, v in points], color="tab:blue")
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
         ax.set_title(key, fontsize=9)

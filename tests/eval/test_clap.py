@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -307,10 +308,12 @@ def test_full_size_laion_keys_all_map() -> None:
     shapes = laion_shapes(**HTSAT_BASE_ROBERTA)  # type: ignore[arg-type]
     state = meta_state(shapes)
     cfg = infer_laion_config(state)
-    assert list(cfg.audio_config.depths) == [2, 2, 12, 2]
-    assert list(cfg.audio_config.num_attention_heads) == [4, 8, 16, 32]
-    assert cfg.audio_config.hidden_size == 1024 and cfg.audio_config.window_size == 8
-    assert cfg.text_config.num_attention_heads == 12 and cfg.projection_dim == 512
+    audio: Any = cfg.audio_config
+    text: Any = cfg.text_config
+    assert list(audio.depths) == [2, 2, 12, 2]
+    assert list(audio.num_attention_heads) == [4, 8, 16, 32]
+    assert audio.hidden_size == 1024 and audio.window_size == 8
+    assert text.num_attention_heads == 12 and cfg.projection_dim == 512
     with torch.device("meta"):
         model = ClapModel(cfg)
     target = {k: tuple(v.shape) for k, v in model.state_dict().items()}
