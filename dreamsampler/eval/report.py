@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -132,8 +133,13 @@ class EvalReport(BaseModel):
         warning: str | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> MetricEntry:
-        """Record a computed metric (floats are stored as Python floats)."""
+        """Record a computed metric (floats are stored as Python floats).
+
+        A non-finite number is recorded as an error instead (JSON has no NaN).
+        """
         v: float | str = value if isinstance(value, str) else float(value)
+        if isinstance(v, float) and not math.isfinite(v):
+            return self.fail(key, f"non-finite value {v}", n)
         entry = MetricEntry(value=v, n=int(n), warning=warning, detail=dict(detail or {}))
         self.metrics[key] = entry
         return entry

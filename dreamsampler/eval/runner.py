@@ -79,6 +79,8 @@ def collect_audio(folder: str | Path) -> list[Path]:
 
 
 def _normalise_generated(generated: GeneratedSpec) -> list[GeneratedClip]:
+    if isinstance(generated, (str, Path)):
+        raise TypeError("generated must be a list of files or clips, not a single path")
     if isinstance(generated, Mapping):
         return [
             GeneratedClip(Path(f), str(prompt))

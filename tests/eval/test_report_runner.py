@@ -136,6 +136,7 @@ def test_compare_reports(tmp_path: Path) -> None:
     b.set("clap_a", 0.6, 12)
     b.set("clap_t", 0.5, 12)
     b.fail("fad", "too few clips")
+    assert b.set("lufs", float("nan"), 3).error == "non-finite value nan"
     files = compare_reports({"dog": a, "cat": b}, tmp_path)
     rows = list(csv.DictReader(files["csv"].open()))
     assert {(r["concept"], r["metric"], r["value"]) for r in rows} >= {
