@@ -345,8 +345,8 @@ def markdown() -> str:
 def _range(arg: Arg) -> str:
     if arg.minimum is None and arg.maximum is None:
         return ""
-    lo = "" if arg.minimum is None else f"{arg.minimum:g}"
-    hi = "" if arg.maximum is None else f"{arg.maximum:g}"
+    lo = "" if arg.minimum is None else _atom_text(float(arg.minimum))
+    hi = "" if arg.maximum is None else _atom_text(float(arg.maximum))
     unit = f" {arg.unit}" if arg.unit else ""
     return f" (range {lo}..{hi}{unit})"
 
