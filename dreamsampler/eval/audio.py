@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-import soxr
 from numpy.typing import ArrayLike, NDArray
+
+from dreamsampler.engine import audio_io as engine_audio
 
 __all__ = [
     "SILENCE_DBFS",
@@ -136,9 +136,7 @@ def resample(audio: ArrayLike, sr_in: int, sr_out: int) -> NDArray[np.float64]:
     arr = np.asarray(audio, dtype=np.float64)
     if sr_in == sr_out:
         return arr.copy()
-    if arr.ndim == 1:
-        return soxr.resample(arr, sr_in, sr_out, quality="VHQ")
-    return np.ascontiguousarray(soxr.resample(arr.T, sr_in, sr_out, quality="VHQ").T)
+    return engine_audio.resample(arr, sr_in, sr_out, quality="VHQ")
 
 
 @dataclass(frozen=True)
@@ -181,12 +179,10 @@ def load_audio(path: str | Path, sr: int | None = None) -> AudioClip:
     """
     p = Path(path)
     try:
-        data, file_sr = sf.read(str(p), dtype="float64", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"{p}: cannot read audio ({exc})") from exc
-    if data.shape[0] == 0:
-        raise AudioError(f"{p}: file has no samples")
-    audio = np.ascontiguousarray(data.T)
+        data, file_sr = engine_audio.read_audio(p)
+    except engine_audio.AudioFileError as exc:
+        raise AudioError(str(exc)) from None
+    audio = data.astype(np.float64)
     if sr is not None and sr != file_sr:
         audio = resample(audio, int(file_sr), sr)
         file_sr = sr

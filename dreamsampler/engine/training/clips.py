@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import soundfile as sf
-import soxr
+
+from dreamsampler.engine.audio_io import AudioFileError, read_audio, resample
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -177,29 +177,6 @@ def list_audio_files(
     return files
 
 
-def _read_any(path: Path) -> tuple[np.ndarray, int]:
-    """Decode ``path`` to ``(channels, samples)`` float32 at its native rate."""
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-        return np.ascontiguousarray(data.T), int(rate)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as sf_err:
-        first_error: Exception = sf_err
-    try:  # formats libsndfile lacks (e.g. m4a) via audioread, where a backend exists
-        import warnings
-
-        import librosa
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            data, rate = librosa.load(str(path), sr=None, mono=False, dtype=np.float32)
-        data = np.atleast_2d(np.asarray(data, dtype=np.float32))
-        return data, int(rate)
-    except Exception as lr_err:  # audioread raises many unrelated types
-        raise UnreadableClipError(
-            path, f"cannot decode as audio ({type(first_error).__name__}: {first_error})"
-        ) from lr_err
-
-
 def load_audio(path: str | Path, sample_rate: int) -> tuple[np.ndarray, float]:
     """Read any audio file, mix it to mono and resample it with soxr.
 
@@ -219,16 +196,13 @@ def load_audio(path: str | Path, sample_rate: int) -> tuple[np.ndarray, float]:
     if sample_rate <= 0:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     p = Path(path)
-    data, rate = _read_any(p)
-    if data.shape[-1] == 0 or rate <= 0:
-        raise UnreadableClipError(p, "file contains no audio samples")
-    if not np.all(np.isfinite(data)):
-        raise UnreadableClipError(p, "file contains NaN or infinite samples")
+    try:
+        data, rate = read_audio(p)
+    except AudioFileError as exc:
+        raise UnreadableClipError(p, exc.reason) from None
     mono = data.mean(axis=0, dtype=np.float64).astype(np.float32)
     duration = mono.shape[0] / rate
-    if rate != sample_rate:
-        mono = soxr.resample(mono, rate, sample_rate, quality="HQ").astype(np.float32)
-    return np.ascontiguousarray(mono), float(duration)
+    return np.ascontiguousarray(resample(mono, rate, sample_rate), dtype=np.float32), duration
 
 
 def crop_or_pad(
