@@ -14,6 +14,7 @@ sends ``/notify 1 <reply-port>`` at load.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 
 from dreamsampler.clients.objects import pd_atom_counts, pd_object_counts
@@ -29,7 +30,7 @@ def escape(text: str) -> str:
 
 
 def unescape(text: str) -> str:
-    return text.replace(" \\,", ",").replace(" \\;", ";").replace("\\$", "$")
+    return text.replace("\\,", ",").replace("\\;", ";").replace("\\$", "$")
 
 
 def osc_format_text(address: str) -> str:
@@ -321,3 +322,51 @@ def build(spec: ResolvedSpec) -> PdPatch:
 def render(spec: ResolvedSpec) -> str:
     """The ``.pd`` file text for ``spec``."""
     return build(spec).render()
+
+
+@dataclass(frozen=True)
+class PdBox:
+    """One box of a parsed top-level Pd canvas."""
+
+    index: int
+    kind: str  # obj, msg, text, floatatom, symbolatom, listbox, graph
+    text: str  # for obj/msg/text: the content, unescaped; for atoms: the raw fields
+
+    @property
+    def words(self) -> list[str]:
+        return self.text.split()
+
+
+def parse(text: str) -> tuple[list[PdBox], list[tuple[int, int, int, int]]]:
+    """The top-level boxes and connections of a ``.pd`` file (subpatch contents are skipped).
+
+    Raises:
+        ValueError: a record the parser does not understand.
+    """
+    records = [r.strip() for r in re.split(r"(?<!\\);\s*\n", text) if r.strip()]
+    boxes: list[PdBox] = []
+    connections: list[tuple[int, int, int, int]] = []
+    depth = 0
+    for record in records:
+        words = record.rstrip(";").split()
+        head = " ".join(words[:2])
+        if head == "#N canvas":
+            depth += 1
+            continue
+        if head == "#X restore":
+            depth -= 1
+            if depth == 1:
+                boxes.append(PdBox(len(boxes), "graph", " ".join(words[4:])))
+            continue
+        if depth > 1 or head in ("#X array", "#X coords", "#A"):
+            continue
+        if head == "#X connect":
+            a, o, b, i = (int(w) for w in words[2:6])
+            connections.append((a, o, b, i))
+        elif head in ("#X obj", "#X msg", "#X text"):
+            boxes.append(PdBox(len(boxes), words[1], unescape(" ".join(words[4:]))))
+        elif head in ("#X floatatom", "#X symbolatom", "#X listbox"):
+            boxes.append(PdBox(len(boxes), words[1], " ".join(words[2:])))
+        else:
+            raise ValueError(f"unknown Pd record: {record[:60]!r}")
+    return boxes, connections
