@@ -210,12 +210,13 @@ def test_queue_full(tmp_path: Path) -> None:
     for server in run_server(config):
         busy, release = threading.Event(), threading.Event()
 
-        def hold(model: object) -> None:  # keeps the engine thread busy, deterministically
-            busy.set()
+        def hold(model: object, busy: threading.Event = busy,
+                 release: threading.Event = release) -> None:
+            busy.set()  # keeps the engine thread busy, deterministically
             release.wait(30)
 
         blocker = server.loop.call_soon_threadsafe(
-            lambda: server.loop.create_task(server.app.service.engine.run_exclusive(hold))
+            lambda s=server: s.loop.create_task(s.app.service.engine.run_exclusive(hold))
         )
         assert blocker is not None and busy.wait(10)
         with server.client() as c:
