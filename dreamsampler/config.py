@@ -42,6 +42,17 @@ class OscConfig(_Section):
     port: int = Field(9000, ge=0, le=65535, description="UDP port; 0 picks a free one")
 
 
+class OscQueryConfig(_Section):
+    """OSCQuery discovery: an HTTP (TCP) endpoint describing the OSC namespace, plus mDNS."""
+
+    enabled: bool = Field(True, description="serve OSCQuery JSON over HTTP")
+    port: int = Field(9002, ge=0, le=65535, description="HTTP (TCP) port; 0 picks a free one")
+    zeroconf: bool = Field(
+        True, description="advertise _oscjson._tcp and _osc._udp over mDNS (zeroconf)"
+    )
+    name: str = Field("dreamsampler", min_length=1, description="service name shown to clients")
+
+
 class OutputConfig(_Section):
     """The DAW folder that receives clips."""
 
@@ -80,6 +91,7 @@ class Config(_Section):
 
     model: ModelConfig = ModelConfig()
     osc: OscConfig = OscConfig()
+    oscquery: OscQueryConfig = OscQueryConfig()
     output: OutputConfig = OutputConfig()
     input_dirs: list[Path] = Field(
         default_factory=lambda: [Path("~/Music")],

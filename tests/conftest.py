@@ -52,6 +52,8 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
         "model.id": "tiny",
         "model.device": "cpu",
         "osc.port": 0,
+        "oscquery.port": 0,
+        "oscquery.zeroconf": False,
         "output.dir": str(tmp_path / "out"),
         "input_dirs": [str(tmp_path / "in")],
         "concepts_dir": str(tmp_path / "concepts"),

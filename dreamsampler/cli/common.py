@@ -35,6 +35,9 @@ _OVERRIDES = {
     "input_dir": "input_dirs", "concepts_dir": "concepts_dir",
     "steps": "defaults.num_inference_steps", "guidance": "defaults.guidance_scale",
     "duration": "defaults.duration", "scheduler": "defaults.scheduler",
+    # serve only (absent elsewhere: getattr gives None)
+    "oscquery_port": "oscquery.port", "oscquery": "oscquery.enabled",
+    "zeroconf": "oscquery.zeroconf",
 }
 
 

@@ -51,6 +51,13 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("serve", help="run the OSC server (the main job)")
     add_config_args(p)
+    g = p.add_argument_group("discovery (OSCQuery)")
+    g.add_argument("--oscquery-port", type=int, metavar="N",
+                   help="OSCQuery HTTP port (default 9002; 0 picks a free one)")
+    g.add_argument("--no-oscquery", dest="oscquery", action="store_const", const=False,
+                   help="do not serve OSCQuery (and do not advertise)")
+    g.add_argument("--no-zeroconf", dest="zeroconf", action="store_const", const=False,
+                   help="serve OSCQuery but do not advertise it over mDNS")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("generate", help="generate one clip without a server")

@@ -12,6 +12,7 @@ from dreamsampler.config import Config
 from dreamsampler.engine.jobs import Engine, LocalEngine
 from dreamsampler.server.folder_sink import FolderSink
 from dreamsampler.server.osc import OscServer
+from dreamsampler.server.oscquery import OscQueryServer, session_values
 from dreamsampler.server.service import Service
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,11 @@ class App:
     config: Config
     service: Service
     osc: OscServer
+    oscquery: OscQueryServer | None = None
 
     async def close(self) -> None:
+        if self.oscquery is not None:
+            await self.oscquery.close()
         self.osc.close()
         await self.service.close()
 
@@ -40,12 +44,12 @@ def make_engine(config: Config) -> Engine:
 
 
 async def start_app(config: Config, engine: Engine | None = None) -> App:
-    """Load the model, bind the OSC port and start serving.
+    """Load the model, bind the OSC port (and the OSCQuery HTTP port) and start serving.
 
     Raises:
         ModelLoadError: the model cannot be loaded.
         SinkError: the output folder is not writable.
-        OSError: the OSC port cannot be bound.
+        OSError: the OSC or OSCQuery port cannot be bound.
     """
     sink = FolderSink(config.output.dir, config.output.subtype, config.output.sample_rate)
     service = Service(config, engine or make_engine(config), sink)
@@ -56,7 +60,21 @@ async def start_app(config: Config, engine: Engine | None = None) -> App:
     except OSError:
         await service.close()
         raise
-    return App(config, service, osc)
+    app = App(config, service, osc)
+    if config.oscquery.enabled:
+        q = config.oscquery
+        app.oscquery = OscQueryServer(
+            lambda: session_values(service.session), osc.host, osc.port, host=config.osc.host,
+            port=q.port, name=q.name, zeroconf=q.zeroconf,
+        )
+        try:
+            await app.oscquery.start()
+        except OSError as exc:
+            app.oscquery = None
+            await app.close()
+            raise OSError(f"OSCQuery port {q.port}: {exc.strerror or exc}") from exc
+        osc.oscquery_port = app.oscquery.port
+    return app
 
 
 async def serve(config: Config) -> None:
@@ -64,9 +82,11 @@ async def serve(config: Config) -> None:
     app = await start_app(config)
     status = app.service.engine.status()
     log.info(
-        "dreamsampler ready: model %s (%s, %d Hz, %s), OSC %s:%d, clips → %s",
+        "dreamsampler ready: model %s (%s, %d Hz, %s), OSC %s:%d, OSCQuery %s, clips → %s",
         status.model_id, status.family, status.sample_rate, status.device,
-        app.osc.host, app.osc.port, config.output.dir,
+        app.osc.host, app.osc.port,
+        f"http://{app.osc.host}:{app.oscquery.port}/" if app.oscquery else "off",
+        config.output.dir,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -56,6 +56,8 @@ class OscServer:
         self.port = port
         self.clients = Clients()
         self.malformed = 0
+        #: reported in /status.reply; set by the app when OSCQuery runs
+        self.oscquery_port = 0
         self.transport: asyncio.DatagramTransport | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.dispatcher = Dispatcher(strict_timing=False)
@@ -207,7 +209,18 @@ class OscServer:
             status.model_id,
             status.sample_rate,
             round(time.monotonic() - self.service.started_at, 3),
+            status.device,
+            str(self.service.sink.directory),
+            int(self._output_writable()),
+            self.oscquery_port,
         )
+
+    def _output_writable(self) -> bool:
+        try:
+            self.service.sink.check_writable()
+        except SinkError:
+            return False
+        return True
 
     def _sync(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         sync_id = values["id"]

@@ -1,0 +1,372 @@
+"""The Pure Data (vanilla) client patch, generated from the resolved spec.
+
+``pd_patches/dreamsampler.pd`` can be opened directly (server on 127.0.0.1:9000, replies on 9001)
+or used as an abstraction ``[dreamsampler <server-port> <reply-port>]``. Every control also has a
+global receive name (``ds-prompt``, ``ds-seed``, ``ds-generate``…) so other patches can drive it,
+and every reply goes to ``[s ds-reply]``.
+
+Outgoing messages are built as lists and go through ``[oscformat <address>]`` into
+``[netsend -u -b]``; replies come from ``[netreceive -u -b]`` → ``[oscparse]`` → ``[list trim]`` →
+``[route ...]``. Since ``netsend`` sends from another port than ``netreceive`` listens on, the patch
+sends ``/notify 1 <reply-port>`` at load.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+
+from dreamsampler.clients.objects import pd_atom_counts, pd_object_counts
+from dreamsampler.clients.spec import NumberControl, ResolvedSpec
+
+HEADER = "#N canvas 40 40 980 760 12;"
+DEFAULT_PROMPT = "ambient pad"
+
+
+def escape(text: str) -> str:
+    """Escape ``$``, ``,`` and ``;`` the way Pd writes them in a file."""
+    return text.replace("$", "\\$").replace(",", " \\,").replace(";", " \\;")
+
+
+def unescape(text: str) -> str:
+    return text.replace("\\,", ",").replace("\\;", ";").replace("\\$", "$")
+
+
+def osc_format_text(address: str) -> str:
+    """``/param/seed`` → ``oscformat param seed`` (oscformat takes the address as words)."""
+    return "oscformat " + " ".join(address.strip("/").split("/"))
+
+
+@dataclass
+class PdPatch:
+    """A Pd patch being built: numbered boxes and checked connections."""
+
+    lines: list[str] = field(default_factory=list)
+    counts: list[tuple[int, int]] = field(default_factory=list)
+    connections: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    def _add(self, line: str, counts: tuple[int, int]) -> int:
+        self.lines.append(line)
+        self.counts.append(counts)
+        return len(self.counts) - 1
+
+    def obj(self, x: int, y: int, text: str) -> int:
+        return self._add(f"#X obj {x} {y} {escape(text)};", pd_object_counts(text))
+
+    def msg(self, x: int, y: int, text: str) -> int:
+        return self._add(f"#X msg {x} {y} {escape(text)};", (1, 1))
+
+    def comment(self, x: int, y: int, text: str) -> int:
+        return self._add(f"#X text {x} {y} {escape(text)};", (0, 0))
+
+    def atom(self, kind: str, x: int, y: int, width: int, label: str = "-", receive: str = "-",
+             send: str = "-", lo: float = 0, hi: float = 0) -> int:
+        """A ``floatatom``, ``symbolatom`` or ``listbox`` (label on top: position 2).
+
+        Raises:
+            ValueError: a label or name with whitespace (it would shift the box's fields).
+        """
+        if any(len(word.split()) != 1 for word in (label, receive, send)):
+            raise ValueError(f"Pd atom label/receive/send must be one word: {label!r}")
+        line = (f"#X {kind} {x} {y} {width} {lo:g} {hi:g} 2 {label} "
+                f"{receive or '-'} {send or '-'} 0;")
+        return self._add(line, pd_atom_counts(receive, send))
+
+    def bng(self, x: int, y: int, label: str, receive: str = "empty") -> int:
+        return self.obj(x, y, f"bng 25 250 50 0 empty {receive} {label} 30 12 0 12 "
+                              "#fcfcfc #000000 #000000")
+
+    def tgl(self, x: int, y: int, label: str, receive: str = "empty") -> int:
+        return self.obj(x, y, f"tgl 20 0 empty {receive} {label} 25 10 0 12 "
+                              "#fcfcfc #000000 #000000 0 1")
+
+    def hsl(self, x: int, y: int, label: str, receive: str) -> int:
+        return self.obj(x, y, f"hsl 300 18 0 1 0 0 empty {receive} {label} 0 -10 0 12 "
+                              "#fcfcfc #000000 #000000 0 1")
+
+    def array(self, x: int, y: int, name: str, size: int = 100) -> int:
+        """A graph holding one array (one box in the parent patch)."""
+        line = (f"#N canvas 0 50 450 250 (subpatch) 0;\n#X array {name} {size} float 0;\n"
+                f"#X coords 0 1 {size} -1 300 100 1 0 0;\n#X restore {x} {y} graph;")
+        return self._add(line, (0, 0))
+
+    def connect(self, source: int, outlet: int, sink: int, inlet: int) -> None:
+        """Connect, checking indices against the object tables.
+
+        Raises:
+            ValueError: an outlet or inlet the object does not have.
+        """
+        if outlet >= self.counts[source][1]:
+            raise ValueError(f"{self.lines[source]!r} has no outlet {outlet}")
+        if inlet >= self.counts[sink][0]:
+            raise ValueError(f"{self.lines[sink]!r} has no inlet {inlet}")
+        self.connections.append((source, outlet, sink, inlet))
+
+    def chain(self, *boxes: int) -> None:
+        """Connect outlet 0 → inlet 0 along ``boxes``."""
+        for a, b in itertools.pairwise(boxes):
+            self.connect(a, 0, b, 0)
+
+    def render(self) -> str:
+        out = [HEADER, *self.lines]
+        out += [f"#X connect {a} {o} {b} {i};" for a, o, b, i in self.connections]
+        return "\n".join(out) + "\n"
+
+
+def _option_template(numbers: tuple[NumberControl, ...]) -> str:
+    """``seed $2 steps $3 ...`` for a ``[pack 0 f f ...]`` whose slot 1.. hold the numbers."""
+    return " ".join(f"{n.key} ${i + 2}" for i, n in enumerate(numbers))
+
+
+def build(spec: ResolvedSpec) -> PdPatch:
+    """The whole Pd patch for ``spec``."""
+    p = PdPatch()
+    p.comment(20, 10, "dreamsampler - generated by 'dreamsampler patches' from the OSC contract; "
+                      "do not edit (regenerate). Args: server port (9000) reply port (9001)")
+
+    # -- network: connect, listen, register --------------------------------------------------
+    net_x, net_y = 640, 60
+    load = p.obj(net_x, net_y, "loadbang")
+    reconnect = p.bng(net_x + 100, net_y - 5, "reconnect")
+    start = p.obj(net_x, net_y + 40, "t b b")
+    p.connect(load, 0, start, 0)
+    p.connect(reconnect, 0, start, 0)
+    server_port = p.obj(net_x + 120, net_y + 70, "f $1")
+    server_default = p.obj(net_x + 120, net_y + 100, "sel 0")
+    server_9000 = p.msg(net_x + 120, net_y + 130, "9000")
+    connect = p.msg(net_x + 120, net_y + 160, "connect 127.0.0.1 $1")
+    p.connect(start, 1, server_port, 0)
+    p.chain(server_port, server_default, server_9000, connect)
+    p.connect(server_default, 1, connect, 0)
+    reply_port = p.obj(net_x, net_y + 70, "f $2")
+    reply_default = p.obj(net_x, net_y + 100, "sel 0")
+    reply_9001 = p.msg(net_x, net_y + 130, "9001")
+    reply_fan = p.obj(net_x, net_y + 160, "t f f")
+    p.connect(start, 0, reply_port, 0)
+    p.chain(reply_port, reply_default, reply_9001, reply_fan)
+    p.connect(reply_default, 1, reply_fan, 0)
+    listen = p.msg(net_x + 60, net_y + 190, "listen $1")
+    notify_args = p.msg(net_x, net_y + 220, "1 $1")
+    notify = p.obj(net_x, net_y + 250, osc_format_text(spec.notify.address))
+    p.connect(reply_fan, 1, listen, 0)
+    p.chain(reply_fan, notify_args, notify)
+    netsend = p.obj(net_x + 120, net_y + 300, "netsend -u -b")
+    p.connect(connect, 0, netsend, 0)
+    p.connect(notify, 0, netsend, 0)
+    netreceive = p.obj(net_x + 60, net_y + 360, "netreceive -u -b")
+    p.connect(listen, 0, netreceive, 0)
+
+    # -- controls ------------------------------------------------------------------------------
+    p.comment(20, 40, "prompt (a list box: type words, Enter):")
+    prompt = p.atom("listbox", 20, 80, 40, "prompt", "ds-prompt", "-")
+    prompt_default = p.msg(20, 110, f"list {DEFAULT_PROMPT}")
+    prompt_send = p.obj(20, 140, "s ds-prompt")
+    p.connect(load, 0, prompt_default, 0)
+    p.connect(prompt_default, 0, prompt_send, 0)
+
+    y = 190
+    boxes: dict[str, int] = {}
+    for i, number in enumerate(spec.numbers):
+        x = 20 + 110 * i
+        atom = p.atom("floatatom", x, y, 7, number.label, f"ds-{number.key}", "-",
+                      number.minimum, number.maximum)
+        init = p.msg(x, y + 30, number.literal())
+        init_send = p.obj(x, y + 55, f"s ds-{number.key}")
+        p.connect(load, 0, init, 0)
+        p.connect(init, 0, init_send, 0)
+        out = atom
+        if number.is_int:  # Pd numbers are floats; keep ints integral
+            out = p.obj(x, y + 85, "i")
+            p.connect(atom, 0, out, 0)
+        boxes[number.key] = out
+
+    dice_gate = None
+    seed = next((n for n in spec.numbers if n.dice), None)
+    if seed is not None:
+        dx, dy = 20, 330
+        dice = p.bng(dx, dy, "dice")
+        lock = p.tgl(dx + 90, dy, "lock", "ds-lock")
+        unlocked = p.obj(dx + 90, dy + 30, "== 0")
+        dice_gate = p.obj(dx + 40, dy + 60, "spigot 1")
+        roll = p.obj(dx, dy + 90, "random 1000000")
+        roll_send = p.obj(dx, dy + 120, f"s ds-{seed.key}")
+        p.connect(lock, 0, unlocked, 0)
+        p.connect(unlocked, 0, dice_gate, 1)
+        p.connect(dice_gate, 0, roll, 0)
+        p.connect(dice, 0, roll, 0)
+        p.connect(roll, 0, roll_send, 0)
+
+    def command(x: int, label: str, address: str, extra_first: int | None) -> int:
+        """Button → [t b b] → dice, then [pack 0 f ...] → options → prompt (→ input) → OSC."""
+        numbers = spec.numbers_for(address)
+        button = p.bng(x, 470, label, f"ds-{label.lower()}")
+        order = p.obj(x, 505, "t b b")
+        p.connect(button, 0, order, 0)
+        if dice_gate is not None:
+            p.connect(order, 1, dice_gate, 0)
+        pack = p.obj(x, 535, "pack 0" + " f" * len(numbers))
+        p.connect(order, 0, pack, 0)
+        for i, number in enumerate(numbers):
+            p.connect(boxes[number.key], 0, pack, i + 1)
+        options = p.msg(x, 565, _option_template(numbers))
+        with_prompt = p.obj(x, 595, "list prepend")
+        p.connect(pack, 0, options, 0)
+        p.connect(options, 0, with_prompt, 0)
+        p.connect(prompt, 0, with_prompt, 1)
+        last = with_prompt
+        if extra_first is not None:
+            with_input = p.obj(x, 625, "list prepend")
+            p.connect(with_prompt, 0, with_input, 0)
+            p.connect(extra_first, 0, with_input, 1)
+            last = with_input
+        osc = p.obj(x, 655, osc_format_text(address))
+        p.connect(last, 0, osc, 0)
+        p.connect(osc, 0, netsend, 0)
+        return button
+
+    command(20, "Generate", spec.generate.address, None)
+
+    # transfer input: a symbol box (also set by the open button)
+    p.comment(250, 330, "input clip for Transfer:")
+    open_button = p.bng(250, 360, "open...")
+    panel = p.obj(250, 390, "openpanel")
+    panel_send = p.obj(250, 420, "s ds-input")
+    p.chain(open_button, panel, panel_send)
+    input_box = p.atom("symbolatom", 360, 360, 30, "input", "ds-input", "-")
+    command(250, "Transfer", spec.transfer.address, input_box)
+
+    # cancel: the last queued job id
+    cancel_button = p.bng(480, 470, "Cancel", "ds-cancel")
+    last_job = p.obj(480, 505, "f")
+    cancel_list = p.obj(480, 535, "list")
+    cancel_osc = p.obj(480, 565, osc_format_text(spec.cancel.address))
+    p.chain(cancel_button, last_job, cancel_list, cancel_osc, netsend)
+
+    # -- replies -------------------------------------------------------------------------------
+    rx, ry = 640, 460
+    parse = p.obj(rx + 60, ry, "oscparse")
+    trim = p.obj(rx + 60, ry + 30, "list trim")
+    p.chain(netreceive, parse, trim)
+    reply_out = p.obj(rx + 200, ry + 60, "s ds-reply")
+    p.connect(trim, 0, reply_out, 0)
+    routed = [r.strip("/") for r in spec.replies]  # Pd vanilla has no menu for concepts
+    route = p.obj(rx, ry + 60, "route " + " ".join(routed))
+    p.connect(trim, 0, route, 0)
+    outlet = {name: i for i, name in enumerate(routed)}
+
+    p.atom("listbox", 20, 720, 60, "status", "ds-status", "-")
+    status_send = p.obj(rx, ry + 270, "s ds-status")
+
+    queued = p.obj(rx, ry + 90, "unpack f f")
+    p.connect(route, outlet["queued"], queued, 0)
+    p.connect(queued, 0, last_job, 1)
+    queued_text = p.msg(rx, ry + 120, "list queued job $1 position $2")
+    p.connect(route, outlet["queued"], queued_text, 0)
+    p.connect(queued_text, 0, status_send, 0)
+
+    progress = p.obj(rx + 120, ry + 90, "unpack f f")
+    p.connect(route, outlet["progress"], progress, 0)
+    progress_send = p.obj(rx + 120, ry + 120, "s ds-progress")
+    p.connect(progress, 1, progress_send, 0)
+    p.hsl(20, 680, "progress", "ds-progress")
+
+    failed = p.obj(rx + 240, ry + 90, "list prepend failed")
+    p.connect(route, outlet["fail"], failed, 0)
+    p.connect(failed, 0, status_send, 0)
+
+    done = p.obj(rx + 60, ry + 150, f"route {spec.generate.address} {spec.transfer.address}")
+    p.connect(route, outlet["done"], done, 0)
+    clip = p.obj(rx + 60, ry + 180, "unpack f s")
+    p.connect(done, 0, clip, 0)
+    p.connect(done, 1, clip, 0)
+    done_text = p.msg(rx + 170, ry + 210, "list done $1")
+    p.connect(clip, 1, done_text, 0)
+    p.connect(done_text, 0, status_send, 0)
+    read = p.msg(rx + 60, ry + 210, "read -resize $1 ds-clip")
+    filer = p.obj(rx + 60, ry + 240, "soundfiler")
+    p.connect(clip, 1, read, 0)
+    p.connect(read, 0, filer, 0)
+    loaded = p.obj(rx + 170, ry + 240, "s ds-clip-loaded")
+    p.connect(filer, 0, loaded, 0)
+
+    # -- the clip: array, play at the file's sample rate ---------------------------------------
+    p.array(20, 780, "ds-clip")
+    play = p.bng(360, 780, "play")
+    rate = p.obj(480, 780, "unpack f f f f s")  # rate header channels bytes endianness
+    rate_store = p.obj(480, 810, "f")
+    frames_store = p.obj(360, 840, "f")
+    p.connect(filer, 1, rate, 0)
+    p.connect(rate, 0, rate_store, 1)
+    p.connect(filer, 0, frames_store, 1)
+    play_order = p.obj(360, 810, "t b b")
+    p.connect(play, 0, play_order, 0)
+    p.connect(play_order, 1, rate_store, 0)
+    millis = p.obj(360, 870, "expr $f1*1000/$f2")
+    p.connect(rate_store, 0, millis, 1)
+    p.connect(play_order, 0, frames_store, 0)
+    p.connect(frames_store, 0, millis, 0)
+    ramp = p.msg(360, 900, "0, 1 $1, 0 0 $1")
+    line = p.obj(360, 930, "vline~")
+    scale = p.obj(360, 960, "*~ 0")
+    p.connect(filer, 0, scale, 1)
+    reader = p.obj(360, 990, "tabread4~ ds-clip")
+    dac = p.obj(360, 1020, "dac~")
+    p.chain(millis, ramp, line, scale, reader, dac)
+    p.connect(reader, 0, dac, 1)
+    p.msg(480, 900, "; pd dsp 1")
+    p.comment(480, 940, "turn DSP on to play")
+    return p
+
+
+def render(spec: ResolvedSpec) -> str:
+    """The ``.pd`` file text for ``spec``."""
+    return build(spec).render()
+
+
+@dataclass(frozen=True)
+class PdBox:
+    """One box of a parsed top-level Pd canvas."""
+
+    index: int
+    kind: str  # obj, msg, text, floatatom, symbolatom, listbox, graph
+    text: str  # for obj/msg/text: the content, unescaped; for atoms: the raw fields
+
+    @property
+    def words(self) -> list[str]:
+        return self.text.split()
+
+
+def parse(text: str) -> tuple[list[PdBox], list[tuple[int, int, int, int]]]:
+    """The top-level boxes and connections of a ``.pd`` file (subpatch contents are skipped).
+
+    Raises:
+        ValueError: a record the parser does not understand.
+    """
+    records = [r.strip() for r in re.split(r"(?<!\\);\s*\n", text) if r.strip()]
+    boxes: list[PdBox] = []
+    connections: list[tuple[int, int, int, int]] = []
+    depth = 0
+    for record in records:
+        words = record.rstrip(";").split()
+        head = " ".join(words[:2])
+        if head == "#N canvas":
+            depth += 1
+            continue
+        if head == "#X restore":
+            depth -= 1
+            if depth == 1:
+                boxes.append(PdBox(len(boxes), "graph", " ".join(words[4:])))
+            continue
+        if depth > 1 or head in ("#X array", "#X coords", "#A"):
+            continue
+        if head == "#X connect":
+            a, o, b, i = (int(w) for w in words[2:6])
+            connections.append((a, o, b, i))
+        elif head in ("#X obj", "#X msg", "#X text"):
+            boxes.append(PdBox(len(boxes), words[1], unescape(" ".join(words[4:]))))
+        elif head in ("#X floatatom", "#X symbolatom", "#X listbox"):
+            boxes.append(PdBox(len(boxes), words[1], " ".join(words[2:])))
+        else:
+            raise ValueError(f"unknown Pd record: {record[:60]!r}")
+    return boxes, connections

@@ -1,0 +1,278 @@
+"""What the Max, Live and Pd clients contain: a small declarative spec keyed by contract addresses.
+
+The generators never hand-list OSC addresses: every control names the contract entry it drives (a
+command, or an option key of a command), and :func:`resolve` looks each one up in
+:data:`~dreamsampler.server.contract.COMMANDS` / :data:`~dreamsampler.server.contract.REPLIES`.
+Controls whose address or option is not in the contract yet (concepts, bars, tempo…) are *skipped
+with a warning*, so they appear on the next regeneration once the contract has them. Types, ranges
+and units come from the contract; defaults from the server's config defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from dreamsampler.config import Defaults, Limits
+from dreamsampler.server.contract import COMMANDS, REPLIES, Arg, Message
+
+log = logging.getLogger(__name__)
+
+
+class SpecError(ValueError):
+    """The spec names a core address that is missing from the contract, or types disagree."""
+
+
+# -- the declarative spec --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Number:
+    """A number box whose value is sent as a ``key value`` option of generation commands.
+
+    Attributes:
+        key: option name in the contract (``seed``, ``steps``…).
+        label: what the patch shows next to the box (one word: Pd labels cannot hold spaces).
+        commands: commands the option is appended to (only those whose contract has the option).
+        replaces: another number's key this one supersedes when both resolve (``bars`` over
+            ``duration``).
+        ui_max: upper bound for the box when neither the contract nor the limits give one.
+        dice: add a dice button and a lock toggle (random value per generation unless locked).
+    """
+
+    key: str
+    label: str
+    commands: tuple[str, ...] = ("/gen", "/transfer")
+    replaces: str = ""
+    ui_max: float | None = None
+    dice: bool = False
+
+
+@dataclass(frozen=True)
+class ConceptMenu:
+    """A menu of trained concepts: filled from ``reply`` after sending ``list_command``; the chosen
+    name is sent as option ``option`` of the generation commands."""
+
+    list_command: str = "/concept/list"
+    reply: str = "/concept.list"
+    option: str = "concept"
+
+
+@dataclass(frozen=True)
+class TempoFollow:
+    """Live device only: send the set's tempo to ``address`` (one float, BPM) when it changes."""
+
+    address: str = "/tempo"
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """Everything a client patch shows and sends (see :data:`SPEC`)."""
+
+    generate: str = "/gen"
+    transfer: str = "/transfer"
+    cancel: str = "/cancel"
+    notify: str = "/notify"
+    numbers: tuple[Number, ...] = ()
+    concepts: ConceptMenu | None = None
+    tempo: TempoFollow | None = None
+    #: replies the patches route (each must be in the contract's REPLIES)
+    replies: tuple[str, ...] = ("/queued", "/progress", "/done", "/fail")
+
+
+SPEC = PatchSpec(
+    numbers=(
+        Number("seed", "seed", dice=True),
+        Number("steps", "steps"),
+        Number("guidance", "guidance", ui_max=20.0),
+        Number("duration", "duration(s)"),
+        Number("bars", "bars", replaces="duration", ui_max=64.0),
+        Number("strength", "strength", commands=("/transfer",)),
+    ),
+    concepts=ConceptMenu(),
+    tempo=TempoFollow(),
+)
+
+# -- resolved against the contract ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NumberControl:
+    """A number control with type, range and default taken from the contract and config."""
+
+    key: str
+    label: str
+    type: str
+    minimum: float
+    maximum: float
+    default: float
+    unit: str
+    commands: tuple[str, ...]
+    dice: bool = False
+
+    @property
+    def is_int(self) -> bool:
+        return self.type == "i"
+
+    def literal(self, value: float | None = None) -> str:
+        """The value as a patch literal: ``7`` for ints, ``2.5``/``10.`` for floats (Max style)."""
+        v = self.default if value is None else value
+        if self.is_int:
+            return str(int(v))
+        text = f"{float(v):g}"
+        return text if "." in text or "e" in text else text + "."
+
+
+@dataclass(frozen=True)
+class ResolvedSpec:
+    """The spec after lookup: only controls the contract supports, plus what was skipped."""
+
+    generate: Message
+    transfer: Message
+    cancel: Message
+    notify: Message
+    numbers: tuple[NumberControl, ...]
+    concepts: ConceptMenu | None
+    tempo: str | None
+    replies: tuple[str, ...]
+    skipped: tuple[str, ...] = field(default=())
+
+    def numbers_for(self, address: str) -> tuple[NumberControl, ...]:
+        """The number controls appended as options to ``address``, in spec order."""
+        return tuple(n for n in self.numbers if address in n.commands)
+
+    @property
+    def sent_addresses(self) -> tuple[str, ...]:
+        """Every address the patches send (for the docs and the checks)."""
+        sent = [self.notify.address, self.generate.address, self.transfer.address,
+                self.cancel.address]
+        if self.concepts:
+            sent.append(self.concepts.list_command)
+        if self.tempo:
+            sent.append(self.tempo)
+        return tuple(sent)
+
+    @property
+    def routed_replies(self) -> tuple[str, ...]:
+        return (*self.replies, *((self.concepts.reply,) if self.concepts else ()))
+
+
+def _core(commands: dict[str, Message], address: str) -> Message:
+    try:
+        return commands[address]
+    except KeyError:
+        raise SpecError(f"core address {address} is not in the contract") from None
+
+
+#: the positional argument shapes the generators build (``s*``: a prompt of several atoms)
+CORE_SHAPES = {"generate": ["s*"], "transfer": ["s", "s*"], "cancel": ["i"], "notify": ["i", "i"]}
+
+
+def _shape(message: Message) -> list[str]:
+    return ["s*" if a.rest else a.type for a in message.args]
+
+
+def _range(key: str, arg: Arg, number: Number) -> tuple[float, float]:
+    limits = Limits()
+    maximum = arg.maximum
+    if maximum is None:
+        maximum = {"steps": limits.max_steps, "duration": limits.max_duration}.get(key)
+    if maximum is None:
+        maximum = number.ui_max if number.ui_max is not None else 1000.0
+    return (arg.minimum if arg.minimum is not None else 0.0), float(maximum)
+
+
+def _default(arg: Arg, minimum: float) -> float:
+    value = getattr(Defaults(), arg.target, None)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return minimum
+
+
+def resolve(
+    spec: PatchSpec = SPEC,
+    commands: dict[str, Message] | None = None,
+    replies: dict[str, Message] | None = None,
+) -> ResolvedSpec:
+    """Look every spec entry up in the contract; skip (with a warning) what it lacks.
+
+    Args:
+        spec: the declarative spec.
+        commands, replies: the contract (defaults: :data:`COMMANDS`, :data:`REPLIES`).
+
+    Raises:
+        SpecError: a core command (generate, transfer, cancel, notify) or a routed core reply is
+            missing, or an option has different types in different commands.
+    """
+    commands = COMMANDS if commands is None else commands
+    replies = REPLIES if replies is None else replies
+    skipped: list[str] = []
+    numbers: list[NumberControl] = []
+    for number in spec.numbers:
+        args: list[tuple[str, Arg]] = []
+        for address in number.commands:
+            option = commands[address].option(number.key) if address in commands else None
+            if option is not None:
+                args.append((address, option))
+        if not args:
+            skipped.append(f"number '{number.key}': no option '{number.key}' in "
+                           f"{', '.join(number.commands)} (not in the contract yet)")
+            continue
+        types = {a.type for _, a in args}
+        if len(types) != 1 or types - {"i", "f"}:
+            raise SpecError(f"option '{number.key}' has types {sorted(types)}; need one of i/f")
+        arg = args[0][1]
+        lo, hi = _range(number.key, arg, number)
+        numbers.append(NumberControl(
+            key=number.key, label=number.label, type=arg.type, minimum=lo, maximum=hi,
+            default=min(max(_default(arg, lo), lo), hi), unit=arg.unit,
+            commands=tuple(address for address, _ in args), dice=number.dice,
+        ))
+    replaced = {n.replaces for n in spec.numbers if n.replaces and
+                any(r.key == n.key for r in numbers)}
+    numbers = [n for n in numbers if n.key not in replaced]
+
+    concepts = spec.concepts
+    if concepts is not None:
+        missing = [what for what, ok in (
+            (f"command {concepts.list_command}", concepts.list_command in commands),
+            (f"reply {concepts.reply}", concepts.reply in replies),
+            (f"option '{concepts.option}' of {spec.generate}",
+             spec.generate in commands and commands[spec.generate].option(concepts.option)),
+        ) if not ok]
+        if missing:
+            skipped.append(f"concept menu: {', '.join(missing)} not in the contract yet")
+            concepts = None
+
+    tempo = spec.tempo.address if spec.tempo else None
+    if tempo is not None:
+        message = commands.get(tempo)
+        if message is None:
+            skipped.append(f"Live tempo follower: command {tempo} not in the contract yet")
+            tempo = None
+        elif [a.type for a in message.args[:1]] != ["f"] or any(a.required for a in
+                                                                message.args[1:]):
+            skipped.append(f"Live tempo follower: {message.signature} does not take one float")
+            tempo = None
+
+    for reply in spec.replies:
+        if reply not in replies:
+            raise SpecError(f"routed reply {reply} is not in the contract")
+    for role, shape in CORE_SHAPES.items():
+        message = _core(commands, getattr(spec, role))
+        if _shape(message) != shape:
+            raise SpecError(f"{message.signature}: the patches build {role} as {shape}, the "
+                            f"contract says {_shape(message)}")
+    for line in skipped:
+        log.warning("patches: skipped %s", line)
+    return ResolvedSpec(
+        generate=_core(commands, spec.generate),
+        transfer=_core(commands, spec.transfer),
+        cancel=_core(commands, spec.cancel),
+        notify=_core(commands, spec.notify),
+        numbers=tuple(numbers),
+        concepts=concepts,
+        tempo=tempo,
+        replies=spec.replies,
+        skipped=tuple(skipped),
+    )

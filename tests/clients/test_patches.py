@@ -1,0 +1,341 @@
+"""Checks of the generated Max, Live and Pd patches, read back from the checked-in files.
+
+Max does not run here: the Max files are parsed, every line is checked against the object tables,
+and the patch is *executed* by a small interpreter (:mod:`tests.clients.maxsim`); what reaches
+``[udpsend]`` is parsed by the contract itself. The Pd file gets the same static checks here and
+runs for real in ``test_pd_live.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dreamsampler.clients import FILES, maxpat, pd, render_all, repository_root, stale
+from dreamsampler.clients.objects import max_counts, pd_atom_counts, pd_object_counts
+from dreamsampler.clients.spec import SPEC, SpecError, resolve
+from dreamsampler.server.contract import COMMANDS, REPLIES, Arg, Message
+from tests.clients.maxsim import MaxSim
+
+ROOT = repository_root()
+
+
+def _maxpat() -> dict[str, Any]:
+    return json.loads((ROOT / FILES[0]).read_text(encoding="utf-8"))
+
+
+def _amxd() -> tuple[dict[str, bytes], dict[str, Any]]:
+    return maxpat.read_amxd((ROOT / FILES[1]).read_bytes())
+
+
+def _patchers() -> list[tuple[str, dict[str, Any]]]:
+    return [("maxpat", _maxpat()), ("amxd", _amxd()[1])]
+
+
+def _boxes(patcher: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {b["box"]["id"]: b["box"] for b in patcher["patcher"]["boxes"]}
+
+
+# -- consistency with the contract -----------------------------------------------------------------
+
+
+def test_checked_in_files_equal_a_fresh_generation() -> None:
+    assert stale(ROOT) == [], "run 'dreamsampler patches' and commit the result"
+
+
+def test_generation_is_deterministic() -> None:
+    assert render_all() == render_all()
+
+
+def test_spec_entries_missing_from_the_contract_are_skipped_and_reported() -> None:
+    spec = resolve()
+    keys = [n.key for n in spec.numbers]
+    assert keys[:4] == ["seed", "steps", "guidance", "duration"] and "strength" in keys
+    if "/concept/list" not in COMMANDS:
+        assert spec.concepts is None and any("concept" in s for s in spec.skipped)
+    if "/tempo" not in COMMANDS:
+        assert spec.tempo is None and any("/tempo" in s for s in spec.skipped)
+    strength = next(n for n in spec.numbers if n.key == "strength")
+    assert strength.commands == ("/transfer",), "strength is not an option of /gen"
+    for number in spec.numbers:
+        arg = next(COMMANDS[c].option(number.key) for c in number.commands)
+        assert arg is not None and number.type == arg.type
+
+
+def test_missing_core_command_is_an_error() -> None:
+    commands = {k: v for k, v in COMMANDS.items() if k != "/cancel"}
+    with pytest.raises(SpecError, match="/cancel"):
+        resolve(SPEC, commands)
+
+
+def _future_contract() -> tuple[dict[str, Message], dict[str, Message]]:
+    """The contract plus what the concept and live helpers will add (shapes assumed)."""
+    concept = Arg("concept", "s", "trained concept name")
+    bars = Arg("bars", "i", "clip length in bars", 1, 64)
+    commands = dict(COMMANDS)
+    for address in ("/gen", "/transfer"):
+        m = commands[address]
+        commands[address] = dataclasses.replace(m, options=(*m.options, concept, bars))
+    commands["/concept/list"] = Message("/concept/list", (), "list concepts")
+    commands["/tempo"] = Message("/tempo", (Arg("bpm", "f", "tempo", 20, 999),), "set tempo")
+    replies = dict(REPLIES)
+    replies["/concept.list"] = Message("/concept.list", (), "concept names")
+    return commands, replies
+
+
+def test_controls_appear_once_the_contract_has_them() -> None:
+    commands, replies = _future_contract()
+    spec = resolve(SPEC, commands, replies)
+    assert spec.skipped == ()
+    keys = [n.key for n in spec.numbers]
+    assert "bars" in keys and "duration" not in keys, "bars replaces duration"
+    sim = MaxSim(maxpat.build(spec, device=True).patcher())
+    sim.loadbang()
+    assert ("/concept/list", []) in sim.sent
+    assert ("/tempo", [120.0]) in sim.sent, "the set's tempo is sent once the device is ready"
+    sim.incoming("/concept.list", "my-drums", "my-bass")
+    menu = sim.find("umenu")
+    assert menu.state["items"] == ["my-drums", "my-bass"]
+    sim.receive(menu, 0, [1])
+    sim.sent.clear()
+    sim.click(sim.button("Generate"))
+    address, args = sim.sent[-1]
+    values = commands[address].parse(args)
+    assert values["concept"] == "my-bass" and values["bars"] == 1  # bars' minimum
+
+
+# -- Max and Live: structure -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["maxpat", "amxd"])
+def test_max_boxes_and_lines_are_valid(name: str) -> None:
+    patcher = dict(_patchers())[name]
+    boxes = _boxes(patcher)
+    assert len(boxes) == len(patcher["patcher"]["boxes"]), "box ids are unique"
+    for box in boxes.values():
+        inlets, outlets = max_counts(box["maxclass"], box.get("text", ""))
+        assert (box["numinlets"], box["numoutlets"]) == (inlets, outlets), box
+        assert len(box["outlettype"]) == outlets
+    assert patcher["patcher"]["lines"], "the patch is wired"
+    for line in patcher["patcher"]["lines"]:
+        (src, outlet), (dst, inlet) = (line["patchline"]["source"],
+                                       line["patchline"]["destination"])
+        assert src in boxes and dst in boxes, line
+        assert 0 <= outlet < boxes[src]["numoutlets"], (boxes[src], outlet)
+        assert 0 <= inlet < boxes[dst]["numinlets"], (boxes[dst], inlet)
+
+
+@pytest.mark.parametrize("name", ["maxpat", "amxd"])
+def test_max_addresses_are_in_the_contract(name: str) -> None:
+    """Every address literal in a message box or [prepend /...] is a command; every routed
+    address is a reply."""
+    boxes = _boxes(dict(_patchers())[name])
+    sent, routed = set(), set()
+    for box in boxes.values():
+        words = box.get("text", "").split()
+        if box["maxclass"] == "message" and words and words[0].startswith("/"):
+            sent.add(words[0])
+        if box["maxclass"] == "newobj" and words[:1] == ["prepend"] and len(words) > 1 \
+                and words[1].startswith("/"):
+            sent.add(words[1])
+        if box["maxclass"] == "newobj" and words[:1] == ["route"] and "/done" in words:
+            routed.update(words[1:])  # the reply router (not the [route /gen /transfer] after it)
+    assert sent and sent <= set(COMMANDS), sent - set(COMMANDS)
+    assert {"/queued", "/progress", "/done", "/fail"} <= routed <= set(REPLIES)
+    udpsend = [b for b in boxes.values() if b.get("text", "").startswith("udpsend")]
+    udpreceive = [b for b in boxes.values() if b.get("text", "").startswith("udpreceive")]
+    assert [b["text"] for b in udpsend] == ["udpsend 127.0.0.1 9000"]
+    assert [b["text"] for b in udpreceive] == ["udpreceive 9001"]
+
+
+def test_amxd_header_and_device_specifics() -> None:
+    data = (ROOT / FILES[1]).read_bytes()
+    assert data[:4] == b"ampf" and data[8:12] == b"aaaa"
+    chunks, patcher = _amxd()
+    assert list(chunks) == ["ampf", "meta", "ptch"]
+    assert chunks["ptch"].endswith(b"\x00")
+    boxes = _boxes(patcher)
+    texts = {b.get("text", "") for b in boxes.values()}
+    assert {"deferlow", "live.path", "live.object", "plugout~", "plugin~"} <= texts
+    assert "dac~" not in texts and "buffer~ ---ds-clip" in texts
+    # [udpreceive] → [deferlow] → [route ...]: nothing else hangs off udpreceive
+    receive = next(i for i, b in boxes.items() if b.get("text", "").startswith("udpreceive"))
+    targets = [boxes[ln["patchline"]["destination"][0]]["text"]
+               for ln in patcher["patcher"]["lines"] if ln["patchline"]["source"][0] == receive]
+    assert targets == ["deferlow"]
+    with pytest.raises(ValueError, match="claims"):
+        maxpat.read_amxd(data[:-10])
+
+
+# -- Max and Live: executed ------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["maxpat", "amxd"])
+def sim(request: pytest.FixtureRequest) -> MaxSim:
+    sim = MaxSim(dict(_patchers())[request.param])
+    sim.loadbang()
+    return sim
+
+
+def test_max_registers_its_reply_port_at_load(sim: MaxSim) -> None:
+    assert sim.sent[0] == ("/notify", [1, 9001])
+    COMMANDS["/notify"].parse(sim.sent[0][1])
+
+
+def test_max_generate_sends_a_contract_message(sim: MaxSim) -> None:
+    sim.type_text(sim.find("textedit"), "warm analog bass")  # Max splits it into atoms
+    sim.receive(sim.find("toggle"), 0, [1])  # lock the seed
+    sim.receive(sim.number("seed"), 0, [7])
+    sim.receive(sim.number("steps"), 0, [2.7])  # an int box truncates
+    sim.receive(sim.number("duration(s)"), 0, [1.5])
+    sim.sent.clear()
+    sim.click(sim.button("Generate"))
+    assert len(sim.sent) == 1
+    address, args = sim.sent[0]
+    assert address == "/gen" and args[:3] == ["warm", "analog", "bass"]
+    values = COMMANDS[address].parse(args)
+    assert values == {"prompt": "warm analog bass", "seed": 7, "num_inference_steps": 2,
+                      "guidance_scale": 2.5, "duration": 1.5}
+
+
+def test_max_dice_rolls_a_seed_unless_locked(sim: MaxSim) -> None:
+    seeds = []
+    for _ in range(2):
+        sim.click(sim.button("Generate"))
+        seeds.append(COMMANDS["/gen"].parse(sim.sent[-1][1])["seed"])
+    assert seeds[0] != seeds[1], "unlocked: a new seed per generation"
+    sim.receive(sim.find("toggle"), 0, [1])
+    sim.click(sim.button("Generate"))
+    sim.click(sim.button("Generate"))
+    locked = [COMMANDS["/gen"].parse(args)["seed"] for _, args in sim.sent[-2:]]
+    assert locked[0] == locked[1]
+
+
+def test_max_transfer_sends_the_dropped_clip(sim: MaxSim) -> None:
+    sim.type_text(sim.find("textedit"), "dub reggae")
+    sim.drop(sim.find("dropfile"), "Macintosh HD:/Users/me/Music/loop.wav")
+    sim.receive(sim.number("strength"), 0, [0.3])
+    sim.click(sim.button("Transfer"))
+    address, args = sim.sent[-1]
+    values = COMMANDS[address].parse(args)
+    assert address == "/transfer"
+    assert values["input_path"] == "/Users/me/Music/loop.wav"
+    assert values["prompt"] == "dub reggae" and values["strength"] == 0.3
+
+
+def test_max_replies_drive_status_progress_cancel_and_clip(sim: MaxSim) -> None:
+    status = next(b for b in sim.boxes.values()
+                  if b.maxclass == "message" and b.text == "ready")
+    sim.incoming("/queued", 12, 0)
+    assert status.state["content"] == ["queued", "job", 12, 0]
+    sim.click(sim.button("Cancel"))
+    assert sim.sent[-1] == ("/cancel", [12])
+    COMMANDS["/cancel"].parse(sim.sent[-1][1])
+    sim.incoming("/progress", 12, 0.5)
+    assert sim.find("slider").state["value"] == 0.5
+    sim.incoming("/fail", "/gen", "duration 99 s exceeds the limit", 12)
+    assert status.state["content"][:2] == ["failed:", "/gen"]
+    sim.incoming("/done", "/gen", 12, "/music/dreamsampler/clip.wav")
+    assert status.state["content"] == ["done", "/music/dreamsampler/clip.wav"]
+    buffers = [m for text, m in sim.effects if text.startswith("buffer~")]
+    assert buffers == [["replace", "/music/dreamsampler/clip.wav"]]
+    if any(b.word == "live.object" for b in sim.boxes.values()):
+        calls = [m for text, m in sim.effects if text == "live.object"]
+        # the clip slot's id reaches [live.object] before the call
+        assert calls == [["id", 3], ["call", "create_audio_clip", "/music/dreamsampler/clip.wav"]]
+        paths = [m for text, m in sim.effects if text == "live.path"]
+        assert paths == [["path", "live_set", "view", "highlighted_clip_slot"]]
+        assert sim.find("newobj", "deferlow").state["deferred"] == 4
+    sim.incoming("/job.ended", 12, "done", "x")  # not routed: ignored without error
+
+
+# -- Pd: structure ---------------------------------------------------------------------------------
+
+
+def _pd() -> tuple[list[pd.PdBox], list[tuple[int, int, int, int]]]:
+    return pd.parse((ROOT / FILES[2]).read_text(encoding="utf-8"))
+
+
+def _pd_counts(box: pd.PdBox) -> tuple[int, int]:
+    if box.kind == "obj":
+        return pd_object_counts(box.text)
+    if box.kind == "msg":
+        return 1, 1
+    if box.kind in ("floatatom", "symbolatom", "listbox"):
+        fields = box.words  # x y width lo hi labelpos label receive send fontsize
+        return pd_atom_counts(fields[7], fields[8])
+    return 0, 0
+
+
+def test_pd_connections_are_valid() -> None:
+    boxes, connections = _pd()
+    assert connections
+    for a, outlet, b, inlet in connections:
+        assert 0 <= a < len(boxes) and 0 <= b < len(boxes)
+        assert outlet < _pd_counts(boxes[a])[1], (boxes[a], outlet)
+        assert inlet < _pd_counts(boxes[b])[0], (boxes[b], inlet)
+
+
+def test_pd_messages_match_the_contract() -> None:
+    """Each [oscformat addr] is a command; the option template upstream names only options of
+    that command, and int options pass through [i] (Pd numbers are floats)."""
+    boxes, connections = _pd()
+    into: dict[int, list[tuple[int, int, int]]] = {}
+    for a, outlet, b, inlet in connections:
+        into.setdefault(b, []).append((a, outlet, inlet))
+
+    def upstream(index: int, depth: int = 4) -> list[pd.PdBox]:
+        found = []
+        for a, _, _ in into.get(index, []):
+            found.append(boxes[a])
+            if depth:
+                found += upstream(a, depth - 1)
+        return found
+
+    formats = [b for b in boxes if b.kind == "obj" and b.words[0] == "oscformat"]
+    addresses = {"/" + "/".join(b.words[1:]) for b in formats}
+    assert {"/notify", "/gen", "/transfer", "/cancel"} <= addresses <= set(COMMANDS)
+    for box in formats:
+        command = COMMANDS["/" + "/".join(box.words[1:])]
+        templates = [b for b in upstream(box.index) if b.kind == "msg" and "$2" in b.text]
+        if command.options:
+            assert len(templates) == 1, box
+            words = templates[0].words
+            pack = next(b for b in upstream(templates[0].index, 0) if b.words[0] == "pack")
+            for key, slot in zip(words[::2], words[1::2], strict=True):
+                option = command.option(key)
+                assert option is not None, f"{command.address} has no option {key}"
+                feeders = [boxes[a] for a, _, inlet in into[pack.index]
+                           if inlet == int(slot[1:]) - 1]
+                assert len(feeders) == 1
+                is_int_box = feeders[0].kind == "obj" and feeders[0].words == ["i"]
+                assert is_int_box == (option.type == "i"), (key, feeders[0])
+    routes = [b for b in boxes if b.kind == "obj" and b.words[0] == "route"
+              and "done" in b.words]
+    assert len(routes) == 1
+    assert {"/" + w for w in routes[0].words[1:]} <= set(REPLIES)
+
+
+def test_pd_registers_and_has_the_core_controls() -> None:
+    boxes, _ = _pd()
+    texts = [b.text for b in boxes]
+    assert "1 $1" in texts and "oscformat notify" in texts and "netsend -u -b" in texts
+    assert "netreceive -u -b" in texts and "oscparse" in texts
+    names = {w for b in boxes for w in b.words if w.startswith("ds-")}
+    for name in ("ds-prompt", "ds-seed", "ds-steps", "ds-guidance", "ds-duration",
+                 "ds-strength", "ds-input", "ds-generate", "ds-transfer", "ds-cancel",
+                 "ds-progress", "ds-status", "ds-reply", "ds-lock"):
+        assert name in names, name
+
+
+def test_regenerate_cli_writes_and_checks(tmp_path: Path) -> None:
+    from dreamsampler.cli import main
+
+    assert main(["patches", "--root", str(tmp_path), "--check"]) == 1
+    assert main(["patches", "--root", str(tmp_path)]) == 0
+    assert main(["patches", "--root", str(tmp_path), "--check"]) == 0
+    assert {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.*")} == set(FILES)
