@@ -88,11 +88,14 @@ class GenerationResult:
         sample_rate: Hz.
         record: generation record: model, family, every request parameter, engine version,
             elapsed seconds.
+        latents: the final denoised latents ``(1, channels, frames, bins)`` (CPU tensor) when
+            ``sample(..., return_latents=True)`` asked for them, else ``None``.
     """
 
     audio: np.ndarray
     sample_rate: int
     record: dict[str, Any] = field(default_factory=dict)
+    latents: Any = None
 
     @property
     def duration(self) -> float:
