@@ -9,10 +9,10 @@ import sys
 from rich.logging import RichHandler
 
 from dreamsampler import __version__
-from dreamsampler.cli import send, serve
+from dreamsampler.cli import concepts, send, serve, train
 from dreamsampler.config import ConfigError
 
-COMMAND_MODULES = (serve, send)
+COMMAND_MODULES = (serve, send, train, concepts)
 
 
 def build_parser() -> argparse.ArgumentParser:
