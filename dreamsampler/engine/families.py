@@ -160,13 +160,14 @@ class ModelFamily(ABC):
         encoder changes (a concept loaded or unloaded).
         """
         missing = [p for p in dict.fromkeys(prompts) if p not in self._prompt_cache]
-        if missing:
+        for prompt in missing:
+            # one prompt per forward pass: a batched matmul can round differently from an
+            # unbatched one, and the cache must not make a prompt's embedding depend on which
+            # prompts happened to be encoded with it (bit-identical audio for equal requests)
             with torch.no_grad():
-                embeds = self.encode_text(missing)
-            for prompt, embed in zip(missing, embeds, strict=True):
-                self._prompt_cache[prompt] = embed
-                if len(self._prompt_cache) > _PROMPT_CACHE_SIZE:
-                    self._prompt_cache.popitem(last=False)
+                self._prompt_cache[prompt] = self.encode_text([prompt])[0]
+            if len(self._prompt_cache) > _PROMPT_CACHE_SIZE:
+                self._prompt_cache.popitem(last=False)
         for p in prompts:
             self._prompt_cache.move_to_end(p)
         return torch.stack([self._prompt_cache[p] for p in prompts])
