@@ -37,7 +37,8 @@ PROJECTION_DIM = 16  # the full models use 512
 
 def tiny_tokenizer() -> RobertaTokenizer:
     """A byte-level BPE tokenizer with no merges (every byte is a token), RoBERTa-style."""
-    vocab = ["<s>", "<pad>", "</s>", "<unk>", *ByteLevel.alphabet(), "<mask>"]
+    # sorted: ByteLevel.alphabet() comes from a hash set, in a different order on every call
+    vocab = ["<s>", "<pad>", "</s>", "<unk>", *sorted(ByteLevel.alphabet()), "<mask>"]
     return RobertaTokenizer(
         vocab={tok: i for i, tok in enumerate(vocab)}, merges=[], model_max_length=77
     )
