@@ -60,8 +60,8 @@ def test_command_line_overrides(tmp_path: Path) -> None:
 
 def test_bad_override_is_named() -> None:
     args = build_parser().parse_args(["serve", "--set", "limits.queue_size=many"])
-    with pytest.raises(ConfigError, match="limits.queue_size"):
+    with pytest.raises(ConfigError, match=r"limits\.queue_size"):
         config_from_args(args)
     args = build_parser().parse_args(["serve", "--set", "nokey"])
-    with pytest.raises(ConfigError, match="KEY.PATH=VALUE"):
+    with pytest.raises(ConfigError, match=r"KEY\.PATH=VALUE"):
         config_from_args(args)

@@ -35,6 +35,7 @@ import contextlib
 import copy
 import datetime as _dt
 import hashlib
+import json
 import logging
 import os
 import re
@@ -379,6 +380,12 @@ def resize_token_embedding(text_encoder: torch.nn.Module, rows: int) -> torch.nn
     return new
 
 
+def _plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A model config as JSON would hold it (tuples → lists), without private keys."""
+    return json.loads(json.dumps({k: v for k, v in config.items() if not k.startswith("_")},
+                                 default=str))
+
+
 # -- the engine side -------------------------------------------------------------------------------
 
 
@@ -454,7 +461,7 @@ class ConceptManager:
         """
         folder = concept_dir(self.concepts_dir, name)
         if name in self._loaded:
-            raise ConceptError(name, "already loaded (unload it first to reload)")
+            raise ConceptError(f"concept {name!r}", "already loaded (unload it first to reload)")
         meta = read_concept(folder)
         self.check_base(meta, folder / CONCEPT_FILE)
         if meta.method == "ti":
@@ -487,7 +494,7 @@ class ConceptManager:
         """
         entry = self._loaded.get(name)
         if entry is None:
-            raise ConceptNotLoadedError(name, f"concept is not loaded{self._loaded_hint()}")
+            raise ConceptNotLoadedError(f"concept {name!r}", f"not loaded{self._loaded_hint()}")
         del self._loaded[name]
         if entry.meta.method == "ti":
             self._rebuild_vocabulary()
@@ -589,8 +596,8 @@ class ConceptManager:
                                               use_safetensors=True)
         except Exception as exc:
             raise ConceptError(path, f"cannot load DreamBooth UNet ({exc})") from None
-        ours = {k: v for k, v in base.config.items() if not k.startswith("_")}
-        theirs = {k: v for k, v in unet.config.items() if not k.startswith("_")}
+        ours = _plain_config(base.config)
+        theirs = _plain_config(unet.config)
         if ours != theirs:
             diff = sorted(k for k in ours if ours.get(k) != theirs.get(k))
             raise ConceptError(path / "config.json",
@@ -617,7 +624,8 @@ class ConceptManager:
         entry = self._loaded.get(name)
         if entry is None:
             raise ConceptNotLoadedError(
-                name, f"concept is not loaded{self._loaded_hint()}; load it with /concept/load"
+                f"concept {name!r}",
+                f"not loaded{self._loaded_hint()}; load it with /concept/load {name}",
             )
         components = self.model.components
         if entry.meta.method == "lora":
@@ -650,7 +658,7 @@ def activate(model: ModelFamily, name: str | None, lora_scale: float = 1.0) -> A
     if manager is None:
         if name is None:
             return contextlib.nullcontext()
-        raise ConceptNotLoadedError(name, "concept is not loaded (this model has no concepts)")
+        raise ConceptNotLoadedError(f"concept {name!r}", "not loaded (this model has no concepts)")
     return manager.activate(name, lora_scale)
 
 

@@ -211,11 +211,12 @@ def test_queue_full(tmp_path: Path) -> None:
         busy, release = threading.Event(), threading.Event()
 
         def hold(model: object) -> None:  # keeps the engine thread busy, deterministically
-            busy.set()
-            release.wait(30)
+            busy.set()  # noqa: B023 (runs before the loop ends)
+            release.wait(30)  # noqa: B023
 
         blocker = server.loop.call_soon_threadsafe(
-            lambda: server.loop.create_task(server.app.service.engine.run_exclusive(hold))
+            lambda: server.loop.create_task(  # noqa: B023
+                server.app.service.engine.run_exclusive(hold))  # noqa: B023
         )
         assert blocker is not None and busy.wait(10)
         with server.client() as c:
