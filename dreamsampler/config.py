@@ -98,6 +98,11 @@ class Config(_Section):
         description="folders /transfer may read input clips from",
     )
     concepts_dir: Path = Path("~/.local/share/dreamsampler/concepts")
+    concepts_autoload: list[str] | Literal["*"] = Field(
+        default_factory=list,
+        description="concepts to load at start-up: a list of names (a bad one stops start-up) "
+        "or '*' for every valid concept in concepts_dir (bad ones are logged and skipped)",
+    )
     defaults: Defaults = Defaults()
     limits: Limits = Limits()
 

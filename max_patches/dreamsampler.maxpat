@@ -874,6 +874,25 @@
     "box": {
      "id": "obj-40",
      "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      20,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-41",
+     "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
      "outlettype": [
@@ -890,7 +909,7 @@
    },
    {
     "box": {
-     "id": "obj-41",
+     "id": "obj-42",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -913,7 +932,7 @@
    },
    {
     "box": {
-     "id": "obj-42",
+     "id": "obj-43",
      "maxclass": "dropfile",
      "numinlets": 1,
      "numoutlets": 2,
@@ -938,7 +957,7 @@
    },
    {
     "box": {
-     "id": "obj-43",
+     "id": "obj-44",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -957,7 +976,7 @@
    },
    {
     "box": {
-     "id": "obj-44",
+     "id": "obj-45",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -975,7 +994,7 @@
    },
    {
     "box": {
-     "id": "obj-45",
+     "id": "obj-46",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -993,7 +1012,7 @@
    },
    {
     "box": {
-     "id": "obj-46",
+     "id": "obj-47",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1018,7 +1037,7 @@
    },
    {
     "box": {
-     "id": "obj-47",
+     "id": "obj-48",
      "maxclass": "textbutton",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1045,7 +1064,7 @@
    },
    {
     "box": {
-     "id": "obj-48",
+     "id": "obj-49",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1066,7 +1085,7 @@
    },
    {
     "box": {
-     "id": "obj-49",
+     "id": "obj-50",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1085,7 +1104,7 @@
    },
    {
     "box": {
-     "id": "obj-50",
+     "id": "obj-51",
      "maxclass": "newobj",
      "numinlets": 10,
      "numoutlets": 1,
@@ -1103,7 +1122,7 @@
    },
    {
     "box": {
-     "id": "obj-51",
+     "id": "obj-52",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1122,7 +1141,26 @@
    },
    {
     "box": {
-     "id": "obj-52",
+     "id": "obj-53",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      250,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-54",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1140,7 +1178,7 @@
    },
    {
     "box": {
-     "id": "obj-53",
+     "id": "obj-55",
      "maxclass": "textbutton",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1167,7 +1205,7 @@
    },
    {
     "box": {
-     "id": "obj-54",
+     "id": "obj-56",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1186,7 +1224,7 @@
    },
    {
     "box": {
-     "id": "obj-55",
+     "id": "obj-57",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1204,11 +1242,125 @@
    },
    {
     "box": {
-     "id": "obj-56",
+     "id": "obj-58",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "outlettype": [],
+     "patching_rect": [
+      20,
+      590,
+      80,
+      22
+     ],
+     "text": "concept",
+     "presentation": 1,
+     "presentation_rect": [
+      10,
+      275,
+      60,
+      20
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-59",
+     "maxclass": "umenu",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      20,
+      610,
+      160,
+      22
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      70,
+      275,
+      160,
+      22
+     ],
+     "items": []
+    }
+   },
+   {
+    "box": {
+     "id": "obj-60",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      190,
+      610,
+      60,
+      22
+     ],
+     "text": "refresh",
+     "presentation": 1,
+     "presentation_rect": [
+      235,
+      275,
+      60,
+      22
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-61",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      260,
+      610,
+      107,
+      22
+     ],
+     "text": "/concept/list"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-62",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      20,
+      640,
+      121,
+      22
+     ],
+     "text": "prepend concept"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-63",
      "maxclass": "newobj",
      "numinlets": 2,
-     "numoutlets": 5,
+     "numoutlets": 6,
      "outlettype": [
+      "",
       "",
       "",
       "",
@@ -1218,15 +1370,15 @@
      "patching_rect": [
       700,
       390,
-      261,
+      359,
       22
      ],
-     "text": "route /queued /progress /done /fail"
+     "text": "route /queued /progress /done /fail /concept.list"
     }
    },
    {
     "box": {
-     "id": "obj-57",
+     "id": "obj-64",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1251,7 +1403,7 @@
    },
    {
     "box": {
-     "id": "obj-58",
+     "id": "obj-65",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1270,7 +1422,7 @@
    },
    {
     "box": {
-     "id": "obj-59",
+     "id": "obj-66",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1288,7 +1440,7 @@
    },
    {
     "box": {
-     "id": "obj-60",
+     "id": "obj-67",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1307,7 +1459,7 @@
    },
    {
     "box": {
-     "id": "obj-61",
+     "id": "obj-68",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -1330,7 +1482,7 @@
    },
    {
     "box": {
-     "id": "obj-62",
+     "id": "obj-69",
      "maxclass": "slider",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1358,7 +1510,7 @@
    },
    {
     "box": {
-     "id": "obj-63",
+     "id": "obj-70",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1376,7 +1528,7 @@
    },
    {
     "box": {
-     "id": "obj-64",
+     "id": "obj-71",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 3,
@@ -1396,7 +1548,7 @@
    },
    {
     "box": {
-     "id": "obj-65",
+     "id": "obj-72",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1415,7 +1567,7 @@
    },
    {
     "box": {
-     "id": "obj-66",
+     "id": "obj-73",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1435,7 +1587,7 @@
    },
    {
     "box": {
-     "id": "obj-67",
+     "id": "obj-74",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1453,7 +1605,7 @@
    },
    {
     "box": {
-     "id": "obj-68",
+     "id": "obj-75",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1471,7 +1623,7 @@
    },
    {
     "box": {
-     "id": "obj-69",
+     "id": "obj-76",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1490,7 +1642,81 @@
    },
    {
     "box": {
-     "id": "obj-70",
+     "id": "obj-77",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      260,
+      640,
+      51,
+      22
+     ],
+     "text": "t l b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-78",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      300,
+      670,
+      51,
+      22
+     ],
+     "text": "clear"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-79",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      260,
+      700,
+      79,
+      22
+     ],
+     "text": "zl iter 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-80",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      260,
+      730,
+      114,
+      22
+     ],
+     "text": "prepend append"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-81",
      "maxclass": "waveform~",
      "numinlets": 5,
      "numoutlets": 6,
@@ -1520,7 +1746,7 @@
    },
    {
     "box": {
-     "id": "obj-71",
+     "id": "obj-82",
      "maxclass": "textbutton",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1547,7 +1773,7 @@
    },
    {
     "box": {
-     "id": "obj-72",
+     "id": "obj-83",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1565,7 +1791,7 @@
    },
    {
     "box": {
-     "id": "obj-73",
+     "id": "obj-84",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1584,7 +1810,7 @@
    },
    {
     "box": {
-     "id": "obj-74",
+     "id": "obj-85",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 0,
@@ -2051,7 +2277,7 @@
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-41",
       0
      ]
     }
@@ -2059,11 +2285,11 @@
    {
     "patchline": {
      "source": [
-      "obj-42",
+      "obj-41",
       0
      ],
      "destination": [
-      "obj-43",
+      "obj-2",
       0
      ]
     }
@@ -2095,7 +2321,7 @@
    {
     "patchline": {
      "source": [
-      "obj-44",
+      "obj-45",
       0
      ],
      "destination": [
@@ -2107,11 +2333,11 @@
    {
     "patchline": {
      "source": [
-      "obj-47",
+      "obj-45",
       0
      ],
      "destination": [
-      "obj-48",
+      "obj-47",
       0
      ]
     }
@@ -2120,6 +2346,18 @@
     "patchline": {
      "source": [
       "obj-48",
+      0
+     ],
+     "destination": [
+      "obj-49",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-49",
       3
      ],
      "destination": [
@@ -2131,7 +2369,7 @@
    {
     "patchline": {
      "source": [
-      "obj-48",
+      "obj-49",
       2
      ],
      "destination": [
@@ -2147,7 +2385,7 @@
       0
      ],
      "destination": [
-      "obj-49",
+      "obj-50",
       1
      ]
     }
@@ -2159,7 +2397,7 @@
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-51",
       1
      ]
     }
@@ -2171,7 +2409,7 @@
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-51",
       3
      ]
     }
@@ -2183,7 +2421,7 @@
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-51",
       5
      ]
     }
@@ -2195,7 +2433,7 @@
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-51",
       7
      ]
     }
@@ -2207,7 +2445,7 @@
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-51",
       9
      ]
     }
@@ -2215,23 +2453,11 @@
    {
     "patchline": {
      "source": [
-      "obj-48",
+      "obj-49",
       1
      ],
      "destination": [
-      "obj-50",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-48",
-      0
-     ],
-     "destination": [
-      "obj-49",
+      "obj-51",
       0
      ]
     }
@@ -2243,7 +2469,7 @@
       0
      ],
      "destination": [
-      "obj-51",
+      "obj-50",
       0
      ]
     }
@@ -2255,7 +2481,19 @@
       0
      ],
      "destination": [
+      "obj-52",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-51",
+      0
+     ],
+     "destination": [
+      "obj-52",
       1
      ]
     }
@@ -2263,35 +2501,11 @@
    {
     "patchline": {
      "source": [
-      "obj-51",
-      0
-     ],
-     "destination": [
-      "obj-45",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-45",
-      0
-     ],
-     "destination": [
-      "obj-52",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-52",
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-53",
       0
      ]
     }
@@ -2303,7 +2517,7 @@
       0
      ],
      "destination": [
-      "obj-54",
+      "obj-46",
       0
      ]
     }
@@ -2311,11 +2525,11 @@
    {
     "patchline": {
      "source": [
-      "obj-54",
+      "obj-46",
       0
      ],
      "destination": [
-      "obj-55",
+      "obj-54",
       0
      ]
     }
@@ -2323,7 +2537,7 @@
    {
     "patchline": {
      "source": [
-      "obj-55",
+      "obj-54",
       0
      ],
      "destination": [
@@ -2335,7 +2549,7 @@
    {
     "patchline": {
      "source": [
-      "obj-3",
+      "obj-55",
       0
      ],
      "destination": [
@@ -2348,42 +2562,6 @@
     "patchline": {
      "source": [
       "obj-56",
-      0
-     ],
-     "destination": [
-      "obj-58",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-58",
-      0
-     ],
-     "destination": [
-      "obj-54",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-56",
-      0
-     ],
-     "destination": [
-      "obj-59",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-59",
       0
      ],
      "destination": [
@@ -2395,11 +2573,23 @@
    {
     "patchline": {
      "source": [
-      "obj-56",
-      1
+      "obj-57",
+      0
      ],
      "destination": [
-      "obj-60",
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-5",
+      0
+     ],
+     "destination": [
+      "obj-61",
       0
      ]
     }
@@ -2408,6 +2598,30 @@
     "patchline": {
      "source": [
       "obj-60",
+      0
+     ],
+     "destination": [
+      "obj-61",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-61",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-59",
       1
      ],
      "destination": [
@@ -2419,8 +2633,32 @@
    {
     "patchline": {
      "source": [
-      "obj-56",
-      3
+      "obj-62",
+      0
+     ],
+     "destination": [
+      "obj-40",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-62",
+      0
+     ],
+     "destination": [
+      "obj-53",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-3",
+      0
      ],
      "destination": [
       "obj-63",
@@ -2435,7 +2673,7 @@
       0
      ],
      "destination": [
-      "obj-57",
+      "obj-65",
       0
      ]
     }
@@ -2443,44 +2681,20 @@
    {
     "patchline": {
      "source": [
+      "obj-65",
+      0
+     ],
+     "destination": [
       "obj-56",
-      2
-     ],
-     "destination": [
-      "obj-64",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-64",
-      0
-     ],
-     "destination": [
-      "obj-65",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-64",
       1
-     ],
-     "destination": [
-      "obj-65",
-      0
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-65",
-      1
+      "obj-63",
+      0
      ],
      "destination": [
       "obj-66",
@@ -2492,7 +2706,19 @@
     "patchline": {
      "source": [
       "obj-66",
-      2
+      0
+     ],
+     "destination": [
+      "obj-64",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-63",
+      1
      ],
      "destination": [
       "obj-67",
@@ -2504,34 +2730,46 @@
     "patchline": {
      "source": [
       "obj-67",
-      0
-     ],
-     "destination": [
-      "obj-57",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
-      0
-     ],
-     "destination": [
-      "obj-68",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-68",
-      0
+      1
      ],
      "destination": [
       "obj-69",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-63",
+      3
+     ],
+     "destination": [
+      "obj-70",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-70",
+      0
+     ],
+     "destination": [
+      "obj-64",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-63",
+      2
+     ],
+     "destination": [
+      "obj-71",
       0
      ]
     }
@@ -2551,8 +2789,20 @@
    {
     "patchline": {
      "source": [
+      "obj-71",
+      1
+     ],
+     "destination": [
       "obj-72",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-72",
+      1
      ],
      "destination": [
       "obj-73",
@@ -2564,10 +2814,22 @@
     "patchline": {
      "source": [
       "obj-73",
-      0
+      2
      ],
      "destination": [
       "obj-74",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-74",
+      0
+     ],
+     "destination": [
+      "obj-64",
       0
      ]
     }
@@ -2579,7 +2841,139 @@
       0
      ],
      "destination": [
-      "obj-74",
+      "obj-75",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-75",
+      0
+     ],
+     "destination": [
+      "obj-76",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-63",
+      4
+     ],
+     "destination": [
+      "obj-77",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-77",
+      1
+     ],
+     "destination": [
+      "obj-78",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-78",
+      0
+     ],
+     "destination": [
+      "obj-59",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-77",
+      0
+     ],
+     "destination": [
+      "obj-79",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-79",
+      0
+     ],
+     "destination": [
+      "obj-80",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-80",
+      0
+     ],
+     "destination": [
+      "obj-59",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-82",
+      0
+     ],
+     "destination": [
+      "obj-83",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-83",
+      0
+     ],
+     "destination": [
+      "obj-84",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-84",
+      0
+     ],
+     "destination": [
+      "obj-85",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-84",
+      0
+     ],
+     "destination": [
+      "obj-85",
       1
      ]
     }

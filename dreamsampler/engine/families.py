@@ -102,6 +102,12 @@ class ModelFamily(ABC):
                     module.to(dtype=dtype)
                 module.eval()
         self._prompt_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        #: placeholder → replacement applied to every prompt before tokenizing (multi-vector
+        #: textual inversion: ``<name>`` → ``<name>_0 <name>_1``); set by the concept manager.
+        self.token_expansions: dict[str, str] = {}
+        #: the :class:`~dreamsampler.engine.concepts.ConceptManager` that owns this model's
+        #: concept state, once one is attached; ``None`` means no concepts can be activated.
+        self.concepts: Any = None
 
     @property
     def scheduler_config(self) -> Any:
@@ -134,6 +140,19 @@ class ModelFamily(ABC):
     def latents_to_audio(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents → waveform ``(batch, samples)`` at :attr:`sample_rate`."""
 
+    def expand_prompt(self, prompt: str) -> str:
+        """The prompt with every placeholder of :attr:`token_expansions` replaced."""
+        for placeholder, expansion in self.token_expansions.items():
+            prompt = prompt.replace(placeholder, expansion)
+        return prompt
+
+    def encode_text(self, prompts: list[str]) -> torch.Tensor:
+        """Uncached text conditioning ``(batch, dim)`` with placeholders expanded.
+
+        Runs under the caller's grad mode: training (textual inversion) backpropagates through it.
+        """
+        return self._encode_text([self.expand_prompt(p) for p in prompts])
+
     def encode_prompt(self, prompts: list[str]) -> torch.Tensor:
         """Text conditioning ``(batch, dim)``, cached per prompt string.
 
@@ -141,13 +160,14 @@ class ModelFamily(ABC):
         encoder changes (a concept loaded or unloaded).
         """
         missing = [p for p in dict.fromkeys(prompts) if p not in self._prompt_cache]
-        if missing:
+        for prompt in missing:
+            # one prompt per forward pass: a batched matmul can round differently from an
+            # unbatched one, and the cache must not make a prompt's embedding depend on which
+            # prompts happened to be encoded with it (bit-identical audio for equal requests)
             with torch.no_grad():
-                embeds = self._encode_text(missing)
-            for prompt, embed in zip(missing, embeds, strict=True):
-                self._prompt_cache[prompt] = embed
-                if len(self._prompt_cache) > _PROMPT_CACHE_SIZE:
-                    self._prompt_cache.popitem(last=False)
+                self._prompt_cache[prompt] = self.encode_text([prompt])[0]
+            if len(self._prompt_cache) > _PROMPT_CACHE_SIZE:
+                self._prompt_cache.popitem(last=False)
         for p in prompts:
             self._prompt_cache.move_to_end(p)
         return torch.stack([self._prompt_cache[p] for p in prompts])

@@ -17,9 +17,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from dreamsampler.engine.audio_io import AudioFileError
+from dreamsampler.engine.concepts import ConceptError, ConceptInfo, ConceptManager
 from dreamsampler.engine.families import ModelFamily, load_model
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
 from dreamsampler.engine.sampler import Cancelled, sample
@@ -136,6 +138,26 @@ class Engine(Protocol):
         """Run ``fn(model)`` between jobs, never during one (loading a concept, say)."""
         ...
 
+    async def load_concept(self, name: str) -> ConceptInfo:
+        """Load a concept from the concepts folder between jobs.
+
+        Raises:
+            ConceptError: invalid, missing, already loaded or for another base model.
+        """
+        ...
+
+    async def unload_concept(self, name: str) -> None:
+        """Unload a concept between jobs.
+
+        Raises:
+            ConceptNotLoadedError: it is not loaded.
+        """
+        ...
+
+    def list_concepts(self) -> list[ConceptInfo]:
+        """The loaded concepts (a snapshot; never waits for the running job)."""
+        ...
+
 
 class LocalEngine:
     """Runs jobs on this process's model in one worker thread, one job at a time.
@@ -146,6 +168,8 @@ class LocalEngine:
         dtype: ``float32``, ``float16`` or ``bfloat16``.
         queue_size: jobs that may wait; more raise :class:`QueueFull`.
         model: an already loaded model (then ``model_id``/``device``/``dtype`` are not used).
+        concepts_dir: folder of trained concepts (:mod:`dreamsampler.engine.concepts`);
+            ``None``: concept commands fail.
     """
 
     def __init__(
@@ -155,8 +179,12 @@ class LocalEngine:
         dtype: str = "float32",
         queue_size: int = 16,
         model: ModelFamily | None = None,
+        concepts_dir: Path | None = None,
     ) -> None:
         self.model_id = model_id
+        self.concepts_dir = Path(concepts_dir) if concepts_dir is not None else None
+        self.concepts: ConceptManager | None = None
+        self._concept_list: tuple[ConceptInfo, ...] = ()
         self._device = device
         self._dtype = dtype
         self.queue_size = queue_size
@@ -175,6 +203,8 @@ class LocalEngine:
             self.model = await asyncio.to_thread(
                 load_model, self.model_id, self._device, self._dtype
             )
+        if self.concepts_dir is not None:
+            self.concepts = ConceptManager(self.model, self.concepts_dir)
         self._thread = threading.Thread(target=self._work, name="dreamsampler-engine", daemon=True)
         self._thread.start()
 
@@ -237,6 +267,34 @@ class LocalEngine:
             self._wake.notify()
         return await asyncio.wrap_future(future)
 
+    def _manager(self) -> ConceptManager:
+        if self.concepts is None:
+            raise ConceptError("concepts_dir", "no concepts folder is configured")
+        return self.concepts
+
+    async def load_concept(self, name: str) -> ConceptInfo:
+        def load(model: ModelFamily) -> ConceptInfo:
+            manager = self._manager()
+            try:
+                return manager.load(name)
+            finally:
+                self._concept_list = tuple(manager.loaded())
+
+        return await self.run_exclusive(load)
+
+    async def unload_concept(self, name: str) -> None:
+        def unload(model: ModelFamily) -> None:
+            manager = self._manager()
+            try:
+                manager.unload(name)
+            finally:
+                self._concept_list = tuple(manager.loaded())
+
+        await self.run_exclusive(unload)
+
+    def list_concepts(self) -> list[ConceptInfo]:
+        return list(self._concept_list)
+
     # -- worker thread -------------------------------------------------------------------------
 
     def _emit(self, job: Job, event: JobEvent) -> None:
@@ -281,7 +339,7 @@ class LocalEngine:
             )
         except Cancelled:
             return JobFailed(job.id, "cancelled", cancelled=True)
-        except AudioFileError as exc:
+        except (AudioFileError, ConceptError) as exc:
             return JobFailed(job.id, str(exc))
         except Exception as exc:
             log.exception("job %d failed", job.id)

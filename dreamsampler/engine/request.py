@@ -88,8 +88,8 @@ class GenerationResult:
         sample_rate: Hz.
         record: generation record: model, family, every request parameter, engine version,
             elapsed seconds.
-        latents: the final denoised latents ``(1, channels, frames, bins)`` before decoding
-            (for latent-space metrics); ``None`` from engines that do not return them.
+        latents: the final denoised latents ``(1, channels, frames, bins)`` (CPU tensor) when
+            ``sample(..., return_latents=True)`` asked for them, else ``None``.
     """
 
     audio: np.ndarray

@@ -24,6 +24,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from dreamsampler import __version__
 from dreamsampler.engine.audio_io import load_audio
+from dreamsampler.engine.concepts import activate
 from dreamsampler.engine.families import ModelFamily
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
 
@@ -82,14 +83,22 @@ def sample(
     request: GenerationRequest,
     on_step: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    return_latents: bool = False,
 ) -> GenerationResult:
     """Run one generation or style transfer through the model's components.
+
+    The request's concept (``request.concept``, LoRA at ``request.lora_scale``, or a DreamBooth
+    UNet) is active for the whole call and only for it (:func:`~dreamsampler.engine.concepts.
+    activate`); textual-inversion tokens work in any prompt once loaded.
 
     Args:
         model: a loaded family adapter.
         request: the generation parameters.
         on_step: called as ``on_step(done, total)`` after every scheduler step.
         should_cancel: polled before every step; when it returns True the loop stops.
+        return_latents: also return the final (denoised, scaled) latents
+            ``(1, channels, frames, bins)`` in :attr:`GenerationResult.latents` (for evaluation
+            and prior-preservation data; the audio is decoded as always).
 
     Returns:
         The clip ``(1, samples)`` at the model's sample rate with its generation record and the
@@ -99,7 +108,19 @@ def sample(
     Raises:
         Cancelled: ``should_cancel`` returned True.
         AudioFileError: the input file cannot be read.
+        ConceptNotLoadedError: the request names a concept the model has not loaded.
     """
+    with activate(model, request.concept, request.lora_scale):
+        return _sample(model, request, on_step, should_cancel, return_latents)
+
+
+def _sample(
+    model: ModelFamily,
+    request: GenerationRequest,
+    on_step: ProgressCallback | None,
+    should_cancel: Callable[[], bool] | None,
+    return_latents: bool,
+) -> GenerationResult:
     started = time.perf_counter()
     generator = torch.Generator("cpu").manual_seed(request.seed)
     scheduler = make_scheduler(request.scheduler, model.scheduler_config)
@@ -154,5 +175,9 @@ def sample(
         "sample_rate": model.sample_rate,
         "elapsed_s": round(time.perf_counter() - started, 4),
     }
-    return GenerationResult(audio=audio.astype("float32"), sample_rate=model.sample_rate,
-                            record=record, latents=latents.float().cpu())
+    return GenerationResult(
+        audio=audio.astype("float32"),
+        sample_rate=model.sample_rate,
+        record=record,
+        latents=latents.float().cpu() if return_latents else None,
+    )

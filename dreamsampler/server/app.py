@@ -40,6 +40,7 @@ def make_engine(config: Config) -> Engine:
         device=config.model.device,
         dtype=config.model.dtype,
         queue_size=config.limits.queue_size,
+        concepts_dir=config.concepts_dir,
     )
 
 

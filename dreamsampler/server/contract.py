@@ -201,11 +201,17 @@ STRENGTH = Arg("strength", "f", "style-transfer strength in [0, 1]: how far the 
 NEGATIVE = Arg("negative", "s", "negative prompt", field="negative_prompt")
 SCHEDULER = Arg("scheduler", "s", "ddim, dpm++, pndm, euler, lms or heun")
 NAME = Arg("name", "s", "file name stem for the clip (made safe); default <time>_<prompt>_<seed>")
+CONCEPT = Arg("concept", "s", "a loaded DreamBooth or LoRA concept to use for this clip (an "
+              "unloaded one fails; textual-inversion concepts need no option: write their "
+              "<token> in the prompt)")
+LORA_SCALE = Arg("lora_scale", "f", "weight of the LoRA concept's adapter (0 = base model, "
+                 "1 = as trained)", -2, 2)
+CONCEPT_NAME = Arg("name", "s", "concept name (a folder in concepts_dir)")
 
 GEN_OPTIONS = (SEED, STEPS, GUIDANCE, DURATION, NEGATIVE, SCHEDULER,
                Arg("id", "i", "client-chosen job id (must not be in use)", 0, 2**31 - 1,
                    field="job_id"),
-               NAME)
+               NAME, CONCEPT, LORA_SCALE)
 
 # -- replies ---------------------------------------------------------------------------------------
 
@@ -242,6 +248,10 @@ REPLIES: dict[str, Message] = {
         ), "reply to /status (positional; fields are only ever appended)"),
         Message("/synced", (Arg("id", "i", "the id given to /sync"),),
                 "every command and job received before /sync has completed"),
+        Message("/concept.list", (
+            Arg("name", "s", "a loaded concept; one argument per concept, none when none is "
+                "loaded", required=False, rest=True),
+        ), "reply to /concept/list: the loaded concepts' names, in load order"),
         Message("/version.reply", (
             Arg("program", "s", "dreamsampler"),
             Arg("version", "s", "server version"),
@@ -267,6 +277,9 @@ PARAMS: dict[str, Arg] = {
         SCHEDULER,
         Arg("input", "s", "input clip for /trigger; when set, /trigger style-transfers it "
             "(an empty string clears it)", rest=True, required=False, field="input_path"),
+        Arg("concept", "s", "loaded DreamBooth/LoRA concept used by /trigger (no argument or an "
+            "empty string clears it)", required=False),
+        LORA_SCALE,
     )
 }
 
@@ -297,6 +310,15 @@ COMMANDS: dict[str, Message] = {
                     (), (f"/done /param/{p.name} {p.signature}",))
             for p in PARAMS.values()
         ),
+        Message("/concept/load", (CONCEPT_NAME,),
+                "load a trained concept from concepts_dir (between jobs; /status keeps "
+                "answering); TI tokens become usable in prompts, DreamBooth/LoRA concepts in the "
+                "concept option", (),
+                ("/done /concept/load s:name s:method", "/fail /concept/load s:message s:name")),
+        Message("/concept/unload", (CONCEPT_NAME,), "unload a loaded concept (between jobs)", (),
+                ("/done /concept/unload s:name", "/fail /concept/unload s:message s:name")),
+        Message("/concept/list", (), "ask which concepts are loaded", (),
+                ("/concept.list s:name...",)),
         Message("/cancel", (JOB_ID,), "cancel a queued or running job",
                 (), ("/done /cancel i:job_id", "/fail /cancel s:message i:job_id")),
         Message("/notify", (

@@ -17,6 +17,7 @@ from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket, ParseError
 
 from dreamsampler import __version__
+from dreamsampler.engine.concepts import ConceptError
 from dreamsampler.engine.jobs import JobFailed, JobProgress, JobStarted, QueueFull
 from dreamsampler.engine.request import RequestError
 from dreamsampler.server.clients import Address, Clients
@@ -70,6 +71,9 @@ class OscServer:
             "/status": self._status,
             "/sync": self._sync,
             "/version": self._version,
+            "/concept/load": self._concept_load,
+            "/concept/unload": self._concept_unload,
+            "/concept/list": self._concept_list,
         }
         for name in PARAMS:
             self._handlers[f"/param/{name}"] = self._param
@@ -229,9 +233,49 @@ class OscServer:
             await self.service.sync()
             self.reply(sender, "/synced", sync_id)
 
-        task = asyncio.create_task(wait())
+        self._spawn(wait())
+
+    # -- concepts ------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _concept_load(self, sender: Address, address: str, values: dict[str, Any]) -> None:
+        name = values["name"]
+
+        async def load() -> None:
+            try:
+                info = await self.service.load_concept(name)
+            except ConceptError as exc:
+                self.fail(sender, address, str(exc), name)
+            except Exception as exc:
+                log.exception("loading concept %s failed", name)
+                self.fail(sender, address, f"internal error: {type(exc).__name__}: {exc}", name)
+            else:
+                self.reply(sender, "/done", address, info.name, info.method)
+
+        self._spawn(load())
+
+    def _concept_unload(self, sender: Address, address: str, values: dict[str, Any]) -> None:
+        name = values["name"]
+
+        async def unload() -> None:
+            try:
+                await self.service.unload_concept(name)
+            except ConceptError as exc:
+                self.fail(sender, address, str(exc), name)
+            except Exception as exc:
+                log.exception("unloading concept %s failed", name)
+                self.fail(sender, address, f"internal error: {type(exc).__name__}: {exc}", name)
+            else:
+                self.reply(sender, "/done", address, name)
+
+        self._spawn(unload())
+
+    def _concept_list(self, sender: Address, address: str, values: dict[str, Any]) -> None:
+        self.reply(sender, "/concept.list", *(c.name for c in self.service.engine.list_concepts()))
 
     def _version(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         status = self.service.engine.status()

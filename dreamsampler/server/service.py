@@ -19,6 +19,7 @@ from typing import Any
 
 from dreamsampler.config import Config
 from dreamsampler.engine.audio_io import AudioFileError, probe_audio
+from dreamsampler.engine.concepts import ConceptError, ConceptInfo, scan_concepts
 from dreamsampler.engine.jobs import (
     Engine,
     JobEvent,
@@ -59,6 +60,8 @@ class Session:
     duration: float = 10.0
     scheduler: str = "ddim"
     input_path: str = ""
+    concept: str = ""
+    lora_scale: float = 1.0
 
     @classmethod
     def from_config(cls, config: Config) -> Session:
@@ -111,9 +114,58 @@ class Service:
         self._ids = itertools.count(1)
 
     async def start(self) -> None:
-        """Check the output folder and start the engine (loads the model)."""
+        """Check the output folder, start the engine (loads the model), autoload concepts.
+
+        Raises:
+            ConceptError: a concept named in ``concepts_autoload`` cannot be loaded.
+        """
         self.sink.check_writable()
         await self.engine.start()
+        await self.autoload_concepts()
+
+    async def autoload_concepts(self) -> list[ConceptInfo]:
+        """Load ``config.concepts_autoload``: named ones must load; ``"*"`` skips bad ones.
+
+        Raises:
+            ConceptError: a named concept cannot be loaded.
+        """
+        wanted = self.config.concepts_autoload
+        loaded: list[ConceptInfo] = []
+        if wanted == "*":
+            metas, errors = scan_concepts(self.config.concepts_dir)
+            for err in errors:
+                log.warning("concept not autoloaded: %s", err)
+            for meta in metas:
+                try:
+                    loaded.append(await self.engine.load_concept(meta.name))
+                except ConceptError as exc:
+                    log.warning("concept not autoloaded: %s", exc)
+        else:
+            for name in wanted:
+                loaded.append(await self.engine.load_concept(name))
+        if loaded:
+            log.info("concepts loaded: %s", ", ".join(c.name for c in loaded))
+        return loaded
+
+    async def load_concept(self, name: str) -> ConceptInfo:
+        """Load a concept in the engine (between jobs). Raises ``ConceptError``."""
+        return await self.engine.load_concept(name)
+
+    async def unload_concept(self, name: str) -> None:
+        """Unload a concept (between jobs). Raises ``ConceptNotLoadedError``."""
+        await self.engine.unload_concept(name)
+
+    def check_concept(self, name: str) -> None:
+        """Refuse a concept that is not loaded.
+
+        Raises:
+            RequestError: names the concept and the loaded ones.
+        """
+        loaded = [c.name for c in self.engine.list_concepts()]
+        if name not in loaded:
+            shown = ", ".join(loaded) or "none"
+            raise RequestError(f"concept {name!r} is not loaded (loaded: {shown}); "
+                               f"send /concept/load {name}")
 
     async def close(self) -> None:
         await self.engine.close()
@@ -168,6 +220,9 @@ class Service:
         if not prompt or not str(prompt).strip():
             raise RequestError("missing prompt")
         input_path = self.resolve_input(values["input_path"]) if transfer else None
+        concept = str(values.get("concept", s.concept) or "") or None
+        if concept is not None:
+            self.check_concept(concept)
         return GenerationRequest(
             prompt=str(prompt),
             negative_prompt=str(values.get("negative_prompt", s.negative_prompt)),
@@ -178,6 +233,8 @@ class Service:
             scheduler=str(values.get("scheduler", s.scheduler)),
             input_path=input_path,
             strength=float(values.get("strength", s.strength)) if transfer else 1.0,
+            concept=concept,
+            lora_scale=float(values.get("lora_scale", s.lora_scale)),
         )
 
     def set_param(self, name: str, value: Any) -> None:
@@ -190,6 +247,8 @@ class Service:
             raise RequestError(f"unknown parameter {name!r}")
         if name == "input_path" and value:
             value = str(self.resolve_input(value))
+        if name == "concept" and value:
+            self.check_concept(str(value))
         candidate = dataclasses.replace(self.session, **{name: value})
         if candidate.prompt:
             self.build_request(dataclasses.asdict(candidate), transfer=False)

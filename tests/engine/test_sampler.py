@@ -95,7 +95,7 @@ def test_sdedit_moves_further_from_input_with_strength(tmp_path: Path) -> None:
     cosines = []
     for strength in (0.1, 0.5, 0.9):
         out = sample(model, _req(input_path=source, strength=strength, num_inference_steps=20,
-                                 guidance_scale=1.0))
+                                 guidance_scale=1.0), return_latents=True)
         z = out.latents
         cosines.append(torch.nn.functional.cosine_similarity(z.flatten(), clean.flatten(),
                                                              dim=0).item())
