@@ -31,7 +31,8 @@ def is_final_for(address: str) -> Callable[[Reply], bool]:
 
     ``/queued`` is not final: a generation ends with ``/done <address>`` or ``/fail <address>``.
     """
-    direct = {"/status": "/status.reply", "/version": "/version.reply", "/sync": "/synced"}
+    direct = {"/status": "/status.reply", "/version": "/version.reply", "/sync": "/synced",
+              "/preset/list": "/preset.list"}
 
     def final(reply: Reply) -> bool:
         if reply.address in ("/done", "/fail"):

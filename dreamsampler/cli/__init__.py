@@ -9,10 +9,10 @@ import sys
 from rich.logging import RichHandler
 
 from dreamsampler import __version__
-from dreamsampler.cli import send, serve
+from dreamsampler.cli import live, send, serve
 from dreamsampler.config import ConfigError
 
-COMMAND_MODULES = (serve, send)
+COMMAND_MODULES = (serve, send, live)
 
 
 def build_parser() -> argparse.ArgumentParser:
