@@ -25,6 +25,7 @@ from typing import Any
 
 import mido
 import numpy as np
+import yaml
 from pydantic import ValidationError
 
 from dreamsampler.config import ConfigError, LiveConfig
@@ -136,8 +137,15 @@ class Live:
             return MidiMapper()
         try:
             return MidiMapper.from_file(self.map_path)
-        except (OSError, ValueError) as exc:  # pydantic.ValidationError and YAMLError included
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}"
+                for e in exc.errors())
+            raise ConfigError(f"MIDI map {self.map_path}: {problems}") from None
+        except (OSError, ValueError) as exc:
             raise ConfigError(f"MIDI map {self.map_path}: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"MIDI map {self.map_path}: not valid YAML: {exc}") from None
 
     async def start(self) -> None:
         """Start Link (if configured), MIDI input and the audio device.
@@ -522,12 +530,12 @@ class Live:
         if not names and self.bank is not None:
             bank = next((b for b in self.library.banks if b.name == self.bank), None)
             names = list(bank.presets) if bank else []
+        sink = self.sink()
         for name in names:
             self.preset(name)
         if not names:  # check the session can make a request before looping on it
             values, transfer = self.service.trigger_values()
             self.service.build_request(values, transfer)
-        sink = self.sink()
         await self.jam_off()
         self.jam_loop = JamLoop(sink, self.clock, self._jam_source(names),
                                 quantum_beats=float(self.clock.beats_per_bar))
