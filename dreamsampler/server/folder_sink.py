@@ -40,7 +40,7 @@ def slugify(text: str, max_length: int = 40) -> str:
     return slug[:max_length].rstrip("-") or "clip"
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write ``path`` atomically, mode 0644 (see :func:`dreamsampler.server.fsutil.atomic_write`).
 
     Raises:
@@ -155,5 +155,6 @@ class FolderSink:
                     )
             except (OSError, RuntimeError) as exc:
                 sidecar.unlink(missing_ok=True)
-                raise SinkError(f"{path}: cannot write ({exc.strerror or exc})") from None
+                reason = getattr(exc, "strerror", None) or exc
+                raise SinkError(f"{path}: cannot write ({reason})") from None
         return path

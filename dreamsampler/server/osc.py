@@ -22,6 +22,7 @@ from dreamsampler.engine.request import RequestError
 from dreamsampler.server.clients import Address, Clients
 from dreamsampler.server.contract import COMMANDS, PARAMS, ContractError
 from dreamsampler.server.folder_sink import SinkError
+from dreamsampler.server.osc_live import LiveHandlers
 from dreamsampler.server.service import Delivered, Listener, Service, Update
 
 if TYPE_CHECKING:
@@ -56,8 +57,6 @@ class OscServer:
 
     def __init__(self, service: Service, host: str = "127.0.0.1", port: int = 9000,
                  live: Live | None = None) -> None:
-        from dreamsampler.server.osc_live import LiveHandlers
-
         self.service = service
         self.live = live
         self.host = host
