@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import mido
 import pytest
@@ -19,6 +20,7 @@ from dreamsampler.client import OscClient, Reply
 from dreamsampler.config import ConfigError
 from dreamsampler.engine.bars import read_loop_info
 from dreamsampler.server.app import start_app
+from dreamsampler.server.contract import REPLIES
 from tests.conftest import RunningServer, make_config, run_server
 
 PRESETS = [
@@ -61,8 +63,12 @@ def _final(replies: list[Reply], state: str, address: str) -> Reply:
     return final
 
 
-def _status(c: OscClient) -> tuple[object, ...]:
-    return c.request("/status", timeout=5)[-1].args
+def status_fields(c: OscClient) -> dict[str, Any]:
+    """``/status.reply`` by field name (positions come from the contract: fields are appended)."""
+    args = c.request("/status", timeout=5)[-1].args
+    names = [a.name for a in REPLIES["/status.reply"].args]
+    assert len(args) == len(names)
+    return dict(zip(names, args, strict=True))
 
 
 def test_bars_make_loop_files_at_the_session_tempo(live_server: RunningServer) -> None:
@@ -135,9 +141,9 @@ def test_tempo_and_status_fields(live_server: RunningServer) -> None:
             fail = _final(c.request("/tempo", bad), "/fail", "/tempo")
             assert "BPM" in fail.args[1]
         assert _final(c.request("/tempo", 90.5), "/done", "/tempo").args[1] == 90.5
-        status = _status(c)
-        assert len(status) == 13
-        assert status[8:] == (90.5, "internal", 0, 0, 0)
+        status = status_fields(c)
+        live = ("tempo", "tempo_source", "underruns", "unmapped_notes", "jam")
+        assert tuple(status[k] for k in live) == (90.5, "internal", 0, 0, 0)
 
 
 def test_play_jam_learn_without_device_or_midi(live_server: RunningServer) -> None:
@@ -154,7 +160,7 @@ def test_play_jam_learn_without_device_or_midi(live_server: RunningServer) -> No
         assert "unknown parameter 'wobble'" in fail.args[1]
         fail = _final(c.request("/midi/learn", "strength"), "/fail", "/midi/learn")
         assert "no MIDI input configured" in fail.args[1]
-        assert _status(c)[0] == 0  # still serving
+        assert status_fields(c)["queued"] == 0  # still serving
 
 
 def test_midi_messages_drive_the_session(live_server: RunningServer) -> None:
@@ -182,8 +188,8 @@ def test_midi_messages_drive_the_session(live_server: RunningServer) -> None:
         assert live_server.app.service.session.strength == pytest.approx(expected, rel=1e-6)
         # unmapped notes are counted; a note mapped to a missing preset is logged, not fatal
         feed(mido.Message("note_on", note=1), mido.Message("note_on", note=64))
-        status = _status(c)
-        assert status[8] == 180.0 and status[11] == 1
+        status = status_fields(c)
+        assert status["tempo"] == 180.0 and status["unmapped_notes"] == 1
         # note-off cancels the job its note-on queued (cancel_on_release), here while it waits
         # behind a long job
         c.send("/gen", "blocker", "duration", 8, "steps", 200)
