@@ -86,6 +86,33 @@ class Limits(_Section):
     queue_size: int = Field(16, ge=1, description="jobs waiting at most; more get /fail")
 
 
+class LiveConfig(_Section):
+    """Live performance: tempo, presets, MIDI input and mapping, audio output, Ableton Link."""
+
+    tempo: float = Field(120.0, gt=20.0, le=999.0, description="session tempo, BPM")
+    beats_per_bar: int = Field(4, ge=1, le=32, description="beats (quarter notes) per bar")
+    presets_dir: Path = Field(Path("presets"), description="folder of preset YAML files")
+    midi_in: list[str] = Field(
+        default_factory=list,
+        description="MIDI input ports: exact names, substrings, or 'virtual:NAME' to create one",
+    )
+    midi_backend: str | None = Field(
+        None, description="mido backend, e.g. 'rtmidi/UNIX_JACK'; null = mido's default"
+    )
+    midi_map: Path | None = Field(
+        None, description="MIDI map YAML; null uses <presets_dir>/midi_map.yaml (learned "
+        "bindings are saved there)"
+    )
+    audio_out: str | None = Field(
+        None, description="audio output device (name substring or index); null = no device sink"
+    )
+    link: bool = Field(False, description="follow Ableton Link (needs dreamsampler[link])")
+    play_quantum: float = Field(
+        4.0, ge=0.0, description="beats: /play and device presets start on this grid; 0 = now"
+    )
+    keep_results: int = Field(16, ge=1, le=1024, description="delivered clips kept for /play")
+
+
 class Config(_Section):
     """The whole server configuration (``config.yaml``)."""
 
@@ -105,6 +132,7 @@ class Config(_Section):
     )
     defaults: Defaults = Defaults()
     limits: Limits = Limits()
+    live: LiveConfig = LiveConfig()
 
     @model_validator(mode="after")
     def _defaults_within_limits(self) -> Config:
@@ -126,6 +154,10 @@ class Config(_Section):
         data["output"]["dir"] = Path(data["output"]["dir"]).expanduser()
         data["input_dirs"] = [Path(p).expanduser() for p in data["input_dirs"]]
         data["concepts_dir"] = Path(data["concepts_dir"]).expanduser()
+        live = data["live"]
+        live["presets_dir"] = Path(live["presets_dir"]).expanduser()
+        if live["midi_map"] is not None:
+            live["midi_map"] = Path(live["midi_map"]).expanduser()
         return Config.model_validate(data)
 
 

@@ -473,7 +473,7 @@
       90,
       22
      ],
-     "text": "duration(s)",
+     "text": "bars",
      "presentation": 1,
      "presentation_rect": [
       265,
@@ -486,7 +486,7 @@
    {
     "box": {
      "id": "obj-22",
-     "maxclass": "flonum",
+     "maxclass": "number",
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
@@ -506,10 +506,9 @@
       75,
       22
      ],
-     "minimum": 0.01,
-     "maximum": 30.0,
-     "parameter_enable": 0,
-     "format": 6
+     "minimum": 0,
+     "maximum": 256.0,
+     "parameter_enable": 0
     }
    },
    {
@@ -527,7 +526,7 @@
       40,
       22
      ],
-     "text": "10."
+     "text": "0"
     }
    },
    {
@@ -845,10 +844,10 @@
      "patching_rect": [
       100,
       430,
-      331,
+      289,
       22
      ],
-     "text": "pak seed 0 steps 25 guidance 2.5 duration 10."
+     "text": "pak seed 0 steps 25 guidance 2.5 bars 0"
     }
    },
    {
@@ -1114,10 +1113,10 @@
      "patching_rect": [
       330,
       430,
-      422,
+      380,
       22
      ],
-     "text": "pak seed 0 steps 25 guidance 2.5 duration 10. strength 0.5"
+     "text": "pak seed 0 steps 25 guidance 2.5 bars 0 strength 0.5"
     }
    },
    {

@@ -60,6 +60,7 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
         "defaults.num_inference_steps": 4,
         "defaults.duration": 1.0,
         "limits.max_duration": 8.0,
+        "live.presets_dir": str(tmp_path / "presets"),
     }
     base.update(overrides)
     (tmp_path / "in").mkdir(exist_ok=True)

@@ -65,3 +65,32 @@ def test_bad_override_is_named() -> None:
     args = build_parser().parse_args(["serve", "--set", "nokey"])
     with pytest.raises(ConfigError, match=r"KEY\.PATH=VALUE"):
         config_from_args(args)
+
+
+def test_live_options(tmp_path: Path) -> None:
+    args = build_parser().parse_args([
+        "serve", "--midi-in", "Launchkey", "--midi-in", "virtual:ds", "--midi-map",
+        str(tmp_path / "map.yaml"), "--audio-out", "system", "--tempo", "96", "--link",
+        "--presets-dir", str(tmp_path), "--midi-backend", "rtmidi/UNIX_JACK",
+    ])
+    live = config_from_args(args).live
+    assert live.midi_in == ["Launchkey", "virtual:ds"] and live.midi_map == tmp_path / "map.yaml"
+    assert (live.audio_out, live.tempo, live.link) == ("system", 96.0, True)
+    assert live.presets_dir == tmp_path and live.midi_backend == "rtmidi/UNIX_JACK"
+    defaults = config_from_args(build_parser().parse_args(["serve"])).live
+    assert (defaults.tempo, defaults.link, defaults.audio_out, defaults.midi_in) == (
+        120.0, False, None, [])
+
+
+@pytest.mark.parametrize("tempo", [0, 10000])
+def test_bad_live_tempo(tempo: int) -> None:
+    with pytest.raises(ConfigError, match=r"live\.tempo"):
+        load_config(None, {"live.tempo": tempo})
+
+
+def test_presets_list_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from dreamsampler.cli import main
+
+    assert main(["presets", "list", "--presets-dir", str(ROOT / "presets")]) == 0
+    out = capsys.readouterr().out
+    assert "drums:" in out and "lofi-drums-4bars  (4 bars" in out

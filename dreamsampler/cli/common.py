@@ -25,6 +25,16 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance", type=float, help="default guidance scale")
     g.add_argument("--duration", type=float, help="default clip length in seconds")
     g.add_argument("--scheduler", help="default scheduler (ddim, dpm++, pndm, euler, lms, heun)")
+    g.add_argument("--presets-dir", type=Path, help="folder of preset YAML files")
+    g.add_argument("--midi-in", action="append", metavar="PORT",
+                   help="MIDI input port: name, substring or virtual:NAME (repeatable)")
+    g.add_argument("--midi-backend", help="mido backend, e.g. rtmidi/UNIX_JACK")
+    g.add_argument("--midi-map", type=Path, help="MIDI map YAML (learned bindings saved there)")
+    g.add_argument("--audio-out", metavar="DEVICE",
+                   help="play clips on this audio device (name substring or index)")
+    g.add_argument("--tempo", type=float, help="session tempo in BPM")
+    g.add_argument("--link", action="store_true", default=None,
+                   help="follow Ableton Link (needs the 'link' extra)")
     g.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override any setting, e.g. --set limits.queue_size=4 (repeatable)")
 
@@ -38,6 +48,9 @@ _OVERRIDES = {
     # serve only (absent elsewhere: getattr gives None)
     "oscquery_port": "oscquery.port", "oscquery": "oscquery.enabled",
     "zeroconf": "oscquery.zeroconf",
+    "presets_dir": "live.presets_dir", "midi_in": "live.midi_in",
+    "midi_backend": "live.midi_backend", "midi_map": "live.midi_map",
+    "audio_out": "live.audio_out", "tempo": "live.tempo", "link": "live.link",
 }
 
 

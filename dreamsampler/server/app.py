@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from dreamsampler.config import Config
 from dreamsampler.engine.jobs import Engine, LocalEngine
 from dreamsampler.server.folder_sink import FolderSink
+from dreamsampler.server.live import Live
 from dreamsampler.server.osc import OscServer
 from dreamsampler.server.oscquery import OscQueryServer, session_values
 from dreamsampler.server.service import Service
@@ -25,9 +26,12 @@ class App:
     config: Config
     service: Service
     osc: OscServer
+    live: Live
     oscquery: OscQueryServer | None = None
 
     async def close(self) -> None:
+        """Stop audio clients (jam, device sink) and MIDI first, then OSC and the engine."""
+        await self.live.close()
         if self.oscquery is not None:
             await self.oscquery.close()
         self.osc.close()
@@ -47,21 +51,27 @@ def make_engine(config: Config) -> Engine:
 async def start_app(config: Config, engine: Engine | None = None) -> App:
     """Load the model, bind the OSC port (and the OSCQuery HTTP port) and start serving.
 
+    A MIDI port or audio device that is missing is logged and retried; the server serves on.
+
     Raises:
         ModelLoadError: the model cannot be loaded.
         SinkError: the output folder is not writable.
         OSError: the OSC or OSCQuery port cannot be bound.
+        ConfigError: invalid MIDI map, unknown MIDI backend, or Link without ``aalink``.
     """
     sink = FolderSink(config.output.dir, config.output.subtype, config.output.sample_rate)
     service = Service(config, engine or make_engine(config), sink)
+    live = Live(service)
     await service.start()
-    osc = OscServer(service, config.osc.host, config.osc.port)
+    osc = OscServer(service, config.osc.host, config.osc.port, live=live)
     try:
+        await live.start()
         await osc.start()
-    except OSError:
+    except BaseException:
+        await live.close()
         await service.close()
         raise
-    app = App(config, service, osc)
+    app = App(config, service, osc, live)
     if config.oscquery.enabled:
         q = config.oscquery
         app.oscquery = OscQueryServer(
@@ -88,6 +98,11 @@ async def serve(config: Config) -> None:
         app.osc.host, app.osc.port,
         f"http://{app.osc.host}:{app.oscquery.port}/" if app.oscquery else "off",
         config.output.dir,
+    )
+    log.info(
+        "live: %.6g BPM (%s), %d presets, MIDI in %s, audio out %s",
+        app.live.clock.bpm, app.live.clock.source, len(app.live.library),
+        ", ".join(config.live.midi_in) or "none", config.live.audio_out or "none",
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -207,11 +207,15 @@ CONCEPT = Arg("concept", "s", "a loaded DreamBooth or LoRA concept to use for th
 LORA_SCALE = Arg("lora_scale", "f", "weight of the LoRA concept's adapter (0 = base model, "
                  "1 = as trained)", -2, 2)
 CONCEPT_NAME = Arg("name", "s", "concept name (a folder in concepts_dir)")
+BARS = Arg("bars", "i", "clip length in whole bars at the session tempo (/tempo); the clip is "
+           "cut to exactly that many bars, downbeat at sample 0, and written as a loop WAV "
+           "(tempo and bars in the file name, acid/smpl chunks); 0 uses duration", 0, 256)
 
 GEN_OPTIONS = (SEED, STEPS, GUIDANCE, DURATION, NEGATIVE, SCHEDULER,
                Arg("id", "i", "client-chosen job id (must not be in use)", 0, 2**31 - 1,
                    field="job_id"),
-               NAME, CONCEPT, LORA_SCALE)
+               NAME, CONCEPT, LORA_SCALE, BARS)
+PRESET_NAME = Arg("name", "s", "preset name (see /preset/list)", rest=True)
 
 # -- replies ---------------------------------------------------------------------------------------
 
@@ -231,6 +235,13 @@ REPLIES: dict[str, Message] = {
         Message("/job.ended", (JOB_ID, Arg("state", "s", "done, failed or cancelled"),
                                Arg("detail", "s", "the clip's path, or the failure message")),
                 "a job ended (to /notify clients)"),
+        Message("/preset.list", (Arg("names", "s", "one atom per preset, in bank order; none "
+                                     "when no preset is loaded", required=False),),
+                "reply to /preset/list"),
+        Message("/midi.learned", (Arg("param", "s", "the parameter learned"),
+                                  Arg("cc", "i", "controller number", 0, 127),
+                                  Arg("channel", "i", "MIDI channel", 1, 16)),
+                "MIDI learn bound a controller (to /notify clients)"),
         Message("/status.reply", (
             Arg("queued", "i", "jobs waiting", 0),
             Arg("running", "i", "id of the running job, -1 when idle", -1),
@@ -245,6 +256,11 @@ REPLIES: dict[str, Message] = {
             Arg("output_writable", "i", "1 when clips can be written to output_dir, else 0",
                 0, 1),
             Arg("oscquery_port", "i", "OSCQuery HTTP (TCP) port, 0 when off", 0, 65535),
+            Arg("tempo", "f", "session tempo", 0, unit="BPM"),
+            Arg("tempo_source", "s", "where the tempo comes from: internal, midi or link"),
+            Arg("underruns", "i", "audio output underruns since start (0 without a device)", 0),
+            Arg("unmapped_notes", "i", "MIDI note-ons that matched no mapping", 0),
+            Arg("jam", "i", "1 while jam mode plays, else 0", 0, 1),
         ), "reply to /status (positional; fields are only ever appended)"),
         Message("/synced", (Arg("id", "i", "the id given to /sync"),),
                 "every command and job received before /sync has completed"),
@@ -280,6 +296,7 @@ PARAMS: dict[str, Arg] = {
         Arg("concept", "s", "loaded DreamBooth/LoRA concept used by /trigger (no argument or an "
             "empty string clears it)", required=False),
         LORA_SCALE,
+        BARS,
     )
 }
 
@@ -334,6 +351,44 @@ COMMANDS: dict[str, Message] = {
                 (), ("/synced i:id",)),
         Message("/version", (), "ask for the server's version and model", (),
                 ("/version.reply s:program s:version s:model s:family",)),
+        # -- live performance (see docs/live.md) --
+        Message("/preset/trigger", (PRESET_NAME,),
+                "generate from a preset (seed per its seed policy); the clip always lands in "
+                "the output folder, and also plays on the audio device when the preset's "
+                "sinks include 'device'",
+                (), ("/queued i:job_id i:position", "/done /preset/trigger i:job_id s:path",
+                     "/fail /preset/trigger s:message [i:job_id]")),
+        Message("/preset/list", (), "ask for the loaded presets' names", (),
+                ("/preset.list s:name...",)),
+        Message("/preset/save", (PRESET_NAME,),
+                "save the session parameters (/param/...) as a preset YAML file in the presets "
+                "folder (atomic; replaces a preset of that name)",
+                (), ("/done /preset/save s:path", "/fail /preset/save s:message")),
+        Message("/midi/learn", (Arg("param", "s", "parameter to bind: strength, guidance, steps, "
+                                    "seed, duration, bars, lora_scale, tempo or volume"),),
+                "arm MIDI learn: the next control change received is bound to param (default "
+                "range and curve) and the map is saved. The /done comes when the CC arrives; "
+                "/notify clients also get /midi.learned. Arming again replaces the request "
+                "(the earlier one gets /fail)",
+                (), ("/done /midi/learn s:param i:cc i:channel", "/fail /midi/learn s:message")),
+        Message("/tempo", (Arg("bpm", "f", "session tempo, > 20 and <= 999", unit="BPM"),),
+                "set the session tempo (bars, /play quantization, jam); with Link the tempo is "
+                "proposed to the Link session; with MIDI clock the next clock ticks win",
+                (), ("/done /tempo f:bpm", "/fail /tempo s:message")),
+        Message("/play", (JOB_ID, Arg("quantum", "f", "start on the next multiple of this many "
+                                       "beats; 0 = now; default live.play_quantum", 0,
+                                       unit="beats", required=False)),
+                "play a delivered clip (one of the last live.keep_results) on the audio device",
+                (), ("/done /play i:job_id f:delay", "/fail /play s:message i:job_id")),
+        Message("/stop", (), "fade out everything on the audio device and stop jam mode", (),
+                ("/done /stop", "/fail /stop s:message")),
+        Message("/jam", (Arg("state", "s", "on or off"),
+                         Arg("presets", "s", "comma-separated preset names to cycle through; "
+                             "default: the bank chosen by MIDI program change, else the session "
+                             "parameters with the seed advancing", rest=True, required=False)),
+                "jam mode: each clip loops on the audio device while the next is generated, "
+                "then takes over on the next bar with a crossfade",
+                (), ("/done /jam s:state", "/fail /jam s:message")),
     )
 }
 

@@ -4,6 +4,10 @@ A file is written under a hidden temporary name in the same folder, flushed and 
 renamed into place (``os.replace``), so a DAW watching the folder never sees half a file. The
 sidecar ``<name>.json`` is in place before the WAV appears. Files are made readable by other users
 (0644): a DAW may run as another user.
+
+A clip made to a bar length (:class:`LoopSpec`) is written as a loop: exactly that many bars at
+the file's sample rate, tempo and bars in the file name (``..._120bpm_4bars.wav``) and ``acid`` +
+``smpl`` chunks that DAWs read as tempo and loop points.
 """
 
 from __future__ import annotations
@@ -14,13 +18,16 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import soundfile as sf
 
 from dreamsampler.engine.audio_io import resample
+from dreamsampler.engine.bars import bar_samples, fit_to_bars, loop_file_name, write_loop_wav
 from dreamsampler.engine.request import GenerationResult
+from dreamsampler.server import fsutil
 
 
 class SinkError(OSError):
@@ -33,23 +40,22 @@ def slugify(text: str, max_length: int = 40) -> str:
     return slug[:max_length].rstrip("-") or "clip"
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], mode: int = 0o644) -> None:
-    """Write ``path`` via a hidden ``.<name>.part`` file in the same folder, fsync, rename.
+def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write ``path`` atomically, mode 0644 (see :func:`dreamsampler.server.fsutil.atomic_write`).
 
     Raises:
         OSError: the folder is not writable or the disk is full; no partial file is left.
     """
-    tmp = path.with_name(f".{path.name}.part")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    fsutil.atomic_write(path, write)
+
+
+@dataclass(frozen=True)
+class LoopSpec:
+    """A clip cut to whole bars: ``bpm`` (BPM), ``bars``, ``beats_per_bar``."""
+
+    bpm: float
+    bars: int
+    beats_per_bar: int = 4
 
 
 class FolderSink:
@@ -103,6 +109,7 @@ class FolderSink:
         result: GenerationResult,
         name: str | None = None,
         extra: dict[str, Any] | None = None,
+        loop: LoopSpec | None = None,
     ) -> Path:
         """Write the clip and its sidecar; return the WAV's path once it is in place.
 
@@ -110,6 +117,8 @@ class FolderSink:
             result: audio ``(channels, samples)`` with its generation record.
             name: file-name stem (made safe); default ``<time>_<prompt-slug>_<seed>``.
             extra: more fields for the sidecar record (e.g. job id, tempo).
+            loop: write a loop WAV of exactly ``loop.bars`` bars at ``loop.bpm`` (file name
+                ``<stem>_<bpm>bpm_<bars>bars.wav``, acid + smpl chunks, sidecar ``bpm``/``bars``).
 
         Raises:
             SinkError: the folder is not writable or the write failed; nothing is left behind.
@@ -119,19 +128,33 @@ class FolderSink:
         audio = resample(result.audio, result.sample_rate, rate).clip(-1.0, 1.0)
         record = {**result.record, **(extra or {}), "file_sample_rate": rate,
                   "file_subtype": self.subtype}
+        stem = self.clip_stem(result, name)
+        if loop is not None:
+            target = bar_samples(loop.bars, loop.bpm, rate, loop.beats_per_bar)
+            if audio.shape[-1] != target:  # resampling moved the length by a sample or two
+                audio = fit_to_bars(audio, rate, loop.bars, loop.bpm,
+                                    beats_per_bar=loop.beats_per_bar, fade_out_ms=0.0)
+            record.update(bpm=loop.bpm, bars=loop.bars, beats_per_bar=loop.beats_per_bar)
+            stem = loop_file_name(stem, loop.bpm, loop.bars, ext="")
         with self._lock:
-            path = self._reserve(self.clip_stem(result, name))
+            path = self._reserve(stem)
             sidecar = path.with_suffix(".json")
             try:
                 record["file"] = path.name
                 atomic_write(
                     sidecar, lambda fh: fh.write(json.dumps(record, indent=2).encode() + b"\n")
                 )
-                atomic_write(
-                    path,
-                    lambda fh: sf.write(fh, audio.T, rate, subtype=self.subtype, format="WAV"),
-                )
-            except OSError as exc:
+                if loop is not None:
+                    write_loop_wav(path, audio, rate, loop.bpm, loop.bars, loop.beats_per_bar,
+                                   subtype=self.subtype)
+                else:
+                    atomic_write(
+                        path,
+                        lambda fh: sf.write(fh, audio.T, rate, subtype=self.subtype,
+                                            format="WAV"),
+                    )
+            except (OSError, RuntimeError) as exc:
                 sidecar.unlink(missing_ok=True)
-                raise SinkError(f"{path}: cannot write ({exc.strerror or exc})") from None
+                reason = getattr(exc, "strerror", None) or exc
+                raise SinkError(f"{path}: cannot write ({reason})") from None
         return path

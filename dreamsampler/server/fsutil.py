@@ -17,7 +17,7 @@ from typing import IO
 FILE_MODE = 0o644
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
     """Write a file atomically: temp file in the same folder, fsync, ``os.replace``, chmod 0644.
 
     Args:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_message_builder import build_msg
@@ -23,7 +23,11 @@ from dreamsampler.engine.request import RequestError
 from dreamsampler.server.clients import Address, Clients
 from dreamsampler.server.contract import COMMANDS, PARAMS, ContractError
 from dreamsampler.server.folder_sink import SinkError
-from dreamsampler.server.service import Delivered, Service, Update
+from dreamsampler.server.osc_live import LiveHandlers
+from dreamsampler.server.service import Delivered, Listener, Service, Update
+
+if TYPE_CHECKING:
+    from dreamsampler.server.live import Live
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +53,13 @@ class OscServer:
         service: the service commands go to.
         host: interface to bind (default loopback).
         port: UDP port; 0 picks a free one (see :attr:`port` after :meth:`start`).
+        live: the live-performance controller; None makes the live commands ``/fail``.
     """
 
-    def __init__(self, service: Service, host: str = "127.0.0.1", port: int = 9000) -> None:
+    def __init__(self, service: Service, host: str = "127.0.0.1", port: int = 9000,
+                 live: Live | None = None) -> None:
         self.service = service
+        self.live = live
         self.host = host
         self.port = port
         self.clients = Clients()
@@ -77,6 +84,7 @@ class OscServer:
         }
         for name in PARAMS:
             self._handlers[f"/param/{name}"] = self._param
+        self._handlers.update(LiveHandlers(self, live).handlers())
         missing = set(COMMANDS) - set(self._handlers)
         if missing:
             raise RuntimeError(f"contract addresses without a handler: {sorted(missing)}")
@@ -119,6 +127,12 @@ class OscServer:
         for target in self.clients.notified():
             self.send(target, address, *args)
 
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` as a background task of the server (kept referenced until done)."""
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     # -- receiving -----------------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, sender: Address) -> None:
@@ -149,21 +163,26 @@ class OscServer:
 
     @staticmethod
     def _job_id_of(args: tuple[Any, ...], address: str) -> tuple[Any, ...]:
-        if address == "/cancel" and args and isinstance(args[0], int | float):
+        if address in ("/cancel", "/play") and args and isinstance(args[0], int | float):
             return (int(args[0]),)
         return ()
 
     # -- generation ----------------------------------------------------------------------------
 
-    def _submit(self, sender: Address, address: str, values: dict[str, Any],
-                transfer: bool) -> None:
+    def job_listener(self, sender: Address, address: str) -> Listener:
+        """A job listener answering ``/done address job_id path`` or ``/fail address ...``."""
         def on_update(update: Update) -> None:
             if isinstance(update, Delivered):
                 self.reply(sender, "/done", address, update.job_id, str(update.path))
             elif isinstance(update, JobFailed):
                 self.fail(sender, address, update.message, update.job_id)
 
-        submitted = self.service.submit(values, transfer=transfer, listener=on_update)
+        return on_update
+
+    def _submit(self, sender: Address, address: str, values: dict[str, Any],
+                transfer: bool) -> None:
+        submitted = self.service.submit(values, transfer=transfer,
+                                        listener=self.job_listener(sender, address))
         self.reply(sender, "/queued", submitted.job_id, submitted.position)
 
     def _gen(self, sender: Address, address: str, values: dict[str, Any]) -> None:
@@ -217,6 +236,7 @@ class OscServer:
             str(self.service.sink.directory),
             int(self._output_writable()),
             self.oscquery_port,
+            *self._live_status(),
         )
 
     def _output_writable(self) -> bool:
@@ -226,6 +246,13 @@ class OscServer:
             return False
         return True
 
+    def _live_status(self) -> tuple[float, str, int, int, int]:
+        from dreamsampler.server.live import status_without_live
+
+        if self.live is None:
+            return status_without_live(self.service)
+        return self.live.status_fields()
+
     def _sync(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         sync_id = values["id"]
 
@@ -233,14 +260,10 @@ class OscServer:
             await self.service.sync()
             self.reply(sender, "/synced", sync_id)
 
-        self._spawn(wait())
+        self.spawn(wait())
 
     # -- concepts ------------------------------------------------------------------------------
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     def _concept_load(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         name = values["name"]
@@ -256,7 +279,7 @@ class OscServer:
             else:
                 self.reply(sender, "/done", address, info.name, info.method)
 
-        self._spawn(load())
+        self.spawn(load())
 
     def _concept_unload(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         name = values["name"]
@@ -272,7 +295,7 @@ class OscServer:
             else:
                 self.reply(sender, "/done", address, name)
 
-        self._spawn(unload())
+        self.spawn(unload())
 
     def _concept_list(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         self.reply(sender, "/concept.list", *(c.name for c in self.service.engine.list_concepts()))

@@ -11,14 +11,19 @@ import asyncio
 import dataclasses
 import itertools
 import logging
+import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dreamsampler.config import Config
 from dreamsampler.engine.audio_io import AudioFileError, probe_audio
+from dreamsampler.engine.bars import fit_to_bars
 from dreamsampler.engine.concepts import ConceptError, ConceptInfo, scan_concepts
 from dreamsampler.engine.jobs import (
     Engine,
@@ -28,19 +33,27 @@ from dreamsampler.engine.jobs import (
     JobProgress,
     JobStarted,
 )
-from dreamsampler.engine.request import GenerationRequest, RequestError
-from dreamsampler.server.folder_sink import FolderSink, SinkError
+from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
+from dreamsampler.server.clock import TempoClock, TempoError, bars_to_seconds
+from dreamsampler.server.folder_sink import FolderSink, LoopSpec, SinkError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Delivered:
-    """A job's clip is in place at ``path`` (the terminal update of a successful job)."""
+    """A job's clip is in place at ``path`` (the terminal update of a successful job).
+
+    ``duration`` is in seconds; ``audio`` ``(channels, samples)`` at ``sample_rate`` Hz is the
+    delivered clip at the model's rate (bar-fitted when ``loop`` is set), kept for ``/play``.
+    """
 
     job_id: int
     path: Path
     duration: float
+    audio: np.ndarray | None = field(default=None, repr=False, compare=False)
+    sample_rate: int = 0
+    loop: LoopSpec | None = None
 
 
 Update = JobStarted | JobProgress | JobFailed | Delivered
@@ -61,6 +74,7 @@ class Session:
     scheduler: str = "ddim"
     input_path: str = ""
     concept: str = ""
+    bars: int = 0
     lora_scale: float = 1.0
 
     @classmethod
@@ -90,6 +104,7 @@ class _Active:
     task: asyncio.Task[None] | None = None
     name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    loop: LoopSpec | None = None
 
 
 class Service:
@@ -106,6 +121,10 @@ class Service:
         self.engine = engine
         self.sink = sink
         self.session = Session.from_config(config)
+        self.clock = TempoClock(config.live.tempo, config.live.beats_per_bar)
+        """Session tempo and beat grid (BPM; :func:`time.monotonic` seconds)."""
+        self.recent: OrderedDict[int, Delivered] = OrderedDict()
+        """The last ``live.keep_results`` delivered clips by job id (for ``/play``)."""
         self.observers: list[Listener] = []
         self.jobs_done = 0
         self.jobs_failed = 0
@@ -208,7 +227,18 @@ class Service:
         """
         s = self.session
         limits = self.config.limits
-        duration = float(values.get("duration", s.duration))
+        loop = self.loop_spec(values)
+        if loop is not None:
+            seconds = bars_to_seconds(loop.bars, loop.bpm, loop.beats_per_bar)
+            # generate whole milliseconds at least as long as the bars; fit_to_bars cuts
+            duration = math.ceil(seconds * 1000.0) / 1000.0
+            if duration > limits.max_duration:
+                raise RequestError(
+                    f"{loop.bars} bars at {loop.bpm:g} BPM last {seconds:.2f} s: more than the "
+                    f"limit of {limits.max_duration:g} s"
+                )
+        else:
+            duration = float(values.get("duration", s.duration))
         if duration > limits.max_duration:
             raise RequestError(
                 f"duration {duration:g} s exceeds the limit of {limits.max_duration:g} s"
@@ -237,6 +267,27 @@ class Service:
             lora_scale=float(values.get("lora_scale", s.lora_scale)),
         )
 
+    def loop_spec(self, values: dict[str, Any]) -> LoopSpec | None:
+        """The bar length requested by ``values`` at the session tempo, or None for seconds.
+
+        An explicit ``bars`` wins; an explicit ``duration`` without ``bars`` means seconds;
+        otherwise the session's ``bars`` (0 = seconds). The tempo is rounded to 0.01 BPM.
+
+        Raises:
+            RequestError: negative bars.
+        """
+        if "bars" in values:
+            bars = int(values["bars"])
+        elif "duration" in values:
+            bars = 0
+        else:
+            bars = self.session.bars
+        if bars < 0:
+            raise RequestError(f"bars must be >= 0, got {bars}")
+        if bars == 0:
+            return None
+        return LoopSpec(round(self.clock.bpm, 2), bars, self.clock.beats_per_bar)
+
     def set_param(self, name: str, value: Any) -> None:
         """Set one session default by its request field name.
 
@@ -249,6 +300,8 @@ class Service:
             value = str(self.resolve_input(value))
         if name == "concept" and value:
             self.check_concept(str(value))
+        if name == "bars" and (isinstance(value, bool) or int(value) != value or value < 0):
+            raise RequestError(f"bars must be a whole number >= 0, got {value!r}")
         candidate = dataclasses.replace(self.session, **{name: value})
         if candidate.prompt:
             self.build_request(dataclasses.asdict(candidate), transfer=False)
@@ -294,8 +347,10 @@ class Service:
         request = self.build_request(values, transfer)
         self.sink.check_writable()
         job_id = self._new_id(values.get("job_id"))
+        loop = self.loop_spec(values)
         job, position = self.engine.submit(request, job_id)
-        active = _Active(request, name=values.get("name"), extra=values.get("extra", {}))
+        active = _Active(request, name=values.get("name"), extra=values.get("extra", {}),
+                         loop=loop)
         self._active[job_id] = active
         active.task = asyncio.create_task(self._pump(job, active, listener))
         return Submitted(job_id, position)
@@ -318,6 +373,18 @@ class Service:
             except Exception:
                 log.exception("listener failed on %r", update)
 
+    @staticmethod
+    def _fit(result: GenerationResult, loop: LoopSpec | None) -> GenerationResult:
+        """Cut the clip to exactly ``loop.bars`` bars (downbeat at sample 0) and record the
+        tempo (BPM) and bars; unchanged without a loop."""
+        if loop is None:
+            return result
+        audio = fit_to_bars(result.audio, result.sample_rate, loop.bars, loop.bpm,
+                            beats_per_bar=loop.beats_per_bar)
+        record = {**result.record, "bpm": loop.bpm, "bars": loop.bars,
+                  "beats_per_bar": loop.beats_per_bar}
+        return dataclasses.replace(result, audio=audio, record=record)
+
     async def _pump(self, job: Any, active: _Active, listener: Listener | None) -> None:
         try:
             async for event in job.events():
@@ -329,13 +396,20 @@ class Service:
         if isinstance(event, JobFinished):
             extra = {"job_id": event.job_id, **active.extra}
             try:
-                path = await asyncio.to_thread(self.sink.write, event.result, active.name, extra)
-            except SinkError as exc:
+                result = await asyncio.to_thread(self._fit, event.result, active.loop)
+                path = await asyncio.to_thread(self.sink.write, result, active.name, extra,
+                                               active.loop)
+            except (SinkError, ValueError, TempoError) as exc:
                 self.jobs_failed += 1
                 self._publish(listener, JobFailed(event.job_id, str(exc)))
                 return
             self.jobs_done += 1
-            self._publish(listener, Delivered(event.job_id, path, event.result.duration))
+            delivered = Delivered(event.job_id, path, result.duration, result.audio,
+                                  result.sample_rate, active.loop)
+            self.recent[event.job_id] = delivered
+            while len(self.recent) > self.config.live.keep_results:
+                self.recent.popitem(last=False)
+            self._publish(listener, delivered)
         elif isinstance(event, JobFailed):
             self.jobs_failed += 1
             self._publish(listener, event)
