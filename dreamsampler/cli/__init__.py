@@ -9,10 +9,10 @@ import sys
 from rich.logging import RichHandler
 
 from dreamsampler import __version__
-from dreamsampler.cli import concepts, doctor, live, patches, send, serve, train
+from dreamsampler.cli import concepts, doctor, eval, live, patches, send, serve, train
 from dreamsampler.config import ConfigError
 
-COMMAND_MODULES = (serve, send, train, concepts, live, doctor, patches)
+COMMAND_MODULES = (serve, send, train, concepts, eval, live, doctor, patches)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,10 +57,15 @@ class GeneratedClip:
         prompt: text for CLAP-T, with the concept's placeholder token already replaced by
             words CLAP knows (e.g. ``"a recording of a guitar in a jazz style"``); ``None``
             leaves the clip out of CLAP-T.
+        reconstruction: generated for a reconstruction prompt ("a recording of a S*"). The
+            audio-audio metrics (CLAP-A, SIM_AA, FAD, music features) use the reconstruction
+            clips when some are marked, else all clips; editability clips (``False``) serve
+            CLAP-T (Plitsis et al. 2023, DreamSound's evaluate.py).
     """
 
     path: Path
     prompt: str | None = None
+    reconstruction: bool = True
 
 
 GeneratedSpec = Sequence[GeneratedClip] | Mapping[str, Sequence[str | Path]] | Sequence[str | Path]
@@ -139,6 +144,7 @@ def _clap_metrics(
     gen: list[AudioClip],
     prompts: list[str | None],
     ref: list[AudioClip],
+    recon: list[bool] | None = None,
 ) -> None:
     clap_keys = ("clap_a", "clap_t", "sim_aa_90", "sim_aa_95", "fad")
     if clap is None:
@@ -152,6 +158,9 @@ def _clap_metrics(
         for k in clap_keys:
             report.fail(k, f"CLAP audio embedding failed: {exc}")
         return
+    g_all = g
+    if recon is not None and any(recon):
+        g = g[np.asarray(recon, dtype=bool)]
     ng, nr = len(g), len(r)
     pairs_warn = _small_n(min(ng, nr), "clips on one side")
     report.set(
@@ -201,7 +210,7 @@ def _clap_metrics(
     try:
         texts = [prompts[i] or "" for i in have]
         t = clap.embed_text(texts)
-        a = g[have]
+        a = g_all[have]
         per_prompt: dict[str, list[float]] = {}
         cos = (t * a).sum(axis=1) / (np.linalg.norm(t, axis=1) * np.linalg.norm(a, axis=1))
         for text, c in zip(texts, cos, strict=True):
@@ -300,6 +309,8 @@ def evaluate_folders(
     ref, ref_silent = _load_set(ref_paths, "training")
     prompt_of = {c.path: c.prompt for c in items}
     prompts = [prompt_of.get(c.path) if c.path else None for c in gen]
+    recon_of = {c.path: c.reconstruction for c in items}
+    recon = [c for c in gen if recon_of.get(c.path, True)] or gen
 
     meta = ReportMeta(
         concept=concept,
@@ -315,9 +326,9 @@ def evaluate_folders(
             meta.warnings.append(f"{len(silent)} silent {what} clip(s) left out: {names}")
     report = EvalReport(meta=meta)
 
-    _clap_metrics(report, clap, gen, prompts, ref)
+    _clap_metrics(report, clap, gen, prompts, ref, recon=[recon_of.get(c.path, True) for c in gen])
     if music:
-        _music_metrics(report, gen, ref)
+        _music_metrics(report, recon, ref)
     else:
         for k in ("bpm", "key", "lufs", "bpm_delta", "key_match", "lufs_delta"):
             report.fail(k, "music metrics disabled")
