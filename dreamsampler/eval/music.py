@@ -473,7 +473,8 @@ def _majority_key(keys: Sequence[KeyEstimate]) -> KeyEstimate | None:
 
 
 def _missing(what: str, feats: Sequence[ClipFeatures], attr: str) -> str:
-    errs = [f.errors[attr] for f in feats if attr in f.errors]  # each names its clip
+    errs = [e if e.startswith(f.name) else f"{f.name}: {e}"
+            for f in feats if (e := f.errors.get(attr)) is not None]
     detail = "; ".join(errs[:3]) + (" ..." if len(errs) > 3 else "")
     base = f"no {what} clip has a {attr} value" if feats else f"no {what} clips"
     return base + (f" ({detail})" if detail else "")
