@@ -13,6 +13,7 @@ others averaged. Clip VAE encoding and model building are not counted.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,50 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from dreamsampler.engine.families import MusicLDMFamily, load_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.models import musicldm_full_size, parameter_count
+from dreamsampler.engine.families import load_model
 from dreamsampler.engine.training.trainer import TrainSettings, train
 
 METHODS = ("ti", "lora", "dreambooth")
-
-
-def full_size_components() -> dict[str, Any]:
-    """MusicLDM-shaped components with random weights (architecture from the public configs)."""
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import ClapConfig, ClapModel, SpeechT5HifiGan, SpeechT5HifiGanConfig
-
-    from dreamsampler.engine.tiny import tiny_tokenizer
-
-    unet = UNet2DConditionModel(
-        sample_size=(256, 16), in_channels=8, out_channels=8,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
-                          "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
-                        "UpBlock2D"),
-        block_out_channels=(128, 256, 384, 640), layers_per_block=2,
-        cross_attention_dim=(128, 256, 384, 640), attention_head_dim=8,
-        class_embed_type="simple_projection", projection_class_embeddings_input_dim=512,
-        class_embeddings_concat=True,
-    )
-    vae = AutoencoderKL(
-        in_channels=1, out_channels=1, latent_channels=8,
-        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(128, 256, 512), layers_per_block=2, sample_size=512,
-        scaling_factor=1.0753,
-    )
-    text_encoder = ClapModel(ClapConfig(text_config={"projection_dim": 512},
-                                        audio_config={"projection_dim": 512},
-                                        projection_dim=512))
-    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
-        model_in_dim=64, sampling_rate=16000, upsample_initial_channel=1024,
-        upsample_rates=[5, 4, 2, 2, 2], upsample_kernel_sizes=[16, 16, 8, 4, 4],
-        resblock_kernel_sizes=[3, 7, 11], resblock_dilation_sizes=[[1, 3, 5]] * 3,
-        normalize_before=False,
-    ))
-    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.0015, beta_end=0.0195,
-                              beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False)
-    return {"tokenizer": tiny_tokenizer(), "text_encoder": text_encoder, "vae": vae,
-            "unet": unet, "vocoder": vocoder, "scheduler": scheduler}
 
 
 def step_times(model: Any, method: str, seconds: float, steps: int) -> np.ndarray:
@@ -94,7 +58,11 @@ def step_times(model: Any, method: str, seconds: float, steps: int) -> np.ndarra
 
 def bench(make_model: Any, label: str, seconds: float, steps: int) -> None:
     for method in METHODS:
-        per = step_times(make_model(), method, seconds, steps)
+        model = make_model()  # training changes the model: a fresh one per method
+        if method == METHODS[0]:
+            print(f"{label}: UNet {parameter_count(model.components['unet']) / 1e6:.1f} M "
+                  "parameters")
+        per = step_times(model, method, seconds, steps)
         rest = per[1:] if len(per) > 1 else per
         print(f"{label:>10} {method:>10}: first step {per[0]:7.2f} s, then "
               f"{rest.mean():7.2f} s/step CPU ({len(rest)} steps)", flush=True)
@@ -110,14 +78,7 @@ def main() -> None:
           "(process_time: all threads) per optimizer step, batch 1")
     bench(lambda: load_model("tiny", "cpu"), "tiny", args.seconds, args.steps)
     if not args.skip_full:
-        def full() -> MusicLDMFamily:
-            torch.manual_seed(0)
-            return MusicLDMFamily("full-random", full_size_components(), torch.device("cpu"),
-                                  torch.float32)
-
-        unet_params = sum(p.numel() for p in full_size_components()["unet"].parameters())
-        print(f"full-size UNet: {unet_params / 1e6:.1f} M parameters")
-        bench(full, "full-size", args.seconds, args.steps)
+        bench(musicldm_full_size, "full-size", args.seconds, args.steps)
 
 
 if __name__ == "__main__":
