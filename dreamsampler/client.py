@@ -32,7 +32,8 @@ def is_final_for(address: str) -> Callable[[Reply], bool]:
     ``/queued`` is not final: a generation ends with ``/done <address>`` or ``/fail <address>``.
     """
     direct = {"/status": "/status.reply", "/version": "/version.reply", "/sync": "/synced",
-              "/concept/list": "/concept.list", "/preset/list": "/preset.list"}
+              "/concept/list": "/concept.list", "/preset/list": "/preset.list",
+              "/midi/ports": "/midi.ports", "/audio/devices": "/audio.devices"}
 
     def final(reply: Reply) -> bool:
         if reply.address in ("/done", "/fail"):

@@ -473,7 +473,7 @@
       90,
       22
      ],
-     "text": "bars",
+     "text": "duration(s)",
      "presentation": 1,
      "presentation_rect": [
       265,
@@ -486,7 +486,7 @@
    {
     "box": {
      "id": "obj-22",
-     "maxclass": "number",
+     "maxclass": "flonum",
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
@@ -506,9 +506,10 @@
       75,
       22
      ],
-     "minimum": 0,
-     "maximum": 256.0,
-     "parameter_enable": 0
+     "minimum": 0.01,
+     "maximum": 30.0,
+     "parameter_enable": 0,
+     "format": 6
     }
    },
    {
@@ -526,7 +527,7 @@
       40,
       22
      ],
-     "text": "0"
+     "text": "10."
     }
    },
    {
@@ -542,7 +543,7 @@
       90,
       22
      ],
-     "text": "strength",
+     "text": "bars",
      "presentation": 1,
      "presentation_rect": [
       350,
@@ -555,7 +556,7 @@
    {
     "box": {
      "id": "obj-25",
-     "maxclass": "flonum",
+     "maxclass": "number",
      "numinlets": 1,
      "numoutlets": 2,
      "outlettype": [
@@ -576,9 +577,8 @@
       22
      ],
      "minimum": 0,
-     "maximum": 1.0,
-     "parameter_enable": 0,
-     "format": 6
+     "maximum": 256.0,
+     "parameter_enable": 0
     }
    },
    {
@@ -596,12 +596,82 @@
       40,
       22
      ],
-     "text": "0.5"
+     "text": "0"
     }
    },
    {
     "box": {
      "id": "obj-27",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "outlettype": [],
+     "patching_rect": [
+      520,
+      150,
+      90,
+      22
+     ],
+     "text": "strength",
+     "presentation": 1,
+     "presentation_rect": [
+      435,
+      100,
+      80,
+      20
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-28",
+     "maxclass": "flonum",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      520,
+      170,
+      80,
+      22
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      435,
+      120,
+      75,
+      22
+     ],
+     "minimum": 0,
+     "maximum": 1.0,
+     "parameter_enable": 0,
+     "format": 6
+    }
+   },
+   {
+    "box": {
+     "id": "obj-29",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      520,
+      130,
+      40,
+      22
+     ],
+     "text": "0.5"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-30",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -624,7 +694,7 @@
    },
    {
     "box": {
-     "id": "obj-28",
+     "id": "obj-31",
      "maxclass": "button",
      "numinlets": 1,
      "numoutlets": 1,
@@ -648,7 +718,7 @@
    },
    {
     "box": {
-     "id": "obj-29",
+     "id": "obj-32",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -671,7 +741,7 @@
    },
    {
     "box": {
-     "id": "obj-30",
+     "id": "obj-33",
      "maxclass": "toggle",
      "numinlets": 1,
      "numoutlets": 1,
@@ -695,7 +765,7 @@
    },
    {
     "box": {
-     "id": "obj-31",
+     "id": "obj-34",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -713,7 +783,7 @@
    },
    {
     "box": {
-     "id": "obj-32",
+     "id": "obj-35",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -731,7 +801,7 @@
    },
    {
     "box": {
-     "id": "obj-33",
+     "id": "obj-36",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -749,7 +819,7 @@
    },
    {
     "box": {
-     "id": "obj-34",
+     "id": "obj-37",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -767,7 +837,7 @@
    },
    {
     "box": {
-     "id": "obj-35",
+     "id": "obj-38",
      "maxclass": "textbutton",
      "numinlets": 1,
      "numoutlets": 3,
@@ -794,7 +864,7 @@
    },
    {
     "box": {
-     "id": "obj-36",
+     "id": "obj-39",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -815,7 +885,7 @@
    },
    {
     "box": {
-     "id": "obj-37",
+     "id": "obj-40",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -834,9 +904,9 @@
    },
    {
     "box": {
-     "id": "obj-38",
+     "id": "obj-41",
      "maxclass": "newobj",
-     "numinlets": 8,
+     "numinlets": 10,
      "numoutlets": 1,
      "outlettype": [
       ""
@@ -844,15 +914,15 @@
      "patching_rect": [
       100,
       430,
-      289,
+      380,
       22
      ],
-     "text": "pak seed 0 steps 25 guidance 2.5 bars 0"
+     "text": "pak seed 0 steps 25 guidance 2.5 duration 10. bars 0"
     }
    },
    {
     "box": {
-     "id": "obj-39",
+     "id": "obj-42",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -871,7 +941,7 @@
    },
    {
     "box": {
-     "id": "obj-40",
+     "id": "obj-43",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -890,7 +960,7 @@
    },
    {
     "box": {
-     "id": "obj-41",
+     "id": "obj-44",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -908,7 +978,7 @@
    },
    {
     "box": {
-     "id": "obj-42",
+     "id": "obj-45",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -931,7 +1001,7 @@
    },
    {
     "box": {
-     "id": "obj-43",
+     "id": "obj-46",
      "maxclass": "dropfile",
      "numinlets": 1,
      "numoutlets": 2,
@@ -956,7 +1026,7 @@
    },
    {
     "box": {
-     "id": "obj-44",
+     "id": "obj-47",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -975,7 +1045,7 @@
    },
    {
     "box": {
-     "id": "obj-45",
+     "id": "obj-48",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -993,7 +1063,7 @@
    },
    {
     "box": {
-     "id": "obj-46",
+     "id": "obj-49",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1011,7 +1081,7 @@
    },
    {
     "box": {
-     "id": "obj-47",
+     "id": "obj-50",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1036,7 +1106,7 @@
    },
    {
     "box": {
-     "id": "obj-48",
+     "id": "obj-51",
      "maxclass": "textbutton",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1063,7 +1133,7 @@
    },
    {
     "box": {
-     "id": "obj-49",
+     "id": "obj-52",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1084,7 +1154,7 @@
    },
    {
     "box": {
-     "id": "obj-50",
+     "id": "obj-53",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1103,9 +1173,9 @@
    },
    {
     "box": {
-     "id": "obj-51",
+     "id": "obj-54",
      "maxclass": "newobj",
-     "numinlets": 10,
+     "numinlets": 12,
      "numoutlets": 1,
      "outlettype": [
       ""
@@ -1113,15 +1183,15 @@
      "patching_rect": [
       330,
       430,
-      380,
+      471,
       22
      ],
-     "text": "pak seed 0 steps 25 guidance 2.5 bars 0 strength 0.5"
+     "text": "pak seed 0 steps 25 guidance 2.5 duration 10. bars 0 strength 0.5"
     }
    },
    {
     "box": {
-     "id": "obj-52",
+     "id": "obj-55",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1140,7 +1210,7 @@
    },
    {
     "box": {
-     "id": "obj-53",
+     "id": "obj-56",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1159,7 +1229,7 @@
    },
    {
     "box": {
-     "id": "obj-54",
+     "id": "obj-57",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1177,7 +1247,7 @@
    },
    {
     "box": {
-     "id": "obj-55",
+     "id": "obj-58",
      "maxclass": "textbutton",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1204,7 +1274,7 @@
    },
    {
     "box": {
-     "id": "obj-56",
+     "id": "obj-59",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1223,7 +1293,7 @@
    },
    {
     "box": {
-     "id": "obj-57",
+     "id": "obj-60",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1241,7 +1311,34 @@
    },
    {
     "box": {
-     "id": "obj-58",
+     "id": "obj-61",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1000,
+      40,
+      60,
+      22
+     ],
+     "text": "refresh",
+     "presentation": 1,
+     "presentation_rect": [
+      445,
+      275,
+      65,
+      22
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-62",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -1256,15 +1353,15 @@
      "presentation": 1,
      "presentation_rect": [
       10,
-      275,
-      60,
+      277,
+      55,
       20
      ]
     }
    },
    {
     "box": {
-     "id": "obj-59",
+     "id": "obj-63",
      "maxclass": "umenu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1281,9 +1378,9 @@
      ],
      "presentation": 1,
      "presentation_rect": [
-      70,
+      65,
       275,
-      160,
+      130,
       22
      ],
      "items": []
@@ -1291,34 +1388,7 @@
    },
    {
     "box": {
-     "id": "obj-60",
-     "maxclass": "textbutton",
-     "numinlets": 1,
-     "numoutlets": 3,
-     "outlettype": [
-      "",
-      "",
-      ""
-     ],
-     "patching_rect": [
-      190,
-      610,
-      60,
-      22
-     ],
-     "text": "refresh",
-     "presentation": 1,
-     "presentation_rect": [
-      235,
-      275,
-      60,
-      22
-     ]
-    }
-   },
-   {
-    "box": {
-     "id": "obj-61",
+     "id": "obj-64",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1336,7 +1406,7 @@
    },
    {
     "box": {
-     "id": "obj-62",
+     "id": "obj-65",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1354,11 +1424,144 @@
    },
    {
     "box": {
-     "id": "obj-63",
+     "id": "obj-66",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "outlettype": [],
+     "patching_rect": [
+      1000,
+      590,
+      80,
+      22
+     ],
+     "text": "preset",
+     "presentation": 1,
+     "presentation_rect": [
+      200,
+      277,
+      45,
+      20
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-67",
+     "maxclass": "umenu",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1000,
+      610,
+      160,
+      22
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      245,
+      275,
+      120,
+      22
+     ],
+     "items": []
+    }
+   },
+   {
+    "box": {
+     "id": "obj-68",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1170,
+      610,
+      100,
+      22
+     ],
+     "text": "/preset/list"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-69",
      "maxclass": "newobj",
      "numinlets": 2,
-     "numoutlets": 6,
+     "numoutlets": 2,
      "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1000,
+      670,
+      58,
+      22
+     ],
+     "text": "zl reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-70",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1170,
+      640,
+      70,
+      22
+     ],
+     "text": "Trigger",
+     "presentation": 1,
+     "presentation_rect": [
+      370,
+      275,
+      70,
+      22
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-71",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1000,
+      700,
+      177,
+      22
+     ],
+     "text": "prepend /preset/trigger"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-72",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 7,
+     "outlettype": [
+      "",
       "",
       "",
       "",
@@ -1369,15 +1572,15 @@
      "patching_rect": [
       700,
       390,
-      359,
+      450,
       22
      ],
-     "text": "route /queued /progress /done /fail /concept.list"
+     "text": "route /queued /progress /done /fail /concept.list /preset.list"
     }
    },
    {
     "box": {
-     "id": "obj-64",
+     "id": "obj-73",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1402,7 +1605,7 @@
    },
    {
     "box": {
-     "id": "obj-65",
+     "id": "obj-74",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1421,7 +1624,7 @@
    },
    {
     "box": {
-     "id": "obj-66",
+     "id": "obj-75",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1439,7 +1642,7 @@
    },
    {
     "box": {
-     "id": "obj-67",
+     "id": "obj-76",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1458,7 +1661,7 @@
    },
    {
     "box": {
-     "id": "obj-68",
+     "id": "obj-77",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -1481,7 +1684,7 @@
    },
    {
     "box": {
-     "id": "obj-69",
+     "id": "obj-78",
      "maxclass": "slider",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1509,7 +1712,7 @@
    },
    {
     "box": {
-     "id": "obj-70",
+     "id": "obj-79",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1527,11 +1730,12 @@
    },
    {
     "box": {
-     "id": "obj-71",
+     "id": "obj-80",
      "maxclass": "newobj",
      "numinlets": 2,
-     "numoutlets": 3,
+     "numoutlets": 4,
      "outlettype": [
+      "",
       "",
       "",
       ""
@@ -1539,15 +1743,15 @@
      "patching_rect": [
       700,
       480,
-      156,
+      268,
       22
      ],
-     "text": "route /gen /transfer"
+     "text": "route /gen /transfer /preset/trigger"
     }
    },
    {
     "box": {
-     "id": "obj-72",
+     "id": "obj-81",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1566,7 +1770,25 @@
    },
    {
     "box": {
-     "id": "obj-73",
+     "id": "obj-82",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      900,
+      510,
+      128,
+      22
+     ],
+     "text": "prepend set done"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-83",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1586,7 +1808,7 @@
    },
    {
     "box": {
-     "id": "obj-74",
+     "id": "obj-84",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1604,7 +1826,7 @@
    },
    {
     "box": {
-     "id": "obj-75",
+     "id": "obj-85",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1622,7 +1844,7 @@
    },
    {
     "box": {
-     "id": "obj-76",
+     "id": "obj-86",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1641,7 +1863,7 @@
    },
    {
     "box": {
-     "id": "obj-77",
+     "id": "obj-87",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1660,7 +1882,7 @@
    },
    {
     "box": {
-     "id": "obj-78",
+     "id": "obj-88",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1668,7 +1890,7 @@
       ""
      ],
      "patching_rect": [
-      300,
+      360,
       670,
       51,
       22
@@ -1678,7 +1900,44 @@
    },
    {
     "box": {
-     "id": "obj-79",
+     "id": "obj-89",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      420,
+      670,
+      65,
+      22
+     ],
+     "text": "zlclear"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-90",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      260,
+      670,
+      86,
+      22
+     ],
+     "text": "route bang"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-91",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1697,7 +1956,7 @@
    },
    {
     "box": {
-     "id": "obj-80",
+     "id": "obj-92",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1715,7 +1974,367 @@
    },
    {
     "box": {
-     "id": "obj-81",
+     "id": "obj-93",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1250,
+      640,
+      51,
+      22
+     ],
+     "text": "t l b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-94",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1350,
+      670,
+      51,
+      22
+     ],
+     "text": "clear"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-95",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1410,
+      670,
+      65,
+      22
+     ],
+     "text": "zlclear"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-96",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1250,
+      670,
+      86,
+      22
+     ],
+     "text": "route bang"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-97",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1250,
+      700,
+      79,
+      22
+     ],
+     "text": "zl iter 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-98",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1250,
+      730,
+      114,
+      22
+     ],
+     "text": "prepend append"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-99",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "outlettype": [],
+     "patching_rect": [
+      1300,
+      740,
+      40,
+      22
+     ],
+     "text": "jam",
+     "presentation": 1,
+     "presentation_rect": [
+      290,
+      392,
+      30,
+      20
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-100",
+     "maxclass": "toggle",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1300,
+      760,
+      24,
+      24
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      320,
+      390,
+      24,
+      24
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-101",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1300,
+      790,
+      65,
+      22
+     ],
+     "text": "sel 1 0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-102",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1300,
+      820,
+      65,
+      22
+     ],
+     "text": "/jam on"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-103",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1380,
+      820,
+      72,
+      22
+     ],
+     "text": "/jam off"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-104",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1000,
+      740,
+      100,
+      22
+     ],
+     "text": "Play (server)",
+     "presentation": 1,
+     "presentation_rect": [
+      80,
+      390,
+      100,
+      24
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-105",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1000,
+      770,
+      58,
+      22
+     ],
+     "text": "zl reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-106",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1000,
+      800,
+      93,
+      22
+     ],
+     "text": "/play $1 4."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-107",
+     "maxclass": "textbutton",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1150,
+      740,
+      100,
+      22
+     ],
+     "text": "Stop (server)",
+     "presentation": 1,
+     "presentation_rect": [
+      185,
+      390,
+      100,
+      24
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-108",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1150,
+      770,
+      51,
+      22
+     ],
+     "text": "t b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-109",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1150,
+      800,
+      51,
+      22
+     ],
+     "text": "/stop"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-110",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1230,
+      800,
+      51,
+      22
+     ],
+     "text": "set 0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-111",
      "maxclass": "waveform~",
      "numinlets": 5,
      "numoutlets": 6,
@@ -1745,7 +2364,7 @@
    },
    {
     "box": {
-     "id": "obj-82",
+     "id": "obj-112",
      "maxclass": "textbutton",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1772,7 +2391,7 @@
    },
    {
     "box": {
-     "id": "obj-83",
+     "id": "obj-113",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1790,7 +2409,7 @@
    },
    {
     "box": {
-     "id": "obj-84",
+     "id": "obj-114",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1809,7 +2428,7 @@
    },
    {
     "box": {
-     "id": "obj-85",
+     "id": "obj-115",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 0,
@@ -2036,7 +2655,7 @@
       1
      ],
      "destination": [
-      "obj-31",
+      "obj-29",
       0
      ]
     }
@@ -2044,56 +2663,20 @@
    {
     "patchline": {
      "source": [
-      "obj-31",
+      "obj-29",
       0
      ],
      "destination": [
-      "obj-30",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-30",
-      0
-     ],
-     "destination": [
-      "obj-32",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-32",
-      0
-     ],
-     "destination": [
-      "obj-33",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-33",
-      0
-     ],
-     "destination": [
-      "obj-34",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-28",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-5",
+      1
      ],
      "destination": [
       "obj-34",
@@ -2108,7 +2691,19 @@
       0
      ],
      "destination": [
-      "obj-13",
+      "obj-33",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-33",
+      0
+     ],
+     "destination": [
+      "obj-35",
       0
      ]
     }
@@ -2129,10 +2724,58 @@
     "patchline": {
      "source": [
       "obj-36",
+      0
+     ],
+     "destination": [
+      "obj-37",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-31",
+      0
+     ],
+     "destination": [
+      "obj-37",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-37",
+      0
+     ],
+     "destination": [
+      "obj-13",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-38",
+      0
+     ],
+     "destination": [
+      "obj-39",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-39",
       3
      ],
      "destination": [
-      "obj-33",
+      "obj-36",
       1
      ]
     }
@@ -2140,7 +2783,7 @@
    {
     "patchline": {
      "source": [
-      "obj-36",
+      "obj-39",
       2
      ],
      "destination": [
@@ -2156,7 +2799,7 @@
       0
      ],
      "destination": [
-      "obj-37",
+      "obj-40",
       1
      ]
     }
@@ -2168,7 +2811,7 @@
       0
      ],
      "destination": [
-      "obj-38",
+      "obj-41",
       1
      ]
     }
@@ -2180,7 +2823,7 @@
       0
      ],
      "destination": [
-      "obj-38",
+      "obj-41",
       3
      ]
     }
@@ -2192,7 +2835,7 @@
       0
      ],
      "destination": [
-      "obj-38",
+      "obj-41",
       5
      ]
     }
@@ -2204,7 +2847,7 @@
       0
      ],
      "destination": [
-      "obj-38",
+      "obj-41",
       7
      ]
     }
@@ -2212,48 +2855,24 @@
    {
     "patchline": {
      "source": [
-      "obj-36",
-      1
+      "obj-25",
+      0
      ],
      "destination": [
-      "obj-38",
-      0
+      "obj-41",
+      9
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-36",
-      0
-     ],
-     "destination": [
-      "obj-37",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-37",
-      0
-     ],
-     "destination": [
-      "obj-39",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-38",
-      0
-     ],
-     "destination": [
       "obj-39",
       1
+     ],
+     "destination": [
+      "obj-41",
+      0
      ]
     }
    },
@@ -2276,7 +2895,7 @@
       0
      ],
      "destination": [
-      "obj-41",
+      "obj-42",
       0
      ]
     }
@@ -2288,7 +2907,19 @@
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-42",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-42",
+      0
+     ],
+     "destination": [
+      "obj-43",
       0
      ]
     }
@@ -2312,7 +2943,7 @@
       0
      ],
      "destination": [
-      "obj-45",
+      "obj-2",
       0
      ]
     }
@@ -2320,23 +2951,23 @@
    {
     "patchline": {
      "source": [
-      "obj-45",
-      0
-     ],
-     "destination": [
       "obj-46",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-45",
       0
      ],
      "destination": [
       "obj-47",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-47",
+      0
+     ],
+     "destination": [
+      "obj-48",
       0
      ]
     }
@@ -2356,11 +2987,35 @@
    {
     "patchline": {
      "source": [
-      "obj-49",
+      "obj-48",
+      0
+     ],
+     "destination": [
+      "obj-50",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-51",
+      0
+     ],
+     "destination": [
+      "obj-52",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-52",
       3
      ],
      "destination": [
-      "obj-33",
+      "obj-36",
       1
      ]
     }
@@ -2368,7 +3023,7 @@
    {
     "patchline": {
      "source": [
-      "obj-49",
+      "obj-52",
       2
      ],
      "destination": [
@@ -2384,7 +3039,7 @@
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-53",
       1
      ]
     }
@@ -2396,7 +3051,7 @@
       0
      ],
      "destination": [
-      "obj-51",
+      "obj-54",
       1
      ]
     }
@@ -2408,7 +3063,7 @@
       0
      ],
      "destination": [
-      "obj-51",
+      "obj-54",
       3
      ]
     }
@@ -2420,7 +3075,7 @@
       0
      ],
      "destination": [
-      "obj-51",
+      "obj-54",
       5
      ]
     }
@@ -2432,7 +3087,7 @@
       0
      ],
      "destination": [
-      "obj-51",
+      "obj-54",
       7
      ]
     }
@@ -2444,7 +3099,7 @@
       0
      ],
      "destination": [
-      "obj-51",
+      "obj-54",
       9
      ]
     }
@@ -2452,48 +3107,24 @@
    {
     "patchline": {
      "source": [
-      "obj-49",
-      1
+      "obj-28",
+      0
      ],
      "destination": [
-      "obj-51",
-      0
+      "obj-54",
+      11
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-49",
-      0
-     ],
-     "destination": [
-      "obj-50",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-50",
-      0
-     ],
-     "destination": [
-      "obj-52",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-51",
-      0
-     ],
-     "destination": [
       "obj-52",
       1
+     ],
+     "destination": [
+      "obj-54",
+      0
      ]
     }
    },
@@ -2516,19 +3147,7 @@
       0
      ],
      "destination": [
-      "obj-46",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-46",
-      0
-     ],
-     "destination": [
-      "obj-54",
+      "obj-55",
       0
      ]
     }
@@ -2540,8 +3159,8 @@
       0
      ],
      "destination": [
-      "obj-2",
-      0
+      "obj-55",
+      1
      ]
     }
    },
@@ -2564,6 +3183,18 @@
       0
      ],
      "destination": [
+      "obj-49",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-49",
+      0
+     ],
+     "destination": [
       "obj-57",
       0
      ]
@@ -2573,6 +3204,42 @@
     "patchline": {
      "source": [
       "obj-57",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-58",
+      0
+     ],
+     "destination": [
+      "obj-59",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-59",
+      0
+     ],
+     "destination": [
+      "obj-60",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-60",
       0
      ],
      "destination": [
@@ -2588,7 +3255,7 @@
       0
      ],
      "destination": [
-      "obj-61",
+      "obj-64",
       0
      ]
     }
@@ -2596,11 +3263,11 @@
    {
     "patchline": {
      "source": [
-      "obj-60",
+      "obj-61",
       0
      ],
      "destination": [
-      "obj-61",
+      "obj-64",
       0
      ]
     }
@@ -2608,7 +3275,7 @@
    {
     "patchline": {
      "source": [
-      "obj-61",
+      "obj-64",
       0
      ],
      "destination": [
@@ -2620,60 +3287,24 @@
    {
     "patchline": {
      "source": [
-      "obj-59",
-      1
-     ],
-     "destination": [
-      "obj-62",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-62",
-      0
-     ],
-     "destination": [
-      "obj-40",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-62",
-      0
-     ],
-     "destination": [
-      "obj-53",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-3",
-      0
-     ],
-     "destination": [
       "obj-63",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-63",
-      0
+      1
      ],
      "destination": [
       "obj-65",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-65",
+      0
+     ],
+     "destination": [
+      "obj-43",
+      1
      ]
     }
    },
@@ -2692,11 +3323,11 @@
    {
     "patchline": {
      "source": [
-      "obj-63",
+      "obj-5",
       0
      ],
      "destination": [
-      "obj-66",
+      "obj-68",
       0
      ]
     }
@@ -2704,11 +3335,11 @@
    {
     "patchline": {
      "source": [
-      "obj-66",
+      "obj-61",
       0
      ],
      "destination": [
-      "obj-64",
+      "obj-68",
       0
      ]
     }
@@ -2716,11 +3347,11 @@
    {
     "patchline": {
      "source": [
-      "obj-63",
-      1
+      "obj-68",
+      0
      ],
      "destination": [
-      "obj-67",
+      "obj-2",
       0
      ]
     }
@@ -2733,19 +3364,7 @@
      ],
      "destination": [
       "obj-69",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-63",
-      3
-     ],
-     "destination": [
-      "obj-70",
-      0
+      1
      ]
     }
    },
@@ -2756,7 +3375,7 @@
       0
      ],
      "destination": [
-      "obj-64",
+      "obj-69",
       0
      ]
     }
@@ -2764,8 +3383,8 @@
    {
     "patchline": {
      "source": [
-      "obj-63",
-      2
+      "obj-69",
+      0
      ],
      "destination": [
       "obj-71",
@@ -2780,7 +3399,7 @@
       0
      ],
      "destination": [
-      "obj-72",
+      "obj-2",
       0
      ]
     }
@@ -2788,8 +3407,8 @@
    {
     "patchline": {
      "source": [
-      "obj-71",
-      1
+      "obj-3",
+      0
      ],
      "destination": [
       "obj-72",
@@ -2801,19 +3420,7 @@
     "patchline": {
      "source": [
       "obj-72",
-      1
-     ],
-     "destination": [
-      "obj-73",
       0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-73",
-      2
      ],
      "destination": [
       "obj-74",
@@ -2828,15 +3435,15 @@
       0
      ],
      "destination": [
-      "obj-64",
-      0
+      "obj-59",
+      1
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-73",
+      "obj-72",
       0
      ],
      "destination": [
@@ -2850,6 +3457,18 @@
      "source": [
       "obj-75",
       0
+     ],
+     "destination": [
+      "obj-73",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-72",
+      1
      ],
      "destination": [
       "obj-76",
@@ -2860,19 +3479,7 @@
    {
     "patchline": {
      "source": [
-      "obj-63",
-      4
-     ],
-     "destination": [
-      "obj-77",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-77",
+      "obj-76",
       1
      ],
      "destination": [
@@ -2884,20 +3491,8 @@
    {
     "patchline": {
      "source": [
-      "obj-78",
-      0
-     ],
-     "destination": [
-      "obj-59",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-77",
-      0
+      "obj-72",
+      3
      ],
      "destination": [
       "obj-79",
@@ -2912,6 +3507,18 @@
       0
      ],
      "destination": [
+      "obj-73",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-72",
+      2
+     ],
+     "destination": [
       "obj-80",
       0
      ]
@@ -2924,7 +3531,43 @@
       0
      ],
      "destination": [
-      "obj-59",
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-80",
+      1
+     ],
+     "destination": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-80",
+      2
+     ],
+     "destination": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-80",
+      3
+     ],
+     "destination": [
+      "obj-82",
       0
      ]
     }
@@ -2936,6 +3579,18 @@
       0
      ],
      "destination": [
+      "obj-73",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-81",
+      1
+     ],
+     "destination": [
       "obj-83",
       0
      ]
@@ -2945,7 +3600,7 @@
     "patchline": {
      "source": [
       "obj-83",
-      0
+      2
      ],
      "destination": [
       "obj-84",
@@ -2957,6 +3612,18 @@
     "patchline": {
      "source": [
       "obj-84",
+      0
+     ],
+     "destination": [
+      "obj-73",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-83",
       0
      ],
      "destination": [
@@ -2968,11 +3635,455 @@
    {
     "patchline": {
      "source": [
-      "obj-84",
+      "obj-85",
       0
      ],
      "destination": [
-      "obj-85",
+      "obj-86",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-72",
+      4
+     ],
+     "destination": [
+      "obj-87",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-87",
+      1
+     ],
+     "destination": [
+      "obj-88",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-88",
+      0
+     ],
+     "destination": [
+      "obj-63",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-87",
+      1
+     ],
+     "destination": [
+      "obj-89",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-89",
+      0
+     ],
+     "destination": [
+      "obj-43",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-89",
+      0
+     ],
+     "destination": [
+      "obj-56",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-87",
+      0
+     ],
+     "destination": [
+      "obj-90",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-90",
+      1
+     ],
+     "destination": [
+      "obj-91",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-91",
+      0
+     ],
+     "destination": [
+      "obj-92",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-92",
+      0
+     ],
+     "destination": [
+      "obj-63",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-72",
+      5
+     ],
+     "destination": [
+      "obj-93",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-93",
+      1
+     ],
+     "destination": [
+      "obj-94",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-94",
+      0
+     ],
+     "destination": [
+      "obj-67",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-93",
+      1
+     ],
+     "destination": [
+      "obj-95",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
+      0
+     ],
+     "destination": [
+      "obj-69",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-93",
+      0
+     ],
+     "destination": [
+      "obj-96",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
+      1
+     ],
+     "destination": [
+      "obj-97",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-97",
+      0
+     ],
+     "destination": [
+      "obj-98",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-98",
+      0
+     ],
+     "destination": [
+      "obj-67",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      0
+     ],
+     "destination": [
+      "obj-101",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-101",
+      0
+     ],
+     "destination": [
+      "obj-102",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-101",
+      1
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-81",
+      0
+     ],
+     "destination": [
+      "obj-105",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-104",
+      0
+     ],
+     "destination": [
+      "obj-105",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-105",
+      0
+     ],
+     "destination": [
+      "obj-106",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-106",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-107",
+      0
+     ],
+     "destination": [
+      "obj-108",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      0
+     ],
+     "destination": [
+      "obj-109",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-109",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      1
+     ],
+     "destination": [
+      "obj-110",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-110",
+      0
+     ],
+     "destination": [
+      "obj-100",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-112",
+      0
+     ],
+     "destination": [
+      "obj-113",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-113",
+      0
+     ],
+     "destination": [
+      "obj-114",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-114",
+      0
+     ],
+     "destination": [
+      "obj-115",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-114",
+      0
+     ],
+     "destination": [
+      "obj-115",
       1
      ]
     }

@@ -2,8 +2,10 @@
 
 Required checks (a failure makes the exit status 1): the server answers ``/version``, its model is
 loaded (``/status.reply``) and its output folder is writable. Informational checks: version match,
-queue, OSCQuery discovery, and — only where the contract has a way to ask — concepts, MIDI ports,
-audio devices and the tempo source; where it has none the row says "not available".
+queue, tempo (tempo, its source and audio underruns, read from ``/status.reply`` by field name),
+OSCQuery discovery, and the loaded concepts (``/concept/list``), MIDI inputs (``/midi/ports``) and
+audio output devices (``/audio/devices``). A server too old to answer one of them gets "not
+available" in that row.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from dreamsampler.server.contract import COMMANDS, REPLIES
 
 OK, WARN, FAIL, NA = "ok", "warn", "FAIL", "n/a"
 
-#: optional checks: (name, query address). Shown as "not available" while the contract lacks them.
+#: informational queries: (row name, query address, what an empty reply means)
 OPTIONAL_QUERIES = (
-    ("concepts", "/concept/list"),
-    ("MIDI ports", "/midi/ports"),
-    ("audio devices", "/audio/devices"),
-    ("tempo source", "/tempo/source"),
+    ("concepts", "/concept/list", "none loaded"),
+    ("MIDI ports", "/midi/ports", "none configured"),
+    ("audio devices", "/audio/devices", "no output device (clips still go to the folder)"),
 )
+#: the suffix /midi.ports puts on a configured input no port matches
+MISSING = " (missing)"
 
 
 @dataclass(frozen=True)
@@ -85,8 +88,8 @@ def run_checks(host: str, port: int, timeout: float) -> list[Check]:
             return [*checks, Check("model loaded", FAIL, f"no /status reply: {exc}", True)]
         checks += _status_checks(status, v)
         checks.append(_discovery(host, status, port, timeout))
-        for name, address in OPTIONAL_QUERIES:
-            checks.append(_optional(client, name, address, timeout))
+        for name, address, empty in OPTIONAL_QUERIES:
+            checks.append(_optional(client, name, address, empty, timeout))
     return checks
 
 
@@ -108,7 +111,17 @@ def _status_checks(status: dict[str, Any], version: dict[str, Any]) -> list[Chec
                         + f", {status.get('queued', 0)} waiting, {status.get('jobs_done', 0)} "
                         f"done, {status.get('jobs_failed', 0)} failed, "
                         f"{status.get('clients', 0)} clients registered"))
+    checks.append(_tempo(status))
     return checks
+
+
+def _tempo(status: dict[str, Any]) -> Check:
+    if "tempo" not in status:
+        return Check("tempo", NA, "not available (server too old to report it)")
+    underruns = status.get("underruns", 0)
+    detail = (f"{status['tempo']:g} BPM ({status.get('tempo_source', '?')}), "
+              f"{underruns} audio underruns" + (", jam on" if status.get("jam") else ""))
+    return Check("tempo", WARN if underruns else OK, detail)
 
 
 def _discovery(host: str, status: dict[str, Any], osc_port: int, timeout: float) -> Check:
@@ -128,7 +141,9 @@ def _discovery(host: str, status: dict[str, Any], osc_port: int, timeout: float)
     return Check("OSCQuery", OK, f"http://{host}:{http_port}/ ({info.get('NAME')})")
 
 
-def _optional(client: OscClient, name: str, address: str, timeout: float) -> Check:
+def _optional(client: OscClient, name: str, address: str, empty: str, timeout: float) -> Check:
+    """Ask ``address``; its reply's atoms are the row's detail. A ``/fail`` naming an unknown
+    command (an older server) is "not available"; a MIDI input marked missing is a warning."""
     if address not in COMMANDS:
         return Check(name, NA, f"not available (no {address} in this version's contract)")
     try:
@@ -136,10 +151,13 @@ def _optional(client: OscClient, name: str, address: str, timeout: float) -> Che
     except (TimeoutError, OSError) as exc:
         return Check(name, WARN, f"{address}: {exc}")
     if reply.address == "/fail":
-        return Check(name, WARN, f"{address}: {reply.args[1] if len(reply.args) > 1 else ''}")
-    args = reply.args[1:] if reply.address == "/done" else reply.args
-    shown = ", ".join(str(a) for a in args) or "(none)"
-    return Check(name, OK, shown)
+        message = str(reply.args[1]) if len(reply.args) > 1 else ""
+        if message.startswith("unknown command"):
+            return Check(name, NA, "not available (server too old to answer it)")
+        return Check(name, WARN, f"{address}: {message}")
+    args = [str(a) for a in (reply.args[1:] if reply.address == "/done" else reply.args)]
+    missing = any(a.endswith(MISSING) for a in args)
+    return Check(name, WARN if missing else OK, ", ".join(args) or empty)
 
 
 def render(checks: list[Check], host: str, port: int) -> None:

@@ -4,8 +4,10 @@ Both share one builder: a prompt ``textedit``, number boxes for the generation o
 ranges from the contract), a seed dice with a lock, Generate / Transfer (a ``dropfile`` takes the
 input clip) / Cancel, a progress ``slider`` fed by ``/progress``, a status line for ``/queued``,
 ``/done`` and ``/fail``, and on ``/done`` the clip loaded into a ``[buffer~]`` shown by a
-``waveform~`` with a play button. ``[udpsend]`` sends from another port than ``[udpreceive]``
-listens on, so the patch sends ``/notify 1 <reply-port>`` at load.
+``waveform~`` with a play button. Menus of the server's loaded concepts and presets are filled from
+``/concept.list`` and ``/preset.list`` (asked at load and by *refresh*); Play / Stop (server) and a
+jam toggle drive the server's audio device. ``[udpsend]`` sends from another port than
+``[udpreceive]`` listens on, so the patch sends ``/notify 1 <reply-port>`` at load.
 
 The device differs in that ``[udpreceive]`` output goes through ``[deferlow]`` (the audio thread
 never waits on the UI), the clip goes to Live's highlighted clip slot through the Live API
@@ -243,19 +245,35 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     cancel_out = p.obj(480, 550, f"prepend {spec.cancel.address}")
     p.chain(cancel, last_job, cancel_out, udpsend)
 
-    # concept menu
+    # menus filled from the server's lists (at load and by refresh); a new list clears the choice
+    refresh = ""
+    if spec.concepts is not None or spec.presets is not None:
+        refresh = p.box("textbutton", 1000, 40, 60, text="refresh", present=(445, 275, 65, 22))
+    concept_menu = preset_menu = preset_choice = None
     if spec.concepts is not None:
-        p.box("comment", 20, 590, 80, text="concept", present=(10, 275, 60, 20))
-        menu = p.box("umenu", 20, 610, 160, present=(70, 275, 160, 22), items=[])
-        refresh = p.box("textbutton", 190, 610, 60, text="refresh", present=(235, 275, 60, 22))
+        p.box("comment", 20, 590, 80, text="concept", present=(10, 277, 55, 20))
+        concept_menu = p.box("umenu", 20, 610, 160, present=(65, 275, 130, 22), items=[])
         ask = p.msg(260, 610, spec.concepts.list_command)
         p.connect(init, 0, ask, 0)
         p.connect(refresh, 0, ask, 0)
         p.connect(ask, 0, udpsend, 0)
         chosen = p.obj(20, 640, f"prepend {spec.concepts.option}")
-        p.connect(menu, 1, chosen, 0)
+        p.connect(concept_menu, 1, chosen, 0)
         for join in concept_right:
             p.connect(chosen, 0, join, 1)
+    if spec.presets is not None:
+        p.box("comment", 1000, 590, 80, text="preset", present=(200, 277, 45, 20))
+        preset_menu = p.box("umenu", 1000, 610, 160, present=(245, 275, 120, 22), items=[])
+        ask = p.msg(1170, 610, spec.presets.list_command)
+        p.connect(init, 0, ask, 0)
+        p.connect(refresh, 0, ask, 0)
+        p.connect(ask, 0, udpsend, 0)
+        preset_choice = p.obj(1000, 670, "zl reg")
+        p.connect(preset_menu, 1, preset_choice, 1)
+        trigger = p.box("textbutton", 1170, 640, 70, text="Trigger", present=(370, 275, 70, 22))
+        p.connect(trigger, 0, preset_choice, 0)
+        trigger_out = p.obj(1000, 700, f"prepend {spec.presets.trigger}")
+        p.chain(preset_choice, trigger_out, udpsend)
 
     # -- replies --------------------------------------------------------------------------------
     source = udpreceive
@@ -286,11 +304,14 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     p.connect(route, outlet["/fail"], failed, 0)
     p.connect(failed, 0, status, 0)
 
-    done = p.obj(700, 480, f"route {spec.generate.address} {spec.transfer.address}")
+    done = p.obj(700, 480, "route " + " ".join(spec.delivering))
     p.connect(route, outlet["/done"], done, 0)
     clip = p.obj(700, 510, "unpack 0 s")
-    p.connect(done, 0, clip, 0)
-    p.connect(done, 1, clip, 0)
+    for i in range(len(spec.delivering)):
+        p.connect(done, i, clip, 0)
+    other_done = p.obj(900, 510, "prepend set done")  # /done /play, /done /stop, ...
+    p.connect(done, len(spec.delivering), other_done, 0)
+    p.connect(other_done, 0, status, 0)
     fan = p.obj(700, 540, "t s s s")
     p.connect(clip, 1, fan, 0)
     done_text = p.obj(900, 570, "prepend set done")
@@ -300,15 +321,59 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     buffer = p.obj(700, 600, f"buffer~ {buffer_name}")
     p.chain(fan, replace, buffer)
 
-    if spec.concepts is not None:
-        concepts = p.obj(260, 640, "t l b")
-        p.connect(route, outlet[spec.concepts.reply], concepts, 0)
-        clear = p.msg(300, 670, "clear")
-        each = p.obj(260, 700, "zl iter 1")
-        append = p.obj(260, 730, "prepend append")
-        p.connect(concepts, 1, clear, 0)
+    def fill(x: float, reply: str, menu: str, choices: list[str]) -> None:
+        """``reply name...`` → clear ``menu`` and the stored choices, then append each name
+        (no name: the menu stays empty; a bare reply reaches ``[route bang]`` as a bang)."""
+        order = p.obj(x, 640, "t l b")
+        p.connect(route, outlet[reply], order, 0)
+        clear = p.msg(x + 100, 670, "clear")
+        forget = p.msg(x + 160, 670, "zlclear")
+        p.connect(order, 1, clear, 0)
         p.connect(clear, 0, menu, 0)
-        p.chain(concepts, each, append, menu)
+        p.connect(order, 1, forget, 0)
+        for choice in choices:
+            p.connect(forget, 0, choice, 0)
+        names = p.obj(x, 670, "route bang")
+        each = p.obj(x, 700, "zl iter 1")
+        append = p.obj(x, 730, "prepend append")
+        p.connect(order, 0, names, 0)
+        p.connect(names, 1, each, 0)
+        p.chain(each, append, menu)
+
+    if spec.concepts is not None and concept_menu is not None:
+        fill(260, spec.concepts.reply, concept_menu, concept_right)
+    if spec.presets is not None and preset_menu is not None and preset_choice is not None:
+        fill(1250, spec.presets.reply, preset_menu, [preset_choice])
+
+    # -- playback on the server's audio device -----------------------------------------------
+    jam_toggle = None
+    if spec.jam is not None:
+        p.box("comment", 1300, 740, 40, text="jam", present=(290, 392, 30, 20))
+        jam_toggle = p.box("toggle", 1300, 760, 24, 24, present=(320, 390, 24, 24))
+        jam_choice = p.obj(1300, 790, "sel 1 0")
+        jam_on = p.msg(1300, 820, f"{spec.jam} on")
+        jam_off = p.msg(1380, 820, f"{spec.jam} off")
+        p.chain(jam_toggle, jam_choice, jam_on, udpsend)
+        p.connect(jam_choice, 1, jam_off, 0)
+        p.connect(jam_off, 0, udpsend, 0)
+    if spec.play is not None:
+        play_server = p.box("textbutton", 1000, 740, 100, text="Play (server)",
+                            present=(80, 390, 100, 24))
+        last_clip = p.obj(1000, 770, "zl reg")
+        p.connect(clip, 0, last_clip, 1)
+        quantum = f"{spec.quantum:g}" + ("" if "." in f"{spec.quantum:g}" else ".")
+        play_out = p.msg(1000, 800, f"{spec.play} $1 {quantum}")
+        p.chain(play_server, last_clip, play_out, udpsend)
+    if spec.stop is not None:
+        stop_server = p.box("textbutton", 1150, 740, 100, text="Stop (server)",
+                            present=(185, 390, 100, 24))
+        stop_order = p.obj(1150, 770, "t b b")
+        stop_out = p.msg(1150, 800, spec.stop)
+        p.chain(stop_server, stop_order, stop_out, udpsend)
+        if jam_toggle is not None:  # /stop also ends jam mode
+            jam_reset = p.msg(1230, 800, "set 0")
+            p.connect(stop_order, 1, jam_reset, 0)
+            p.connect(jam_reset, 0, jam_toggle, 0)
 
     # -- the clip: waveform, play -------------------------------------------------------------
     p.box("waveform~", 20, 740, 400, 80, present=(10, 305, 500, 80), buffername=buffer_name)

@@ -76,7 +76,8 @@ MAX_OBJECTS: dict[str, Counts | Callable[[str], Counts]] = {
     "random": (2, 1),
     "==": (2, 1),
     "*": (2, 1),
-    "sel": lambda text: (2, _n(text) + 1),
+    # one argument: a right inlet sets it; more: none
+    "sel": lambda text: (2, 2) if len(_args(text)) <= 1 else (1, _n(text) + 1),
     "conformpath": (1, 2),
     "buffer~": (1, 2),
     "play~": (1, 2),

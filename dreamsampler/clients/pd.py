@@ -9,6 +9,10 @@ Outgoing messages are built as lists and go through ``[oscformat <address>]`` in
 ``[netsend -u -b]``; replies come from ``[netreceive -u -b]`` → ``[oscparse]`` → ``[list trim]`` →
 ``[route ...]``. Since ``netsend`` sends from another port than ``netreceive`` listens on, the patch
 sends ``/notify 1 <reply-port>`` at load.
+
+Pd vanilla has no menu object, so the concept and the preset are symbol boxes (``ds-concept``,
+``ds-preset``); each passes a gate that drops the empty symbol, so an empty concept box sends no
+``concept`` option and an empty preset box triggers nothing.
 """
 
 from __future__ import annotations
@@ -114,6 +118,27 @@ class PdPatch:
         return "\n".join(out) + "\n"
 
 
+def _nonempty_gate(p: PdPatch, x: int, y: int) -> tuple[int, int, int]:
+    """A gate for symbols: ``[t s s]`` stores the symbol in ``[symbol]`` and counts its
+    characters (``[list fromsymbol]`` → ``[list length]`` → ``[sel 0]``).
+
+    Returns:
+        (inlet box, ``[sel 0]`` whose outlet 0 bangs for the empty symbol, ``[symbol]`` whose
+        outlet 0 gives a non-empty symbol).
+    """
+    fan = p.obj(x, y, "t s s")
+    store = p.obj(x + 110, y + 120, "symbol")
+    chars = p.obj(x, y + 30, "list fromsymbol")
+    length = p.obj(x, y + 60, "list length")
+    empty = p.obj(x, y + 90, "sel 0")
+    some = p.obj(x + 60, y + 120, "t b")
+    p.connect(fan, 1, store, 1)
+    p.chain(fan, chars, length, empty)
+    p.connect(empty, 1, some, 0)
+    p.connect(some, 0, store, 0)
+    return fan, empty, store
+
+
 def _option_template(numbers: tuple[NumberControl, ...]) -> str:
     """``seed $2 steps $3 ...`` for a ``[pack 0 f f ...]`` whose slot 1.. hold the numbers."""
     return " ".join(f"{n.key} ${i + 2}" for i, n in enumerate(numbers))
@@ -197,8 +222,11 @@ def build(spec: ResolvedSpec) -> PdPatch:
         p.connect(dice, 0, roll, 0)
         p.connect(roll, 0, roll_send, 0)
 
+    concept_right: list[int] = []
+
     def command(x: int, label: str, address: str, extra_first: int | None) -> int:
-        """Button → [t b b] → dice, then [pack 0 f ...] → options → prompt (→ input) → OSC."""
+        """Button → [t b b] → dice, then [pack 0 f ...] → options (→ concept) → prompt
+        (→ input) → OSC."""
         numbers = spec.numbers_for(address)
         button = p.bng(x, 470, label, f"ds-{label.lower()}")
         order = p.obj(x, 505, "t b b")
@@ -212,7 +240,13 @@ def build(spec: ResolvedSpec) -> PdPatch:
         options = p.msg(x, 565, _option_template(numbers))
         with_prompt = p.obj(x, 595, "list prepend")
         p.connect(pack, 0, options, 0)
-        p.connect(options, 0, with_prompt, 0)
+        if spec.concepts is not None:  # right inlet: "concept <name>", or empty
+            with_concept = p.obj(x + 110, 565, "list append")
+            p.connect(options, 0, with_concept, 0)
+            p.connect(with_concept, 0, with_prompt, 0)
+            concept_right.append(with_concept)
+        else:
+            p.connect(options, 0, with_prompt, 0)
         p.connect(prompt, 0, with_prompt, 1)
         last = with_prompt
         if extra_first is not None:
@@ -243,6 +277,21 @@ def build(spec: ResolvedSpec) -> PdPatch:
     cancel_osc = p.obj(480, 565, osc_format_text(spec.cancel.address))
     p.chain(cancel_button, last_job, cancel_list, cancel_osc, netsend)
 
+    # concept: a symbol box; empty (the default, or "symbol" sent to ds-concept) sends none
+    if spec.concepts is not None:
+        p.comment(480, 330, "concept (loaded on the server; empty = none):")
+        concept = p.atom("symbolatom", 480, 360, 16, "concept", "ds-concept", "-")
+        clear = p.msg(640, 360, "symbol")
+        clear_send = p.obj(640, 390, "s ds-concept")
+        p.connect(clear, 0, clear_send, 0)
+        gate, empty, named = _nonempty_gate(p, 20, 1080)
+        p.connect(concept, 0, gate, 0)
+        option = p.msg(130, 1230, f"{spec.concepts.option} $1")
+        p.connect(named, 0, option, 0)
+        for join in concept_right:
+            p.connect(option, 0, join, 1)
+            p.connect(empty, 0, join, 1)  # a bang empties [list append]'s right inlet
+
     # -- replies -------------------------------------------------------------------------------
     rx, ry = 640, 460
     parse = p.obj(rx + 60, ry, "oscparse")
@@ -250,7 +299,7 @@ def build(spec: ResolvedSpec) -> PdPatch:
     p.chain(netreceive, parse, trim)
     reply_out = p.obj(rx + 200, ry + 60, "s ds-reply")
     p.connect(trim, 0, reply_out, 0)
-    routed = [r.strip("/") for r in spec.replies]  # Pd vanilla has no menu for concepts
+    routed = [r.strip("/") for r in spec.replies]  # no menus in Pd vanilla: no list replies
     route = p.obj(rx, ry + 60, "route " + " ".join(routed))
     p.connect(trim, 0, route, 0)
     outlet = {name: i for i, name in enumerate(routed)}
@@ -275,11 +324,16 @@ def build(spec: ResolvedSpec) -> PdPatch:
     p.connect(route, outlet["fail"], failed, 0)
     p.connect(failed, 0, status_send, 0)
 
-    done = p.obj(rx + 60, ry + 150, f"route {spec.generate.address} {spec.transfer.address}")
+    done = p.obj(rx + 60, ry + 150, "route " + " ".join(spec.delivering))
     p.connect(route, outlet["done"], done, 0)
+    delivered = p.obj(rx + 60, ry + 165, "t l l")  # right first: Play knows the job first
     clip = p.obj(rx + 60, ry + 180, "unpack f s")
-    p.connect(done, 0, clip, 0)
-    p.connect(done, 1, clip, 0)
+    for i in range(len(spec.delivering)):
+        p.connect(done, i, delivered, 0)
+    p.connect(delivered, 0, clip, 0)
+    other_done = p.obj(rx + 280, ry + 180, "list prepend done")  # /done /stop, /done /jam...
+    p.connect(done, len(spec.delivering), other_done, 0)
+    p.connect(other_done, 0, status_send, 0)
     done_text = p.msg(rx + 170, ry + 210, "list done $1")
     p.connect(clip, 1, done_text, 0)
     p.connect(done_text, 0, status_send, 0)
@@ -316,7 +370,58 @@ def build(spec: ResolvedSpec) -> PdPatch:
     p.connect(reader, 0, dac, 1)
     p.msg(480, 900, "; pd dsp 1")
     p.comment(480, 940, "turn DSP on to play")
+
+    _server_playback(p, spec, netsend, delivered)
     return p
+
+
+def _server_playback(p: PdPatch, spec: ResolvedSpec, netsend: int, delivered: int) -> None:
+    """Preset trigger, Play / Stop and jam on the server's audio device (``delivered``: the
+    ``[t l l]`` whose outlet 1 gives ``<job id> <path>`` of each delivered clip, before the clip
+    is loaded; Play sends the last job id)."""
+    x, y = 250, 1080
+    p.comment(x, y, "on the server (its audio device: serve --audio-out):")
+    if spec.presets is not None:
+        preset = p.atom("symbolatom", x, y + 60, 16, "preset", "ds-preset", "-")
+        trigger = p.bng(x + 160, y + 55, "trigger", "ds-trigger")
+        chosen = p.obj(x + 160, y + 90, "symbol")
+        p.connect(preset, 0, chosen, 1)
+        p.connect(trigger, 0, chosen, 0)
+        gate, _, named = _nonempty_gate(p, x + 160, y + 120)
+        p.connect(chosen, 0, gate, 0)
+        as_list = p.obj(x + 270, y + 270, "list")
+        trigger_osc = p.obj(x + 270, y + 300, osc_format_text(spec.presets.trigger))
+        p.chain(named, as_list, trigger_osc, netsend)
+    if spec.play is not None:
+        play = p.bng(x + 330, y + 55, "play-server", "ds-play")
+        job = p.obj(x + 400, y + 60, "unpack f s")
+        p.connect(delivered, 1, job, 0)
+        last_clip = p.obj(x + 330, y + 90, "f -1")
+        p.connect(job, 0, last_clip, 1)
+        delivered = p.obj(x + 330, y + 120, "sel -1")  # no clip yet: nothing to play
+        play_args = p.msg(x + 330, y + 150, f"$1 {spec.quantum:g}")
+        play_osc = p.obj(x + 330, y + 180, osc_format_text(spec.play))
+        p.chain(play, last_clip, delivered)
+        p.connect(delivered, 1, play_args, 0)
+        p.chain(play_args, play_osc, netsend)
+    if spec.jam is not None:
+        jam = p.tgl(x + 560, y + 55, "jam", "ds-jam")
+        jam_choice = p.obj(x + 560, y + 90, "sel 1 0")
+        jam_on = p.msg(x + 560, y + 120, "list on")
+        jam_off = p.msg(x + 620, y + 120, "list off")
+        jam_osc = p.obj(x + 560, y + 150, osc_format_text(spec.jam))
+        p.chain(jam, jam_choice, jam_on, jam_osc, netsend)
+        p.connect(jam_choice, 1, jam_off, 0)
+        p.connect(jam_off, 0, jam_osc, 0)
+    if spec.stop is not None:
+        stop = p.bng(x + 460, y + 55, "stop-server", "ds-stop")
+        stop_order = p.obj(x + 460, y + 90, "t b b")
+        stop_list = p.obj(x + 460, y + 120, "list")
+        stop_osc = p.obj(x + 460, y + 150, osc_format_text(spec.stop))
+        p.chain(stop, stop_order, stop_list, stop_osc, netsend)
+        if spec.jam is not None:  # /stop also ends jam mode: the toggle goes off silently
+            jam_reset = p.msg(x + 460, y + 210, "; ds-jam set 0")
+            p.connect(stop_order, 1, jam_reset, 0)
 
 
 def render(spec: ResolvedSpec) -> str:

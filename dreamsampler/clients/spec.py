@@ -3,9 +3,9 @@
 The generators never hand-list OSC addresses: every control names the contract entry it drives (a
 command, or an option key of a command), and :func:`resolve` looks each one up in
 :data:`~dreamsampler.server.contract.COMMANDS` / :data:`~dreamsampler.server.contract.REPLIES`.
-Controls whose address or option is not in the contract yet (concepts, bars, tempo…) are *skipped
-with a warning*, so they appear on the next regeneration once the contract has them. Types, ranges
-and units come from the contract; defaults from the server's config defaults.
+Controls whose address or option is not in the contract (or has another shape than the patches
+build) are *skipped with a warning*, so a patch generated against an older contract simply lacks
+them. Types, ranges and units come from the contract; defaults from the server's config defaults.
 """
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ class Number:
         key: option name in the contract (``seed``, ``steps``…).
         label: what the patch shows next to the box (one word: Pd labels cannot hold spaces).
         commands: commands the option is appended to (only those whose contract has the option).
-        replaces: another number's key this one supersedes when both resolve (``bars`` over
-            ``duration``).
         ui_max: upper bound for the box when neither the contract nor the limits give one.
         dice: add a dice button and a lock toggle (random value per generation unless locked).
     """
@@ -43,19 +41,42 @@ class Number:
     key: str
     label: str
     commands: tuple[str, ...] = ("/gen", "/transfer")
-    replaces: str = ""
     ui_max: float | None = None
     dice: bool = False
 
 
 @dataclass(frozen=True)
 class ConceptMenu:
-    """A menu of trained concepts: filled from ``reply`` after sending ``list_command``; the chosen
-    name is sent as option ``option`` of the generation commands."""
+    """A menu of the server's loaded concepts: filled from ``reply`` after sending
+    ``list_command`` (at load and on *refresh*); the chosen name is sent as option ``option`` of
+    the generation commands. A new list clears the choice; no choice sends no option. Pd vanilla
+    has no menu: a symbol box instead, sent only when not empty."""
 
     list_command: str = "/concept/list"
     reply: str = "/concept.list"
     option: str = "concept"
+
+
+@dataclass(frozen=True)
+class PresetMenu:
+    """A menu of the server's presets (filled like :class:`ConceptMenu`) and a Trigger button
+    that sends ``trigger <name>``; Pd: a symbol box and a trigger bang."""
+
+    list_command: str = "/preset/list"
+    reply: str = "/preset.list"
+    trigger: str = "/preset/trigger"
+
+
+@dataclass(frozen=True)
+class Transport:
+    """Playback on the server's audio device: Play sends ``play <last delivered job id>
+    <quantum>`` (quantized to ``quantum`` beats: one 4/4 bar), Stop sends ``stop`` (and turns the
+    jam toggle off), the jam toggle sends ``jam on`` / ``jam off``."""
+
+    play: str = "/play"
+    quantum: float = 4.0
+    stop: str = "/stop"
+    jam: str = "/jam"
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,8 @@ class PatchSpec:
     notify: str = "/notify"
     numbers: tuple[Number, ...] = ()
     concepts: ConceptMenu | None = None
+    presets: PresetMenu | None = None
+    transport: Transport | None = None
     tempo: TempoFollow | None = None
     #: replies the patches route (each must be in the contract's REPLIES)
     replies: tuple[str, ...] = ("/queued", "/progress", "/done", "/fail")
@@ -86,10 +109,12 @@ SPEC = PatchSpec(
         Number("steps", "steps"),
         Number("guidance", "guidance", ui_max=20.0),
         Number("duration", "duration(s)"),
-        Number("bars", "bars", replaces="duration", ui_max=64.0),
+        Number("bars", "bars"),  # 0 = use duration: one-shots in seconds, loops in bars
         Number("strength", "strength", commands=("/transfer",)),
     ),
     concepts=ConceptMenu(),
+    presets=PresetMenu(),
+    transport=Transport(),
     tempo=TempoFollow(),
 )
 
@@ -136,6 +161,12 @@ class ResolvedSpec:
     tempo: str | None
     replies: tuple[str, ...]
     skipped: tuple[str, ...] = field(default=())
+    presets: PresetMenu | None = None
+    #: play / stop / jam addresses that resolved (None: not in the contract)
+    play: str | None = None
+    stop: str | None = None
+    jam: str | None = None
+    quantum: float = 4.0
 
     def numbers_for(self, address: str) -> tuple[NumberControl, ...]:
         """The number controls appended as options to ``address``, in spec order."""
@@ -148,13 +179,22 @@ class ResolvedSpec:
                 self.cancel.address]
         if self.concepts:
             sent.append(self.concepts.list_command)
-        if self.tempo:
-            sent.append(self.tempo)
+        if self.presets:
+            sent += [self.presets.list_command, self.presets.trigger]
+        sent += [a for a in (self.play, self.stop, self.jam, self.tempo) if a]
         return tuple(sent)
 
     @property
     def routed_replies(self) -> tuple[str, ...]:
-        return (*self.replies, *((self.concepts.reply,) if self.concepts else ()))
+        """Replies the Max patches route: the core ones plus the menus' lists."""
+        return (*self.replies, *((self.concepts.reply,) if self.concepts else ()),
+                *((self.presets.reply,) if self.presets else ()))
+
+    @property
+    def delivering(self) -> tuple[str, ...]:
+        """Commands whose ``/done <address> <job id> <path>`` delivers a clip."""
+        return (self.generate.address, self.transfer.address,
+                *((self.presets.trigger,) if self.presets else ()))
 
 
 def _core(commands: dict[str, Message], address: str) -> Message:
@@ -170,6 +210,29 @@ CORE_SHAPES = {"generate": ["s*"], "transfer": ["s", "s*"], "cancel": ["i"], "no
 
 def _shape(message: Message) -> list[str]:
     return ["s*" if a.rest else a.type for a in message.args]
+
+
+def _check(commands: dict[str, Message], address: str, shape: list[str]) -> str:
+    """Why ``address`` cannot be sent as ``shape`` (empty when it can).
+
+    ``shape`` lists the positional arguments the patch sends (``s*``: several atoms); the
+    command must take them in that order and require no others.
+    """
+    message = commands.get(address)
+    if message is None:
+        return f"command {address} is not in the contract"
+    args = list(message.args)
+    if len(args) < len(shape) or _shape(message)[:len(shape)] != shape or any(
+            a.required for a in args[len(shape):]):
+        return f"{message.signature} does not take {shape or 'no arguments'}"
+    return ""
+
+
+def _in_range(arg: Arg, value: float, address: str) -> str:
+    if (arg.minimum is not None and value < arg.minimum) or (
+            arg.maximum is not None and value > arg.maximum):
+        return f"{address} {arg.name} {value:g} is out of the contract's range"
+    return ""
 
 
 def _range(key: str, arg: Arg, number: Number) -> tuple[float, float]:
@@ -228,31 +291,54 @@ def resolve(
             default=min(max(_default(arg, lo), lo), hi), unit=arg.unit,
             commands=tuple(address for address, _ in args), dice=number.dice,
         ))
-    replaced = {n.replaces for n in spec.numbers if n.replaces and
-                any(r.key == n.key for r in numbers)}
-    numbers = [n for n in numbers if n.key not in replaced]
-
     concepts = spec.concepts
     if concepts is not None:
         missing = [what for what, ok in (
             (f"command {concepts.list_command}", concepts.list_command in commands),
             (f"reply {concepts.reply}", concepts.reply in replies),
-            (f"option '{concepts.option}' of {spec.generate}",
-             spec.generate in commands and commands[spec.generate].option(concepts.option)),
+            *((f"option '{concepts.option}' of {address}",
+               address in commands and commands[address].option(concepts.option))
+              for address in (spec.generate, spec.transfer)),
         ) if not ok]
         if missing:
             skipped.append(f"concept menu: {', '.join(missing)} not in the contract yet")
             concepts = None
 
+    presets = spec.presets
+    if presets is not None:
+        problems = [p for p in (
+            _check(commands, presets.list_command, []),
+            _check(commands, presets.trigger, ["s*"]),
+            "" if presets.reply in replies else f"reply {presets.reply} is not in the contract",
+        ) if p]
+        if problems:
+            skipped.append(f"preset menu: {'; '.join(problems)}")
+            presets = None
+
+    play = stop = jam = None
+    quantum = 4.0
+    if spec.transport is not None:
+        t = spec.transport
+        quantum = t.quantum
+        for label, address, shape in (("Play", t.play, ["i", "f"]), ("Stop", t.stop, []),
+                                      ("Jam", t.jam, ["s"])):
+            problem = _check(commands, address, shape)
+            if not problem and label == "Play":
+                problem = _in_range(commands[address].args[1], quantum, address)
+            if problem:
+                skipped.append(f"{label} button: {problem}")
+            elif label == "Play":
+                play = address
+            elif label == "Stop":
+                stop = address
+            else:
+                jam = address
+
     tempo = spec.tempo.address if spec.tempo else None
     if tempo is not None:
-        message = commands.get(tempo)
-        if message is None:
-            skipped.append(f"Live tempo follower: command {tempo} not in the contract yet")
-            tempo = None
-        elif [a.type for a in message.args[:1]] != ["f"] or any(a.required for a in
-                                                                message.args[1:]):
-            skipped.append(f"Live tempo follower: {message.signature} does not take one float")
+        problem = _check(commands, tempo, ["f"])
+        if problem:
+            skipped.append(f"Live tempo follower: {problem}")
             tempo = None
 
     for reply in spec.replies:
@@ -275,4 +361,9 @@ def resolve(
         tempo=tempo,
         replies=spec.replies,
         skipped=tuple(skipped),
+        presets=presets,
+        play=play,
+        stop=stop,
+        jam=jam,
+        quantum=quantum,
     )

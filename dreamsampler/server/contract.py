@@ -268,6 +268,19 @@ REPLIES: dict[str, Message] = {
             Arg("name", "s", "a loaded concept; one argument per concept, none when none is "
                 "loaded", required=False, rest=True),
         ), "reply to /concept/list: the loaded concepts' names, in load order"),
+        Message("/midi.ports", (
+            Arg("port", "s", "one atom per configured MIDI input (live.midi_in / --midi-in), in "
+                "configuration order: the name of the port it is connected to, 'virtual:NAME' "
+                "for a virtual port the server created, or '<spec> (missing)' while no port "
+                "matches the spec (the server retries every few seconds); none when no MIDI "
+                "input is configured", required=False, rest=True),
+        ), "reply to /midi/ports"),
+        Message("/audio.devices", (
+            Arg("device", "s", "one atom per audio output device, its name as PortAudio reports "
+                "it (what live.audio_out / --audio-out matches), in PortAudio's order; a device "
+                "may appear once per host API (ALSA, JACK…); none when PortAudio is missing or "
+                "has no output device", required=False, rest=True),
+        ), "reply to /audio/devices"),
         Message("/version.reply", (
             Arg("program", "s", "dreamsampler"),
             Arg("version", "s", "server version"),
@@ -371,6 +384,10 @@ COMMANDS: dict[str, Message] = {
                 "/notify clients also get /midi.learned. Arming again replaces the request "
                 "(the earlier one gets /fail)",
                 (), ("/done /midi/learn s:param i:cc i:channel", "/fail /midi/learn s:message")),
+        Message("/midi/ports", (), "ask which MIDI inputs the server has open (and which "
+                "configured ones are missing)", (), ("/midi.ports s:port...",)),
+        Message("/audio/devices", (), "ask which audio output devices the server can play to "
+                "(for live.audio_out)", (), ("/audio.devices s:device...",)),
         Message("/tempo", (Arg("bpm", "f", "session tempo, > 20 and <= 999", unit="BPM"),),
                 "set the session tempo (bars, /play quantization, jam); with Link the tempo is "
                 "proposed to the Link session; with MIDI clock the next clock ticks win",

@@ -74,6 +74,20 @@ def list_devices() -> list[AudioDevice]:
     ]
 
 
+def output_device_names() -> list[str]:
+    """Names of the output devices (``/audio.devices``), in PortAudio's order; empty (and logged)
+    when the PortAudio library cannot be loaded.
+
+    The first call imports sounddevice, which is when PortAudio looks for a JACK server.
+    """
+    try:
+        devices = list_devices()
+    except OSError as exc:  # PortAudio library missing
+        log.warning("cannot list audio devices: %s", exc)
+        return []
+    return [d.name for d in devices if d.max_output_channels > 0]
+
+
 def find_output_device(name: str | int | None) -> AudioDevice:
     """The output device whose name contains ``name`` (case-insensitive; exact name first), the
     device with that index, or the default output device for None.

@@ -34,7 +34,7 @@ from dreamsampler.engine.request import RequestError
 from dreamsampler.server.clock import LinkUnavailableError, TempoError
 from dreamsampler.server.device_sink import DeviceSink, JamLoop
 from dreamsampler.server.folder_sink import SinkError
-from dreamsampler.server.midi_in import MidiInput
+from dreamsampler.server.midi_in import VIRTUAL_PREFIX, MidiInput
 from dreamsampler.server.midi_map import (
     PARAM_RANGES,
     Action,
@@ -412,6 +412,21 @@ class Live:
         self.mapper.learn(param)
         if previous is not None:
             previous(None, f"replaced by a MIDI learn of {param}")
+
+    def midi_port_states(self) -> list[str]:
+        """What ``/midi.ports`` reports: one entry per configured MIDI input, in configuration
+        order: the name of the port it is connected to, the spec itself for a virtual port
+        (``virtual:NAME``), or ``"<spec> (missing)"`` while no port matches it."""
+        connected = self.midi.open_ports if self.midi is not None else {}
+        states = []
+        for spec in self.config.midi_in:
+            if spec not in connected:
+                states.append(f"{spec} (missing)")
+            elif spec.startswith(VIRTUAL_PREFIX):
+                states.append(spec)
+            else:
+                states.append(connected[spec])
+        return states
 
     def _learned(self, action: Learned) -> None:
         try:

@@ -1,6 +1,7 @@
 """OSC handlers of the live-performance commands (``/preset/*``, ``/midi/learn``, ``/tempo``,
-``/play``, ``/stop``, ``/jam``), dispatched by :class:`~dreamsampler.server.osc.OscServer` from
-the contract like every other command.
+``/play``, ``/stop``, ``/jam``) and the device queries (``/midi/ports``, ``/audio/devices``),
+dispatched by :class:`~dreamsampler.server.osc.OscServer` from the contract like every other
+command.
 
 Errors raised as :class:`~dreamsampler.server.live.LiveError` (a ``RequestError``) become
 ``/fail <address> <message>`` in the server's dispatcher.
@@ -8,11 +9,13 @@ Errors raised as :class:`~dreamsampler.server.live.LiveError` (a ``RequestError`
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from dreamsampler.engine.request import RequestError
+from dreamsampler.server import device_sink
 from dreamsampler.server.clients import Address
 from dreamsampler.server.live import Live, LiveError
 from dreamsampler.server.midi_map import Learned
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LIVE_ADDRESSES = ("/preset/trigger", "/preset/list", "/preset/save", "/midi/learn", "/tempo",
-                  "/play", "/stop", "/jam")
+                  "/play", "/stop", "/jam", "/midi/ports", "/audio/devices")
 
 
 class LiveHandlers:
@@ -48,7 +51,10 @@ class LiveHandlers:
             "/jam": self._jam,
         }
         if self.live is None:
-            return {address: self._disabled for address in table}
+            table = {address: self._disabled for address in table}
+        # these answer without live performance too (no MIDI input open; the devices there are)
+        table["/midi/ports"] = self._midi_ports
+        table["/audio/devices"] = self._audio_devices
         return table
 
     def _disabled(self, sender: Address, address: str, values: dict[str, Any]) -> None:
@@ -102,6 +108,18 @@ class LiveHandlers:
 
     def _broadcast_learned(self, learned: Learned) -> None:
         self.server.broadcast("/midi.learned", learned.param, learned.cc, learned.channel)
+
+    def _midi_ports(self, sender: Address, address: str, values: dict[str, Any]) -> None:
+        ports = self.live.midi_port_states() if self.live is not None else []
+        self.server.reply(sender, "/midi.ports", *ports)
+
+    def _audio_devices(self, sender: Address, address: str, values: dict[str, Any]) -> None:
+        async def work() -> None:
+            # PortAudio's first initialisation can take a while (it probes JACK): off the loop
+            names = await asyncio.to_thread(device_sink.output_device_names)
+            self.server.reply(sender, "/audio.devices", *names)
+
+        self.server.spawn(work())
 
     def _tempo(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         bpm = self._live.set_tempo(values["bpm"])

@@ -84,6 +84,14 @@ class MaxSim:
         return next(b for b in self.boxes.values()
                     if b.maxclass == "textbutton" and b.attrs.get("text") == label)
 
+    def labelled(self, maxclass: str, label: str) -> Box:
+        """The ``maxclass`` box right under the comment ``label`` (same x, 20 px lower)."""
+        comment = next(b for b in self.boxes.values()
+                       if b.maxclass == "comment" and b.attrs.get("text") == label)
+        x, y = comment.attrs["patching_rect"][:2]
+        return next(b for b in self.boxes.values() if b.maxclass == maxclass
+                    and b.attrs["patching_rect"][:2] == [x, y + 20])
+
     def number(self, label: str) -> Box:
         """The number box under the comment ``label``."""
         comment = next(b for b in self.boxes.values()
@@ -150,6 +158,9 @@ class MaxSim:
     _button = _textbutton
 
     def _toggle(self, box: Box, inlet: int, msg: Msg) -> None:
+        if msg and msg[0] == "set":  # set without output
+            box.state["value"] = int(msg[1] != 0)
+            return
         box.state["value"] = int(msg[0] != 0) if msg != BANG else int(not box.state["value"])
         self.output(box, 0, [box.state["value"]])
 
@@ -172,7 +183,7 @@ class MaxSim:
 
     def _umenu(self, box: Box, inlet: int, msg: Msg) -> None:
         items = box.state.setdefault("items", [])
-        if msg[0] == "clear":
+        if msg[0] == "clear":  # empties the menu; nothing is output
             items.clear()
         elif msg[0] == "append":
             items.append(" ".join(str(a) for a in msg[1:]))
@@ -219,6 +230,10 @@ class MaxSim:
 
     def _zl(self, box: Box, inlet: int, msg: Msg) -> None:
         mode = box.args[0]
+        if inlet == 0 and msg == ["zlclear"]:  # every zl mode: forget the stored lists
+            box.state.pop("stored", None)
+            box.state.pop("right", None)
+            return
         if mode == "reg":
             if inlet == 1:
                 box.state["stored"] = msg
@@ -272,6 +287,14 @@ class MaxSim:
         value = self.random_values.pop(0)
         self.random_values.append(value)
         self.output(box, 0, [value % int(box.args[0])])
+
+    def _sel(self, box: Box, inlet: int, msg: Msg) -> None:
+        """``[sel a b ...]``: a bang out of the matching outlet, else the input out of the last."""
+        for i, arg in enumerate(box.args):
+            if msg and msg[0] == arg:
+                self.output(box, i, BANG)
+                return
+        self.output(box, len(box.args), msg)
 
     def _eq(self, box: Box, inlet: int, msg: Msg) -> None:
         self.output(box, 0, [int(msg[0] == box.args[0])])

@@ -19,7 +19,7 @@ from dreamsampler.clients import FILES, maxpat, pd, render_all, repository_root,
 from dreamsampler.clients.objects import max_counts, pd_atom_counts, pd_object_counts
 from dreamsampler.clients.spec import SPEC, SpecError, resolve
 from dreamsampler.server.contract import COMMANDS, REPLIES, Arg, Message
-from tests.clients.maxsim import MaxSim
+from tests.clients.maxsim import MaxSim, atoms
 
 ROOT = repository_root()
 
@@ -51,19 +51,24 @@ def test_generation_is_deterministic() -> None:
     assert render_all() == render_all()
 
 
-def test_spec_entries_missing_from_the_contract_are_skipped_and_reported() -> None:
+def test_every_spec_entry_resolves_against_the_contract() -> None:
     spec = resolve()
+    assert spec.skipped == ()
     keys = [n.key for n in spec.numbers]
-    assert keys[:4] == ["seed", "steps", "guidance", "duration"] and "strength" in keys
-    if "/concept/list" not in COMMANDS:
-        assert spec.concepts is None and any("concept" in s for s in spec.skipped)
-    if "/tempo" not in COMMANDS:
-        assert spec.tempo is None and any("/tempo" in s for s in spec.skipped)
+    assert keys == ["seed", "steps", "guidance", "duration", "bars", "strength"], (
+        "bars sits next to duration: one-shots in seconds, loops in bars")
+    bars = next(n for n in spec.numbers if n.key == "bars")
+    assert (bars.type, bars.minimum, bars.default) == ("i", 0, 0), "0 = use duration"
     strength = next(n for n in spec.numbers if n.key == "strength")
     assert strength.commands == ("/transfer",), "strength is not an option of /gen"
     for number in spec.numbers:
         arg = next(COMMANDS[c].option(number.key) for c in number.commands)
         assert arg is not None and number.type == arg.type
+    assert spec.concepts is not None and spec.presets is not None
+    assert (spec.play, spec.stop, spec.jam, spec.tempo) == ("/play", "/stop", "/jam", "/tempo")
+    assert set(spec.sent_addresses) <= set(COMMANDS)
+    assert set(spec.routed_replies) <= set(REPLIES)
+    assert spec.delivering == ("/gen", "/transfer", "/preset/trigger")
 
 
 def test_missing_core_command_is_an_error() -> None:
@@ -72,40 +77,40 @@ def test_missing_core_command_is_an_error() -> None:
         resolve(SPEC, commands)
 
 
-def _future_contract() -> tuple[dict[str, Message], dict[str, Message]]:
-    """The contract plus what the concept and live helpers will add (shapes assumed)."""
-    concept = Arg("concept", "s", "trained concept name")
-    bars = Arg("bars", "i", "clip length in bars", 1, 64)
-    commands = dict(COMMANDS)
+def _older_contract() -> tuple[dict[str, Message], dict[str, Message]]:
+    """The contract before the concept and live work: no concepts, presets, playback, tempo or
+    bars, and a /play that (hypothetically) takes no quantum."""
+    commands = {k: v for k, v in COMMANDS.items()
+                if k not in ("/concept/list", "/preset/list", "/stop", "/jam", "/tempo")}
     for address in ("/gen", "/transfer"):
         m = commands[address]
-        commands[address] = dataclasses.replace(m, options=(*m.options, concept, bars))
-    commands["/concept/list"] = Message("/concept/list", (), "list concepts")
-    commands["/tempo"] = Message("/tempo", (Arg("bpm", "f", "tempo", 20, 999),), "set tempo")
-    replies = dict(REPLIES)
-    replies["/concept.list"] = Message("/concept.list", (), "concept names")
+        commands[address] = dataclasses.replace(
+            m, options=tuple(o for o in m.options if o.name not in ("bars", "concept")))
+    commands["/play"] = Message("/play", (Arg("job_id", "i", "job"),), "play")
+    replies = {k: v for k, v in REPLIES.items() if k not in ("/concept.list", "/preset.list")}
     return commands, replies
 
 
-def test_controls_appear_once_the_contract_has_them() -> None:
-    commands, replies = _future_contract()
+def test_controls_the_contract_lacks_are_skipped_and_reported() -> None:
+    commands, replies = _older_contract()
     spec = resolve(SPEC, commands, replies)
-    assert spec.skipped == ()
-    keys = [n.key for n in spec.numbers]
-    assert "bars" in keys and "duration" not in keys, "bars replaces duration"
+    assert [n.key for n in spec.numbers] == ["seed", "steps", "guidance", "duration", "strength"]
+    assert spec.concepts is None and spec.presets is None and spec.tempo is None
+    assert (spec.play, spec.stop, spec.jam) == (None, None, None)
+    skipped = " | ".join(spec.skipped)
+    for what in ("number 'bars'", "concept menu", "preset menu", "Play button", "Stop button",
+                 "Jam button", "tempo follower", "/play i:job_id does not take ['i', 'f']"):
+        assert what in skipped, (what, skipped)
+    # the patches still build and work without them
     sim = MaxSim(maxpat.build(spec, device=True).patcher())
     sim.loadbang()
-    assert ("/concept/list", []) in sim.sent
-    assert ("/tempo", [120.0]) in sim.sent, "the set's tempo is sent once the device is ready"
-    sim.incoming("/concept.list", "my-drums", "my-bass")
-    menu = sim.find("umenu")
-    assert menu.state["items"] == ["my-drums", "my-bass"]
-    sim.receive(menu, 0, [1])
-    sim.sent.clear()
+    assert [a for a, _ in sim.sent] == ["/notify"]
     sim.click(sim.button("Generate"))
-    address, args = sim.sent[-1]
-    values = commands[address].parse(args)
-    assert values["concept"] == "my-bass" and values["bars"] == 1  # bars' minimum
+    commands["/gen"].parse(sim.sent[-1][1])
+    assert not [b for b in sim.boxes.values() if b.maxclass == "umenu"]
+    boxes, _ = pd.parse(pd.render(spec))
+    assert not any(w in ("ds-concept", "ds-play", "ds-jam", "ds-bars") for b in boxes
+                   for w in b.words)
 
 
 # -- Max and Live: structure -------------------------------------------------------------------
@@ -139,6 +144,8 @@ def test_max_addresses_are_in_the_contract(name: str) -> None:
         words = box.get("text", "").split()
         if box["maxclass"] == "message" and words and words[0].startswith("/"):
             sent.add(words[0])
+            if words[0] in COMMANDS and not any("$" in w for w in words):
+                COMMANDS[words[0]].parse(atoms(" ".join(words[1:])))  # a literal message
         if box["maxclass"] == "newobj" and words[:1] == ["prepend"] and len(words) > 1 \
                 and words[1].startswith("/"):
             sent.add(words[1])
@@ -188,7 +195,7 @@ def test_max_registers_its_reply_port_at_load(sim: MaxSim) -> None:
 
 def test_max_generate_sends_a_contract_message(sim: MaxSim) -> None:
     sim.type_text(sim.find("textedit"), "warm analog bass")  # Max splits it into atoms
-    sim.receive(sim.find("toggle"), 0, [1])  # lock the seed
+    sim.receive(sim.labelled("toggle", "lock"), 0, [1])  # lock the seed
     sim.receive(sim.number("seed"), 0, [7])
     sim.receive(sim.number("steps"), 0, [2.7])  # an int box truncates
     sim.receive(sim.number("duration(s)"), 0, [1.5])
@@ -199,7 +206,11 @@ def test_max_generate_sends_a_contract_message(sim: MaxSim) -> None:
     assert address == "/gen" and args[:3] == ["warm", "analog", "bass"]
     values = COMMANDS[address].parse(args)
     assert values == {"prompt": "warm analog bass", "seed": 7, "num_inference_steps": 2,
-                      "guidance_scale": 2.5, "duration": 1.5}
+                      "guidance_scale": 2.5, "duration": 1.5, "bars": 0}
+    sim.receive(sim.number("bars"), 0, [4])
+    sim.click(sim.button("Generate"))
+    values = COMMANDS["/gen"].parse(sim.sent[-1][1])
+    assert (values["bars"], values["duration"]) == (4, 1.5), "both go out; the server picks"
 
 
 def test_max_dice_rolls_a_seed_unless_locked(sim: MaxSim) -> None:
@@ -208,7 +219,7 @@ def test_max_dice_rolls_a_seed_unless_locked(sim: MaxSim) -> None:
         sim.click(sim.button("Generate"))
         seeds.append(COMMANDS["/gen"].parse(sim.sent[-1][1])["seed"])
     assert seeds[0] != seeds[1], "unlocked: a new seed per generation"
-    sim.receive(sim.find("toggle"), 0, [1])
+    sim.receive(sim.labelled("toggle", "lock"), 0, [1])
     sim.click(sim.button("Generate"))
     sim.click(sim.button("Generate"))
     locked = [COMMANDS["/gen"].parse(args)["seed"] for _, args in sim.sent[-2:]]
@@ -225,6 +236,88 @@ def test_max_transfer_sends_the_dropped_clip(sim: MaxSim) -> None:
     assert address == "/transfer"
     assert values["input_path"] == "/Users/me/Music/loop.wav"
     assert values["prompt"] == "dub reggae" and values["strength"] == 0.3
+
+
+def test_max_asks_for_the_lists_at_load_and_on_refresh(sim: MaxSim) -> None:
+    assert [a for a, _ in sim.sent[1:3]] == ["/concept/list", "/preset/list"]
+    sim.sent.clear()
+    sim.click(sim.button("refresh"))
+    assert sorted(sim.sent) == [("/concept/list", []), ("/preset/list", [])]
+
+
+def test_max_concept_menu_follows_the_loaded_concepts(sim: MaxSim) -> None:
+    """/concept.list (the loaded concepts) fills the menu; the choice goes out as the concept
+    option of Generate and Transfer; a new list clears the choice; an empty list leaves the menu
+    empty and no concept option is sent."""
+    menu = sim.labelled("umenu", "concept")
+    sim.click(sim.button("Generate"))
+    assert "concept" not in COMMANDS["/gen"].parse(sim.sent[-1][1]), "nothing chosen yet"
+    sim.incoming("/concept.list", "my-drums", "my-bass")
+    assert menu.state["items"] == ["my-drums", "my-bass"]
+    sim.receive(menu, 0, [1])
+    sim.click(sim.button("Generate"))
+    assert COMMANDS["/gen"].parse(sim.sent[-1][1])["concept"] == "my-bass"
+    sim.drop(sim.find("dropfile"), "/Users/me/loop.wav")
+    sim.click(sim.button("Transfer"))
+    assert COMMANDS["/transfer"].parse(sim.sent[-1][1])["concept"] == "my-bass"
+    sim.incoming("/concept.list", "my-drums")  # my-bass was unloaded
+    assert menu.state["items"] == ["my-drums"]
+    sim.click(sim.button("Generate"))
+    assert "concept" not in COMMANDS["/gen"].parse(sim.sent[-1][1]), "a new list clears it"
+    sim.receive(menu, 0, [0])
+    sim.incoming("/concept.list")  # none loaded
+    assert menu.state["items"] == []
+    for button, address in (("Generate", "/gen"), ("Transfer", "/transfer")):
+        sim.click(sim.button(button))
+        assert sim.sent[-1][0] == address
+        assert "concept" not in COMMANDS[address].parse(sim.sent[-1][1])
+
+
+def test_max_preset_menu_and_trigger(sim: MaxSim) -> None:
+    menu = sim.labelled("umenu", "preset")
+    sim.sent.clear()
+    sim.click(sim.button("Trigger"))
+    assert sim.sent == [], "no preset chosen: nothing to trigger"
+    sim.incoming("/preset.list", "beat", "drone")
+    assert menu.state["items"] == ["beat", "drone"]
+    sim.receive(menu, 0, [1])
+    sim.click(sim.button("Trigger"))
+    assert sim.sent == [("/preset/trigger", ["drone"])]
+    assert COMMANDS["/preset/trigger"].parse(["drone"]) == {"name": "drone"}
+    sim.incoming("/preset.list")
+    assert menu.state["items"] == []
+    sim.click(sim.button("Trigger"))
+    assert len(sim.sent) == 1, "the list was emptied: the old choice is gone"
+    # the preset's clip is delivered like a generated one
+    sim.incoming("/done", "/preset/trigger", 5, "/music/beat.wav")
+    assert ["replace", "/music/beat.wav"] in [m for t, m in sim.effects if t.startswith("buffer~")]
+
+
+def test_max_play_stop_and_jam_on_the_server(sim: MaxSim) -> None:
+    status = next(b for b in sim.boxes.values()
+                  if b.maxclass == "message" and b.text == "ready")
+    sim.sent.clear()
+    sim.click(sim.button("Play (server)"))
+    assert sim.sent == [], "no clip delivered yet"
+    sim.incoming("/queued", 12, 0)
+    sim.incoming("/done", "/gen", 12, "/music/clip.wav")
+    sim.click(sim.button("Play (server)"))
+    address, args = sim.sent[-1]
+    assert address == "/play" and COMMANDS[address].parse(args) == {"job_id": 12,
+                                                                    "quantum": 4.0}
+    sim.incoming("/done", "/play", 12, 1.5)
+    assert status.state["content"] == ["done", "/play", 12, 1.5]
+    jam = sim.labelled("toggle", "jam")
+    sim.receive(jam, 0, [1])
+    assert sim.sent[-1] == ("/jam", ["on"])
+    COMMANDS["/jam"].parse(sim.sent[-1][1])
+    sim.sent.clear()
+    sim.click(sim.button("Stop (server)"))
+    assert sim.sent == [("/stop", [])], "/stop ends jam on the server: no /jam off needed"
+    assert jam.state["value"] == 0
+    sim.receive(jam, 0, [1])
+    sim.receive(jam, 0, [0])
+    assert sim.sent[-2:] == [("/jam", ["on"]), ("/jam", ["off"])]
 
 
 def test_max_replies_drive_status_progress_cancel_and_clip(sim: MaxSim) -> None:
@@ -244,11 +337,13 @@ def test_max_replies_drive_status_progress_cancel_and_clip(sim: MaxSim) -> None:
     buffers = [m for text, m in sim.effects if text.startswith("buffer~")]
     assert buffers == [["replace", "/music/dreamsampler/clip.wav"]]
     if any(b.word == "live.object" for b in sim.boxes.values()):
+        assert ("/tempo", [120.0]) in sim.sent, "the set's tempo is sent once the device loads"
         calls = [m for text, m in sim.effects if text == "live.object"]
         # the clip slot's id reaches [live.object] before the call
         assert calls == [["id", 3], ["call", "create_audio_clip", "/music/dreamsampler/clip.wav"]]
         paths = [m for text, m in sim.effects if text == "live.path"]
-        assert paths == [["path", "live_set", "view", "highlighted_clip_slot"]]
+        assert paths == [["path", "live_set"],  # the tempo follower, at load
+                         ["path", "live_set", "view", "highlighted_clip_slot"]]
         assert sim.find("newobj", "deferlow").state["deferred"] == 4
     sim.incoming("/job.ended", 12, "done", "x")  # not routed: ignored without error
 
@@ -326,9 +421,10 @@ def test_pd_registers_and_has_the_core_controls() -> None:
     assert "1 $1" in texts and "oscformat notify" in texts and "netsend -u -b" in texts
     assert "netreceive -u -b" in texts and "oscparse" in texts
     names = {w for b in boxes for w in b.words if w.startswith("ds-")}
-    for name in ("ds-prompt", "ds-seed", "ds-steps", "ds-guidance", "ds-duration",
+    for name in ("ds-prompt", "ds-seed", "ds-steps", "ds-guidance", "ds-duration", "ds-bars",
                  "ds-strength", "ds-input", "ds-generate", "ds-transfer", "ds-cancel",
-                 "ds-progress", "ds-status", "ds-reply", "ds-lock"):
+                 "ds-progress", "ds-status", "ds-reply", "ds-lock", "ds-concept", "ds-preset",
+                 "ds-trigger", "ds-play", "ds-stop", "ds-jam"):
         assert name in names, name
 
 

@@ -48,9 +48,11 @@ def _run_pd(patch: Path, timeout: float) -> str:
     return out
 
 
-def _harness(tmp_path: Path, server_port: int, reply_port: int, script: str) -> Path:
+def _harness(tmp_path: Path, server_port: int, reply_port: int, script: str,
+             on_loaded: str = "", quit_after_ms: int = 100, quit_on_fail: bool = True) -> Path:
     """A patch with [dreamsampler <server> <reply>] that runs ``script`` (a message box body)
-    500 ms after load, prints replies and quits when a clip is loaded or a command failed."""
+    500 ms after load, prints replies and quits ``quit_after_ms`` after a clip is loaded (running
+    ``on_loaded`` first, when given) or, with ``quit_on_fail``, after a command failed."""
     text = f"""#N canvas 0 0 400 300 12;
 #X obj 10 10 dreamsampler {server_port} {reply_port};
 #X obj 10 40 loadbang;
@@ -60,7 +62,7 @@ def _harness(tmp_path: Path, server_port: int, reply_port: int, script: str) -> 
 #X obj 10 180 print REPLY;
 #X obj 150 150 r ds-clip-loaded;
 #X obj 150 180 print LOADED;
-#X obj 150 210 delay 100;
+#X obj 150 210 delay {quit_after_ms};
 #X msg 150 240 \\; pd quit;
 #X obj 250 150 route fail;
 #X obj 150 120 t b;
@@ -72,15 +74,23 @@ def _harness(tmp_path: Path, server_port: int, reply_port: int, script: str) -> 
 #X connect 11 0 8 0;
 #X connect 8 0 9 0;
 #X connect 4 0 10 0;
-#X connect 10 0 11 0;
 """
+    if quit_on_fail:
+        text += "#X connect 10 0 11 0;\n"
+    if on_loaded:
+        text += f"#X msg 300 180 {on_loaded};\n#X connect 6 0 12 0;\n"
     path = tmp_path / "harness.pd"
     path.write_text(text)
     return path
 
 
 def _replies(console: str) -> list[list[str]]:
+    """The printed replies as words (Pd prints a space inside a symbol as ``\\ ``)."""
     return [line.split()[1:] for line in console.splitlines() if line.startswith("REPLY:")]
+
+
+def _text(reply: list[str]) -> str:
+    return " ".join(reply).replace("\\", "")
 
 
 def test_pd_patch_loads_without_errors(tmp_path: Path) -> None:
@@ -96,7 +106,9 @@ def test_pd_generates_against_the_real_server(server: RunningServer, tmp_path: P
     """Pd registers its reply port, sends /gen with prompt atoms and float numbers, and gets
     /queued and /done /gen <id> <path>; the WAV is loaded into the patch's array."""
     reply_port = _free_udp_port()
-    script = ("\\; ds-lock 1 \\; ds-seed 7 \\; ds-steps 2 \\; ds-duration 1 "
+    # a concept typed and cleared again ("symbol": the empty symbol) sends no concept option
+    script = ("\\; ds-concept symbol nope \\; ds-concept symbol "
+              "\\; ds-lock 1 \\; ds-seed 7 \\; ds-steps 2 \\; ds-duration 1 "
               "\\; ds-prompt list warm analog bass \\; ds-generate bang")
     console = _run_pd(_harness(tmp_path, server.port, reply_port, script), timeout=60)
     replies = _replies(console)
@@ -112,6 +124,7 @@ def test_pd_generates_against_the_real_server(server: RunningServer, tmp_path: P
     record = json.loads(path.with_suffix(".json").read_text())
     assert record["prompt"] == "warm analog bass" and record["seed"] == 7
     assert record["num_inference_steps"] == 2 and record["duration"] == 1.0
+    assert not record.get("concept") and not record.get("bars"), "bars 0: duration is used"
     frames = sf.info(path).frames
     assert f"LOADED: {frames}" in console, "the clip was loaded into the patch's array"
     assert any(r[0] == "progress" for r in replies), "registered clients get /progress"
@@ -119,11 +132,12 @@ def test_pd_generates_against_the_real_server(server: RunningServer, tmp_path: P
 
 
 def test_pd_transfer_of_an_input_clip(server: RunningServer, tmp_path: Path) -> None:
-    """The Transfer button sends /transfer <input> <prompt atoms> ... strength <f>."""
+    """The Transfer button sends /transfer <input> <prompt atoms> ... strength <f>; a bars value
+    above 0 makes a loop of that many bars at the session tempo (duration is then ignored)."""
     from tests.conftest import write_pluck
 
     write_pluck(server.input_dir / "pluck.wav")
-    script = ("\\; ds-lock 1 \\; ds-steps 2 \\; ds-duration 1 \\; ds-strength 0.3 "
+    script = ("\\; ds-lock 1 \\; ds-steps 2 \\; ds-duration 1 \\; ds-bars 1 \\; ds-strength 0.3 "
               "\\; ds-input symbol pluck.wav \\; ds-prompt list dub reggae \\; ds-transfer bang")
     console = _run_pd(_harness(tmp_path, server.port, _free_udp_port(), script), timeout=60)
     done = next((r for r in _replies(console) if r[:2] == ["done", "/transfer"]), None)
@@ -131,6 +145,7 @@ def test_pd_transfer_of_an_input_clip(server: RunningServer, tmp_path: Path) -> 
     record = json.loads(Path(done[3]).with_suffix(".json").read_text())
     assert record["prompt"] == "dub reggae" and record["strength"] == 0.3
     assert record["input_path"] == str(server.input_dir / "pluck.wav")
+    assert record["bars"] == 1 and record["duration"] == 2.0, "one bar at 120 BPM"
 
 
 def test_pd_failure_reaches_the_patch(server: RunningServer, tmp_path: Path) -> None:
@@ -143,3 +158,43 @@ def test_pd_failure_reaches_the_patch(server: RunningServer, tmp_path: Path) -> 
     assert "exceeds" in " ".join(fail), fail
     with server.client() as c:
         assert c.request("/status", timeout=5)[-1].address == "/status.reply"
+
+
+def test_pd_concept_reaches_the_server(server: RunningServer, tmp_path: Path) -> None:
+    """A concept name in the symbol box is sent as the concept option (an unloaded one fails
+    with its name)."""
+    script = ("\\; ds-lock 1 \\; ds-steps 2 \\; ds-duration 1 "
+              "\\; ds-concept symbol no-such-concept \\; ds-prompt list dub \\; ds-generate bang")
+    console = _run_pd(_harness(tmp_path, server.port, _free_udp_port(), script), timeout=30)
+    fail = next((r for r in _replies(console) if r[0] == "fail"), None)
+    assert fail is not None and fail[1] == "/gen", console
+    assert "no-such-concept" in " ".join(fail), fail
+
+
+def test_pd_live_controls_reach_the_server(tmp_path: Path) -> None:
+    """Preset trigger, jam, stop and play from the patch, against a server with presets and no
+    audio device: the preset's clip is delivered and loaded; /jam on and /play fail with the
+    server's reason (no device), /stop succeeds and turns the jam toggle off without sending."""
+    from tests.conftest import make_config, run_server
+    from tests.server.test_live_server import write_presets
+
+    write_presets(tmp_path / "presets")
+    for server in run_server(make_config(tmp_path)):
+        script = ("\\; ds-play bang \\; ds-jam 1 \\; ds-stop bang \\; ds-jam bang "
+                  "\\; ds-preset symbol \\; ds-trigger bang "
+                  "\\; ds-preset symbol beat \\; ds-trigger bang")
+        harness = _harness(tmp_path, server.port, _free_udp_port(), script,
+                           on_loaded="\\; ds-play bang", quit_after_ms=1500, quit_on_fail=False)
+        console = _run_pd(harness, timeout=60)
+        replies = _replies(console)
+        done = next((r for r in replies if r[:2] == ["done", "/preset/trigger"]), None)
+        assert done is not None, console
+        assert Path(done[3]).is_file() and "LOADED:" in console
+        jams = [r for r in replies if r[:2] == ["fail", "/jam"]]
+        assert len(jams) == 2 and "no audio output device" in _text(jams[0]), console
+        assert ["done", "/stop"] in replies and ["done", "/jam", "off"] not in replies
+        assert [r for r in replies if r[:2] == ["fail", "/preset/trigger"]] == [], (
+            "an empty preset box triggers nothing")
+        plays = [r for r in replies if r[:2] == ["fail", "/play"]]
+        assert len(plays) == 1, "Play before any clip sends nothing"
+        assert plays[0][-1] == done[2] and "no audio output device" in _text(plays[0])

@@ -160,6 +160,18 @@ def test_play_jam_learn_without_device_or_midi(live_server: RunningServer) -> No
         fail = _final(c.request("/midi/learn", "strength"), "/fail", "/midi/learn")
         assert "no MIDI input configured" in fail.args[1]
         assert status_fields(c)["queued"] == 0  # still serving
+        assert c.request("/midi/ports")[-1] == Reply("/midi.ports", ()), "no MIDI configured"
+
+
+def test_audio_device_names_without_portaudio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No PortAudio library: an empty /audio.devices list, not an error."""
+    from dreamsampler.server import device_sink
+
+    def no_library() -> list[Any]:
+        raise OSError("PortAudio library not found")
+
+    monkeypatch.setattr(device_sink, "list_devices", no_library)
+    assert device_sink.output_device_names() == []
 
 
 def test_midi_messages_drive_the_session(live_server: RunningServer) -> None:

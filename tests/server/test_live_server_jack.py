@@ -66,6 +66,14 @@ def keys(live: RunningServer) -> Iterator[Any]:
     out.close()
 
 
+def test_midi_ports_and_audio_devices_over_osc(live: RunningServer) -> None:
+    """The server reports its open MIDI input and the JACK output device by name."""
+    with live.client() as c:
+        assert c.request("/midi/ports")[-1] == Reply("/midi.ports", ("virtual:dsin",))
+        devices = c.request("/audio/devices")[-1]
+        assert devices.address == "/audio.devices" and "system" in devices.args, devices
+
+
 def test_note_triggers_preset_and_cc_moves_param(live: RunningServer, keys: Any) -> None:
     service = live.app.service
     played = len(live.app.live.played)
@@ -222,6 +230,8 @@ def test_missing_device_and_port_keep_the_server_serving(jack: str, tmp_path: Pa
         assert server.app.live.midi is not None and server.app.live.midi.missing == [
             "no-such-port"]
         with server.client() as c:
+            ports = c.request("/midi/ports")[-1]
+            assert ports == Reply("/midi.ports", ("no-such-port (missing)",))
             done = _final(c.request("/preset/trigger", "beat"), "/done", "/preset/trigger")
             assert Path(done.args[2]).is_file()  # the clip is in the folder
             fail = _final(c.request("/play", done.args[1]), "/fail", "/play")

@@ -78,6 +78,35 @@ def test_values_set_over_osc_are_visible(server: RunningServer, client: OscClien
     assert values["/param/guidance"] == 4.0 and values["/param/seed"] == 7
 
 
+def test_concept_lora_and_bars_params_are_readable(server: RunningServer,
+                                                   client: OscClient) -> None:
+    for name, tags in (("concept", "s"), ("lora_scale", "f"), ("bars", "i")):
+        status, node = _get(server, f"/param/{name}")
+        assert status == 200 and node["TYPE"] == tags and node["ACCESS"] == 3, node
+    assert _get(server, "/param/bars")[1]["RANGE"] == [{"MIN": 0, "MAX": 256}]
+    assert _get(server, "/param/lora_scale")[1]["RANGE"] == [{"MIN": -2, "MAX": 2}]
+    assert _get(server, "/param/concept?VALUE") == (200, {"VALUE": [""]})
+    assert _get(server, "/param/lora_scale?VALUE") == (200, {"VALUE": [1.0]})
+    assert _get(server, "/param/bars?VALUE") == (200, {"VALUE": [0]})
+    client.request("/param/bars", 4.0)  # Pd-style float
+    client.request("/param/lora_scale", 0.5)
+    assert client.request("/param/concept", "not-loaded")[-1].address == "/fail"
+    assert _get(server, "/param/bars?VALUE") == (200, {"VALUE": [4]})
+    assert _get(server, "/param/lora_scale?VALUE") == (200, {"VALUE": [0.5]})
+    assert _get(server, "/param/concept?VALUE") == (200, {"VALUE": [""]}), "refused: unchanged"
+
+
+def test_live_and_device_commands_are_listed(server: RunningServer) -> None:
+    _, tree = _get(server, "/")
+    expected = {"/play": "if", "/jam": "ss", "/tempo": "f", "/preset/trigger": "s",
+                "/midi/learn": "s", "/stop": "", "/midi/ports": "", "/audio/devices": "",
+                "/concept/list": "", "/concept/load": "s"}
+    for address, tags in expected.items():
+        node = find(tree, address)
+        assert node is not None and node.get("TYPE", "") == tags, (address, node)
+    assert find(tree, "/play")["RANGE"][1] == {"MIN": 0}
+
+
 def test_bad_requests_get_http_errors_not_crashes(server: RunningServer) -> None:
     assert _get(server, "/nope")[0] == 404
     assert _get(server, "/param/nope?VALUE")[0] == 404
