@@ -112,6 +112,10 @@ def find_output_device(name: str | int | None) -> AudioDevice:
     return match[0]
 
 
+#: A block whose DAC time is this far behind the stream's current time counts as an underrun.
+LATE_BLOCK_S = 0.02
+
+
 @dataclass(eq=False)
 class _Clip:
     id: int
@@ -124,6 +128,7 @@ class _Clip:
     stop_fade: int = 0
     stop_frame: int | None = None
     stop_requested: bool = False
+    replaces: int | None = None  # id of a clip that fades out where this one fades in
 
 
 class DeviceSink:
@@ -243,6 +248,7 @@ class DeviceSink:
         fade_in_s: float = DEFAULT_FADE_S,
         fade_out_s: float = DEFAULT_FADE_S,
         gain: float = 1.0,
+        replace: int | None = None,
     ) -> int:
         """Queue a clip; returns its id.
 
@@ -256,6 +262,10 @@ class DeviceSink:
             loop: repeat until :meth:`stop_clip`/:meth:`stop` (no end fade).
             fade_in_s: fade-in, seconds; ``fade_out_s``: fade at the natural end, seconds.
             gain: linear gain.
+            replace: id of a playing clip to crossfade from: it fades out over ``fade_in_s``
+                starting at this clip's first frame, both resolved in the same audio callback
+                (sample-exact; two separate commands could land in different callbacks, whose
+                reported DAC times jitter, and open a gap).
 
         Raises:
             RuntimeError: the stream is not started. ValueError: bad audio shape or rate.
@@ -263,7 +273,8 @@ class DeviceSink:
         if self._stream is None:
             raise RuntimeError("the device sink is not started")
         data = self._prepare(audio, sr, gain, 0.0 if loop else fade_out_s)
-        clip = _Clip(next(self._ids), data, at, loop, round(fade_in_s * self.samplerate))
+        clip = _Clip(next(self._ids), data, at, loop, round(fade_in_s * self.samplerate),
+                     replaces=replace)
         self._playing.add(clip.id)
         self._commands.append(("play", clip))
         return clip.id
@@ -313,9 +324,12 @@ class DeviceSink:
 
     def _callback(self, outdata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         try:
-            if status.output_underflow:
+            dac_time = float(time_info.outputBufferDacTime)
+            # A block due at the DAC before "now" is late: an underrun the backend did not flag
+            # (JACK's dummy driver falls behind real time under load without reporting xruns).
+            if status.output_underflow or dac_time < float(time_info.currentTime) - LATE_BLOCK_S:
                 self.underruns += 1
-            self._render(outdata, frames, float(time_info.outputBufferDacTime))
+            self._render(outdata, frames, dac_time)
         except Exception as exc:  # never let an exception stop the stream
             outdata.fill(0)
             self.callback_errors += 1
@@ -336,6 +350,10 @@ class DeviceSink:
                     if clip.start_frame < block:
                         self.late_starts += 1
                         clip.start_frame = block
+                for old in self._active:
+                    if old.id == clip.replaces and not old.stop_requested:
+                        old.stop_requested = True
+                        old.stop_frame, old.stop_fade = clip.start_frame, max(1, clip.fade_in)
                 self._active.append(clip)
             elif cmd[0] == "stop":
                 for c in self._active:
@@ -498,12 +516,10 @@ class JamLoop:
             t_mono, t_stream = self._boundary()
             first = self._current is None
             clip_id = self.sink.play(audio, sr, at=t_stream, loop=True,
-                                     fade_in_s=DEFAULT_FADE_S if first else self.crossfade_s)
-            if not first:
-                assert self._current is not None
-                if t_mono - current_start > current_len + 1e-3:
-                    self.late_clips += 1
-                self.sink.stop_clip(self._current, at=t_stream, fade_s=self.crossfade_s)
+                                     fade_in_s=DEFAULT_FADE_S if first else self.crossfade_s,
+                                     replace=self._current)
+            if not first and t_mono - current_start > current_len + 1e-3:
+                self.late_clips += 1
             self._current = clip_id
             self.schedule.append((clip_id, t_stream, t_mono))
             self.clips_started += 1
