@@ -20,9 +20,9 @@ from dreamsampler import __version__
 from dreamsampler.engine.concepts import ConceptError
 from dreamsampler.engine.jobs import JobFailed, JobProgress, JobStarted, QueueFull
 from dreamsampler.engine.request import RequestError
-from dreamsampler.server.clients import Address, Clients
 from dreamsampler.server.contract import COMMANDS, PARAMS, ContractError
 from dreamsampler.server.folder_sink import SinkError
+from dreamsampler.server.notify import Address, Clients
 from dreamsampler.server.osc_live import LiveHandlers
 from dreamsampler.server.service import Delivered, Listener, Service, Update
 

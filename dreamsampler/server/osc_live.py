@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from dreamsampler.engine.request import RequestError
 from dreamsampler.server import device_sink
-from dreamsampler.server.clients import Address
 from dreamsampler.server.live import Live, LiveError
 from dreamsampler.server.midi_map import Learned
+from dreamsampler.server.notify import Address
 
 if TYPE_CHECKING:
     from dreamsampler.server.osc import Handler, OscServer
