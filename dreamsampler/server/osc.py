@@ -264,38 +264,40 @@ class OscServer:
 
     # -- concepts ------------------------------------------------------------------------------
 
+    def _concept_op(self, sender: Address, address: str, name: str,
+                    op: Callable[[], Coroutine[Any, Any, tuple[Any, ...]]]) -> None:
+        """Run a concept operation on the engine (between jobs); answer /done or /fail."""
+
+        async def run() -> None:
+            try:
+                done = await op()
+            except ConceptError as exc:
+                self.fail(sender, address, str(exc), name)
+            except Exception as exc:
+                log.exception("%s %s failed", address, name)
+                self.fail(sender, address, f"internal error: {type(exc).__name__}: {exc}", name)
+            else:
+                self.reply(sender, "/done", address, *done)
+
+        self.spawn(run())
 
     def _concept_load(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         name = values["name"]
 
-        async def load() -> None:
-            try:
-                info = await self.service.load_concept(name)
-            except ConceptError as exc:
-                self.fail(sender, address, str(exc), name)
-            except Exception as exc:
-                log.exception("loading concept %s failed", name)
-                self.fail(sender, address, f"internal error: {type(exc).__name__}: {exc}", name)
-            else:
-                self.reply(sender, "/done", address, info.name, info.method)
+        async def load() -> tuple[Any, ...]:
+            info = await self.service.load_concept(name)
+            return info.name, info.method
 
-        self.spawn(load())
+        self._concept_op(sender, address, name, load)
 
     def _concept_unload(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         name = values["name"]
 
-        async def unload() -> None:
-            try:
-                await self.service.unload_concept(name)
-            except ConceptError as exc:
-                self.fail(sender, address, str(exc), name)
-            except Exception as exc:
-                log.exception("unloading concept %s failed", name)
-                self.fail(sender, address, f"internal error: {type(exc).__name__}: {exc}", name)
-            else:
-                self.reply(sender, "/done", address, name)
+        async def unload() -> tuple[Any, ...]:
+            await self.service.unload_concept(name)
+            return (name,)
 
-        self.spawn(unload())
+        self._concept_op(sender, address, name, unload)
 
     def _concept_list(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         self.reply(sender, "/concept.list", *(c.name for c in self.service.engine.list_concepts()))

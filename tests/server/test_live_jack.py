@@ -289,14 +289,7 @@ def test_quantized_clip_starts_on_the_bar(loopback: Any) -> None:
         bars.append((at, sink.underruns - before))
     offset = _offset(sink, rec)
     t0, sig = rec.signal()
-    present = rec.present
-    errors_ms, clean = [], []
-    for at, xruns in bars:
-        start = round((at - offset - t0) * sr) - sr // 10
-        window = np.abs(sig[max(0, start):start + sr // 5])
-        onset = max(0, start) + int(np.argmax(window > 0.01))
-        errors_ms.append((t0 + onset / sr + offset - at) * 1000.0)
-        clean.append(xruns == 0 and bool(present[start // j.PERIOD:onset // j.PERIOD + 2].all()))
+    errors_ms, clean = j.bar_onset_errors(bars, sig, t0, offset, rec.present, sr)
     good = [e for e, c in zip(errors_ms, clean, strict=True) if c]
     spread = max(good) - min(good) if good else float("nan")
     print(f"\nbar quantization error (loopback, ms): {[f'{e:+.3f}' for e in errors_ms]}; "

@@ -146,14 +146,7 @@ def test_play_is_quantized_to_the_bar(live: RunningServer) -> None:
         finally:
             rec.stream.stop()
             rec.stream.close()
-    errors, clean = [], []
-    for at, xruns in bars:
-        start = round((at - offset - t0) * sr) - sr // 10
-        window = np.abs(sig[max(0, start):start + sr // 5])
-        onset = max(0, start) + int(np.argmax(window > 0.01))
-        errors.append((t0 + onset / sr + offset - at) * 1000.0)
-        clean.append(xruns == 0 and bool(rec.present[max(0, start) // j.PERIOD:
-                                                     onset // j.PERIOD + 2].all()))
+    errors, clean = j.bar_onset_errors(bars, sig, t0, offset, rec.present, sr)
     print(f"\n/play bar quantization error through the server (loopback, ms): "
           f"{[f'{e:+.3f}' for e in errors]}; clean {clean}; late starts {sink.late_starts}")
     good = [e for e, ok in zip(errors, clean, strict=True) if ok]
