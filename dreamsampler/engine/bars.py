@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-FILE_MODE = 0o644
+from dreamsampler.fsutil import atomic_write_path
+
 """Mode of written loop files (readable by a DAW running as another user)."""
 
 FitMode = Literal["cut", "stretch"]
@@ -206,7 +207,7 @@ def write_loop_wav(
     subtype: str = "PCM_24",
 ) -> Path:
     """Write a loop WAV with ``acid`` (tempo, beats, meter) and ``smpl`` (forward loop over the
-    whole file) chunks, atomically (``.part`` file, fsync, ``os.replace``, mode 0644).
+    whole file) chunks, atomically (:func:`dreamsampler.fsutil.atomic_write_path`).
 
     Args:
         path: destination ``.wav``.
@@ -224,10 +225,9 @@ def write_loop_wav(
     arr = _as_2d(audio)
     if bpm <= 0 or bars < 1:
         raise ValueError(f"bpm must be > 0 and bars >= 1 (got {bpm}, {bars})")
-    dest = Path(path)
-    tmp = dest.with_name(f".{dest.name}.part")
     ffi, lib = _sndfile()
-    try:
+
+    def write(tmp: Path) -> None:
         with soundfile.SoundFile(tmp, "w", sr, arr.shape[0], subtype, format="WAV") as f:
             h = _handle(f)
             # acid: flags (0x02 root note valid; not one-shot = loop), root note, 2 unknown
@@ -250,14 +250,8 @@ def write_loop_wav(
                 raise RuntimeError("libsndfile refused the smpl (instrument) chunk")
             f.write(arr.T)
             f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return dest
+
+    return atomic_write_path(path, write)
 
 
 def read_loop_info(path: str | os.PathLike[str]) -> LoopInfo | None:

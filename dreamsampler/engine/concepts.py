@@ -37,10 +37,8 @@ import datetime as _dt
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +50,7 @@ from safetensors import safe_open
 
 from dreamsampler import __version__
 from dreamsampler.engine.families import ModelFamily
+from dreamsampler.fsutil import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -232,36 +231,6 @@ class ConceptInfo:
 # -- files -----------------------------------------------------------------------------------------
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:
-    """Let ``write(tmp_path)`` create a file, then move it to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def concept_dir(concepts_dir: Path, name: str) -> Path:
     """``<concepts_dir>/<name>`` after checking the name (:func:`check_name`)."""
     return Path(concepts_dir) / check_name(name)
@@ -270,7 +239,7 @@ def concept_dir(concepts_dir: Path, name: str) -> Path:
 def write_meta(folder: Path, meta: ConceptMeta) -> None:
     """Write ``concept.yaml`` atomically (written last by the trainer: it marks completion)."""
     text = yaml.safe_dump(meta.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    atomic_write_bytes(folder / CONCEPT_FILE, text.encode("utf-8"))
+    atomic_write_text(folder / CONCEPT_FILE, text)
 
 
 def refuse_pickles(folder: Path) -> None:

@@ -17,17 +17,16 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import soundfile as sf
 
 from dreamsampler.engine.audio_io import resample
 from dreamsampler.engine.bars import bar_samples, fit_to_bars, loop_file_name, write_loop_wav
 from dreamsampler.engine.request import GenerationResult
-from dreamsampler.server import fsutil
+from dreamsampler.fsutil import atomic_write
 
 
 class SinkError(OSError):
@@ -38,15 +37,6 @@ def slugify(text: str, max_length: int = 40) -> str:
     """A safe, readable file-name fragment: lowercase ASCII letters, digits and dashes."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:max_length].rstrip("-") or "clip"
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write ``path`` atomically, mode 0644 (see :func:`dreamsampler.server.fsutil.atomic_write`).
-
-    Raises:
-        OSError: the folder is not writable or the disk is full; no partial file is left.
-    """
-    fsutil.atomic_write(path, write)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import mido
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from dreamsampler.server.fsutil import atomic_write_text
+from dreamsampler.fsutil import atomic_write_text
 
 
 @dataclass(frozen=True)

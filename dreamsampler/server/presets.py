@@ -35,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from dreamsampler.server.fsutil import atomic_write_text
+from dreamsampler.fsutil import atomic_write_text
 
 SEED_MAX = 2**31 - 1
 """Largest seed handed out (seeds are 31-bit non-negative ints, safe for every RNG)."""

@@ -56,8 +56,6 @@ from dreamsampler.engine.concepts import (
     ConceptError,
     ConceptMeta,
     Method,
-    atomic_write_bytes,
-    atomic_write_with,
     clip_records,
     concept_dir,
     default_placeholder,
@@ -77,6 +75,7 @@ from dreamsampler.engine.training.dataset import (
     ConceptDataset,
     format_prompt,
 )
+from dreamsampler.fsutil import atomic_write_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +379,7 @@ class TextualInversion(Strategy):
 
     def save(self, folder: Path) -> None:
         data = {self.s.placeholder_token or "": self.embeds().contiguous()}
-        atomic_write_with(folder / TI_FILE, lambda tmp: save_file(data, str(tmp)))
+        atomic_write_path(folder / TI_FILE, lambda tmp: save_file(data, str(tmp)))
 
 
 class DreamBooth(Strategy):
@@ -689,7 +688,7 @@ def _save_checkpoint(
     save_file(tensors, str(tmp / "optimizer.safetensors"))
     state = {"step": step, "settings": settings, "base_fingerprint": base_fp,
              "optimizer": info, "scaler": scaler.state_dict(), "losses": losses}
-    atomic_write_bytes(tmp / "state.json", json.dumps(state).encode())
+    atomic_write_text(tmp / "state.json", json.dumps(state))
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

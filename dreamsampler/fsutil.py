@@ -1,4 +1,4 @@
-"""Small file-system helpers shared by the live-performance modules.
+"""Atomic file writes, shared by the engine (concepts, loop WAVs) and the server (clips, presets).
 
 Files that a DAW (possibly running as another user) reads must appear complete and readable:
 they are written to a temporary file in the same folder, flushed and fsync'ed, moved into place
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -17,12 +16,12 @@ from typing import IO
 FILE_MODE = 0o644
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
-    """Write a file atomically: temp file in the same folder, fsync, ``os.replace``, chmod 0644.
+def atomic_write_path(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
+    """Let ``write(tmp)`` create a temporary file beside ``path``, then move it into place.
 
-    Args:
-        path: destination file; its folder must exist.
-        write: called with the open binary temp file; writes the content.
+    The temporary file (``.<name>.<pid>.part`` in the destination folder) is fsync'ed, given mode
+    0644 and renamed over ``path``; the rename is made durable by fsyncing the folder. For writers
+    that need a file name (libsndfile, safetensors); see :func:`atomic_write` for a file object.
 
     Returns:
         The destination path.
@@ -32,17 +31,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
         Exception: whatever ``write`` raises (the temp file is removed, the destination untouched).
     """
     dest = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
+        write(tmp)
+        with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, dest)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     with contextlib.suppress(OSError):  # make the rename durable; not fatal where unsupported
         dir_fd = os.open(dest.parent, os.O_RDONLY)
@@ -51,6 +48,19 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], obje
         finally:
             os.close(dir_fd)
     return dest
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> Path:
+    """Write a file atomically; ``write`` gets the open binary temporary file.
+
+    See :func:`atomic_write_path` for the guarantees and errors.
+    """
+
+    def to_file(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            write(fh)
+
+    return atomic_write_path(path, to_file)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
