@@ -23,6 +23,10 @@ function lastNumber(value) {
     return Number(value);
 }
 
+function text(value) {
+    return value instanceof Array ? value.join(" ") : String(value);
+}
+
 function baseName(path) {
     var parts = String(path).split(/[\/\\]/);
     return parts[parts.length - 1];
@@ -84,7 +88,7 @@ function placeClip(api, path) {
         return "not placed: return and master tracks hold no clips; put dreamsampler on an " +
             "audio track (" + name + " is in the output folder)";
     }
-    var trackName = String(track.get("name"));
+    var trackName = text(track.get("name"));
     if (lastNumber(track.get("is_foldable")) === 1) {
         return "not placed: '" + trackName + "' is a group track; put dreamsampler on an " +
             "audio track";
