@@ -1,18 +1,23 @@
 """The Max patch (``.maxpat``) and the Max for Live device (``.amxd``), generated from the spec.
 
-Both share one builder: a prompt ``textedit``, number boxes for the generation options (types and
-ranges from the contract), a seed dice with a lock, Generate / Transfer (a ``dropfile`` takes the
-input clip) / Cancel, a progress ``slider`` fed by ``/progress``, a status line for ``/queued``,
-``/done`` and ``/fail``, and on ``/done`` the clip loaded into a ``[buffer~]`` shown by a
-``waveform~`` with a play button. Menus of the server's loaded concepts and presets are filled from
-``/concept.list`` and ``/preset.list`` (asked at load and by *refresh*); Play / Stop (server) and a
-jam toggle drive the server's audio device. ``[udpsend]`` sends from another port than
+Both share one builder and one presentation layout that fits Live's device strip (169 px high,
+:data:`DEVICE_WIDTH` wide): a prompt ``textedit`` stored with the Set by a ``pattr`` parameter,
+``live.numbox`` parameters for the generation options (types, ranges and initial values from the
+contract), a seed dice with a lock, Generate / Transfer (a ``live.drop`` takes the input clip) /
+Cancel as ``live.text`` buttons, a progress ``slider`` fed by ``/progress``, a status line for
+``/queued``, ``/done`` and ``/fail``, and on ``/done`` the clip loaded into a ``[buffer~]`` shown by
+a ``waveform~`` with a play button. ``live.menu`` menus of the server's loaded concepts and presets
+(after a ``(none)`` item) are filled from ``/concept.list`` and ``/preset.list`` (asked at load and
+by *refresh*); Play / Stop (server) and a jam toggle drive the server's audio device. Every control
+is a Live parameter (:func:`live_parameter`). ``[udpsend]`` sends from another port than
 ``[udpreceive]`` listens on, so the patch sends ``/notify 1 <reply-port>`` at load.
 
-The device differs in that ``[udpreceive]`` output goes through ``[deferlow]`` (the audio thread
-never waits on the UI), the clip goes to Live's highlighted clip slot through the Live API
-(``create_audio_clip``, Live 12+), audio plays through ``plugout~`` and, when the contract has a
-tempo command, the set's tempo is observed and sent.
+The Max patch plays through an ``ezdac~`` (click it: DSP on/off). The device differs in that
+``[udpreceive]`` output goes through ``[deferlow]`` (the audio thread never waits on the UI), the
+clip is placed in Live's Session View by ``dreamsampler-clip.js`` (the device's own track, the
+selected scene's slot or the next empty one below, ``ClipSlot.create_audio_clip``, Live 12.0.5+;
+the outcome goes to the status line), audio plays through ``plugout~`` and, when the contract has
+a tempo command, the set's tempo is observed and sent.
 
 An ``.amxd`` is the patcher JSON behind a small binary header of little-endian chunks: ``ampf``
 (device type, ``aaaa`` = audio effect), ``meta`` and ``ptch`` (the JSON, NUL-terminated).
