@@ -259,7 +259,7 @@
       240,
       22
      ],
-     "text": "pattr prompt @parameter_enable 1",
+     "text": "pattr Prompt @parameter_enable 1",
      "restore": [
       "ambient",
       "pad"
@@ -766,7 +766,7 @@
        "parameter_initial_enable": 1
       }
      },
-     "varname": "Seed lock"
+     "varname": "Seed_lock"
     }
    },
    {
@@ -1013,7 +1013,7 @@
        "parameter_invisible": 1
       }
      },
-     "varname": "Input clip"
+     "varname": "Input_clip"
     }
    },
    {
@@ -1345,7 +1345,7 @@
        "parameter_mmax": 1
       }
      },
-     "varname": "Refresh lists"
+     "varname": "Refresh_lists"
     }
    },
    {
@@ -1660,7 +1660,7 @@
        "parameter_mmax": 1
       }
      },
-     "varname": "Trigger preset"
+     "varname": "Trigger_preset"
     }
    },
    {
@@ -2325,7 +2325,7 @@
        "parameter_mmax": 1
       }
      },
-     "varname": "Play on server"
+     "varname": "Play_on_server"
     }
    },
    {
@@ -2404,7 +2404,7 @@
        "parameter_mmax": 1
       }
      },
-     "varname": "Stop server"
+     "varname": "Stop_server"
     }
    },
    {
@@ -2531,7 +2531,7 @@
        "parameter_mmax": 1
       }
      },
-     "varname": "Play clip"
+     "varname": "Play_clip"
     }
    },
    {

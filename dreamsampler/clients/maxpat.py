@@ -85,7 +85,7 @@ def live_parameter(longname: str, shortname: str, kind: int, *, minimum: float |
     if unitstyle is not None:
         valueof["parameter_unitstyle"] = unitstyle
     return {"parameter_enable": 1, "saved_attribute_attributes": {"valueof": valueof},
-            "varname": longname}
+            "varname": longname.replace(" ", "_")}  # scripting names: one word
 
 
 @dataclass
@@ -249,7 +249,7 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
                    keymode=1, wordwrap=1)
     prompt_text = p.obj(20, 110, "route text")
     p.connect(prompt, 0, prompt_text, 0)
-    stored_prompt = p.obj(430, 110, "pattr prompt @parameter_enable 1",
+    stored_prompt = p.obj(430, 110, "pattr Prompt @parameter_enable 1",
                           restore=DEFAULT_PROMPT.split(),
                           saved_object_attributes={"parameter_enable": 1,
                                                    "parameter_mappable": 0},
