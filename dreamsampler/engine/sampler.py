@@ -185,7 +185,7 @@ def _sample(
 
     audio = model.latents_to_audio(latents)[:, :n_samples].cpu().numpy()
     check_finite(audio, f"the model's output (job seed {request.seed})")
-    level: dict[str, float | str] = {"level_policy": POLICY}
+    level: dict[str, float | str | None] = {"level_policy": POLICY}
     if request.input_path is not None:
         if input_gain != 1.0:
             audio = (audio.astype(np.float64) / input_gain).astype(np.float32)
@@ -194,7 +194,7 @@ def _sample(
     level["overs_gain_db"] = round(overs_gain_db, 3)
     level["gain_db"] = round(overs_gain_db - 20.0 * math.log10(input_gain), 3)
     peak = peak_dbfs(audio)
-    level["peak_dbfs"] = round(peak, 3) if math.isfinite(peak) else -999.0
+    level["peak_dbfs"] = round(peak, 3) if math.isfinite(peak) else None  # None: silent
     record = {
         "engine": f"dreamsampler {__version__}",
         "model": model.model_id,
