@@ -126,7 +126,8 @@ def test_nan_model_output_fails_over_osc_and_writes_nothing(nan_server: RunningS
         replies = c.request("/gen", "warm analog bass", "seed", 3, timeout=60)
         final = replies[-1]
         assert final.address == "/fail" and final.args[0] == "/gen", replies
-        assert "NaN" in final.args[1] and "refused" in final.args[1], final
+        assert "holds 16000 NaN and 0 infinite samples" in final.args[1], final
+        assert "refused" in final.args[1], final
         status = c.request("/status", timeout=5)[-1]
         assert status.address == "/status.reply"
     out = nan_server.output_dir
