@@ -72,3 +72,35 @@ def normalize_overs(audio: np.ndarray, ceiling_dbfs: float = CEILING_DBFS
         return audio.astype(np.float32, copy=False), 0.0
     gain = 10.0 ** (ceiling_dbfs / 20.0) / peak
     return (audio * gain).astype(np.float32), 20.0 * math.log10(gain)
+
+
+def finish(audio: np.ndarray, source: str, input_gain: float = 1.0
+           ) -> tuple[np.ndarray, dict[str, float | str | None]]:
+    """The engine's last step: refuse non-finite audio, undo the input gain, normalise overs.
+
+    Args:
+        audio: the decoded clip ``(channels, samples)``.
+        source: what made it, for the error message.
+        input_gain: linear gain the model's front end applied to a style-transfer input
+            (``ModelFamily.input_gain``); the clip is divided by it. 1.0 for text→audio.
+
+    Returns:
+        ``(audio, record)``: float32 audio with its peak at or below 0 dBFS, and the record
+        fields ``level_policy``, ``overs_gain_db`` (the 0 dBFS normalisation, 0.0 when none),
+        ``gain_db`` (total gain applied here, dB) and ``peak_dbfs`` (``None`` for silence).
+
+    Raises:
+        NonFiniteAudioError: ``audio`` holds NaN or infinite samples.
+    """
+    check_finite(audio, source)
+    record: dict[str, float | str | None] = {"level_policy": POLICY}
+    if input_gain != 1.0:
+        audio = (audio.astype(np.float64) / input_gain).astype(np.float32)
+    audio, overs_gain_db = normalize_overs(audio)
+    peak = peak_dbfs(audio)
+    record.update(
+        overs_gain_db=round(overs_gain_db, 3),
+        gain_db=round(overs_gain_db - 20.0 * math.log10(input_gain), 3),
+        peak_dbfs=round(peak, 3) if math.isfinite(peak) else None,
+    )
+    return audio, record

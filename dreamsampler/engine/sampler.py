@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from diffusers import (
     DDIMScheduler,
@@ -28,7 +27,7 @@ from dreamsampler import __version__
 from dreamsampler.engine.audio_io import AudioFileError, load_audio
 from dreamsampler.engine.concepts import activate
 from dreamsampler.engine.families import ModelFamily, SilentInputError
-from dreamsampler.engine.level import POLICY, check_finite, normalize_overs, peak_dbfs
+from dreamsampler.engine.level import finish
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
 
 SCHEDULERS: dict[str, Any] = {
@@ -184,17 +183,9 @@ def _sample(
         raise Cancelled
 
     audio = model.latents_to_audio(latents)[:, :n_samples].cpu().numpy()
-    check_finite(audio, f"the model's output (job seed {request.seed})")
-    level: dict[str, float | str | None] = {"level_policy": POLICY}
+    audio, level = finish(audio, f"the model's output (seed {request.seed})", input_gain)
     if request.input_path is not None:
-        if input_gain != 1.0:
-            audio = (audio.astype(np.float64) / input_gain).astype(np.float32)
         level["input_gain_db"] = round(20.0 * math.log10(input_gain), 3)
-    audio, overs_gain_db = normalize_overs(audio)
-    level["overs_gain_db"] = round(overs_gain_db, 3)
-    level["gain_db"] = round(overs_gain_db - 20.0 * math.log10(input_gain), 3)
-    peak = peak_dbfs(audio)
-    level["peak_dbfs"] = round(peak, 3) if math.isfinite(peak) else None  # None: silent
     record = {
         "engine": f"dreamsampler {__version__}",
         "model": model.model_id,
