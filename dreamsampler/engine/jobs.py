@@ -23,6 +23,7 @@ from typing import Any, Protocol, TypeVar
 from dreamsampler.engine.audio_io import AudioFileError
 from dreamsampler.engine.concepts import ConceptError, ConceptInfo, ConceptManager
 from dreamsampler.engine.families import ModelFamily, load_model
+from dreamsampler.engine.level import NonFiniteAudioError
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
 from dreamsampler.engine.sampler import Cancelled, sample
 
@@ -339,7 +340,7 @@ class LocalEngine:
             )
         except Cancelled:
             return JobFailed(job.id, "cancelled", cancelled=True)
-        except (AudioFileError, ConceptError) as exc:
+        except (AudioFileError, ConceptError, NonFiniteAudioError) as exc:
             return JobFailed(job.id, str(exc))
         except Exception as exc:
             log.exception("job %d failed", job.id)

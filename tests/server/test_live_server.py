@@ -77,19 +77,19 @@ def test_bars_make_loop_files_at_the_session_tempo(live_server: RunningServer) -
         path = Path(_final(c.request("/gen", "kick loop", "bars", 1, "steps", 2),
                            "/done", "/gen").args[2])
         assert path.name.endswith("_96bpm_1bars.wav")
-        assert sf.info(path).frames == 40000  # 1 bar of 4 beats at 96 BPM = 2.5 s at 16 kHz
+        assert sf.info(path).frames == 110250  # 1 bar of 4 beats at 96 BPM = 2.5 s at 44.1 kHz
         info = read_loop_info(path)
         assert info is not None and info.bpm == pytest.approx(96.0) and info.beats == 4
-        assert (info.loop_start, info.loop_end) == (0, 39999)
+        assert (info.loop_start, info.loop_end) == (0, 110249)
         record = json.loads(path.with_suffix(".json").read_text())
         assert (record["bpm"], record["bars"], record["beats_per_bar"]) == (96.0, 1, 4)
         # session bars drive /trigger; an explicit duration means seconds
         c.request("/param/prompt", "pad")
         assert _final(c.request("/param/bars", 2), "/done", "/param/bars").args[1] == 2
         path = Path(_final(c.request("/trigger"), "/done", "/trigger").args[2])
-        assert path.name.endswith("_96bpm_2bars.wav") and sf.info(path).frames == 80000
+        assert path.name.endswith("_96bpm_2bars.wav") and sf.info(path).frames == 220500
         path = Path(_final(c.request("/gen", "x", "duration", 0.5), "/done", "/gen").args[2])
-        assert "bpm" not in path.name and sf.info(path).frames == 8000
+        assert "bpm" not in path.name and sf.info(path).frames == 22050
         # 8 bars at 96 BPM = 20 s: beyond limits.max_duration (8 s)
         fail = _final(c.request("/gen", "x", "bars", 8), "/fail", "/gen")
         assert "8 bars at 96 BPM" in fail.args[1]

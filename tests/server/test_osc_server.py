@@ -31,8 +31,8 @@ def test_gen_writes_wav_and_sidecar(server: RunningServer, client: OscClient) ->
     path = Path(done.args[2])
     assert path.parent == server.output_dir and path.name.endswith("_warm-analog-bass_7.wav")
     info = sf.info(path)
-    assert info.samplerate == 16000 and info.subtype == "PCM_24"
-    assert info.frames == int(1.5 * 16000)
+    assert info.samplerate == 44100 and info.subtype == "PCM_24"  # the default output rate
+    assert info.frames == int(1.5 * 44100)
     record = json.loads(path.with_suffix(".json").read_text())
     assert record["seed"] == 7 and record["prompt"] == "warm analog bass"
     assert record["model"] == "tiny" and record["duration"] == 1.5 and record["job_id"] == job_id
@@ -68,7 +68,7 @@ def test_transfer_at_two_strengths(server: RunningServer, client: OscClient) -> 
         path = Path(_done(replies, "/transfer").args[2])
         record = json.loads(path.with_suffix(".json").read_text())
         assert record["strength"] == strength and record["input_path"] == str(source)
-        assert sf.info(path).frames == 16000
+        assert sf.info(path).frames == 44100
         outputs[strength] = sf.read(path)[0]
     assert not np.array_equal(outputs[0.3], outputs[0.8])
     # relative paths are looked up in the input folders
