@@ -18,7 +18,7 @@ from pythonosc.osc_packet import OscPacket, ParseError
 
 from dreamsampler import __version__
 from dreamsampler.engine.concepts import ConceptError
-from dreamsampler.engine.jobs import JobFailed, JobProgress, JobStarted, QueueFull
+from dreamsampler.engine.jobs import EngineClosed, JobFailed, JobProgress, JobStarted, QueueFull
 from dreamsampler.engine.request import RequestError
 from dreamsampler.server.contract import COMMANDS, PARAMS, ContractError
 from dreamsampler.server.folder_sink import SinkError
@@ -81,6 +81,7 @@ class OscServer:
             "/concept/load": self._concept_load,
             "/concept/unload": self._concept_unload,
             "/concept/list": self._concept_list,
+            "/concept/available": self._concept_available,
         }
         for name in PARAMS:
             self._handlers[f"/param/{name}"] = self._param
@@ -257,7 +258,11 @@ class OscServer:
         sync_id = values["id"]
 
         async def wait() -> None:
-            await self.service.sync()
+            try:
+                await self.service.sync()
+            except EngineClosed as exc:
+                self.fail(sender, address, str(exc), sync_id)
+                return
             self.reply(sender, "/synced", sync_id)
 
         self.spawn(wait())
@@ -271,7 +276,7 @@ class OscServer:
         async def run() -> None:
             try:
                 done = await op()
-            except ConceptError as exc:
+            except (ConceptError, EngineClosed) as exc:
                 self.fail(sender, address, str(exc), name)
             except Exception as exc:
                 log.exception("%s %s failed", address, name)
@@ -286,7 +291,7 @@ class OscServer:
 
         async def load() -> tuple[Any, ...]:
             info = await self.service.load_concept(name)
-            return info.name, info.method
+            return info.name, info.method, "already loaded" if info.already_loaded else "loaded"
 
         self._concept_op(sender, address, name, load)
 
@@ -301,6 +306,15 @@ class OscServer:
 
     def _concept_list(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         self.reply(sender, "/concept.list", *(c.name for c in self.service.engine.list_concepts()))
+
+    def _concept_available(self, sender: Address, address: str, values: dict[str, Any]) -> None:
+        async def run() -> None:
+            atoms: list[Any] = []
+            for c in await self.service.available_concepts():
+                atoms += [c.name, c.method, c.family, int(c.loaded)]
+            self.reply(sender, "/concept.available", *atoms)
+
+        self.spawn(run())
 
     def _version(self, sender: Address, address: str, values: dict[str, Any]) -> None:
         status = self.service.engine.status()

@@ -24,7 +24,7 @@ import numpy as np
 from dreamsampler.config import Config
 from dreamsampler.engine.audio_io import AudioFileError, probe_audio
 from dreamsampler.engine.bars import fit_to_bars
-from dreamsampler.engine.concepts import ConceptError, ConceptInfo, scan_concepts
+from dreamsampler.engine.concepts import ConceptError, ConceptInfo
 from dreamsampler.engine.jobs import (
     Engine,
     JobEvent,
@@ -151,12 +151,9 @@ class Service:
         wanted = self.config.concepts_autoload
         loaded: list[ConceptInfo] = []
         if wanted == "*":
-            metas, errors = scan_concepts(self.config.concepts_dir)
-            for err in errors:
-                log.warning("concept not autoloaded: %s", err)
-            for meta in metas:
+            for info in await self.engine.available_concepts():
                 try:
-                    loaded.append(await self.engine.load_concept(meta.name))
+                    loaded.append(await self.engine.load_concept(info.name))
                 except ConceptError as exc:
                     log.warning("concept not autoloaded: %s", exc)
         else:
@@ -169,6 +166,10 @@ class Service:
     async def load_concept(self, name: str) -> ConceptInfo:
         """Load a concept in the engine (between jobs). Raises ``ConceptError``."""
         return await self.engine.load_concept(name)
+
+    async def available_concepts(self) -> list[ConceptInfo]:
+        """The concepts on disk, with their loaded flag (see ``Engine.available_concepts``)."""
+        return await self.engine.available_concepts()
 
     async def unload_concept(self, name: str) -> None:
         """Unload a concept (between jobs). Raises ``ConceptNotLoadedError``."""
@@ -186,8 +187,10 @@ class Service:
             raise RequestError(f"concept {name!r} is not loaded (loaded: {shown}); "
                                f"send /concept/load {name}")
 
-    async def close(self) -> None:
-        await self.engine.close()
+    async def close(self, reason: str = "server shutting down") -> None:
+        """Close the engine (pending jobs and operations fail with ``reason``) and wait for the
+        deliveries under way."""
+        await self.engine.close(reason)
         tasks = [a.task for a in self._active.values() if a.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -359,8 +362,14 @@ class Service:
         return job_id in self._active and self.engine.cancel(job_id)
 
     async def sync(self) -> None:
-        """Wait until every job accepted so far has ended."""
+        """Wait until every job and concept operation accepted so far has ended and every clip
+        of those jobs is delivered.
+
+        Raises:
+            EngineClosed: the engine closed first.
+        """
         tasks = [a.task for a in self._active.values() if a.task is not None]
+        await self.engine.barrier()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
