@@ -51,16 +51,18 @@ class PresetBook:
 
     Args:
         presets_dir: the presets folder (missing: no presets, logged).
+        load: load it now (False: start empty, e.g. for one clip from the command line).
     """
 
-    def __init__(self, presets_dir: Path) -> None:
+    def __init__(self, presets_dir: Path, load: bool = True) -> None:
         self.presets_dir = Path(presets_dir)
         self.library = PresetLibrary()
         self.errors: list[PresetError] = []
         self.bank: str | None = None
         """Bank chosen by MIDI program change (jam mode cycles through it)."""
         self._last_seed: dict[str, int] = {}
-        self.reload()
+        if load:
+            self.reload()
 
     def __len__(self) -> int:
         return len(self.library)

@@ -119,16 +119,17 @@ class Service:
         config: validated configuration (limits, input folders, defaults, live settings).
         engine: any :class:`Engine` (local or remote).
         sinks: the sinks by name; default: the output folder and the configured audio device.
+        presets: the preset book; default: the presets folder of ``config.live``.
     """
 
-    def __init__(self, config: Config, engine: Engine,
-                 sinks: dict[str, Sink] | None = None) -> None:
+    def __init__(self, config: Config, engine: Engine, sinks: dict[str, Sink] | None = None,
+                 presets: PresetBook | None = None) -> None:
         self.config = config
         self.engine = engine
         self.session = Session.from_config(config)
         self.clock = TempoClock(config.live.tempo, config.live.beats_per_bar)
         """Session tempo and beat grid (BPM; :func:`time.monotonic` seconds)."""
-        self.presets = PresetBook(Path(config.live.presets_dir))
+        self.presets = presets if presets is not None else PresetBook(Path(config.live.presets_dir))
         if sinks is None:
             live = config.live
             sinks = {
