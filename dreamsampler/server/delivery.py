@@ -35,6 +35,18 @@ class LoopSpec:
 
 
 @dataclass(frozen=True)
+class Played:
+    """The device sink's receipt: job id, mixer clip id, start in stream time and in monotonic
+    time (seconds; ``None`` = as soon as possible), and the clip's length in seconds."""
+
+    job_id: int
+    clip_id: int
+    stream_time: float | None
+    clock_time: float | None
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
 class Delivered:
     """A job's clip went to its sinks (the terminal update of a successful job).
 

@@ -16,12 +16,11 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
 from dreamsampler.server.clock import TempoClock
-from dreamsampler.server.delivery import DEVICE, Clip
+from dreamsampler.server.delivery import DEVICE, Clip, Played
 from dreamsampler.server.mixer import DEFAULT_FADE_S, Mixer
 from dreamsampler.server.sinks import SinkError
 
@@ -36,18 +35,6 @@ JAM_CROSSFADE_S = 0.02
 
 class DeviceError(SinkError):
     """The device cannot play the clip (none configured, it cannot be opened, unknown job id)."""
-
-
-@dataclass(frozen=True)
-class Played:
-    """A clip sent to the device: job id, mixer clip id, start in stream time and in monotonic
-    time (seconds; ``None`` = as soon as possible), and its length in seconds."""
-
-    job_id: int
-    clip_id: int
-    stream_time: float | None
-    clock_time: float | None
-    duration: float = 0.0
 
 
 class DeviceSink:

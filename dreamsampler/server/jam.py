@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 from dreamsampler.engine.jobs import QueueFull
 from dreamsampler.engine.request import RequestError
-from dreamsampler.server.delivery import DEVICE, FOLDER, Delivery
-from dreamsampler.server.device_sink import Played
+from dreamsampler.server.delivery import DEVICE, FOLDER, Delivery, Played
 from dreamsampler.server.service import JobError, Service
 from dreamsampler.server.sinks import SinkError
 

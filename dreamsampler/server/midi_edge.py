@@ -118,7 +118,7 @@ class MidiEdge:
     def handle_midi(self, spec: str, msg: mido.Message) -> None:
         """Handle one MIDI message (on the loop thread): clock messages drive the tempo, the
         rest go through the MIDI map. Failures are logged, never raised."""
-        if self.service.clock.handle_midi(msg, msg.time or None):
+        if self.service.follow_midi_clock(msg):
             return
         for action in self.mapper.handle(msg):
             try:

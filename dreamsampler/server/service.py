@@ -272,6 +272,11 @@ class Service:
         except TempoError as exc:
             raise RequestError(str(exc)) from None
 
+    def follow_midi_clock(self, msg: Any) -> bool:
+        """Feed one MIDI message to the tempo clock; True when it was a clock message (start,
+        stop, clock ticks) and is used up."""
+        return bool(self.clock.handle_midi(msg, msg.time or None))
+
     def set_volume(self, gain: float) -> None:
         """Linear gain of clips sent to the audio device (>= 0)."""
         if self.device is not None:
