@@ -15,7 +15,7 @@ LAYERS: dict[str, int] = {
     "server.midi_in": 1, "server.notify": 1, "server.audio_devices": 1, "server.mixer": 1,
     "server.delivery": 1, "server.messages": 2,
     "server.sinks": 2, "server.folder_sink": 3, "server.device_sink": 3,
-    "server.preset_book": 3,
+    "server.preset_book": 3, "server.session": 3,
     "server.service": 4,
     "server.midi_edge": 5, "server.jam": 5,
     "server.osc": 6, "server.oscquery": 6,
