@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from dreamsampler.engine.request import RequestError
-from dreamsampler.server.delivery import GenerationParams
+from dreamsampler.server.delivery import FOLDER, GenerationParams
 from dreamsampler.server.presets import (
     Preset,
     PresetError,
@@ -144,7 +144,8 @@ class PresetBook:
                                         if v is not None})
         return PresetJob(preset.name, params, transfer,
                          f"{time.strftime('%Y%m%d-%H%M%S')}_{preset.name}_{params.seed}",
-                         tuple(preset.sinks), {"preset": preset.name})
+                         (FOLDER, *(s for s in preset.sinks if s != FOLDER)),  # folder: always
+                         {"preset": preset.name})
 
     def accepted(self, job: PresetJob) -> None:
         """Remember the seed of an accepted job (the next one follows the seed policy)."""
