@@ -102,3 +102,24 @@ def test_sink_failures(tmp_path: Path) -> None:
         await service.close()
 
     asyncio.run(main())
+
+
+def test_a_preset_naming_only_the_device_still_lands_in_the_folder(tmp_path: Path) -> None:
+    """No device configured: the device part is reported, the folder holds the clip."""
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "hit.yaml").write_text("name: hit\nprompt: a hit\nseed: 4\nsteps: 2\n"
+                                      "seconds: 0.5\nsinks: [device]\n")
+    config = make_config(tmp_path)
+
+    async def main() -> None:
+        service = Service(config, LocalEngine("tiny", "cpu"))
+        await service.start()
+        job = service.preset_job("hit")
+        assert job.sinks == (FOLDER, "device") and job.extra == {"preset": "hit"}
+        delivered = await service.run(job)
+        await service.close()
+        assert delivered.path is not None and delivered.path.name.endswith("-hit-4.wav")
+        assert "no audio output device configured" in delivered.sink_errors["device"]
+
+    asyncio.run(main())
