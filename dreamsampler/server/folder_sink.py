@@ -12,13 +12,13 @@ the file's sample rate, tempo and bars in the file name (``..._120bpm_4bars.wav`
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
 import re
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,10 @@ from dreamsampler.engine.level import (
 )
 from dreamsampler.engine.request import GenerationResult
 from dreamsampler.fsutil import atomic_write
+from dreamsampler.server.delivery import FOLDER, Clip, LoopSpec
+from dreamsampler.server.sinks import SinkError
 
-
-class SinkError(OSError):
-    """The clip cannot be delivered; the message names the folder or file and the reason."""
+__all__ = ["FolderSink", "LoopSpec", "SinkError", "slugify"]
 
 
 def slugify(text: str, max_length: int = 40) -> str:
@@ -46,17 +46,8 @@ def slugify(text: str, max_length: int = 40) -> str:
     return slug[:max_length].rstrip("-") or "clip"
 
 
-@dataclass(frozen=True)
-class LoopSpec:
-    """A clip cut to whole bars: ``bpm`` (BPM), ``bars``, ``beats_per_bar``."""
-
-    bpm: float
-    bars: int
-    beats_per_bar: int = 4
-
-
 class FolderSink:
-    """Writes clips into the DAW folder.
+    """Writes clips into the DAW folder (the :class:`~dreamsampler.server.sinks.Sink` ``folder``).
 
     Args:
         directory: the output folder (created if missing).
@@ -72,6 +63,31 @@ class FolderSink:
         self.subtype = subtype
         self.sample_rate = sample_rate
         self._lock = threading.Lock()
+
+    name = FOLDER
+
+    def check(self) -> None:
+        """See :meth:`check_writable`."""
+        self.check_writable()
+
+    def offer(self, clip: Clip) -> None:
+        """Nothing to keep: the folder holds every clip it was given."""
+
+    async def deliver(self, clip: Clip) -> Path:
+        """Write the clip (:meth:`write`, off the event loop); returns the WAV's path.
+
+        Raises:
+            SinkError: see :meth:`write`.
+        """
+        extra = {"job_id": clip.job_id, **clip.job.extra}
+        return await asyncio.to_thread(self.write, clip.result, clip.job.name, extra,
+                                       clip.job.loop)
+
+    async def stop(self) -> None:
+        """Nothing sounds here."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
     def check_writable(self) -> None:
         """Create the folder if needed and check that files can be written in it.

@@ -93,12 +93,12 @@ def test_bars_make_loop_files_at_the_session_tempo(live_server: RunningServer) -
         # 8 bars at 96 BPM = 20 s: beyond limits.max_duration (8 s)
         fail = _final(c.request("/gen", "x", "bars", 8), "/fail", "/gen")
         assert "8 bars at 96 BPM" in fail.args[1]
-        assert live_server.app.service.recent  # kept for /play
+        device = live_server.app.service.device
+        assert device is not None and device.recent  # the device sink keeps them for /play
 
 
 def test_presets_list_trigger_save(live_server: RunningServer) -> None:
-    live = live_server.app.live
-    errors = [str(e) for e in live.preset_errors]
+    errors = [str(e) for e in live_server.app.service.presets.errors]
     assert len(errors) == 1 and "broken.yaml" in errors[0] and "promt" in errors[0], errors
     with live_server.client() as c:
         assert c.request("/preset/list", timeout=5)[-1].args == ("drone", "beat")
@@ -165,18 +165,18 @@ def test_play_jam_learn_without_device_or_midi(live_server: RunningServer) -> No
 
 def test_audio_device_names_without_portaudio(monkeypatch: pytest.MonkeyPatch) -> None:
     """No PortAudio library: an empty /audio.devices list, not an error."""
-    from dreamsampler.server import device_sink
+    from dreamsampler.server import audio_devices
 
     def no_library() -> list[Any]:
         raise OSError("PortAudio library not found")
 
-    monkeypatch.setattr(device_sink, "list_devices", no_library)
-    assert device_sink.output_device_names() == []
+    monkeypatch.setattr(audio_devices, "list_devices", no_library)
+    assert audio_devices.output_device_names() == []
 
 
 def test_midi_messages_drive_the_session(live_server: RunningServer) -> None:
-    """Messages fed to the server's live controller as MidiInput would (on the loop)."""
-    live = live_server.app.live
+    """Messages fed to the server's MIDI edge as MidiInput would (on the loop)."""
+    live = live_server.app.midi
 
     def feed(*messages: mido.Message) -> None:
         async def run() -> None:
@@ -211,7 +211,7 @@ def test_midi_messages_drive_the_session(live_server: RunningServer) -> None:
         assert _final(c.request("/cancel", blocker), "/done", "/cancel")
         # program change picks a bank (jam mode cycles through it)
         feed(mido.Message("program_change", program=0))
-        assert live.bank == "drums"
+        assert live_server.app.service.presets.bank == "drums"
 
 
 def test_link_without_aalink_stops_start_up(tmp_path: Path) -> None:

@@ -205,26 +205,19 @@ def test_reply_port_for_max_and_pd(server: RunningServer) -> None:
 
 
 def test_queue_full(tmp_path: Path) -> None:
-    from tests.conftest import make_config, run_server
+    from tests.conftest import held_engine, make_config, run_server
 
     config = make_config(tmp_path, **{"limits.queue_size": 1})
-    busy, release = threading.Event(), threading.Event()
-
-    def hold(model: object) -> None:  # keeps the engine thread busy, deterministically
-        busy.set()
-        release.wait(30)
-
-    for server in run_server(config):
-        held = asyncio.run_coroutine_threadsafe(
-            server.app.service.engine.run_exclusive(hold), server.loop
-        )
-        assert busy.wait(10)
+    engine = held_engine(config)  # its worker is held busy, deterministically
+    for server in run_server(config, engine):
+        held = asyncio.run_coroutine_threadsafe(engine.hold(), server.loop)
+        assert engine.busy.wait(10)
         with server.client() as c:
             c.send("/gen", "first")
             assert c.wait_for(lambda r: r.address == "/queued", timeout=5)[-1].args[1] == 0
             reply = c.request("/gen", "second", timeout=5)[-1]
             assert reply.address == "/fail" and reply.args[1] == "queue full"
-            release.set()
+            engine.release.set()
             assert c.wait_for(lambda r: r.address == "/done", timeout=30)[-1].args[0] == "/gen"
             held.result(5)
 
