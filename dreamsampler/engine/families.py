@@ -299,6 +299,8 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
     Raises:
         ModelLoadError: unknown family, missing component, or the source cannot be read.
     """
+    import dreamsampler.engine.audioldm2  # noqa: F401  (registers AudioLDM2Pipeline)
+
     torch_device = resolve_device(device)
     torch_dtype = getattr(torch, dtype)
     if model_id in TINY_NAMES:
