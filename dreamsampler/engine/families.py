@@ -87,6 +87,8 @@ class ModelFamily(ABC):
     name: ClassVar[str]
     pipeline_class: ClassVar[str]
     component_keys: ClassVar[tuple[str, ...]]
+    #: (tokenizer key, text encoder key) of each text tower a textual-inversion token enters
+    text_towers: ClassVar[tuple[tuple[str, str], ...]] = (("tokenizer", "text_encoder"),)
 
     def __init__(
         self, model_id: str, components: dict[str, Any], device: torch.device, dtype: torch.dtype

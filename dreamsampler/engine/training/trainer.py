@@ -61,6 +61,7 @@ from dreamsampler.engine.concepts import (
     default_placeholder,
     fingerprint,
     resize_token_embedding,
+    ti_tensor_name,
     token_embedding,
     write_meta,
 )
@@ -315,44 +316,60 @@ class Strategy:
 
 
 class TextualInversion(Strategy):
-    """Placeholder rows of the token embedding train; all other rows stay bit-identical."""
+    """Placeholder rows of the token embedding train; all other rows stay bit-identical.
+
+    The placeholder enters every text tower of the family (:attr:`ModelFamily.text_towers`:
+    AudioLDM 2 has CLAP's RoBERTa and Flan-T5), each with its own rows.
+    """
 
     def prepare(self) -> list[torch.nn.Parameter]:
-        tokenizer = self.model.components["tokenizer"]
-        text_encoder = self.model.components["text_encoder"]
         placeholder = self.s.placeholder_token or ""
         tokens = (
             [placeholder] if self.s.num_vectors == 1
             else [f"{placeholder}_{i}" for i in range(self.s.num_vectors)]
         )
-        vocab = tokenizer.get_vocab()
-        clash = [t for t in tokens if t in vocab]
-        if clash:
-            raise ConceptError(placeholder, f"placeholder token {clash[0]!r} is already in the "
-                               "vocabulary; choose another --placeholder-token")
-        base = token_embedding(text_encoder).weight.detach().clone()
-        if self.s.initializer_token == "mean":
-            init = base.mean(dim=0)
-        else:
+        towers = [(self.model.components[t], self.model.components[e], t)
+                  for t, e in self.model.text_towers]
+        for tokenizer, _, key in towers:
+            vocab = tokenizer.get_vocab()
+            clash = [t for t in tokens if t in vocab]
+            if clash:
+                raise ConceptError(placeholder, f"placeholder token {clash[0]!r} is already in "
+                                   f"the vocabulary of {key}; choose another --placeholder-token")
+        inits = []
+        for tokenizer, text_encoder, key in towers:
+            base = token_embedding(text_encoder).weight.detach()
+            if self.s.initializer_token == "mean":
+                inits.append(base.mean(dim=0))
+                continue
             ids = tokenizer(self.s.initializer_token, add_special_tokens=False).input_ids
             if len(ids) != 1:
                 raise ConceptError(self.s.initializer_token,
-                                   f"initializer must be one token (it is {len(ids)}) or 'mean'")
-            init = base[ids[0]]
-        tokenizer.add_tokens(tokens)
-        table = resize_token_embedding(text_encoder, base.shape[0] + len(tokens))
-        self.ids = tokenizer.convert_tokens_to_ids(tokens)
-        with torch.no_grad():
-            table.weight[self.ids] = init
+                                   f"initializer must be one token of {key} (it is {len(ids)}) "
+                                   "or 'mean'")
+            inits.append(base[ids[0]].clone())
+        self.tables: list[torch.nn.Embedding] = []
+        self.ids: list[list[int]] = []
+        self.keep: list[torch.Tensor] = []
+        self.original: list[torch.Tensor] = []
+        for (tokenizer, text_encoder, _), init in zip(towers, inits, strict=True):
+            rows = token_embedding(text_encoder).num_embeddings
+            tokenizer.add_tokens(tokens)
+            table = resize_token_embedding(text_encoder, rows + len(tokens))
+            ids = tokenizer.convert_tokens_to_ids(tokens)
+            with torch.no_grad():
+                table.weight[ids] = init
+            keep = torch.ones(table.num_embeddings, dtype=torch.bool)
+            keep[ids] = False
+            self.tables.append(table)
+            self.ids.append(ids)
+            self.keep.append(keep)
+            self.original.append(table.weight.detach().clone())
+            table.weight.requires_grad_(True)
         if self.s.num_vectors > 1:
             self.model.token_expansions[placeholder] = " ".join(tokens)
         self.model.clear_prompt_cache()
-        self.keep = torch.ones(table.num_embeddings, dtype=torch.bool)
-        self.keep[self.ids] = False
-        self.original = table.weight.detach().clone()
-        table.weight.requires_grad_(True)
-        self.table = table
-        return [table.weight]
+        return [table.weight for table in self.tables]
 
     @property
     def text_needs_grad(self) -> bool:
@@ -364,21 +381,27 @@ class TextualInversion(Strategy):
 
     def after_step(self) -> None:
         with torch.no_grad():
-            self.table.weight[self.keep] = self.original[self.keep]
+            for table, keep, original in zip(self.tables, self.keep, self.original, strict=True):
+                table.weight[keep] = original[keep]
 
-    def embeds(self) -> torch.Tensor:
-        """The learned rows ``(num_vectors, d)`` (float32, CPU)."""
-        return self.table.weight.detach()[self.ids].float().cpu().clone()
+    def embeds(self, tower: int = 0) -> torch.Tensor:
+        """The learned rows ``(num_vectors, d)`` of one text tower (float32, CPU)."""
+        return self.tables[tower].weight.detach()[self.ids[tower]].float().cpu().clone()
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"embeds": self.embeds()}
+        return {("embeds" if i == 0 else f"embeds_{i}"): self.embeds(i)
+                for i in range(len(self.tables))}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
-            self.table.weight[self.ids] = state["embeds"].to(self.table.weight)
+            for i, table in enumerate(self.tables):
+                table.weight[self.ids[i]] = state["embeds" if i == 0 else f"embeds_{i}"].to(
+                    table.weight)
 
     def save(self, folder: Path) -> None:
-        data = {self.s.placeholder_token or "": self.embeds().contiguous()}
+        placeholder = self.s.placeholder_token or ""
+        data = {ti_tensor_name(placeholder, i, encoder_key): self.embeds(i).contiguous()
+                for i, (_, encoder_key) in enumerate(self.model.text_towers)}
         atomic_write_path(folder / TI_FILE, lambda tmp: save_file(data, str(tmp)))
 
 
@@ -656,6 +679,7 @@ def train(
         num_vectors=s.num_vectors if s.method == "ti" else 1,
         class_word=s.class_word if s.method != "ti" else None,
         base_model=model.model_id,
+        family=model.name,
         base_fingerprint=base_fp,
         training={**settings_record, "effective_lr": s.effective_lr,
                   "clip_seconds": round(duration, 4), "final_loss": losses[-1] if losses else None,
