@@ -199,6 +199,11 @@ class ClapLDMFamily(ModelFamily):
     def sample_rate(self) -> int:
         return int(self.components["vocoder"].config.sampling_rate)
 
+    @property
+    def latent_frame_rate(self) -> float:
+        """Latent frames per second: 25 for AudioLDM/MusicLDM (16 kHz, hop 160, VAE 4)."""
+        return self.sample_rate / self.hop_length / self.vae_scale_factor
+
     def _tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         tok = self.components["tokenizer"](
             prompts,

@@ -22,6 +22,13 @@ Methods (:class:`Strategy`):
 * ``lora`` — peft LoRA (Hu et al. 2021, arXiv 2106.09685) on the UNet's ``class_embedding``,
   ResNet ``time_emb_proj`` and attention projections; lr 1e-4, 500 steps, rank 4.
 
+Data augmentation: DreamSound's MIX (another sound at a target SNR, ``mix``) and MusicLDM's
+beat-synchronous mixup (Chen et al. 2023, arXiv 2308.01546, Sec. 3.2; ``TrainSettings.mixup``):
+clips are grouped by tempo, a clip is mixed with a partner of its group aligned on the first
+downbeat, ``λ ~ Beta(5, 5)``, either in audio before the VAE (``bam``) or between VAE latents
+(``blm``). Each augmentation is drawn once per cached variant (``mix_variants`` per clip); a clip
+with no tempo-compatible partner stays as it is.
+
 Reproducibility: the examples, noise and timesteps of step ``s`` are a pure function of
 ``(seed, s)``, so a run resumed from a checkpoint continues exactly as the uninterrupted run.
 Checkpoints (trainable tensors + AdamW state, safetensors; settings in JSON) are written to a
@@ -39,7 +46,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -68,7 +75,11 @@ from dreamsampler.engine.concepts import (
 from dreamsampler.engine.families import ModelFamily
 from dreamsampler.engine.request import GenerationRequest
 from dreamsampler.engine.sampler import sample
-from dreamsampler.engine.training.augment import MixAugmenter
+from dreamsampler.engine.training.augment import (
+    BeatSyncMixup,
+    MixAugmenter,
+    beat_aligned_latent_mixup,
+)
 from dreamsampler.engine.training.clips import Clip
 from dreamsampler.engine.training.dataset import (
     DREAMBOOTH_TEMPLATE,
@@ -131,6 +142,10 @@ class TrainSettings:
         mix_snr: MIX SNR in dB (used when a MIX augmenter is given).
         mix_probability: probability of MIX per cached variant.
         mix_variants: augmented variants per clip (each encoded once).
+        mixup: MusicLDM beat-synchronous mixup, ``bam`` (audio) or ``blm`` (latents); ``None``
+            for none.
+        mixup_probability: probability of mixup per cached variant.
+        mixup_tolerance_bpm: tempo tolerance of a mixup group in BPM.
         checkpoint_every: steps between checkpoints (0: only at the end).
         mixed_precision: ``auto`` (bf16/fp16 autocast on CUDA, none on CPU), ``no``, ``fp16``,
             ``bf16``.
@@ -160,6 +175,9 @@ class TrainSettings:
     mix_snr: float = 20.0
     mix_probability: float = 0.5
     mix_variants: int = 4
+    mixup: Literal["bam", "blm"] | None = None
+    mixup_probability: float = 0.5
+    mixup_tolerance_bpm: float = 3.0
     checkpoint_every: int = 500
     mixed_precision: str = "auto"
 
@@ -184,6 +202,10 @@ class TrainSettings:
                 raise ValueError(f"{key} must be >= 1, got {getattr(out, key)}")
         if not out.lr > 0:
             raise ValueError(f"lr must be > 0, got {out.lr}")
+        if self.mixup not in (None, "bam", "blm"):
+            raise ValueError(f"mixup must be bam, blm or None, got {self.mixup!r}")
+        if not 0.0 <= self.mixup_probability <= 1.0:
+            raise ValueError(f"mixup_probability must be in [0, 1], got {self.mixup_probability}")
         if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be auto, no, fp16 or bf16, got "
                              f"{self.mixed_precision!r}")
@@ -597,16 +619,24 @@ def train(
         ]).to(model.device, model.dtype)
 
     params = strategy.prepare()
+    beats = (BeatSyncMixup(waves, sr, tolerance_bpm=s.mixup_tolerance_bpm, seed=s.seed)
+             if s.mixup is not None else None)
+    augmented = mix is not None or beats is not None
     dataset = ConceptDataset(
         waves, s.placeholder_token or "", prompt_mode="templates", templates=strategy.templates,
-        class_word=s.class_word, repeats=s.mix_variants if mix is not None else 1, seed=s.seed,
+        class_word=s.class_word, repeats=s.mix_variants if augmented else 1, seed=s.seed,
         mix=mix, mix_probability=s.mix_probability,
+        beat_mixup=beats if s.mixup == "bam" else None,
+        beat_mixup_probability=s.mixup_probability,
     )
     with torch.no_grad():
         latents = torch.cat([
             model.audio_to_latents(dataset.example(i, 0).waveform[None], duration)
             for i in range(len(dataset))
         ])
+        if s.mixup == "blm":
+            assert beats is not None
+            latents = _latent_mixup(model, latents, beats, waves, duration, s)
     scheduler = noise_scheduler(model)
     optimizer = torch.optim.AdamW(params, lr=s.effective_lr, weight_decay=s.weight_decay)
     amp_dtype, use_scaler = _amp(model.device, s.mixed_precision)
@@ -683,11 +713,43 @@ def train(
         base_fingerprint=base_fp,
         training={**settings_record, "effective_lr": s.effective_lr,
                   "clip_seconds": round(duration, 4), "final_loss": losses[-1] if losses else None,
-                  "mix": mix is not None},
+                  "mix": mix is not None, "mixup": s.mixup},
         clips=clip_records(list(clip_paths)),
     )
     write_meta(folder, meta)  # last: a concept.yaml means the weights are complete
     return TrainResult(meta, folder, losses, resumed_from=start)
+
+
+def _latent_mixup(
+    model: ModelFamily,
+    latents: torch.Tensor,
+    beats: BeatSyncMixup,
+    waves: Sequence[np.ndarray],
+    duration: float,
+    s: TrainSettings,
+) -> torch.Tensor:
+    """BLM (MusicLDM): each cached latent ``(items, channels, frames, bins)``, with
+    ``mixup_probability``, mixed with the clean latent of a tempo-compatible clip, aligned on the
+    first downbeats (:func:`~dreamsampler.engine.training.augment.beat_aligned_latent_mixup`).
+    Item ``i`` draws from ``default_rng([seed, "blm", i])``."""
+    clean = torch.cat([model.audio_to_latents(torch.from_numpy(w)[None], duration)
+                       for w in waves])
+    fps = getattr(model, "latent_frame_rate", None)
+    if fps is None:
+        raise TrainingError(f"mixup 'blm' needs a latent frame rate; the {model.name} family "
+                            "has none (use 'bam')")
+    out = latents.clone()
+    for i in range(latents.shape[0]):
+        rng = np.random.default_rng([s.seed, 0xB1A, i])
+        anchor = i % len(waves)
+        partners = beats.partners(anchor)
+        if not partners or rng.random() >= s.mixup_probability:
+            continue
+        j = partners[int(rng.integers(len(partners)))]
+        a, b = beats.beats[anchor], beats.beats[j]
+        assert a is not None and b is not None
+        out[i] = beat_aligned_latent_mixup(latents[i], clean[j], fps, a, b, rng=rng).mix
+    return out
 
 
 def _save_checkpoint(
