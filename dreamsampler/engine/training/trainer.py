@@ -19,8 +19,9 @@ Methods (:class:`Strategy`):
 * ``dreambooth`` — the whole UNet trains (Ruiz et al. 2022, arXiv 2208.12242): lr 1e-6, 300 steps,
   gradient clip 1.0, prompt "a recording of a <name> <class>"; optional prior preservation with
   class clips the base model generates through :func:`~dreamsampler.engine.sampler.sample`.
-* ``lora`` — peft LoRA (Hu et al. 2021, arXiv 2106.09685) on the UNet's ``class_embedding``,
-  ResNet ``time_emb_proj`` and attention projections; lr 1e-4, 500 steps, rank 4.
+* ``lora`` — peft LoRA (Hu et al. 2021, arXiv 2106.09685) on :data:`DEFAULT_LORA_TARGETS`: the
+  UNet's ``class_embedding``, ResNet ``time_emb_proj`` and attention projections ``to_q``,
+  ``to_k``, ``to_v``, ``to_out.0``; lr 1e-4, 500 steps, rank 4.
 
 Data augmentation: DreamSound's MIX (another sound at a target SNR, ``mix``) and MusicLDM's
 beat-synchronous mixup (Chen et al. 2023, arXiv 2308.01546, Sec. 3.2; ``TrainSettings.mixup``):
@@ -91,8 +92,10 @@ from dreamsampler.fsutil import atomic_write_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-#: LoRA target modules for AudioLDM/MusicLDM UNets: the text enters only through
-#: ``class_embedding`` (concatenated to the time embedding, then each ResNet's ``time_emb_proj``).
+#: LoRA target modules (the README lists the same): AudioLDM/MusicLDM's text enters only through
+#: ``class_embedding`` (concatenated to the time embedding, then each ResNet's ``time_emb_proj``);
+#: AudioLDM 2's through the cross-attention ``to_k``/``to_v``; the attention projections also
+#: give the adapter room for the sound itself (as diffusers' LoRA scripts target them).
 DEFAULT_LORA_TARGETS: tuple[str, ...] = (
     "class_embedding", "time_emb_proj", "to_q", "to_k", "to_v", "to_out.0",
 )

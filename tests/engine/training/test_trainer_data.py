@@ -6,6 +6,7 @@ returned, so each test sees the training data of a real run on the tiny model.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,11 @@ def test_dreambooth_prior_preservation(tmp_path: Path, monkeypatch: pytest.Monke
     train(load_model("tiny", "cpu"), TrainSettings(method="dreambooth", name="db2", steps=2,
                                                    checkpoint_every=0), clips, tmp_path)
     assert len(calls) == 2
+
+
+def test_readme_names_the_default_lora_targets() -> None:
+    """The README's LoRA description and the trainer's defaults say the same."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("**LoRA**"):readme.index("Put 3–10 clips")]
+    named = set(re.findall(r"`([a-z_.0-9]+)`", section))
+    assert named == set(trainer.DEFAULT_LORA_TARGETS)
