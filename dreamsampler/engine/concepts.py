@@ -119,9 +119,10 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def fingerprint(model: ModelFamily) -> str:
-    """Fingerprint of a model's base weights: sha256 over the text encoder's and UNet's tensors.
+    """Fingerprint of a model's base weights: sha256 over the text encoders' and UNet's tensors.
 
-    For each module (``text_encoder``, then ``unet``) and each state-dict entry in sorted key
+    For each module (the text encoder of every text tower: ``text_encoder`` and, for AudioLDM 2,
+    ``text_encoder_2``; then ``unet``) and each state-dict entry in sorted key
     order, the key, shape and the tensor's bytes **cast to float16** are hashed, so a model loaded
     in float32 or float16 has the same fingerprint (bfloat16 loses bits and differs). Must be
     computed before any concept changes the model (the :class:`ConceptManager` and the trainer
@@ -131,7 +132,7 @@ def fingerprint(model: ModelFamily) -> str:
         64 hex digits.
     """
     digest = hashlib.sha256()
-    for key in ("text_encoder", "unet"):
+    for key in [*(encoder for _, encoder in model.text_towers), "unet"]:
         module: torch.nn.Module = model.components[key]
         state = module.state_dict()
         for name in sorted(state):
