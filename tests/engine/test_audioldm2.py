@@ -147,3 +147,15 @@ def test_a_saved_pipeline_loads_through_from_pretrained(
     request = GenerationRequest(prompt="a techno beat", seed=2, num_inference_steps=2,
                                 duration=DURATION)
     np.testing.assert_array_equal(sample(loaded, request).audio, sample(model, request).audio)
+
+
+def test_a_longer_negative_prompt_is_not_cut(model: AudioLDM2Family) -> None:
+    """Where the pipeline truncates a negative prompt to the prompt's T5 length, both are padded
+    to the longer one here: the negative keeps all its tokens, the prompt's padding is masked."""
+    negative, prompt = "muffled and noisy", "a bell"  # tiny T5: 1 token per character
+    lengths = [len(model.components["tokenizer_2"](p).input_ids) for p in (negative, prompt)]
+    cond = model.encode_prompt([negative, prompt])
+    assert cond.t5.shape[1] == lengths[0] > lengths[1]
+    assert cond.t5_mask.sum(dim=1).tolist() == lengths
+    alone = model.encode_prompt([negative])
+    torch.testing.assert_close(cond.generated[:1], alone.generated, rtol=0, atol=0)
