@@ -8,6 +8,7 @@ method        weights                               what loading does
 ============  ====================================  ==============================================
 ``ti``        ``learned_embeds.safetensors``         adds the placeholder token(s) to the tokenizer
               (``{placeholder: (num_vectors, d)}``)  and their rows to the text encoder's embedding
+                                                     (each text tower: see :func:`ti_tensor_name`)
 ``lora``      ``pytorch_lora_weights.safetensors``   a peft adapter on the UNet, off unless a
                                                      request names the concept (scale per request)
 ``dreambooth``  ``unet/`` (diffusers folder)         a second UNet, swapped in for the requests
@@ -17,7 +18,9 @@ method        weights                               what loading does
 Textual inversion: Gal et al. 2022 (arXiv 2208.01618); DreamBooth: Ruiz et al. 2022
 (arXiv 2208.12242); both for audio as in DreamSound (Plitsis et al. 2023, arXiv 2309.11140).
 LoRA: Hu et al. 2021 (arXiv 2106.09685). For AudioLDM/MusicLDM the text reaches the UNet only
-through ``class_labels``, so LoRA targets ``class_embedding`` and the ResNets' ``time_emb_proj``.
+through ``class_labels``, so LoRA targets ``class_embedding`` and the ResNets' ``time_emb_proj``,
+and for AudioLDM 2 the cross-attention; the attention projections of both are targets too
+(``DEFAULT_LORA_TARGETS`` in the trainer).
 
 A concept records a fingerprint of the base weights it was trained on (:func:`fingerprint`) and
 refuses to load on another base model. Pickle files (``.bin``, ``.pt``, ``.ckpt``…) are refused
@@ -116,9 +119,10 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def fingerprint(model: ModelFamily) -> str:
-    """Fingerprint of a model's base weights: sha256 over the text encoder's and UNet's tensors.
+    """Fingerprint of a model's base weights: sha256 over the text encoders' and UNet's tensors.
 
-    For each module (``text_encoder``, then ``unet``) and each state-dict entry in sorted key
+    For each module (the text encoder of every text tower: ``text_encoder`` and, for AudioLDM 2,
+    ``text_encoder_2``; then ``unet``) and each state-dict entry in sorted key
     order, the key, shape and the tensor's bytes **cast to float16** are hashed, so a model loaded
     in float32 or float16 has the same fingerprint (bfloat16 loses bits and differs). Must be
     computed before any concept changes the model (the :class:`ConceptManager` and the trainer
@@ -128,7 +132,7 @@ def fingerprint(model: ModelFamily) -> str:
         64 hex digits.
     """
     digest = hashlib.sha256()
-    for key in ("text_encoder", "unet"):
+    for key in [*(encoder for _, encoder in model.text_towers), "unet"]:
         module: torch.nn.Module = model.components[key]
         state = module.state_dict()
         for name in sorted(state):
@@ -166,6 +170,8 @@ class ConceptMeta(BaseModel):
             ``<name>_0 <name>_1 …`` in prompts.
         class_word: DreamBooth/LoRA class noun ("guitar"), prompt "a recording of a <name> guitar".
         base_model: model id it was trained on (informative).
+        family: the model family it was trained on (``musicldm``, ``audioldm``,
+            ``audioldm2``…); ``None`` in concepts written before it was recorded.
         base_fingerprint: :func:`fingerprint` of that model (checked on load).
         training: the training settings (steps, lr, seed, …).
         clips: the training clips with their sha256.
@@ -182,6 +188,7 @@ class ConceptMeta(BaseModel):
     num_vectors: int = Field(1, ge=1, le=64)
     class_word: str | None = None
     base_model: str
+    family: str | None = None
     base_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
     training: dict[str, Any] = Field(default_factory=dict)
     clips: list[ClipRecord] = Field(default_factory=list)
@@ -337,6 +344,16 @@ def scan_concepts(concepts_dir: Path) -> tuple[list[ConceptMeta], list[ConceptEr
 # -- text encoder rows -----------------------------------------------------------------------------
 
 
+def ti_tensor_name(placeholder: str, tower: int, text_encoder_key: str) -> str:
+    """Name of a TI concept's rows for one text tower in ``learned_embeds.safetensors``.
+
+    The first tower's rows are named by the placeholder alone (the single-tower format of
+    AudioLDM/MusicLDM); further towers (AudioLDM 2's Flan-T5) by
+    ``<text_encoder_key>:<placeholder>``, e.g. ``text_encoder_2:<my-guitar>``.
+    """
+    return placeholder if tower == 0 else f"{text_encoder_key}:{placeholder}"
+
+
 def token_embedding(text_encoder: torch.nn.Module) -> torch.nn.Embedding:
     """The token embedding table ``(vocab, d)`` of a CLAP (or other HF) text encoder."""
     inner = getattr(text_encoder, "text_model", text_encoder)
@@ -376,7 +393,7 @@ def _plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
 @dataclass
 class _Loaded:
     meta: ConceptMeta
-    embeds: torch.Tensor | None = None  # TI: (num_vectors, d)
+    embeds: list[torch.Tensor] | None = None  # TI: (num_vectors, d) per text tower
     unet: torch.nn.Module | None = None  # DreamBooth
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -397,8 +414,15 @@ class ConceptManager:
         self.model = model
         self.concepts_dir = Path(concepts_dir)
         self._loaded: dict[str, _Loaded] = {}
-        self._base_tokenizer = copy.deepcopy(model.components["tokenizer"])
-        self._base_vocab = token_embedding(model.components["text_encoder"]).num_embeddings
+        self._base_tokenizers = [copy.deepcopy(model.components[t]) for t, _ in model.text_towers]
+        self._base_vocabs = [token_embedding(model.components[e]).num_embeddings
+                             for _, e in model.text_towers]
+        # rows past the tokenizer's vocabulary (Flan-T5: 32100 tokens, 32128 rows) that added
+        # tokens take over while loaded; restored when they are unloaded
+        self._spare_rows = [
+            token_embedding(model.components[e]).weight.detach()[len(tok):].clone()
+            for tok, (_, e) in zip(self._base_tokenizers, model.text_towers, strict=True)
+        ]
         self._fingerprint: str | None = None
         model.concepts = self
 
@@ -442,6 +466,10 @@ class ConceptManager:
         if name in self._loaded:
             raise ConceptError(f"concept {name!r}", "already loaded (unload it first to reload)")
         meta = read_concept(folder)
+        if meta.family is not None and meta.family != self.model.name:
+            raise ConceptError(folder / CONCEPT_FILE,
+                               f"concept {name!r} is for the {meta.family} family, but the loaded "
+                               f"model {self.model.model_id!r} is {self.model.name}")
         self.check_base(meta, folder / CONCEPT_FILE)
         if meta.method == "ti":
             entry = self._prepare_ti(meta, folder)
@@ -503,52 +531,66 @@ class ConceptManager:
 
     def _prepare_ti(self, meta: ConceptMeta, folder: Path) -> _Loaded:
         path = folder / TI_FILE
-        vocab = self.model.components["tokenizer"].get_vocab()
-        for token in meta.tokens:
-            if token in vocab:
-                raise ConceptError(
-                    folder / CONCEPT_FILE,
-                    f"placeholder token {token!r} is already in the vocabulary "
-                    "(a word of the model or another loaded concept); retrain with another token",
-                )
+        for tokenizer_key, _ in self.model.text_towers:
+            vocab = self.model.components[tokenizer_key].get_vocab()
+            for token in meta.tokens:
+                if token in vocab:
+                    raise ConceptError(
+                        folder / CONCEPT_FILE,
+                        f"placeholder token {token!r} is already in the vocabulary of "
+                        f"{tokenizer_key} (a word of the model or another loaded concept); "
+                        "retrain with another token",
+                    )
         expansions = self.model.token_expansions
         if meta.placeholder_token in expansions:
             raise ConceptError(
                 folder / CONCEPT_FILE,
                 f"placeholder {meta.placeholder_token!r} is used by a loaded concept",
             )
+        names = [ti_tensor_name(meta.placeholder_token, i, encoder_key)
+                 for i, (_, encoder_key) in enumerate(self.model.text_towers)]
         try:
             with safe_open(str(path), "pt") as fh:
-                if meta.placeholder_token not in fh.keys():  # noqa: SIM118 (safe_open has no __contains__)
-                    raise ConceptError(path, f"has no tensor named {meta.placeholder_token!r}")
-                embeds = fh.get_tensor(meta.placeholder_token)
+                keys = set(fh.keys())
+                for tensor_name in names:
+                    if tensor_name not in keys:
+                        raise ConceptError(path, f"has no tensor named {tensor_name!r}")
+                rows = [fh.get_tensor(n) for n in names]
         except ConceptError:
             raise
         except Exception as exc:
             raise ConceptError(path, f"not a readable safetensors file ({exc})") from None
-        dim = token_embedding(self.model.components["text_encoder"]).embedding_dim
-        if embeds.ndim == 1:
-            embeds = embeds[None]
-        if tuple(embeds.shape) != (meta.num_vectors, dim):
-            raise ConceptError(path, f"embedding shape {tuple(embeds.shape)} does not match "
-                               f"(num_vectors={meta.num_vectors}, d={dim}) of this text encoder")
+        embeds: list[torch.Tensor] = []
+        for (_, encoder_key), tensor in zip(self.model.text_towers, rows, strict=True):
+            dim = token_embedding(self.model.components[encoder_key]).embedding_dim
+            if tensor.ndim == 1:
+                tensor = tensor[None]
+            if tuple(tensor.shape) != (meta.num_vectors, dim):
+                raise ConceptError(path, f"embedding shape {tuple(tensor.shape)} does not match "
+                                   f"(num_vectors={meta.num_vectors}, d={dim}) of {encoder_key}")
+            embeds.append(tensor)
         return _Loaded(meta, embeds=embeds)
 
     def _rebuild_vocabulary(self) -> None:
-        """Tokenizer and embedding = base + every loaded TI concept, in load order."""
-        tokenizer = copy.deepcopy(self._base_tokenizer)
-        text_encoder = self.model.components["text_encoder"]
+        """Tokenizers and embeddings = base + every loaded TI concept, in load order (each text
+        tower of the family)."""
         ti = [e for e in self._loaded.values() if e.meta.method == "ti"]
         tokens = [t for e in ti for t in e.meta.tokens]
-        if tokens:
-            tokenizer.add_tokens(tokens)
-        table = resize_token_embedding(text_encoder, self._base_vocab + len(tokens))
-        with torch.no_grad():
-            for e in ti:
-                assert e.embeds is not None
-                ids = tokenizer.convert_tokens_to_ids(e.meta.tokens)
-                table.weight[ids] = e.embeds.to(table.weight.device, table.weight.dtype)
-        self.model.components["tokenizer"] = tokenizer
+        for tower, (tokenizer_key, encoder_key) in enumerate(self.model.text_towers):
+            tokenizer = copy.deepcopy(self._base_tokenizers[tower])
+            if tokens:
+                tokenizer.add_tokens(tokens)
+            table = resize_token_embedding(self.model.components[encoder_key],
+                                           self._base_vocabs[tower] + len(tokens))
+            with torch.no_grad():
+                spare = self._spare_rows[tower]
+                start = len(self._base_tokenizers[tower])
+                table.weight[start : start + spare.shape[0]] = spare
+                for e in ti:
+                    assert e.embeds is not None
+                    ids = tokenizer.convert_tokens_to_ids(e.meta.tokens)
+                    table.weight[ids] = e.embeds[tower].to(table.weight.device, table.weight.dtype)
+            self.model.components[tokenizer_key] = tokenizer
         self.model.token_expansions = {
             e.meta.placeholder_token: " ".join(e.meta.tokens)
             for e in ti if e.meta.num_vectors > 1

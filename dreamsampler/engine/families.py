@@ -134,6 +134,8 @@ class ModelFamily(ABC):
     #: style transfer hands :meth:`audio_to_latents` the whole input file (its front end
     #: normalises over all of it, as AudioLDM's), not the input cut or padded to the duration
     takes_whole_input: ClassVar[bool] = False
+    #: (tokenizer key, text encoder key) of each text tower a textual-inversion token enters
+    text_towers: ClassVar[tuple[tuple[str, str], ...]] = (("tokenizer", "text_encoder"),)
 
     def __init__(
         self, model_id: str, components: dict[str, Any], device: torch.device, dtype: torch.dtype
@@ -253,6 +255,11 @@ class ClapLDMFamily(ModelFamily):
     @property
     def sample_rate(self) -> int:
         return int(self.components["vocoder"].config.sampling_rate)
+
+    @property
+    def latent_frame_rate(self) -> float:
+        """Latent frames per second: 25 for AudioLDM/MusicLDM (16 kHz, hop 160, VAE 4)."""
+        return self.sample_rate / self.hop_length / self.vae_scale_factor
 
     def _tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         tok = self.components["tokenizer"](
@@ -378,6 +385,8 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
     Raises:
         ModelLoadError: unknown family, missing component, or the source cannot be read.
     """
+    import dreamsampler.engine.audioldm2  # noqa: F401  (registers AudioLDM2Pipeline)
+
     torch_device = resolve_device(device)
     torch_dtype = getattr(torch, dtype)
     if model_id in TINY_NAMES:

@@ -28,6 +28,8 @@ from transformers import (
 
 TINY_NAMES = {"tiny": "musicldm", "tiny:musicldm": "musicldm", "tiny:audioldm": "audioldm"}
 _PIPELINE_CLASS = {"musicldm": "MusicLDMPipeline", "audioldm": "AudioLDMPipeline"}
+TINY_NAMES["tiny:audioldm2"] = "audioldm2"  # built by dreamsampler.engine.tiny_audioldm2
+_PIPELINE_CLASS["audioldm2"] = "AudioLDM2Pipeline"
 
 SAMPLE_RATE = 16000  # Hz, as AudioLDM/MusicLDM
 HOP_LENGTH = 160  # samples per mel frame, as AudioLDM/MusicLDM (10 ms)
@@ -57,6 +59,10 @@ def _text_config(vocab_size: int) -> dict:
 
 
 def _components(family: str) -> dict[str, object]:
+    if family == "audioldm2":
+        from dreamsampler.engine.tiny_audioldm2 import tiny_audioldm2_components
+
+        return tiny_audioldm2_components()
     tokenizer = tiny_tokenizer()
     if family == "musicldm":
         text_encoder: torch.nn.Module = ClapModel(
