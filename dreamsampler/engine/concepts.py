@@ -38,7 +38,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -116,7 +116,8 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def fingerprint(model: ModelFamily) -> str:
-    """Fingerprint of a model's base weights: sha256 over the text encoder's and UNet's tensors.
+    """Fingerprint of a model's base weights: sha256 over the text encoder's and denoiser's
+    (UNet's or DiT's) tensors.
 
     For each module (``text_encoder``, then ``unet``) and each state-dict entry in sorted key
     order, the key, shape and the tensor's bytes **cast to float16** are hashed, so a model loaded
@@ -128,7 +129,7 @@ def fingerprint(model: ModelFamily) -> str:
         64 hex digits.
     """
     digest = hashlib.sha256()
-    for key in ("text_encoder", "unet"):
+    for key in ("text_encoder", model.denoiser_key):
         module: torch.nn.Module = model.components[key]
         state = module.state_dict()
         for name in sorted(state):
@@ -167,6 +168,8 @@ class ConceptMeta(BaseModel):
         class_word: DreamBooth/LoRA class noun ("guitar"), prompt "a recording of a <name> guitar".
         base_model: model id it was trained on (informative).
         base_fingerprint: :func:`fingerprint` of that model (checked on load).
+        family: the model family it was trained on (``musicldm``, ``stable-audio``, ``sa3``…;
+            checked on load; ``None`` in concepts from before it was recorded).
         training: the training settings (steps, lr, seed, …).
         clips: the training clips with their sha256.
         created: ISO 8601 UTC time.
@@ -183,6 +186,7 @@ class ConceptMeta(BaseModel):
     class_word: str | None = None
     base_model: str
     base_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    family: str | None = None
     training: dict[str, Any] = Field(default_factory=dict)
     clips: list[ClipRecord] = Field(default_factory=list)
     created: str = Field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat())
@@ -383,7 +387,12 @@ class ConceptManager:
         self.concepts_dir = Path(concepts_dir)
         self._loaded: dict[str, _Loaded] = {}
         self._base_tokenizer = copy.deepcopy(model.components["tokenizer"])
-        self._base_vocab = token_embedding(model.components["text_encoder"]).num_embeddings
+        table = token_embedding(model.components["text_encoder"])
+        self._base_vocab = table.num_embeddings
+        # rows beyond the tokenizer's vocabulary (t5-base: 28 never-trained rows after its
+        # 32,100 tokens): TI tokens take them first; their base values are restored on unload
+        self._base_tokens = min(len(self._base_tokenizer), self._base_vocab)
+        self._spare_rows = table.weight.detach()[self._base_tokens:].clone()
         self._fingerprint: str | None = None
         model.concepts = self
 
@@ -468,7 +477,7 @@ class ConceptManager:
         if entry.meta.method == "ti":
             self._rebuild_vocabulary()
         elif entry.meta.method == "lora":
-            self.model.components["unet"].delete_adapters([name])
+            self.model.components[self.model.denoiser_key].delete_adapters([name])
         self.model.clear_prompt_cache()
         log.info("concept %s unloaded", name)
 
@@ -478,6 +487,10 @@ class ConceptManager:
         Raises:
             ConceptError: the fingerprints differ; the message names both models.
         """
+        if meta.family is not None and meta.family != self.model.name:
+            raise ConceptError(source, f"concept {meta.name!r} was trained for the "
+                               f"{meta.family!r} model family, but the loaded model "
+                               f"{self.model.model_id!r} is {self.model.name!r}")
         mine = self.base_fingerprint
         if meta.base_fingerprint != mine:
             raise ConceptError(
@@ -532,8 +545,11 @@ class ConceptManager:
         tokens = [t for e in ti for t in e.meta.tokens]
         if tokens:
             tokenizer.add_tokens(tokens)
-        table = resize_token_embedding(text_encoder, self._base_vocab + len(tokens))
+        table = resize_token_embedding(
+            text_encoder, max(self._base_vocab, self._base_tokens + len(tokens)))
         with torch.no_grad():
+            spare = self._spare_rows[: table.num_embeddings - self._base_tokens]
+            table.weight[self._base_tokens : self._base_tokens + spare.shape[0]] = spare
             for e in ti:
                 assert e.embeds is not None
                 ids = tokenizer.convert_tokens_to_ids(e.meta.tokens)
@@ -546,7 +562,7 @@ class ConceptManager:
         self.model.clear_prompt_cache()
 
     def _load_lora(self, meta: ConceptMeta, folder: Path) -> _Loaded:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         try:
             unet.load_lora_adapter(str(folder), weight_name=LORA_FILE, prefix=None,
                                    adapter_name=meta.name)
@@ -558,7 +574,7 @@ class ConceptManager:
         return _Loaded(meta)
 
     def _load_dreambooth(self, meta: ConceptMeta, folder: Path) -> _Loaded:
-        base = self.model.components["unet"]
+        base = self.model.components[self.model.denoiser_key]
         path = folder / DREAMBOOTH_DIR
         try:
             unet = type(base).from_pretrained(str(path), torch_dtype=self.model.dtype,
@@ -577,47 +593,73 @@ class ConceptManager:
     # -- per request ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def activate(self, name: str | None, lora_scale: float = 1.0) -> Iterator[None]:
-        """Make ``name`` the active concept for one generation, then restore the base state.
+    def activate(
+        self, name: str | None, lora_scale: float = 1.0, loras: Sequence[tuple[str, float]] = ()
+    ) -> Iterator[None]:
+        """Make ``name`` (and the LoRA blend ``loras``) active for one generation, then restore
+        the base state.
 
-        ``None``: the base model (LoRA adapters off, base UNet). LoRA: the adapter at
-        ``lora_scale``. DreamBooth: its UNet in place of the base one. TI: nothing to switch
-        (its token is always usable in prompts).
+        ``None``: the base model (LoRA adapters off, base denoiser). LoRA: the adapter at
+        ``lora_scale``. DreamBooth: its denoiser in place of the base one. TI: nothing to switch
+        (its token is always usable in prompts). ``loras``: further LoRA concepts with their
+        weights, active together (peft sums the weighted adapter deltas: ``W + Σ wᵢ·BᵢAᵢ·αᵢ/rᵢ``),
+        with ``name`` (when it is a LoRA) at ``lora_scale``.
 
         Raises:
-            ConceptNotLoadedError: ``name`` is not loaded.
+            ConceptNotLoadedError: a named concept is not loaded.
+            ConceptError: a blend names a concept that is not a LoRA, or ``name`` is a
+                DreamBooth concept (its own denoiser has no adapters).
         """
-        if name is None:
+        if name is None and not loras:
             yield
             return
+        entry = self._entry(name) if name is not None else None
+        blend = [(n, float(w)) for n, w in loras]
+        for other, _ in blend:
+            if self._entry(other).meta.method != "lora":
+                raise ConceptError(f"concept {other!r}", "only LoRA concepts can be blended")
+        if entry is not None and entry.meta.method == "lora":
+            assert name is not None
+            blend.insert(0, (name, float(lora_scale)))
+        components = self.model.components
+        key = self.model.denoiser_key
+        if entry is not None and entry.meta.method == "dreambooth":
+            if blend:
+                raise ConceptError(f"concept {name!r}",
+                                   "a DreamBooth concept cannot be blended with LoRAs")
+            base = components[key]
+            components[key] = entry.unet
+            try:
+                yield
+            finally:
+                components[key] = base
+        elif blend:
+            denoiser = components[key]
+            denoiser.set_adapters([n for n, _ in blend], [w for _, w in blend])
+            denoiser.enable_adapters()
+            try:
+                yield
+            finally:
+                denoiser.disable_adapters()
+        else:
+            yield
+
+    def _entry(self, name: str) -> _Loaded:
         entry = self._loaded.get(name)
         if entry is None:
             raise ConceptNotLoadedError(
                 f"concept {name!r}",
                 f"not loaded{self._loaded_hint()}; load it with /concept/load {name}",
             )
-        components = self.model.components
-        if entry.meta.method == "lora":
-            unet = components["unet"]
-            unet.set_adapters([name], [float(lora_scale)])
-            unet.enable_adapters()
-            try:
-                yield
-            finally:
-                unet.disable_adapters()
-        elif entry.meta.method == "dreambooth":
-            base = components["unet"]
-            components["unet"] = entry.unet
-            try:
-                yield
-            finally:
-                components["unet"] = base
-        else:
-            yield
+        return entry
 
 
-def activate(model: ModelFamily, name: str | None, lora_scale: float = 1.0) -> Any:
-    """Context manager activating ``name`` on ``model`` (see :meth:`ConceptManager.activate`).
+def activate(
+    model: ModelFamily, name: str | None, lora_scale: float = 1.0,
+    loras: Sequence[tuple[str, float]] = (),
+) -> Any:
+    """Context manager activating ``name`` and the LoRA blend ``loras`` on ``model`` (see
+    :meth:`ConceptManager.activate`).
 
     Raises:
         ConceptNotLoadedError: a concept is named but the model has no manager or does not
@@ -625,10 +667,12 @@ def activate(model: ModelFamily, name: str | None, lora_scale: float = 1.0) -> A
     """
     manager: ConceptManager | None = model.concepts
     if manager is None:
-        if name is None:
+        if name is None and not loras:
             return contextlib.nullcontext()
-        raise ConceptNotLoadedError(f"concept {name!r}", "not loaded (this model has no concepts)")
-    return manager.activate(name, lora_scale)
+        missing = name if name is not None else loras[0][0]
+        raise ConceptNotLoadedError(f"concept {missing!r}",
+                                    "not loaded (this model has no concepts)")
+    return manager.activate(name, lora_scale, loras)
 
 
 def clip_records(paths: Mapping[str, Path] | list[Path]) -> list[ClipRecord]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ class GenerationRequest:
             ``int(num_inference_steps * strength)`` steps. 0 returns the input's reconstruction.
         concept: name of a loaded DreamBooth/LoRA concept to activate for this request.
         lora_scale: LoRA adapter weight for ``concept``.
+        loras: a blend of loaded LoRA concepts, ``((name, weight), ...)``, active together
+            (with ``concept`` at ``lora_scale`` when it is a LoRA too); names unique.
         mask_start, mask_end: inpainting: the region ``[mask_start, mask_end)`` of
             ``input_path``, in seconds of the output, is regenerated from ``prompt``; the rest is
             kept (through the model's own conditioning, e.g. SA3's local-additive input, so it
@@ -57,6 +60,7 @@ class GenerationRequest:
     strength: float = 1.0
     concept: str | None = None
     lora_scale: float = 1.0
+    loras: tuple[tuple[str, float], ...] = ()
     mask_start: float | None = None
     mask_end: float | None = None
     continuation: float | None = None
@@ -74,6 +78,12 @@ class GenerationRequest:
             raise RequestError(f"strength must be in [0, 1], got {self.strength}")
         if self.guidance_scale < 0:
             raise RequestError(f"guidance must be >= 0, got {self.guidance_scale}")
+        names = [name for name, _ in self.loras]
+        if len(set(names)) != len(names) or self.concept in names:
+            raise RequestError(f"loras must name each concept once, got {names}")
+        for name, weight in self.loras:
+            if not isinstance(name, str) or not math.isfinite(weight):
+                raise RequestError(f"loras entries are (name, finite weight), got {(name, weight)}")
         if (self.mask_start is None) != (self.mask_end is None):
             raise RequestError("mask_start and mask_end must be given together (seconds)")
         if self.mask_start is not None and self.mask_end is not None:
@@ -114,6 +124,10 @@ class GenerationRequest:
         for key in ("mask_start", "mask_end", "continuation"):
             if data[key] is None:
                 data.pop(key)
+        if self.loras:
+            data["loras"] = [[name, weight] for name, weight in self.loras]
+        else:
+            data.pop("loras")
         return data
 
 

@@ -95,8 +95,9 @@ def sample(
     ``continuation`` seconds, and the record holds that duration.
 
     The request's concept (``request.concept``, LoRA at ``request.lora_scale``, or a DreamBooth
-    UNet) is active for the whole call and only for it (:func:`~dreamsampler.engine.concepts.
-    activate`); textual-inversion tokens work in any prompt once loaded.
+    UNet) and its LoRA blend (``request.loras``) are active for the whole call and only for it
+    (:func:`~dreamsampler.engine.concepts.activate`); textual-inversion tokens work in any prompt
+    once loaded.
 
     Args:
         model: a loaded family adapter.
@@ -119,7 +120,7 @@ def sample(
         RequestError: inpainting or continuation on a family that cannot do it.
         ConceptNotLoadedError: the request names a concept the model has not loaded.
     """
-    with activate(model, request.concept, request.lora_scale):
+    with activate(model, request.concept, request.lora_scale, request.loras):
         return _sample(model, request, on_step, should_cancel, return_latents)
 
 

@@ -148,6 +148,11 @@ class StableAudioFamilyBase(ModelFamily):
             wave = torch.nn.functional.pad(wave, (0, n_samples - wave.shape[-1]))
         return wave[None]
 
+    def _stereo(self, waveform: torch.Tensor) -> torch.Tensor:
+        if waveform.ndim == 2:
+            waveform = waveform[:, None].expand(-1, self.channels, -1)
+        return waveform.to(self.device, self.dtype)
+
     def _fit_frames(self, latents: torch.Tensor, frames: int) -> torch.Tensor:
         if latents.shape[-1] < frames:
             return torch.nn.functional.pad(latents, (0, frames - latents.shape[-1]))
@@ -275,9 +280,10 @@ class StableAudioOpenFamily(StableAudioFamilyBase):
         )[0]
 
     def audio_to_latents(self, waveform: torch.Tensor, duration: float) -> torch.Tensor:
-        """Waveform ``(batch, channels, samples)`` → Oobleck latents (posterior mode)."""
+        """Waveform ``(batch, channels, samples)`` (or mono ``(batch, samples)``, duplicated to
+        every channel: training clips) → Oobleck latents (posterior mode)."""
         vae = self.components["vae"]
-        latents = vae.encode(waveform.to(self.device, self.dtype)).latent_dist.mode()
+        latents = vae.encode(self._stereo(waveform)).latent_dist.mode()
         return self._fit_frames(latents, self.frames(duration))
 
     def training_example(
@@ -367,8 +373,9 @@ class StableAudio3Family(StableAudioFamilyBase):
         )[0]
 
     def audio_to_latents(self, waveform: torch.Tensor, duration: float) -> torch.Tensor:
-        """Waveform ``(batch, channels, samples)`` → SAME latents."""
-        latents = self.components["vae"].encode(waveform.to(self.device, self.dtype)).latents
+        """Waveform ``(batch, channels, samples)`` (or mono ``(batch, samples)``, duplicated to
+        every channel: training clips) → SAME latents."""
+        latents = self.components["vae"].encode(self._stereo(waveform)).latents
         return self._fit_frames(latents, self.frames(duration))
 
     def latents_to_audio(self, latents: torch.Tensor) -> torch.Tensor:

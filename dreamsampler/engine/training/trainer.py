@@ -122,7 +122,8 @@ class TrainSettings:
         num_vectors: TI rows.
         class_word: DreamBooth/LoRA class noun.
         rank, alpha: LoRA rank and alpha (scaling ``alpha / rank``).
-        lora_targets: LoRA target module names.
+        lora_targets: LoRA target module names; the default stands for the family's own
+            (``ModelFamily.lora_targets``, e.g. the Stable Audio DiTs' attention projections).
         prior_preservation: DreamBooth prior loss with base-model class clips.
         num_class_clips: class clips to generate for it.
         prior_weight: weight of the prior loss.
@@ -212,8 +213,11 @@ class TrainResult:
 # -- the loss, shared by training and evaluation ---------------------------------------------------
 
 
-def noise_scheduler(model: ModelFamily) -> DDPMScheduler:
-    """The training-time forward process of ``model`` (its scheduler config as DDPM)."""
+def noise_scheduler(model: ModelFamily) -> DDPMScheduler | None:
+    """The training-time forward process of ``model`` (its scheduler config as DDPM); ``None``
+    for a family with its own objective (``training_example``: Stable Audio)."""
+    if hasattr(model, "training_example"):
+        return None
     return DDPMScheduler.from_config(model.scheduler_config)
 
 
@@ -224,13 +228,16 @@ def denoising_loss(
     conditioning: torch.Tensor,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Mean-squared denoising loss at random timesteps (Ho et al. 2020, Eq. 14).
+    """Mean-squared denoising loss at random timesteps (Ho et al. 2020, Eq. 14), or the family's
+    own objective where it has one (``model.training_example(latents, generator)`` →
+    ``(noisy, t, target)``: Stable Audio Open's v-objective, Stable Audio 3's rectified flow).
 
     Args:
         model: the family adapter (its :meth:`denoise` is the network).
         scheduler: a scheduler with ``add_noise`` (and ``get_velocity`` for v-prediction).
-        latents: clean scaled latents ``z0`` ``(batch, channels, frames, bins)``.
-        conditioning: text conditioning ``(batch, dim)``.
+        latents: clean scaled latents ``z0`` ``(batch, channels, frames, bins)`` (Stable Audio:
+            ``(batch, channels, frames)``; the timing conditioning is the clip's length).
+        conditioning: text conditioning (``(batch, dim)``; the family's object for Stable Audio).
         generator: CPU generator for the noise and the timesteps.
 
     Returns:
@@ -239,6 +246,11 @@ def denoising_loss(
     Raises:
         ValueError: unknown ``prediction_type``.
     """
+    example = getattr(model, "training_example", None)
+    if example is not None:  # the family's own objective (Stable Audio: v or rectified flow)
+        noisy, t, target = example(latents, generator)
+        prediction = model.denoise(noisy, t, conditioning)
+        return F.mse_loss(prediction.float(), target.float())
     batch = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32)
     noise = noise.to(latents.device, latents.dtype)
@@ -331,8 +343,9 @@ class TextualInversion(Strategy):
             raise ConceptError(placeholder, f"placeholder token {clash[0]!r} is already in the "
                                "vocabulary; choose another --placeholder-token")
         base = token_embedding(text_encoder).weight.detach().clone()
+        known = min(len(tokenizer), base.shape[0])  # t5-base has never-trained rows beyond
         if self.s.initializer_token == "mean":
-            init = base.mean(dim=0)
+            init = base[:known].mean(dim=0)
         else:
             ids = tokenizer(self.s.initializer_token, add_special_tokens=False).input_ids
             if len(ids) != 1:
@@ -340,7 +353,8 @@ class TextualInversion(Strategy):
                                    f"initializer must be one token (it is {len(ids)}) or 'mean'")
             init = base[ids[0]]
         tokenizer.add_tokens(tokens)
-        table = resize_token_embedding(text_encoder, base.shape[0] + len(tokens))
+        # new tokens take the spare rows first (t5-base: 28), then new rows; each is initialised
+        table = resize_token_embedding(text_encoder, max(base.shape[0], known + len(tokens)))
         self.ids = tokenizer.convert_tokens_to_ids(tokens)
         with torch.no_grad():
             table.weight[self.ids] = init
@@ -386,22 +400,23 @@ class DreamBooth(Strategy):
     """The whole UNet trains."""
 
     def prepare(self) -> list[torch.nn.Parameter]:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         unet.requires_grad_(True)
         return list(unet.parameters())
 
     def state(self) -> dict[str, torch.Tensor]:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         return {k: v.detach().cpu().contiguous() for k, v in unet.state_dict().items()}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.model.components["unet"].load_state_dict(state)
+        self.model.components[self.model.denoiser_key].load_state_dict(state)
 
     def save(self, folder: Path) -> None:
         target = folder / DREAMBOOTH_DIR
         tmp = folder / f".{DREAMBOOTH_DIR}.part"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.components["unet"].save_pretrained(str(tmp), safe_serialization=True)
+        denoiser = self.model.components[self.model.denoiser_key]
+        denoiser.save_pretrained(str(tmp), safe_serialization=True)
         old = folder / f".{DREAMBOOTH_DIR}.old"
         if target.exists():
             os.replace(target, old)
@@ -415,7 +430,7 @@ class LoRA(Strategy):
     def prepare(self) -> list[torch.nn.Parameter]:
         from peft import LoraConfig
 
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         config = LoraConfig(r=self.s.rank, lora_alpha=self.s.alpha, init_lora_weights="gaussian",
                             target_modules=list(self.s.lora_targets))
         with torch.random.fork_rng(devices=[]):
@@ -427,19 +442,19 @@ class LoRA(Strategy):
         return params
 
     def state(self) -> dict[str, torch.Tensor]:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         return {n: p.detach().cpu().contiguous() for n, p in unet.named_parameters()
                 if "lora_" in n}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         params = dict(unet.named_parameters())
         with torch.no_grad():
             for key, value in state.items():
                 params[key].copy_(value)
 
     def save(self, folder: Path) -> None:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         tmp = folder / f".{LORA_FILE}.dir"
         shutil.rmtree(tmp, ignore_errors=True)
         unet.save_lora_adapter(str(tmp), adapter_name=self.s.name, weight_name=LORA_FILE,
@@ -540,6 +555,8 @@ def train(
     """
     s = settings.resolved()
     assert s.steps is not None and s.grad_accum is not None
+    if s.method == "lora" and s.lora_targets == DEFAULT_LORA_TARGETS and model.lora_targets:
+        s.lora_targets = model.lora_targets  # the family's DiT has other layer names
     folder = concept_dir(concepts_dir, s.name)
     ckpts = checkpoints(folder)
     if resume and not ckpts:
@@ -657,6 +674,7 @@ def train(
         class_word=s.class_word if s.method != "ti" else None,
         base_model=model.model_id,
         base_fingerprint=base_fp,
+        family=model.name,
         training={**settings_record, "effective_lr": s.effective_lr,
                   "clip_seconds": round(duration, 4), "final_loss": losses[-1] if losses else None,
                   "mix": mix is not None},
