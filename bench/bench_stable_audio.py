@@ -109,6 +109,11 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(times)
 
 
+def _row(rows: list[tuple[str, str, float]], label: str, what: str, seconds: float) -> None:
+    rows.append((label, what, seconds))
+    print(f"  {label}: {what}: {seconds:.2f} s", flush=True)
+
+
 def bench_family(model: StableAudioOpenFamily | StableAudio3Family, label: str, seconds: float,
                  guided: bool, window_frames: int | None, repeats: int,
                  window_decode: bool) -> list[tuple[str, str, float]]:
@@ -124,14 +129,14 @@ def bench_family(model: StableAudioOpenFamily | StableAudio3Family, label: str, 
     with torch.inference_mode():
         for name, frames in sizes:
             x = torch.randn(batch, model.latent_channels, frames)
-            rows.append((label, f"DiT step ({name}, {frames} frames, batch {batch})",
-                         timed(lambda x=x: model.denoise(x, t, cond), repeats)))
+            _row(rows, label, f"DiT step ({name}, {frames} frames, batch {batch})",
+                 timed(lambda x=x: model.denoise(x, t, cond), repeats))
         for name, frames in sizes:
             if name != "ours" and not window_decode:
                 continue
             z = torch.randn(1, model.latent_channels, frames)
-            rows.append((label, f"VAE decode ({name}, {frames} frames)",
-                         timed(lambda z=z: model.latents_to_audio(z), repeats)))
+            _row(rows, label, f"VAE decode ({name}, {frames} frames)",
+                 timed(lambda z=z: model.latents_to_audio(z), repeats))
     return rows
 
 

@@ -387,7 +387,11 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
         entry = index.get(key)
         if not entry or entry[0] is None:
             raise ModelLoadError(f"{model_id}: model_index.json has no component {key!r}")
-        cls = _import_class(entry[0], entry[1])
+        try:
+            cls = _import_class(entry[0], entry[1])
+        except (ImportError, AttributeError) as exc:
+            raise ModelLoadError(f"{model_id}: unknown class {entry[0]}.{entry[1]} for {key!r} "
+                                 f"({exc}); is diffusers/transformers too old?") from None
         if key == family.denoiser_key and family.denoiser_class is not None:
             cls = family.denoiser_class
         kwargs: dict[str, Any] = {"subfolder": key}
