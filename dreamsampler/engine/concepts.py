@@ -18,6 +18,9 @@ Textual inversion: Gal et al. 2022 (arXiv 2208.01618); DreamBooth: Ruiz et al. 2
 (arXiv 2208.12242); both for audio as in DreamSound (Plitsis et al. 2023, arXiv 2309.11140).
 LoRA: Hu et al. 2021 (arXiv 2106.09685). For AudioLDM/MusicLDM the text reaches the UNet only
 through ``class_labels``, so LoRA targets ``class_embedding`` and the ResNets' ``time_emb_proj``.
+The denoiser is the family's ``denoiser_key`` component: the UNet, or the Stable Audio DiT (whose
+LoRA targets its attention projections; ``concept.yaml`` records the family and a concept of
+another family is refused).
 
 A concept records a fingerprint of the base weights it was trained on (:func:`fingerprint`) and
 refuses to load on another base model. Pickle files (``.bin``, ``.pt``, ``.ckpt``…) are refused

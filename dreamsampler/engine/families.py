@@ -8,7 +8,7 @@ one design: a CLAP text embedding (pooled, projected, L2-normalised) enters the 
 ``class_labels`` (``class_embed_type="simple_projection"``, concatenated to the time embedding);
 latents are a VAE encoding of a 16 kHz log-mel spectrogram; a HiFi-GAN vocoder makes the waveform.
 They differ only in the text tower (``ClapTextModelWithProjection`` vs. the full ``ClapModel``).
-AudioLDM2 and Stable Audio Open fit as further subclasses of :class:`ModelFamily`.
+Stable Audio Open 1.0 and Stable Audio 3 are in :mod:`dreamsampler.engine.stable_audio`.
 """
 
 from __future__ import annotations

@@ -173,3 +173,18 @@ def test_ti_trains_only_its_rows_and_unloads_to_the_base_table(name: str, tmp_pa
     manager.unload("plk-ti")
     assert torch.equal(token_embedding(served.components["text_encoder"]).weight, table0)
     assert len(served.components["tokenizer"]) == vocab0 and fingerprint(served) == fp0
+
+
+def test_dreambooth_on_the_dit_saves_and_swaps_in(tmp_path: Path) -> None:
+    model = load_model("tiny:sa3", "cpu")
+    base = sample(model, _gen(PROMPT, 2)).audio
+    train(model, TrainSettings(method="dreambooth", name="plk-db", lr=1e-2, steps=5,
+                               checkpoint_every=0), _clips(), tmp_path)
+    trained = sample(model, _gen(PROMPT, 2)).audio
+    assert np.abs(trained - base).max() > 1e-4
+    served = load_model("tiny:sa3", "cpu")
+    manager = ConceptManager(served, tmp_path)
+    manager.load("plk-db")
+    np.testing.assert_allclose(sample(served, _gen(PROMPT, 2, concept="plk-db")).audio, trained,
+                               atol=1e-6)
+    assert np.array_equal(sample(served, _gen(PROMPT, 2)).audio, base)
