@@ -43,6 +43,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from dreamsampler.engine.audio_io import read_audio, resample
 from dreamsampler.engine.families import ModelFamily
+from dreamsampler.engine.request import RequestError
 
 if TYPE_CHECKING:
     from dreamsampler.engine.request import GenerationRequest
@@ -238,7 +239,14 @@ class StableAudioOpenFamily(StableAudioFamilyBase):
     def conditioning(self, request: GenerationRequest, guided: bool) -> StableAudioConditioning:
         """Text, ``seconds_start = 0`` and ``seconds_total = duration``; with guidance, the
         unconditional row is the negative prompt, or an all-zero context when it is empty (as
-        ``StableAudioPipeline`` with ``negative_prompt=None``)."""
+        ``StableAudioPipeline`` with ``negative_prompt=None``).
+
+        Raises:
+            RequestError: the duration is longer than the DiT's window (47.55 s).
+        """
+        if request.duration > self.window_seconds + 1e-6:
+            raise RequestError(f"duration must be <= {self.window_seconds:.2f} s for "
+                               f"{self.model_id} (its training window), got {request.duration}")
         if not guided:
             return replace(self.encode_prompt([request.prompt]), seconds_total=request.duration)
         negative = request.negative_prompt or request.prompt

@@ -95,6 +95,14 @@ def test_transfer_strength_zero_is_the_reconstruction_and_one_ignores_the_input(
     assert "strength" in sample(model, _req(input_path=path, strength=0.5)).record
 
 
+def test_open_refuses_durations_beyond_its_window() -> None:
+    model = load_model("tiny:stable-audio", "cpu")
+    window = model.window_seconds  # type: ignore[attr-defined]
+    assert sample(model, _req(duration=window)).audio.shape == (2, int(window * 44100))
+    with pytest.raises(RequestError, match="training window"):
+        sample(model, _req(duration=window + 0.1))
+
+
 def test_inpainting_needs_a_family_that_can(tmp_path: Path) -> None:
     path = tmp_path / "in.wav"
     sf.write(path, np.zeros((44100, 2), np.float32), 44100)
