@@ -174,6 +174,14 @@ class ModelFamily(ABC):
         (noise × ``init_noise_sigma``, or SDEdit: ``add_noise`` at the strength's timestep)."""
         return None
 
+    def inpaint_conditioning(
+        self, conditioning: Any, waveform: torch.Tensor, duration: float,
+        regions: list[tuple[float, float]],
+    ) -> Any:
+        """``conditioning`` plus what regenerates ``regions`` (``[(start, end), ...]`` seconds)
+        of ``waveform`` and keeps the rest; only families that ``supports_inpainting``."""
+        raise NotImplementedError(f"{self.name} cannot inpaint")
+
     def load_waveform(self, path: Path, n_samples: int) -> torch.Tensor:
         """An input file as the waveform :meth:`audio_to_latents` takes: ``(1, n_samples)``
         mono at :attr:`sample_rate`, cropped or zero-padded.

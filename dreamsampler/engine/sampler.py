@@ -157,9 +157,7 @@ def _sample(
         if request.is_inpaint:
             regions = ([(input_seconds, duration)] if request.continuation is not None
                        else [(request.mask_start, request.mask_end)])
-            local = model.inpaint_conditioning(  # type: ignore[attr-defined]
-                waveform, duration, regions, 2 if guided else 1)
-            conditioning = dataclasses.replace(conditioning, local=local)
+            conditioning = model.inpaint_conditioning(conditioning, waveform, duration, regions)
         else:
             clean = model.audio_to_latents(waveform, duration)
     start = model.initial_latents(scheduler, request, shape, clean, generator)

@@ -337,17 +337,19 @@ class StableAudio3Family(StableAudioFamilyBase):
         return replace(self.encode_prompt(prompts), seconds_total=request.duration)
 
     def inpaint_conditioning(
-        self, waveform: torch.Tensor, duration: float, regions: list[tuple[float, float]],
-        batch: int,
-    ) -> torch.Tensor:
-        """SA3's local-additive conditioning ``(batch, 1 + latent channels, frames)``.
+        self, conditioning: Any, waveform: torch.Tensor, duration: float,
+        regions: list[tuple[float, float]],
+    ) -> StableAudioConditioning:
+        """``conditioning`` with SA3's local-additive input ``(batch, 1 + latent channels,
+        frames)``: the keep-mask (1 keep, 0 regenerate) and the masked input latents.
 
         Args:
+            conditioning: the request's text and timing conditioning (its batch: 2 with
+                guidance).
             waveform: the input ``(1, channels, samples)``.
             duration: output seconds.
-            regions: ``[(start, end), ...]`` seconds to regenerate (mask 0); frame indices are
+            regions: ``[(start, end), ...]`` seconds to regenerate; frame indices are
                 ``int(seconds × rate / hop)`` as in ``StableAudio3InpaintPipeline``.
-            batch: rows (2 with guidance).
         """
         frames = self.frames(duration)
         mask = torch.ones(1, 1, frames, device=self.device)
@@ -359,7 +361,7 @@ class StableAudio3Family(StableAudioFamilyBase):
         latents = self._fit_frames(vae.encode(waveform.to(self.device, self.dtype)).latents,
                                    frames)
         local = torch.cat([mask, latents * mask], dim=1).to(self.dtype)
-        return local.expand(batch, -1, -1)
+        return replace(conditioning, local=local.expand(conditioning.batch, -1, -1))
 
     def denoise(
         self, latents: torch.Tensor, timestep: torch.Tensor, conditioning: Any
