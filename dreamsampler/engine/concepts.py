@@ -20,7 +20,9 @@ Textual inversion: Gal et al. 2022 (arXiv 2208.01618); DreamBooth: Ruiz et al. 2
 LoRA: Hu et al. 2021 (arXiv 2106.09685). For AudioLDM/MusicLDM the text reaches the UNet only
 through ``class_labels``, so LoRA targets ``class_embedding`` and the ResNets' ``time_emb_proj``,
 and for AudioLDM 2 the cross-attention; the attention projections of both are targets too
-(``DEFAULT_LORA_TARGETS`` in the trainer).
+(``DEFAULT_LORA_TARGETS`` in the trainer). The denoiser is the family's ``denoiser_key``
+component: the UNet, or the Stable Audio DiT (whose LoRA targets its attention projections).
+``concept.yaml`` records the family and a concept of another family is refused.
 
 A concept records a fingerprint of the base weights it was trained on (:func:`fingerprint`) and
 refuses to load on another base model. Pickle files (``.bin``, ``.pt``, ``.ckpt``…) are refused
@@ -41,7 +43,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -119,7 +121,8 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def fingerprint(model: ModelFamily) -> str:
-    """Fingerprint of a model's base weights: sha256 over the text encoders' and UNet's tensors.
+    """Fingerprint of a model's base weights: sha256 over the text encoders' and the denoiser's
+    (UNet's or DiT's) tensors.
 
     For each module (the text encoder of every text tower: ``text_encoder`` and, for AudioLDM 2,
     ``text_encoder_2``; then ``unet``) and each state-dict entry in sorted key
@@ -132,7 +135,7 @@ def fingerprint(model: ModelFamily) -> str:
         64 hex digits.
     """
     digest = hashlib.sha256()
-    for key in [*(encoder for _, encoder in model.text_towers), "unet"]:
+    for key in [*(encoder for _, encoder in model.text_towers), model.denoiser_key]:
         module: torch.nn.Module = model.components[key]
         state = module.state_dict()
         for name in sorted(state):
@@ -170,8 +173,9 @@ class ConceptMeta(BaseModel):
             ``<name>_0 <name>_1 …`` in prompts.
         class_word: DreamBooth/LoRA class noun ("guitar"), prompt "a recording of a <name> guitar".
         base_model: model id it was trained on (informative).
-        family: the model family it was trained on (``musicldm``, ``audioldm``,
-            ``audioldm2``…); ``None`` in concepts written before it was recorded.
+        family: the model family it was trained on (``musicldm``, ``audioldm``, ``audioldm2``,
+            ``stable-audio``, ``sa3``; checked on load; ``None`` in concepts written before it
+            was recorded).
         base_fingerprint: :func:`fingerprint` of that model (checked on load).
         training: the training settings (steps, lr, seed, …).
         clips: the training clips with their sha256.
@@ -245,7 +249,7 @@ class ConceptInfo:
 
     @classmethod
     def from_meta(cls, meta: ConceptMeta, loaded: bool = False) -> ConceptInfo:
-        family = str(meta.training.get("family") or meta.base_model)
+        family = str(meta.family or meta.training.get("family") or meta.base_model)
         return cls(meta.name, meta.method, meta.placeholder_token, meta.base_model, loaded,
                    family)
 
@@ -417,11 +421,14 @@ class ConceptManager:
         self._base_tokenizers = [copy.deepcopy(model.components[t]) for t, _ in model.text_towers]
         self._base_vocabs = [token_embedding(model.components[e]).num_embeddings
                              for _, e in model.text_towers]
-        # rows past the tokenizer's vocabulary (Flan-T5: 32100 tokens, 32128 rows) that added
-        # tokens take over while loaded; restored when they are unloaded
+        # rows past the tokenizer's vocabulary (t5-base and Flan-T5: 32,100 tokens, 32,128 rows,
+        # never trained): TI tokens take them first; their base values are restored on unload
+        self._base_tokens = [min(len(tok), vocab)
+                             for tok, vocab in zip(self._base_tokenizers, self._base_vocabs,
+                                                   strict=True)]
         self._spare_rows = [
-            token_embedding(model.components[e]).weight.detach()[len(tok):].clone()
-            for tok, (_, e) in zip(self._base_tokenizers, model.text_towers, strict=True)
+            token_embedding(model.components[e]).weight.detach()[start:].clone()
+            for start, (_, e) in zip(self._base_tokens, model.text_towers, strict=True)
         ]
         self._fingerprint: str | None = None
         model.concepts = self
@@ -466,10 +473,6 @@ class ConceptManager:
         if name in self._loaded:
             raise ConceptError(f"concept {name!r}", "already loaded (unload it first to reload)")
         meta = read_concept(folder)
-        if meta.family is not None and meta.family != self.model.name:
-            raise ConceptError(folder / CONCEPT_FILE,
-                               f"concept {name!r} is for the {meta.family} family, but the loaded "
-                               f"model {self.model.model_id!r} is {self.model.name}")
         self.check_base(meta, folder / CONCEPT_FILE)
         if meta.method == "ti":
             entry = self._prepare_ti(meta, folder)
@@ -506,7 +509,7 @@ class ConceptManager:
         if entry.meta.method == "ti":
             self._rebuild_vocabulary()
         elif entry.meta.method == "lora":
-            self.model.components["unet"].delete_adapters([name])
+            self.model.components[self.model.denoiser_key].delete_adapters([name])
         self.model.clear_prompt_cache()
         log.info("concept %s unloaded", name)
 
@@ -516,6 +519,10 @@ class ConceptManager:
         Raises:
             ConceptError: the fingerprints differ; the message names both models.
         """
+        if meta.family is not None and meta.family != self.model.name:
+            raise ConceptError(source, f"concept {meta.name!r} is for the {meta.family} family, "
+                               f"but the loaded model {self.model.model_id!r} is "
+                               f"{self.model.name} (another model family)")
         mine = self.base_fingerprint
         if meta.base_fingerprint != mine:
             raise ConceptError(
@@ -580,11 +587,11 @@ class ConceptManager:
             tokenizer = copy.deepcopy(self._base_tokenizers[tower])
             if tokens:
                 tokenizer.add_tokens(tokens)
+            start = self._base_tokens[tower]
             table = resize_token_embedding(self.model.components[encoder_key],
-                                           self._base_vocabs[tower] + len(tokens))
+                                           max(self._base_vocabs[tower], start + len(tokens)))
             with torch.no_grad():
-                spare = self._spare_rows[tower]
-                start = len(self._base_tokenizers[tower])
+                spare = self._spare_rows[tower][: table.num_embeddings - start]
                 table.weight[start : start + spare.shape[0]] = spare
                 for e in ti:
                     assert e.embeds is not None
@@ -598,7 +605,7 @@ class ConceptManager:
         self.model.clear_prompt_cache()
 
     def _load_lora(self, meta: ConceptMeta, folder: Path) -> _Loaded:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         try:
             unet.load_lora_adapter(str(folder), weight_name=LORA_FILE, prefix=None,
                                    adapter_name=meta.name)
@@ -610,7 +617,7 @@ class ConceptManager:
         return _Loaded(meta)
 
     def _load_dreambooth(self, meta: ConceptMeta, folder: Path) -> _Loaded:
-        base = self.model.components["unet"]
+        base = self.model.components[self.model.denoiser_key]
         path = folder / DREAMBOOTH_DIR
         try:
             unet = type(base).from_pretrained(str(path), torch_dtype=self.model.dtype,
@@ -629,47 +636,73 @@ class ConceptManager:
     # -- per request ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def activate(self, name: str | None, lora_scale: float = 1.0) -> Iterator[None]:
-        """Make ``name`` the active concept for one generation, then restore the base state.
+    def activate(
+        self, name: str | None, lora_scale: float = 1.0, loras: Sequence[tuple[str, float]] = ()
+    ) -> Iterator[None]:
+        """Make ``name`` (and the LoRA blend ``loras``) active for one generation, then restore
+        the base state.
 
-        ``None``: the base model (LoRA adapters off, base UNet). LoRA: the adapter at
-        ``lora_scale``. DreamBooth: its UNet in place of the base one. TI: nothing to switch
-        (its token is always usable in prompts).
+        ``None``: the base model (LoRA adapters off, base denoiser). LoRA: the adapter at
+        ``lora_scale``. DreamBooth: its denoiser in place of the base one. TI: nothing to switch
+        (its token is always usable in prompts). ``loras``: further LoRA concepts with their
+        weights, active together (peft sums the weighted adapter deltas: ``W + Σ wᵢ·BᵢAᵢ·αᵢ/rᵢ``),
+        with ``name`` (when it is a LoRA) at ``lora_scale``.
 
         Raises:
-            ConceptNotLoadedError: ``name`` is not loaded.
+            ConceptNotLoadedError: a named concept is not loaded.
+            ConceptError: a blend names a concept that is not a LoRA, or ``name`` is a
+                DreamBooth concept (its own denoiser has no adapters).
         """
-        if name is None:
+        if name is None and not loras:
             yield
             return
+        entry = self._entry(name) if name is not None else None
+        blend = [(n, float(w)) for n, w in loras]
+        for other, _ in blend:
+            if self._entry(other).meta.method != "lora":
+                raise ConceptError(f"concept {other!r}", "only LoRA concepts can be blended")
+        if entry is not None and entry.meta.method == "lora":
+            assert name is not None
+            blend.insert(0, (name, float(lora_scale)))
+        components = self.model.components
+        key = self.model.denoiser_key
+        if entry is not None and entry.meta.method == "dreambooth":
+            if blend:
+                raise ConceptError(f"concept {name!r}",
+                                   "a DreamBooth concept cannot be blended with LoRAs")
+            base = components[key]
+            components[key] = entry.unet
+            try:
+                yield
+            finally:
+                components[key] = base
+        elif blend:
+            denoiser = components[key]
+            denoiser.set_adapters([n for n, _ in blend], [w for _, w in blend])
+            denoiser.enable_adapters()
+            try:
+                yield
+            finally:
+                denoiser.disable_adapters()
+        else:
+            yield
+
+    def _entry(self, name: str) -> _Loaded:
         entry = self._loaded.get(name)
         if entry is None:
             raise ConceptNotLoadedError(
                 f"concept {name!r}",
                 f"not loaded{self._loaded_hint()}; load it with /concept/load {name}",
             )
-        components = self.model.components
-        if entry.meta.method == "lora":
-            unet = components["unet"]
-            unet.set_adapters([name], [float(lora_scale)])
-            unet.enable_adapters()
-            try:
-                yield
-            finally:
-                unet.disable_adapters()
-        elif entry.meta.method == "dreambooth":
-            base = components["unet"]
-            components["unet"] = entry.unet
-            try:
-                yield
-            finally:
-                components["unet"] = base
-        else:
-            yield
+        return entry
 
 
-def activate(model: ModelFamily, name: str | None, lora_scale: float = 1.0) -> Any:
-    """Context manager activating ``name`` on ``model`` (see :meth:`ConceptManager.activate`).
+def activate(
+    model: ModelFamily, name: str | None, lora_scale: float = 1.0,
+    loras: Sequence[tuple[str, float]] = (),
+) -> Any:
+    """Context manager activating ``name`` and the LoRA blend ``loras`` on ``model`` (see
+    :meth:`ConceptManager.activate`).
 
     Raises:
         ConceptNotLoadedError: a concept is named but the model has no manager or does not
@@ -677,10 +710,12 @@ def activate(model: ModelFamily, name: str | None, lora_scale: float = 1.0) -> A
     """
     manager: ConceptManager | None = model.concepts
     if manager is None:
-        if name is None:
+        if name is None and not loras:
             return contextlib.nullcontext()
-        raise ConceptNotLoadedError(f"concept {name!r}", "not loaded (this model has no concepts)")
-    return manager.activate(name, lora_scale)
+        missing = name if name is not None else loras[0][0]
+        raise ConceptNotLoadedError(f"concept {missing!r}",
+                                    "not loaded (this model has no concepts)")
+    return manager.activate(name, lora_scale, loras)
 
 
 def clip_records(paths: Mapping[str, Path] | list[Path]) -> list[ClipRecord]:

@@ -137,7 +137,8 @@ class TrainSettings:
         num_vectors: TI rows.
         class_word: DreamBooth/LoRA class noun.
         rank, alpha: LoRA rank and alpha (scaling ``alpha / rank``).
-        lora_targets: LoRA target module names.
+        lora_targets: LoRA target module names; the default stands for the family's own
+            (``ModelFamily.lora_targets``, e.g. the Stable Audio DiTs' attention projections).
         prior_preservation: DreamBooth prior loss with base-model class clips.
         num_class_clips: class clips to generate for it.
         prior_weight: weight of the prior loss.
@@ -238,8 +239,11 @@ class TrainResult:
 # -- the loss, shared by training and evaluation ---------------------------------------------------
 
 
-def noise_scheduler(model: ModelFamily) -> DDPMScheduler:
-    """The training-time forward process of ``model`` (its scheduler config as DDPM)."""
+def noise_scheduler(model: ModelFamily) -> DDPMScheduler | None:
+    """The training-time forward process of ``model`` (its scheduler config as DDPM); ``None``
+    for a family with its own objective (``training_example``: Stable Audio)."""
+    if hasattr(model, "training_example"):
+        return None
     return DDPMScheduler.from_config(model.scheduler_config)
 
 
@@ -250,13 +254,16 @@ def denoising_loss(
     conditioning: torch.Tensor,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Mean-squared denoising loss at random timesteps (Ho et al. 2020, Eq. 14).
+    """Mean-squared denoising loss at random timesteps (Ho et al. 2020, Eq. 14), or the family's
+    own objective where it has one (``model.training_example(latents, generator)`` →
+    ``(noisy, t, target)``: Stable Audio Open's v-objective, Stable Audio 3's rectified flow).
 
     Args:
         model: the family adapter (its :meth:`denoise` is the network).
         scheduler: a scheduler with ``add_noise`` (and ``get_velocity`` for v-prediction).
-        latents: clean scaled latents ``z0`` ``(batch, channels, frames, bins)``.
-        conditioning: text conditioning ``(batch, dim)``.
+        latents: clean scaled latents ``z0`` ``(batch, channels, frames, bins)`` (Stable Audio:
+            ``(batch, channels, frames)``; the timing conditioning is the clip's length).
+        conditioning: text conditioning (``(batch, dim)``; the family's object for Stable Audio).
         generator: CPU generator for the noise and the timesteps.
 
     Returns:
@@ -265,6 +272,11 @@ def denoising_loss(
     Raises:
         ValueError: unknown ``prediction_type``.
     """
+    example = getattr(model, "training_example", None)
+    if example is not None:  # the family's own objective (Stable Audio: v or rectified flow)
+        noisy, t, target = example(latents, generator)
+        prediction = model.denoise(noisy, t, conditioning)
+        return F.mse_loss(prediction.float(), target.float())
     batch = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32)
     noise = noise.to(latents.device, latents.dtype)
@@ -365,7 +377,8 @@ class TextualInversion(Strategy):
         for tokenizer, text_encoder, key in towers:
             base = token_embedding(text_encoder).weight.detach()
             if self.s.initializer_token == "mean":
-                inits.append(base.mean(dim=0))
+                # over the tokenizer's rows only: t5-base has never-trained rows beyond them
+                inits.append(base[: min(len(tokenizer), base.shape[0])].mean(dim=0))
                 continue
             ids = tokenizer(self.s.initializer_token, add_special_tokens=False).input_ids
             if len(ids) != 1:
@@ -379,8 +392,10 @@ class TextualInversion(Strategy):
         self.original: list[torch.Tensor] = []
         for (tokenizer, text_encoder, _), init in zip(towers, inits, strict=True):
             rows = token_embedding(text_encoder).num_embeddings
+            known = min(len(tokenizer), rows)
             tokenizer.add_tokens(tokens)
-            table = resize_token_embedding(text_encoder, rows + len(tokens))
+            # new tokens take the spare rows first (t5-base: 28), then new rows
+            table = resize_token_embedding(text_encoder, max(rows, known + len(tokens)))
             ids = tokenizer.convert_tokens_to_ids(tokens)
             with torch.no_grad():
                 table.weight[ids] = init
@@ -434,22 +449,23 @@ class DreamBooth(Strategy):
     """The whole UNet trains."""
 
     def prepare(self) -> list[torch.nn.Parameter]:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         unet.requires_grad_(True)
         return list(unet.parameters())
 
     def state(self) -> dict[str, torch.Tensor]:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         return {k: v.detach().cpu().contiguous() for k, v in unet.state_dict().items()}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.model.components["unet"].load_state_dict(state)
+        self.model.components[self.model.denoiser_key].load_state_dict(state)
 
     def save(self, folder: Path) -> None:
         target = folder / DREAMBOOTH_DIR
         tmp = folder / f".{DREAMBOOTH_DIR}.part"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.components["unet"].save_pretrained(str(tmp), safe_serialization=True)
+        denoiser = self.model.components[self.model.denoiser_key]
+        denoiser.save_pretrained(str(tmp), safe_serialization=True)
         old = folder / f".{DREAMBOOTH_DIR}.old"
         if target.exists():
             os.replace(target, old)
@@ -463,7 +479,7 @@ class LoRA(Strategy):
     def prepare(self) -> list[torch.nn.Parameter]:
         from peft import LoraConfig
 
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         config = LoraConfig(r=self.s.rank, lora_alpha=self.s.alpha, init_lora_weights="gaussian",
                             target_modules=list(self.s.lora_targets))
         with torch.random.fork_rng(devices=[]):
@@ -475,19 +491,19 @@ class LoRA(Strategy):
         return params
 
     def state(self) -> dict[str, torch.Tensor]:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         return {n: p.detach().cpu().contiguous() for n, p in unet.named_parameters()
                 if "lora_" in n}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         params = dict(unet.named_parameters())
         with torch.no_grad():
             for key, value in state.items():
                 params[key].copy_(value)
 
     def save(self, folder: Path) -> None:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         tmp = folder / f".{LORA_FILE}.dir"
         shutil.rmtree(tmp, ignore_errors=True)
         unet.save_lora_adapter(str(tmp), adapter_name=self.s.name, weight_name=LORA_FILE,
@@ -588,6 +604,8 @@ def train(
     """
     s = settings.resolved()
     assert s.steps is not None and s.grad_accum is not None
+    if s.method == "lora" and s.lora_targets == DEFAULT_LORA_TARGETS and model.lora_targets:
+        s.lora_targets = model.lora_targets  # the family's DiT has other layer names
     folder = concept_dir(concepts_dir, s.name)
     ckpts = checkpoints(folder)
     if resume and not ckpts:
