@@ -107,8 +107,76 @@ def test_bad_config_stops_start_up(tmp_path: Path) -> None:
     assert str(cfg) in run.stderr and "osc.hots: Extra inputs are not permitted" in run.stderr
 
 
+def _serve_fails(tmp_path: Path, *args: str, env: dict[str, str] = ENV) -> str:
+    """Run ``serve`` expecting it to stop before loading anything; its stderr.
+
+    The 30 s timeout bounds "fails fast": the old behaviour retried the hub for ~45 s."""
+    run = subprocess.run([*CLI, "serve", "--port", "0", "--oscquery-port", "0",
+                          "--output-dir", str(tmp_path / "o"), *args],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2, run.stderr
+    assert "Traceback" not in run.stderr
+    return run.stderr
+
+
 def test_unloadable_model_stops_start_up(tmp_path: Path) -> None:
-    run = subprocess.run([*CLI, "serve", "--model", str(tmp_path / "nothing"), "--port", "0",
-                          "--output-dir", str(tmp_path / "o")],
-                         env=ENV, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 1 and "cannot read model_index.json" in run.stderr
+    err = _serve_fails(tmp_path, "--model", str(tmp_path / "nothing"))
+    assert "no such folder" in err and "--model tiny" in err
+    (tmp_path / "empty").mkdir()
+    err = _serve_fails(tmp_path, "--model", str(tmp_path / "empty"))
+    assert "has no model_index.json" in err
+
+
+def test_offline_first_run_fails_fast_and_says_why(tmp_path: Path) -> None:
+    """HF_HUB_OFFLINE with a repo id that is not cached: no download is tried."""
+    env = {**ENV, "HF_HUB_CACHE": str(tmp_path / "cache")}
+    err = _serve_fails(tmp_path, "--model", "someone/not-cached", env=env)
+    assert "offline mode is on (HF_HUB_OFFLINE is set)" in err and "--model tiny" in err
+
+
+def test_unreachable_hub_says_the_download_failed(tmp_path: Path) -> None:
+    """Online, but the hub endpoint refuses connections (a closed local port stands in for a
+    machine without network): one probe, then a plain message instead of 30 s of retries."""
+    env = {k: v for k, v in ENV.items() if k != "HF_HUB_OFFLINE" and "proxy" not in k.lower()}
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    env.update(HF_ENDPOINT=endpoint, HF_HUB_CACHE=str(tmp_path / "cache"))
+    err = _serve_fails(tmp_path, "--model", "someone/not-cached", env=env)
+    assert f"the download failed: cannot reach {endpoint}" in err and "--model tiny" in err
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu_is_a_config_error(tmp_path: Path) -> None:
+    err = _serve_fails(tmp_path, "--model", "tiny", "--device", "cuda")
+    assert "model.device cuda: torch sees no CUDA GPU" in err
+
+
+def test_load_model_names_offline_mode() -> None:
+    """The engine's own message (used by ``generate``/``train`` paths that skip the CLI check)."""
+    from dreamsampler.engine.families import ModelLoadError, load_model
+
+    env_offline = os.environ.get("HF_HUB_OFFLINE")
+    assert env_offline == "1"  # tests/conftest.py: no test reaches the network
+    with pytest.raises(ModelLoadError, match=r"offline mode is on.*--model tiny"):
+        load_model("someone/not-cached", "cpu")
+
+
+def test_library_log_lines_are_printed_once(capfd: pytest.CaptureFixture[str]) -> None:
+    """huggingface_hub adds its own stderr handler and propagates: each line came out twice."""
+    import logging
+
+    from huggingface_hub.utils import logging as hf_logging
+
+    from dreamsampler.cli.common import route_library_logs
+
+    root = logging.getLogger()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("root: %(message)s"))
+    root.addHandler(handler)
+    try:
+        route_library_logs(("huggingface_hub",))
+        hf_logging.get_logger("huggingface_hub.test").warning("retrying in 8s")
+    finally:
+        root.removeHandler(handler)
+    assert capfd.readouterr().err.count("retrying in 8s") == 1

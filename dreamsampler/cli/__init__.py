@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
 from rich.logging import RichHandler
 
 from dreamsampler import __version__
 from dreamsampler.cli import concepts, doctor, eval, live, patches, send, serve, train
+from dreamsampler.cli.common import route_library_logs
 from dreamsampler.config import ConfigError
 
 COMMAND_MODULES = (serve, send, train, concepts, eval, live, doctor, patches)
@@ -38,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("httpx", "urllib3", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    route_library_logs(("huggingface_hub",))
+    # diffusers passes an argument huggingface_hub deprecated: noise on every model load
+    warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument")
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

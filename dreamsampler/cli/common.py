@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,27 @@ def config_from_args(args: argparse.Namespace) -> Config:
         key, value = parse_override(text)
         overrides[key] = value
     return load_config(args.config, overrides)
+
+
+#: library → its logging module, which adds a plain stderr handler to the library's logger
+_LIBRARY_LOGGING = {"huggingface_hub": "huggingface_hub.utils.logging",
+                    "diffusers": "diffusers.utils.logging",
+                    "transformers": "transformers.utils.logging"}
+
+
+def route_library_logs(libraries: tuple[str, ...] = tuple(_LIBRARY_LOGGING)) -> None:
+    """Send these libraries' log records only through our (rich) root handler.
+
+    huggingface_hub, diffusers and transformers each add a plain stderr handler to their logger
+    when imported; huggingface_hub also propagates, so each of its lines was printed twice (plain,
+    then by rich). Importing the logging module first makes the handler exist, then it is removed
+    and the records propagate. diffusers and transformers import torch: route them only in commands
+    that load a model anyway.
+    """
+    for library in libraries:
+        importlib.import_module(_LIBRARY_LOGGING[library])
+        logger = logging.getLogger(library)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        logger.propagate = True

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from pathlib import Path
 
-from dreamsampler.cli.common import add_config_args, config_from_args
+from dreamsampler.cli.common import add_config_args, config_from_args, route_library_logs
+from dreamsampler.cli.model_source import check_device, check_model_source
+from dreamsampler.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def _check_model(config: Config) -> None:
+    """Fail in a second on a model that cannot load (see :mod:`model_source`), then route the
+    model libraries' logs through ours (they are imported for the model anyway)."""
+    source = check_model_source(config.model.id)
+    check_device(config.model.device)
+    route_library_logs()
+    log.info("model %s (%s)", config.model.id, source)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    _check_model(config)
     from dreamsampler.server.app import serve
 
-    config = config_from_args(args)
     asyncio.run(serve(config))
     return 0
 
@@ -26,6 +41,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from dreamsampler.server.folder_sink import FolderSink
 
     config = config_from_args(args)
+    _check_model(config)
     d = config.defaults
     request = GenerationRequest(
         prompt=" ".join(args.prompt),
