@@ -64,6 +64,64 @@ def test_serve_and_send(served: tuple[int, Path, Path]) -> None:
     path = Path(lines[-1].split("'")[-2])
     assert path.parent == out and path.name.endswith("_warm-analog-bass_7.wav")
     assert sf.info(path).frames == 16000
+    # not a terminal: registered for /notify, the job's progress as plain lines
+    job = lines[0].split()[1]
+    assert f"/job.started {job}" in lines
+    fractions = [float(line.split()[2]) for line in lines if line.startswith("/progress ")]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) == 3
+    assert "warning" not in run.stderr
+
+
+def test_send_warns_about_a_misspelt_key(served: tuple[int, Path, Path]) -> None:
+    port, _, _ = served
+    run = subprocess.run([*CLI, "send", "--port", str(port), "/gen", "x", "sed", "3"],
+                         env=ENV, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "'sed' is sent as part of the prompt; did you mean the option 'seed'?" in run.stderr
+    assert run.stdout.strip().splitlines()[-1].endswith("_x-sed-3_0.wav'")
+
+
+def test_send_shows_a_progress_bar_on_a_terminal(served: tuple[int, Path, Path]) -> None:
+    import pty
+
+    port, _, _ = served
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([*CLI, "send", "--port", str(port), "/gen", "tty", "pad"],
+                            env={**ENV, "TERM": "xterm"}, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(60) == 0
+    text = b"".join(chunks).decode("utf-8", "replace")
+    assert "denoising" in text and "100%" in text and "━" in text
+    assert "/done '/gen'" in text and "/progress" not in text
+
+
+def test_send_to_a_port_where_nothing_listens_fails_fast() -> None:
+    port = _free_port()
+    run = subprocess.run([*CLI, "send", "--port", str(port), "/gen", "x"],
+                         env=ENV, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2
+    assert f"127.0.0.1:{port} (UDP)" in run.stderr
+    assert "is 'dreamsampler serve' running there" in run.stderr and "doctor" in run.stderr
+
+
+def test_misspelt_key_detection() -> None:
+    from dreamsampler.cli.send import misspelt_keys
+
+    assert misspelt_keys("/gen", ["x", "sed", 3]) == [("sed", "seed")]
+    assert misspelt_keys("/gen", ["x", "stpes", 8, "seed", 2]) == [("stpes", "steps")]
+    assert misspelt_keys("/gen", ["fast", "speed", "garage"]) == [], "no number after it"
+    assert misspelt_keys("/gen", ["seed", "pod"]) == [], "the first word is prompt"
+    assert misspelt_keys("/status", ["sed", 3]) == []
 
 
 def test_send_reports_failures(served: tuple[int, Path, Path]) -> None:
