@@ -71,7 +71,7 @@ class Defaults(_Section):
     prompt: str = ""
     negative_prompt: str = ""
     num_inference_steps: int = Field(25, ge=1)
-    guidance_scale: float = Field(2.5, ge=0.0)
+    guidance_scale: float = Field(2.5, ge=0.0, le=50.0)
     duration: float = Field(10.0, gt=0.0, description="seconds")
     strength: float = Field(0.5, ge=0.0, le=1.0)
     seed: int = Field(0, ge=0)
@@ -81,8 +81,8 @@ class Defaults(_Section):
 class Limits(_Section):
     """Bounds that protect a live session from requests it cannot serve in time."""
 
-    max_duration: float = Field(30.0, gt=0.0, description="seconds")
-    max_steps: int = Field(200, ge=1)
+    max_duration: float = Field(30.0, gt=0.0, le=600.0, description="seconds (at most 600)")
+    max_steps: int = Field(200, ge=1, le=1000, description="at most 1000")
     queue_size: int = Field(16, ge=1, description="jobs waiting at most; more get /fail")
 
 

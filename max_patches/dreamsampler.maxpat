@@ -368,7 +368,7 @@
       22
      ],
      "minimum": 1,
-     "maximum": 200.0,
+     "maximum": 1000.0,
      "parameter_enable": 0
     }
    },
@@ -437,7 +437,7 @@
       22
      ],
      "minimum": 0,
-     "maximum": 20.0,
+     "maximum": 50.0,
      "parameter_enable": 0,
      "format": 6
     }
@@ -507,7 +507,7 @@
       22
      ],
      "minimum": 0.01,
-     "maximum": 30.0,
+     "maximum": 600.0,
      "parameter_enable": 0,
      "format": 6
     }

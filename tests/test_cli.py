@@ -185,6 +185,18 @@ def test_unloadable_model_stops_start_up(tmp_path: Path) -> None:
     assert "has no model_index.json" in err
 
 
+def test_busy_osc_port_is_named_before_the_model_loads(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        run = subprocess.run([*CLI, "serve", "--model", "someone/not-cached", "--port", str(port),
+                              "--output-dir", str(tmp_path / "o")],
+                             env=ENV, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"OSC port {port} on 127.0.0.1 (UDP) is already in use" in run.stderr
+    assert "--port N, or --port 0 for a free one" in run.stderr
+
+
 def test_offline_first_run_fails_fast_and_says_why(tmp_path: Path) -> None:
     """HF_HUB_OFFLINE with a repo id that is not cached: no download is tried."""
     env = {**ENV, "HF_HUB_CACHE": str(tmp_path / "cache")}

@@ -1,12 +1,17 @@
-"""Configuration options shared by the subcommands that load a model or serve."""
+"""What the subcommands share: configuration options, and logging that prints each line once and
+cannot raise."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import sys
 from pathlib import Path
 from typing import Any
+
+from rich.logging import RichHandler
 
 from dreamsampler.config import Config, load_config, parse_override
 
@@ -97,3 +102,19 @@ def route_library_logs(libraries: tuple[str, ...] = tuple(_LIBRARY_LOGGING)) -> 
             if type(handler) is logging.StreamHandler:
                 logger.removeHandler(handler)
         logger.propagate = True
+
+
+class SafeRichHandler(RichHandler):
+    """A :class:`rich.logging.RichHandler` that cannot raise.
+
+    Rendering a rich traceback reads source files; with no file descriptor left (``EMFILE``) that
+    raised out of ``emit`` and, from the event loop's exception handler, out of the loop. Here any
+    error while rendering falls back to one plain line on stderr, and an error there is dropped.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)
+        except Exception:
+            with contextlib.suppress(Exception):  # logging must never take the process down
+                sys.stderr.write(f"{record.levelname} {record.getMessage()}\n")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
+from typing import Any
 
 from dreamsampler.cli.common import add_config_args, config_from_args, route_library_logs
 from dreamsampler.cli.model_source import check_device, check_model_source
 from dreamsampler.config import Config
+from dreamsampler.server.ports import check_osc_port
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +26,41 @@ def _check_model(config: Config) -> None:
     log.info("model %s (%s)", config.model.id, source)
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
-    _check_model(config)
+def raise_open_file_limit(wanted: int = 8192) -> None:
+    """Raise the soft open-file limit toward the hard one (many clients, files and sockets; the
+    usual soft limit of 1024 was reachable with idle connections)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Log an error the event loop caught (one line, no traceback rendering) and serve on."""
+    exc = context.get("exception")
+    with contextlib.suppress(Exception):
+        log.error("event loop: %s%s", context.get("message", "error"),
+                  f": {type(exc).__name__}: {exc}" if exc is not None else "")
+
+
+async def _serve(config: Config) -> None:
     from dreamsampler.server.app import serve
 
-    asyncio.run(serve(config))
+    asyncio.get_running_loop().set_exception_handler(_loop_exception)
+    await serve(config)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    check_osc_port(config.osc.host, config.osc.port)
+    _check_model(config)
+    raise_open_file_limit()
+    asyncio.run(_serve(config))
     return 0
 
 

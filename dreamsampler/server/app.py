@@ -14,6 +14,7 @@ from dreamsampler.server.folder_sink import FolderSink
 from dreamsampler.server.live import Live
 from dreamsampler.server.osc import OscServer
 from dreamsampler.server.oscquery import OscQueryServer, session_values
+from dreamsampler.server.ports import osc_port_problem
 from dreamsampler.server.service import Service
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,10 @@ async def start_app(config: Config, engine: Engine | None = None) -> App:
     osc = OscServer(service, config.osc.host, config.osc.port, live=live)
     try:
         await live.start()
-        await osc.start()
+        try:
+            await osc.start()
+        except OSError as exc:
+            raise OSError(osc_port_problem(config.osc.host, config.osc.port, exc)) from None
     except BaseException:
         await live.close()
         await service.close()
@@ -77,6 +81,7 @@ async def start_app(config: Config, engine: Engine | None = None) -> App:
         app.oscquery = OscQueryServer(
             lambda: session_values(service.session), osc.host, osc.port, host=config.osc.host,
             port=q.port, name=q.name, zeroconf=q.zeroconf,
+            maxima={"steps": config.limits.max_steps, "duration": config.limits.max_duration},
         )
         try:
             await app.oscquery.start()
