@@ -165,16 +165,39 @@ def test_bad_config_stops_start_up(tmp_path: Path) -> None:
     assert str(cfg) in run.stderr and "osc.hots: Extra inputs are not permitted" in run.stderr
 
 
-def _serve_fails(tmp_path: Path, *args: str, env: dict[str, str] = ENV) -> str:
-    """Run ``serve`` expecting it to stop before loading anything; its stderr.
+def _serve_fails(tmp_path: Path, *args: str, env: dict[str, str] = ENV,
+                 cwd: Path | None = None) -> str:
+    """Run ``serve`` expecting it to stop before loading anything; its output (log and error).
 
     The 30 s timeout bounds "fails fast": the old behaviour retried the hub for ~45 s."""
     run = subprocess.run([*CLI, "serve", "--port", "0", "--oscquery-port", "0",
                           "--output-dir", str(tmp_path / "o"), *args],
-                         env=env, capture_output=True, text=True, timeout=30)
+                         env=env, capture_output=True, text=True, timeout=30, cwd=cwd)
     assert run.returncode == 2, run.stderr
-    assert "Traceback" not in run.stderr
-    return run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    return run.stdout + run.stderr
+
+
+def test_config_problems_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_bytes(b"osc:\n  host: caf\xe9\n")
+    assert "not UTF-8 text (byte 0xe9 on line 2)" in _serve_fails(tmp_path, "--config", str(bad))
+    assert "the value is not valid YAML" in _serve_fails(tmp_path, "--set", "osc.port=[")
+    assert "output.dir: Value error, an empty path is not allowed" in _serve_fails(
+        tmp_path, "--set", "output.dir=")
+
+
+def test_start_up_names_the_config_file_in_effect(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**ENV, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "HF_HUB_CACHE": str(tmp_path / "c")}
+    out = " ".join(_serve_fails(tmp_path, "--model", "someone/not-cached", env=env,
+                                cwd=work).split())
+    assert "config: built-in defaults (no ./config.yaml or" in out
+    (work / "config.yaml").write_text("limits:\n  queue_size: 3\n")
+    out = " ".join(_serve_fails(tmp_path, "--model", "someone/not-cached", env=env,
+                                cwd=work).split())
+    assert f"config: {work / 'config.yaml'}" in out
 
 
 def test_unloadable_model_stops_start_up(tmp_path: Path) -> None:

@@ -8,11 +8,21 @@ import sys
 import warnings
 
 from dreamsampler import __version__
-from dreamsampler.cli import concepts, doctor, eval, live, patches, send, serve, train
+from dreamsampler.cli import (
+    concepts,
+    config_cmd,
+    doctor,
+    eval,
+    live,
+    patches,
+    send,
+    serve,
+    train,
+)
 from dreamsampler.cli.common import SafeRichHandler, route_library_logs
 from dreamsampler.config import ConfigError
 
-COMMAND_MODULES = (serve, send, train, concepts, eval, live, doctor, patches)
+COMMAND_MODULES = (serve, send, train, concepts, eval, live, doctor, patches, config_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

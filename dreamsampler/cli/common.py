@@ -13,15 +13,28 @@ from typing import Any
 
 from rich.logging import RichHandler
 
-from dreamsampler.config import Config, load_config, parse_override
+from dreamsampler.config import (
+    CONFIG_NAME,
+    Config,
+    describe_source,
+    find_config,
+    load_config,
+    parse_override,
+    user_config_dir,
+)
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("configuration (each overrides config.yaml)")
-    g.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
+    """The configuration options; each help text ends with the built-in default."""
+    g = p.add_argument_group(
+        "configuration (each overrides the config file; defaults shown are the built-in ones)")
+    g.add_argument("--config", type=Path,
+                   help=f"YAML config file (default: ./{CONFIG_NAME}, else {CONFIG_NAME} in "
+                   f"{_user_config_dir_shown()}, else the built-in defaults)")
     g.add_argument("--model", help="repo id, local folder, 'tiny' or 'tiny:audioldm'")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
-    g.add_argument("--dtype", choices=["float32", "float16", "bfloat16"])
+    g.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
+                   help="model precision (half precision on a GPU only)")
     g.add_argument("--host", help="OSC host to bind")
     g.add_argument("--port", type=int, help="OSC UDP port")
     g.add_argument("--output-dir", type=Path, help="folder that receives the clips")
@@ -44,6 +57,39 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
                    help="follow Ableton Link (needs the 'link' extra)")
     g.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
                    help="override any setting, e.g. --set limits.queue_size=4 (repeatable)")
+    show_defaults(p)
+
+
+def _user_config_dir_shown() -> str:
+    path = str(user_config_dir())
+    home = str(Path.home())
+    return "~" + path[len(home):] if path.startswith(home) else path
+
+
+def _default_of(dotted: str) -> Any:
+    node: Any = Config()
+    for key in dotted.split("."):
+        node = getattr(node, key)
+    return node
+
+
+def show_defaults(p: argparse.ArgumentParser) -> None:
+    """Append ``(default: X)`` from :class:`Config` to the help of every option that overrides a
+    config key (their argparse default is ``None``: "not given", so the file's value stands)."""
+    for action in p._actions:
+        key = _OVERRIDES.get(action.dest)
+        if key is None or action.help is None or "(default" in action.help:
+            continue
+        value = _default_of(key)
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "none"
+        elif isinstance(value, bool):
+            value = "on" if value else "off"
+        elif value is None:
+            value = "none"
+        elif isinstance(value, Path) and not value.is_absolute() and not str(value).startswith("~"):
+            value = f"{value}, next to the config file, or in {_user_config_dir_shown()}"
+        action.help += f" (default: {value})"
 
 
 _OVERRIDES = {
@@ -77,7 +123,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for text in args.set:
         key, value = parse_override(text)
         overrides[key] = value
-    return load_config(args.config, overrides)
+    return load_config(find_config(args.config), overrides)
+
+
+def config_source(args: argparse.Namespace) -> str:
+    """Which config file is in effect for ``args`` (for the start-up log)."""
+    return describe_source(find_config(args.config))
 
 
 #: library → its logging module, which adds a plain stderr handler to the library's logger

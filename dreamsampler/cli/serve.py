@@ -9,9 +9,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from dreamsampler.cli.common import add_config_args, config_from_args, route_library_logs
+from dreamsampler.cli.common import (
+    add_config_args,
+    config_from_args,
+    config_source,
+    route_library_logs,
+)
 from dreamsampler.cli.model_source import check_device, check_model_source
-from dreamsampler.config import Config
+from dreamsampler.config import Config, user_config_dir
 from dreamsampler.server.ports import check_osc_port
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,11 @@ async def _serve(config: Config) -> None:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    log.info("config: %s", config_source(args))
+    presets = config.live.presets_dir
+    if not presets.exists() and presets.is_relative_to(user_config_dir()):
+        presets.mkdir(parents=True, exist_ok=True)  # the default place: /preset/save writes here
+        log.info("created the presets folder %s", presets)
     check_osc_port(config.osc.host, config.osc.port)
     _check_model(config)
     raise_open_file_limit()
