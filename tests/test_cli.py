@@ -273,3 +273,39 @@ def test_library_log_lines_are_printed_once(capfd: pytest.CaptureFixture[str]) -
     finally:
         root.removeHandler(handler)
     assert capfd.readouterr().err.count("retrying in 8s") == 1
+
+
+def test_logging_cannot_raise(monkeypatch: pytest.MonkeyPatch,
+                              capfd: pytest.CaptureFixture[str]) -> None:
+    """Rendering a rich traceback reads source files: with no descriptor left it raised out of
+    the handler (and out of the event loop). Now the record falls back to one plain line."""
+    import errno
+    import logging
+
+    import rich.traceback
+
+    from dreamsampler.cli.common import SafeRichHandler
+
+    def no_files(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(rich.traceback.Traceback, "from_exception", no_files)
+    handler = SafeRichHandler(rich_tracebacks=True)
+    try:
+        raise ConnectionError("accept failed")
+    except ConnectionError:
+        record = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "socket.accept() out "
+                                   "of system resource", None, sys.exc_info())
+    handler.emit(record)  # does not raise
+    assert "ERROR socket.accept() out of system resource" in capfd.readouterr().err
+
+
+def test_serve_raises_the_open_file_limit() -> None:
+    """Soft 256 under a hard 4096: serve raises the soft limit (idle sockets need descriptors)."""
+    code = ("import resource; from dreamsampler.cli.serve import raise_open_file_limit; "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)); raise_open_file_limit(); "
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])")
+    run = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "4096"
