@@ -7,6 +7,8 @@ import logging
 import sys
 import warnings
 
+from rich.console import Console
+
 from dreamsampler import __version__
 from dreamsampler.cli import (
     concepts,
@@ -44,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
-        handlers=[SafeRichHandler(show_path=False, rich_tracebacks=True)],
+        handlers=[SafeRichHandler(show_path=False, rich_tracebacks=True,
+                                  console=Console(stderr=True))],  # stdout: results
     )
     for noisy in ("httpx", "urllib3", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
