@@ -10,12 +10,15 @@ once).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dreamsampler.config import ConfigError
+from dreamsampler.config import Config, ConfigError
+
+log = logging.getLogger(__name__)
 
 TINY_HINT = ("use --model tiny (random weights: runs offline, produces noise) or --model "
              "/path/to/folder (a diffusers folder with model_index.json)")
@@ -112,3 +115,19 @@ def check_device(device: str) -> None:
             torch.device(device)
         except RuntimeError as exc:
             raise ConfigError(f"model.device {device}: {exc}") from None
+
+
+def check_model(config: Config) -> None:
+    """Fail in a second on a model that cannot load (:func:`check_model_source`,
+    :func:`check_device`), then route the model libraries' logs through ours (they are imported
+    for the model anyway).
+
+    Raises:
+        ConfigError: see :func:`check_model_source` and :func:`check_device`.
+    """
+    from dreamsampler.cli.common import route_library_logs
+
+    source = check_model_source(config.model.id)
+    check_device(config.model.device)
+    route_library_logs()
+    log.info("model %s (%s)", config.model.id, source)

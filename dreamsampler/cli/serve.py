@@ -13,22 +13,12 @@ from dreamsampler.cli.common import (
     add_config_args,
     config_from_args,
     config_source,
-    route_library_logs,
 )
-from dreamsampler.cli.model_source import check_device, check_model_source
+from dreamsampler.cli.model_source import check_model
 from dreamsampler.config import Config, user_config_dir
 from dreamsampler.server.ports import check_osc_port
 
 log = logging.getLogger(__name__)
-
-
-def _check_model(config: Config) -> None:
-    """Fail in a second on a model that cannot load (see :mod:`model_source`), then route the
-    model libraries' logs through ours (they are imported for the model anyway)."""
-    source = check_model_source(config.model.id)
-    check_device(config.model.device)
-    route_library_logs()
-    log.info("model %s (%s)", config.model.id, source)
 
 
 def raise_open_file_limit(wanted: int = 8192) -> None:
@@ -68,7 +58,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         presets.mkdir(parents=True, exist_ok=True)  # the default place: /preset/save writes here
         log.info("created the presets folder %s", presets)
     check_osc_port(config.osc.host, config.osc.port)
-    _check_model(config)
+    check_model(config)
     raise_open_file_limit()
     asyncio.run(_serve(config))
     return 0
@@ -83,7 +73,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from dreamsampler.server.folder_sink import FolderSink
 
     config = config_from_args(args)
-    _check_model(config)
+    check_model(config)
     d = config.defaults
     request = GenerationRequest(
         prompt=" ".join(args.prompt),
