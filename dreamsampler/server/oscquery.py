@@ -202,6 +202,7 @@ class OscQueryServer:
         #: the configured HTTP port when it was taken and a free one is used instead
         self.fallback_from: int | None = None
         self.connections = 0
+        self._osc_ip: str | None = None
         self._server: asyncio.Server | None = None
         self._zeroconf: Any = None
         self._services: list[Any] = []
@@ -211,7 +212,9 @@ class OscQueryServer:
 
     def host_info(self) -> dict[str, Any]:
         """``HOST_INFO``; ``OSC_IP`` is an address a client can send to (never ``0.0.0.0``)."""
-        return {"NAME": self.name, "OSC_IP": _advertised_address(self.osc_host),
+        if self._osc_ip is None:  # found once: the lookup opens a socket
+            self._osc_ip = _advertised_address(self.osc_host)
+        return {"NAME": self.name, "OSC_IP": self._osc_ip,
                 "OSC_PORT": self.osc_port, "OSC_TRANSPORT": "UDP",
                 "EXTENSIONS": dict(EXTENSIONS)}
 
@@ -290,6 +293,7 @@ class OscQueryServer:
                         "(clients find it over mDNS; /status reports it; --oscquery-port N "
                         "picks another)", self.fallback_from, self.port)
         log.info("OSCQuery on http://%s:%d/", self.host, self.port)
+        self.host_info()  # resolves OSC_IP now, not under load
         if self.zeroconf_enabled and _is_loopback(self.osc_host):
             self.advertise_skipped = (
                 f"OSC is bound to {self.osc_host}, which other machines cannot reach")
