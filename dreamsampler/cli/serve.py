@@ -73,6 +73,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from dreamsampler.server.folder_sink import FolderSink
 
     config = config_from_args(args)
+    log.info("config: %s", config_source(args))
     check_model(config)
     d = config.defaults
     request = GenerationRequest(
