@@ -233,8 +233,8 @@ class ConceptInfo:
     """A concept as the engine reports it (``/concept/list``, ``/concept/available``).
 
     Attributes:
-        family: the model family recorded at training (``training["family"]``), else the base
-            model id.
+        family: the model family recorded at training (``concept.yaml``'s ``family``), else the
+            base model id (concepts written before the family was recorded).
         loaded: it is loaded in the engine.
         already_loaded: a load found it loaded already and changed nothing.
     """
