@@ -16,7 +16,7 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -32,6 +32,10 @@ T = TypeVar("T")
 
 class QueueFull(RuntimeError):
     """The engine's queue holds its maximum number of waiting jobs."""
+
+
+class EngineClosed(RuntimeError):
+    """The engine closed before a pending operation ran; the message is the close reason."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,9 @@ class EngineStatus:
     device: str
     queued: int
     running: int | None
+    #: engine-specific details for ``/status`` (a remote engine: replicas, their concepts and
+    #: queue lengths); JSON-ready, empty for the local engine.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine(Protocol):
