@@ -94,3 +94,17 @@ def test_presets_list_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["presets", "list", "--presets-dir", str(ROOT / "presets")]) == 0
     out = capsys.readouterr().out
     assert "drums:" in out and "lofi-drums-4bars  (4 bars" in out
+
+
+def test_engine_options() -> None:
+    args = build_parser().parse_args([
+        "serve", "--config", str(ROOT / "config.yaml"), "--engine", "ray", "--ray-address",
+        "10.0.0.5:6379", "--replicas", "2", "--gpus-per-replica", "0.5",
+        "--set", "engine.max_replicas=4",
+    ])
+    engine = config_from_args(args).engine
+    assert (engine.kind, engine.ray_address, engine.replicas, engine.max_replicas,
+            engine.gpus_per_replica) == ("ray", "10.0.0.5:6379", 2, 4, 0.5)
+    assert load_config(ROOT / "config.yaml").engine.kind == "local"
+    with pytest.raises(ConfigError, match="max_replicas 1 < replicas 2"):
+        load_config(None, {"engine.replicas": 2, "engine.max_replicas": 1})
