@@ -1,29 +1,32 @@
-"""RayEngine on a real local Ray cluster (127.0.0.1) with two tiny-model Serve replicas.
+"""The server on RayEngine: a real local Ray cluster (127.0.0.1) with two tiny-model replicas,
+driven over real UDP by two OSC clients.
 
-One test, one cluster (starting Ray costs most of the time): concurrent jobs with progress, cancel
-that frees the replica, LoRA concepts routed to the replica that holds them (LRU of one concept per
-replica), and a replica killed mid-job (SIGKILL) failing its job while the next job succeeds. Audio
-is compared with :func:`sample` on the same tiny weights in this process. Skipped only when Ray
-Serve is not installed.
+One test, one cluster (starting Ray costs most of the time): concurrent /gen from two clients with
+/progress, /cancel that frees the replica, two LoRA concepts routed to the replica that holds each
+(an LRU of one concept per replica), and a replica killed mid-job (SIGKILL) whose job ends in
+/fail while the next job succeeds. Clips are compared with :func:`sample` on the same tiny weights
+in this process. Skipped only when Ray Serve is not installed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
+import json
 import os
 import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
-from dreamsampler.engine.concepts import ConceptManager, ConceptNotLoadedError
+from dreamsampler.client import OscClient, Reply
+from dreamsampler.engine.concepts import ConceptManager
 from dreamsampler.engine.families import load_model
-from dreamsampler.engine.jobs import Job, JobFailed, JobFinished, JobProgress, JobStarted
 from dreamsampler.engine.request import GenerationRequest
 from dreamsampler.engine.sampler import sample
 from dreamsampler.engine.training.trainer import TrainSettings, train
+from tests.conftest import make_config, run_server
 from tests.engine import toy_world as toy
 
 pytestmark = pytest.mark.skipif(
@@ -31,12 +34,8 @@ pytestmark = pytest.mark.skipif(
     reason="needs the 'ray' extra (ray[serve])",
 )
 
+PROMPT = "a plucked tone"
 FAST = {"steps": 4, "checkpoint_every": 0, "lr": 1e-2, "grad_accum": 1}
-
-
-def _req(seed: int, concept: str | None = None, steps: int = 3) -> GenerationRequest:
-    return GenerationRequest("a plucked tone", seed=seed, num_inference_steps=steps,
-                             duration=0.5, concept=concept)
 
 
 def _raylet_pids() -> set[int]:
@@ -51,8 +50,25 @@ def _raylet_pids() -> set[int]:
     return pids
 
 
-async def _events(job: Job) -> list:
-    return [e async for e in job.events()]
+def _gen(client: OscClient, job_id: int, *options: object) -> None:
+    client.send("/gen", PROMPT, "seed", 7, "id", job_id, *options)
+
+
+def _end(client: OscClient, job_id: int, timeout: float = 60.0) -> Reply:
+    """The /done or /fail that ends job ``job_id`` of a /gen."""
+    def ended(r: Reply) -> bool:
+        return r.address in ("/done", "/fail") and r.args[0] == "/gen" and job_id in r.args[1:]
+
+    seen = [r for r in client.received if ended(r)]
+    return seen[-1] if seen else client.wait_for(ended, timeout)[-1]
+
+
+def _clip(done: Reply) -> tuple[np.ndarray, str]:
+    """The written clip (channels, samples) and the replica that made it."""
+    assert done.address == "/done", done
+    path = Path(done.args[2])
+    record = json.loads(path.with_suffix(".json").read_text())
+    return sf.read(path, dtype="float32", always_2d=True)[0].T, record["replica"]
 
 
 @pytest.fixture(scope="module")
@@ -66,104 +82,78 @@ def lora_concepts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_ray_engine_jobs_progress_cancel_routing_and_replica_death(lora_concepts: Path) -> None:
-    from dreamsampler.engine.ray_engine import RayEngine, RaySettings
-
+def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
     reference = load_model("tiny", "cpu")
     manager = ConceptManager(reference, lora_concepts)
     manager.load("bright")
     manager.load("dark")
-    expected = {c: sample(reference, _req(7, c)).audio for c in (None, "bright", "dark")}
+    expected = {
+        c: sample(reference, GenerationRequest(PROMPT, seed=7, num_inference_steps=3,
+                                               duration=0.5, concept=c)).audio.clip(-1, 1)
+        for c in (None, "bright", "dark")
+    }
     assert not np.array_equal(expected["bright"], expected["dark"])
     raylets_before = _raylet_pids()
+    config = make_config(tmp_path, **{
+        "engine.kind": "ray", "engine.replicas": 2, "engine.cpus_per_replica": 0.5,
+        "engine.concepts_per_replica": 1, "concepts_dir": str(lora_concepts),
+        "output.subtype": "FLOAT", "defaults.num_inference_steps": 3,
+        "defaults.duration": 0.5, "limits.max_steps": 1000,
+    })
+    for server in run_server(config, start_timeout=240):
+        engine = server.app.service.engine
+        with server.client() as a, server.client() as b:
+            a.request("/notify", 1)
+            # Two clients at once: both replicas work; every step is reported.
+            _gen(a, 1)
+            _gen(b, 2)
+            clips = [_clip(_end(a, 1)), _clip(_end(b, 2))]
+            for audio, _ in clips:
+                np.testing.assert_array_equal(audio, expected[None])
+            assert len({replica for _, replica in clips}) == 2
+            fractions = [r.args[1] for r in a.received if r.address == "/progress"
+                         and r.args[0] == 1]
+            assert fractions == pytest.approx([1 / 3, 2 / 3, 1.0])
 
-    async def main() -> None:
-        engine = RayEngine(
-            "tiny", "cpu", concepts_dir=lora_concepts,
-            settings=RaySettings(min_replicas=2, cpus_per_replica=0.5, concepts_per_replica=1,
-                                 app_name="ds-test"),
-        )
-        await engine.start()
-        try:
-            await _scenario(engine)
-        finally:
-            await engine.close()
+            # /cancel mid-job stops the replica between steps: afterwards two jobs sent together
+            # run on two replicas (a replica still busy would take neither).
+            _gen(a, 3, "steps", 1000)
+            a.wait_for(lambda r: r.address == "/progress" and r.args[0] == 3)
+            assert a.request("/cancel", 3, timeout=10)[-1].args == ("/cancel", 3)
+            assert _end(a, 3).args[1:] == ("cancelled", 3)
+            _gen(a, 4)
+            _gen(b, 5)
+            assert _clip(_end(a, 4))[1] != _clip(_end(b, 5))[1]
 
-    async def _scenario(engine: RayEngine) -> None:
-        # Two concurrent jobs: each streams start, every step, its clip; both replicas work.
-        jobs = [engine.submit(_req(7), job_id)[0] for job_id in (1, 2)]
-        runs = await asyncio.gather(*(_events(j) for j in jobs))
-        for events in runs:
-            assert isinstance(events[0], JobStarted)
-            assert [e.step for e in events if isinstance(e, JobProgress)] == [1, 2, 3]
-            assert isinstance(events[-1], JobFinished)
-            np.testing.assert_array_equal(events[-1].result.audio, expected[None])
-        assert {r[-1].result.record["replica"] for r in runs} == set(
-            engine.status().extra["replicas"]
-        ) and len(engine.status().extra["replicas"]) == 2
-
-        # Cancel mid-job: the replica stops between steps and takes the next job at once, so two
-        # jobs sent together afterwards run on two replicas (a busy replica would take neither).
-        long, _ = engine.submit(_req(1, steps=1000), 3)
-        async for event in long.events():
-            if isinstance(event, JobProgress):
-                assert engine.cancel(3)
-                break
-        end = await long.wait()
-        assert isinstance(end, JobFailed) and end.cancelled
-        pair = [engine.submit(_req(7), job_id)[0] for job_id in (4, 5)]
-        ends = await asyncio.gather(*(j.wait() for j in pair))
-        assert all(isinstance(e, JobFinished) for e in ends)
-        assert len({e.result.record["replica"] for e in ends}) == 2  # type: ignore[union-attr]
-
-        # Concepts: unknown → a clear failure; two LoRA concepts end up one per replica (LRU of
-        # one), and later requests go to the replica that holds theirs.
-        refused, _ = engine.submit(_req(7, "bright"), 6)
-        end = await refused.wait()
-        assert isinstance(end, JobFailed) and "'bright'" in end.message
-        assert "not loaded" in end.message
-        for name in ("bright", "dark"):
-            info = await engine.load_concept(name)
-            assert (info.name, info.method, info.loaded) == (name, "lora", True)
-        assert [c.name for c in engine.list_concepts()] == ["bright", "dark"]
-        job_id = 10
-        ran_on: dict[str, str] = {}
-        for _round in range(3):
-            pair = []
+            # Two LoRA concepts settle one per replica; later requests go to their holder.
             for name in ("bright", "dark"):
-                pair.append((name, engine.submit(_req(7, name), job_id)[0]))
-                job_id += 1
-            for name, job in pair:
-                end = await job.wait()
-                assert isinstance(end, JobFinished), end
-                np.testing.assert_array_equal(end.result.audio, expected[name])
-                ran_on[name] = end.result.record["replica"]
-        replicas = engine.status().extra["replicas"]
-        holders = {name: [rid for rid, r in replicas.items() if name in r["concepts"]]
-                   for name in ("bright", "dark")}
-        assert len(holders["bright"]) == 1 and len(holders["dark"]) == 1
-        assert holders["bright"] != holders["dark"]
-        assert ran_on == {"bright": holders["bright"][0], "dark": holders["dark"][0]}
-        await engine.unload_concept("dark")
-        with pytest.raises(ConceptNotLoadedError):
-            await engine.unload_concept("dark")
-        await engine.barrier()
+                assert a.request("/concept/load", name)[-1].args == ("/concept/load", name,
+                                                                     "lora")
+            ran_on: dict[str, str] = {}
+            for round_ in range(3):
+                _gen(a, 10 + round_, "concept", "bright")
+                _gen(b, 20 + round_, "concept", "dark")
+                for client, job_id, name in ((a, 10 + round_, "bright"), (b, 20 + round_, "dark")):
+                    audio, ran_on[name] = _clip(_end(client, job_id))
+                    np.testing.assert_array_equal(audio, expected[name])
+            replicas = engine.status().extra["replicas"]
+            holders = {name: [rid for rid, r in replicas.items() if name in r["concepts"]]
+                       for name in ("bright", "dark")}
+            assert holders == {"bright": [ran_on["bright"]], "dark": [ran_on["dark"]]}
+            assert ran_on["bright"] != ran_on["dark"]
 
-        # A replica killed mid-job: the job fails naming the replica; Serve replaces it and
-        # the next jobs succeed.
-        doomed, _ = engine.submit(_req(2, steps=1000), 30)
-        async for event in doomed.events():
-            if isinstance(event, JobProgress):
-                break
-        (victim,) = [r for r in engine.status().extra["replicas"].values() if r["running"] == 30]
-        os.kill(victim["pid"], signal.SIGKILL)
-        end = await doomed.wait()
-        assert isinstance(end, JobFailed) and not end.cancelled
-        assert "replica" in end.message and "Died" in end.message, end.message
-        for job_id in (31, 32):
-            end = await engine.submit(_req(7), job_id)[0].wait()
-            assert isinstance(end, JobFinished), end
-            np.testing.assert_array_equal(end.result.audio, expected[None])
-
-    asyncio.run(main())
-    assert not (_raylet_pids() - raylets_before), "a raylet outlived the engine"
+            # A replica killed mid-job: /fail names the replica; the next job succeeds and
+            # /status keeps answering.
+            _gen(a, 30, "steps", 1000)
+            a.wait_for(lambda r: r.address == "/progress" and r.args[0] == 30)
+            (victim,) = [r for r in engine.status().extra["replicas"].values()
+                         if r["running"] == 30]
+            os.kill(victim["pid"], signal.SIGKILL)
+            failed = _end(a, 30)
+            assert failed.address == "/fail" and "replica" in failed.args[1], failed
+            assert "Died" in failed.args[1], failed
+            assert b.request("/status", timeout=5)[-1].address == "/status.reply"
+            for job_id in (31, 32):
+                _gen(b, job_id)
+                np.testing.assert_array_equal(_clip(_end(b, job_id))[0], expected[None])
+    assert not (_raylet_pids() - raylets_before), "a raylet outlived the server"
