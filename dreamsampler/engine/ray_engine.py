@@ -34,6 +34,7 @@ import dataclasses
 import logging
 import os
 import re
+import sys
 import tempfile
 import threading
 from collections import deque
@@ -389,7 +390,8 @@ class RayEngine:
         self._replicas: dict[str, _ReplicaView] = {}
         self._closing: str | None = None
         self._closed = asyncio.Event()
-        self._started_ray = False
+        self._started_ray = False  # this engine started a local Ray instance
+        self._owns_connection = False  # this engine called ray.init
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -413,8 +415,12 @@ class RayEngine:
 
     def _deploy(self) -> None:
         if self.settings.address is None:
-            # Keep a local instance on the loopback address; must precede importing ray.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            # A local instance stays on 127.0.0.1: Ray binds the routable address unless
+            # clusters are "disabled" (its Windows/macOS default), read when ray is imported.
+            os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+            constants = sys.modules.get("ray._private.ray_constants")
+            if constants is not None:  # ray was imported before: its constant is already read
+                constants.ENABLE_RAY_CLUSTER = False
         try:
             import ray
             from ray import serve
@@ -431,9 +437,13 @@ class RayEngine:
                     namespace="dreamsampler",
                 )
                 self._started_ray = True
+                node_ip = ray.util.get_node_ip_address()
+                if node_ip != "127.0.0.1":
+                    log.warning("local Ray instance bound %s, not 127.0.0.1", node_ip)
             else:
                 ray.init(address=self.settings.address, log_to_driver=False,
                          namespace="dreamsampler")
+            self._owns_connection = True
         serve.start(proxy_location="Disabled")
         app = deployment(self.model_id, self._device, self._dtype, self.concepts_dir,
                          self.settings)
@@ -452,7 +462,8 @@ class RayEngine:
                 serve.shutdown()
             else:
                 serve.delete(self.settings.app_name)
-        ray.shutdown()
+        if self._owns_connection:
+            ray.shutdown()  # a connection made by someone else (a bench, a notebook) stays
 
     async def close(self, reason: str = "server shutting down") -> None:
         """Fail queued jobs and pending operations with ``reason``, cancel running jobs, then

@@ -101,6 +101,9 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
         "defaults.duration": 0.5, "limits.max_steps": 1000,
     })
     for server in run_server(config, start_timeout=240):
+        import ray
+
+        assert ray.util.get_node_ip_address() == "127.0.0.1"
         engine = server.app.service.engine
         with server.client() as a, server.client() as b:
             a.request("/notify", 1)
