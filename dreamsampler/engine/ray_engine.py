@@ -352,6 +352,7 @@ class _ReplicaView:
     running: int | None = None
     jobs_done: int = 0
     last_error: str | None = None
+    alive: bool = True
 
 
 class RayEngine:
@@ -497,10 +498,12 @@ class RayEngine:
         except ConceptError as exc:
             job._push(JobFailed(job_id, str(exc)))
             return job, 0
+        running = len(self._entries) - waiting
+        free = max(0, self.settings.min_replicas - running)
         entry = _Entry(job, concept)
         self._entries[job_id] = entry
         entry.task = asyncio.create_task(self._run(entry), name=f"ray-job-{job_id}")
-        return job, waiting
+        return job, max(0, waiting - free)
 
     def _route(self, request: GenerationRequest) -> str | None:
         """The one concept a request needs (its multiplexed key), checked in arrival order."""
@@ -594,6 +597,7 @@ class RayEngine:
         return None
 
     def _failure(self, entry: _Entry, exc: Exception) -> JobFailed:
+        from ray.exceptions import RayActorError
         from ray.serve.exceptions import RequestCancelledError
 
         if isinstance(exc, RequestCancelledError):
@@ -603,7 +607,9 @@ class RayEngine:
         message = f"{where} failed: {type(exc).__name__}: {first_line}"
         log.warning("job %d: %s", entry.job.id, message)
         if entry.replica in self._replicas:
-            self._replicas[entry.replica].last_error = message
+            view = self._replicas[entry.replica]
+            view.last_error = message
+            view.alive = not isinstance(exc, RayActorError)
         return JobFailed(entry.job.id, message)
 
     def cancel(self, job_id: int) -> bool:
