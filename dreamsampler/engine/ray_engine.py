@@ -587,10 +587,13 @@ class RayEngine:
         elif kind == "progress":
             job._push(JobProgress(job.id, message["step"], message["total"]))
         elif kind == "finished":
+            record = message["record"]
+            if job.request.input_path is not None:  # the replica read a copy of its samples
+                record["input_path"] = str(job.request.input_path)
             return JobFinished(job.id, GenerationResult(
                 audio=np.asarray(message["audio"], dtype=np.float32),
                 sample_rate=int(message["sample_rate"]),
-                record=message["record"],
+                record=record,
             ))
         elif kind == "failed":
             return JobFailed(job.id, message["message"], cancelled=message.get("cancelled", False))

@@ -26,7 +26,7 @@ from dreamsampler.engine.families import load_model
 from dreamsampler.engine.request import GenerationRequest
 from dreamsampler.engine.sampler import sample
 from dreamsampler.engine.training.trainer import TrainSettings, train
-from tests.conftest import make_config, run_server
+from tests.conftest import make_config, run_server, write_pluck
 from tests.engine import toy_world as toy
 
 pytestmark = pytest.mark.skipif(
@@ -54,10 +54,10 @@ def _gen(client: OscClient, job_id: int, *options: object) -> None:
     client.send("/gen", PROMPT, "seed", 7, "id", job_id, *options)
 
 
-def _end(client: OscClient, job_id: int, timeout: float = 60.0) -> Reply:
-    """The /done or /fail that ends job ``job_id`` of a /gen."""
+def _end(client: OscClient, job_id: int, timeout: float = 60.0, address: str = "/gen") -> Reply:
+    """The /done or /fail that ends job ``job_id`` of a /gen (or ``address``)."""
     def ended(r: Reply) -> bool:
-        return r.address in ("/done", "/fail") and r.args[0] == "/gen" and job_id in r.args[1:]
+        return r.address in ("/done", "/fail") and r.args[0] == address and job_id in r.args[1:]
 
     seen = [r for r in client.received if ended(r)]
     return seen[-1] if seen else client.wait_for(ended, timeout)[-1]
@@ -65,10 +65,16 @@ def _end(client: OscClient, job_id: int, timeout: float = 60.0) -> Reply:
 
 def _clip(done: Reply) -> tuple[np.ndarray, str]:
     """The written clip (channels, samples) and the replica that made it."""
+    audio, record = _clip_and_record(done)
+    return audio, record["replica"]
+
+
+def _clip_and_record(done: Reply) -> tuple[np.ndarray, dict]:
+    """The written clip (channels, samples) and its sidecar record."""
     assert done.address == "/done", done
     path = Path(done.args[2])
     record = json.loads(path.with_suffix(".json").read_text())
-    return sf.read(path, dtype="float32", always_2d=True)[0].T, record["replica"]
+    return sf.read(path, dtype="float32", always_2d=True)[0].T, record
 
 
 @pytest.fixture(scope="module")
@@ -93,13 +99,17 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
         for c in (None, "bright", "dark")
     }
     assert not np.array_equal(expected["bright"], expected["dark"])
-    raylets_before = _raylet_pids()
     config = make_config(tmp_path, **{
         "engine.kind": "ray", "engine.replicas": 2, "engine.cpus_per_replica": 0.5,
         "engine.concepts_per_replica": 1, "concepts_dir": str(lora_concepts),
         "output.subtype": "FLOAT", "defaults.num_inference_steps": 3,
         "defaults.duration": 0.5, "limits.max_steps": 1000,
     })
+    source = write_pluck(config.input_dirs[0] / "pluck.wav")
+    transferred = sample(reference, GenerationRequest(
+        PROMPT, seed=7, num_inference_steps=3, duration=0.5, input_path=source, strength=0.5,
+    )).audio.clip(-1, 1)
+    raylets_before = _raylet_pids()
     for server in run_server(config, start_timeout=240):
         import ray
 
@@ -117,6 +127,12 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
             fractions = [r.args[1] for r in a.received if r.address == "/progress"
                          and r.args[0] == 1]
             assert fractions == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+            # Style transfer: the front end reads the input file and ships its samples.
+            a.send("/transfer", "pluck.wav", PROMPT, "seed", 7, "strength", 0.5, "id", 9)
+            audio, record = _clip_and_record(_end(a, 9, address="/transfer"))
+            np.testing.assert_array_equal(audio, transferred)
+            assert record["input_path"] == str(source)
 
             # /cancel mid-job stops the replica between steps: afterwards two jobs sent together
             # run on two replicas (a replica still busy would take neither).
