@@ -81,9 +81,10 @@ def _clip_and_record(done: Reply) -> tuple[np.ndarray, dict]:
 def lora_concepts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("concepts")
     clips = toy.concept_clips(2)
-    for name in ("bright", "dark"):
+    for method, name in (("lora", "bright"), ("lora", "dark"), ("ti", "glass"),
+                         ("dreambooth", "twin")):
         train(load_model("tiny", "cpu"),
-              TrainSettings(method="lora", name=name, **FAST),  # type: ignore[arg-type]
+              TrainSettings(method=method, name=name, **FAST),  # type: ignore[arg-type]
               clips, root)
     return root
 
@@ -91,13 +92,15 @@ def lora_concepts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
     reference = load_model("tiny", "cpu")
     manager = ConceptManager(reference, lora_concepts)
-    manager.load("bright")
-    manager.load("dark")
+    for name in ("bright", "dark", "glass", "twin"):
+        manager.load(name)
     expected = {
         c: sample(reference, GenerationRequest(PROMPT, seed=7, num_inference_steps=3,
                                                duration=0.5, concept=c)).audio.clip(-1, 1)
-        for c in (None, "bright", "dark")
+        for c in (None, "bright", "dark", "twin")
     }
+    expected["glass"] = sample(reference, GenerationRequest(
+        "a <glass> tone", seed=7, num_inference_steps=3, duration=0.5)).audio.clip(-1, 1)
     assert not np.array_equal(expected["bright"], expected["dark"])
     config = make_config(tmp_path, **{
         "engine.kind": "ray", "engine.replicas": 2, "engine.cpus_per_replica": 0.5,
@@ -160,6 +163,17 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
                        for name in ("bright", "dark")}
             assert holders == {"bright": [ran_on["bright"]], "dark": [ran_on["dark"]]}
             assert ran_on["bright"] != ran_on["dark"]
+
+            # TI (routed by its token in the prompt) and DreamBooth work too; replicas evict
+            # the LoRA concepts (LRU of one) to make room. One concept per request.
+            for name in ("glass", "twin"):
+                a.request("/concept/load", name)
+            a.send("/gen", "a <glass> tone", "seed", 7, "id", 40)
+            _gen(b, 41, "concept", "twin")
+            np.testing.assert_array_equal(_clip(_end(a, 40))[0], expected["glass"])
+            np.testing.assert_array_equal(_clip(_end(b, 41))[0], expected["twin"])
+            a.send("/gen", "a <glass> tone", "seed", 7, "concept", "bright", "id", 42)
+            assert "one concept per request" in _end(a, 42).args[1]
 
             # A replica killed mid-job: /fail names the replica; the next job succeeds and
             # /status keeps answering.
