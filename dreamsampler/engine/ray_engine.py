@@ -315,7 +315,9 @@ def deployment(model_id: str, device: str, dtype: str, concepts_dir: Path | None
             "min_replicas": settings.min_replicas,
             "max_replicas": settings.max_replicas,
             "target_ongoing_requests": 1,
-            "upscale_delay_s": 5.0,
+            "metrics_interval_s": 1.0,
+            "look_back_period_s": 5.0,
+            "upscale_delay_s": 2.0,
             "downscale_delay_s": 60.0,
         }}
     options = serve.deployment(
