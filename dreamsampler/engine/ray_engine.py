@@ -387,7 +387,8 @@ class RayEngine:
         self._handle: Any = None
         self._info: dict[str, Any] = {}
         self._entries: dict[int, _Entry] = {}
-        self._concepts: dict[str, ConceptInfo | None] = {}  # None: load in progress
+        self._concepts: dict[str, ConceptInfo] = {}  # loaded (routable), in load order
+        self._loading: dict[str, asyncio.Future[ConceptInfo]] = {}
         self._generation: dict[str, int] = {}
         self._ops: set[asyncio.Task[Any]] = set()
         self._replicas: dict[str, _ReplicaView] = {}
@@ -513,7 +514,7 @@ class RayEngine:
         if request.concept is not None:
             names.append(request.concept)
         for name, info in self._concepts.items():
-            if info is not None and info.method == "ti" and name != request.concept and (
+            if info.method == "ti" and name != request.concept and (
                 re.search(re.escape(info.placeholder_token), request.prompt)
                 or re.search(re.escape(info.placeholder_token), request.negative_prompt)
             ):
@@ -524,7 +525,7 @@ class RayEngine:
             raise ConceptError(", ".join(names),
                                "the Ray engine serves one concept per request")
         name = names[0]
-        if name not in self._concepts:
+        if name not in self._concepts and name not in self._loading:
             loaded = ", ".join(self._concepts) or "none loaded"
             raise ConceptNotLoadedError(
                 f"concept {name!r}",
@@ -647,6 +648,8 @@ class RayEngine:
     async def load_concept(self, name: str) -> ConceptInfo:
         """Load a concept on one replica (which checks it) and route requests naming it.
 
+        Jobs submitted after this call may name the concept at once (arrival order).
+
         Raises:
             ConceptError: invalid, missing, already loaded or for another base model.
             EngineClosed: the engine closed first.
@@ -654,27 +657,38 @@ class RayEngine:
         check_name(name)
         if self.concepts_dir is None:
             raise ConceptError("concepts_dir", "no concepts folder is configured")
-        if name in self._concepts:
+        if name in self._concepts or name in self._loading:
             raise ConceptError(f"concept {name!r}", "already loaded (unload it first to reload)")
-        self._concepts[name] = None
+        loading = asyncio.get_running_loop().create_future()
+        self._loading[name] = loading
+        try:
+            info = await self._load(name)
+        except asyncio.CancelledError:
+            loading.cancel()
+            raise
+        except Exception as exc:
+            loading.set_exception(exc)
+            loading.exception()  # retrieved: a failed load nobody else awaited is not an error
+            raise
+        else:
+            loading.set_result(info)
+            return info
+        finally:
+            del self._loading[name]
+
+    async def _load(self, name: str) -> ConceptInfo:
         self._generation[name] = self._generation.get(name, 0) + 1
         key = f"{name}@{self._generation[name]}"
 
         async def call() -> dict[str, Any]:
             return await self._handle.options(multiplexed_model_id=key).load_concept.remote()
 
-        try:
-            answer = await self._operation(call())
-        except BaseException:
-            self._concepts.pop(name, None)
-            raise
+        answer = await self._operation(call())
         if "error" in answer:
-            self._concepts.pop(name, None)
             raise ConceptError(answer["path"], answer["reason"])
         self._note_replica(answer)
         info = ConceptInfo(**answer["concept"])
-        if name in self._concepts:  # not unloaded meanwhile
-            self._concepts[name] = info
+        self._concepts[name] = info
         return info
 
     async def unload_concept(self, name: str) -> None:
@@ -683,6 +697,9 @@ class RayEngine:
         Raises:
             ConceptNotLoadedError: it is not loaded.
         """
+        if name in self._loading:  # arrival order: the load before this unload comes first
+            with contextlib.suppress(ConceptError):
+                await self._operation(asyncio.shield(self._loading[name]))
         if name not in self._concepts:
             loaded = ", ".join(self._concepts)
             raise ConceptNotLoadedError(
@@ -691,7 +708,7 @@ class RayEngine:
         del self._concepts[name]
 
     def list_concepts(self) -> list[ConceptInfo]:
-        return [info for info in self._concepts.values() if info is not None]
+        return list(self._concepts.values())
 
     async def available_concepts(self) -> list[ConceptInfo]:
         """Valid concepts in ``concepts_dir`` (read on the front end), with the loaded flag."""
@@ -701,7 +718,7 @@ class RayEngine:
         for err in errors:
             log.warning("concept skipped: %s", err)
         return [ConceptInfo(m.name, m.method, m.placeholder_token, m.base_model,
-                            loaded=self._concepts.get(m.name) is not None) for m in metas]
+                            loaded=m.name in self._concepts) for m in metas]
 
     async def barrier(self) -> None:
         """Resolve once every job and operation submitted before it has ended.
