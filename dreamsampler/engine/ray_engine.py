@@ -745,10 +745,17 @@ class RayEngine:
         return view
 
     def _replica_summary(self) -> str:
+        """``ray:<device> x<replicas> [<id> <concepts> <job or idle>; …]`` for ``/status``."""
         n = self.settings.min_replicas
         m = self.settings.max_replicas
         count = f"{n}-{m}" if m and m > n else f"{n}"
-        return f"ray:{self._info.get('device', '?')} x{count}"
+        parts = []
+        for rid, view in self._replicas.items():
+            if view.alive:
+                job = f"job {view.running}" if view.running is not None else "idle"
+                parts.append(f"{rid} {','.join(view.concepts) or '-'} {job}")
+        listed = f" [{'; '.join(parts)}]" if parts else ""
+        return f"ray:{self._info.get('device', '?')} x{count}{listed}"
 
     def status(self) -> EngineStatus:
         waiting = [e.job.id for e in self._entries.values() if not e.started]

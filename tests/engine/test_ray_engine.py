@@ -26,6 +26,7 @@ from dreamsampler.engine.families import load_model
 from dreamsampler.engine.request import GenerationRequest
 from dreamsampler.engine.sampler import sample
 from dreamsampler.engine.training.trainer import TrainSettings, train
+from dreamsampler.server.contract import REPLIES
 from tests.conftest import make_config, run_server, write_pluck
 from tests.engine import toy_world as toy
 
@@ -163,6 +164,11 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
                        for name in ("bright", "dark")}
             assert holders == {"bright": [ran_on["bright"]], "dark": [ran_on["dark"]]}
             assert ran_on["bright"] != ran_on["dark"]
+            status = a.request("/status", timeout=5)[-1]
+            device = status.args[[x.name for x in REPLIES["/status.reply"].args].index("device")]
+            assert device.startswith("ray:cpu x2 [")
+            for name in ("bright", "dark"):
+                assert f"{ran_on[name]} {name} idle" in device, device
 
             # TI (routed by its token in the prompt) and DreamBooth work too; replicas evict
             # the LoRA concepts (LRU of one) to make room. One concept per request.
