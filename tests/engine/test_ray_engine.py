@@ -51,6 +51,15 @@ def _raylet_pids() -> set[int]:
     return pids
 
 
+def _stop_ray() -> None:
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()
+
+
 def _gen(client: OscClient, job_id: int, *options: object) -> None:
     client.send("/gen", PROMPT, "seed", 7, "id", job_id, *options)
 
@@ -114,85 +123,90 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
         PROMPT, seed=7, num_inference_steps=3, duration=0.5, input_path=source, strength=0.5,
     )).audio.clip(-1, 1)
     raylets_before = _raylet_pids()
-    for server in run_server(config, start_timeout=240):
-        import ray
+    try:
+        for server in run_server(config, start_timeout=240):
+            import ray
 
-        assert ray.util.get_node_ip_address() == "127.0.0.1"
-        engine = server.app.service.engine
-        with server.client() as a, server.client() as b:
-            a.request("/notify", 1)
-            # Two clients at once: both replicas work; every step is reported.
-            _gen(a, 1)
-            _gen(b, 2)
-            clips = [_clip(_end(a, 1)), _clip(_end(b, 2))]
-            for audio, _ in clips:
-                np.testing.assert_array_equal(audio, expected[None])
-            assert len({replica for _, replica in clips}) == 2
-            fractions = [r.args[1] for r in a.received if r.address == "/progress"
-                         and r.args[0] == 1]
-            assert fractions == pytest.approx([1 / 3, 2 / 3, 1.0])
+            assert ray.util.get_node_ip_address() == "127.0.0.1"
+            engine = server.app.service.engine
+            with server.client() as a, server.client() as b:
+                a.request("/notify", 1)
+                # Two clients at once: both replicas work; every step is reported.
+                _gen(a, 1)
+                _gen(b, 2)
+                clips = [_clip(_end(a, 1)), _clip(_end(b, 2))]
+                for audio, _ in clips:
+                    np.testing.assert_array_equal(audio, expected[None])
+                assert len({replica for _, replica in clips}) == 2
+                fractions = [r.args[1] for r in a.received if r.address == "/progress"
+                             and r.args[0] == 1]
+                assert fractions == pytest.approx([1 / 3, 2 / 3, 1.0])
 
-            # Style transfer: the front end reads the input file and ships its samples.
-            a.send("/transfer", "pluck.wav", PROMPT, "seed", 7, "strength", 0.5, "id", 9)
-            audio, record = _clip_and_record(_end(a, 9, address="/transfer"))
-            np.testing.assert_array_equal(audio, transferred)
-            assert record["input_path"] == str(source)
+                # Style transfer: the front end reads the input file and ships its samples.
+                a.send("/transfer", "pluck.wav", PROMPT, "seed", 7, "strength", 0.5, "id", 9)
+                audio, record = _clip_and_record(_end(a, 9, address="/transfer"))
+                np.testing.assert_array_equal(audio, transferred)
+                assert record["input_path"] == str(source)
 
-            # /cancel mid-job stops the replica between steps: afterwards two jobs sent together
-            # run on two replicas (a replica still busy would take neither).
-            _gen(a, 3, "steps", 1000)
-            a.wait_for(lambda r: r.address == "/progress" and r.args[0] == 3)
-            assert a.request("/cancel", 3, timeout=10)[-1].args == ("/cancel", 3)
-            assert _end(a, 3).args[1:] == ("cancelled", 3)
-            _gen(a, 4)
-            _gen(b, 5)
-            assert _clip(_end(a, 4))[1] != _clip(_end(b, 5))[1]
+                # /cancel mid-job stops the replica between steps: afterwards two jobs sent together
+                # run on two replicas (a replica still busy would take neither).
+                _gen(a, 3, "steps", 1000)
+                a.wait_for(lambda r: r.address == "/progress" and r.args[0] == 3)
+                assert a.request("/cancel", 3, timeout=10)[-1].args == ("/cancel", 3)
+                assert _end(a, 3).args[1:] == ("cancelled", 3)
+                _gen(a, 4)
+                _gen(b, 5)
+                assert _clip(_end(a, 4))[1] != _clip(_end(b, 5))[1]
 
-            # Two LoRA concepts settle one per replica; later requests go to their holder.
-            for name in ("bright", "dark"):
-                done = a.request("/concept/load", name)[-1]
-                assert done.args[:3] == ("/concept/load", name, "lora"), done
-            ran_on: dict[str, str] = {}
-            for round_ in range(3):
-                _gen(a, 10 + round_, "concept", "bright")
-                _gen(b, 20 + round_, "concept", "dark")
-                for client, job_id, name in ((a, 10 + round_, "bright"), (b, 20 + round_, "dark")):
-                    audio, ran_on[name] = _clip(_end(client, job_id))
-                    np.testing.assert_array_equal(audio, expected[name])
-            replicas = engine.status().extra["replicas"]
-            holders = {name: [rid for rid, r in replicas.items() if name in r["concepts"]]
-                       for name in ("bright", "dark")}
-            assert holders == {"bright": [ran_on["bright"]], "dark": [ran_on["dark"]]}
-            assert ran_on["bright"] != ran_on["dark"]
-            status = a.request("/status", timeout=5)[-1]
-            device = status.args[[x.name for x in REPLIES["/status.reply"].args].index("device")]
-            assert device.startswith("ray:cpu x2 [")
-            for name in ("bright", "dark"):
-                assert f"{ran_on[name]} {name} idle" in device, device
+                # Two LoRA concepts settle one per replica; later requests go to their holder.
+                for name in ("bright", "dark"):
+                    done = a.request("/concept/load", name)[-1]
+                    assert done.args[:3] == ("/concept/load", name, "lora"), done
+                ran_on: dict[str, str] = {}
+                for round_ in range(3):
+                    _gen(a, 10 + round_, "concept", "bright")
+                    _gen(b, 20 + round_, "concept", "dark")
+                    for client, job_id, name in ((a, 10 + round_, "bright"),
+                                                 (b, 20 + round_, "dark")):
+                        audio, ran_on[name] = _clip(_end(client, job_id))
+                        np.testing.assert_array_equal(audio, expected[name])
+                replicas = engine.status().extra["replicas"]
+                holders = {name: [rid for rid, r in replicas.items() if name in r["concepts"]]
+                           for name in ("bright", "dark")}
+                assert holders == {"bright": [ran_on["bright"]], "dark": [ran_on["dark"]]}
+                assert ran_on["bright"] != ran_on["dark"]
+                status = a.request("/status", timeout=5)[-1]
+                names = [x.name for x in REPLIES["/status.reply"].args]
+                device = status.args[names.index("device")]
+                assert device.startswith("ray:cpu x2 [")
+                for name in ("bright", "dark"):
+                    assert f"{ran_on[name]} {name} idle" in device, device
 
-            # TI (routed by its token in the prompt) and DreamBooth work too; replicas evict
-            # the LoRA concepts (LRU of one) to make room. One concept per request.
-            for name in ("glass", "twin"):
-                a.request("/concept/load", name)
-            a.send("/gen", "a <glass> tone", "seed", 7, "id", 40)
-            _gen(b, 41, "concept", "twin")
-            np.testing.assert_array_equal(_clip(_end(a, 40))[0], expected["glass"])
-            np.testing.assert_array_equal(_clip(_end(b, 41))[0], expected["twin"])
-            a.send("/gen", "a <glass> tone", "seed", 7, "concept", "bright", "id", 42)
-            assert "one concept per request" in _end(a, 42).args[1]
+                # TI (routed by its token in the prompt) and DreamBooth work too; replicas evict
+                # the LoRA concepts (LRU of one) to make room. One concept per request.
+                for name in ("glass", "twin"):
+                    a.request("/concept/load", name)
+                a.send("/gen", "a <glass> tone", "seed", 7, "id", 40)
+                _gen(b, 41, "concept", "twin")
+                np.testing.assert_array_equal(_clip(_end(a, 40))[0], expected["glass"])
+                np.testing.assert_array_equal(_clip(_end(b, 41))[0], expected["twin"])
+                a.send("/gen", "a <glass> tone", "seed", 7, "concept", "bright", "id", 42)
+                assert "one concept per request" in _end(a, 42).args[1]
 
-            # A replica killed mid-job: /fail names the replica; the next job succeeds and
-            # /status keeps answering.
-            _gen(a, 30, "steps", 1000)
-            a.wait_for(lambda r: r.address == "/progress" and r.args[0] == 30)
-            (victim,) = [r for r in engine.status().extra["replicas"].values()
-                         if r["running"] == 30]
-            os.kill(victim["pid"], signal.SIGKILL)
-            failed = _end(a, 30)
-            assert failed.address == "/fail" and "replica" in failed.args[1], failed
-            assert "Died" in failed.args[1], failed
-            assert b.request("/status", timeout=5)[-1].address == "/status.reply"
-            for job_id in (31, 32):
-                _gen(b, job_id)
-                np.testing.assert_array_equal(_clip(_end(b, job_id))[0], expected[None])
+                # A replica killed mid-job: /fail names the replica; the next job succeeds and
+                # /status keeps answering.
+                _gen(a, 30, "steps", 1000)
+                a.wait_for(lambda r: r.address == "/progress" and r.args[0] == 30)
+                (victim,) = [r for r in engine.status().extra["replicas"].values()
+                             if r["running"] == 30]
+                os.kill(victim["pid"], signal.SIGKILL)
+                failed = _end(a, 30)
+                assert failed.address == "/fail" and "replica" in failed.args[1], failed
+                assert "Died" in failed.args[1], failed
+                assert b.request("/status", timeout=5)[-1].address == "/status.reply"
+                for job_id in (31, 32):
+                    _gen(b, job_id)
+                    np.testing.assert_array_equal(_clip(_end(b, job_id))[0], expected[None])
+    finally:  # a failed check must not leave the cluster running for later tests
+        _stop_ray()
     assert not (_raylet_pids() - raylets_before), "a raylet outlived the server"
