@@ -108,3 +108,20 @@ def test_engine_options() -> None:
     assert load_config(ROOT / "config.yaml").engine.kind == "local"
     with pytest.raises(ConfigError, match="max_replicas 1 < replicas 2"):
         load_config(None, {"engine.replicas": 2, "engine.max_replicas": 1})
+
+
+def test_engine_kind_picks_the_engine() -> None:
+    """``engine.kind: ray`` builds a RayEngine with the settings (Ray itself starts later)."""
+    from dreamsampler.engine.jobs import LocalEngine
+    from dreamsampler.engine.ray_engine import RayEngine, RaySettings
+    from dreamsampler.server.app import make_engine
+
+    assert isinstance(make_engine(load_config(None, {"model.id": "tiny"})), LocalEngine)
+    engine = make_engine(load_config(None, {
+        "model.id": "tiny", "engine.kind": "ray", "engine.ray_address": "auto",
+        "engine.replicas": 2, "engine.max_replicas": 3, "engine.gpus_per_replica": 0.5,
+        "limits.queue_size": 5,
+    }))
+    assert isinstance(engine, RayEngine) and engine.queue_size == 5
+    assert engine.settings == RaySettings(address="auto", min_replicas=2, max_replicas=3,
+                                          gpus_per_replica=0.5)
