@@ -630,9 +630,11 @@ class RayEngine:
     # -- concepts ------------------------------------------------------------------------------
 
     async def _operation(self, coro: Any) -> Any:
-        """Run an operation; :class:`EngineClosed` when the engine closes first."""
+        """Await ``coro`` (a coroutine or future); :class:`EngineClosed` when the engine closes
+        first."""
         if self._closing is not None:
-            coro.close()
+            if asyncio.iscoroutine(coro):
+                coro.close()
             raise EngineClosed(self._closing)
         task = asyncio.ensure_future(coro)
         self._ops.add(task)
