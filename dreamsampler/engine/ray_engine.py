@@ -475,16 +475,20 @@ class RayEngine:
         if self._closing is None:
             self._closing = reason
             self._closed.set()
-            tasks = []
-            for entry in list(self._entries.values()):
+            entries = list(self._entries.values())
+            for entry in entries:
                 if entry.response is not None:
                     entry.response.cancel()
                 if entry.task is not None:
                     entry.task.cancel()
-                    tasks.append(entry.task)
             for op in list(self._ops):
                 op.cancel()
-            await asyncio.gather(*tasks, *self._ops, return_exceptions=True)
+            await asyncio.gather(*(e.task for e in entries if e.task is not None), *self._ops,
+                                 return_exceptions=True)
+            for entry in entries:  # a task cancelled before it began never ended its job
+                if not entry.job.done:
+                    entry.job._push(JobFailed(entry.job.id, reason, cancelled=True))
+            self._entries.clear()
         await asyncio.to_thread(self._teardown)
 
     # -- jobs ----------------------------------------------------------------------------------

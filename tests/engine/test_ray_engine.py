@@ -10,11 +10,13 @@ in this process. Skipped only when Ray Serve is not installed.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -23,12 +25,16 @@ import soundfile as sf
 from dreamsampler.client import OscClient, Reply
 from dreamsampler.engine.concepts import ConceptManager
 from dreamsampler.engine.families import load_model
+from dreamsampler.engine.jobs import EngineClosed, JobFailed, JobProgress
 from dreamsampler.engine.request import GenerationRequest
 from dreamsampler.engine.sampler import sample
 from dreamsampler.engine.training.trainer import TrainSettings, train
 from dreamsampler.server.contract import REPLIES
 from tests.conftest import make_config, run_server, write_pluck
 from tests.engine import toy_world as toy
+
+if TYPE_CHECKING:
+    from dreamsampler.engine.ray_engine import RayEngine
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.serve") is None,
@@ -58,6 +64,19 @@ def _stop_ray() -> None:
     if ray.is_initialized():
         serve.shutdown()
         ray.shutdown()
+
+
+async def _close_with_work(engine: RayEngine) -> list:
+    jobs = [engine.submit(GenerationRequest(PROMPT, num_inference_steps=1000, duration=0.5),
+                          job_id)[0] for job_id in (50, 51, 52)]
+    barrier = asyncio.ensure_future(engine.barrier())
+    async for event in jobs[0].events():
+        if isinstance(event, JobProgress):
+            break
+    await engine.close("test over")
+    with pytest.raises(EngineClosed, match="test over"):
+        await barrier
+    return [await job.wait() for job in jobs]
 
 
 def _gen(client: OscClient, job_id: int, *options: object) -> None:
@@ -207,6 +226,10 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
                 for job_id in (31, 32):
                     _gen(b, job_id)
                     np.testing.assert_array_equal(_clip(_end(b, job_id))[0], expected[None])
+
+            # Closing fails the running and queued jobs and a pending barrier with the reason.
+            ends = server.call(_close_with_work(engine))
+            assert all(isinstance(e, JobFailed) and e.message == "test over" for e in ends)
     finally:  # a failed check must not leave the cluster running for later tests
         _stop_ray()
     assert not (_raylet_pids() - raylets_before), "a raylet outlived the server"
