@@ -203,11 +203,9 @@ class EngineReplica:
             return None, True
         name = key.rpartition("@")[0]
         cached = self._owner.get(name) == key
-        slot = await self.get_concept(key)  # type: ignore[attr-defined]
+        # Serve's LRU evicts others (never the requested key), then calls _load_slot on a miss.
+        await self.get_concept(key)  # type: ignore[attr-defined]
         self._drain_evictions()
-        if self._owner.get(name) != key:  # evicted and unloaded while we waited: load again
-            await self._load_slot(key)
-        del slot
         return name, cached
 
     async def load_concept(self) -> dict[str, Any]:
@@ -224,9 +222,19 @@ class EngineReplica:
     # -- jobs ----------------------------------------------------------------------------------
 
     async def generate(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """Run one job; yields ``started``, ``progress`` per step, then ``finished``/``failed``.
+        """Run one job, streaming its messages (dicts with an ``event`` key).
 
-        Cancelling the call (``response.cancel()``) stops the sampler between two steps.
+        Args:
+            payload: ``request`` (the :class:`GenerationRequest` fields, ``input_path`` None)
+                and, for style transfer, ``input_audio``: float32 ``(samples,)`` at the model's
+                sample rate.
+
+        Yields:
+            ``started`` (replica id, pid, its loaded concepts), ``progress`` (``step``,
+            ``total``) after every denoising step, then ``finished`` (``audio`` float32
+            ``(channels, samples)``, ``sample_rate`` in Hz, ``record``) or ``failed``
+            (``message``, ``cancelled``). Cancelling the call (``response.cancel()``) stops the
+            sampler between two steps.
         """
         async with self._lock:
             try:
