@@ -662,17 +662,21 @@ class RayEngine:
     async def load_concept(self, name: str) -> ConceptInfo:
         """Load a concept on one replica (which checks it) and route requests naming it.
 
-        Jobs submitted after this call may name the concept at once (arrival order).
+        Jobs submitted after this call may name the concept at once (arrival order). Loading a
+        loaded concept changes nothing and returns it with ``already_loaded=True``.
 
         Raises:
-            ConceptError: invalid, missing, already loaded or for another base model.
+            ConceptError: invalid, missing or for another base model.
             EngineClosed: the engine closed first.
         """
         check_name(name)
         if self.concepts_dir is None:
             raise ConceptError("concepts_dir", "no concepts folder is configured")
-        if name in self._concepts or name in self._loading:
-            raise ConceptError(f"concept {name!r}", "already loaded (unload it first to reload)")
+        if name in self._loading:  # the same load is under way: its answer, once it comes
+            info = await self._operation(asyncio.shield(self._loading[name]))
+            return dataclasses.replace(info, already_loaded=True)
+        if name in self._concepts:
+            return dataclasses.replace(self._concepts[name], already_loaded=True)
         loading = asyncio.get_running_loop().create_future()
         self._loading[name] = loading
         try:
@@ -731,8 +735,7 @@ class RayEngine:
         metas, errors = await asyncio.to_thread(scan_concepts, self.concepts_dir)
         for err in errors:
             log.warning("concept skipped: %s", err)
-        return [ConceptInfo(m.name, m.method, m.placeholder_token, m.base_model,
-                            loaded=m.name in self._concepts) for m in metas]
+        return [ConceptInfo.from_meta(m, loaded=m.name in self._concepts) for m in metas]
 
     async def barrier(self) -> None:
         """Resolve once every job and operation submitted before it has ended.
