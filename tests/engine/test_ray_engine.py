@@ -134,8 +134,8 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
     config = make_config(tmp_path, **{
         "engine.kind": "ray", "engine.replicas": 2, "engine.cpus_per_replica": 0.5,
         "engine.concepts_per_replica": 1, "concepts_dir": str(lora_concepts),
-        "output.subtype": "FLOAT", "defaults.num_inference_steps": 3,
-        "defaults.duration": 0.5, "limits.max_steps": 1000,
+        "output.subtype": "FLOAT", "output.sample_rate": "native",
+        "defaults.num_inference_steps": 3, "defaults.duration": 0.5, "limits.max_steps": 1000,
     })
     source = write_pluck(config.input_dirs[0] / "pluck.wav")
     transferred = sample(reference, GenerationRequest(
