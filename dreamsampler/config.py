@@ -67,6 +67,30 @@ class ModelConfig(_Section):
         "float32", description="float32, float16 or bfloat16 (half precision on a GPU only)")
 
 
+class EngineConfig(_Section):
+    """Where the model runs: in this process, or on Ray Serve replicas (docs/ray.md)."""
+
+    kind: Literal["local", "ray"] = Field("local", description="'local' or 'ray' (needs "
+                                          "dreamsampler[ray])")
+    ray_address: str | None = Field(
+        None, description="Ray cluster: 'auto' or HOST:PORT of its head; null starts a local "
+        "Ray instance on 127.0.0.1"
+    )
+    replicas: int = Field(1, ge=1, description="model replicas (the minimum when autoscaling)")
+    max_replicas: int | None = Field(
+        None, ge=1, description="autoscale up to this many replicas on queue length; null = fixed"
+    )
+    gpus_per_replica: float = Field(0.0, ge=0.0, description="GPUs per replica (0.5 shares one)")
+    cpus_per_replica: float = Field(1.0, ge=0.0, description="CPUs per replica")
+    concepts_per_replica: int = Field(4, ge=1, description="concepts a replica keeps loaded (LRU)")
+
+    @model_validator(mode="after")
+    def _replica_range(self) -> EngineConfig:
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ValueError(f"max_replicas {self.max_replicas} < replicas {self.replicas}")
+        return self
+
+
 class OscConfig(_Section):
     """OSC/UDP endpoint of the server."""
 
@@ -159,6 +183,7 @@ class Config(_Section):
     """The whole server configuration (``config.yaml``)."""
 
     model: ModelConfig = ModelConfig()
+    engine: EngineConfig = EngineConfig()
     osc: OscConfig = OscConfig()
     oscquery: OscQueryConfig = OscQueryConfig()
     output: OutputConfig = OutputConfig()

@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -118,6 +118,9 @@ class EngineStatus:
     device: str
     queued: int
     running: int | None
+    #: engine-specific details for ``/status`` (a remote engine: replicas, their concepts and
+    #: queue lengths); JSON-ready, empty for the local engine.
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine(Protocol):
