@@ -109,6 +109,8 @@ class EngineStatus:
     device: str
     queued: int
     running: int | None
+    #: times the engine replaced its failed model process (:mod:`~dreamsampler.engine.supervised`)
+    restarts: int = 0
 
 
 class Engine(Protocol):
