@@ -35,6 +35,19 @@ class ModelConfig(_Section):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
 
+class EngineConfig(_Section):
+    """Where the model runs (see docs/engine.md)."""
+
+    kind: Literal["local", "process"] = Field(
+        "local", description="'local': a worker thread of the server process; 'process': a "
+        "supervised child process, replaced after a crash, a wedge or a device error"
+    )
+    watchdog_s: float | None = Field(
+        120.0, gt=0.0, description="process engine: seconds a job may go without a denoising "
+        "step (or its start/end) before the engine process counts as wedged; null = never"
+    )
+
+
 class OscConfig(_Section):
     """OSC/UDP endpoint of the server."""
 
@@ -117,6 +130,7 @@ class Config(_Section):
     """The whole server configuration (``config.yaml``)."""
 
     model: ModelConfig = ModelConfig()
+    engine: EngineConfig = EngineConfig()
     osc: OscConfig = OscConfig()
     oscquery: OscQueryConfig = OscQueryConfig()
     output: OutputConfig = OutputConfig()

@@ -561,10 +561,7 @@ class SupervisedEngine:
             while self._fifo:
                 self._fail_op(self._fifo.popleft(), self._broken)
         if proc.pending_start is not None and not proc.pending_start.done():
-            if self._info:
-                proc.pending_start.cancel()  # nobody awaits a restart
-            else:
-                proc.pending_start.set_exception(ModelLoadError(reason))
+            proc.pending_start.set_exception(ModelLoadError(reason))
 
     def _replace(self, reason: str) -> None:
         """Kill the engine process, fail the operation in flight with ``reason``, start anew."""
@@ -585,7 +582,8 @@ class SupervisedEngine:
         op, self._inflight = self._inflight, None
         if op is not None:
             self._fail_op(op, message)
-        self._spawn()
+        restarted = self._spawn()
+        restarted.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody awaits it
 
 
 def _rebuild_error(value: tuple[str, str, str]) -> Exception:

@@ -39,6 +39,17 @@ class App:
 
 
 def make_engine(config: Config) -> Engine:
+    if config.engine.kind == "process":
+        from dreamsampler.engine.supervised import SupervisedEngine
+
+        return SupervisedEngine(
+            model_id=config.model.id,
+            device=config.model.device,
+            dtype=config.model.dtype,
+            queue_size=config.limits.queue_size,
+            concepts_dir=config.concepts_dir,
+            watchdog_s=config.engine.watchdog_s,
+        )
     return LocalEngine(
         model_id=config.model.id,
         device=config.model.device,

@@ -237,6 +237,7 @@ class OscServer:
             int(self._output_writable()),
             self.oscquery_port,
             *self._live_status(),
+            status.restarts,
         )
 
     def _output_writable(self) -> bool:
