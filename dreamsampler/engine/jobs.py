@@ -343,7 +343,7 @@ class LocalEngine:
             return JobFailed(job.id, "cancelled", cancelled=True)
         except (AudioFileError, ConceptError) as exc:
             return JobFailed(job.id, str(exc))
-        except Exception as exc:
-            log.exception("job %d failed", job.id)
+        except BaseException as exc:  # not only Exception: the worker thread must survive
+            log.error("job %d failed", job.id, exc_info=True)
             return JobFailed(job.id, f"{type(exc).__name__}: {exc}")
         return JobFinished(job.id, result)
