@@ -16,20 +16,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
-import yaml
-from safetensors.torch import save_file
 
-from dreamsampler.engine.concepts import (
-    ConceptMeta,
-    ConceptNotLoadedError,
-    fingerprint,
-    token_embedding,
-)
-from dreamsampler.engine.families import ModelLoadError, load_model
+from dreamsampler.engine.concepts import ConceptNotLoadedError
+from dreamsampler.engine.families import ModelLoadError
 from dreamsampler.engine.jobs import JobFailed, JobFinished, JobProgress, LocalEngine, QueueFull
 from dreamsampler.engine.request import GenerationRequest
 from dreamsampler.engine.supervised import EngineUnavailable, SupervisedEngine, is_fatal_error
+from tests.engine.handmade import ti_concept
 
 HOOK = "tests.engine.faults:on_step"
 
@@ -39,16 +32,7 @@ def _req(prompt: str = "bass", steps: int = 3, **kw: Any) -> GenerationRequest:
 
 
 def _ti_concept(root: Path, name: str = "warm") -> Path:
-    """A hand-made textual-inversion concept for the tiny model (one random embedding row)."""
-    model = load_model("tiny", "cpu")
-    dim = token_embedding(model.components["text_encoder"]).embedding_dim
-    folder = root / name
-    folder.mkdir(parents=True)
-    embeds = torch.randn(1, dim, generator=torch.Generator().manual_seed(3))
-    save_file({f"<{name}>": embeds}, str(folder / "learned_embeds.safetensors"))
-    meta = ConceptMeta(name=name, method="ti", placeholder_token=f"<{name}>", base_model="tiny",
-                       base_fingerprint=fingerprint(model))
-    (folder / "concept.yaml").write_text(yaml.safe_dump(meta.model_dump(mode="json")))
+    ti_concept(root, name)
     return root
 
 
