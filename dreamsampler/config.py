@@ -97,6 +97,9 @@ class Limits(_Section):
     max_duration: float = Field(30.0, gt=0.0, description="seconds")
     max_steps: int = Field(200, ge=1)
     queue_size: int = Field(16, ge=1, description="jobs waiting at most; more get /fail")
+    max_input_mb: float = Field(
+        1024.0, gt=0.0, description="largest /transfer input file, MiB; larger ones get /fail"
+    )
 
 
 class LiveConfig(_Section):

@@ -132,7 +132,9 @@ def _sample(
     shape, n_samples = model.latent_shape(request.duration)
 
     if request.input_path is not None:
-        waveform = torch.from_numpy(load_audio(request.input_path, model.sample_rate))
+        # only the frames needed: memory follows the request, not the input file
+        waveform = torch.from_numpy(load_audio(request.input_path, model.sample_rate,
+                                               duration=n_samples / model.sample_rate))
         waveform = waveform[:n_samples]
         if waveform.shape[0] < n_samples:
             waveform = torch.nn.functional.pad(waveform, (0, n_samples - waveform.shape[0]))

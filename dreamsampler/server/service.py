@@ -200,7 +200,8 @@ class Service:
         A relative path is looked up in each input folder in turn.
 
         Raises:
-            RequestError: outside the input folders, missing, or not audio.
+            RequestError: outside the input folders, missing, not audio, or larger than
+                ``limits.max_input_mb``.
         """
         path = Path(raw).expanduser()
         roots = [Path(d).resolve() for d in self.config.input_dirs]
@@ -210,7 +211,7 @@ class Service:
             if not any(resolved.is_relative_to(root) for root in roots):
                 continue
             try:
-                probe_audio(resolved)
+                probe_audio(resolved, max_bytes=int(self.config.limits.max_input_mb * 2**20))
             except AudioFileError as exc:
                 raise RequestError(f"input {exc}") from None
             return resolved
