@@ -138,6 +138,9 @@ class ProcessSpec:
         step_hook: ``"module:function"`` called in the engine process as
             ``fn(step, total, request)`` after each denoising step. For fault-injection tests
             only (a step that blocks, exits or raises); ``None`` in production.
+        model_factory: ``"module:function"`` returning the model, called in the engine process
+            instead of ``load_model(model_id, device, dtype)`` (benchmarks with models built in
+            code); ``None`` in production.
     """
 
     model_id: str
@@ -147,6 +150,7 @@ class ProcessSpec:
     threads: int
     restore: tuple[str, ...] = ()
     step_hook: str | None = None
+    model_factory: str | None = None
 
 
 @dataclass
@@ -195,6 +199,7 @@ class SupervisedEngine:
             Must exceed the slowest single step, prompt encoding and VAE + vocoder decode.
         threads: torch threads in the engine process (default: this process's).
         step_hook: fault injection for tests (see :class:`ProcessSpec`).
+        model_factory: build the model in code (see :class:`ProcessSpec`).
 
     Call its methods on the event loop that called :meth:`start`.
     """
@@ -209,6 +214,7 @@ class SupervisedEngine:
         watchdog_s: float | None = 120.0,
         threads: int | None = None,
         step_hook: str | None = None,
+        model_factory: str | None = None,
     ) -> None:
         self.model_id = model_id
         self.queue_size = queue_size
@@ -220,6 +226,7 @@ class SupervisedEngine:
             concepts_dir=Path(concepts_dir) if concepts_dir is not None else None,
             threads=threads if threads is not None else torch.get_num_threads(),
             step_hook=step_hook,
+            model_factory=model_factory,
         )
         self._ctx = _context()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -610,7 +617,8 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
     torch.set_num_threads(spec.threads)
     send = events.send
     try:
-        model = load_model(spec.model_id, spec.device, spec.dtype)
+        factory = _resolve(spec.model_factory)
+        model = factory() if factory else load_model(spec.model_id, spec.device, spec.dtype)
         manager = ConceptManager(model, spec.concepts_dir) if spec.concepts_dir else None
         errors: list[str] = []
         for name in spec.restore:
