@@ -115,11 +115,13 @@ async def main() -> None:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--full", action="store_true", help="also a short full-size model run")
+    parser.add_argument("--no-tiny", action="store_true", help="skip the tiny-model run")
     args = parser.parse_args()
     request = GenerationRequest("warm analog bass", seed=1, num_inference_steps=args.steps,
                                 duration=args.duration)
-    await compare("tiny", LocalEngine(model=load_model("tiny", "cpu")),
-                  SupervisedEngine("tiny", "cpu"), request, args.jobs)
+    if not args.no_tiny:
+        await compare("tiny", LocalEngine(model=load_model("tiny", "cpu")),
+                      SupervisedEngine("tiny", "cpu"), request, args.jobs)
     if args.full:
         full = GenerationRequest("warm analog bass", seed=1, num_inference_steps=2,
                                  duration=2.0)
