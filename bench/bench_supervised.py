@@ -101,6 +101,10 @@ async def compare(name: str, local: LocalEngine, remote: SupervisedEngine,
               f"(min-based {100 * (min(t_remote) - min(t_local)) / min(t_local):+.2f} %)  "
               f"loop lag max: local {lag_local * 1000:.1f} ms, process {lag_remote * 1000:.1f} ms",
               flush=True)
+        sl = statistics.median(t - o for t, o in zip(t_local, o_local, strict=True))
+        sr = statistics.median(t - o for t, o in zip(t_remote, o_remote, strict=True))
+        print(f"{'':<22} inside the sampler (record elapsed_s): local {sl * 1000:.1f} ms, "
+              f"process {sr * 1000:.1f} ms", flush=True)
         print(f"{'':<22} outside the sampler per job: local {ol * 1000:.2f} ms, process "
               f"{orr * 1000:.2f} ms -> dispatch overhead {(orr - ol) * 1000:+.2f} ms = "
               f"{100 * (orr - ol) / ml:+.3f} % of the job", flush=True)
