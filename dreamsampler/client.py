@@ -31,9 +31,9 @@ def is_final_for(address: str) -> Callable[[Reply], bool]:
 
     ``/queued`` is not final: a generation ends with ``/done <address>`` or ``/fail <address>``.
     """
-    direct = {"/status": "/status.reply", "/version": "/version.reply", "/sync": "/synced",
-              "/concept/list": "/concept.list", "/preset/list": "/preset.list",
-              "/midi/ports": "/midi.ports", "/audio/devices": "/audio.devices"}
+    from dreamsampler.server.contract import direct_replies
+
+    direct = direct_replies()
 
     def final(reply: Reply) -> bool:
         if reply.address in ("/done", "/fail"):

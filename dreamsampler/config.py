@@ -7,7 +7,7 @@ what was expected, e.g. ``osc.port: Input should be less than or equal to 65535 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -73,8 +73,10 @@ class OutputConfig(_Section):
     subtype: Literal["PCM_24", "FLOAT", "PCM_16"] = Field(
         "PCM_24", description="WAV sample format: 24-bit PCM, 32-bit float or 16-bit PCM."
     )
-    sample_rate: int | None = Field(
-        None, ge=8000, le=192000, description="Hz; null keeps the model's sample rate."
+    sample_rate: Annotated[int, Field(ge=8000, le=192000)] | Literal["native"] | None = Field(
+        44100,
+        description="Hz the WAV is written at (resampled with soxr, bar lengths exact at this "
+        "rate); \"native\" (or null) keeps the model's sample rate (16000 for AudioLDM/MusicLDM).",
     )
 
 
@@ -98,7 +100,7 @@ class Limits(_Section):
     max_steps: int = Field(200, ge=1)
     queue_size: int = Field(16, ge=1, description="jobs waiting at most; more get /fail")
     max_input_mb: float = Field(
-        1024.0, gt=0.0, description="largest /transfer input file, MiB; larger ones get /fail"
+        256.0, gt=0.0, description="largest /transfer input file, MiB; larger ones get /fail"
     )
 
 

@@ -23,7 +23,39 @@ torch.set_num_threads(1)
 
 from dreamsampler.client import OscClient  # noqa: E402
 from dreamsampler.config import Config, load_config  # noqa: E402
+from dreamsampler.engine.jobs import Engine, LocalEngine, _Operation  # noqa: E402
 from dreamsampler.server.app import App, start_app  # noqa: E402
+
+
+class HeldEngine(LocalEngine):
+    """A real :class:`LocalEngine` whose worker can be held busy between jobs, deterministically.
+
+    ``await engine.hold()`` queues an operation that sets :attr:`busy` and blocks the worker
+    until :attr:`release` is set (at most 30 s), so tests can queue jobs and operations behind it
+    without timing guesses. Only the hold is added; everything else is the real engine.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.busy = threading.Event()
+        self.release = threading.Event()
+
+    async def hold(self) -> None:
+        await self._operate("hold")
+
+    def _carry_out(self, op: _Operation) -> Any:
+        if op.kind == "hold":
+            self.busy.set()
+            self.release.wait(30)
+            return None
+        return super()._carry_out(op)
+
+
+def held_engine(config: Config) -> HeldEngine:
+    """A :class:`HeldEngine` set up as the app would set up its engine from ``config``."""
+    return HeldEngine(model_id=config.model.id, device=config.model.device,
+                      dtype=config.model.dtype, queue_size=config.limits.queue_size,
+                      concepts_dir=config.concepts_dir)
 
 
 @dataclass
@@ -74,14 +106,16 @@ async def _cancel_pending() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run_server(config: Config) -> Iterator[RunningServer]:
+def run_server(config: Config, engine: Engine | None = None) -> Iterator[RunningServer]:
     """Start the real app (engine, service, OSC) on a background event loop; stop it after."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="test-server-loop", daemon=True)
     thread.start()
     try:
-        app = asyncio.run_coroutine_threadsafe(start_app(config), loop).result(60)
+        app = asyncio.run_coroutine_threadsafe(start_app(config, engine), loop).result(60)
         yield RunningServer(app, loop, config.output.dir, config.input_dirs[0])
+        if isinstance(engine, HeldEngine):
+            engine.release.set()
         asyncio.run_coroutine_threadsafe(app.close(), loop).result(60)
     finally:
         asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(10)

@@ -63,7 +63,7 @@ def test_serve_and_send(served: tuple[int, Path, Path]) -> None:
     assert lines[0].startswith("/queued ") and lines[-1].startswith("/done '/gen' ")
     path = Path(lines[-1].split("'")[-2])
     assert path.parent == out and path.name.endswith("_warm-analog-bass_7.wav")
-    assert sf.info(path).frames == 16000
+    assert sf.info(path).frames == 44100  # 1 s written at the default 44.1 kHz
 
 
 def test_send_reports_failures(served: tuple[int, Path, Path]) -> None:
@@ -94,7 +94,7 @@ def test_generate_without_server(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert Path(run.stdout.strip()) == tmp_path / "pad.wav"
-    assert sf.info(tmp_path / "pad.wav").frames == 8000
+    assert sf.info(tmp_path / "pad.wav").frames == 22050  # 0.5 s at 44.1 kHz
     assert (tmp_path / "pad.json").exists()
 
 

@@ -99,7 +99,7 @@ def test_presets_list_command(capsys: pytest.CaptureFixture[str]) -> None:
 def test_engine_kind_and_input_limit() -> None:
     config = load_config(ROOT / "config.yaml")
     assert (config.engine.kind, config.engine.watchdog_s) == ("local", 120.0)
-    assert config.limits.max_input_mb == 1024
+    assert config.limits.max_input_mb == 256
     config = load_config(None, {"engine.kind": "process", "engine.watchdog_s": 5})
     assert (config.engine.kind, config.engine.watchdog_s) == ("process", 5.0)
     with pytest.raises(ConfigError, match=r"engine\.kind"):

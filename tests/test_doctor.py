@@ -15,13 +15,13 @@ import pytest
 
 from dreamsampler.cli import main
 from dreamsampler.cli.doctor import FAIL, OK, WARN, run_checks
-from dreamsampler.server import device_sink
+from dreamsampler.server import audio_devices
 from tests.conftest import RunningServer, make_config, run_server
 
 
 @pytest.fixture(autouse=True)
 def _fixed_audio_devices(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(device_sink, "output_device_names", lambda: ["Speakers", "system"])
+    monkeypatch.setattr(audio_devices, "output_device_names", lambda: ["Speakers", "system"])
 
 
 def _by_name(checks: list) -> dict:

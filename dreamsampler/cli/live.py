@@ -44,7 +44,7 @@ def _cmd_midi_ports(args: argparse.Namespace) -> int:
 
 
 def _cmd_audio_devices(args: argparse.Namespace) -> int:
-    from dreamsampler.server.device_sink import list_devices
+    from dreamsampler.server.audio_devices import list_devices
 
     try:
         devices = list_devices()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
 from dreamsampler.cli.common import add_config_args, config_from_args
@@ -18,33 +19,49 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    """One clip through the same path as the server: a typed job → service → engine → sinks."""
     from rich.progress import Progress
 
-    from dreamsampler.engine.families import load_model
-    from dreamsampler.engine.request import GenerationRequest
-    from dreamsampler.engine.sampler import sample
-    from dreamsampler.server.folder_sink import FolderSink
+    from dreamsampler.engine.jobs import JobProgress
+    from dreamsampler.server.app import make_engine
+    from dreamsampler.server.delivery import GenerationParams, Update
+    from dreamsampler.server.preset_book import PresetBook
+    from dreamsampler.server.service import JobError, Service
 
     config = config_from_args(args)
-    d = config.defaults
-    request = GenerationRequest(
-        prompt=" ".join(args.prompt),
-        negative_prompt=args.negative if args.negative is not None else d.negative_prompt,
-        seed=args.seed if args.seed is not None else d.seed,
-        num_inference_steps=d.num_inference_steps,
-        guidance_scale=d.guidance_scale,
-        duration=d.duration,
-        scheduler=d.scheduler,
-        input_path=args.input,
-        strength=args.strength if args.input else 1.0,
+    if args.input is not None:  # the file named on the command line may be anywhere
+        folder = Path(args.input).expanduser().resolve().parent
+        config = config.model_copy(update={"input_dirs": [*config.input_dirs, folder]})
+    params = GenerationParams(
+        prompt=" ".join(args.prompt), negative_prompt=args.negative, seed=args.seed,
+        input_path=str(Path(args.input).expanduser().resolve()) if args.input else None,
+        strength=args.strength if args.input else None,
     )
-    model = load_model(config.model.id, config.model.device, config.model.dtype)
-    with Progress(transient=True) as progress:
-        task = progress.add_task("denoising", total=None)
-        result = sample(model, request,
-                        on_step=lambda s, n: progress.update(task, completed=s, total=n))
-    sink = FolderSink(config.output.dir, config.output.subtype, config.output.sample_rate)
-    print(sink.write(result, args.name))
+
+    async def run() -> Path | None:
+        presets = PresetBook(config.live.presets_dir, load=False)  # no live use here
+        service = Service(config, make_engine(config), presets=presets)
+        await service.start()
+        try:
+            with Progress(transient=True) as progress:
+                task = progress.add_task("denoising", total=None)
+
+                def on_update(update: Update) -> None:
+                    if isinstance(update, JobProgress):
+                        progress.update(task, completed=update.step, total=update.total)
+
+                job = service.job(params, transfer=args.input is not None, name=args.name,
+                                  reply=on_update)
+                return (await service.run(job)).path
+        finally:
+            await service.close()
+
+    try:
+        path = asyncio.run(run())
+    except JobError as exc:
+        print(f"dreamsampler: {exc}", file=sys.stderr)
+        return 1
+    print(path)
     return 0
 
 

@@ -1,18 +1,23 @@
 """The Max patch (``.maxpat``) and the Max for Live device (``.amxd``), generated from the spec.
 
-Both share one builder: a prompt ``textedit``, number boxes for the generation options (types and
-ranges from the contract), a seed dice with a lock, Generate / Transfer (a ``dropfile`` takes the
-input clip) / Cancel, a progress ``slider`` fed by ``/progress``, a status line for ``/queued``,
-``/done`` and ``/fail``, and on ``/done`` the clip loaded into a ``[buffer~]`` shown by a
-``waveform~`` with a play button. Menus of the server's loaded concepts and presets are filled from
-``/concept.list`` and ``/preset.list`` (asked at load and by *refresh*); Play / Stop (server) and a
-jam toggle drive the server's audio device. ``[udpsend]`` sends from another port than
+Both share one builder and one presentation layout that fits Live's device strip (169 px high,
+:data:`DEVICE_WIDTH` wide): a prompt ``textedit`` stored with the Set by a ``pattr`` parameter,
+``live.numbox`` parameters for the generation options (types, ranges and initial values from the
+contract), a seed dice with a lock, Generate / Transfer (a ``live.drop`` takes the input clip) /
+Cancel as ``live.text`` buttons, a progress ``slider`` fed by ``/progress``, a status line for
+``/queued``, ``/done`` and ``/fail``, and on ``/done`` the clip loaded into a ``[buffer~]`` shown by
+a ``waveform~`` with a play button. ``live.menu`` menus of the server's loaded concepts and presets
+(after a ``(none)`` item) are filled from ``/concept.list`` and ``/preset.list`` (asked at load and
+by *refresh*); Play / Stop (server) and a jam toggle drive the server's audio device. Every control
+is a Live parameter (:func:`live_parameter`). ``[udpsend]`` sends from another port than
 ``[udpreceive]`` listens on, so the patch sends ``/notify 1 <reply-port>`` at load.
 
-The device differs in that ``[udpreceive]`` output goes through ``[deferlow]`` (the audio thread
-never waits on the UI), the clip goes to Live's highlighted clip slot through the Live API
-(``create_audio_clip``, Live 12+), audio plays through ``plugout~`` and, when the contract has a
-tempo command, the set's tempo is observed and sent.
+The Max patch plays through an ``ezdac~`` (click it: DSP on/off). The device differs in that
+``[udpreceive]`` output goes through ``[deferlow]`` (the audio thread never waits on the UI), the
+clip is placed in Live's Session View by ``dreamsampler-clip.js`` (the device's own track, the
+selected scene's slot or the next empty one below, ``ClipSlot.create_audio_clip``, Live 12.0.5+;
+the outcome goes to the status line), audio plays through ``plugout~`` and, when the contract has
+a tempo command, the set's tempo is observed and sent.
 
 An ``.amxd`` is the patcher JSON behind a small binary header of little-endian chunks: ``ampf``
 (device type, ``aaaa`` = audio effect), ``meta`` and ``ptch`` (the JSON, NUL-terminated).
@@ -24,6 +29,7 @@ import itertools
 import json
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dreamsampler.clients.objects import max_counts
@@ -37,6 +43,51 @@ NO_INPUT = "no-input-dropped"
 AMXD_AUDIO_EFFECT = b"aaaa"
 
 
+# Live parameter types (``parameter_type``) and visibilities (``parameter_invisible``)
+PARAM_FLOAT, PARAM_INT, PARAM_ENUM, PARAM_BLOB, PARAM_FILE = 0, 1, 2, 3, 4
+AUTOMATED, STORED_ONLY, HIDDEN = 0, 1, 2
+
+#: Live shows a device strip this many pixels high; every presentation rect fits in it
+DEVICE_HEIGHT = 169
+#: the device's (and the patch's presentation) width in pixels
+DEVICE_WIDTH = 888
+#: the Live API script shipped next to the device (see dreamsampler-clip.js)
+CLIP_SCRIPT = "dreamsampler-clip.js"
+#: the empty choice of the concept and preset menus (sends no option / triggers nothing)
+NO_CHOICE = "(none)"
+#: parameters on the device's first bank (Push, and the controls Live shows when collapsed)
+BANK = ("Generate", "Dice", "Seed", "Steps", "Guidance", "Duration", "Bars", "Strength")
+
+
+def live_parameter(longname: str, shortname: str, kind: int, *, minimum: float | None = None,
+                   maximum: float | None = None, initial: float | None = None,
+                   enum: list[str] | None = None, visibility: int = AUTOMATED,
+                   unitstyle: int | None = None) -> dict[str, Any]:
+    """Attributes that make a ``live.*`` box a Live parameter stored with the Set.
+
+    The names are Max's own (``parameter_enable`` on the box, the rest under
+    ``saved_attribute_attributes.valueof``), as Max writes them in ``.maxpat``/``.amxd`` files.
+    """
+    valueof: dict[str, Any] = {"parameter_longname": longname, "parameter_shortname": shortname,
+                               "parameter_type": kind}
+    if enum is not None:
+        valueof["parameter_enum"] = enum
+        valueof["parameter_mmax"] = max(len(enum) - 1, 0)
+    if minimum is not None:
+        valueof["parameter_mmin"] = minimum
+    if maximum is not None:
+        valueof["parameter_mmax"] = maximum
+    if initial is not None:
+        valueof["parameter_initial"] = [initial]
+        valueof["parameter_initial_enable"] = 1
+    if visibility != AUTOMATED:
+        valueof["parameter_invisible"] = visibility
+    if unitstyle is not None:
+        valueof["parameter_unitstyle"] = unitstyle
+    return {"parameter_enable": 1, "saved_attribute_attributes": {"valueof": valueof},
+            "varname": longname.replace(" ", "_")}  # scripting names: one word
+
+
 @dataclass
 class MaxPatch:
     """A Max patcher being built: boxes with checked connections."""
@@ -44,6 +95,8 @@ class MaxPatch:
     boxes: list[dict[str, Any]] = field(default_factory=list)
     lines: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: box id → (long name, short name) of every Live parameter
+    parameters: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def box(self, maxclass: str, x: float, y: float, w: float = 0, h: float = 22,
             text: str | None = None, present: tuple[float, float, float, float] | None = None,
@@ -66,15 +119,29 @@ class MaxPatch:
             box["presentation"] = 1
             box["presentation_rect"] = list(present)
         box.update(attrs)
+        valueof = attrs.get("saved_attribute_attributes", {}).get("valueof")
+        if valueof is not None:
+            self.parameters[box_id] = (valueof["parameter_longname"],
+                                       valueof["parameter_shortname"])
         self.boxes.append({"box": box})
         self.counts[box_id] = (inlets, outlets)
         return box_id
 
-    def obj(self, x: float, y: float, text: str) -> str:
-        return self.box("newobj", x, y, text=text)
+    def obj(self, x: float, y: float, text: str, **attrs: Any) -> str:
+        return self.box("newobj", x, y, text=text, **attrs)
 
     def msg(self, x: float, y: float, text: str, **attrs: Any) -> str:
         return self.box("message", x, y, text=text, **attrs)
+
+    def button(self, x: float, y: float, label: str, longname: str, shortname: str,
+               present: tuple[float, float, float, float], toggle: bool = False,
+               initial: float | None = None, visibility: int = AUTOMATED) -> str:
+        """A ``live.text`` (button mode: a bang per click, mappable to a key or pad; toggle
+        mode: 1/0) that is a Live parameter."""
+        return self.box("live.text", x, y, max(60, 7 * len(label) + 16), 20, text=label,
+                        present=present, mode=int(toggle), texton=label,
+                        **live_parameter(longname, shortname, PARAM_ENUM, enum=["off", "on"],
+                                         initial=initial, visibility=visibility))
 
     def connect(self, source: str, outlet: int, sink: str, inlet: int) -> None:
         """Connect, checking indices against the object tables.
@@ -94,6 +161,13 @@ class MaxPatch:
             self.connect(a, 0, b, 0)
 
     def patcher(self, **attrs: Any) -> dict[str, Any]:
+        longnames = {long for long, _ in self.parameters.values()}
+        bank = [name for name in BANK if name in longnames][:8]
+        parameters: dict[str, Any] = {box_id: [long, short, 0]
+                                      for box_id, (long, short) in self.parameters.items()}
+        parameters["parameterbanks"] = {"0": {"index": 0, "name": "dreamsampler",
+                                              "parameters": bank + ["-"] * (8 - len(bank))}}
+        parameters["inherited_shortname"] = 1
         body: dict[str, Any] = {
             "fileversion": 1,
             "appversion": {"major": 8, "minor": 6, "revision": 0, "architecture": "x64",
@@ -105,6 +179,7 @@ class MaxPatch:
             "gridsize": [15.0, 15.0],
             "boxes": self.boxes,
             "lines": self.lines,
+            "parameters": parameters,
             "dependency_cache": [],
             "autosave": 0,
         }
@@ -118,6 +193,10 @@ def _outlet_types(maxclass: str, text: str, outlets: int) -> list[str]:
         return ["signal", "bang"]
     if word in ("plugin~", "plugout~"):
         return ["signal"] * outlets
+    if maxclass in ("live.numbox", "live.dial"):
+        return ["", "float"]
+    if maxclass == "live.menu":
+        return ["", "", "float"]
     return [""] * outlets
 
 
@@ -126,12 +205,30 @@ def _pak_text(numbers: tuple[NumberControl, ...]) -> str:
     return "pak " + " ".join(f"{n.key} {n.literal()}" for n in numbers)
 
 
+def _number_parameter(number: NumberControl) -> dict[str, Any]:
+    """A number's Live parameter: range and initial value from the contract and defaults."""
+    name = number.key.capitalize()
+    kind = PARAM_INT if number.is_int else PARAM_FLOAT
+    cast = int if number.is_int else float
+    return live_parameter(name, name, kind, minimum=cast(number.minimum),
+                          maximum=cast(number.maximum), initial=cast(number.default),
+                          unitstyle=0 if number.is_int else 1)
+
+
+# -- presentation layout (pixels; Live's device strip is DEVICE_HEIGHT high) ----------------------
+# left: prompt, the commands, status, progress, the input drop; middle: the numbers in a grid of
+# NUMBER_COLUMNS, dice and lock, refresh and reconnect; right: menus, waveform, playback.
+LEFT, MIDDLE, RIGHT = 4.0, 372.0, 614.0
+NUMBER_COLUMNS, CELL_W, ROW_H = 3, 78.0, 40.0
+BOTTOM_ROW = 146.0
+
+
 def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     """The patch for ``spec``; ``device`` builds the Max for Live variant."""
     p = MaxPatch()
     buffer_name = "---ds-clip" if device else "ds-clip"
     p.box("comment", 20, 10, 700, text="dreamsampler - generated by 'dreamsampler patches' from "
-          "the OSC contract; do not edit, regenerate.", present=(10, 5, 500, 20))
+          "the OSC contract; do not edit, regenerate.")
 
     # -- network --------------------------------------------------------------------------------
     udpsend = p.obj(700, 700, f"udpsend {SERVER_HOST} {SERVER_PORT}")
@@ -140,61 +237,64 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     init = p.obj(700, 70, "t b b b")
     p.connect(load, 0, init, 0)
     notify = p.msg(700, 100, f"{spec.notify.address} 1 {REPLY_PORT}")
-    reconnect = p.box("textbutton", 860, 40, 90, text="reconnect",
-                      present=(430, 35, 80, 22))
+    reconnect = p.button(860, 40, "reconnect", "Reconnect", "Reconnect",
+                         (MIDDLE + CELL_W, BOTTOM_ROW, CELL_W - 4, 18))
     p.connect(init, 0, notify, 0)
     p.connect(reconnect, 0, notify, 0)
     p.connect(notify, 0, udpsend, 0)
 
-    # -- prompt ---------------------------------------------------------------------------------
-    p.box("comment", 20, 40, 200, text="prompt", present=(10, 30, 60, 20))
-    prompt = p.box("textedit", 20, 60, 400, 40, present=(10, 50, 500, 40), lines=2,
+    # -- prompt: a textedit whose text is stored with the Set by a pattr parameter ------------
+    p.box("comment", 20, 40, 200, text="prompt", present=(LEFT, 2, 200, 18))
+    prompt = p.box("textedit", 20, 60, 400, 40, present=(LEFT, 20, 360, 38), lines=2,
                    keymode=1, wordwrap=1)
-    prompt_default = p.msg(430, 40, f"set {DEFAULT_PROMPT}")
-    p.connect(init, 2, prompt_default, 0)
-    p.connect(prompt_default, 0, prompt, 0)
     prompt_text = p.obj(20, 110, "route text")
     p.connect(prompt, 0, prompt_text, 0)
+    stored_prompt = p.obj(430, 110, "pattr Prompt @parameter_enable 1",
+                          restore=DEFAULT_PROMPT.split(),
+                          saved_object_attributes={"parameter_enable": 1,
+                                                   "parameter_mappable": 0},
+                          **{k: v for k, v in live_parameter(
+                              "Prompt", "Prompt", PARAM_BLOB,
+                              visibility=STORED_ONLY).items() if k != "parameter_enable"})
+    restore_prompt = p.obj(430, 40, "prepend set")
+    p.connect(prompt_text, 0, stored_prompt, 0)  # Enter or Generate stores the prompt
+    p.connect(stored_prompt, 0, restore_prompt, 0)  # the Set's (or the default) prompt
+    p.connect(restore_prompt, 0, prompt, 0)
 
-    # -- numbers --------------------------------------------------------------------------------
+    # -- numbers: live.numbox parameters, initial values from the config defaults -------------
     boxes: dict[str, str] = {}
     for i, number in enumerate(spec.numbers):
         x = 20 + 100 * i
-        p.box("comment", x, 150, 90, text=number.label, present=(10 + 85 * i, 100, 80, 20))
-        box = p.box("number" if number.is_int else "flonum", x, 170, 80,
-                    present=(10 + 85 * i, 120, 75, 22), minimum=number.minimum,
-                    maximum=number.maximum, parameter_enable=0,
-                    **({} if number.is_int else {"format": 6}))
-        default = p.msg(x, 130, number.literal())
-        p.connect(init, 1, default, 0)
-        p.connect(default, 0, box, 0)
-        boxes[number.key] = box
+        cx = MIDDLE + CELL_W * (i % NUMBER_COLUMNS)
+        cy = 2 + ROW_H * (i // NUMBER_COLUMNS)
+        p.box("comment", x, 150, 90, text=number.label, present=(cx, cy, CELL_W - 4, 18))
+        boxes[number.key] = p.box("live.numbox", x, 170, 80, 18,
+                                  present=(cx, cy + 18, CELL_W - 4, 18),
+                                  **_number_parameter(number))
+    rows = (len(spec.numbers) + NUMBER_COLUMNS - 1) // NUMBER_COLUMNS
 
     dice_gate = None
     seed = next((n for n in spec.numbers if n.dice), None)
     if seed is not None:
-        p.box("comment", 20, 210, 60, text="dice", present=(10, 150, 40, 20))
-        dice = p.box("button", 20, 230, 24, 24, present=(45, 148, 24, 24))
-        p.box("comment", 60, 210, 60, text="lock", present=(80, 150, 40, 20))
-        lock = p.box("toggle", 60, 230, 24, 24, present=(115, 148, 24, 24))
-        lock_init = p.msg(100, 200, "0")
-        unlocked = p.obj(60, 260, "== 0")
+        dy = 4 + ROW_H * rows
+        dice = p.button(20, 230, "dice", "Dice", "Dice", (MIDDLE, dy, CELL_W - 4, 18))
+        lock = p.button(100, 230, "lock", "Seed lock", "Lock",
+                        (MIDDLE + CELL_W, dy, CELL_W - 4, 18), toggle=True, initial=0)
+        unlocked = p.obj(100, 260, "== 0")
         dice_gate = p.obj(100, 290, "gate 1")
         roll = p.obj(20, 320, "random 1000000")
-        p.connect(init, 1, lock_init, 0)
-        p.connect(lock_init, 0, lock, 0)
         p.chain(lock, unlocked, dice_gate)
         p.connect(dice_gate, 0, roll, 0)
         p.connect(dice, 0, roll, 0)
         p.connect(roll, 0, boxes[seed.key], 0)
 
     concept_right: list[str] = []
+    command_x = iter((LEFT, LEFT + 92))
 
-    def command(x: float, label: str, address: str, present_x: float,
-                input_prepend: str | None = None) -> str:
+    def command(x: float, label: str, address: str, input_prepend: str | None = None) -> str:
         """Button → [t b b b b] → dice, prompt, options → [zl join] → (input) → [prepend addr]."""
         numbers = spec.numbers_for(address)
-        button = p.box("textbutton", x, 370, 90, text=label, present=(present_x, 185, 90, 26))
+        button = p.button(x, 370, label, label, label, (next(command_x), 62, 88, 22))
         order = p.obj(x, 400, "t b b b b")
         p.connect(button, 0, order, 0)
         if dice_gate is not None:
@@ -224,23 +324,21 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         p.connect(out, 0, udpsend, 0)
         return button
 
-    command(20, "Generate", spec.generate.address, 10)
+    command(20, "Generate", spec.generate.address)
 
-    # transfer: the input clip comes from a dropfile (Max paths → POSIX via conformpath)
-    p.box("comment", 250, 210, 200, text="drop an input clip for Transfer",
-          present=(160, 150, 200, 20))
-    drop = p.box("dropfile", 250, 230, 200, 30, present=(300, 148, 210, 30))
+    # transfer: the input clip is dropped on a live.drop (stored with the Set; Max paths → POSIX)
+    drop = p.box("live.drop", 250, 230, 200, 30, present=(LEFT, 128, 360, 36),
+                 legend="drop a clip here for Transfer", decodemode=1,
+                 **live_parameter("Input clip", "Input", PARAM_FILE, visibility=STORED_ONLY))
     posix = p.obj(250, 270, "conformpath slash boot")
     p.chain(drop, posix)
     input_set = p.obj(250, 300, "prepend set")
     input_prepend = p.obj(250, 520, f"prepend {NO_INPUT}")
     p.chain(posix, input_set, input_prepend)
-    input_label = p.msg(420, 300, NO_INPUT, present=(300, 215, 210, 22))
-    p.connect(input_set, 0, input_label, 0)
-    command(250, "Transfer", spec.transfer.address, 110, input_prepend)
+    command(250, "Transfer", spec.transfer.address, input_prepend)
 
     # cancel the last queued job
-    cancel = p.box("textbutton", 480, 370, 90, text="Cancel", present=(210, 185, 90, 26))
+    cancel = p.button(480, 370, "Cancel", "Cancel", "Cancel", (LEFT + 184, 62, 60, 22))
     last_job = p.obj(480, 430, "zl reg")
     cancel_out = p.obj(480, 550, f"prepend {spec.cancel.address}")
     p.chain(cancel, last_job, cancel_out, udpsend)
@@ -248,31 +346,47 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     # menus filled from the server's lists (at load and by refresh); a new list clears the choice
     refresh = ""
     if spec.concepts is not None or spec.presets is not None:
-        refresh = p.box("textbutton", 1000, 40, 60, text="refresh", present=(445, 275, 65, 22))
+        refresh = p.button(1000, 40, "refresh", "Refresh lists", "Refresh",
+                           (MIDDLE, BOTTOM_ROW, CELL_W - 4, 18))
     concept_menu = preset_menu = preset_choice = None
     if spec.concepts is not None:
-        p.box("comment", 20, 590, 80, text="concept", present=(10, 277, 55, 20))
-        concept_menu = p.box("umenu", 20, 610, 160, present=(65, 275, 130, 22), items=[])
+        p.box("comment", 20, 590, 80, text="concept", present=(RIGHT, 2, 52, 18))
+        concept_menu = p.box("live.menu", 20, 610, 160, 18, present=(RIGHT + 52, 2, 150, 18),
+                             **live_parameter("Concept", "Concept", PARAM_ENUM,
+                                              enum=[NO_CHOICE], visibility=HIDDEN))
         ask = p.msg(260, 610, spec.concepts.list_command)
         p.connect(init, 0, ask, 0)
         p.connect(refresh, 0, ask, 0)
         p.connect(ask, 0, udpsend, 0)
-        chosen = p.obj(20, 640, f"prepend {spec.concepts.option}")
-        p.connect(concept_menu, 1, chosen, 0)
+        which = p.obj(20, 640, f"sel {NO_CHOICE}")
+        p.connect(concept_menu, 1, which, 0)
+        forget = p.msg(120, 670, "zlclear")
+        p.connect(which, 0, forget, 0)
+        chosen = p.obj(20, 670, f"prepend {spec.concepts.option}")
+        p.connect(which, 1, chosen, 0)
         for join in concept_right:
             p.connect(chosen, 0, join, 1)
+            p.connect(forget, 0, join, 0)
     if spec.presets is not None:
-        p.box("comment", 1000, 590, 80, text="preset", present=(200, 277, 45, 20))
-        preset_menu = p.box("umenu", 1000, 610, 160, present=(245, 275, 120, 22), items=[])
+        p.box("comment", 1000, 590, 80, text="preset", present=(RIGHT, 24, 52, 18))
+        preset_menu = p.box("live.menu", 1000, 610, 160, 18, present=(RIGHT + 52, 24, 150, 18),
+                            **live_parameter("Preset", "Preset", PARAM_ENUM, enum=[NO_CHOICE],
+                                             visibility=HIDDEN))
         ask = p.msg(1170, 610, spec.presets.list_command)
         p.connect(init, 0, ask, 0)
         p.connect(refresh, 0, ask, 0)
         p.connect(ask, 0, udpsend, 0)
-        preset_choice = p.obj(1000, 670, "zl reg")
-        p.connect(preset_menu, 1, preset_choice, 1)
-        trigger = p.box("textbutton", 1170, 640, 70, text="Trigger", present=(370, 275, 70, 22))
+        preset_choice = p.obj(1000, 700, "zl reg")
+        which = p.obj(1000, 640, f"sel {NO_CHOICE}")
+        p.connect(preset_menu, 1, which, 0)
+        forget = p.msg(1100, 670, "zlclear")
+        p.connect(which, 0, forget, 0)
+        p.connect(forget, 0, preset_choice, 0)
+        p.connect(which, 1, preset_choice, 1)
+        trigger = p.button(1170, 640, "Trigger", "Trigger preset", "Trigger",
+                           (RIGHT + 206, 24, 64, 18))
         p.connect(trigger, 0, preset_choice, 0)
-        trigger_out = p.obj(1000, 700, f"prepend {spec.presets.trigger}")
+        trigger_out = p.obj(1000, 730, f"prepend {spec.presets.trigger}")
         p.chain(preset_choice, trigger_out, udpsend)
 
     # -- replies --------------------------------------------------------------------------------
@@ -285,7 +399,7 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     p.connect(source, 0, route, 0)
     outlet = {address: i for i, address in enumerate(routed)}
 
-    status = p.msg(20, 700, "ready", present=(10, 245, 500, 22))
+    status = p.msg(20, 700, "ready", present=(LEFT, 88, 360, 22))
     queued = p.obj(700, 420, "unpack 0 0")
     p.connect(route, outlet["/queued"], queued, 0)
     p.connect(queued, 0, last_job, 1)
@@ -295,8 +409,7 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
 
     progress = p.obj(800, 420, "unpack 0 0.")
     p.connect(route, outlet["/progress"], progress, 0)
-    p.box("comment", 20, 650, 80, text="progress", present=(10, 220, 60, 20))
-    bar = p.box("slider", 20, 670, 300, 20, present=(70, 220, 440, 18), orientation=1,
+    bar = p.box("slider", 20, 670, 300, 20, present=(LEFT, 114, 360, 10), orientation=1,
                 size=1.0, floatoutput=1, ignoreclick=1)
     p.connect(progress, 1, bar, 0)
 
@@ -322,23 +435,25 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     p.chain(fan, replace, buffer)
 
     def fill(x: float, reply: str, menu: str, choices: list[str]) -> None:
-        """``reply name...`` → clear ``menu`` and the stored choices, then append each name
-        (no name: the menu stays empty; a bare reply reaches ``[route bang]`` as a bang)."""
-        order = p.obj(x, 640, "t l b")
+        """``reply name...`` → forget the stored choice, make the menu ``(none) name...`` and
+        select ``(none)`` without output (a bare reply leaves only ``(none)``)."""
+        order = p.obj(x, 640, "t b l b")
         p.connect(route, outlet[reply], order, 0)
-        clear = p.msg(x + 100, 670, "clear")
         forget = p.msg(x + 160, 670, "zlclear")
-        p.connect(order, 1, clear, 0)
-        p.connect(clear, 0, menu, 0)
-        p.connect(order, 1, forget, 0)
+        p.connect(order, 2, forget, 0)
         for choice in choices:
             p.connect(forget, 0, choice, 0)
         names = p.obj(x, 670, "route bang")
-        each = p.obj(x, 700, "zl iter 1")
-        append = p.obj(x, 730, "prepend append")
-        p.connect(order, 0, names, 0)
-        p.connect(names, 1, each, 0)
-        p.chain(each, append, menu)
+        p.connect(order, 1, names, 0)
+        only_none = p.msg(x + 80, 700, f"_parameter_range {NO_CHOICE}")
+        p.connect(names, 0, only_none, 0)
+        p.connect(only_none, 0, menu, 0)
+        items = p.obj(x, 700, f"prepend _parameter_range {NO_CHOICE}")
+        p.connect(names, 1, items, 0)
+        p.connect(items, 0, menu, 0)
+        select_none = p.msg(x + 240, 700, "set 0")
+        p.connect(order, 0, select_none, 0)
+        p.connect(select_none, 0, menu, 0)
 
     if spec.concepts is not None and concept_menu is not None:
         fill(260, spec.concepts.reply, concept_menu, concept_right)
@@ -348,8 +463,9 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     # -- playback on the server's audio device -----------------------------------------------
     jam_toggle = None
     if spec.jam is not None:
-        p.box("comment", 1300, 740, 40, text="jam", present=(290, 392, 30, 20))
-        jam_toggle = p.box("toggle", 1300, 760, 24, 24, present=(320, 390, 24, 24))
+        # not restored with the Set: loading a Set never starts (or stops) the server's jam
+        jam_toggle = p.button(1300, 760, "jam", "Jam", "Jam", (RIGHT + 202, BOTTOM_ROW, 40, 18),
+                              toggle=True, visibility=HIDDEN)
         jam_choice = p.obj(1300, 790, "sel 1 0")
         jam_on = p.msg(1300, 820, f"{spec.jam} on")
         jam_off = p.msg(1380, 820, f"{spec.jam} off")
@@ -357,16 +473,16 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         p.connect(jam_choice, 1, jam_off, 0)
         p.connect(jam_off, 0, udpsend, 0)
     if spec.play is not None:
-        play_server = p.box("textbutton", 1000, 740, 100, text="Play (server)",
-                            present=(80, 390, 100, 24))
+        play_server = p.button(1000, 740, "Play srv", "Play on server", "Play srv",
+                               (RIGHT + 54, BOTTOM_ROW, 72, 18))
         last_clip = p.obj(1000, 770, "zl reg")
         p.connect(clip, 0, last_clip, 1)
         quantum = f"{spec.quantum:g}" + ("" if "." in f"{spec.quantum:g}" else ".")
         play_out = p.msg(1000, 800, f"{spec.play} $1 {quantum}")
         p.chain(play_server, last_clip, play_out, udpsend)
     if spec.stop is not None:
-        stop_server = p.box("textbutton", 1150, 740, 100, text="Stop (server)",
-                            present=(185, 390, 100, 24))
+        stop_server = p.button(1150, 740, "Stop srv", "Stop server", "Stop srv",
+                               (RIGHT + 128, BOTTOM_ROW, 72, 18))
         stop_order = p.obj(1150, 770, "t b b")
         stop_out = p.msg(1150, 800, spec.stop)
         p.chain(stop_server, stop_order, stop_out, udpsend)
@@ -376,8 +492,8 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
             p.connect(jam_reset, 0, jam_toggle, 0)
 
     # -- the clip: waveform, play -------------------------------------------------------------
-    p.box("waveform~", 20, 740, 400, 80, present=(10, 305, 500, 80), buffername=buffer_name)
-    play = p.box("textbutton", 430, 740, 60, text="Play", present=(10, 390, 60, 24))
+    p.box("waveform~", 20, 740, 400, 80, present=(RIGHT, 46, 270, 96), buffername=buffer_name)
+    play = p.button(430, 740, "Play", "Play clip", "Play", (RIGHT, BOTTOM_ROW, 50, 18))
     start = p.msg(430, 770, "1")
     player = p.obj(430, 800, f"play~ {buffer_name}")
     p.chain(play, start, player)
@@ -386,30 +502,25 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         out = p.obj(560, 830, "plugout~")
         p.connect(through, 0, out, 0)
         p.connect(through, 1, out, 1)
-    else:
-        out = p.obj(430, 830, "dac~")
+    else:  # the DSP switch: click it to turn audio on (Play is silent while DSP is off)
+        out = p.box("ezdac~", 430, 830, 45, 45, present=(RIGHT + 246, BOTTOM_ROW - 2, 22, 22))
     p.connect(player, 0, out, 0)
     p.connect(player, 0, out, 1)
 
     if device:
-        _live(p, spec, fan, udpsend)
+        _live(p, spec, fan, status, udpsend)
     return p
 
 
-def _live(p: MaxPatch, spec: ResolvedSpec, clip_fan: str, udpsend: str) -> None:
-    """Live API: the clip goes into the highlighted clip slot; the set's tempo is followed."""
+def _live(p: MaxPatch, spec: ResolvedSpec, clip_fan: str, status: str, udpsend: str) -> None:
+    """Live API: the clip goes onto the device's own track (``dreamsampler-clip.js``), the
+    outcome to the status line; the set's tempo is followed."""
     ready = p.obj(950, 40, "live.thisdevice")
-    slot_path = p.obj(950, 600, "live.path")
-    slot = p.obj(950, 660, "live.object")
-    ask_slot = p.msg(950, 570, "path live_set view highlighted_clip_slot")
-    create = p.obj(850, 630, "prepend call create_audio_clip")
-    order = p.obj(850, 600, "t s b")
-    p.connect(clip_fan, 0, order, 0)
-    p.connect(order, 1, ask_slot, 0)
-    p.chain(ask_slot, slot_path)
-    p.connect(slot_path, 0, slot, 1)
-    p.connect(order, 0, create, 0)
-    p.connect(create, 0, slot, 0)
+    place = p.obj(850, 600, "prepend place")
+    script = p.obj(850, 630, f"js {CLIP_SCRIPT}",
+                   saved_object_attributes={"filename": CLIP_SCRIPT, "parameter_enable": 0})
+    p.connect(clip_fan, 0, place, 0)
+    p.chain(place, script, status)
     if spec.tempo is not None:
         set_path = p.msg(950, 70, "path live_set")
         set_obj = p.obj(950, 100, "live.path")
@@ -428,11 +539,18 @@ def maxpat_text(spec: ResolvedSpec) -> str:
 def amxd_bytes(spec: ResolvedSpec) -> bytes:
     """``dreamsampler.amxd``: the device's patcher behind the ``ampf``/``meta``/``ptch`` header."""
     patcher = build(spec, device=True).patcher(
-        devicewidth=520.0, description="dreamsampler: text-to-music over OSC"
+        devicewidth=float(DEVICE_WIDTH), description="dreamsampler: text-to-music over OSC",
+        dependency_cache=[{"name": CLIP_SCRIPT, "patcherrelativepath": ".", "type": "TEXT",
+                           "implicit": 1}],
     )
     payload = json.dumps(patcher, indent=1).encode("utf-8") + b"\n\x00"
     return (_chunk(b"ampf", AMXD_AUDIO_EFFECT) + _chunk(b"meta", b"\x00\x00\x00\x00")
             + _chunk(b"ptch", payload))
+
+
+def clip_script() -> bytes:
+    """The device's Live API script (``dreamsampler-clip.js``), shipped next to the ``.amxd``."""
+    return (Path(__file__).with_name(CLIP_SCRIPT)).read_bytes()
 
 
 def _chunk(name: bytes, data: bytes) -> bytes:

@@ -9,6 +9,7 @@ in a table is an error: add it here (with its counts) before a generator may use
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 Counts = tuple[int, int]
@@ -43,6 +44,7 @@ MAX_UI: dict[str, Counts] = {
     "live.dial": (1, 2),
     "live.menu": (1, 3),
     "live.drop": (1, 2),
+    "ezdac~": (2, 0),
 }
 
 
@@ -90,6 +92,10 @@ MAX_OBJECTS: dict[str, Counts | Callable[[str], Counts]] = {
     "live.object": (2, 1),
     "live.observer": (2, 2),
     "tosymbol": (1, 1),
+    # with parameter_enable: the stored value out of the left outlet (bindto, dump: the others)
+    "pattr": (1, 3),
+    # counts declared by the script (dreamsampler-clip.js: inlets = 1, outlets = 1)
+    "js": (1, 1),
 }
 
 
@@ -125,6 +131,17 @@ def _pd_list(text: str) -> Counts:
             "store": (2, 3)}[kind]
 
 
+def _pd_expr(text: str) -> Counts:
+    """``[expr]`` has one inlet per highest ``$f``/``$i``/``$s`` index."""
+    indices = [int(n) for n in re.findall(r"\$[fis](\d+)", text)]
+    return max(indices, default=1), 1
+
+
+def _pd_file(text: str) -> Counts:
+    args = _args(text)
+    return {"handle": (1, 2), "stat": (1, 2)}[args[0] if args else "handle"]
+
+
 #: first word of a Pd object box → (inlets, outlets) (measured on Pd 0.53)
 PD_OBJECTS: dict[str, Counts | Callable[[str], Counts]] = {
     "netsend": (1, 2),
@@ -148,13 +165,18 @@ PD_OBJECTS: dict[str, Counts | Callable[[str], Counts]] = {
     "r": lambda text: (0 if _args(text) else 1, 1),
     "soundfiler": (1, 2),
     "openpanel": (1, 1),
-    "expr": (2, 1),
+    "expr": _pd_expr,
     "vline~": (3, 1),
     "*~": (2, 1),
     "tabread4~": (2, 1),
     "dac~": (2, 0),
     "symbol": (2, 1),
     "delay": (2, 1),
+    "key": (0, 1),
+    "change": (1, 1),
+    "realtime": (2, 1),
+    "file": _pd_file,
+    "env~": (1, 1),
 }
 
 #: Pd GUI boxes (``#X obj x y <class> ...``) have an inlet unless they have a receive name and an

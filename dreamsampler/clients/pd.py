@@ -139,6 +139,64 @@ def _nonempty_gate(p: PdPatch, x: int, y: int) -> tuple[int, int, int]:
     return fan, empty, store
 
 
+def _seed_from_the_clock(p: PdPatch, load: int, roll: int, x: int, y: int) -> None:
+    """Seed ``roll`` (a ``[random]``) at load, so the first dice differs per session (Pd seeds
+    every new ``[random]`` alike: 743639 is the first roll out of ``[random 1000000]``).
+
+    The seed mixes three bytes of ``/dev/urandom`` (read by ``[file handle]``; where it cannot be
+    opened, as on Windows, zeros) with the microseconds ``[realtime]`` measures from its creation
+    to the load bang, which vary from session to session.
+    """
+    fan = p.obj(x, y, "t b b")
+    p.connect(load, 0, fan, 0)
+    clock = p.obj(x + 90, y + 30, "realtime")
+    p.connect(fan, 1, clock, 1)
+    read = p.msg(x, y + 30, "open /dev/urandom, 3, close")
+    handle = p.obj(x, y + 60, "file handle")
+    p.connect(fan, 0, read, 0)
+    p.connect(read, 0, handle, 0)
+    no_device = p.msg(x + 90, y + 90, "0 0 0")
+    p.connect(handle, 1, no_device, 0)
+    mix = p.obj(x, y + 120, "expr ($f1*65536 + $f2*256 + $f3 + int($f4*1000)) % 16777216")
+    p.connect(handle, 0, mix, 0)
+    p.connect(no_device, 0, mix, 0)
+    p.connect(clock, 0, mix, 3)
+    seed = p.msg(x, y + 150, "seed $1")
+    p.connect(mix, 0, seed, 0)
+    p.connect(seed, 0, roll, 0)
+
+
+def _typing_without_enter(p: PdPatch, x: int, y: int) -> tuple[int, int, int]:
+    """Watch the keyboard (``[key]``): any key but Enter means text was typed and not yet
+    confirmed. Returns (an outlet giving 1 while typed text is pending, 0 after Enter; the
+    same inverted; the status message shown when typing starts or ends)."""
+    key = p.obj(x, y, "key")
+    which = p.obj(x, y + 30, "sel 10 13 0")  # Enter (Return, keypad), keys without a number
+    entered = p.msg(x, y + 60, "0")
+    typing = p.msg(x + 60, y + 60, "1")
+    p.connect(key, 0, which, 0)
+    p.connect(which, 0, entered, 0)
+    p.connect(which, 1, entered, 0)
+    p.connect(which, 3, typing, 0)
+    changed = p.obj(x, y + 90, "change")
+    p.connect(entered, 0, changed, 0)
+    p.connect(typing, 0, changed, 0)
+    pending = p.obj(x, y + 120, "t f f")
+    p.connect(changed, 0, pending, 0)
+    clear = p.obj(x + 60, y + 150, "== 0")
+    p.connect(pending, 0, clear, 0)
+    state = p.obj(x, y + 150, "sel 1 0")
+    p.connect(pending, 1, state, 0)
+    text = p.msg(x, y + 180, "list typing: press Enter to use what you typed")
+    ready = p.msg(x + 200, y + 180, "list text entered")
+    p.connect(state, 0, text, 0)
+    p.connect(state, 1, ready, 0)
+    fan = p.obj(x, y + 210, "t l")  # one outlet for both texts
+    p.connect(text, 0, fan, 0)
+    p.connect(ready, 0, fan, 0)
+    return pending, clear, fan
+
+
 def _option_template(numbers: tuple[NumberControl, ...]) -> str:
     """``seed $2 steps $3 ...`` for a ``[pack 0 f f ...]`` whose slot 1.. hold the numbers."""
     return " ".join(f"{n.key} ${i + 2}" for i, n in enumerate(numbers))
@@ -183,7 +241,8 @@ def build(spec: ResolvedSpec) -> PdPatch:
     p.connect(listen, 0, netreceive, 0)
 
     # -- controls ------------------------------------------------------------------------------
-    p.comment(20, 40, "prompt (a list box: type words, Enter):")
+    p.comment(20, 40, "prompt: click, type words, then press Enter (Pd keeps typed text only "
+                      "after Enter)")
     prompt = p.atom("listbox", 20, 80, 40, "prompt", "ds-prompt", "-")
     prompt_default = p.msg(20, 110, f"list {DEFAULT_PROMPT}")
     prompt_send = p.obj(20, 140, "s ds-prompt")
@@ -221,6 +280,13 @@ def build(spec: ResolvedSpec) -> PdPatch:
         p.connect(dice_gate, 0, roll, 0)
         p.connect(dice, 0, roll, 0)
         p.connect(roll, 0, roll_send, 0)
+        _seed_from_the_clock(p, load, roll, 20, 1420)
+
+    # typed text counts only after Enter: while keys were typed since the last Enter, Generate and
+    # Transfer send nothing and the status line says so (Pd drops text typed into a box when
+    # another box is clicked, so it would otherwise send the previous prompt silently)
+    typed, entered, typing_text = _typing_without_enter(p, 480, 1420)
+    not_sent = p.msg(480, 1660, "list not sent: press Enter to confirm what you typed")
 
     concept_right: list[int] = []
 
@@ -229,8 +295,15 @@ def build(spec: ResolvedSpec) -> PdPatch:
         (→ input) → OSC."""
         numbers = spec.numbers_for(address)
         button = p.bng(x, 470, label, f"ds-{label.lower()}")
+        allowed = p.obj(x + 60, 470, "spigot 1")
+        refused = p.obj(x + 140, 470, "spigot 0")
+        p.connect(button, 0, allowed, 0)
+        p.connect(button, 0, refused, 0)
+        p.connect(entered, 0, allowed, 1)
+        p.connect(typed, 0, refused, 1)
+        p.connect(refused, 0, not_sent, 0)
         order = p.obj(x, 505, "t b b")
-        p.connect(button, 0, order, 0)
+        p.connect(allowed, 0, order, 0)
         if dice_gate is not None:
             p.connect(order, 1, dice_gate, 0)
         pack = p.obj(x, 535, "pack 0" + " f" * len(numbers))
@@ -306,6 +379,8 @@ def build(spec: ResolvedSpec) -> PdPatch:
 
     p.atom("listbox", 20, 720, 60, "status", "ds-status", "-")
     status_send = p.obj(rx, ry + 270, "s ds-status")
+    p.connect(not_sent, 0, status_send, 0)
+    p.connect(typing_text, 0, status_send, 0)
 
     queued = p.obj(rx, ry + 90, "unpack f f")
     p.connect(route, outlet["queued"], queued, 0)
@@ -369,7 +444,12 @@ def build(spec: ResolvedSpec) -> PdPatch:
     p.chain(millis, ramp, line, scale, reader, dac)
     p.connect(reader, 0, dac, 1)
     p.msg(480, 900, "; pd dsp 1")
-    p.comment(480, 940, "turn DSP on to play")
+    p.msg(580, 900, "; pd dsp 0")
+    p.comment(480, 940, "DSP on/off: play is silent while DSP is off")
+    level = p.obj(360, 1050, "env~")  # the output level in dB (100 = full scale; 0 = silence)
+    level_send = p.obj(360, 1080, "s ds-level")
+    p.chain(reader, level, level_send)
+    p.atom("floatatom", 480, 980, 5, "level(dB)", "ds-level", "-")
 
     _server_playback(p, spec, netsend, delivered)
     return p
@@ -436,6 +516,8 @@ class PdBox:
     index: int
     kind: str  # obj, msg, text, floatatom, symbolatom, listbox, graph
     text: str  # for obj/msg/text: the content, unescaped; for atoms: the raw fields
+    x: int = 0  # position on the canvas (pixels, top left)
+    y: int = 0
 
     @property
     def words(self) -> list[str]:
@@ -461,7 +543,8 @@ def parse(text: str) -> tuple[list[PdBox], list[tuple[int, int, int, int]]]:
         if head == "#X restore":
             depth -= 1
             if depth == 1:
-                boxes.append(PdBox(len(boxes), "graph", " ".join(words[4:])))
+                boxes.append(PdBox(len(boxes), "graph", " ".join(words[4:]), int(words[2]),
+                                   int(words[3])))
             continue
         if depth > 1 or head in ("#X array", "#X coords", "#A"):
             continue
@@ -469,9 +552,11 @@ def parse(text: str) -> tuple[list[PdBox], list[tuple[int, int, int, int]]]:
             a, o, b, i = (int(w) for w in words[2:6])
             connections.append((a, o, b, i))
         elif head in ("#X obj", "#X msg", "#X text"):
-            boxes.append(PdBox(len(boxes), words[1], unescape(" ".join(words[4:]))))
+            boxes.append(PdBox(len(boxes), words[1], unescape(" ".join(words[4:])),
+                               int(words[2]), int(words[3])))
         elif head in ("#X floatatom", "#X symbolatom", "#X listbox"):
-            boxes.append(PdBox(len(boxes), words[1], " ".join(words[2:])))
+            boxes.append(PdBox(len(boxes), words[1], " ".join(words[2:]), int(words[2]),
+                               int(words[3])))
         else:
             raise ValueError(f"unknown Pd record: {record[:60]!r}")
     return boxes, connections

@@ -171,9 +171,44 @@ def load_audio(
         AudioFileError: missing, unreadable, empty or oversized file.
     """
     read = None if duration is None else duration + RESAMPLE_MARGIN_S
-    audio, rate = read_audio(path, duration=read, max_bytes=max_bytes)
-    mono = audio.mean(axis=0, dtype=np.float64).astype(np.float32)
+    path = Path(path)
+    try:
+        mono, rate = _read_mono(path, read, max_bytes)
+    except _NotSndfile:
+        audio, rate = read_audio(path, duration=read, max_bytes=max_bytes)
+        mono = audio.mean(axis=0, dtype=np.float64).astype(np.float32)
     out = resample(mono, rate, sample_rate)
     if duration is not None:
         out = out[: round(duration * sample_rate)]
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class _NotSndfile(Exception):
+    """libsndfile cannot read the file (another decoder may)."""
+
+
+def _read_mono(path: Path, duration: float | None, max_bytes: int | None
+               ) -> tuple[np.ndarray, int]:
+    """libsndfile decode mixed to mono block by block: memory is one float32 per frame (the
+    channels are never held at once); the samples equal ``read_audio(...)[0].mean(axis=0)``."""
+    _check_path(path)
+    check_size(path, max_bytes)
+    try:
+        fh = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise _NotSndfile from exc
+    with fh:
+        rate = fh.samplerate
+        frames = fh.frames if duration is None else min(fh.frames, math.ceil(duration * rate))
+        mono = np.empty(frames, dtype=np.float32)
+        done = 0
+        for block in fh.blocks(blocksize=1 << 16, frames=frames, dtype="float32",
+                               always_2d=True):
+            mono[done:done + len(block)] = block.mean(axis=1, dtype=np.float64)
+            done += len(block)
+    mono = mono[:done]
+    if done == 0 or rate <= 0:
+        raise AudioFileError(path, "contains no samples")
+    if not np.all(np.isfinite(mono)):
+        raise AudioFileError(path, "contains NaN or infinite samples")
+    return mono, int(rate)

@@ -181,7 +181,11 @@ def _handle(f: Any) -> Any:
 
 @dataclass(frozen=True)
 class LoopInfo:
-    """Loop metadata read back from a WAV: tempo (BPM), beats, meter and smpl loop (samples)."""
+    """Loop metadata read back from a WAV: tempo (BPM), beats, meter and the smpl loop.
+
+    ``loop_start`` and ``loop_end`` are sample frames, both inclusive as the RIFF ``smpl`` chunk
+    stores them: a loop over a whole file of ``n`` frames is ``(0, n - 1)``.
+    """
 
     bpm: float
     beats: int
@@ -207,7 +211,8 @@ def write_loop_wav(
     subtype: str = "PCM_24",
 ) -> Path:
     """Write a loop WAV with ``acid`` (tempo, beats, meter) and ``smpl`` (forward loop over the
-    whole file) chunks, atomically (:func:`dreamsampler.fsutil.atomic_write_path`).
+    whole file: start 0, end ``samples - 1``, the last sample, as the RIFF spec's inclusive
+    ``dwEnd``) chunks, atomically (:func:`dreamsampler.fsutil.atomic_write_path`).
 
     Args:
         path: destination ``.wav``.
@@ -243,7 +248,9 @@ def write_loop_wav(
             if lib.sf_set_chunk(h, info) != 0:
                 raise RuntimeError("libsndfile refused the acid chunk")
             inst = struct.pack("<i6b2xi", 0, root_note, 0, 1, 127, 0, 127, 1)
-            inst += struct.pack("<iIII", SF_LOOP_FORWARD, 0, arr.shape[1] - 1, 0)
+            # SF_INSTRUMENT's loop end is exclusive: libsndfile writes end - 1 into smpl, whose
+            # dwEnd is the last sample of the loop (inclusive), so frames - 1 lands in the file
+            inst += struct.pack("<iIII", SF_LOOP_FORWARD, 0, arr.shape[1], 0)
             inst += bytes(_INSTRUMENT_SIZE - len(inst))
             ibuf = ffi.new("char[]", inst)
             if lib.sf_command(h, SFC_SET_INSTRUMENT, ibuf, _INSTRUMENT_SIZE) != 1:
@@ -255,7 +262,8 @@ def write_loop_wav(
 
 
 def read_loop_info(path: str | os.PathLike[str]) -> LoopInfo | None:
-    """Tempo/beats (acid) and loop points (smpl) of a WAV via libsndfile; None without acid."""
+    """Tempo/beats (acid) and loop points (smpl, inclusive) of a WAV via libsndfile; None
+    without acid."""
     import soundfile
 
     ffi, lib = _sndfile()
@@ -271,5 +279,6 @@ def read_loop_info(path: str | os.PathLike[str]) -> LoopInfo | None:
             raw = bytes(ffi.buffer(ibuf))
             (count,) = struct.unpack("<i", raw[12:16])
             if count > 0:
-                _m, start, end, _c = struct.unpack("<iIII", raw[16:32])
+                _m, start, end_exclusive, _c = struct.unpack("<iIII", raw[16:32])
+                end = end_exclusive - 1  # libsndfile reads smpl's inclusive end as end + 1
     return LoopInfo(float(bpm), int(beats), (int(num), int(den)), start, end)

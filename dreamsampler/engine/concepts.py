@@ -220,13 +220,28 @@ class ConceptMeta(BaseModel):
 
 @dataclass(frozen=True)
 class ConceptInfo:
-    """A concept as the engine reports it (``/concept/list``, ``concepts list``)."""
+    """A concept as the engine reports it (``/concept/list``, ``/concept/available``).
+
+    Attributes:
+        family: the model family recorded at training (``training["family"]``), else the base
+            model id.
+        loaded: it is loaded in the engine.
+        already_loaded: a load found it loaded already and changed nothing.
+    """
 
     name: str
     method: str
     placeholder_token: str
     base_model: str
     loaded: bool = False
+    family: str = ""
+    already_loaded: bool = False
+
+    @classmethod
+    def from_meta(cls, meta: ConceptMeta, loaded: bool = False) -> ConceptInfo:
+        family = str(meta.training.get("family") or meta.base_model)
+        return cls(meta.name, meta.method, meta.placeholder_token, meta.base_model, loaded,
+                   family)
 
 
 # -- files -----------------------------------------------------------------------------------------
@@ -404,7 +419,7 @@ class ConceptManager:
 
     Attach one per model (the constructor sets ``model.concepts``); :func:`sample` then activates
     the request's concept through :meth:`activate`. Not thread-safe: call it from the engine's
-    worker thread (``Engine.run_exclusive``), never during a generation.
+    worker thread (between jobs, see ``LocalEngine``), never during a generation.
 
     Args:
         model: the loaded family adapter.
@@ -431,19 +446,14 @@ class ConceptManager:
 
     def loaded(self) -> list[ConceptInfo]:
         """The loaded concepts, in load order."""
-        return [
-            ConceptInfo(e.meta.name, e.meta.method, e.meta.placeholder_token, e.meta.base_model,
-                        loaded=True)
-            for e in self._loaded.values()
-        ]
+        return [ConceptInfo.from_meta(e.meta, loaded=True) for e in self._loaded.values()]
 
     def available(self) -> list[ConceptInfo]:
         """Valid concepts on disk (loaded or not); broken ones are logged and skipped."""
         metas, errors = scan_concepts(self.concepts_dir)
         for err in errors:
             log.warning("concept skipped: %s", err)
-        return [ConceptInfo(m.name, m.method, m.placeholder_token, m.base_model,
-                            loaded=m.name in self._loaded) for m in metas]
+        return [ConceptInfo.from_meta(m, loaded=m.name in self._loaded) for m in metas]
 
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
@@ -482,7 +492,7 @@ class ConceptManager:
             entry = self._load_dreambooth(meta, folder)
             self._loaded[name] = entry
         log.info("concept %s (%s) loaded", name, meta.method)
-        return ConceptInfo(meta.name, meta.method, meta.placeholder_token, meta.base_model, True)
+        return ConceptInfo.from_meta(meta, loaded=True)
 
     def unload(self, name: str) -> None:
         """Remove a loaded concept; the model returns to its state without it.

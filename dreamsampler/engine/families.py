@@ -34,12 +34,29 @@ class ModelLoadError(RuntimeError):
     """The model cannot be loaded; the message names the source and the reason."""
 
 
-class LogMelFrontEnd:
-    """AudioLDM's log-mel front end (TacotronSTFT): magnitude STFT → mel (Slaney) → log.
+class SilentInputError(ValueError):
+    """The audio given to the front end is silent (all samples zero after removing the mean)."""
 
-    Matches AudioLDM/MusicLDM: 16 kHz, n_fft 1024, hop 160, 64 mel bands, 0–8000 Hz,
-    ``log(clamp(mel, 1e-5))``. The mel filterbank comes from librosa.
+
+class LogMelFrontEnd:
+    """AudioLDM's front end: waveform normalisation and log-mel (TacotronSTFT), as the reference.
+
+    Matches AudioLDM's own code (``audioldm`` 0.1.1, Liu et al. 2023; the package DreamSound and
+    Plitsis et al. 2023 built on), which MusicLDM shares: :meth:`normalize` is
+    ``audio/tools.py`` ``read_wav_file`` after resampling (mean removed, peak 0.5, cut or
+    zero-padded to the segment, peak 0.5 again) and :meth:`__call__` is ``audio/stft.py``
+    ``TacotronSTFT.mel_spectrogram`` (reflect padding of ``n_fft / 2`` so frame ``i`` is centred
+    on sample ``hop * i``, periodic Hann window, magnitude, Slaney mel 0 Hz to ``sample_rate / 2``
+    from librosa, ``log(clamp(mel, 1e-5))``) followed by ``_pad_spec`` (the first ``frames``
+    frames). ``tests/engine/fixtures/make_audioldm_mel_ref.py`` imports both reference files and
+    the tests compare with its output.
+
+    Differences upstream of the front end: the input is mixed to mono (AudioLDM takes the first
+    channel) and resampled with soxr (AudioLDM: torchaudio's sinc resampler).
     """
+
+    #: peak AudioLDM normalises its input to (linear, = -6.02 dBFS)
+    PEAK = 0.5
 
     def __init__(
         self, sample_rate: int, n_mels: int, hop_length: int, n_fft: int = 1024
@@ -54,12 +71,39 @@ class LogMelFrontEnd:
         )
         self.window = torch.hann_window(n_fft)
 
-    def __call__(self, waveform: torch.Tensor, frames: int) -> torch.Tensor:
-        """Waveform ``(batch, samples)`` → log-mel ``(batch, 1, frames, n_mels)``.
+    def normalize(self, waveform: torch.Tensor, frames: int) -> torch.Tensor:
+        """AudioLDM's waveform normalisation for ``frames`` mel frames, per row of
+        ``(batch, samples)``.
 
-        The spectrogram is cropped or padded (with the log floor) to exactly ``frames``.
+        As ``read_wav_file``: subtract the mean of the whole row, scale to a peak of
+        :attr:`PEAK` (0.5), zero-pad to ``frames * hop_length`` samples if shorter, scale to
+        peak 0.5 again. A longer row is not cut before the normalisation (the reference's
+        ``pad_wav`` slices rows, not samples, so mean and peak are those of the whole input);
+        the result keeps only the samples the first ``frames`` frames see,
+        ``max((frames - 1) * hop_length + n_fft // 2, frames * hop_length)``.
+
+        Raises:
+            SilentInputError: a row has no signal once its mean is removed.
         """
-        pad = (self.n_fft - self.hop_length) // 2
+        x = waveform.double()
+        x = x - x.mean(dim=-1, keepdim=True)
+        x = x / (x.abs().amax(dim=-1, keepdim=True) + 1e-8) * self.PEAK
+        if x.shape[-1] < frames * self.hop_length:
+            x = F.pad(x, (0, frames * self.hop_length - x.shape[-1]))
+        peak = x.abs().amax(dim=-1, keepdim=True)
+        if bool((peak == 0).any()):
+            raise SilentInputError("the input is silent (no signal once its mean is removed)")
+        keep = max((frames - 1) * self.hop_length + self.n_fft // 2, frames * self.hop_length)
+        return (x[:, :keep] / peak * self.PEAK).float()
+
+    def __call__(self, waveform: torch.Tensor, frames: int) -> torch.Tensor:
+        """Normalised waveform ``(batch, samples)`` → log-mel ``(batch, 1, frames, n_mels)``.
+
+        ``waveform`` is what :meth:`normalize` returns (or any audio in [-1, 1]). The
+        spectrogram is cropped, or padded with zeros as the reference's ``_pad_spec``, to
+        exactly ``frames``.
+        """
+        pad = self.n_fft // 2
         x = F.pad(waveform.float().unsqueeze(1), (pad, pad), mode="reflect").squeeze(1)
         spec = torch.stft(
             x,
@@ -71,7 +115,7 @@ class LogMelFrontEnd:
         ).abs()
         mel = torch.log(torch.clamp(self.mel_basis @ spec, min=1e-5)).transpose(1, 2)
         if mel.shape[1] < frames:
-            mel = F.pad(mel, (0, 0, 0, frames - mel.shape[1]), value=math.log(1e-5))
+            mel = F.pad(mel, (0, 0, 0, frames - mel.shape[1]))
         return mel[:, None, :frames, :]
 
 
@@ -87,6 +131,9 @@ class ModelFamily(ABC):
     name: ClassVar[str]
     pipeline_class: ClassVar[str]
     component_keys: ClassVar[tuple[str, ...]]
+    #: style transfer hands :meth:`audio_to_latents` the whole input file (its front end
+    #: normalises over all of it, as AudioLDM's), not the input cut or padded to the duration
+    takes_whole_input: ClassVar[bool] = False
 
     def __init__(
         self, model_id: str, components: dict[str, Any], device: torch.device, dtype: torch.dtype
@@ -136,6 +183,15 @@ class ModelFamily(ABC):
     def audio_to_latents(self, waveform: torch.Tensor, duration: float) -> torch.Tensor:
         """Waveform ``(batch, samples)`` at :attr:`sample_rate` → scaled latents."""
 
+    def input_gain(self, waveform: torch.Tensor, duration: float) -> float:
+        """Linear gain :meth:`audio_to_latents` applies to the mono ``waveform`` ``(samples,)``
+        before encoding it (its level normalisation); 1.0 for a family that does none.
+
+        Style transfer divides its output by this gain, so the clip comes back at the input's
+        level (:mod:`dreamsampler.engine.level`).
+        """
+        return 1.0
+
     @abstractmethod
     def latents_to_audio(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents → waveform ``(batch, samples)`` at :attr:`sample_rate`."""
@@ -180,6 +236,7 @@ class ClapLDMFamily(ModelFamily):
     """AudioLDM and MusicLDM: CLAP class-label conditioning, mel VAE, HiFi-GAN vocoder."""
 
     component_keys = ("tokenizer", "text_encoder", "vae", "unet", "vocoder", "scheduler")
+    takes_whole_input = True
 
     def __init__(
         self, model_id: str, components: dict[str, Any], device: torch.device, dtype: torch.dtype
@@ -234,9 +291,31 @@ class ClapLDMFamily(ModelFamily):
         )[0]
 
     def audio_to_latents(self, waveform: torch.Tensor, duration: float) -> torch.Tensor:
-        mel = self.front_end(waveform.cpu(), self.frames(duration)).to(self.device, self.dtype)
+        """Waveform ``(batch, samples)`` at 16 kHz → scaled VAE latents, via AudioLDM's front end.
+
+        Pass the whole input, not a cut: as the reference, the mean and peak of the whole row
+        set the normalisation (:meth:`LogMelFrontEnd.normalize`).
+
+        Raises:
+            SilentInputError: a row has no signal once its mean is removed.
+        """
+        frames = self.frames(duration)
+        wave = self.front_end.normalize(waveform.cpu(), frames)
+        mel = self.front_end(wave, frames).to(self.device, self.dtype)
         vae = self.components["vae"]
         return vae.encode(mel).latent_dist.mode() * vae.config.scaling_factor
+
+    def input_gain(self, waveform: torch.Tensor, duration: float) -> float:
+        """``0.5 / peak`` of the mean-removed ``waveform`` ``(samples,)``: AudioLDM's normalisation.
+
+        Raises:
+            SilentInputError: no signal once the mean is removed.
+        """
+        x = waveform.double()
+        peak = float((x - x.mean()).abs().max())
+        if peak == 0.0:
+            raise SilentInputError("the input is silent (no signal once its mean is removed)")
+        return LogMelFrontEnd.PEAK / peak
 
     def latents_to_audio(self, latents: torch.Tensor) -> torch.Tensor:
         vae = self.components["vae"]

@@ -6,32 +6,41 @@ engine (e.g. Ray Serve replicas) can implement the same protocol without the ser
 
 Every job yields, in order: :class:`JobStarted`, any number of :class:`JobProgress`, then exactly
 one terminal event, :class:`JobFinished` or :class:`JobFailed` (``cancelled=True`` when cancelled).
+
+Concept operations (load, unload) and barriers are engine *operations*: they carry only names, never
+a closure, so a remote engine can carry them out too. Jobs and operations run in arrival order (one
+FIFO): a job naming concept X queued before an unload of X still finds X loaded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from dreamsampler.engine.audio_io import AudioFileError
-from dreamsampler.engine.concepts import ConceptError, ConceptInfo, ConceptManager
+from dreamsampler.engine.concepts import ConceptError, ConceptInfo, ConceptManager, scan_concepts
 from dreamsampler.engine.families import ModelFamily, load_model
+from dreamsampler.engine.level import NonFiniteAudioError
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
 from dreamsampler.engine.sampler import Cancelled, sample
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class QueueFull(RuntimeError):
     """The engine's queue holds its maximum number of waiting jobs."""
+
+
+class EngineClosed(RuntimeError):
+    """The engine closed before a pending operation ran; the message is the close reason."""
 
 
 @dataclass(frozen=True)
@@ -114,19 +123,20 @@ class EngineStatus:
 
 
 class Engine(Protocol):
-    """What the server needs from an engine, local or remote."""
+    """What the server needs from an engine, local or remote (no closures cross it)."""
 
     async def start(self) -> None:
         """Load the model; raises ``ModelLoadError`` when it cannot."""
 
-    async def close(self) -> None:
-        """Cancel running work and release the model."""
+    async def close(self, reason: str = "server shutting down") -> None:
+        """Fail every queued job and every pending operation or barrier with ``reason``, cancel
+        the running job and release the model. No awaiter is left hanging."""
 
     def submit(self, request: GenerationRequest, job_id: int) -> tuple[Job, int]:
         """Queue a job; returns it with its queue position (0 = next to run).
 
         Raises:
-            QueueFull: too many jobs waiting.
+            QueueFull: too many jobs waiting, or the engine is closing.
         """
         ...
 
@@ -136,39 +146,64 @@ class Engine(Protocol):
 
     def status(self) -> EngineStatus: ...
 
-    async def run_exclusive(self, fn: Callable[[ModelFamily], T]) -> T:
-        """Run ``fn(model)`` between jobs, never during one (loading a concept, say)."""
-        ...
-
     async def load_concept(self, name: str) -> ConceptInfo:
-        """Load a concept from the concepts folder between jobs.
+        """Load a concept from the concepts folder, in arrival order with jobs.
+
+        Loading a concept that is already loaded changes nothing and returns it with
+        ``already_loaded=True``.
 
         Raises:
-            ConceptError: invalid, missing, already loaded or for another base model.
+            ConceptError: invalid, missing or for another base model.
+            EngineClosed: the engine closed first.
         """
         ...
 
     async def unload_concept(self, name: str) -> None:
-        """Unload a concept between jobs.
+        """Unload a concept, in arrival order with jobs.
 
         Raises:
             ConceptNotLoadedError: it is not loaded.
+            EngineClosed: the engine closed first.
         """
         ...
 
     def list_concepts(self) -> list[ConceptInfo]:
-        """The loaded concepts (a snapshot; never waits for the running job)."""
+        """The loaded concepts in load order (a snapshot; never waits for the running job)."""
         ...
+
+    async def available_concepts(self) -> list[ConceptInfo]:
+        """The valid concepts on disk in the concepts folder, sorted by name, each with its
+        ``loaded`` flag (broken folders are logged and skipped; never waits for a job)."""
+        ...
+
+    async def barrier(self) -> None:
+        """Return once every job and operation submitted before it has ended (``/sync``).
+
+        Raises:
+            EngineClosed: the engine closed first.
+        """
+        ...
+
+
+@dataclass(eq=False)
+class _Operation:
+    """A concept operation or barrier waiting in the engine's FIFO (runs on the worker)."""
+
+    kind: str  # "load", "unload" or "barrier"
+    name: str
+    future: Future[Any]
 
 
 class LocalEngine:
     """Runs jobs on this process's model in one worker thread, one job at a time.
 
+    Jobs and operations wait in one FIFO and run in arrival order.
+
     Args:
         model_id: repo id, local folder or tiny name (see :func:`load_model`).
         device: ``auto``, ``cpu``, ``cuda`` …
         dtype: ``float32``, ``float16`` or ``bfloat16``.
-        queue_size: jobs that may wait; more raise :class:`QueueFull`.
+        queue_size: jobs that may wait; more raise :class:`QueueFull` (operations don't count).
         model: an already loaded model (then ``model_id``/``device``/``dtype`` are not used).
         concepts_dir: folder of trained concepts (:mod:`dreamsampler.engine.concepts`);
             ``None``: concept commands fail.
@@ -191,11 +226,10 @@ class LocalEngine:
         self._dtype = dtype
         self.queue_size = queue_size
         self.model = model
-        self._pending: deque[Job] = deque()
-        self._calls: deque[tuple[Callable[[ModelFamily], Any], Future[Any]]] = deque()
+        self._queue: deque[Job | _Operation] = deque()
         self._running: Job | None = None
         self._wake = threading.Condition()
-        self._closing = False
+        self._closing: str | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -210,27 +244,35 @@ class LocalEngine:
         self._thread = threading.Thread(target=self._work, name="dreamsampler-engine", daemon=True)
         self._thread.start()
 
-    async def close(self) -> None:
+    async def close(self, reason: str = "server shutting down") -> None:
         with self._wake:
-            self._closing = True
-            for job in self._pending:
-                self._emit(job, JobFailed(job.id, "server shutting down", cancelled=True))
-            self._pending.clear()
+            if self._closing is None:
+                self._closing = reason
+            for item in self._queue:
+                if isinstance(item, Job):
+                    self._emit(item, JobFailed(item.id, reason, cancelled=True))
+                elif item.future.set_running_or_notify_cancel():
+                    item.future.set_exception(EngineClosed(reason))
+            self._queue.clear()
             if self._running is not None:
                 self._running.cancel_requested.set()
             self._wake.notify_all()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
 
+    def _jobs_waiting(self) -> int:
+        return sum(1 for item in self._queue if isinstance(item, Job))
+
     def submit(self, request: GenerationRequest, job_id: int) -> tuple[Job, int]:
         job = Job(job_id, request)
         with self._wake:
-            if self._closing:
-                raise QueueFull("engine is shutting down")
-            if len(self._pending) >= self.queue_size:
+            if self._closing is not None:
+                raise QueueFull(f"engine is shutting down ({self._closing})")
+            waiting = self._jobs_waiting()
+            if waiting >= self.queue_size:
                 raise QueueFull(f"queue full ({self.queue_size} jobs waiting)")
-            position = len(self._pending) + (1 if self._running is not None else 0)
-            self._pending.append(job)
+            position = waiting + (1 if self._running is not None else 0)
+            self._queue.append(job)
             self._wake.notify()
         return job, position
 
@@ -239,17 +281,17 @@ class LocalEngine:
             if self._running is not None and self._running.id == job_id:
                 self._running.cancel_requested.set()
                 return True
-            for job in self._pending:
-                if job.id == job_id:
-                    self._pending.remove(job)
-                    self._emit(job, JobFailed(job_id, "cancelled", cancelled=True))
+            for item in self._queue:
+                if isinstance(item, Job) and item.id == job_id:
+                    self._queue.remove(item)
+                    self._emit(item, JobFailed(job_id, "cancelled", cancelled=True))
                     return True
         return False
 
     def status(self) -> EngineStatus:
         model = self.model
         with self._wake:
-            queued = len(self._pending)
+            queued = self._jobs_waiting()
             running = self._running.id if self._running is not None else None
         return EngineStatus(
             model_id=self.model_id,
@@ -260,44 +302,59 @@ class LocalEngine:
             running=running,
         )
 
-    async def run_exclusive(self, fn: Callable[[ModelFamily], T]) -> T:
-        future: Future[T] = Future()
+    async def _operate(self, kind: str, name: str = "") -> Any:
+        """Queue an operation behind everything submitted so far and await its result."""
+        future: Future[Any] = Future()
         with self._wake:
-            if self._closing:
-                raise RuntimeError("engine is shutting down")
-            self._calls.append((fn, future))
+            if self._closing is not None:
+                raise EngineClosed(self._closing)
+            self._queue.append(_Operation(kind, name, future))
             self._wake.notify()
         return await asyncio.wrap_future(future)
+
+    async def load_concept(self, name: str) -> ConceptInfo:
+        return await self._operate("load", name)  # type: ignore[no-any-return]
+
+    async def unload_concept(self, name: str) -> None:
+        await self._operate("unload", name)
+
+    async def barrier(self) -> None:
+        await self._operate("barrier")
+
+    def list_concepts(self) -> list[ConceptInfo]:
+        return list(self._concept_list)
+
+    async def available_concepts(self) -> list[ConceptInfo]:
+        if self.concepts_dir is None:
+            return []
+        metas, errors = await asyncio.to_thread(scan_concepts, self.concepts_dir)
+        for err in errors:
+            log.warning("concept skipped: %s", err)
+        loaded = {c.name for c in self._concept_list}
+        return [ConceptInfo.from_meta(m, loaded=m.name in loaded) for m in metas]
+
+    # -- worker thread -------------------------------------------------------------------------
 
     def _manager(self) -> ConceptManager:
         if self.concepts is None:
             raise ConceptError("concepts_dir", "no concepts folder is configured")
         return self.concepts
 
-    async def load_concept(self, name: str) -> ConceptInfo:
-        def load(model: ModelFamily) -> ConceptInfo:
-            manager = self._manager()
-            try:
-                return manager.load(name)
-            finally:
-                self._concept_list = tuple(manager.loaded())
-
-        return await self.run_exclusive(load)
-
-    async def unload_concept(self, name: str) -> None:
-        def unload(model: ModelFamily) -> None:
-            manager = self._manager()
-            try:
-                manager.unload(name)
-            finally:
-                self._concept_list = tuple(manager.loaded())
-
-        await self.run_exclusive(unload)
-
-    def list_concepts(self) -> list[ConceptInfo]:
-        return list(self._concept_list)
-
-    # -- worker thread -------------------------------------------------------------------------
+    def _carry_out(self, op: _Operation) -> Any:
+        """Run one operation on the worker thread (between jobs)."""
+        if op.kind == "barrier":
+            return None
+        manager = self._manager()
+        try:
+            if op.kind == "load":
+                if manager.is_loaded(op.name):
+                    info = next(c for c in manager.loaded() if c.name == op.name)
+                    return dataclasses.replace(info, already_loaded=True)
+                return manager.load(op.name)
+            manager.unload(op.name)
+            return None
+        finally:
+            self._concept_list = tuple(manager.loaded())
 
     def _emit(self, job: Job, event: JobEvent) -> None:
         assert self._loop is not None
@@ -306,27 +363,24 @@ class LocalEngine:
     def _work(self) -> None:
         while True:
             with self._wake:
-                while not (self._closing or self._pending or self._calls):
+                while self._closing is None and not self._queue:
                     self._wake.wait()
-                if self._closing:
+                if self._closing is not None:
                     return
-                if self._calls:
-                    fn, future = self._calls.popleft()
-                    job = None
-                else:
-                    job = self._pending.popleft()
-                    self._running = job
-            if job is None:
-                if future.set_running_or_notify_cancel():
+                item = self._queue.popleft()
+                if isinstance(item, Job):
+                    self._running = item
+            if isinstance(item, _Operation):
+                if item.future.set_running_or_notify_cancel():
                     try:
-                        future.set_result(fn(self.model))  # type: ignore[arg-type]
+                        item.future.set_result(self._carry_out(item))
                     except BaseException as exc:
-                        future.set_exception(exc)
+                        item.future.set_exception(exc)
                 continue
-            terminal = self._run(job)
+            terminal = self._run(item)
             with self._wake:
                 self._running = None
-            self._emit(job, terminal)
+            self._emit(item, terminal)
 
     def _run(self, job: Job) -> TerminalEvent:
         """Run one job, emitting start and progress; return its terminal event (not yet sent)."""
@@ -341,7 +395,7 @@ class LocalEngine:
             )
         except Cancelled:
             return JobFailed(job.id, "cancelled", cancelled=True)
-        except (AudioFileError, ConceptError) as exc:
+        except (AudioFileError, ConceptError, NonFiniteAudioError) as exc:
             return JobFailed(job.id, str(exc))
         except BaseException as exc:  # not only Exception: the worker thread must survive
             log.error("job %d failed", job.id, exc_info=True)

@@ -84,7 +84,9 @@ class GenerationResult:
     """A finished clip and everything needed to regenerate it.
 
     Attributes:
-        audio: float32 array ``(channels, samples)`` in [-1, 1].
+        audio: float32 array ``(channels, samples)`` in [-1, 1], all finite (the engine
+            refuses non-finite output and normalises peaks above 0 dBFS to -1 dBFS:
+            :mod:`dreamsampler.engine.level`).
         sample_rate: Hz.
         record: generation record: model, family, every request parameter, engine version,
             elapsed seconds.

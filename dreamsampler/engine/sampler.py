@@ -7,6 +7,7 @@ denoise, classifier-free guidance, scheduler step (progress callback, cancellati
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,9 +24,10 @@ from diffusers import (
 from diffusers.utils.torch_utils import randn_tensor
 
 from dreamsampler import __version__
-from dreamsampler.engine.audio_io import load_audio
+from dreamsampler.engine.audio_io import AudioFileError, load_audio
 from dreamsampler.engine.concepts import activate
-from dreamsampler.engine.families import ModelFamily
+from dreamsampler.engine.families import ModelFamily, SilentInputError
+from dreamsampler.engine.level import finish
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
 
 SCHEDULERS: dict[str, Any] = {
@@ -105,9 +107,17 @@ def sample(
         final latents ``(1, channels, frames, bins)``.
         Equal (model, request) give bit-identical audio on the same device.
 
+        Level (:mod:`dreamsampler.engine.level`): a style transfer's output is divided by the
+        gain the model's front end applied to the input (``ModelFamily.input_gain``; AudioLDM
+        normalises to peak 0.5), so it comes back at the input's level; then any clip whose
+        peak is above 0 dBFS is scaled to a -1 dBFS peak. The record holds ``peak_dbfs`` (after),
+        ``gain_db`` (total engine gain), ``overs_gain_db`` (the 0 dBFS normalisation, 0.0 when
+        none) and, for a transfer, ``input_gain_db`` (the front end's gain that was undone).
+
     Raises:
         Cancelled: ``should_cancel`` returned True.
-        AudioFileError: the input file cannot be read.
+        AudioFileError: the input file cannot be read or is silent.
+        NonFiniteAudioError: the model produced NaN or infinite samples.
         ConceptNotLoadedError: the request names a concept the model has not loaded.
     """
     with activate(model, request.concept, request.lora_scale):
@@ -131,14 +141,22 @@ def _sample(
     conditioning = model.encode_prompt(prompts)
     shape, n_samples = model.latent_shape(request.duration)
 
+    input_gain = 1.0
     if request.input_path is not None:
-        # only the frames needed: memory follows the request, not the input file
+        # a family that normalises by the whole input reads it all (bounded by the input size
+        # limit); the others read only the frames needed, so memory follows the request
+        needed = None if model.takes_whole_input else n_samples / model.sample_rate
         waveform = torch.from_numpy(load_audio(request.input_path, model.sample_rate,
-                                               duration=n_samples / model.sample_rate))
-        waveform = waveform[:n_samples]
-        if waveform.shape[0] < n_samples:
-            waveform = torch.nn.functional.pad(waveform, (0, n_samples - waveform.shape[0]))
-        clean = model.audio_to_latents(waveform[None], request.duration)
+                                               duration=needed))
+        if not model.takes_whole_input:
+            waveform = waveform[:n_samples]
+            if waveform.shape[0] < n_samples:
+                waveform = torch.nn.functional.pad(waveform, (0, n_samples - waveform.shape[0]))
+        try:
+            clean = model.audio_to_latents(waveform[None], request.duration)
+            input_gain = model.input_gain(waveform, request.duration)
+        except SilentInputError:
+            raise AudioFileError(request.input_path, "is silent (nothing to transfer)") from None
         timesteps = sdedit_timesteps(scheduler, request.num_inference_steps, request.strength)
         noise = randn_tensor(clean.shape, generator=generator, device=model.device,
                              dtype=model.dtype)
@@ -169,12 +187,16 @@ def _sample(
         raise Cancelled
 
     audio = model.latents_to_audio(latents)[:, :n_samples].cpu().numpy()
+    audio, level = finish(audio, f"the model's output (seed {request.seed})", input_gain)
+    if request.input_path is not None:
+        level["input_gain_db"] = round(20.0 * math.log10(input_gain), 3)
     record = {
         "engine": f"dreamsampler {__version__}",
         "model": model.model_id,
         "family": model.name,
         **request.to_record(),
         "sample_rate": model.sample_rate,
+        **level,
         "elapsed_s": round(time.perf_counter() - started, 4),
     }
     return GenerationResult(

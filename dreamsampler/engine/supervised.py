@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import importlib
 import logging
 import multiprocessing
@@ -55,6 +56,7 @@ from dreamsampler.engine.concepts import (
 )
 from dreamsampler.engine.families import ModelLoadError, load_model
 from dreamsampler.engine.jobs import (
+    EngineClosed,
     EngineStatus,
     Job,
     JobFailed,
@@ -85,8 +87,8 @@ FATAL_MESSAGES = (
 FATAL_EXIT_CODE = 70
 
 
-class EngineUnavailable(RuntimeError):
-    """The engine closed or its process failed while an operation was pending."""
+class EngineUnavailable(EngineClosed):
+    """The engine process failed (or could not restart) while an operation was pending."""
 
 
 def is_fatal_error(exc: BaseException) -> bool:
@@ -299,7 +301,7 @@ class SupervisedEngine:
             QueueFull: too many jobs waiting, the engine is closing, or it cannot restart.
         """
         if self._closing:
-            raise QueueFull(f"engine is shutting down ({self._closed_reason})")
+            raise QueueFull(self._closed_reason)
         if self._broken is not None:
             raise QueueFull(f"engine unavailable: {self._broken}")
         queued = sum(1 for op in self._fifo if op.kind == "job")
@@ -342,7 +344,7 @@ class SupervisedEngine:
 
         Raises:
             ConceptError: invalid, missing, already loaded or for another base model.
-            EngineUnavailable: the engine closed or its process failed meanwhile.
+            EngineClosed: the engine closed first (EngineUnavailable: its process failed).
         """
         return await self._operation("load", name)  # type: ignore[no-any-return]
 
@@ -351,7 +353,7 @@ class SupervisedEngine:
 
         Raises:
             ConceptNotLoadedError: it is not loaded.
-            EngineUnavailable: the engine closed or its process failed meanwhile.
+            EngineClosed: the engine closed first (EngineUnavailable: its process failed).
         """
         await self._operation("unload", name)
 
@@ -364,7 +366,7 @@ class SupervisedEngine:
 
         Raises:
             ConceptError: no concepts folder is configured.
-            EngineUnavailable: the engine closed or its process failed meanwhile.
+            EngineClosed: the engine closed first (EngineUnavailable: its process failed).
         """
         return await self._operation("available")  # type: ignore[no-any-return]
 
@@ -372,7 +374,7 @@ class SupervisedEngine:
         """Resolve once everything submitted before it has ended (``/sync``).
 
         Raises:
-            EngineUnavailable: the engine closed first.
+            EngineClosed: the engine closed first.
         """
         await self._operation("barrier")
 
@@ -380,7 +382,7 @@ class SupervisedEngine:
 
     async def _operation(self, kind: str, name: str = "") -> Any:
         if self._closing:
-            raise EngineUnavailable(f"engine is shutting down ({self._closed_reason})")
+            raise EngineClosed(self._closed_reason)
         if self._broken is not None:
             raise EngineUnavailable(f"engine unavailable: {self._broken}")
         assert self._loop is not None, "start() the engine first"
@@ -421,11 +423,14 @@ class SupervisedEngine:
             log.debug("engine process pipe closed: %s", exc)
 
     def _fail_op(self, op: _Op, message: str, cancelled: bool = False) -> None:
+        """End ``op`` with ``message``: a closing engine (``cancelled``) raises
+        :class:`EngineClosed`, a failed process :class:`EngineUnavailable`."""
         if op.job is not None:
             if not op.job.done:
                 op.job._push(JobFailed(op.job.id, message, cancelled=cancelled))
         elif op.future is not None and not op.future.done():
-            op.future.set_exception(EngineUnavailable(message))
+            error = EngineClosed if cancelled else EngineUnavailable
+            op.future.set_exception(error(message))
 
     # -- watchdog --------------------------------------------------------------------------------
 
@@ -705,6 +710,9 @@ def _concept_operation(
         if manager is None:
             raise ConceptError("concepts_dir", "no concepts folder is configured")
         if kind == "load":
+            if manager.is_loaded(name):  # idempotent, as LocalEngine
+                info = next(c for c in manager.loaded() if c.name == name)
+                return True, dataclasses.replace(info, already_loaded=True)
             return True, manager.load(name)
         if kind == "unload":
             manager.unload(name)

@@ -7,6 +7,8 @@ Modules, one job each:
 - :mod:`~dreamsampler.eval.music`: tempo, key, loudness, chroma and melody similarity.
 - :mod:`~dreamsampler.eval.latent`: distances between VAE latents.
 - :mod:`~dreamsampler.eval.clap`: CLAP embeddings via transformers (HF dirs, LAION ``.pt``).
+- :mod:`~dreamsampler.eval.clap_frontend`: LAION-CLAP's waveform fitting and log-mel.
+- :mod:`~dreamsampler.eval.clap_convert`: LAION-CLAP checkpoints → transformers' ``ClapModel``.
 - :mod:`~dreamsampler.eval.report`: :class:`EvalReport`, JSON/CSV/table/plots.
 - :mod:`~dreamsampler.eval.runner`: :func:`evaluate_folders`, :func:`compare_reports`.
 - :mod:`~dreamsampler.eval.audio`: audio loading and checks shared by the others.

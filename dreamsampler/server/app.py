@@ -1,4 +1,5 @@
-"""Assembles the server from a config: engine → service (with sinks) → OSC edge; runs it."""
+"""Assembles the server from a config: engine → service (with its sinks) → edges (OSC, MIDI, jam);
+runs it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from dataclasses import dataclass
 
 from dreamsampler.config import Config
 from dreamsampler.engine.jobs import Engine, LocalEngine
-from dreamsampler.server.folder_sink import FolderSink
-from dreamsampler.server.live import Live
+from dreamsampler.server.jam import Jam
+from dreamsampler.server.midi_edge import MidiEdge
 from dreamsampler.server.osc import OscServer
 from dreamsampler.server.oscquery import OscQueryServer, session_values
 from dreamsampler.server.service import Service
@@ -26,12 +27,14 @@ class App:
     config: Config
     service: Service
     osc: OscServer
-    live: Live
+    midi: MidiEdge
+    jam: Jam
     oscquery: OscQueryServer | None = None
 
     async def close(self) -> None:
-        """Stop audio clients (jam, device sink) and MIDI first, then OSC and the engine."""
-        await self.live.close()
+        """Stop the edges (jam, MIDI, OSCQuery, OSC) first, then the service (engine, sinks)."""
+        await self.jam.stop()
+        await self.midi.close()
         if self.oscquery is not None:
             await self.oscquery.close()
         self.osc.close()
@@ -70,19 +73,19 @@ async def start_app(config: Config, engine: Engine | None = None) -> App:
         OSError: the OSC or OSCQuery port cannot be bound.
         ConfigError: invalid MIDI map, unknown MIDI backend, or Link without ``aalink``.
     """
-    sink = FolderSink(config.output.dir, config.output.subtype, config.output.sample_rate)
-    service = Service(config, engine or make_engine(config), sink)
-    live = Live(service)
+    service = Service(config, engine or make_engine(config))
+    midi = MidiEdge(service, config.live)
+    jam = Jam(service)
     await service.start()
-    osc = OscServer(service, config.osc.host, config.osc.port, live=live)
+    osc = OscServer(service, config.osc.host, config.osc.port, midi=midi, jam=jam)
     try:
-        await live.start()
+        await midi.start()
         await osc.start()
     except BaseException:
-        await live.close()
+        await midi.close()
         await service.close()
         raise
-    app = App(config, service, osc, live)
+    app = App(config, service, osc, midi, jam)
     if config.oscquery.enabled:
         q = config.oscquery
         app.oscquery = OscQueryServer(
@@ -102,7 +105,7 @@ async def start_app(config: Config, engine: Engine | None = None) -> App:
 async def serve(config: Config) -> None:
     """Run until SIGINT/SIGTERM."""
     app = await start_app(config)
-    status = app.service.engine.status()
+    status = app.service.status().engine
     log.info(
         "dreamsampler ready: model %s (%s, %d Hz, %s), OSC %s:%d, OSCQuery %s, clips → %s",
         status.model_id, status.family, status.sample_rate, status.device,
@@ -112,7 +115,7 @@ async def serve(config: Config) -> None:
     )
     log.info(
         "live: %.6g BPM (%s), %d presets, MIDI in %s, audio out %s",
-        app.live.clock.bpm, app.live.clock.source, len(app.live.library),
+        app.service.clock.bpm, app.service.clock.source, len(app.service.presets),
         ", ".join(config.live.midi_in) or "none", config.live.audio_out or "none",
     )
     stop = asyncio.Event()

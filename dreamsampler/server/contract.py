@@ -270,6 +270,13 @@ REPLIES: dict[str, Message] = {
             Arg("name", "s", "a loaded concept; one argument per concept, none when none is "
                 "loaded", required=False, rest=True),
         ), "reply to /concept/list: the loaded concepts' names, in load order"),
+        Message("/concept.available", (
+            Arg("concepts", "s", "four atoms per valid concept folder in concepts_dir, sorted "
+                "by name: name (s), method (s: ti, dreambooth or lora), family (s: the model "
+                "family recorded at training, else the base model id), loaded (i: 1 loaded, "
+                "0 not); none when there is none (broken folders are skipped and logged)",
+                required=False, rest=True),
+        ), "reply to /concept/available"),
         Message("/midi.ports", (
             Arg("port", "s", "one atom per configured MIDI input (live.midi_in / --midi-in), in "
                 "configuration order: the name of the port it is connected to, 'virtual:NAME' "
@@ -343,14 +350,20 @@ COMMANDS: dict[str, Message] = {
             for p in PARAMS.values()
         ),
         Message("/concept/load", (CONCEPT_NAME,),
-                "load a trained concept from concepts_dir (between jobs; /status keeps "
-                "answering); TI tokens become usable in prompts, DreamBooth/LoRA concepts in the "
-                "concept option", (),
-                ("/done /concept/load s:name s:method", "/fail /concept/load s:message s:name")),
-        Message("/concept/unload", (CONCEPT_NAME,), "unload a loaded concept (between jobs)", (),
+                "load a trained concept from concepts_dir (in arrival order with jobs; /status "
+                "keeps answering); TI tokens become usable in prompts, DreamBooth/LoRA concepts in "
+                "the concept option. Loading a loaded concept changes nothing and succeeds: state "
+                "is 'loaded' or 'already loaded'", (),
+                ("/done /concept/load s:name s:method s:state",
+                 "/fail /concept/load s:message s:name")),
+        Message("/concept/unload", (CONCEPT_NAME,), "unload a loaded concept (in arrival order "
+                "with jobs: a job queued before it still gets the concept)", (),
                 ("/done /concept/unload s:name", "/fail /concept/unload s:message s:name")),
         Message("/concept/list", (), "ask which concepts are loaded", (),
                 ("/concept.list s:name...",)),
+        Message("/concept/available", (), "ask which concepts are on disk in concepts_dir "
+                "(loaded or not) with their method and model family", (),
+                ("/concept.available [s:name s:method s:family i:loaded]...",)),
         Message("/cancel", (JOB_ID,), "cancel a queued or running job",
                 (), ("/done /cancel i:job_id", "/fail /cancel s:message i:job_id")),
         Message("/notify", (
@@ -410,6 +423,19 @@ COMMANDS: dict[str, Message] = {
                 (), ("/done /jam s:state", "/fail /jam s:message")),
     )
 }
+
+
+def direct_replies() -> dict[str, str]:
+    """Command address → the reply address that answers it when that is not ``/done``
+    (``/status`` → ``/status.reply``, ``/sync`` → ``/synced`` …)."""
+    out: dict[str, str] = {}
+    for cmd in COMMANDS.values():
+        for reply in cmd.replies:
+            head = reply.split()[0]
+            if head not in ("/done", "/fail", "/queued"):
+                out[cmd.address] = head
+                break
+    return out
 
 
 def markdown() -> str:

@@ -12,12 +12,13 @@ the file's sample rate, tempo and bars in the file name (``..._120bpm_4bars.wav`
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
 import os
 import re
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,18 @@ import soundfile as sf
 
 from dreamsampler.engine.audio_io import resample
 from dreamsampler.engine.bars import bar_samples, fit_to_bars, loop_file_name, write_loop_wav
+from dreamsampler.engine.level import (
+    NonFiniteAudioError,
+    check_finite,
+    normalize_overs,
+    peak_dbfs,
+)
 from dreamsampler.engine.request import GenerationResult
 from dreamsampler.fsutil import atomic_write
+from dreamsampler.server.delivery import FOLDER, Clip, LoopSpec
+from dreamsampler.server.sinks import SinkError
 
-
-class SinkError(OSError):
-    """The clip cannot be delivered; the message names the folder or file and the reason."""
+__all__ = ["FolderSink", "LoopSpec", "SinkError", "slugify"]
 
 
 def slugify(text: str, max_length: int = 40) -> str:
@@ -39,31 +46,48 @@ def slugify(text: str, max_length: int = 40) -> str:
     return slug[:max_length].rstrip("-") or "clip"
 
 
-@dataclass(frozen=True)
-class LoopSpec:
-    """A clip cut to whole bars: ``bpm`` (BPM), ``bars``, ``beats_per_bar``."""
-
-    bpm: float
-    bars: int
-    beats_per_bar: int = 4
-
-
 class FolderSink:
-    """Writes clips into the DAW folder.
+    """Writes clips into the DAW folder (the :class:`~dreamsampler.server.sinks.Sink` ``folder``).
 
     Args:
         directory: the output folder (created if missing).
         subtype: ``PCM_24``, ``FLOAT`` (32-bit float) or ``PCM_16``.
-        sample_rate: Hz to write at (resampled with soxr); ``None`` keeps the model's rate.
+        sample_rate: Hz to write at (resampled with soxr); ``None`` or ``"native"`` keeps the
+            model's rate.
     """
 
     def __init__(
-        self, directory: Path, subtype: str = "PCM_24", sample_rate: int | None = None
+        self, directory: Path, subtype: str = "PCM_24", sample_rate: int | str | None = None
     ) -> None:
         self.directory = Path(directory)
         self.subtype = subtype
         self.sample_rate = sample_rate
         self._lock = threading.Lock()
+
+    name = FOLDER
+
+    def check(self) -> None:
+        """See :meth:`check_writable`."""
+        self.check_writable()
+
+    def offer(self, clip: Clip) -> None:
+        """Nothing to keep: the folder holds every clip it was given."""
+
+    async def deliver(self, clip: Clip) -> Path:
+        """Write the clip (:meth:`write`, off the event loop); returns the WAV's path.
+
+        Raises:
+            SinkError: see :meth:`write`.
+        """
+        extra = {"job_id": clip.job_id, **clip.job.extra}
+        return await asyncio.to_thread(self.write, clip.result, clip.job.name, extra,
+                                       clip.job.loop)
+
+    async def stop(self) -> None:
+        """Nothing sounds here."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
     def check_writable(self) -> None:
         """Create the folder if needed and check that files can be written in it.
@@ -110,14 +134,26 @@ class FolderSink:
             loop: write a loop WAV of exactly ``loop.bars`` bars at ``loop.bpm`` (file name
                 ``<stem>_<bpm>bpm_<bars>bars.wav``, acid + smpl chunks, sidecar ``bpm``/``bars``).
 
+        The file is written at the sink's ``sample_rate`` (soxr; ``None``/``"native"`` keeps the
+        model's rate); a loop stays exactly ``loop.bars`` bars long at that rate. Audio with a
+        NaN or infinite sample is refused; if resampling lifts the peak above 0 dBFS the clip is
+        scaled to -1 dBFS (:func:`dreamsampler.engine.level.normalize_overs`). The sidecar
+        records ``model_sample_rate`` and ``file_sample_rate`` (Hz), ``file_gain_db`` (0.0 when
+        no gain was needed) and ``file_peak_dbfs``.
+
         Raises:
-            SinkError: the folder is not writable or the write failed; nothing is left behind.
+            SinkError: non-finite audio, the folder is not writable or the write failed;
+                nothing is left behind.
         """
+        try:
+            check_finite(result.audio, "the clip")
+        except NonFiniteAudioError as exc:
+            raise SinkError(f"{self.directory}: {exc}") from None
         self.check_writable()
-        rate = self.sample_rate or result.sample_rate
-        audio = resample(result.audio, result.sample_rate, rate).clip(-1.0, 1.0)
-        record = {**result.record, **(extra or {}), "file_sample_rate": rate,
-                  "file_subtype": self.subtype}
+        rate = self.sample_rate if isinstance(self.sample_rate, int) else result.sample_rate
+        audio = resample(result.audio, result.sample_rate, rate)
+        record = {**result.record, **(extra or {}), "model_sample_rate": result.sample_rate,
+                  "file_sample_rate": rate, "file_subtype": self.subtype}
         stem = self.clip_stem(result, name)
         if loop is not None:
             target = bar_samples(loop.bars, loop.bpm, rate, loop.beats_per_bar)
@@ -126,6 +162,10 @@ class FolderSink:
                                     beats_per_bar=loop.beats_per_bar, fade_out_ms=0.0)
             record.update(bpm=loop.bpm, bars=loop.bars, beats_per_bar=loop.beats_per_bar)
             stem = loop_file_name(stem, loop.bpm, loop.bars, ext="")
+        audio, file_gain_db = normalize_overs(audio)
+        peak = peak_dbfs(audio)
+        record.update(file_gain_db=round(file_gain_db, 3),
+                      file_peak_dbfs=round(peak, 3) if math.isfinite(peak) else None)
         with self._lock:
             path = self._reserve(stem)
             sidecar = path.with_suffix(".json")

@@ -1,37 +1,47 @@
-"""The OSC/UDP edge: datagrams in, contract-parsed commands to the service, scsynth-style replies.
+"""The OSC/UDP edge: datagrams in, typed requests (:mod:`~dreamsampler.server.messages`) to the
+service, scsynth-style replies.
 
 Every command that does work answers ``/done`` or ``/fail`` to the sender (or its registered reply
-port); nothing is silent. Malformed datagrams are logged and dropped; the server keeps serving.
+port); nothing is silent. Addresses are looked up exactly (an OSC pattern address gets ``/fail``).
+Malformed datagrams are logged and dropped; the server keeps serving.
+
+The edge talks to the :class:`~dreamsampler.server.service.Service` only (never to the engine or a
+sink); the live commands that steer another edge — ``/jam`` the jam edge, ``/midi/learn`` and
+``/midi/ports`` the MIDI edge — go to that edge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket, ParseError
 
 from dreamsampler import __version__
 from dreamsampler.engine.concepts import ConceptError
-from dreamsampler.engine.jobs import JobFailed, JobProgress, JobStarted, QueueFull
+from dreamsampler.engine.jobs import EngineClosed, JobFailed, JobProgress, JobStarted, QueueFull
 from dreamsampler.engine.request import RequestError
-from dreamsampler.server.contract import COMMANDS, PARAMS, ContractError
-from dreamsampler.server.folder_sink import SinkError
+from dreamsampler.server import audio_devices
+from dreamsampler.server import messages as m
+from dreamsampler.server.contract import COMMANDS, ContractError
+from dreamsampler.server.delivery import Delivered, Delivery, Listener, Update
+from dreamsampler.server.jam import Jam
+from dreamsampler.server.midi_edge import MidiEdge
+from dreamsampler.server.midi_map import Learned
 from dreamsampler.server.notify import Address, Clients
-from dreamsampler.server.osc_live import LiveHandlers
-from dreamsampler.server.service import Delivered, Listener, Service, Update
-
-if TYPE_CHECKING:
-    from dreamsampler.server.live import Live
+from dreamsampler.server.service import Service
+from dreamsampler.server.sinks import SinkError
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Address, str, dict[str, Any]], None]
+Handler = Callable[[Address, Any], None]
+
+
+class LiveDisabledError(RequestError):
+    """A live command reached a server without that edge."""
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -53,13 +63,15 @@ class OscServer:
         service: the service commands go to.
         host: interface to bind (default loopback).
         port: UDP port; 0 picks a free one (see :attr:`port` after :meth:`start`).
-        live: the live-performance controller; None makes the live commands ``/fail``.
+        midi: the MIDI edge (``/midi/learn``, ``/midi/ports``); None: ``/midi/learn`` fails.
+        jam: the jam edge (``/jam``); None: ``/jam`` fails.
     """
 
     def __init__(self, service: Service, host: str = "127.0.0.1", port: int = 9000,
-                 live: Live | None = None) -> None:
+                 midi: MidiEdge | None = None, jam: Jam | None = None) -> None:
         self.service = service
-        self.live = live
+        self.midi = midi
+        self.jam = jam
         self.host = host
         self.port = port
         self.clients = Clients()
@@ -68,30 +80,37 @@ class OscServer:
         self.oscquery_port = 0
         self.transport: asyncio.DatagramTransport | None = None
         self._background: set[asyncio.Task[None]] = set()
-        self.dispatcher = Dispatcher(strict_timing=False)
-        self._handlers: dict[str, Handler] = {
-            "/gen": self._gen,
-            "/transfer": self._transfer,
-            "/trigger": self._trigger,
-            "/cancel": self._cancel,
-            "/notify": self._notify,
-            "/status": self._status,
-            "/sync": self._sync,
-            "/version": self._version,
-            "/concept/load": self._concept_load,
-            "/concept/unload": self._concept_unload,
-            "/concept/list": self._concept_list,
+        self._handlers: dict[type[m.Request], Handler] = {
+            m.Gen: self._gen,
+            m.Transfer: self._gen,
+            m.Trigger: self._trigger,
+            m.Param: self._param,
+            m.Cancel: self._cancel,
+            m.Notify: self._notify,
+            m.Status: self._status,
+            m.Sync: self._sync,
+            m.Version: self._version,
+            m.ConceptLoad: self._concept_load,
+            m.ConceptUnload: self._concept_unload,
+            m.ConceptList: self._concept_list,
+            m.ConceptAvailable: self._concept_available,
+            m.PresetTrigger: self._preset_trigger,
+            m.PresetList: self._preset_list,
+            m.PresetSave: self._preset_save,
+            m.MidiLearn: self._midi_learn,
+            m.MidiPorts: self._midi_ports,
+            m.AudioDevices: self._audio_devices,
+            m.Tempo: self._tempo,
+            m.Play: self._play,
+            m.Stop: self._stop,
+            m.Jam: self._jam,
         }
-        for name in PARAMS:
-            self._handlers[f"/param/{name}"] = self._param
-        self._handlers.update(LiveHandlers(self, live).handlers())
-        missing = set(COMMANDS) - set(self._handlers)
+        missing = {t.__name__ for t in m.TYPES.values()} - {t.__name__ for t in self._handlers}
         if missing:
-            raise RuntimeError(f"contract addresses without a handler: {sorted(missing)}")
-        for address in COMMANDS:
-            self.dispatcher.map(address, self._dispatch, needs_reply_address=True)
-        self.dispatcher.set_default_handler(self._unknown, needs_reply_address=True)
+            raise RuntimeError(f"contract commands without a handler: {sorted(missing)}")
         service.observers.append(self._notify_clients)
+        if midi is not None:
+            midi.on_learned.append(self._broadcast_learned)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -133,146 +152,142 @@ class OscServer:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _background_reply(self, sender: Address, address: str,
+                          work: Callable[[], Awaitable[tuple[Any, ...]]]) -> None:
+        """Run ``work`` on the loop; ``/done address *result`` or ``/fail address message``."""
+        async def run() -> None:
+            try:
+                result = await work()
+            except (RequestError, SinkError) as exc:
+                self.fail(sender, address, str(exc))
+                return
+            except Exception as exc:
+                log.exception("%s failed", address)
+                self.fail(sender, address, f"internal error: {type(exc).__name__}: {exc}")
+                return
+            self.reply(sender, "/done", address, *result)
+
+        self.spawn(run())
+
     # -- receiving -----------------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, sender: Address) -> None:
         try:
-            OscPacket(data)
+            packet = OscPacket(data)
         except ParseError as exc:
             self.malformed += 1
             log.warning("malformed OSC datagram (%d bytes) from %s:%d: %s",
                         len(data), sender[0], sender[1], exc)
             return
-        self.dispatcher.call_handlers_for_packet(data, sender)
+        for timed in packet.messages:  # a bundle's messages run now, in order
+            self.dispatch(sender, timed.message.address, tuple(timed.message.params))
 
-    def _unknown(self, sender: Address, address: str, *args: Any) -> None:
-        self.fail(sender, address, f"unknown command {address}")
-
-    def _dispatch(self, sender: Address, address: str, *args: Any) -> None:
-        command = COMMANDS[address]
+    def dispatch(self, sender: Address, address: str, atoms: tuple[Any, ...]) -> None:
+        """Decode one message by exact address and run its handler; errors become ``/fail``."""
+        if m.is_pattern(address):
+            self.fail(sender, address, "pattern addresses are not supported")
+            return
+        if address not in COMMANDS:
+            self.fail(sender, address, f"unknown command {address}")
+            return
         try:
-            values = command.parse(args)
-            self._handlers[address](sender, address, values)
+            request = m.decode(address, atoms)
+            self._handlers[type(request)](sender, request)
         except (ContractError, RequestError, SinkError) as exc:
-            self.fail(sender, address, str(exc), *self._job_id_of(args, command.address))
+            self.fail(sender, address, str(exc), *_job_id_of(address, atoms))
         except QueueFull as exc:
             self.fail(sender, address, "queue full", str(exc))
         except Exception as exc:
             log.exception("handler for %s failed", address)
             self.fail(sender, address, f"internal error: {type(exc).__name__}: {exc}")
 
-    @staticmethod
-    def _job_id_of(args: tuple[Any, ...], address: str) -> tuple[Any, ...]:
-        if address in ("/cancel", "/play") and args and isinstance(args[0], int | float):
-            return (int(args[0]),)
-        return ()
-
     # -- generation ----------------------------------------------------------------------------
 
-    def job_listener(self, sender: Address, address: str) -> Listener:
-        """A job listener answering ``/done address job_id path`` or ``/fail address ...``."""
+    def job_reply(self, sender: Address, address: str) -> Listener:
+        """A job's reply target: ``/done address job_id path`` or ``/fail address ...``."""
         def on_update(update: Update) -> None:
             if isinstance(update, Delivered):
-                self.reply(sender, "/done", address, update.job_id, str(update.path))
+                self.reply(sender, "/done", address, update.job_id, str(update.path or ""))
             elif isinstance(update, JobFailed):
                 self.fail(sender, address, update.message, update.job_id)
 
         return on_update
 
-    def _submit(self, sender: Address, address: str, values: dict[str, Any],
-                transfer: bool) -> None:
-        submitted = self.service.submit(values, transfer=transfer,
-                                        listener=self.job_listener(sender, address))
+    def _submit(self, sender: Address, job: Delivery) -> None:
+        submitted = self.service.submit(job)
         self.reply(sender, "/queued", submitted.job_id, submitted.position)
 
-    def _gen(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        self._submit(sender, address, values, transfer=False)
+    def _gen(self, sender: Address, msg: m.Gen | m.Transfer) -> None:
+        job = self.service.job(msg.params(), transfer=isinstance(msg, m.Transfer),
+                               job_id=msg.job_id, name=msg.name,
+                               reply=self.job_reply(sender, msg.address))
+        self._submit(sender, job)
 
-    def _transfer(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        self._submit(sender, address, values, transfer=True)
+    def _trigger(self, sender: Address, msg: m.Trigger) -> None:
+        self._submit(sender, self.service.session_job(reply=self.job_reply(sender, msg.address)))
 
-    def _trigger(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        session_values, transfer = self.service.trigger_values()
-        self._submit(sender, address, session_values, transfer=transfer)
+    def _preset_trigger(self, sender: Address, msg: m.PresetTrigger) -> None:
+        self._submit(sender, self.service.preset_job(
+            msg.name, reply=self.job_reply(sender, msg.address)))
 
-    def _param(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        arg = PARAMS[address.removeprefix("/param/")]
-        value = values.get(arg.target, "")
-        self.service.set_param(arg.target, value)
-        self.reply(sender, "/done", address, value)
+    def _param(self, sender: Address, msg: m.Param) -> None:
+        self.service.set_param(msg.field, msg.value)
+        self.reply(sender, "/done", f"/param/{msg.name}", msg.value)
 
-    def _cancel(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        job_id = values["job_id"]
-        if self.service.cancel(job_id):
-            self.reply(sender, "/done", "/cancel", job_id)
+    def _cancel(self, sender: Address, msg: m.Cancel) -> None:
+        if self.service.cancel(msg.job_id):
+            self.reply(sender, "/done", msg.address, msg.job_id)
         else:
-            self.fail(sender, "/cancel", f"no queued or running job {job_id}", job_id)
+            self.fail(sender, msg.address, f"no queued or running job {msg.job_id}", msg.job_id)
 
     # -- session and introspection -------------------------------------------------------------
 
-    def _notify(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        if values["on"]:
-            target = self.clients.register(sender, values.get("reply_port"))
-            self.send(target, "/done", "/notify", 1, target[1])
+    def _notify(self, sender: Address, msg: m.Notify) -> None:
+        if msg.on:
+            target = self.clients.register(sender, msg.reply_port)
+            self.send(target, "/done", msg.address, 1, target[1])
         else:
             target = self.clients.reply_address(sender)
             self.clients.unregister(sender)
-            self.send(target, "/done", "/notify", 0, target[1])
+            self.send(target, "/done", msg.address, 0, target[1])
 
-    def _status(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        status = self.service.engine.status()
+    def _status(self, sender: Address, msg: m.Status) -> None:
+        s = self.service.status()
+        e = s.engine
         self.reply(
-            sender,
-            "/status.reply",
-            status.queued,
-            -1 if status.running is None else status.running,
-            self.service.jobs_done,
-            self.service.jobs_failed,
-            len(self.clients),
-            status.model_id,
-            status.sample_rate,
-            round(time.monotonic() - self.service.started_at, 3),
-            status.device,
-            str(self.service.sink.directory),
-            int(self._output_writable()),
-            self.oscquery_port,
-            *self._live_status(),
-            status.restarts,
+            sender, "/status.reply",
+            e.queued, -1 if e.running is None else e.running, s.jobs_done, s.jobs_failed,
+            len(self.clients), e.model_id, e.sample_rate, s.uptime, e.device, s.output_dir,
+            int(s.output_writable), self.oscquery_port, s.tempo, s.tempo_source, s.underruns,
+            self.midi.unmapped_notes if self.midi is not None else 0,
+            int(self.jam is not None and self.jam.running), e.restarts,
         )
 
-    def _output_writable(self) -> bool:
-        try:
-            self.service.sink.check_writable()
-        except SinkError:
-            return False
-        return True
-
-    def _live_status(self) -> tuple[float, str, int, int, int]:
-        from dreamsampler.server.live import status_without_live
-
-        if self.live is None:
-            return status_without_live(self.service)
-        return self.live.status_fields()
-
-    def _sync(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        sync_id = values["id"]
-
+    def _sync(self, sender: Address, msg: m.Sync) -> None:
         async def wait() -> None:
-            await self.service.sync()
-            self.reply(sender, "/synced", sync_id)
+            try:
+                await self.service.sync()
+            except EngineClosed as exc:
+                self.fail(sender, msg.address, str(exc), msg.id)
+                return
+            self.reply(sender, "/synced", msg.id)
 
         self.spawn(wait())
+
+    def _version(self, sender: Address, msg: m.Version) -> None:
+        engine = self.service.status().engine
+        self.reply(sender, "/version.reply", "dreamsampler", __version__, engine.model_id,
+                   engine.family)
 
     # -- concepts ------------------------------------------------------------------------------
 
     def _concept_op(self, sender: Address, address: str, name: str,
-                    op: Callable[[], Coroutine[Any, Any, tuple[Any, ...]]]) -> None:
-        """Run a concept operation on the engine (between jobs); answer /done or /fail."""
-
+                    op: Callable[[], Awaitable[tuple[Any, ...]]]) -> None:
+        """Run a concept operation (in arrival order with jobs); answer /done or /fail."""
         async def run() -> None:
             try:
                 done = await op()
-            except ConceptError as exc:
+            except (ConceptError, EngineClosed) as exc:
                 self.fail(sender, address, str(exc), name)
             except Exception as exc:
                 log.exception("%s %s failed", address, name)
@@ -282,31 +297,101 @@ class OscServer:
 
         self.spawn(run())
 
-    def _concept_load(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        name = values["name"]
-
+    def _concept_load(self, sender: Address, msg: m.ConceptLoad) -> None:
         async def load() -> tuple[Any, ...]:
-            info = await self.service.load_concept(name)
-            return info.name, info.method
+            info = await self.service.load_concept(msg.name)
+            return info.name, info.method, "already loaded" if info.already_loaded else "loaded"
 
-        self._concept_op(sender, address, name, load)
+        self._concept_op(sender, msg.address, msg.name, load)
 
-    def _concept_unload(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        name = values["name"]
-
+    def _concept_unload(self, sender: Address, msg: m.ConceptUnload) -> None:
         async def unload() -> tuple[Any, ...]:
-            await self.service.unload_concept(name)
-            return (name,)
+            await self.service.unload_concept(msg.name)
+            return (msg.name,)
 
-        self._concept_op(sender, address, name, unload)
+        self._concept_op(sender, msg.address, msg.name, unload)
 
-    def _concept_list(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        self.reply(sender, "/concept.list", *(c.name for c in self.service.engine.list_concepts()))
+    def _concept_list(self, sender: Address, msg: m.ConceptList) -> None:
+        self.reply(sender, "/concept.list", *(c.name for c in self.service.loaded_concepts()))
 
-    def _version(self, sender: Address, address: str, values: dict[str, Any]) -> None:
-        status = self.service.engine.status()
-        self.reply(sender, "/version.reply", "dreamsampler", __version__, status.model_id,
-                   status.family)
+    def _concept_available(self, sender: Address, msg: m.ConceptAvailable) -> None:
+        async def run() -> None:
+            atoms: list[Any] = []
+            for c in await self.service.available_concepts():
+                atoms += [c.name, c.method, c.family, int(c.loaded)]
+            self.reply(sender, "/concept.available", *atoms)
+
+        self.spawn(run())
+
+    # -- presets, tempo, device ----------------------------------------------------------------
+
+    def _preset_list(self, sender: Address, msg: m.PresetList) -> None:
+        self.reply(sender, "/preset.list", *self.service.presets.names())
+
+    def _preset_save(self, sender: Address, msg: m.PresetSave) -> None:
+        path = self.service.presets.save_session(msg.name, self.service.session)
+        self.reply(sender, "/done", msg.address, str(path))
+
+    def _tempo(self, sender: Address, msg: m.Tempo) -> None:
+        bpm = self.service.set_tempo(msg.bpm)
+        self.reply(sender, "/done", msg.address, float(bpm))
+
+    def _play(self, sender: Address, msg: m.Play) -> None:
+        delay = self.service.play(msg.job_id, msg.quantum)
+        self.reply(sender, "/done", msg.address, msg.job_id, round(delay, 6))
+
+    def _stop(self, sender: Address, msg: m.Stop) -> None:
+        async def work() -> tuple[Any, ...]:
+            if self.jam is not None:
+                await self.jam.stop()
+            await self.service.stop()
+            return ()
+
+        self._background_reply(sender, msg.address, work)
+
+    def _audio_devices(self, sender: Address, msg: m.AudioDevices) -> None:
+        async def work() -> None:
+            # PortAudio's first initialisation can take a while (it probes JACK): off the loop
+            names = await asyncio.to_thread(audio_devices.output_device_names)
+            self.reply(sender, "/audio.devices", *names)
+
+        self.spawn(work())
+
+    # -- the other edges -----------------------------------------------------------------------
+
+    def _jam(self, sender: Address, msg: m.Jam) -> None:
+        jam = self.jam
+        if jam is None:
+            raise LiveDisabledError("jam mode is not enabled on this server")
+
+        async def work() -> tuple[Any, ...]:
+            if msg.on:
+                await jam.start(msg.presets)
+            else:
+                await jam.stop()
+            return ("on" if msg.on else "off",)
+
+        self._background_reply(sender, msg.address, work)
+
+    def _midi_learn(self, sender: Address, msg: m.MidiLearn) -> None:
+        if self.midi is None:
+            raise LiveDisabledError("MIDI is not enabled on this server")
+
+        def bound(learned: Learned | None, reason: str) -> None:
+            if learned is None:
+                self.fail(sender, msg.address, reason)
+            else:
+                self.reply(sender, "/done", msg.address, learned.param, learned.cc,
+                           learned.channel)
+
+        self.midi.learn(msg.param, bound)
+
+    def _broadcast_learned(self, learned: Learned) -> None:
+        self.broadcast("/midi.learned", learned.param, learned.cc, learned.channel)
+
+    def _midi_ports(self, sender: Address, msg: m.MidiPorts) -> None:
+        ports = self.midi.port_states() if self.midi is not None else []
+        self.reply(sender, "/midi.ports", *ports)
 
     # -- notifications -------------------------------------------------------------------------
 
@@ -316,7 +401,14 @@ class OscServer:
         elif isinstance(update, JobProgress):
             self.broadcast("/progress", update.job_id, float(update.fraction))
         elif isinstance(update, Delivered):
-            self.broadcast("/job.ended", update.job_id, "done", str(update.path))
+            self.broadcast("/job.ended", update.job_id, "done", str(update.path or ""))
         elif isinstance(update, JobFailed):
             state = "cancelled" if update.cancelled else "failed"
             self.broadcast("/job.ended", update.job_id, state, update.message)
+
+
+def _job_id_of(address: str, atoms: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The job id a failed ``/cancel`` or ``/play`` names, to echo in its ``/fail``."""
+    if address in ("/cancel", "/play") and atoms and isinstance(atoms[0], int | float):
+        return (int(atoms[0]),)
+    return ()

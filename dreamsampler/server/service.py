@@ -1,8 +1,11 @@
-"""The service: turns requests from any edge (OSC, MIDI, presets, CLI) into engine jobs and
-delivers their results to the sinks and back to whoever asked.
+"""The service: takes typed jobs (:class:`~dreamsampler.server.delivery.Delivery`) from every edge
+(OSC, MIDI, presets, jam, CLI), runs them on the engine, fits each clip to its bars, gives it to
+every sink the job names and answers the job's reply target — one delivery path.
 
-It knows the engine only through the async job interface (:class:`~dreamsampler.engine.jobs.Engine`)
-and the edges only through listener callbacks, so it is transport-agnostic.
+It knows the engine only through the async job interface
+(:class:`~dreamsampler.engine.jobs.Engine`), the sinks only through
+:class:`~dreamsampler.server.sinks.Sink`, and the edges not at all: they call it. It also owns
+the session (defaults for requests, the tempo clock) and the presets.
 """
 
 from __future__ import annotations
@@ -11,120 +14,100 @@ import asyncio
 import dataclasses
 import itertools
 import logging
-import math
 import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from dreamsampler.config import Config
-from dreamsampler.engine.audio_io import AudioFileError, probe_audio
+from dreamsampler.config import Config, ConfigError
 from dreamsampler.engine.bars import fit_to_bars
-from dreamsampler.engine.concepts import ConceptError, ConceptInfo, scan_concepts
-from dreamsampler.engine.jobs import (
-    Engine,
-    JobEvent,
-    JobFailed,
-    JobFinished,
-    JobProgress,
-    JobStarted,
-)
+from dreamsampler.engine.concepts import ConceptError, ConceptInfo
+from dreamsampler.engine.jobs import Engine, EngineStatus, Job, JobFailed, JobFinished
 from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
-from dreamsampler.server.clock import TempoClock, TempoError, bars_to_seconds
-from dreamsampler.server.folder_sink import FolderSink, LoopSpec, SinkError
+from dreamsampler.server.clock import LinkUnavailableError, TempoClock, TempoError
+from dreamsampler.server.delivery import (
+    DEVICE,
+    FOLDER,
+    Clip,
+    Delivered,
+    Delivery,
+    GenerationParams,
+    Listener,
+    LoopSpec,
+    Submitted,
+    Update,
+)
+from dreamsampler.server.device_sink import DeviceError, DeviceSink
+from dreamsampler.server.folder_sink import FolderSink
+from dreamsampler.server.preset_book import PresetBook
+from dreamsampler.server.session import (
+    Session,
+    build_request,
+    check_concept,
+    max_input_bytes,
+    resolve_input,
+)
+from dreamsampler.server.sinks import Sink, SinkError
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Delivered:
-    """A job's clip is in place at ``path`` (the terminal update of a successful job).
+class ServiceStatus:
+    """The service's state for ``/status``: the engine's, the job counts, the sinks'."""
 
-    ``duration`` is in seconds; ``audio`` ``(channels, samples)`` at ``sample_rate`` Hz is the
-    delivered clip at the model's rate (bar-fitted when ``loop`` is set), kept for ``/play``.
-    """
-
-    job_id: int
-    path: Path
-    duration: float
-    audio: np.ndarray | None = field(default=None, repr=False, compare=False)
-    sample_rate: int = 0
-    loop: LoopSpec | None = None
-
-
-Update = JobStarted | JobProgress | JobFailed | Delivered
-Listener = Callable[[Update], None]
-
-
-@dataclass
-class Session:
-    """The session defaults used by ``/trigger`` and by requests that omit a value."""
-
-    prompt: str = ""
-    negative_prompt: str = ""
-    seed: int = 0
-    strength: float = 0.5
-    num_inference_steps: int = 25
-    guidance_scale: float = 2.5
-    duration: float = 10.0
-    scheduler: str = "ddim"
-    input_path: str = ""
-    concept: str = ""
-    bars: int = 0
-    lora_scale: float = 1.0
-
-    @classmethod
-    def from_config(cls, config: Config) -> Session:
-        d = config.defaults
-        return cls(
-            prompt=d.prompt,
-            negative_prompt=d.negative_prompt,
-            seed=d.seed,
-            strength=d.strength,
-            num_inference_steps=d.num_inference_steps,
-            guidance_scale=d.guidance_scale,
-            duration=d.duration,
-            scheduler=d.scheduler,
-        )
-
-
-@dataclass(frozen=True)
-class Submitted:
-    job_id: int
-    position: int
+    engine: EngineStatus
+    jobs_done: int
+    jobs_failed: int
+    uptime: float
+    output_dir: str
+    output_writable: bool
+    tempo: float
+    tempo_source: str
+    underruns: int
 
 
 @dataclass
 class _Active:
-    request: GenerationRequest
+    job: Delivery
     task: asyncio.Task[None] | None = None
-    name: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    loop: LoopSpec | None = None
+
+
+class JobError(RuntimeError):
+    """A job awaited with :meth:`Service.run` failed; ``update`` is its :class:`JobFailed`."""
+
+    def __init__(self, update: JobFailed) -> None:
+        super().__init__(f"job {update.job_id}: {update.message}")
+        self.update = update
 
 
 class Service:
-    """Owns the session, validates requests, runs jobs and delivers their clips.
+    """Owns the session, validates and runs jobs, delivers their clips to the sinks.
 
     Args:
-        config: validated configuration (limits, input folders, defaults).
+        config: validated configuration (limits, input folders, defaults, live settings).
         engine: any :class:`Engine` (local or remote).
-        sink: the DAW-folder sink.
+        sinks: the sinks by name; default: the output folder and the configured audio device.
+        presets: the preset book; default: the presets folder of ``config.live``.
     """
 
-    def __init__(self, config: Config, engine: Engine, sink: FolderSink) -> None:
+    def __init__(self, config: Config, engine: Engine, sinks: dict[str, Sink] | None = None,
+                 presets: PresetBook | None = None) -> None:
         self.config = config
         self.engine = engine
-        self.sink = sink
         self.session = Session.from_config(config)
         self.clock = TempoClock(config.live.tempo, config.live.beats_per_bar)
         """Session tempo and beat grid (BPM; :func:`time.monotonic` seconds)."""
-        self.recent: OrderedDict[int, Delivered] = OrderedDict()
-        """The last ``live.keep_results`` delivered clips by job id (for ``/play``)."""
+        self.presets = presets if presets is not None else PresetBook(Path(config.live.presets_dir))
+        if sinks is None:
+            live = config.live
+            sinks = {
+                FOLDER: FolderSink(config.output.dir, config.output.subtype,
+                                   config.output.sample_rate),
+                DEVICE: DeviceSink(live.audio_out, self.clock, live.play_quantum,
+                                   live.keep_results),
+            }
+        self.sinks = sinks
         self.observers: list[Listener] = []
         self.jobs_done = 0
         self.jobs_failed = 0
@@ -132,15 +115,53 @@ class Service:
         self._active: dict[int, _Active] = {}
         self._ids = itertools.count(1)
 
+    @property
+    def folder(self) -> FolderSink:
+        sink = self.sinks[FOLDER]
+        assert isinstance(sink, FolderSink)
+        return sink
+
+    @property
+    def device(self) -> DeviceSink | None:
+        sink = self.sinks.get(DEVICE)
+        return sink if isinstance(sink, DeviceSink) else None
+
     async def start(self) -> None:
-        """Check the output folder, start the engine (loads the model), autoload concepts.
+        """Check the output folder, start the engine (loads the model), autoload concepts, and
+        open the audio device when one is configured (a failure there is logged).
 
         Raises:
+            SinkError: the output folder is not writable.
+            ConfigError: Link asked for but ``aalink`` is not installed.
             ConceptError: a concept named in ``concepts_autoload`` cannot be loaded.
         """
-        self.sink.check_writable()
+        self.folder.check()
+        if self.config.live.link:
+            try:
+                self.clock.enable_link()
+            except LinkUnavailableError as exc:
+                raise ConfigError(f"live.link: {exc}") from None
         await self.engine.start()
         await self.autoload_concepts()
+        device = self.device
+        if device is not None and device.configured:
+            try:
+                device.open()
+            except SinkError as exc:
+                log.error("%s; clips still go to the output folder", exc)
+
+    async def close(self, reason: str = "server shutting down") -> None:
+        """Close the engine (pending jobs and operations fail with ``reason``), wait for the
+        deliveries under way, then close the sinks."""
+        await self.engine.close(reason)
+        tasks = [a.task for a in self._active.values() if a.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for sink in self.sinks.values():
+            await sink.close()
+        self.clock.disable_link()
+
+    # -- concepts ------------------------------------------------------------------------------
 
     async def autoload_concepts(self) -> list[ConceptInfo]:
         """Load ``config.concepts_autoload``: named ones must load; ``"*"`` skips bad ones.
@@ -151,12 +172,9 @@ class Service:
         wanted = self.config.concepts_autoload
         loaded: list[ConceptInfo] = []
         if wanted == "*":
-            metas, errors = scan_concepts(self.config.concepts_dir)
-            for err in errors:
-                log.warning("concept not autoloaded: %s", err)
-            for meta in metas:
+            for info in await self.engine.available_concepts():
                 try:
-                    loaded.append(await self.engine.load_concept(meta.name))
+                    loaded.append(await self.engine.load_concept(info.name))
                 except ConceptError as exc:
                     log.warning("concept not autoloaded: %s", exc)
         else:
@@ -167,127 +185,68 @@ class Service:
         return loaded
 
     async def load_concept(self, name: str) -> ConceptInfo:
-        """Load a concept in the engine (between jobs). Raises ``ConceptError``."""
+        """Load a concept, in arrival order with jobs (idempotent). Raises ``ConceptError``."""
         return await self.engine.load_concept(name)
 
     async def unload_concept(self, name: str) -> None:
-        """Unload a concept (between jobs). Raises ``ConceptNotLoadedError``."""
+        """Unload a concept, in arrival order with jobs. Raises ``ConceptNotLoadedError``."""
         await self.engine.unload_concept(name)
 
+    def loaded_concepts(self) -> list[ConceptInfo]:
+        """The loaded concepts, in load order."""
+        return self.engine.list_concepts()
+
+    async def available_concepts(self) -> list[ConceptInfo]:
+        """The concepts on disk, with their loaded flag (see ``Engine.available_concepts``)."""
+        return await self.engine.available_concepts()
+
     def check_concept(self, name: str) -> None:
-        """Refuse a concept that is not loaded.
+        """Refuse a concept that is not loaded. Raises ``RequestError``."""
+        check_concept(name, [c.name for c in self.engine.list_concepts()])
 
-        Raises:
-            RequestError: names the concept and the loaded ones.
-        """
-        loaded = [c.name for c in self.engine.list_concepts()]
-        if name not in loaded:
-            shown = ", ".join(loaded) or "none"
-            raise RequestError(f"concept {name!r} is not loaded (loaded: {shown}); "
-                               f"send /concept/load {name}")
+    # -- state ---------------------------------------------------------------------------------
 
-    async def close(self) -> None:
-        await self.engine.close()
-        tasks = [a.task for a in self._active.values() if a.task is not None]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    # -- building requests ---------------------------------------------------------------------
-
-    def resolve_input(self, raw: str | Path) -> Path:
-        """Find an input clip inside the configured input folders and check it is audio.
-
-        A relative path is looked up in each input folder in turn.
-
-        Raises:
-            RequestError: outside the input folders, missing, not audio, or larger than
-                ``limits.max_input_mb``.
-        """
-        path = Path(raw).expanduser()
-        roots = [Path(d).resolve() for d in self.config.input_dirs]
-        candidates = [path] if path.is_absolute() else [root / path for root in roots]
-        for candidate in candidates:
-            resolved = candidate.resolve()
-            if not any(resolved.is_relative_to(root) for root in roots):
-                continue
-            try:
-                probe_audio(resolved, max_bytes=int(self.config.limits.max_input_mb * 2**20))
-            except AudioFileError as exc:
-                raise RequestError(f"input {exc}") from None
-            return resolved
-        folders = ", ".join(str(r) for r in roots) or "(none configured)"
-        if path.is_absolute():
-            raise RequestError(f"input {path}: outside the input folders ({folders})")
-        raise RequestError(f"input {path}: no such file in the input folders ({folders})")
-
-    def build_request(self, values: dict[str, Any], transfer: bool) -> GenerationRequest:
-        """A request from parsed values, falling back to the session defaults.
-
-        Raises:
-            RequestError: a value out of range or beyond the configured limits.
-        """
-        s = self.session
-        limits = self.config.limits
-        loop = self.loop_spec(values)
-        if loop is not None:
-            seconds = bars_to_seconds(loop.bars, loop.bpm, loop.beats_per_bar)
-            # generate whole milliseconds at least as long as the bars; fit_to_bars cuts
-            duration = math.ceil(seconds * 1000.0) / 1000.0
-            if duration > limits.max_duration:
-                raise RequestError(
-                    f"{loop.bars} bars at {loop.bpm:g} BPM last {seconds:.2f} s: more than the "
-                    f"limit of {limits.max_duration:g} s"
-                )
-        else:
-            duration = float(values.get("duration", s.duration))
-        if duration > limits.max_duration:
-            raise RequestError(
-                f"duration {duration:g} s exceeds the limit of {limits.max_duration:g} s"
-            )
-        steps = int(values.get("num_inference_steps", s.num_inference_steps))
-        if steps > limits.max_steps:
-            raise RequestError(f"steps {steps} exceeds the limit of {limits.max_steps}")
-        prompt = values.get("prompt", s.prompt)
-        if not prompt or not str(prompt).strip():
-            raise RequestError("missing prompt")
-        input_path = self.resolve_input(values["input_path"]) if transfer else None
-        concept = str(values.get("concept", s.concept) or "") or None
-        if concept is not None:
-            self.check_concept(concept)
-        return GenerationRequest(
-            prompt=str(prompt),
-            negative_prompt=str(values.get("negative_prompt", s.negative_prompt)),
-            seed=int(values.get("seed", s.seed)),
-            num_inference_steps=steps,
-            guidance_scale=float(values.get("guidance_scale", s.guidance_scale)),
-            duration=duration,
-            scheduler=str(values.get("scheduler", s.scheduler)),
-            input_path=input_path,
-            strength=float(values.get("strength", s.strength)) if transfer else 1.0,
-            concept=concept,
-            lora_scale=float(values.get("lora_scale", s.lora_scale)),
+    def status(self) -> ServiceStatus:
+        """The state reported by ``/status``."""
+        try:
+            self.folder.check()
+            writable = True
+        except SinkError:
+            writable = False
+        device = self.device
+        return ServiceStatus(
+            engine=self.engine.status(), jobs_done=self.jobs_done, jobs_failed=self.jobs_failed,
+            uptime=round(time.monotonic() - self.started_at, 3),
+            output_dir=str(self.folder.directory), output_writable=writable,
+            tempo=round(self.clock.bpm, 3), tempo_source=self.clock.source,
+            underruns=device.underruns if device is not None else 0,
         )
 
-    def loop_spec(self, values: dict[str, Any]) -> LoopSpec | None:
-        """The bar length requested by ``values`` at the session tempo, or None for seconds.
-
-        An explicit ``bars`` wins; an explicit ``duration`` without ``bars`` means seconds;
-        otherwise the session's ``bars`` (0 = seconds). The tempo is rounded to 0.01 BPM.
+    def set_tempo(self, bpm: float) -> float:
+        """Set the session tempo (BPM); returns it.
 
         Raises:
-            RequestError: negative bars.
+            RequestError: not > 20 and <= 999 BPM.
         """
-        if "bars" in values:
-            bars = int(values["bars"])
-        elif "duration" in values:
-            bars = 0
-        else:
-            bars = self.session.bars
-        if bars < 0:
-            raise RequestError(f"bars must be >= 0, got {bars}")
-        if bars == 0:
-            return None
-        return LoopSpec(round(self.clock.bpm, 2), bars, self.clock.beats_per_bar)
+        try:
+            return self.clock.set_tempo(bpm)
+        except TempoError as exc:
+            raise RequestError(str(exc)) from None
+
+    def follow_midi_clock(self, msg: Any) -> bool:
+        """Feed one MIDI message to the tempo clock; True when it was a clock message (start,
+        stop, clock ticks) and is used up."""
+        return bool(self.clock.handle_midi(msg, msg.time or None))
+
+    def set_volume(self, gain: float) -> None:
+        """Linear gain of clips sent to the audio device (>= 0)."""
+        if self.device is not None:
+            self.device.volume = max(0.0, float(gain))
+
+    def resolve_input(self, raw: str | Path) -> Path:
+        """Find an input clip inside the configured input folders (see
+        :func:`~dreamsampler.server.session.resolve_input`). Raises ``RequestError``."""
+        return resolve_input(raw, self.config.input_dirs, max_input_bytes(self.config))
 
     def set_param(self, name: str, value: Any) -> None:
         """Set one session default by its request field name.
@@ -305,13 +264,72 @@ class Service:
             raise RequestError(f"bars must be a whole number >= 0, got {value!r}")
         candidate = dataclasses.replace(self.session, **{name: value})
         if candidate.prompt:
-            self.build_request(dataclasses.asdict(candidate), transfer=False)
+            self._build(candidate.params(), transfer=False, session=candidate)
         self.session = candidate
 
-    def trigger_values(self) -> tuple[dict[str, Any], bool]:
-        """The session as request values, and whether it is a transfer (an input is set)."""
-        values = dataclasses.asdict(self.session)
-        return values, bool(self.session.input_path)
+    # -- building jobs -------------------------------------------------------------------------
+
+    def job(
+        self,
+        params: GenerationParams,
+        *,
+        transfer: bool = False,
+        job_id: int | None = None,
+        name: str | None = None,
+        sinks: tuple[str, ...] = (FOLDER,),
+        quantum: float | None = None,
+        jam: bool = False,
+        extra: dict[str, Any] | None = None,
+        reply: Listener | None = None,
+    ) -> Delivery:
+        """Build a typed job: ``params`` over the session defaults, validated, bars resolved at
+        the session tempo (once, here).
+
+        Raises:
+            RequestError: a value out of range, beyond the limits, a missing input, an unloaded
+                concept, an unknown sink.
+        """
+        for sink in sinks:
+            if sink not in self.sinks:
+                raise RequestError(f"unknown sink {sink!r} (known: {', '.join(self.sinks)})")
+        request, loop = self._build(params, transfer, self.session)
+        return Delivery(request, job_id=job_id, name=name, loop=loop, sinks=sinks,
+                        quantum=quantum, jam=jam, extra=dict(extra or {}), reply=reply)
+
+    def session_job(self, *, seed_offset: int = 0, sinks: tuple[str, ...] = (FOLDER,),
+                    jam: bool = False, reply: Listener | None = None) -> Delivery:
+        """A job from the session parameters (``/trigger``, jam without presets); the seed is
+        advanced by ``seed_offset``; a set input makes it a transfer.
+
+        Raises:
+            RequestError: see :meth:`job`.
+        """
+        params = self.session.params()
+        if seed_offset:
+            params = dataclasses.replace(params,
+                                         seed=(self.session.seed + seed_offset) % 2**31)
+        return self.job(params, transfer=bool(self.session.input_path), sinks=sinks, jam=jam,
+                        reply=reply)
+
+    def preset_job(self, name: str, overrides: GenerationParams | None = None, *,
+                   jam: bool = False, reply: Listener | None = None) -> Delivery:
+        """A job from preset ``name`` (its seed policy, file name and sinks); ``overrides``
+        (MIDI velocity, say) win. The preset's seed policy advances once the job is built.
+
+        Raises:
+            PresetRequestError: unknown preset. RequestError: see :meth:`job`.
+        """
+        spec = self.presets.job(name, overrides)
+        sinks = (FOLDER, DEVICE) if jam else spec.sinks
+        job = self.job(spec.params, transfer=spec.transfer, name=spec.name, sinks=sinks,
+                       jam=jam, extra=spec.extra, reply=reply)
+        self.presets.accepted(spec)
+        return job
+
+    def _build(self, params: GenerationParams, transfer: bool, session: Session
+               ) -> tuple[GenerationRequest, LoopSpec | None]:
+        loaded = [c.name for c in self.engine.list_concepts()]
+        return build_request(params, transfer, session, self.config, self.clock, loaded)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -325,48 +343,104 @@ class Service:
             job_id = next(self._ids)
         return job_id
 
-    def submit(
-        self,
-        values: dict[str, Any],
-        *,
-        transfer: bool = False,
-        listener: Listener | None = None,
-    ) -> Submitted:
-        """Validate and queue a generation.
-
-        Args:
-            values: parsed request values (request field names; also ``job_id``, ``name``).
-            transfer: style transfer of ``values["input_path"]``.
-            listener: receives this job's updates; the last is :class:`Delivered` or
-                :class:`JobFailed`.
+    def submit(self, job: Delivery) -> Submitted:
+        """Queue a typed job; its updates go to ``job.reply`` and the observers.
 
         Raises:
-            RequestError: invalid values.
-            SinkError: the output folder is not writable.
+            RequestError: the job id is in use.
+            SinkError: a named sink refuses up front (the output folder is not writable).
             QueueFull: the engine's queue is full.
         """
-        request = self.build_request(values, transfer)
-        self.sink.check_writable()
-        job_id = self._new_id(values.get("job_id"))
-        loop = self.loop_spec(values)
-        job, position = self.engine.submit(request, job_id)
-        active = _Active(request, name=values.get("name"), extra=values.get("extra", {}),
-                         loop=loop)
+        for name in job.sinks:
+            self.sinks[name].check()
+        job_id = self._new_id(job.job_id)
+        engine_job, position = self.engine.submit(job.request, job_id)
+        active = _Active(job)
         self._active[job_id] = active
-        active.task = asyncio.create_task(self._pump(job, active, listener))
+        active.task = asyncio.create_task(self._pump(engine_job, active))
         return Submitted(job_id, position)
 
+    async def run(self, job: Delivery) -> Delivered:
+        """Submit ``job`` and wait for its delivery (jam mode); cancelling cancels the job.
+
+        Raises:
+            JobError: the job failed or was cancelled. And as :meth:`submit`.
+        """
+        done: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
+        inner = job.reply
+
+        def on_update(update: Update) -> None:
+            if inner is not None:
+                inner(update)
+            if done.done():
+                return
+            if isinstance(update, Delivered):
+                done.set_result(update)
+            elif isinstance(update, JobFailed):
+                done.set_exception(JobError(update))
+
+        submitted = self.submit(dataclasses.replace(job, reply=on_update))
+        try:
+            return await done
+        except asyncio.CancelledError:
+            self.cancel(submitted.job_id)
+            raise
+
     def cancel(self, job_id: int) -> bool:
+        """Cancel a queued or running job; False when there is no such job."""
         return job_id in self._active and self.engine.cancel(job_id)
 
     async def sync(self) -> None:
-        """Wait until every job accepted so far has ended."""
+        """Wait until every job and concept operation accepted so far has ended and every clip
+        of those jobs is delivered.
+
+        Raises:
+            EngineClosed: the engine closed first.
+        """
         tasks = [a.task for a in self._active.values() if a.task is not None]
+        await self.engine.barrier()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _publish(self, listener: Listener | None, update: Update) -> None:
-        for target in [listener, *self.observers]:
+    # -- the device ----------------------------------------------------------------------------
+
+    def play(self, job_id: int, quantum: float | None = None) -> float:
+        """Play kept clip ``job_id`` on the device (``/play``); returns the delay until it
+        starts, seconds.
+
+        Raises:
+            DeviceError: unknown job id or no working device.
+        """
+        device = self.device
+        if device is None:
+            raise DeviceError("no audio device sink")
+        return device.replay(job_id, quantum)
+
+    def require_device(self) -> None:
+        """Open the audio device if needed (jam mode needs it).
+
+        Raises:
+            DeviceError: no device configured, or it cannot be opened.
+        """
+        device = self.device
+        if device is None:
+            raise DeviceError("no audio device sink")
+        device.open()
+
+    async def stop(self) -> None:
+        """Stop what sounds on every sink (``/stop``)."""
+        for sink in self.sinks.values():
+            await sink.stop()
+
+    def stop_jam(self, fade_s: float = 0.05) -> None:
+        """Fade out the looping jam clip on the device."""
+        if self.device is not None:
+            self.device.stop_jam(fade_s)
+
+    # -- delivering ----------------------------------------------------------------------------
+
+    def _publish(self, job: Delivery, update: Update) -> None:
+        for target in [job.reply, *self.observers]:
             if target is None:
                 continue
             try:
@@ -386,33 +460,42 @@ class Service:
                   "beats_per_bar": loop.beats_per_bar}
         return dataclasses.replace(result, audio=audio, record=record)
 
-    async def _pump(self, job: Any, active: _Active, listener: Listener | None) -> None:
+    async def _pump(self, engine_job: Job, active: _Active) -> None:
         try:
-            async for event in job.events():
-                await self._handle(event, active, listener)
+            async for event in engine_job.events():
+                if isinstance(event, JobFinished):
+                    update: Update = await self._deliver(event, active.job)
+                else:
+                    update = event
+                if isinstance(update, JobFailed):
+                    self.jobs_failed += 1
+                elif isinstance(update, Delivered):
+                    self.jobs_done += 1
+                self._publish(active.job, update)
         finally:
-            self._active.pop(job.id, None)
+            self._active.pop(engine_job.id, None)
 
-    async def _handle(self, event: JobEvent, active: _Active, listener: Listener | None) -> None:
-        if isinstance(event, JobFinished):
-            extra = {"job_id": event.job_id, **active.extra}
+    async def _deliver(self, event: JobFinished, job: Delivery) -> Delivered | JobFailed:
+        """Fit the clip, offer it to every sink, deliver it to the named ones (the folder first:
+        its failure fails the job; another sink's failure is logged and reported)."""
+        try:
+            result = await asyncio.to_thread(self._fit, event.result, job.loop)
+        except (ValueError, TempoError) as exc:
+            return JobFailed(event.job_id, str(exc))
+        clip = Clip(event.job_id, result, job)
+        for sink in self.sinks.values():
+            sink.offer(clip)
+        receipts: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        for name in sorted(job.sinks, key=lambda n: n != FOLDER):
             try:
-                result = await asyncio.to_thread(self._fit, event.result, active.loop)
-                path = await asyncio.to_thread(self.sink.write, result, active.name, extra,
-                                               active.loop)
-            except (SinkError, ValueError, TempoError) as exc:
-                self.jobs_failed += 1
-                self._publish(listener, JobFailed(event.job_id, str(exc)))
-                return
-            self.jobs_done += 1
-            delivered = Delivered(event.job_id, path, result.duration, result.audio,
-                                  result.sample_rate, active.loop)
-            self.recent[event.job_id] = delivered
-            while len(self.recent) > self.config.live.keep_results:
-                self.recent.popitem(last=False)
-            self._publish(listener, delivered)
-        elif isinstance(event, JobFailed):
-            self.jobs_failed += 1
-            self._publish(listener, event)
-        else:
-            self._publish(listener, event)
+                receipts[name] = await self.sinks[name].deliver(clip)
+            except (SinkError, ValueError) as exc:
+                if name == FOLDER or len(job.sinks) == 1:
+                    return JobFailed(event.job_id, str(exc))
+                log.warning("clip %d is not on the %s: %s", event.job_id, name, exc)
+                errors[name] = str(exc)
+        return Delivered(event.job_id, receipts, result.duration, result.audio,
+                         result.sample_rate, job.loop, errors)
+
+

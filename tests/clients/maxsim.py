@@ -67,8 +67,11 @@ class MaxSim:
         for box in self.boxes.values():
             if box.maxclass == "message":
                 box.state["content"] = atoms(box.text)
-            if box.maxclass in ("number", "flonum", "toggle", "slider"):
+            if box.maxclass in ("number", "flonum", "toggle", "slider", "live.numbox",
+                                "live.text", "live.menu"):
                 box.state["value"] = 0
+            if box.maxclass == "live.menu":
+                box.state["items"] = list(self.valueof(box).get("parameter_enum", []))
         self.depth = 0
 
     # -- finding boxes -------------------------------------------------------------------------
@@ -81,8 +84,21 @@ class MaxSim:
         return found[0]
 
     def button(self, label: str) -> Box:
+        """The ``live.text`` (or ``textbutton``) showing ``label``."""
         return next(b for b in self.boxes.values()
-                    if b.maxclass == "textbutton" and b.attrs.get("text") == label)
+                    if b.maxclass in ("live.text", "textbutton") and b.attrs.get("text") == label)
+
+    @staticmethod
+    def valueof(box: Box) -> dict[str, Any]:
+        """A Live parameter's attributes (empty for other boxes)."""
+        return box.attrs.get("saved_attribute_attributes", {}).get("valueof", {})
+
+    def param(self, longname: str) -> Box:
+        """The box of the Live parameter ``longname``."""
+        found = [b for b in self.boxes.values()
+                 if self.valueof(b).get("parameter_longname") == longname]
+        assert len(found) == 1, f"{len(found)} parameters named {longname!r}"
+        return found[0]
 
     def labelled(self, maxclass: str, label: str) -> Box:
         """The ``maxclass`` box right under the comment ``label`` (same x, 20 px lower)."""
@@ -103,6 +119,15 @@ class MaxSim:
     # -- running -------------------------------------------------------------------------------
 
     def loadbang(self) -> None:
+        """Load the patch: Live parameters output their initial values and ``pattr`` its stored
+        value (as Max restores them), then ``loadbang`` and ``live.thisdevice`` bang."""
+        for box in list(self.boxes.values()):
+            valueof = self.valueof(box)
+            if valueof.get("parameter_initial_enable") and box.maxclass != "newobj":
+                self.receive(box, 0, list(valueof["parameter_initial"]))
+            if box.word == "pattr" and "restore" in box.attrs:
+                box.state["value"] = list(box.attrs["restore"])
+                self.output(box, 0, box.state["value"])
         for box in list(self.boxes.values()):
             if box.word in ("loadbang", "live.thisdevice"):
                 self.output(box, 0, BANG)
@@ -193,6 +218,53 @@ class MaxSim:
 
     def _dropfile(self, box: Box, inlet: int, msg: Msg) -> None:
         pass
+
+    _live_drop = _dropfile
+
+    # live.* parameters: ``set`` changes the value without output; a value is clamped to the
+    # parameter's range (ints truncated) and output
+
+    def _live_numbox(self, box: Box, inlet: int, msg: Msg) -> None:
+        valueof = self.valueof(box)
+        if msg and msg[0] == "set":
+            box.state["value"] = msg[1]
+            return
+        if msg != BANG:
+            value = float(msg[0])
+            value = min(max(value, valueof["parameter_mmin"]), valueof["parameter_mmax"])
+            box.state["value"] = int(value) if valueof["parameter_type"] == 1 else value
+        self.output(box, 0, [box.state["value"]])
+
+    def _live_text(self, box: Box, inlet: int, msg: Msg) -> None:
+        if box.attrs.get("mode") == 0:  # button mode: a bang per click
+            self.output(box, 0, BANG)
+            return
+        if msg and msg[0] == "set":
+            box.state["value"] = int(msg[1] != 0)
+            return
+        box.state["value"] = int(msg[0] != 0) if msg != BANG else int(not box.state["value"])
+        self.output(box, 0, [box.state["value"]])
+
+    def _live_menu(self, box: Box, inlet: int, msg: Msg) -> None:
+        items = box.state["items"]
+        if msg[0] == "_parameter_range":  # the items (Max: changes the enum, no output)
+            box.state["items"] = [str(a) for a in msg[1:]]
+        elif msg[0] == "set":
+            box.state["value"] = int(msg[1])
+        elif isinstance(msg[0], int | float):
+            index = min(max(int(msg[0]), 0), len(items) - 1)
+            box.state["value"] = index
+            self.output(box, 1, atoms(items[index]))
+            self.output(box, 0, [index])
+        else:
+            raise NotImplementedError(f"live.menu {msg}")
+
+    def _pattr(self, box: Box, inlet: int, msg: Msg) -> None:
+        box.state["value"] = msg
+        self.output(box, 0, msg)
+
+    def _js(self, box: Box, inlet: int, msg: Msg) -> None:
+        self.effects.append((box.text, msg))
 
     def drop(self, box: Box, path: str) -> None:
         self.output(box, 0, [path])
@@ -324,6 +396,7 @@ class MaxSim:
         self.effects.append((box.text, msg))
 
     _buffer_tilde = _play_tilde = _dac_tilde = _plugin_tilde = _plugout_tilde = _sink
+    _ezdac_tilde = _sink
     _live_object = _sink
 
     def _live_path(self, box: Box, inlet: int, msg: Msg) -> None:

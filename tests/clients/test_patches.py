@@ -107,7 +107,7 @@ def test_controls_the_contract_lacks_are_skipped_and_reported() -> None:
     assert [a for a, _ in sim.sent] == ["/notify"]
     sim.click(sim.button("Generate"))
     commands["/gen"].parse(sim.sent[-1][1])
-    assert not [b for b in sim.boxes.values() if b.maxclass == "umenu"]
+    assert not [b for b in sim.boxes.values() if b.maxclass == "live.menu"]
     boxes, _ = pd.parse(pd.render(spec))
     assert not any(w in ("ds-concept", "ds-play", "ds-jam", "ds-bars") for b in boxes
                    for w in b.words)
@@ -167,8 +167,11 @@ def test_amxd_header_and_device_specifics() -> None:
     assert chunks["ptch"].endswith(b"\x00")
     boxes = _boxes(patcher)
     texts = {b.get("text", "") for b in boxes.values()}
-    assert {"deferlow", "live.path", "live.object", "plugout~", "plugin~"} <= texts
+    assert {"deferlow", "live.path", "plugout~", "plugin~", f"js {maxpat.CLIP_SCRIPT}"} <= texts
     assert "dac~" not in texts and "buffer~ ---ds-clip" in texts
+    assert not [b for b in boxes.values() if b["maxclass"] == "ezdac~"], "Live runs the DSP"
+    assert patcher["patcher"]["dependency_cache"][0]["name"] == maxpat.CLIP_SCRIPT
+    assert (ROOT / "max_patches" / maxpat.CLIP_SCRIPT).is_file(), "shipped next to the device"
     # [udpreceive] → [deferlow] → [route ...]: nothing else hangs off udpreceive
     receive = next(i for i, b in boxes.items() if b.get("text", "").startswith("udpreceive"))
     targets = [boxes[ln["patchline"]["destination"][0]]["text"]
@@ -195,10 +198,10 @@ def test_max_registers_its_reply_port_at_load(sim: MaxSim) -> None:
 
 def test_max_generate_sends_a_contract_message(sim: MaxSim) -> None:
     sim.type_text(sim.find("textedit"), "warm analog bass")  # Max splits it into atoms
-    sim.receive(sim.labelled("toggle", "lock"), 0, [1])  # lock the seed
-    sim.receive(sim.number("seed"), 0, [7])
-    sim.receive(sim.number("steps"), 0, [2.7])  # an int box truncates
-    sim.receive(sim.number("duration(s)"), 0, [1.5])
+    sim.receive(sim.param("Seed lock"), 0, [1])  # lock the seed
+    sim.receive(sim.param("Seed"), 0, [7])
+    sim.receive(sim.param("Steps"), 0, [2.7])  # an int parameter truncates
+    sim.receive(sim.param("Duration"), 0, [1.5])
     sim.sent.clear()
     sim.click(sim.button("Generate"))
     assert len(sim.sent) == 1
@@ -207,7 +210,7 @@ def test_max_generate_sends_a_contract_message(sim: MaxSim) -> None:
     values = COMMANDS[address].parse(args)
     assert values == {"prompt": "warm analog bass", "seed": 7, "num_inference_steps": 2,
                       "guidance_scale": 2.5, "duration": 1.5, "bars": 0}
-    sim.receive(sim.number("bars"), 0, [4])
+    sim.receive(sim.param("Bars"), 0, [4])
     sim.click(sim.button("Generate"))
     values = COMMANDS["/gen"].parse(sim.sent[-1][1])
     assert (values["bars"], values["duration"]) == (4, 1.5), "both go out; the server picks"
@@ -219,7 +222,7 @@ def test_max_dice_rolls_a_seed_unless_locked(sim: MaxSim) -> None:
         sim.click(sim.button("Generate"))
         seeds.append(COMMANDS["/gen"].parse(sim.sent[-1][1])["seed"])
     assert seeds[0] != seeds[1], "unlocked: a new seed per generation"
-    sim.receive(sim.labelled("toggle", "lock"), 0, [1])
+    sim.receive(sim.param("Seed lock"), 0, [1])
     sim.click(sim.button("Generate"))
     sim.click(sim.button("Generate"))
     locked = [COMMANDS["/gen"].parse(args)["seed"] for _, args in sim.sent[-2:]]
@@ -228,8 +231,8 @@ def test_max_dice_rolls_a_seed_unless_locked(sim: MaxSim) -> None:
 
 def test_max_transfer_sends_the_dropped_clip(sim: MaxSim) -> None:
     sim.type_text(sim.find("textedit"), "dub reggae")
-    sim.drop(sim.find("dropfile"), "Macintosh HD:/Users/me/Music/loop.wav")
-    sim.receive(sim.number("strength"), 0, [0.3])
+    sim.drop(sim.find("live.drop"), "Macintosh HD:/Users/me/Music/loop.wav")
+    sim.receive(sim.param("Strength"), 0, [0.3])
     sim.click(sim.button("Transfer"))
     address, args = sim.sent[-1]
     values = COMMANDS[address].parse(args)
@@ -246,27 +249,34 @@ def test_max_asks_for_the_lists_at_load_and_on_refresh(sim: MaxSim) -> None:
 
 
 def test_max_concept_menu_follows_the_loaded_concepts(sim: MaxSim) -> None:
-    """/concept.list (the loaded concepts) fills the menu; the choice goes out as the concept
-    option of Generate and Transfer; a new list clears the choice; an empty list leaves the menu
-    empty and no concept option is sent."""
-    menu = sim.labelled("umenu", "concept")
+    """/concept.list (the loaded concepts) fills the menu after its "(none)"; the choice goes out
+    as the concept option of Generate and Transfer; a new list clears the choice; an empty list
+    leaves only "(none)" and no concept option is sent; choosing "(none)" sends none."""
+    menu = sim.param("Concept")
+    assert menu.maxclass == "live.menu" and menu.state["items"] == ["(none)"]
     sim.click(sim.button("Generate"))
     assert "concept" not in COMMANDS["/gen"].parse(sim.sent[-1][1]), "nothing chosen yet"
     sim.incoming("/concept.list", "my-drums", "my-bass")
-    assert menu.state["items"] == ["my-drums", "my-bass"]
+    assert menu.state["items"] == ["(none)", "my-drums", "my-bass"]
     sim.receive(menu, 0, [1])
     sim.click(sim.button("Generate"))
+    assert COMMANDS["/gen"].parse(sim.sent[-1][1])["concept"] == "my-drums"
+    sim.receive(menu, 0, [0])
+    sim.click(sim.button("Generate"))
+    assert "concept" not in COMMANDS["/gen"].parse(sim.sent[-1][1]), "(none) sends none"
+    sim.receive(menu, 0, [2])
+    sim.click(sim.button("Generate"))
     assert COMMANDS["/gen"].parse(sim.sent[-1][1])["concept"] == "my-bass"
-    sim.drop(sim.find("dropfile"), "/Users/me/loop.wav")
+    sim.drop(sim.find("live.drop"), "/Users/me/loop.wav")
     sim.click(sim.button("Transfer"))
     assert COMMANDS["/transfer"].parse(sim.sent[-1][1])["concept"] == "my-bass"
     sim.incoming("/concept.list", "my-drums")  # my-bass was unloaded
-    assert menu.state["items"] == ["my-drums"]
+    assert menu.state["items"] == ["(none)", "my-drums"] and menu.state["value"] == 0
     sim.click(sim.button("Generate"))
     assert "concept" not in COMMANDS["/gen"].parse(sim.sent[-1][1]), "a new list clears it"
-    sim.receive(menu, 0, [0])
+    sim.receive(menu, 0, [1])
     sim.incoming("/concept.list")  # none loaded
-    assert menu.state["items"] == []
+    assert menu.state["items"] == ["(none)"]
     for button, address in (("Generate", "/gen"), ("Transfer", "/transfer")):
         sim.click(sim.button(button))
         assert sim.sent[-1][0] == address
@@ -274,18 +284,22 @@ def test_max_concept_menu_follows_the_loaded_concepts(sim: MaxSim) -> None:
 
 
 def test_max_preset_menu_and_trigger(sim: MaxSim) -> None:
-    menu = sim.labelled("umenu", "preset")
+    menu = sim.param("Preset")
     sim.sent.clear()
     sim.click(sim.button("Trigger"))
     assert sim.sent == [], "no preset chosen: nothing to trigger"
     sim.incoming("/preset.list", "beat", "drone")
-    assert menu.state["items"] == ["beat", "drone"]
-    sim.receive(menu, 0, [1])
+    assert menu.state["items"] == ["(none)", "beat", "drone"]
+    sim.receive(menu, 0, [2])
     sim.click(sim.button("Trigger"))
     assert sim.sent == [("/preset/trigger", ["drone"])]
     assert COMMANDS["/preset/trigger"].parse(["drone"]) == {"name": "drone"}
+    sim.receive(menu, 0, [0])
+    sim.click(sim.button("Trigger"))
+    assert len(sim.sent) == 1, "(none) chosen: nothing to trigger"
+    sim.receive(menu, 0, [2])
     sim.incoming("/preset.list")
-    assert menu.state["items"] == []
+    assert menu.state["items"] == ["(none)"]
     sim.click(sim.button("Trigger"))
     assert len(sim.sent) == 1, "the list was emptied: the old choice is gone"
     # the preset's clip is delivered like a generated one
@@ -297,22 +311,22 @@ def test_max_play_stop_and_jam_on_the_server(sim: MaxSim) -> None:
     status = next(b for b in sim.boxes.values()
                   if b.maxclass == "message" and b.text == "ready")
     sim.sent.clear()
-    sim.click(sim.button("Play (server)"))
+    sim.click(sim.button("Play srv"))
     assert sim.sent == [], "no clip delivered yet"
     sim.incoming("/queued", 12, 0)
     sim.incoming("/done", "/gen", 12, "/music/clip.wav")
-    sim.click(sim.button("Play (server)"))
+    sim.click(sim.button("Play srv"))
     address, args = sim.sent[-1]
     assert address == "/play" and COMMANDS[address].parse(args) == {"job_id": 12,
                                                                     "quantum": 4.0}
     sim.incoming("/done", "/play", 12, 1.5)
     assert status.state["content"] == ["done", "/play", 12, 1.5]
-    jam = sim.labelled("toggle", "jam")
+    jam = sim.param("Jam")
     sim.receive(jam, 0, [1])
     assert sim.sent[-1] == ("/jam", ["on"])
     COMMANDS["/jam"].parse(sim.sent[-1][1])
     sim.sent.clear()
-    sim.click(sim.button("Stop (server)"))
+    sim.click(sim.button("Stop srv"))
     assert sim.sent == [("/stop", [])], "/stop ends jam on the server: no /jam off needed"
     assert jam.state["value"] == 0
     sim.receive(jam, 0, [1])
@@ -336,14 +350,17 @@ def test_max_replies_drive_status_progress_cancel_and_clip(sim: MaxSim) -> None:
     assert status.state["content"] == ["done", "/music/dreamsampler/clip.wav"]
     buffers = [m for text, m in sim.effects if text.startswith("buffer~")]
     assert buffers == [["replace", "/music/dreamsampler/clip.wav"]]
-    if any(b.word == "live.object" for b in sim.boxes.values()):
+    if any(b.word == "js" for b in sim.boxes.values()):
         assert ("/tempo", [120.0]) in sim.sent, "the set's tempo is sent once the device loads"
-        calls = [m for text, m in sim.effects if text == "live.object"]
-        # the clip slot's id reaches [live.object] before the call
-        assert calls == [["id", 3], ["call", "create_audio_clip", "/music/dreamsampler/clip.wav"]]
+        # the clip goes to the Live API script (tests/clients/test_live_clip.py runs it);
+        # what it answers goes to the status line
+        calls = [m for text, m in sim.effects if text == f"js {maxpat.CLIP_SCRIPT}"]
+        assert calls == [["place", "/music/dreamsampler/clip.wav"]]
+        script = sim.find("newobj", "js ")
+        sim.output(script, 0, ["set", "placed", "clip.wav", "in", "'Audio'", "scene", 2])
+        assert status.state["content"] == ["placed", "clip.wav", "in", "'Audio'", "scene", 2]
         paths = [m for text, m in sim.effects if text == "live.path"]
-        assert paths == [["path", "live_set"],  # the tempo follower, at load
-                         ["path", "live_set", "view", "highlighted_clip_slot"]]
+        assert paths == [["path", "live_set"]]  # the tempo follower, at load
         assert sim.find("newobj", "deferlow").state["deferred"] == 4
     sim.incoming("/job.ended", 12, "done", "x")  # not routed: ignored without error
 
@@ -435,3 +452,128 @@ def test_regenerate_cli_writes_and_checks(tmp_path: Path) -> None:
     assert main(["patches", "--root", str(tmp_path)]) == 0
     assert main(["patches", "--root", str(tmp_path), "--check"]) == 0
     assert {str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.*")} == set(FILES)
+
+
+# -- Max and Live: the device strip and Live parameters -----------------------------------------
+
+#: presentation boxes that only show something (everything else is a control the user operates)
+DISPLAYS = {"comment", "message", "waveform~"}
+
+
+def _presented(patcher: dict[str, Any]) -> list[dict[str, Any]]:
+    return [b for b in _boxes(patcher).values() if b.get("presentation") == 1]
+
+
+@pytest.mark.parametrize("name", ["maxpat", "amxd"])
+def test_presentation_fits_the_live_device_strip(name: str) -> None:
+    """Live shows a device 169 px high: every presented box lies inside it (and inside the
+    device width), and no two presented boxes overlap."""
+    patcher = dict(_patchers())[name]
+    presented = _presented(patcher)
+    assert len(presented) > 30
+    width = patcher["patcher"].get("devicewidth", maxpat.DEVICE_WIDTH)
+    assert width == maxpat.DEVICE_WIDTH
+    rects = []
+    for box in presented:
+        x, y, w, h = box["presentation_rect"]
+        assert x >= 0 and y >= 0 and w > 0 and h > 0, box
+        assert y + h <= maxpat.DEVICE_HEIGHT == 169, (box["maxclass"], box.get("text"), y + h)
+        assert x + w <= width, (box["maxclass"], box.get("text"), x + w)
+        rects.append((x, y, x + w, y + h, box.get("text") or box["maxclass"]))
+    for i, a in enumerate(rects):
+        for b in rects[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+    if name == "amxd":
+        assert patcher["patcher"]["openinpresentation"] == 1
+
+
+@pytest.mark.parametrize("name", ["maxpat", "amxd"])
+def test_every_control_is_a_live_parameter(name: str) -> None:
+    """Every presented control is a live.* object with parameter_enable 1 and a unique long
+    name; the number ranges and types equal the contract's (and the server's limits); the
+    patcher's parameter table lists exactly them; the prompt is a stored pattr parameter."""
+    patcher = dict(_patchers())[name]
+    controls = [b for b in _presented(patcher)
+                if b["maxclass"] not in DISPLAYS and not b.get("ignoreclick")]
+    kinds = {b["maxclass"] for b in controls}
+    assert kinds - {"textedit", "ezdac~"} <= {"live.text", "live.numbox", "live.menu",
+                                                "live.drop", "live.dial"}, kinds
+    params = [b for b in _boxes(patcher).values() if b.get("parameter_enable") == 1
+              or b.get("saved_object_attributes", {}).get("parameter_enable") == 1]
+    for box in controls:
+        if box["maxclass"] in ("textedit", "ezdac~"):
+            continue
+        assert box["parameter_enable"] == 1, box
+    valueof = {b["id"]: b["saved_attribute_attributes"]["valueof"] for b in params}
+    longnames = [v["parameter_longname"] for v in valueof.values()]
+    assert len(longnames) == len(set(longnames)), "long names are unique"
+    assert all(v["parameter_shortname"] for v in valueof.values())
+    table = {k: v for k, v in patcher["patcher"]["parameters"].items()
+             if k.startswith("obj-")}
+    assert table == {i: [v["parameter_longname"], v["parameter_shortname"], 0]
+                     for i, v in valueof.items()}
+    by_name = {v["parameter_longname"]: v for v in valueof.values()}
+    spec = resolve()
+    for number in spec.numbers:
+        v = by_name[number.key.capitalize()]
+        contract = [COMMANDS[c].option(number.key) for c in number.commands]
+        assert v["parameter_type"] == (1 if number.is_int else 0)
+        assert (v["parameter_mmin"], v["parameter_mmax"]) == (number.minimum, number.maximum)
+        for arg in contract:
+            assert arg is not None
+            if arg.minimum is not None:
+                assert v["parameter_mmin"] == arg.minimum
+            if arg.maximum is not None:
+                assert v["parameter_mmax"] == arg.maximum
+        assert v["parameter_initial"] == [number.default] and v["parameter_initial_enable"] == 1
+    from dreamsampler.config import Limits
+    assert by_name["Steps"]["parameter_mmax"] == Limits().max_steps
+    assert by_name["Duration"]["parameter_mmax"] == Limits().max_duration
+    prompt = next(b for b in params if b.get("text", "").startswith("pattr"))
+    assert prompt["saved_attribute_attributes"]["valueof"]["parameter_type"] == 3  # blob
+    assert prompt["restore"] == maxpat.DEFAULT_PROMPT.split()
+    buttons = [b for b in controls if b["maxclass"] == "live.text"]
+    generate = next(b for b in buttons if b["text"] == "Generate")
+    assert generate["mode"] == 0, "button mode: mappable to a key or pad, a bang per press"
+    assert "Generate" in patcher["patcher"]["parameters"]["parameterbanks"]["0"]["parameters"]
+
+
+def test_prompt_is_stored_and_restored_with_the_set(sim: MaxSim) -> None:
+    """The prompt goes into the pattr parameter on Enter (and on Generate); a device loaded with
+    that stored value shows it in the prompt box and generates with it."""
+    text = sim.find("textedit")
+    assert text.state["text"] == ["ambient", "pad"], "the default prompt, from the pattr"
+    sim.type_text(text, "dusty vinyl loop")
+    sim.output(text, 0, ["text", "dusty", "vinyl", "loop"])  # Enter
+    stored = sim.find("newobj", "pattr")
+    assert stored.state["value"] == ["dusty", "vinyl", "loop"]
+    saved = json.loads(json.dumps({"patcher": {**sim_patcher(sim)}}))
+    for box in saved["patcher"]["boxes"]:
+        if box["box"].get("text", "").startswith("pattr"):
+            box["box"]["restore"] = stored.state["value"]  # what Live saves with the Set
+    reopened = MaxSim(saved)
+    reopened.loadbang()
+    assert reopened.find("textedit").state["text"] == ["dusty", "vinyl", "loop"]
+    reopened.click(reopened.button("Generate"))
+    assert COMMANDS["/gen"].parse(reopened.sent[-1][1])["prompt"] == "dusty vinyl loop"
+
+
+def sim_patcher(sim: MaxSim) -> dict[str, Any]:
+    """The patcher body a simulator was built from."""
+    return {"boxes": [{"box": b.attrs} for b in sim.boxes.values()],
+            "lines": [{"patchline": {"source": list(src), "destination": list(dst)}}
+                      for src, dsts in sim.wires.items() for dst in dsts]}
+
+
+def test_max_patch_has_a_dsp_switch() -> None:
+    """Play is silent while DSP is off: the Max patch shows an ezdac~ (click: DSP on/off) and
+    play~ feeds it."""
+    sim = MaxSim(_maxpat())
+    dac = sim.find("ezdac~")
+    assert dac.attrs["presentation"] == 1
+    player = sim.find("newobj", "play~")
+    assert sorted(sim.wires[(player.id, 0)]) == [(dac.id, 0), (dac.id, 1)]
+    sim.loadbang()
+    sim.incoming("/done", "/gen", 3, "/music/clip.wav")
+    sim.click(sim.button("Play"))
+    assert ("play~ ds-clip", [1]) in sim.effects

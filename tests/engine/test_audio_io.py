@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dreamsampler.engine.audio_io import AudioFileError, load_audio, probe_audio
+from dreamsampler.engine.audio_io import AudioFileError, load_audio, probe_audio, resample
 
 
 def sparse_wav(path: Path, size_bytes: int, rate: int = 44100, channels: int = 2) -> Path:
@@ -78,3 +78,30 @@ def test_oversized_and_overlong_inputs_are_refused_by_the_probe(tmp_path: Path) 
         probe_audio(path, max_seconds=60)
     with pytest.raises(AudioFileError, match="over the input limit"):
         load_audio(path, 16000, duration=0.5, max_bytes=2**20)
+
+
+def test_block_mono_mix_equals_the_whole_array_mix(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for channels in (1, 2, 3):
+        path = tmp_path / f"c{channels}.wav"
+        data = (0.3 * rng.standard_normal((200_000, channels))).astype(np.float32)
+        sf.write(path, data, 44100, subtype="FLOAT")
+        whole, rate = sf.read(path, dtype="float32", always_2d=True)
+        reference = resample(whole.T.mean(axis=0, dtype=np.float64).astype(np.float32), rate,
+                             16000)
+        np.testing.assert_array_equal(load_audio(path, 16000), reference)
+
+
+_PEAK_RSS_WHOLE = _PEAK_RSS.replace("duration=0.5", "duration=None")
+
+
+def test_a_whole_read_holds_one_mono_copy(tmp_path: Path) -> None:
+    """Families that normalise by the whole input read it all: one float32 per frame, not the
+    channels in float32 and float64 (+1281 MiB for 256 MiB of 16-bit stereo before)."""
+    path = sparse_wav(tmp_path / "whole.wav", 64 * 2**20)  # 16.8 M stereo frames
+    out = subprocess.run([sys.executable, "-c", _PEAK_RSS_WHOLE, str(path)], capture_output=True,
+                         text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    samples, growth_mib = map(int, out.stdout.split())
+    assert samples == round(sf.info(path).frames * 16000 / 44100)
+    mono_mib = sf.info(path).frames * 4 / 2**20  # 64 MiB
+    assert growth_mib < 2.2 * mono_mib, f"peak RSS grew by {growth_mib} MiB"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
+from dreamsampler.engine.concepts import ConceptError
 from dreamsampler.engine.families import load_model
 from dreamsampler.engine.jobs import (
+    EngineClosed,
     JobFailed,
     JobFinished,
     JobProgress,
@@ -17,6 +18,7 @@ from dreamsampler.engine.jobs import (
     QueueFull,
 )
 from dreamsampler.engine.request import GenerationRequest
+from tests.conftest import HeldEngine
 
 
 def _req(steps: int = 3) -> GenerationRequest:
@@ -25,18 +27,17 @@ def _req(steps: int = 3) -> GenerationRequest:
 
 def test_event_order_positions_cancel_and_queue_bound() -> None:
     async def main() -> None:
-        engine = LocalEngine("tiny", "cpu", queue_size=2)
+        engine = HeldEngine("tiny", "cpu", queue_size=2)
         await engine.start()
-        gate = threading.Event()
-        blocked = asyncio.ensure_future(engine.run_exclusive(lambda m: gate.wait(10)))
-        await asyncio.sleep(0.05)
+        blocked = asyncio.ensure_future(engine.hold())
+        await asyncio.to_thread(engine.busy.wait, 10)
         first, pos1 = engine.submit(_req(), 1)
         second, pos2 = engine.submit(_req(), 2)
         assert (pos1, pos2) == (0, 1)
         with pytest.raises(QueueFull):
             engine.submit(_req(), 3)
         assert engine.cancel(2) and not engine.cancel(99)
-        gate.set()
+        engine.release.set()
         await blocked
         events = [e async for e in first.events()]
         assert isinstance(events[0], JobStarted) and isinstance(events[-1], JobFinished)
@@ -59,6 +60,58 @@ def test_engine_reports_failures_as_events(tmp_path) -> None:  # type: ignore[no
         )
         end = await job.wait()
         assert isinstance(end, JobFailed) and "vanished.wav: no such file" in end.message
+        await engine.close()
+
+    asyncio.run(main())
+
+
+def test_close_fails_every_pending_job_and_operation_with_its_reason(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        engine = HeldEngine("tiny", "cpu", concepts_dir=tmp_path)
+        await engine.start()
+        held = asyncio.ensure_future(engine.hold())
+        await asyncio.to_thread(engine.busy.wait, 10)
+        job, _ = engine.submit(_req(), 1)
+        load = asyncio.ensure_future(engine.load_concept("riff"))
+        unload = asyncio.ensure_future(engine.unload_concept("riff"))
+        barrier = asyncio.ensure_future(engine.barrier())
+        await asyncio.sleep(0)  # let the three operations reach the queue
+        assert engine.status().queued == 1
+        closing = asyncio.ensure_future(engine.close("model swapped"))
+        for pending in (load, unload, barrier):
+            with pytest.raises(EngineClosed, match="model swapped"):
+                await pending
+        end = await job.wait()
+        assert isinstance(end, JobFailed) and end.cancelled and end.message == "model swapped"
+        engine.release.set()
+        await closing
+        await held
+        with pytest.raises(EngineClosed, match="model swapped"):
+            await engine.barrier()
+        with pytest.raises(QueueFull, match="model swapped"):
+            engine.submit(_req(), 2)
+
+    asyncio.run(main())
+
+
+def test_operations_wait_their_turn_and_concept_errors_come_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async def main() -> None:
+        engine = HeldEngine("tiny", "cpu", concepts_dir=tmp_path)
+        await engine.start()
+        held = asyncio.ensure_future(engine.hold())
+        await asyncio.to_thread(engine.busy.wait, 10)
+        job, _ = engine.submit(_req(), 1)
+        barrier = asyncio.ensure_future(engine.barrier())
+        load = asyncio.ensure_future(engine.load_concept("ghost"))
+        await asyncio.sleep(0)
+        assert not barrier.done() and not job.done
+        engine.release.set()
+        await barrier
+        assert job.done, "the barrier resolves only after the job before it ended"
+        with pytest.raises(ConceptError, match="no such concept folder"):
+            await load
+        assert await engine.available_concepts() == []
+        await held
         await engine.close()
 
     asyncio.run(main())

@@ -1,14 +1,20 @@
-"""The sampling loop on tiny pipelines of the real classes: determinism, SDEdit, progress."""
+"""The sampling loop on tiny pipelines of the real classes: equal to diffusers' pipelines,
+determinism, SDEdit, progress, and the level guard (non-finite refused, overs normalised)."""
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
-from dreamsampler.engine.families import ModelLoadError, load_model
+from dreamsampler.engine.audio_io import AudioFileError, load_audio
+from dreamsampler.engine.families import ModelFamily, ModelLoadError, load_model
+from dreamsampler.engine.level import NonFiniteAudioError
 from dreamsampler.engine.request import SCHEDULER_NAMES, GenerationRequest, RequestError
 from dreamsampler.engine.sampler import Cancelled, sample
 from dreamsampler.engine.tiny import save_tiny_pipeline
@@ -25,6 +31,57 @@ def _req(**kw: object) -> GenerationRequest:
                                "num_inference_steps": 3, "duration": 1.0}
     base.update(kw)
     return GenerationRequest(**base)  # type: ignore[arg-type]
+
+
+def _pipeline_audio(model: ModelFamily, request: GenerationRequest) -> np.ndarray:
+    """The same request through diffusers' own pipeline on the same components (the reference).
+
+    AudioLDMPipeline encodes the prompt itself; MusicLDMPipeline's ``_encode_prompt`` breaks
+    under transformers 5 (``get_text_features`` returns an output object), so it gets the
+    embeddings as ``prompt_embeds``/``negative_prompt_embeds``.
+    """
+    from diffusers import AudioLDMPipeline, MusicLDMPipeline
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # both pipelines are deprecated
+        if model.name == "musicldm":
+            pipe = MusicLDMPipeline(**model.components, feature_extractor=None)
+            embeds = model.encode_prompt([request.negative_prompt, request.prompt])
+            prompt = {"prompt_embeds": embeds[1:], "negative_prompt_embeds": embeds[:1]}
+        else:
+            pipe = AudioLDMPipeline(**model.components)
+            prompt = {"prompt": request.prompt, "negative_prompt": request.negative_prompt}
+        pipe.set_progress_bar_config(disable=True)
+        return pipe(num_inference_steps=request.num_inference_steps,
+                    audio_length_in_s=request.duration, guidance_scale=request.guidance_scale,
+                    generator=torch.Generator("cpu").manual_seed(request.seed),
+                    output_type="np", **prompt).audios
+
+
+@pytest.mark.parametrize("guidance", [1.0, 2.5])
+def test_equals_diffusers_pipeline(model, guidance: float) -> None:  # type: ignore[no-untyped-def]
+    """Same weights, seed, steps and guidance: bit-identical to MusicLDM/AudioLDMPipeline."""
+    request = _req(guidance_scale=guidance, negative_prompt="noise" if guidance > 1 else "")
+    ours = sample(model, request)
+    reference = _pipeline_audio(model, request)
+    assert reference.shape == ours.audio.shape == (1, 16000)
+    assert np.abs(reference).max() > 0.01  # the tiny vocoder makes audible output
+    np.testing.assert_array_equal(ours.audio, reference)
+    assert ours.record["gain_db"] == 0.0 and ours.record["overs_gain_db"] == 0.0
+    assert ours.record["peak_dbfs"] == pytest.approx(20 * math.log10(np.abs(reference).max()),
+                                                     abs=1e-3)
+
+
+def test_audioldm_text_conditioning_equals_pipeline_encode_prompt() -> None:
+    from diffusers import AudioLDMPipeline
+
+    model = load_model("tiny:audioldm", "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipe = AudioLDMPipeline(**model.components)
+    reference = pipe._encode_prompt(["warm analog bass"], "cpu", 1, True, ["noise"])
+    ours = model.encode_prompt(["noise", "warm analog bass"])
+    torch.testing.assert_close(ours, reference, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULER_NAMES)
@@ -65,41 +122,87 @@ def test_sdedit_strength(model, tmp_path: Path) -> None:  # type: ignore[no-unty
     """Strength sets how many steps run and how far the result moves from the input."""
     source = write_pluck(tmp_path / "pluck.wav", sample_rate=44100)
     steps: dict[float, int] = {}
-    latents = {}
-    from dreamsampler.engine.audio_io import load_audio
-
-    wave = torch.from_numpy(load_audio(source, 16000))[:16000]
-    reference = model.audio_to_latents(wave[None], 1.0).flatten()
+    results = {}
+    wave = torch.from_numpy(load_audio(source, 16000))  # the whole input, as the sampler
+    reference = model.audio_to_latents(wave[None], 1.0)
+    gain = model.input_gain(wave, 1.0)
     for strength in (0.0, 0.3, 0.8, 1.0):
         count: list[int] = []
         result = sample(model, _req(input_path=source, strength=strength, num_inference_steps=10),
-                        on_step=lambda i, n, c=count: c.append(n))
+                        on_step=lambda i, n, c=count: c.append(n), return_latents=True)
         steps[strength] = count[0] if count else 0
         assert result.audio.shape == (1, 16000)
         assert result.record["strength"] == strength and result.record["input_path"] == str(source)
-        latents[strength] = result
+        assert result.record["input_gain_db"] == pytest.approx(20 * math.log10(gain), abs=1e-3)
+        results[strength] = result
     assert steps == {0.0: 0, 0.3: 3, 0.8: 8, 1.0: 10}
-    # strength 0 is the input's VAE/vocoder reconstruction: deterministic, no noise
+    # strength 0 is the input's VAE/vocoder reconstruction: no noise, the input's own latent,
+    # decoded and brought back from AudioLDM's peak 0.5 to the input's level
+    torch.testing.assert_close(results[0.0].latents, reference, atol=0, rtol=0)
+    with torch.no_grad():
+        decoded = model.latents_to_audio(reference)[:, :16000].numpy().astype(np.float64)
+    np.testing.assert_allclose(results[0.0].audio, decoded / gain, rtol=1e-6, atol=1e-7)
     again = sample(model, _req(input_path=source, strength=0.0, seed=99))
-    np.testing.assert_array_equal(latents[0.0].audio, again.audio)
-    assert reference.numel() > 0
+    np.testing.assert_array_equal(results[0.0].audio, again.audio)
+    # more strength, further from the input's latent
+    distance = [float((results[s].latents - reference).detach().norm()) for s in (0.0, 0.3, 0.8)]
+    assert distance[0] == 0.0 < distance[1] < distance[2], distance
 
 
-def test_sdedit_moves_further_from_input_with_strength(tmp_path: Path) -> None:
-    """Measured in VAE-latent space: cosine to the input's latent falls as strength rises."""
-    from dreamsampler.engine.audio_io import load_audio
-
+def test_transfer_output_follows_the_input_level(tmp_path: Path) -> None:
+    """The model sees the input at AudioLDM's peak 0.5 whatever its level; the output is
+    brought back: 14 dB quieter input, 14 dB quieter output, same waveform otherwise."""
     model = load_model("tiny", "cpu")
-    source = write_pluck(tmp_path / "pluck.wav", sample_rate=16000)
-    clean = model.audio_to_latents(torch.from_numpy(load_audio(source, 16000))[None, :16000], 1.0)
-    cosines = []
-    for strength in (0.1, 0.5, 0.9):
-        out = sample(model, _req(input_path=source, strength=strength, num_inference_steps=20,
-                                 guidance_scale=1.0), return_latents=True)
-        z = out.latents
-        cosines.append(torch.nn.functional.cosine_similarity(z.flatten(), clean.flatten(),
-                                                             dim=0).item())
-    assert cosines[0] > cosines[1] > cosines[2], cosines
+    t = np.arange(24000) / 16000
+    tone = (np.sin(2 * np.pi * 220 * t) * np.exp(-2 * t)).astype(np.float32)
+    outputs = {}
+    for level_db in (-6.0, -20.0):
+        path = tmp_path / f"tone{level_db:g}.wav"
+        sf.write(path, tone * 10 ** (level_db / 20), 16000, subtype="FLOAT")
+        outputs[level_db] = sample(model, _req(input_path=path, strength=0.5,
+                                               num_inference_steps=10))
+    loud, quiet = outputs[-6.0], outputs[-20.0]
+    np.testing.assert_allclose(quiet.audio, loud.audio * 10 ** (-14 / 20), rtol=1e-4, atol=1e-7)
+    assert quiet.record["input_gain_db"] - loud.record["input_gain_db"] == pytest.approx(14.0,
+                                                                                          abs=1e-2)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.full(16000, 0.1, dtype=np.float32), 16000)  # DC only: silent once centred
+    with pytest.raises(AudioFileError, match="silent"):
+        sample(model, _req(input_path=silent, strength=0.5))
+
+
+def test_non_finite_output_is_refused() -> None:
+    """A vocoder with NaN weights: the sampler raises instead of returning the clip."""
+    model = load_model("tiny", "cpu")
+    with torch.no_grad():
+        model.components["vocoder"].conv_post.weight.fill_(float("nan"))
+    with pytest.raises(NonFiniteAudioError, match="16000 NaN"):
+        sample(model, _req())
+
+
+def test_peaks_above_full_scale_are_normalised_to_minus_1_dbfs(tmp_path: Path) -> None:
+    """A transfer of a hot input (-0.5 dBFS) through a saturating vocoder: restoring the input's
+    level puts the peak ~5 dB above full scale; one gain brings it to -1 dBFS, shape kept."""
+    model = load_model("tiny", "cpu")
+    with torch.no_grad():  # HiFi-GAN ends in tanh: a hot last layer saturates near +-1
+        model.components["vocoder"].conv_post.weight.mul_(100.0)
+    source = tmp_path / "hot.wav"
+    t = np.arange(24000) / 16000
+    sf.write(source, (10 ** (-0.5 / 20) * np.sin(2 * np.pi * 220 * t)).astype(np.float32),
+             16000, subtype="FLOAT")
+    result = sample(model, _req(input_path=source, strength=0.0))
+    wave = torch.from_numpy(load_audio(source, 16000))
+    with torch.no_grad():
+        restored = (model.latents_to_audio(model.audio_to_latents(wave[None], 1.0))[:, :16000]
+                    .numpy().astype(np.float64) / model.input_gain(wave, 1.0))
+    assert np.abs(restored).max() > 1.5  # the reference level is well above full scale
+    gain = 10 ** (-1 / 20) / np.abs(restored).max()
+    np.testing.assert_allclose(result.audio, restored * gain, rtol=1e-5, atol=1e-6)
+    assert np.abs(result.audio).max() == pytest.approx(10 ** (-1 / 20), rel=1e-5)
+    assert result.record["overs_gain_db"] == pytest.approx(20 * math.log10(gain), abs=1e-3)
+    assert result.record["peak_dbfs"] == pytest.approx(-1.0, abs=1e-3)
+    assert result.record["gain_db"] == pytest.approx(
+        result.record["overs_gain_db"] - result.record["input_gain_db"], abs=1e-3)
 
 
 def test_loads_a_saved_pipeline_through_from_pretrained(tmp_path: Path) -> None:

@@ -19,9 +19,16 @@ import pytest
 
 from dreamsampler.engine.concepts import ConceptNotLoadedError
 from dreamsampler.engine.families import ModelLoadError
-from dreamsampler.engine.jobs import JobFailed, JobFinished, JobProgress, LocalEngine, QueueFull
+from dreamsampler.engine.jobs import (
+    EngineClosed,
+    JobFailed,
+    JobFinished,
+    JobProgress,
+    LocalEngine,
+    QueueFull,
+)
 from dreamsampler.engine.request import GenerationRequest
-from dreamsampler.engine.supervised import EngineUnavailable, SupervisedEngine, is_fatal_error
+from dreamsampler.engine.supervised import SupervisedEngine, is_fatal_error
 from tests.engine.handmade import ti_concept
 
 HOOK = "tests.engine.faults:on_step"
@@ -201,7 +208,7 @@ def test_cancel_queue_order_barrier_and_close_with_pending_work(tmp_path: Path) 
             end = await j.wait()
             assert isinstance(end, JobFailed) and end.message == "test over"
         for pending in (unload, sync):
-            with pytest.raises(EngineUnavailable, match="test over"):
+            with pytest.raises(EngineClosed, match="test over"):
                 await pending
         assert pid is not None
         with pytest.raises(ProcessLookupError):

@@ -1,4 +1,5 @@
-"""fit_to_bars exact lengths and loop WAV metadata (acid/smpl through libsndfile)."""
+"""fit_to_bars exact lengths and loop WAV metadata (acid/smpl), read back by libsndfile and by
+parsers that are not libsndfile (a struct RIFF reader, wavinfo)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from dreamsampler.engine.bars import (
     read_loop_info,
     write_loop_wav,
 )
+from tests.riff import read_riff_wave
 
 SR = 22050
 
@@ -67,3 +69,25 @@ def test_loop_wav_metadata(tmp_path: Path) -> None:
     plain = tmp_path / "plain.wav"
     sf.write(plain, audio.T, SR)
     assert read_loop_info(plain) is None
+
+
+@pytest.mark.parametrize(("bars", "bpm", "sr"), [(2, 120.0, 16000), (2, 120.0, 44100),
+                                                 (3, 97.0, 48000)])
+def test_loop_chunks_for_other_readers(tmp_path: Path, bars: int, bpm: float, sr: int) -> None:
+    """The smpl loop covers every frame: dwEnd is the last sample (frames - 1, inclusive, as
+    the RIFF spec says), read from the file's bytes, not through libsndfile (whose
+    SF_INSTRUMENT loop end is exclusive)."""
+    frames = bar_samples(bars, bpm, sr)
+    audio = fit_to_bars(_noise(frames + 500, 1), sr, bars, bpm)
+    path = write_loop_wav(tmp_path / "loop.wav", audio, sr, bpm=bpm, bars=bars)
+    riff = read_riff_wave(path)
+    assert (riff.frames, riff.sample_rate, riff.channels) == (frames, sr, 1)
+    assert riff.smpl_loops() == [(0, 0, frames - 1)]  # type 0 = forward
+    assert riff.smpl_unity_note() == 60
+    acid = riff.acid()
+    assert acid["tempo"] == pytest.approx(bpm) and acid["beats"] == bars * 4
+    assert acid["meter"] == (4, 4) and acid["root_note"] == 60
+    assert not acid["flags"] & 0x01  # not a one-shot: a loop
+    wavinfo = pytest.importorskip("wavinfo")  # a second independent parser (dev extra)
+    smpl = wavinfo.WavInfoReader(str(path)).smpl
+    assert [(loop.start, loop.end) for loop in smpl.sample_loops] == [(0, frames - 1)]

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 from pathlib import Path
 
 import pytest
 
 from dreamsampler.engine.families import load_model
 from dreamsampler.engine.training.trainer import TrainSettings, train
-from tests.conftest import make_config, run_server
+from tests.conftest import held_engine, make_config, run_server
 from tests.engine import toy_world as toy
 
 
@@ -47,12 +47,15 @@ def test_concept_commands(tmp_path: Path, concepts_dir: Path) -> None:
                 reply = c.request(*message, timeout=10)[-1]
                 assert reply.address == "/fail" and text in reply.args[1], (message, reply)
                 assert reply.args[0] == message[0]
-            assert c.request("/concept/load", "riff")[-1].args == ("/concept/load", "riff", "lora")
-            assert c.request("/concept/load", "glass")[-1].args == ("/concept/load", "glass", "ti")
-            reply = c.request("/concept/load", "riff")[-1]
-            assert reply.address == "/fail" and "already loaded" in reply.args[1]
-            assert reply.args[2] == "riff"
+            assert c.request("/concept/load", "riff")[-1].args == ("/concept/load", "riff", "lora",
+                                                                   "loaded")
+            assert c.request("/concept/load", "glass")[-1].args == ("/concept/load", "glass", "ti",
+                                                                    "loaded")
+            reply = c.request("/concept/load", "riff")[-1]  # idempotent: says so, changes nothing
+            assert reply.args == ("/concept/load", "riff", "lora", "already loaded")
             assert c.request("/concept/list")[-1].args == ("riff", "glass")
+            assert c.request("/concept/available")[-1].args == (
+                "glass", "ti", "tiny", 1, "riff", "lora", "tiny", 1)
 
             done = c.request("/gen", "a <glass> riff", "concept", "riff", "lora_scale", 0.5,
                              timeout=30)[-1]
@@ -69,30 +72,55 @@ def test_concept_commands(tmp_path: Path, concepts_dir: Path) -> None:
 
             assert c.request("/concept/unload", "riff")[-1].args == ("/concept/unload", "riff")
             assert c.request("/concept/list")[-1].args == ("glass",)
+            reply = c.request("/concept/available")[-1]
+            assert reply.address == "/concept.available" and reply.args[4:] == (
+                "riff", "lora", "tiny", 0)
             reply = c.request("/gen", "x", "concept", "riff")[-1]
             assert reply.address == "/fail" and "not loaded (loaded: glass)" in reply.args[1]
 
 
 def test_load_waits_for_the_engine_and_status_keeps_answering(tmp_path: Path,
                                                               concepts_dir: Path) -> None:
-    for server in run_server(_config(tmp_path, concepts_dir)):
-        busy, release = threading.Event(), threading.Event()
-
-        def hold(model: object) -> None:
-            busy.set()  # noqa: B023 (runs inside this iteration)
-            release.wait(30)  # noqa: B023
-
-        engine = server.app.service.engine
-        server.loop.call_soon_threadsafe(
-            lambda: server.loop.create_task(engine.run_exclusive(hold)))  # noqa: B023
-        assert busy.wait(10)
+    config = _config(tmp_path, concepts_dir)
+    engine = held_engine(config)
+    for server in run_server(config, engine):
+        asyncio.run_coroutine_threadsafe(engine.hold(), server.loop)
+        assert engine.busy.wait(10)
         with server.client() as c:
             c.send("/concept/load", "riff")
             assert c.request("/status", timeout=5)[-1].address == "/status.reply"
             assert c.receive(0.3) is None, "the load must wait for the engine"
-            release.set()
+            engine.release.set()
             done = c.wait_for(lambda r: r.address in ("/done", "/fail"), timeout=30)[-1]
-            assert done.args == ("/concept/load", "riff", "lora")
+            assert done.args == ("/concept/load", "riff", "lora", "loaded")
+
+
+def test_operations_run_in_arrival_order_with_jobs(tmp_path: Path, concepts_dir: Path) -> None:
+    """A /gen naming riff queued before /concept/unload riff still gets riff; /sync sent after a
+    pending /concept/load answers only once the load is done."""
+    config = _config(tmp_path, concepts_dir, concepts_autoload=["riff"])
+    engine = held_engine(config)
+    for server in run_server(config, engine):
+        asyncio.run_coroutine_threadsafe(engine.hold(), server.loop)
+        assert engine.busy.wait(10)
+        with server.client() as c:
+            c.send("/gen", "a riff", "concept", "riff", "id", 7)
+            assert c.wait_for(lambda r: r.address == "/queued")[-1].args == (7, 0)
+            c.send("/concept/unload", "riff")
+            c.send("/concept/load", "glass")
+            c.send("/sync", 3)
+            assert c.receive(0.3) is None, "everything waits behind the held engine"
+            engine.release.set()
+            c.wait_for(lambda r: r.address == "/synced", timeout=30)
+            got = [(r.address, *r.args[:2]) for r in c.received if r.address != "/queued"]
+            # the clip's /done may follow the unload's: it is written after the engine ran it
+            assert sorted(got[:3]) == [("/done", "/concept/load", "glass"),
+                                       ("/done", "/concept/unload", "riff"),
+                                       ("/done", "/gen", 7)], got
+            assert got[3:] == [("/synced", 3)], got
+            gen = next(r for r in c.received if r.address == "/done" and r.args[0] == "/gen")
+            record = json.loads(Path(gen.args[2]).with_suffix(".json").read_text())
+            assert record["concept"] == "riff"
 
 
 @pytest.mark.parametrize(("autoload", "expected"), [(["riff"], ("riff",)),

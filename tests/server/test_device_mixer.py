@@ -1,4 +1,4 @@
-"""The device sink's mixer, driven block by block without an audio device.
+"""The device mixer, driven block by block without an audio device.
 
 The audio callback cannot run without a sound server, so these tests call the mixer's render step
 directly with the same arguments PortAudio passes (an output buffer and its DAC time); only the
@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from dreamsampler.server.device_sink import DeviceSink
+from dreamsampler.server.mixer import Mixer
 
 SR = 48000
 BLOCK = 256
 
 
-def _sink() -> DeviceSink:
-    sink = DeviceSink(channels=1)
+def _sink() -> Mixer:
+    sink = Mixer(channels=1)
     sink.samplerate = SR
     sink._stream = object()  # stand-in: play() only checks that a stream exists
     return sink
 
 
-def _run(sink: DeviceSink, blocks: int, t0: float = 0.0,
+def _run(sink: Mixer, blocks: int, t0: float = 0.0,
          between: dict[int, object] | None = None) -> np.ndarray:
     out = []
     for b in range(blocks):

@@ -77,28 +77,28 @@ def test_bars_make_loop_files_at_the_session_tempo(live_server: RunningServer) -
         path = Path(_final(c.request("/gen", "kick loop", "bars", 1, "steps", 2),
                            "/done", "/gen").args[2])
         assert path.name.endswith("_96bpm_1bars.wav")
-        assert sf.info(path).frames == 40000  # 1 bar of 4 beats at 96 BPM = 2.5 s at 16 kHz
+        assert sf.info(path).frames == 110250  # 1 bar of 4 beats at 96 BPM = 2.5 s at 44.1 kHz
         info = read_loop_info(path)
         assert info is not None and info.bpm == pytest.approx(96.0) and info.beats == 4
-        assert (info.loop_start, info.loop_end) == (0, 39999)
+        assert (info.loop_start, info.loop_end) == (0, 110249)
         record = json.loads(path.with_suffix(".json").read_text())
         assert (record["bpm"], record["bars"], record["beats_per_bar"]) == (96.0, 1, 4)
         # session bars drive /trigger; an explicit duration means seconds
         c.request("/param/prompt", "pad")
         assert _final(c.request("/param/bars", 2), "/done", "/param/bars").args[1] == 2
         path = Path(_final(c.request("/trigger"), "/done", "/trigger").args[2])
-        assert path.name.endswith("_96bpm_2bars.wav") and sf.info(path).frames == 80000
+        assert path.name.endswith("_96bpm_2bars.wav") and sf.info(path).frames == 220500
         path = Path(_final(c.request("/gen", "x", "duration", 0.5), "/done", "/gen").args[2])
-        assert "bpm" not in path.name and sf.info(path).frames == 8000
+        assert "bpm" not in path.name and sf.info(path).frames == 22050
         # 8 bars at 96 BPM = 20 s: beyond limits.max_duration (8 s)
         fail = _final(c.request("/gen", "x", "bars", 8), "/fail", "/gen")
         assert "8 bars at 96 BPM" in fail.args[1]
-        assert live_server.app.service.recent  # kept for /play
+        device = live_server.app.service.device
+        assert device is not None and device.recent  # the device sink keeps them for /play
 
 
 def test_presets_list_trigger_save(live_server: RunningServer) -> None:
-    live = live_server.app.live
-    errors = [str(e) for e in live.preset_errors]
+    errors = [str(e) for e in live_server.app.service.presets.errors]
     assert len(errors) == 1 and "broken.yaml" in errors[0] and "promt" in errors[0], errors
     with live_server.client() as c:
         assert c.request("/preset/list", timeout=5)[-1].args == ("drone", "beat")
@@ -165,18 +165,18 @@ def test_play_jam_learn_without_device_or_midi(live_server: RunningServer) -> No
 
 def test_audio_device_names_without_portaudio(monkeypatch: pytest.MonkeyPatch) -> None:
     """No PortAudio library: an empty /audio.devices list, not an error."""
-    from dreamsampler.server import device_sink
+    from dreamsampler.server import audio_devices
 
     def no_library() -> list[Any]:
         raise OSError("PortAudio library not found")
 
-    monkeypatch.setattr(device_sink, "list_devices", no_library)
-    assert device_sink.output_device_names() == []
+    monkeypatch.setattr(audio_devices, "list_devices", no_library)
+    assert audio_devices.output_device_names() == []
 
 
 def test_midi_messages_drive_the_session(live_server: RunningServer) -> None:
-    """Messages fed to the server's live controller as MidiInput would (on the loop)."""
-    live = live_server.app.live
+    """Messages fed to the server's MIDI edge as MidiInput would (on the loop)."""
+    live = live_server.app.midi
 
     def feed(*messages: mido.Message) -> None:
         async def run() -> None:
@@ -211,7 +211,7 @@ def test_midi_messages_drive_the_session(live_server: RunningServer) -> None:
         assert _final(c.request("/cancel", blocker), "/done", "/cancel")
         # program change picks a bank (jam mode cycles through it)
         feed(mido.Message("program_change", program=0))
-        assert live.bank == "drums"
+        assert live_server.app.service.presets.bank == "drums"
 
 
 def test_link_without_aalink_stops_start_up(tmp_path: Path) -> None:

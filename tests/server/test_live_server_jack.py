@@ -76,7 +76,7 @@ def test_midi_ports_and_audio_devices_over_osc(live: RunningServer) -> None:
 
 def test_note_triggers_preset_and_cc_moves_param(live: RunningServer, keys: Any) -> None:
     service = live.app.service
-    played = len(live.app.live.played)
+    played = len(live.app.service.device.played)
     with live.client() as c:
         c.request("/notify", 1)
         keys.send(mido.Message("note_on", note=60, velocity=127))
@@ -87,13 +87,13 @@ def test_note_triggers_preset_and_cc_moves_param(live: RunningServer, keys: Any)
         record = json.loads(path.with_suffix(".json").read_text())
         assert record["preset"] == "beat" and record["guidance_scale"] == 6.0
         # the preset's sinks include the device: it was scheduled there too
-        _wait(lambda: len(live.app.live.played) > played, 5, "device playback")
+        _wait(lambda: len(live.app.service.device.played) > played, 5, "device playback")
         keys.send(mido.Message("control_change", control=74, value=127))
         keys.send(mido.Message("control_change", control=74, value=64))
         expected = np.expm1(3 * 64 / 127) / np.expm1(3)  # the map's exp curve
         _wait(lambda: abs(service.session.strength - expected) < 1e-6, 5, "CC → strength")
         keys.send(mido.Message("note_on", note=5))  # unmapped
-        _wait(lambda: live.app.live.mapper.unmapped_notes == 1, 5, "unmapped note counted")
+        _wait(lambda: live.app.midi.mapper.unmapped_notes == 1, 5, "unmapped note counted")
         assert status_fields(c)["unmapped_notes"] == 1
 
 
@@ -107,7 +107,7 @@ def test_midi_learn_over_osc(live: RunningServer, keys: Any) -> None:
         assert done.args[1:] == ("guidance", 21, 3)
     _wait(lambda: live.app.service.session.guidance_scale == pytest.approx(12.0), 5,
           "learned CC moves guidance")
-    saved = yaml.safe_load(live.app.live.map_path.read_text())
+    saved = yaml.safe_load(live.app.midi.map_path.read_text())
     assert {"cc": 21, "channel": 3, "param": "guidance"}.items() <= saved["ccs"][-1].items()
 
 
@@ -115,7 +115,7 @@ def test_play_is_quantized_to_the_bar(live: RunningServer) -> None:
     """/play with quantum 4 starts on the next bar; the start is measured on a loopback."""
     from tests.server.test_live_jack import Recorder, _offset
 
-    sink = live.app.live.sink()
+    sink = live.app.service.device.open()
     sr = j.SAMPLE_RATE
     with live.client() as c:
         c.request("/stop")  # the preset clip of an earlier test may still sound
@@ -133,7 +133,7 @@ def test_play_is_quantized_to_the_bar(live: RunningServer) -> None:
                 before = sink.underruns
                 done = _final(c.request("/play", job, 4), "/done", "/play")
                 assert done.args[1] == job and 0.0 <= done.args[2] <= 2.1
-                played = live.app.live.played[-1]
+                played = live.app.service.device.played[-1]
                 assert played.job_id == job and played.clock_time is not None
                 beat = live.app.service.clock.beat_at(played.clock_time)
                 assert beat == pytest.approx(round(beat / 4) * 4, abs=1e-6)  # on a bar line
@@ -163,12 +163,11 @@ def test_jam_mode_plays_several_clips(live: RunningServer) -> None:
         c.request("/param/bars", 1)
         c.request("/tempo", 240)  # a bar lasts 1 s
         assert _final(c.request("/jam", "on"), "/done", "/jam").args[1] == "on"
-        jam = live.app.live.jam_loop
-        assert jam is not None
+        jam = live.app.jam
         _wait(lambda: jam.clips_started >= 3, 30, "three jam clips")
         assert status_fields(c)["jam"] == 1
-        on_clock = np.diff([t for _, _, t in jam.schedule])
-        on_stream = np.diff([s for _, s, _ in jam.schedule])
+        on_clock = np.diff([p.clock_time for p in jam.schedule])
+        on_stream = np.diff([p.stream_time for p in jam.schedule])
         print(f"\njam through the server: {jam.clips_started} clips, late {jam.late_clips}, "
               f"starts {np.round(on_clock, 6).tolist()} s apart on the clock, "
               f"{np.round(on_stream, 4).tolist()} s on the device clock (bar 1 s)")
@@ -220,7 +219,7 @@ def test_missing_device_and_port_keep_the_server_serving(jack: str, tmp_path: Pa
         "live.audio_out": "no-such-card",
     })
     for server in run_server(config):
-        assert server.app.live.midi is not None and server.app.live.midi.missing == [
+        assert server.app.midi.midi is not None and server.app.midi.midi.missing == [
             "no-such-port"]
         with server.client() as c:
             ports = c.request("/midi/ports")[-1]

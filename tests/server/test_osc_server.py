@@ -31,8 +31,8 @@ def test_gen_writes_wav_and_sidecar(server: RunningServer, client: OscClient) ->
     path = Path(done.args[2])
     assert path.parent == server.output_dir and path.name.endswith("_warm-analog-bass_7.wav")
     info = sf.info(path)
-    assert info.samplerate == 16000 and info.subtype == "PCM_24"
-    assert info.frames == int(1.5 * 16000)
+    assert info.samplerate == 44100 and info.subtype == "PCM_24"  # the default output rate
+    assert info.frames == int(1.5 * 44100)
     record = json.loads(path.with_suffix(".json").read_text())
     assert record["seed"] == 7 and record["prompt"] == "warm analog bass"
     assert record["model"] == "tiny" and record["duration"] == 1.5 and record["job_id"] == job_id
@@ -68,7 +68,7 @@ def test_transfer_at_two_strengths(server: RunningServer, client: OscClient) -> 
         path = Path(_done(replies, "/transfer").args[2])
         record = json.loads(path.with_suffix(".json").read_text())
         assert record["strength"] == strength and record["input_path"] == str(source)
-        assert sf.info(path).frames == 16000
+        assert sf.info(path).frames == 44100
         outputs[strength] = sf.read(path)[0]
     assert not np.array_equal(outputs[0.3], outputs[0.8])
     # relative paths are looked up in the input folders
@@ -205,26 +205,19 @@ def test_reply_port_for_max_and_pd(server: RunningServer) -> None:
 
 
 def test_queue_full(tmp_path: Path) -> None:
-    from tests.conftest import make_config, run_server
+    from tests.conftest import held_engine, make_config, run_server
 
     config = make_config(tmp_path, **{"limits.queue_size": 1})
-    busy, release = threading.Event(), threading.Event()
-
-    def hold(model: object) -> None:  # keeps the engine thread busy, deterministically
-        busy.set()
-        release.wait(30)
-
-    for server in run_server(config):
-        held = asyncio.run_coroutine_threadsafe(
-            server.app.service.engine.run_exclusive(hold), server.loop
-        )
-        assert busy.wait(10)
+    engine = held_engine(config)  # its worker is held busy, deterministically
+    for server in run_server(config, engine):
+        held = asyncio.run_coroutine_threadsafe(engine.hold(), server.loop)
+        assert engine.busy.wait(10)
         with server.client() as c:
             c.send("/gen", "first")
             assert c.wait_for(lambda r: r.address == "/queued", timeout=5)[-1].args[1] == 0
             reply = c.request("/gen", "second", timeout=5)[-1]
             assert reply.address == "/fail" and reply.args[1] == "queue full"
-            release.set()
+            engine.release.set()
             assert c.wait_for(lambda r: r.address == "/done", timeout=30)[-1].args[0] == "/gen"
             held.result(5)
 

@@ -1,0 +1,125 @@
+"""The one delivery path: typed jobs through the service to sinks that are peers, with a real
+tiny engine, real files and a third sink written for this test (a new sink is one class)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dreamsampler.engine.jobs import JobFailed, LocalEngine
+from dreamsampler.server.delivery import FOLDER, Clip, Delivered, GenerationParams, Update
+from dreamsampler.server.folder_sink import FolderSink
+from dreamsampler.server.service import JobError, Service
+from dreamsampler.server.sinks import SinkError
+from tests.conftest import make_config
+
+
+class MemorySink:
+    """A sink keeping clips in memory; ``fail`` makes every delivery raise."""
+
+    name = "memory"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.offered: list[int] = []
+        self.clips: list[Clip] = []
+
+    def check(self) -> None:
+        pass
+
+    def offer(self, clip: Clip) -> None:
+        self.offered.append(clip.job_id)
+
+    async def deliver(self, clip: Clip) -> Any:
+        if self.fail:
+            raise SinkError("memory: full")
+        self.clips.append(clip)
+        return len(self.clips)
+
+    async def stop(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def _service(tmp_path: Path, memory: MemorySink, **overrides: Any) -> Service:
+    config = make_config(tmp_path, **overrides)
+    folder = FolderSink(config.output.dir, "FLOAT")
+    return Service(config, LocalEngine("tiny", "cpu"), sinks={FOLDER: folder, "memory": memory})
+
+
+def test_a_job_reaches_every_sink_it_names_and_one_reply(tmp_path: Path) -> None:
+    memory = MemorySink()
+
+    async def main() -> None:
+        service = _service(tmp_path, memory, **{"live.tempo": 120.0})
+        await service.start()
+        updates: list[Update] = []
+        job = service.job(GenerationParams(prompt="pad", seed=5, bars=1),
+                          sinks=(FOLDER, "memory"), name="pad", reply=updates.append)
+        assert job.loop is not None and (job.loop.bars, job.loop.bpm) == (1, 120.0)
+        delivered = await service.run(job)
+        # a folder-only job is offered to the memory sink but not delivered there
+        only_folder = await service.run(service.job(GenerationParams(prompt="pad", seed=6)))
+        await service.close()
+        assert isinstance(updates[-1], Delivered) and updates[-1] is delivered
+        assert [type(u).__name__ for u in updates].count("Delivered") == 1
+        assert delivered.receipts == {FOLDER: delivered.path, "memory": 1}
+        assert memory.offered == [delivered.job_id, only_folder.job_id]
+        assert [c.job_id for c in memory.clips] == [delivered.job_id]
+        audio, sr = sf.read(delivered.path, dtype="float32", always_2d=True)
+        clip = memory.clips[0].result
+        assert sr == clip.sample_rate and audio.shape[0] == 2 * sr  # one bar at 120 BPM
+        np.testing.assert_array_equal(audio.T, np.clip(clip.audio, -1, 1))
+
+    asyncio.run(main())
+
+
+def test_sink_failures(tmp_path: Path) -> None:
+    """Another sink failing leaves the clip delivered (and says why); the folder failing or the
+    only named sink failing fails the job."""
+    memory = MemorySink(fail=True)
+
+    async def main() -> None:
+        service = _service(tmp_path, memory)
+        await service.start()
+        both = await service.run(service.job(GenerationParams(prompt="a"),
+                                             sinks=(FOLDER, "memory")))
+        assert both.path is not None and both.path.is_file()
+        assert both.sink_errors == {"memory": "memory: full"}
+        with pytest.raises(JobError, match="memory: full") as caught:
+            await service.run(service.job(GenerationParams(prompt="a"), sinks=("memory",)))
+        assert isinstance(caught.value.update, JobFailed)
+        with pytest.raises(Exception, match="unknown sink 'tape'"):
+            service.job(GenerationParams(prompt="a"), sinks=("tape",))
+        assert (service.jobs_done, service.jobs_failed) == (1, 1)
+        await service.close()
+
+    asyncio.run(main())
+
+
+def test_a_preset_naming_only_the_device_still_lands_in_the_folder(tmp_path: Path) -> None:
+    """No device configured: the device part is reported, the folder holds the clip."""
+    presets = tmp_path / "presets"
+    presets.mkdir()
+    (presets / "hit.yaml").write_text("name: hit\nprompt: a hit\nseed: 4\nsteps: 2\n"
+                                      "seconds: 0.5\nsinks: [device]\n")
+    config = make_config(tmp_path)
+
+    async def main() -> None:
+        service = Service(config, LocalEngine("tiny", "cpu"))
+        await service.start()
+        job = service.preset_job("hit")
+        assert job.sinks == (FOLDER, "device") and job.extra == {"preset": "hit"}
+        delivered = await service.run(job)
+        await service.close()
+        assert delivered.path is not None and delivered.path.name.endswith("-hit-4.wav")
+        assert "no audio output device configured" in delivered.sink_errors["device"]
+
+    asyncio.run(main())

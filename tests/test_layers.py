@@ -1,0 +1,72 @@
+"""Nothing travels back up: each module imports only modules of its own layer or below, and the
+edges reach the engine and the sinks only through the service."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "dreamsampler"
+
+# lower number = lower layer; a module may import its own layer or lower ones
+LAYERS: dict[str, int] = {
+    "engine": 0,
+    "server.contract": 1, "server.clock": 1, "server.presets": 1, "server.midi_map": 1,
+    "server.midi_in": 1, "server.notify": 1, "server.audio_devices": 1, "server.mixer": 1,
+    "server.delivery": 1, "server.messages": 2,
+    "server.sinks": 2, "server.folder_sink": 3, "server.device_sink": 3,
+    "server.preset_book": 3, "server.session": 3,
+    "server.service": 4,
+    "server.midi_edge": 5, "server.jam": 5,
+    "server.osc": 6, "server.oscquery": 6,
+    "server.app": 7,
+}
+EDGES = ("server/osc.py", "server/midi_edge.py", "server/jam.py")
+
+
+def _layer(module: str) -> int | None:
+    name = module.removeprefix("dreamsampler.")
+    for prefix, layer in sorted(LAYERS.items(), key=lambda kv: -len(kv[0])):
+        if name == prefix or name.startswith(prefix + "."):
+            return layer
+    return None
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(
+                "dreamsampler"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("dreamsampler"))
+    return found
+
+
+def test_no_module_imports_one_above_it() -> None:
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        own = _layer(module)
+        if own is None:
+            continue
+        for imported in _imports(path):
+            layer = _layer(imported)
+            if layer is not None and layer > own:
+                wrong.append(f"{module} (layer {own}) imports {imported} (layer {layer})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_edges_reach_engine_and_sinks_only_through_the_service() -> None:
+    for rel in EDGES:
+        source = (PACKAGE / rel).read_text()
+        imports = _imports(PACKAGE / rel)
+        assert not {i for i in imports if i.startswith((
+            "dreamsampler.server.folder_sink", "dreamsampler.server.device_sink",
+            "dreamsampler.server.mixer", "dreamsampler.engine.sampler",
+            "dreamsampler.engine.jobs.LocalEngine"))}, rel
+        for reach in ("service.engine", "service.sinks", "service.device", "service.folder",
+                      "service.clock"):
+            assert reach not in source, f"{rel} reaches past the service: {reach}"
