@@ -106,6 +106,7 @@ def test_killed_process_fails_the_job_restarts_with_concepts_and_serves_on(
             np.testing.assert_array_equal(before.result.audio, after.result.audio)
             assert engine.pid != pid and engine.status().restarts == 1
             assert [c.name for c in engine.list_concepts()] == ["warm"]
+            assert (await engine.load_concept("warm")).already_loaded  # idempotent, restored
             # a crash by the process's own hand (os._exit) is handled the same way
             crashed = await engine.submit(_req("exit"), 4)[0].wait()
             assert isinstance(crashed, JobFailed) and "exit code 3" in crashed.message
