@@ -414,7 +414,7 @@
        "parameter_shortname": "Steps",
        "parameter_type": 1,
        "parameter_mmin": 1,
-       "parameter_mmax": 200,
+       "parameter_mmax": 1000,
        "parameter_initial": [
         25
        ],
@@ -478,7 +478,7 @@
        "parameter_shortname": "Guidance",
        "parameter_type": 0,
        "parameter_mmin": 0.0,
-       "parameter_mmax": 20.0,
+       "parameter_mmax": 50.0,
        "parameter_initial": [
         2.5
        ],
@@ -542,7 +542,7 @@
        "parameter_shortname": "Duration",
        "parameter_type": 0,
        "parameter_mmin": 0.01,
-       "parameter_mmax": 30.0,
+       "parameter_mmax": 600.0,
        "parameter_initial": [
         10.0
        ],

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from dreamsampler.cli.common import config_from_args
+from dreamsampler.cli.model_source import check_model
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -19,6 +20,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from dreamsampler.engine.training.trainer import TrainingError, TrainSettings, train
 
     config = config_from_args(args)
+    check_model(config)
     model = load_model(config.model.id, config.model.device, "float32")
     seconds = args.clip_seconds
     clip_samples = round(seconds * model.sample_rate)

@@ -451,6 +451,19 @@ def _import_class(library: str, class_name: str) -> Any:
     return getattr(module, class_name)
 
 
+def _unreadable_index(model_id: str, exc: Exception) -> str:
+    """Why ``model_index.json`` could not be read, in a new user's words, with the ways out."""
+    from huggingface_hub import constants
+
+    if Path(model_id).expanduser().is_dir():
+        return f"{model_id}: cannot read model_index.json ({exc})"
+    why = ("offline mode is on (HF_HUB_OFFLINE is set) and the model is not in the Hugging Face "
+           "cache" if constants.HF_HUB_OFFLINE else f"the download from {constants.ENDPOINT} "
+           "failed, or there is no such folder or repository")
+    return (f"{model_id}: cannot read model_index.json: {why} ({exc}); use --model tiny (random "
+            "weights, offline) or --model /path/to/folder (a local diffusers folder)")
+
+
 def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> ModelFamily:
     """Load a model by Hugging Face repo id, local diffusers folder, or tiny fixture name.
 
@@ -474,7 +487,7 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
     try:
         index = DiffusionPipeline.load_config(model_id)
     except Exception as exc:
-        raise ModelLoadError(f"{model_id}: cannot read model_index.json ({exc})") from None
+        raise ModelLoadError(_unreadable_index(model_id, exc)) from None
     class_name = index.get("_class_name", "")
     family = families().get(class_name)
     if family is None:
