@@ -68,10 +68,19 @@ class ModelConfig(_Section):
 
 
 class EngineConfig(_Section):
-    """Where the model runs: in this process, or on Ray Serve replicas (docs/ray.md)."""
+    """Where the model runs: a worker thread, a supervised child process (docs/engine.md) or
+    Ray Serve replicas (docs/ray.md)."""
 
-    kind: Literal["local", "ray"] = Field("local", description="'local' or 'ray' (needs "
-                                          "dreamsampler[ray])")
+    kind: Literal["local", "process", "ray"] = Field(
+        "local", description="'local': a worker thread of the server process; 'process': a "
+        "supervised child process, replaced after a crash, a wedge or a device error; 'ray': Ray "
+        "Serve replicas (needs dreamsampler[ray])"
+    )
+    watchdog_s: float | None = Field(
+        120.0, gt=0.0, description="process engine: seconds a job may go without a denoising "
+        "step (or its start/end) before the engine process counts as wedged; null = never"
+    )
+
     ray_address: str | None = Field(
         None, description="Ray cluster: 'auto' or HOST:PORT of its head; null starts a local "
         "Ray instance on 127.0.0.1"
@@ -147,6 +156,9 @@ class Limits(_Section):
     max_duration: float = Field(30.0, gt=0.0, le=600.0, description="seconds (at most 600)")
     max_steps: int = Field(200, ge=1, le=1000, description="at most 1000")
     queue_size: int = Field(16, ge=1, description="jobs waiting at most; more get /fail")
+    max_input_mb: float = Field(
+        256.0, gt=0.0, description="largest /transfer input file, MiB; larger ones get /fail"
+    )
 
 
 class LiveConfig(_Section):

@@ -96,6 +96,16 @@ def test_presets_list_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "drums:" in out and "lofi-drums-4bars  (4 bars" in out
 
 
+def test_engine_kind_and_input_limit() -> None:
+    config = load_config(ROOT / "config.yaml")
+    assert (config.engine.kind, config.engine.watchdog_s) == ("local", 120.0)
+    assert config.limits.max_input_mb == 256
+    config = load_config(None, {"engine.kind": "process", "engine.watchdog_s": 5})
+    assert (config.engine.kind, config.engine.watchdog_s) == ("process", 5.0)
+    with pytest.raises(ConfigError, match=r"engine\.kind"):
+        load_config(None, {"engine.kind": "ray"})
+
+
 def test_shipped_config_is_the_defaults() -> None:
     """One source of truth: config.yaml is generated from the pydantic models."""
     from dreamsampler.config import default_yaml

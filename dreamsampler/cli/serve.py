@@ -125,8 +125,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-zeroconf", dest="zeroconf", action="store_const", const=False,
                    help="serve OSCQuery but do not advertise it over mDNS")
     g = p.add_argument_group("engine (docs/ray.md)")
-    g.add_argument("--engine", choices=["local", "ray"],
-                   help="run the model here (local, default) or on Ray Serve replicas")
+    g.add_argument("--engine", choices=["local", "process", "ray"],
+                   help="run the model in a worker thread (local, default), in a supervised "
+                   "child process restarted after a crash (process), or on Ray Serve replicas")
     g.add_argument("--ray-address", metavar="auto|HOST:PORT",
                    help="Ray cluster to join (default: start a local one on 127.0.0.1)")
     g.add_argument("--replicas", type=int, metavar="N", help="model replicas on Ray")

@@ -121,6 +121,8 @@ class EngineStatus:
     #: engine-specific details for ``/status`` (a remote engine: replicas, their concepts and
     #: queue lengths); JSON-ready, empty for the local engine.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: times the engine replaced its failed model process (:mod:`~dreamsampler.engine.supervised`)
+    restarts: int = 0
 
 
 class Engine(Protocol):
@@ -398,7 +400,7 @@ class LocalEngine:
             return JobFailed(job.id, "cancelled", cancelled=True)
         except (AudioFileError, ConceptError, NonFiniteAudioError) as exc:
             return JobFailed(job.id, str(exc))
-        except Exception as exc:
-            log.exception("job %d failed", job.id)
+        except BaseException as exc:  # not only Exception: the worker thread must survive
+            log.error("job %d failed", job.id, exc_info=True)
             return JobFailed(job.id, f"{type(exc).__name__}: {exc}")
         return JobFinished(job.id, result)

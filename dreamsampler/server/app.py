@@ -43,7 +43,19 @@ class App:
 
 
 def make_engine(config: Config) -> Engine:
-    """The configured engine: :class:`LocalEngine`, or :class:`RayEngine` (``engine.kind: ray``)."""
+    """The configured engine: :class:`LocalEngine`, :class:`SupervisedEngine` (``engine.kind:
+    process``) or :class:`RayEngine` (``engine.kind: ray``)."""
+    if config.engine.kind == "process":
+        from dreamsampler.engine.supervised import SupervisedEngine
+
+        return SupervisedEngine(
+            model_id=config.model.id,
+            device=config.model.device,
+            dtype=config.model.dtype,
+            queue_size=config.limits.queue_size,
+            concepts_dir=config.concepts_dir,
+            watchdog_s=config.engine.watchdog_s,
+        )
     if config.engine.kind == "ray":
         from dreamsampler.engine.ray_engine import RayEngine, RaySettings
 
