@@ -35,6 +35,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path
     port = _free_port()
     proc = subprocess.Popen(
         [*CLI, "serve", "--model", "tiny", "--device", "cpu", "--port", str(port),
+         "--oscquery-port", "0", "--no-zeroconf",  # never the default 9002, never advertised
          "--output-dir", str(out), "--input-dir", str(inp), "--steps", "3", "--duration", "1"],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -109,6 +110,7 @@ def test_bad_config_stops_start_up(tmp_path: Path) -> None:
 
 def test_unloadable_model_stops_start_up(tmp_path: Path) -> None:
     run = subprocess.run([*CLI, "serve", "--model", str(tmp_path / "nothing"), "--port", "0",
+                          "--oscquery-port", "0", "--no-zeroconf",
                           "--output-dir", str(tmp_path / "o")],
                          env=ENV, capture_output=True, text=True, timeout=60)
     assert run.returncode == 1 and "cannot read model_index.json" in run.stderr
