@@ -2,21 +2,52 @@
 
 A wrong key or value stops start-up with a :class:`ConfigError` that names the key's dotted path and
 what was expected, e.g. ``osc.port: Input should be less than or equal to 65535 (got 70000)``.
+
+Which file (:func:`find_config`): ``--config PATH``, else ``./config.yaml``, else
+``config.yaml`` in the user config folder (platformdirs: ``~/.config/dreamsampler`` on Linux,
+``~/Library/Application Support/dreamsampler`` on macOS), else the built-in defaults. A relative
+path in a file is relative to that file's folder; without a file, to the user config folder (so
+``live.presets_dir: presets`` never depends on the working directory); a relative path given on the
+command line is relative to the working directory, as a shell user expects.
+
+The models below are the single source of truth for defaults: the shipped ``config.yaml`` is
+generated from them (:func:`default_yaml`; ``python -m dreamsampler.config`` rewrites it) and a
+test checks that they agree.
 """
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 SCHEDULERS = ("ddim", "dpm++", "pndm", "euler", "lms", "heun")
+APP_NAME = "dreamsampler"
+CONFIG_NAME = "config.yaml"
 
 
 class ConfigError(ValueError):
     """The configuration file or an override is invalid; the message names the key path."""
+
+
+def _non_empty_path(value: Any) -> Any:
+    if isinstance(value, str | Path) and not str(value).strip():
+        raise ValueError("an empty path is not allowed (it would mean the working directory)")
+    return value
+
+
+#: a path that may not be empty (``--set output.dir=`` used to write into the working directory)
+FolderPath = Annotated[Path, BeforeValidator(_non_empty_path)]
 
 
 class _Section(BaseModel):
@@ -32,13 +63,15 @@ class ModelConfig(_Section):
         "fixture offline (produces noise); 'tiny:audioldm' the AudioLDM-shaped one.",
     )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="float32, float16 or bfloat16 (half precision on a GPU only)")
 
 
 class OscConfig(_Section):
     """OSC/UDP endpoint of the server."""
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 accepts control "
+                      "surfaces on the network (and advertises the server over mDNS)")
     port: int = Field(9000, ge=0, le=65535, description="UDP port; 0 picks a free one")
 
 
@@ -56,7 +89,8 @@ class OscQueryConfig(_Section):
 class OutputConfig(_Section):
     """The DAW folder that receives clips."""
 
-    dir: Path = Path("~/Music/dreamsampler")
+    dir: FolderPath = Field(Path("~/Music/dreamsampler"),
+                            description="the folder your DAW watches")
     subtype: Literal["PCM_24", "FLOAT", "PCM_16"] = Field(
         "PCM_24", description="WAV sample format: 24-bit PCM, 32-bit float or 16-bit PCM."
     )
@@ -70,21 +104,24 @@ class OutputConfig(_Section):
 class Defaults(_Section):
     """Session defaults for requests that do not name a value."""
 
-    prompt: str = ""
-    negative_prompt: str = ""
-    num_inference_steps: int = Field(25, ge=1)
-    guidance_scale: float = Field(2.5, ge=0.0)
+    prompt: str = Field("", description="prompt used by /trigger until /param/prompt sets one")
+    negative_prompt: str = Field("", description="what to steer away from, e.g. 'low quality'")
+    num_inference_steps: int = Field(25, ge=1, description="denoising steps")
+    guidance_scale: float = Field(2.5, ge=0.0, le=50.0,
+                                  description="classifier-free guidance; <= 1 disables it")
     duration: float = Field(10.0, gt=0.0, description="seconds")
-    strength: float = Field(0.5, ge=0.0, le=1.0)
-    seed: int = Field(0, ge=0)
-    scheduler: Literal[SCHEDULERS] = "ddim"  # type: ignore[valid-type]
+    strength: float = Field(0.5, ge=0.0, le=1.0, description="style transfer: 0.4-0.6 balances "
+                            "source and prompt")
+    seed: int = Field(0, ge=0, description="random seed")
+    scheduler: Literal[SCHEDULERS] = Field(  # type: ignore[valid-type]
+        "ddim", description="ddim, dpm++, pndm, euler, lms or heun")
 
 
 class Limits(_Section):
     """Bounds that protect a live session from requests it cannot serve in time."""
 
-    max_duration: float = Field(30.0, gt=0.0, description="seconds")
-    max_steps: int = Field(200, ge=1)
+    max_duration: float = Field(30.0, gt=0.0, le=600.0, description="seconds (at most 600)")
+    max_steps: int = Field(200, ge=1, le=1000, description="at most 1000")
     queue_size: int = Field(16, ge=1, description="jobs waiting at most; more get /fail")
 
 
@@ -93,7 +130,10 @@ class LiveConfig(_Section):
 
     tempo: float = Field(120.0, gt=20.0, le=999.0, description="session tempo, BPM")
     beats_per_bar: int = Field(4, ge=1, le=32, description="beats (quarter notes) per bar")
-    presets_dir: Path = Field(Path("presets"), description="folder of preset YAML files")
+    presets_dir: FolderPath = Field(
+        Path("presets"), description="folder of preset YAML files and midi_map.yaml (relative: "
+        "to the config file's folder, or to the user config folder when there is no file)"
+    )
     midi_in: list[str] = Field(
         default_factory=list,
         description="MIDI input ports: exact names, substrings, or 'virtual:NAME' to create one",
@@ -101,7 +141,7 @@ class LiveConfig(_Section):
     midi_backend: str | None = Field(
         None, description="mido backend, e.g. 'rtmidi/UNIX_JACK'; null = mido's default"
     )
-    midi_map: Path | None = Field(
+    midi_map: FolderPath | None = Field(
         None, description="MIDI map YAML; null uses <presets_dir>/midi_map.yaml (learned "
         "bindings are saved there)"
     )
@@ -122,11 +162,12 @@ class Config(_Section):
     osc: OscConfig = OscConfig()
     oscquery: OscQueryConfig = OscQueryConfig()
     output: OutputConfig = OutputConfig()
-    input_dirs: list[Path] = Field(
+    input_dirs: list[FolderPath] = Field(
         default_factory=lambda: [Path("~/Music")],
         description="folders /transfer may read input clips from",
     )
-    concepts_dir: Path = Path("~/.local/share/dreamsampler/concepts")
+    concepts_dir: FolderPath = Field(Path("~/.local/share/dreamsampler/concepts"),
+                                     description="folder of trained concepts")
     concepts_autoload: list[str] | Literal["*"] = Field(
         default_factory=list,
         description="concepts to load at start-up: a list of names (a bad one stops start-up) "
@@ -150,17 +191,64 @@ class Config(_Section):
             )
         return self
 
-    def expanded(self) -> Config:
-        """A copy with ``~`` expanded in every path."""
+    def expanded(self, base: Path | None = None, cwd_keys: frozenset[str] = frozenset()) -> Config:
+        """A copy with ``~`` expanded in every path, and relative paths made absolute.
+
+        Args:
+            base: folder relative paths are resolved against (the config file's folder, or the
+                user config folder); ``None`` leaves them relative.
+            cwd_keys: dotted keys (see :data:`PATH_KEYS`) that came from the command line: their
+                relative paths are resolved against the working directory instead.
+        """
         data = self.model_dump()
-        data["output"]["dir"] = Path(data["output"]["dir"]).expanduser()
-        data["input_dirs"] = [Path(p).expanduser() for p in data["input_dirs"]]
-        data["concepts_dir"] = Path(data["concepts_dir"]).expanduser()
+
+        def resolve(key: str, value: Any) -> Path:
+            path = Path(value).expanduser()
+            if path.is_absolute():
+                return path
+            if key in cwd_keys:
+                return Path.cwd() / path
+            return base / path if base is not None else path
+
+        data["output"]["dir"] = resolve("output.dir", data["output"]["dir"])
+        data["input_dirs"] = [resolve("input_dirs", p) for p in data["input_dirs"]]
+        data["concepts_dir"] = resolve("concepts_dir", data["concepts_dir"])
         live = data["live"]
-        live["presets_dir"] = Path(live["presets_dir"]).expanduser()
+        live["presets_dir"] = resolve("live.presets_dir", live["presets_dir"])
         if live["midi_map"] is not None:
-            live["midi_map"] = Path(live["midi_map"]).expanduser()
+            live["midi_map"] = resolve("live.midi_map", live["midi_map"])
         return Config.model_validate(data)
+
+
+#: the dotted keys that hold paths (resolved by :meth:`Config.expanded`)
+PATH_KEYS = frozenset({"output.dir", "input_dirs", "concepts_dir", "live.presets_dir",
+                       "live.midi_map"})
+
+
+def user_config_dir() -> Path:
+    """The user config folder (platformdirs), e.g. ``~/.config/dreamsampler`` on Linux."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def find_config(explicit: Path | None = None) -> Path | None:
+    """The config file in effect: ``explicit``, else ``./config.yaml``, else
+    ``<user config folder>/config.yaml``, else ``None`` (built-in defaults)."""
+    if explicit is not None:
+        return explicit
+    for candidate in (Path.cwd() / CONFIG_NAME, user_config_dir() / CONFIG_NAME):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def describe_source(path: Path | None) -> str:
+    """For the start-up log: which file is in effect, or where one would be looked for."""
+    if path is not None:
+        return str(path.resolve())
+    return (f"built-in defaults (no ./{CONFIG_NAME} or {user_config_dir() / CONFIG_NAME}; "
+            "'dreamsampler config --init' writes one)")
 
 
 def _format_error(source: str, err: ValidationError) -> str:
@@ -188,12 +276,17 @@ def parse_override(text: str) -> tuple[str, Any]:
     """Parse ``section.key=value`` (the value read as YAML) from the command line.
 
     Raises:
-        ConfigError: the text has no ``=`` or an empty key.
+        ConfigError: the text has no ``=``, an empty key, or a value that is not valid YAML.
     """
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r}: expected KEY.PATH=VALUE, e.g. osc.port=9001")
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({problem}); quote "
+                          f"it, e.g. --set '{key.strip()}=\"...\"'") from None
 
 
 def load_config(
@@ -202,12 +295,14 @@ def load_config(
     """Read and validate ``config.yaml``, then apply dotted-path overrides.
 
     Args:
-        path: YAML file; ``None`` uses the built-in defaults.
+        path: YAML file; ``None`` uses the built-in defaults (see :func:`find_config` for the
+            search the command line does).
         overrides: ``{"osc.port": 9001, "model.id": "tiny", ...}``; ``None`` values are skipped.
+            Relative paths among them are relative to the working directory.
 
     Raises:
-        ConfigError: unreadable file, YAML syntax error, unknown key or invalid value; the message
-            names the file and every offending key path.
+        ConfigError: unreadable file, not UTF-8, YAML syntax error, unknown key or invalid value;
+            the message names the file and every offending key path.
     """
     source = str(path) if path else "<defaults>"
     data: dict[str, Any] = {}
@@ -216,6 +311,10 @@ def load_config(
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            line = exc.object[:exc.start].count(b"\n") + 1
+            raise ConfigError(f"{source}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on "
+                              f"line {line}); save the file as UTF-8") from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -223,11 +322,69 @@ def load_config(
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{source}: expected a mapping at the top level")
         data = loaded or {}
+    cwd_keys = set()
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_path(data, key, value)
+            cwd_keys.add(key)
             source = f"{source} (with overrides)" if "overrides" not in source else source
+    base = Path(path).resolve().parent if path is not None else user_config_dir()
     try:
-        return Config.model_validate(data).expanded()
+        return Config.model_validate(data).expanded(base, frozenset(cwd_keys & PATH_KEYS))
     except ValidationError as exc:
         raise ConfigError(_format_error(source, exc)) from None
+
+
+# -- the shipped config.yaml, generated from the models above ------------------------------------
+
+_HEADER = f"""\
+# dreamsampler configuration: every key with its built-in default. Every key is optional (delete
+# what you do not change); unknown keys stop start-up with their path. Looked for as --config PATH,
+# else ./{CONFIG_NAME}, else {CONFIG_NAME} in the user config folder (~/.config/dreamsampler on
+# Linux). Relative paths are relative to this file's folder. Every setting can be overridden on the
+# command line: named options (--model, --port, ...) or --set KEY.PATH=VALUE.
+# Generated from dreamsampler/config.py (python -m dreamsampler.config rewrites it)."""
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, list):
+        value = [str(v) if isinstance(v, Path) else v for v in value]
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000, allow_unicode=True)
+    return text.removesuffix("\n...\n").strip()
+
+
+def _render(model: type[BaseModel], indent: int, out: list[str]) -> None:
+    pad = " " * indent
+    for name, field in model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, BaseModel):
+            doc = (type(default).__doc__ or "").strip().splitlines()[0]
+            out += ["", f"{pad}# {doc}", f"{pad}{name}:"]
+            _render(type(default), indent + 2, out)
+            continue
+        if indent == 0:
+            out.append("")
+        if field.description:
+            out += textwrap.wrap(field.description, width=100 - indent, initial_indent=pad + "# ",
+                                 subsequent_indent=pad + "# ")
+        out.append(f"{pad}{name}: {_yaml_value(default)}")
+
+
+def default_yaml() -> str:
+    """``config.yaml`` with every key at its built-in default, commented from the field
+    descriptions (the shipped file is this text)."""
+    out = [_HEADER]
+    _render(Config, 0, out)
+    return "\n".join(out) + "\n"
+
+
+def write_default_config(path: Path) -> None:
+    """Write :func:`default_yaml` to ``path`` (creating its folder)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(default_yaml(), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_default_config(Path(__file__).resolve().parents[1] / CONFIG_NAME)

@@ -478,7 +478,7 @@
        "parameter_shortname": "Guidance",
        "parameter_type": 0,
        "parameter_mmin": 0.0,
-       "parameter_mmax": 20.0,
+       "parameter_mmax": 50.0,
        "parameter_initial": [
         2.5
        ],

@@ -94,3 +94,85 @@ def test_presets_list_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["presets", "list", "--presets-dir", str(ROOT / "presets")]) == 0
     out = capsys.readouterr().out
     assert "drums:" in out and "lofi-drums-4bars  (4 bars" in out
+
+
+def test_shipped_config_is_the_defaults() -> None:
+    """One source of truth: config.yaml is generated from the pydantic models."""
+    from dreamsampler.config import default_yaml
+
+    assert (ROOT / "config.yaml").read_text(encoding="utf-8") == default_yaml(), (
+        "config.yaml is stale: run python -m dreamsampler.config")
+    shipped = load_config(ROOT / "config.yaml").model_dump()
+    built_in = load_config(None).model_dump()
+    # the one relative path resolves against the file's folder vs the user config folder
+    assert shipped["live"].pop("presets_dir") == ROOT / "presets"
+    built_in["live"].pop("presets_dir")
+    assert shipped == built_in
+
+
+def test_config_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dreamsampler.config import describe_source, find_config, user_config_dir
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert user_config_dir() == tmp_path / "xdg" / "dreamsampler"
+    assert find_config(None) is None and "built-in defaults" in describe_source(None)
+    user = user_config_dir() / "config.yaml"
+    user.parent.mkdir(parents=True)
+    user.write_text("osc:\n  port: 9100\nlive:\n  presets_dir: my-presets\n")
+    assert find_config(None) == user
+    args = build_parser().parse_args(["serve"])
+    config = config_from_args(args)
+    assert config.osc.port == 9100
+    assert config.live.presets_dir == user.parent / "my-presets", "relative to the file"
+    (work / "config.yaml").write_text("osc:\n  port: 9200\n")
+    assert find_config(None) == work / "config.yaml"
+    assert config_from_args(args).osc.port == 9200
+    assert find_config(tmp_path / "x.yaml") == tmp_path / "x.yaml", "--config wins"
+    # without a file, the default presets folder is in the user config folder, not the cwd
+    (work / "config.yaml").unlink()
+    user.unlink()
+    assert config_from_args(args).live.presets_dir == user_config_dir() / "presets"
+    # a relative path on the command line is relative to the working directory
+    args = build_parser().parse_args(["serve", "--presets-dir", "here", "--output-dir", "out"])
+    config = config_from_args(args)
+    assert config.live.presets_dir == work / "here" and config.output.dir == work / "out"
+
+
+def test_config_errors_are_messages(tmp_path: Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_bytes(b"osc:\n  host: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9 on line 2\)"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"override 'osc.port=\[': the value is not valid YAML"):
+        config_from_args(build_parser().parse_args(["serve", "--set", "osc.port=["]))
+    for key in ("output.dir", "live.presets_dir", "concepts_dir"):
+        with pytest.raises(ConfigError, match=rf"{key}: Value error, an empty path"):
+            config_from_args(build_parser().parse_args(["serve", "--set", f"{key}="]))
+    with pytest.raises(ConfigError, match=r"defaults.guidance_scale"):
+        load_config(None, {"defaults.guidance_scale": 1e30})
+
+
+def test_serve_help_shows_defaults() -> None:
+    text = build_parser()._subparsers._group_actions[0].choices["serve"].format_help()
+    text = " ".join(text.split())
+    for expected in ("OSC UDP port (default: 9000)", "(default: ucsd-reach/musicldm)",
+                     "(default: auto)", "(default: ~/Music/dreamsampler)", "(default: 25)",
+                     "(default: ddim)", "(default: 120.0)", "(default: off)",
+                     "(default: float32)"):
+        assert expected in text, expected
+
+
+def test_config_command_writes_the_defaults(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from dreamsampler.cli import main
+    from dreamsampler.config import default_yaml
+
+    target = tmp_path / "c" / "config.yaml"
+    assert main(["config", "--init", str(target)]) == 0
+    assert target.read_text(encoding="utf-8") == default_yaml()
+    assert main(["config", "--init", str(target)]) == 1, "never overwrites without --force"
+    assert main(["config", str(target)]) == 0
+    assert capsys.readouterr().out.strip().endswith(str(target))

@@ -5,14 +5,26 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
 
-from rich.logging import RichHandler
+from rich.console import Console
 
 from dreamsampler import __version__
-from dreamsampler.cli import concepts, doctor, eval, live, patches, send, serve, train
+from dreamsampler.cli import (
+    concepts,
+    config_cmd,
+    doctor,
+    eval,
+    live,
+    patches,
+    send,
+    serve,
+    train,
+)
+from dreamsampler.cli.common import SafeRichHandler, route_library_logs
 from dreamsampler.config import ConfigError
 
-COMMAND_MODULES = (serve, send, train, concepts, eval, live, doctor, patches)
+COMMAND_MODULES = (serve, send, train, concepts, eval, live, doctor, patches, config_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=True)],
+        handlers=[SafeRichHandler(show_path=False, rich_tracebacks=True,
+                                  console=Console(stderr=True))],  # stdout: results
     )
     for noisy in ("httpx", "urllib3", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    route_library_logs(("huggingface_hub",))
+    # diffusers passes an argument huggingface_hub deprecated: noise on every model load
+    warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument")
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
@@ -45,13 +61,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:  # a busy port, an unreadable file: before importing torch to classify
+        print(f"dreamsampler: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         from dreamsampler.engine.audio_io import AudioFileError
         from dreamsampler.engine.families import ModelLoadError
         from dreamsampler.engine.request import RequestError
         from dreamsampler.server.folder_sink import SinkError
 
-        if isinstance(exc, ModelLoadError | SinkError | RequestError | AudioFileError | OSError):
+        if isinstance(exc, ModelLoadError | SinkError | RequestError | AudioFileError):
             print(f"dreamsampler: {exc}", file=sys.stderr)
             return 1
         raise

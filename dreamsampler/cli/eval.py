@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from dreamsampler.cli.common import add_config_args, config_from_args
+from dreamsampler.cli.model_source import check_model
 
 
 def _evaluate_one(args: argparse.Namespace, name: str, out_dir: Path, clap: object) -> object:
@@ -33,6 +34,7 @@ def _evaluate_one(args: argparse.Namespace, name: str, out_dir: Path, clap: obje
         generated = read_generated(args.generated, meta)
         info = {"generated_from": str(args.generated)}
     else:
+        check_model(config)
         model = load_model(config.model.id, config.model.device, config.model.dtype)
         concepts = ConceptManager(model, config.concepts_dir)
         prompts = PromptSet.load(args.prompts)

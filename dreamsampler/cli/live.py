@@ -12,9 +12,9 @@ def _cmd_presets_list(args: argparse.Namespace) -> int:
 
     directory = args.presets_dir
     if directory is None:
-        from dreamsampler.config import load_config
+        from dreamsampler.config import find_config, load_config
 
-        directory = load_config(args.config).live.presets_dir
+        directory = load_config(find_config(args.config)).live.presets_dir
     try:
         library, errors = load_presets(directory)
     except NotADirectoryError as exc:

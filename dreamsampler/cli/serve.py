@@ -4,17 +4,64 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from dreamsampler.cli.common import add_config_args, config_from_args
+from dreamsampler.cli.common import (
+    add_config_args,
+    config_from_args,
+    config_source,
+)
+from dreamsampler.cli.model_source import check_model
+from dreamsampler.config import Config, user_config_dir
+from dreamsampler.server.ports import check_osc_port
+
+log = logging.getLogger(__name__)
+
+
+def raise_open_file_limit(wanted: int = 8192) -> None:
+    """Raise the soft open-file limit toward the hard one (many clients, files and sockets; the
+    usual soft limit of 1024 was reachable with idle connections)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Log an error the event loop caught (one line, no traceback rendering) and serve on."""
+    exc = context.get("exception")
+    with contextlib.suppress(Exception):
+        log.error("event loop: %s%s", context.get("message", "error"),
+                  f": {type(exc).__name__}: {exc}" if exc is not None else "")
+
+
+async def _serve(config: Config) -> None:
+    from dreamsampler.server.app import serve
+
+    asyncio.get_running_loop().set_exception_handler(_loop_exception)
+    await serve(config)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from dreamsampler.server.app import serve
-
     config = config_from_args(args)
-    asyncio.run(serve(config))
+    log.info("config: %s", config_source(args))
+    presets = config.live.presets_dir
+    if not presets.exists() and presets.is_relative_to(user_config_dir()):
+        presets.mkdir(parents=True, exist_ok=True)  # the default place: /preset/save writes here
+        log.info("created the presets folder %s", presets)
+    check_osc_port(config.osc.host, config.osc.port)
+    check_model(config)
+    raise_open_file_limit()
+    asyncio.run(_serve(config))
     return 0
 
 
@@ -29,6 +76,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from dreamsampler.server.service import JobError, Service
 
     config = config_from_args(args)
+    log.info("config: %s", config_source(args))
+    check_model(config)
     if args.input is not None:  # the file named on the command line may be anywhere
         folder = Path(args.input).expanduser().resolve().parent
         config = config.model_copy(update={"input_dirs": [*config.input_dirs, folder]})

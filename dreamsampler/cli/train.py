@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from dreamsampler.cli.common import config_from_args
+from dreamsampler.cli.model_source import check_model
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -19,6 +20,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from dreamsampler.engine.training.trainer import TrainingError, TrainSettings, train
 
     config = config_from_args(args)
+    check_model(config)
     model = load_model(config.model.id, config.model.device, "float32")
     seconds = args.clip_seconds
     clip_samples = round(seconds * model.sample_rate)
@@ -50,6 +52,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         prior_preservation=args.prior_preservation,
         num_class_clips=args.num_class_clips,
         mix_snr=args.mix_snr,
+        mixup=args.mixup,
+        mixup_probability=args.mixup_probability,
         checkpoint_every=args.checkpoint_every,
         mixed_precision=args.mixed_precision,
     )
@@ -121,6 +125,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, help="lora alpha (default: the rank)")
     p.add_argument("--mix-dir", type=Path, help="MIX augmentation: folder of other sounds")
     p.add_argument("--mix-snr", type=float, default=20.0, help="MIX SNR in dB")
+    p.add_argument("--mixup", choices=["bam", "blm"],
+                   help="MusicLDM beat-synchronous mixup of tempo-compatible clips, aligned on "
+                   "downbeats, ratio ~ Beta(5,5): bam in audio, blm in VAE latents")
+    p.add_argument("--mixup-probability", type=float, default=0.5,
+                   help="probability of mixup per cached variant")
     p.add_argument("--mixed-precision", choices=["auto", "no", "fp16", "bf16"], default="auto",
                    help="autocast on CUDA (auto: bf16 where supported, else fp16)")
     p.add_argument("--verbose-progress", action="store_true", help="keep the progress bar")

@@ -237,9 +237,10 @@ def _in_range(arg: Arg, value: float, address: str) -> str:
 
 def _range(key: str, arg: Arg, number: Number) -> tuple[float, float]:
     limits = Limits()
-    maximum = arg.maximum
-    if maximum is None:
-        maximum = {"steps": limits.max_steps, "duration": limits.max_duration}.get(key)
+    limit = {"steps": limits.max_steps, "duration": limits.max_duration}.get(key)
+    # the tighter of the contract's maximum and the server's default limit
+    bounds = [m for m in (arg.maximum, limit) if m is not None]
+    maximum = min(bounds) if bounds else None
     if maximum is None:
         maximum = number.ui_max if number.ui_max is not None else 1000.0
     return (arg.minimum if arg.minimum is not None else 0.0), float(maximum)

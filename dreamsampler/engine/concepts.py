@@ -8,6 +8,7 @@ method        weights                               what loading does
 ============  ====================================  ==============================================
 ``ti``        ``learned_embeds.safetensors``         adds the placeholder token(s) to the tokenizer
               (``{placeholder: (num_vectors, d)}``)  and their rows to the text encoder's embedding
+                                                     (each text tower: see :func:`ti_tensor_name`)
 ``lora``      ``pytorch_lora_weights.safetensors``   a peft adapter on the UNet, off unless a
                                                      request names the concept (scale per request)
 ``dreambooth``  ``unet/`` (diffusers folder)         a second UNet, swapped in for the requests
@@ -17,7 +18,11 @@ method        weights                               what loading does
 Textual inversion: Gal et al. 2022 (arXiv 2208.01618); DreamBooth: Ruiz et al. 2022
 (arXiv 2208.12242); both for audio as in DreamSound (Plitsis et al. 2023, arXiv 2309.11140).
 LoRA: Hu et al. 2021 (arXiv 2106.09685). For AudioLDM/MusicLDM the text reaches the UNet only
-through ``class_labels``, so LoRA targets ``class_embedding`` and the ResNets' ``time_emb_proj``.
+through ``class_labels``, so LoRA targets ``class_embedding`` and the ResNets' ``time_emb_proj``,
+and for AudioLDM 2 the cross-attention; the attention projections of both are targets too
+(``DEFAULT_LORA_TARGETS`` in the trainer). The denoiser is the family's ``denoiser_key``
+component: the UNet, or the Stable Audio DiT (whose LoRA targets its attention projections).
+``concept.yaml`` records the family and a concept of another family is refused.
 
 A concept records a fingerprint of the base weights it was trained on (:func:`fingerprint`) and
 refuses to load on another base model. Pickle files (``.bin``, ``.pt``, ``.ckpt``…) are refused
@@ -38,7 +43,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -116,9 +121,11 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def fingerprint(model: ModelFamily) -> str:
-    """Fingerprint of a model's base weights: sha256 over the text encoder's and UNet's tensors.
+    """Fingerprint of a model's base weights: sha256 over the text encoders' and the denoiser's
+    (UNet's or DiT's) tensors.
 
-    For each module (``text_encoder``, then ``unet``) and each state-dict entry in sorted key
+    For each module (the text encoder of every text tower: ``text_encoder`` and, for AudioLDM 2,
+    ``text_encoder_2``; then ``unet``) and each state-dict entry in sorted key
     order, the key, shape and the tensor's bytes **cast to float16** are hashed, so a model loaded
     in float32 or float16 has the same fingerprint (bfloat16 loses bits and differs). Must be
     computed before any concept changes the model (the :class:`ConceptManager` and the trainer
@@ -128,7 +135,7 @@ def fingerprint(model: ModelFamily) -> str:
         64 hex digits.
     """
     digest = hashlib.sha256()
-    for key in ("text_encoder", "unet"):
+    for key in [*(encoder for _, encoder in model.text_towers), model.denoiser_key]:
         module: torch.nn.Module = model.components[key]
         state = module.state_dict()
         for name in sorted(state):
@@ -166,6 +173,9 @@ class ConceptMeta(BaseModel):
             ``<name>_0 <name>_1 …`` in prompts.
         class_word: DreamBooth/LoRA class noun ("guitar"), prompt "a recording of a <name> guitar".
         base_model: model id it was trained on (informative).
+        family: the model family it was trained on (``musicldm``, ``audioldm``, ``audioldm2``,
+            ``stable-audio``, ``sa3``; checked on load; ``None`` in concepts written before it
+            was recorded).
         base_fingerprint: :func:`fingerprint` of that model (checked on load).
         training: the training settings (steps, lr, seed, …).
         clips: the training clips with their sha256.
@@ -182,6 +192,7 @@ class ConceptMeta(BaseModel):
     num_vectors: int = Field(1, ge=1, le=64)
     class_word: str | None = None
     base_model: str
+    family: str | None = None
     base_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
     training: dict[str, Any] = Field(default_factory=dict)
     clips: list[ClipRecord] = Field(default_factory=list)
@@ -238,7 +249,7 @@ class ConceptInfo:
 
     @classmethod
     def from_meta(cls, meta: ConceptMeta, loaded: bool = False) -> ConceptInfo:
-        family = str(meta.training.get("family") or meta.base_model)
+        family = str(meta.family or meta.training.get("family") or meta.base_model)
         return cls(meta.name, meta.method, meta.placeholder_token, meta.base_model, loaded,
                    family)
 
@@ -337,6 +348,16 @@ def scan_concepts(concepts_dir: Path) -> tuple[list[ConceptMeta], list[ConceptEr
 # -- text encoder rows -----------------------------------------------------------------------------
 
 
+def ti_tensor_name(placeholder: str, tower: int, text_encoder_key: str) -> str:
+    """Name of a TI concept's rows for one text tower in ``learned_embeds.safetensors``.
+
+    The first tower's rows are named by the placeholder alone (the single-tower format of
+    AudioLDM/MusicLDM); further towers (AudioLDM 2's Flan-T5) by
+    ``<text_encoder_key>:<placeholder>``, e.g. ``text_encoder_2:<my-guitar>``.
+    """
+    return placeholder if tower == 0 else f"{text_encoder_key}:{placeholder}"
+
+
 def token_embedding(text_encoder: torch.nn.Module) -> torch.nn.Embedding:
     """The token embedding table ``(vocab, d)`` of a CLAP (or other HF) text encoder."""
     inner = getattr(text_encoder, "text_model", text_encoder)
@@ -376,7 +397,7 @@ def _plain_config(config: Mapping[str, Any]) -> dict[str, Any]:
 @dataclass
 class _Loaded:
     meta: ConceptMeta
-    embeds: torch.Tensor | None = None  # TI: (num_vectors, d)
+    embeds: list[torch.Tensor] | None = None  # TI: (num_vectors, d) per text tower
     unet: torch.nn.Module | None = None  # DreamBooth
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -397,8 +418,18 @@ class ConceptManager:
         self.model = model
         self.concepts_dir = Path(concepts_dir)
         self._loaded: dict[str, _Loaded] = {}
-        self._base_tokenizer = copy.deepcopy(model.components["tokenizer"])
-        self._base_vocab = token_embedding(model.components["text_encoder"]).num_embeddings
+        self._base_tokenizers = [copy.deepcopy(model.components[t]) for t, _ in model.text_towers]
+        self._base_vocabs = [token_embedding(model.components[e]).num_embeddings
+                             for _, e in model.text_towers]
+        # rows past the tokenizer's vocabulary (t5-base and Flan-T5: 32,100 tokens, 32,128 rows,
+        # never trained): TI tokens take them first; their base values are restored on unload
+        self._base_tokens = [min(len(tok), vocab)
+                             for tok, vocab in zip(self._base_tokenizers, self._base_vocabs,
+                                                   strict=True)]
+        self._spare_rows = [
+            token_embedding(model.components[e]).weight.detach()[start:].clone()
+            for start, (_, e) in zip(self._base_tokens, model.text_towers, strict=True)
+        ]
         self._fingerprint: str | None = None
         model.concepts = self
 
@@ -478,7 +509,7 @@ class ConceptManager:
         if entry.meta.method == "ti":
             self._rebuild_vocabulary()
         elif entry.meta.method == "lora":
-            self.model.components["unet"].delete_adapters([name])
+            self.model.components[self.model.denoiser_key].delete_adapters([name])
         self.model.clear_prompt_cache()
         log.info("concept %s unloaded", name)
 
@@ -488,6 +519,10 @@ class ConceptManager:
         Raises:
             ConceptError: the fingerprints differ; the message names both models.
         """
+        if meta.family is not None and meta.family != self.model.name:
+            raise ConceptError(source, f"concept {meta.name!r} is for the {meta.family} family, "
+                               f"but the loaded model {self.model.model_id!r} is "
+                               f"{self.model.name} (another model family)")
         mine = self.base_fingerprint
         if meta.base_fingerprint != mine:
             raise ConceptError(
@@ -503,52 +538,66 @@ class ConceptManager:
 
     def _prepare_ti(self, meta: ConceptMeta, folder: Path) -> _Loaded:
         path = folder / TI_FILE
-        vocab = self.model.components["tokenizer"].get_vocab()
-        for token in meta.tokens:
-            if token in vocab:
-                raise ConceptError(
-                    folder / CONCEPT_FILE,
-                    f"placeholder token {token!r} is already in the vocabulary "
-                    "(a word of the model or another loaded concept); retrain with another token",
-                )
+        for tokenizer_key, _ in self.model.text_towers:
+            vocab = self.model.components[tokenizer_key].get_vocab()
+            for token in meta.tokens:
+                if token in vocab:
+                    raise ConceptError(
+                        folder / CONCEPT_FILE,
+                        f"placeholder token {token!r} is already in the vocabulary of "
+                        f"{tokenizer_key} (a word of the model or another loaded concept); "
+                        "retrain with another token",
+                    )
         expansions = self.model.token_expansions
         if meta.placeholder_token in expansions:
             raise ConceptError(
                 folder / CONCEPT_FILE,
                 f"placeholder {meta.placeholder_token!r} is used by a loaded concept",
             )
+        names = [ti_tensor_name(meta.placeholder_token, i, encoder_key)
+                 for i, (_, encoder_key) in enumerate(self.model.text_towers)]
         try:
             with safe_open(str(path), "pt") as fh:
-                if meta.placeholder_token not in fh.keys():  # noqa: SIM118 (safe_open has no __contains__)
-                    raise ConceptError(path, f"has no tensor named {meta.placeholder_token!r}")
-                embeds = fh.get_tensor(meta.placeholder_token)
+                keys = set(fh.keys())
+                for tensor_name in names:
+                    if tensor_name not in keys:
+                        raise ConceptError(path, f"has no tensor named {tensor_name!r}")
+                rows = [fh.get_tensor(n) for n in names]
         except ConceptError:
             raise
         except Exception as exc:
             raise ConceptError(path, f"not a readable safetensors file ({exc})") from None
-        dim = token_embedding(self.model.components["text_encoder"]).embedding_dim
-        if embeds.ndim == 1:
-            embeds = embeds[None]
-        if tuple(embeds.shape) != (meta.num_vectors, dim):
-            raise ConceptError(path, f"embedding shape {tuple(embeds.shape)} does not match "
-                               f"(num_vectors={meta.num_vectors}, d={dim}) of this text encoder")
+        embeds: list[torch.Tensor] = []
+        for (_, encoder_key), tensor in zip(self.model.text_towers, rows, strict=True):
+            dim = token_embedding(self.model.components[encoder_key]).embedding_dim
+            if tensor.ndim == 1:
+                tensor = tensor[None]
+            if tuple(tensor.shape) != (meta.num_vectors, dim):
+                raise ConceptError(path, f"embedding shape {tuple(tensor.shape)} does not match "
+                                   f"(num_vectors={meta.num_vectors}, d={dim}) of {encoder_key}")
+            embeds.append(tensor)
         return _Loaded(meta, embeds=embeds)
 
     def _rebuild_vocabulary(self) -> None:
-        """Tokenizer and embedding = base + every loaded TI concept, in load order."""
-        tokenizer = copy.deepcopy(self._base_tokenizer)
-        text_encoder = self.model.components["text_encoder"]
+        """Tokenizers and embeddings = base + every loaded TI concept, in load order (each text
+        tower of the family)."""
         ti = [e for e in self._loaded.values() if e.meta.method == "ti"]
         tokens = [t for e in ti for t in e.meta.tokens]
-        if tokens:
-            tokenizer.add_tokens(tokens)
-        table = resize_token_embedding(text_encoder, self._base_vocab + len(tokens))
-        with torch.no_grad():
-            for e in ti:
-                assert e.embeds is not None
-                ids = tokenizer.convert_tokens_to_ids(e.meta.tokens)
-                table.weight[ids] = e.embeds.to(table.weight.device, table.weight.dtype)
-        self.model.components["tokenizer"] = tokenizer
+        for tower, (tokenizer_key, encoder_key) in enumerate(self.model.text_towers):
+            tokenizer = copy.deepcopy(self._base_tokenizers[tower])
+            if tokens:
+                tokenizer.add_tokens(tokens)
+            start = self._base_tokens[tower]
+            table = resize_token_embedding(self.model.components[encoder_key],
+                                           max(self._base_vocabs[tower], start + len(tokens)))
+            with torch.no_grad():
+                spare = self._spare_rows[tower][: table.num_embeddings - start]
+                table.weight[start : start + spare.shape[0]] = spare
+                for e in ti:
+                    assert e.embeds is not None
+                    ids = tokenizer.convert_tokens_to_ids(e.meta.tokens)
+                    table.weight[ids] = e.embeds[tower].to(table.weight.device, table.weight.dtype)
+            self.model.components[tokenizer_key] = tokenizer
         self.model.token_expansions = {
             e.meta.placeholder_token: " ".join(e.meta.tokens)
             for e in ti if e.meta.num_vectors > 1
@@ -556,7 +605,7 @@ class ConceptManager:
         self.model.clear_prompt_cache()
 
     def _load_lora(self, meta: ConceptMeta, folder: Path) -> _Loaded:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         try:
             unet.load_lora_adapter(str(folder), weight_name=LORA_FILE, prefix=None,
                                    adapter_name=meta.name)
@@ -568,7 +617,7 @@ class ConceptManager:
         return _Loaded(meta)
 
     def _load_dreambooth(self, meta: ConceptMeta, folder: Path) -> _Loaded:
-        base = self.model.components["unet"]
+        base = self.model.components[self.model.denoiser_key]
         path = folder / DREAMBOOTH_DIR
         try:
             unet = type(base).from_pretrained(str(path), torch_dtype=self.model.dtype,
@@ -587,47 +636,73 @@ class ConceptManager:
     # -- per request ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def activate(self, name: str | None, lora_scale: float = 1.0) -> Iterator[None]:
-        """Make ``name`` the active concept for one generation, then restore the base state.
+    def activate(
+        self, name: str | None, lora_scale: float = 1.0, loras: Sequence[tuple[str, float]] = ()
+    ) -> Iterator[None]:
+        """Make ``name`` (and the LoRA blend ``loras``) active for one generation, then restore
+        the base state.
 
-        ``None``: the base model (LoRA adapters off, base UNet). LoRA: the adapter at
-        ``lora_scale``. DreamBooth: its UNet in place of the base one. TI: nothing to switch
-        (its token is always usable in prompts).
+        ``None``: the base model (LoRA adapters off, base denoiser). LoRA: the adapter at
+        ``lora_scale``. DreamBooth: its denoiser in place of the base one. TI: nothing to switch
+        (its token is always usable in prompts). ``loras``: further LoRA concepts with their
+        weights, active together (peft sums the weighted adapter deltas: ``W + Σ wᵢ·BᵢAᵢ·αᵢ/rᵢ``),
+        with ``name`` (when it is a LoRA) at ``lora_scale``.
 
         Raises:
-            ConceptNotLoadedError: ``name`` is not loaded.
+            ConceptNotLoadedError: a named concept is not loaded.
+            ConceptError: a blend names a concept that is not a LoRA, or ``name`` is a
+                DreamBooth concept (its own denoiser has no adapters).
         """
-        if name is None:
+        if name is None and not loras:
             yield
             return
+        entry = self._entry(name) if name is not None else None
+        blend = [(n, float(w)) for n, w in loras]
+        for other, _ in blend:
+            if self._entry(other).meta.method != "lora":
+                raise ConceptError(f"concept {other!r}", "only LoRA concepts can be blended")
+        if entry is not None and entry.meta.method == "lora":
+            assert name is not None
+            blend.insert(0, (name, float(lora_scale)))
+        components = self.model.components
+        key = self.model.denoiser_key
+        if entry is not None and entry.meta.method == "dreambooth":
+            if blend:
+                raise ConceptError(f"concept {name!r}",
+                                   "a DreamBooth concept cannot be blended with LoRAs")
+            base = components[key]
+            components[key] = entry.unet
+            try:
+                yield
+            finally:
+                components[key] = base
+        elif blend:
+            denoiser = components[key]
+            denoiser.set_adapters([n for n, _ in blend], [w for _, w in blend])
+            denoiser.enable_adapters()
+            try:
+                yield
+            finally:
+                denoiser.disable_adapters()
+        else:
+            yield
+
+    def _entry(self, name: str) -> _Loaded:
         entry = self._loaded.get(name)
         if entry is None:
             raise ConceptNotLoadedError(
                 f"concept {name!r}",
                 f"not loaded{self._loaded_hint()}; load it with /concept/load {name}",
             )
-        components = self.model.components
-        if entry.meta.method == "lora":
-            unet = components["unet"]
-            unet.set_adapters([name], [float(lora_scale)])
-            unet.enable_adapters()
-            try:
-                yield
-            finally:
-                unet.disable_adapters()
-        elif entry.meta.method == "dreambooth":
-            base = components["unet"]
-            components["unet"] = entry.unet
-            try:
-                yield
-            finally:
-                components["unet"] = base
-        else:
-            yield
+        return entry
 
 
-def activate(model: ModelFamily, name: str | None, lora_scale: float = 1.0) -> Any:
-    """Context manager activating ``name`` on ``model`` (see :meth:`ConceptManager.activate`).
+def activate(
+    model: ModelFamily, name: str | None, lora_scale: float = 1.0,
+    loras: Sequence[tuple[str, float]] = (),
+) -> Any:
+    """Context manager activating ``name`` and the LoRA blend ``loras`` on ``model`` (see
+    :meth:`ConceptManager.activate`).
 
     Raises:
         ConceptNotLoadedError: a concept is named but the model has no manager or does not
@@ -635,10 +710,12 @@ def activate(model: ModelFamily, name: str | None, lora_scale: float = 1.0) -> A
     """
     manager: ConceptManager | None = model.concepts
     if manager is None:
-        if name is None:
+        if name is None and not loras:
             return contextlib.nullcontext()
-        raise ConceptNotLoadedError(f"concept {name!r}", "not loaded (this model has no concepts)")
-    return manager.activate(name, lora_scale)
+        missing = name if name is not None else loras[0][0]
+        raise ConceptNotLoadedError(f"concept {missing!r}",
+                                    "not loaded (this model has no concepts)")
+    return manager.activate(name, lora_scale, loras)
 
 
 def clip_records(paths: Mapping[str, Path] | list[Path]) -> list[ClipRecord]:

@@ -8,7 +8,7 @@ one design: a CLAP text embedding (pooled, projected, L2-normalised) enters the 
 ``class_labels`` (``class_embed_type="simple_projection"``, concatenated to the time embedding);
 latents are a VAE encoding of a 16 kHz log-mel spectrogram; a HiFi-GAN vocoder makes the waveform.
 They differ only in the text tower (``ClapTextModelWithProjection`` vs. the full ``ClapModel``).
-AudioLDM2 and Stable Audio Open fit as further subclasses of :class:`ModelFamily`.
+Stable Audio Open 1.0 and Stable Audio 3 are in :mod:`dreamsampler.engine.stable_audio`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import librosa
 import numpy as np
@@ -26,6 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from dreamsampler.engine.tiny import TINY_NAMES, build_tiny_components
+
+if TYPE_CHECKING:
+    from dreamsampler.engine.request import GenerationRequest
 
 _PROMPT_CACHE_SIZE = 256
 
@@ -134,6 +137,17 @@ class ModelFamily(ABC):
     #: style transfer hands :meth:`audio_to_latents` the whole input file (its front end
     #: normalises over all of it, as AudioLDM's), not the input cut or padded to the duration
     takes_whole_input: ClassVar[bool] = False
+    #: (tokenizer key, text encoder key) of each text tower a textual-inversion token enters
+    text_towers: ClassVar[tuple[tuple[str, str], ...]] = (("tokenizer", "text_encoder"),)
+    #: component key of the denoising network (what LoRA and DreamBooth change)
+    denoiser_key: ClassVar[str] = "unet"
+    #: class the denoiser loads with, when not the one ``model_index.json`` names (a subclass
+    #: adding diffusers' adapter methods)
+    denoiser_class: ClassVar[type | None] = None
+    #: LoRA target module names for this family's denoiser; ``None``: the trainer's default
+    lora_targets: ClassVar[tuple[str, ...] | None] = None
+    #: the family can regenerate a region of an input clip (inpainting, continuation)
+    supports_inpainting: ClassVar[bool] = False
 
     def __init__(
         self, model_id: str, components: dict[str, Any], device: torch.device, dtype: torch.dtype
@@ -196,6 +210,54 @@ class ModelFamily(ABC):
     def latents_to_audio(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents → waveform ``(batch, samples)`` at :attr:`sample_rate`."""
 
+    def conditioning(self, request: GenerationRequest, guided: bool) -> Any:
+        """Conditioning of one request for :meth:`denoise`; with ``guided`` (classifier-free
+        guidance) the batch is ``[unconditional, conditional]``."""
+        prompts = [request.negative_prompt, request.prompt] if guided else [request.prompt]
+        return self.encode_prompt(prompts)
+
+    def make_scheduler(self, name: str) -> Any | None:
+        """The family's own scheduler, or ``None`` to use the request's named scheduler."""
+        return None
+
+    def initial_latents(
+        self,
+        scheduler: Any,
+        request: GenerationRequest,
+        shape: tuple[int, ...],
+        clean: torch.Tensor | None,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(latents, timesteps)`` to start from, or ``None`` for the loop's DDPM-style start
+        (noise × ``init_noise_sigma``, or SDEdit: ``add_noise`` at the strength's timestep)."""
+        return None
+
+    def inpaint_conditioning(
+        self, conditioning: Any, waveform: torch.Tensor, duration: float,
+        regions: list[tuple[float, float]],
+    ) -> Any:
+        """``conditioning`` plus what regenerates ``regions`` (``[(start, end), ...]`` seconds)
+        of ``waveform`` and keeps the rest; only families that ``supports_inpainting``."""
+        raise NotImplementedError(f"{self.name} cannot inpaint")
+
+    def load_waveform(self, path: Path, n_samples: int) -> torch.Tensor:
+        """An input file as the waveform :meth:`audio_to_latents` takes: ``(1, n_samples)``
+        mono at :attr:`sample_rate`, cropped or zero-padded (the whole file, ``(1, samples)``,
+        where :attr:`takes_whole_input`).
+
+        Raises:
+            AudioFileError: the file cannot be read.
+        """
+        from dreamsampler.engine.audio_io import load_audio
+
+        waveform = torch.from_numpy(load_audio(path, self.sample_rate))
+        if self.takes_whole_input:
+            return waveform[None]
+        waveform = waveform[:n_samples]
+        if waveform.shape[0] < n_samples:
+            waveform = F.pad(waveform, (0, n_samples - waveform.shape[0]))
+        return waveform[None]
+
     def expand_prompt(self, prompt: str) -> str:
         """The prompt with every placeholder of :attr:`token_expansions` replaced."""
         for placeholder, expansion in self.token_expansions.items():
@@ -253,6 +315,11 @@ class ClapLDMFamily(ModelFamily):
     @property
     def sample_rate(self) -> int:
         return int(self.components["vocoder"].config.sampling_rate)
+
+    @property
+    def latent_frame_rate(self) -> float:
+        """Latent frames per second: 25 for AudioLDM/MusicLDM (16 kHz, hop 160, VAE 4)."""
+        return self.sample_rate / self.hop_length / self.vae_scale_factor
 
     def _tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         tok = self.components["tokenizer"](
@@ -354,6 +421,15 @@ FAMILIES: dict[str, type[ModelFamily]] = {
 }
 
 
+def families() -> dict[str, type[ModelFamily]]:
+    """Every family by its diffusers pipeline class name (:data:`FAMILIES` plus the Stable Audio
+    families, imported here: their module builds on this one)."""
+    from dreamsampler.engine.stable_audio import StableAudio3Family, StableAudioOpenFamily
+
+    return {**FAMILIES, **{cls.pipeline_class: cls
+                           for cls in (StableAudioOpenFamily, StableAudio3Family)}}
+
+
 def resolve_device(device: str) -> torch.device:
     """``auto`` → CUDA, then MPS, then CPU; anything else as torch names it."""
     if device == "auto":
@@ -366,7 +442,26 @@ def resolve_device(device: str) -> torch.device:
 
 
 def _import_class(library: str, class_name: str) -> Any:
-    return getattr(importlib.import_module(library), class_name)
+    try:
+        module = importlib.import_module(library)
+    except ModuleNotFoundError:
+        # model_index.json names pipeline-local classes by their pipeline folder
+        # ("stable_audio", "StableAudioProjectionModel"), as diffusers resolves them
+        module = importlib.import_module(f"diffusers.pipelines.{library}")
+    return getattr(module, class_name)
+
+
+def _unreadable_index(model_id: str, exc: Exception) -> str:
+    """Why ``model_index.json`` could not be read, in a new user's words, with the ways out."""
+    from huggingface_hub import constants
+
+    if Path(model_id).expanduser().is_dir():
+        return f"{model_id}: cannot read model_index.json ({exc})"
+    why = ("offline mode is on (HF_HUB_OFFLINE is set) and the model is not in the Hugging Face "
+           "cache" if constants.HF_HUB_OFFLINE else f"the download from {constants.ENDPOINT} "
+           "failed, or there is no such folder or repository")
+    return (f"{model_id}: cannot read model_index.json: {why} ({exc}); use --model tiny (random "
+            "weights, offline) or --model /path/to/folder (a local diffusers folder)")
 
 
 def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> ModelFamily:
@@ -378,11 +473,13 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
     Raises:
         ModelLoadError: unknown family, missing component, or the source cannot be read.
     """
+    import dreamsampler.engine.audioldm2  # noqa: F401  (registers AudioLDM2Pipeline)
+
     torch_device = resolve_device(device)
     torch_dtype = getattr(torch, dtype)
     if model_id in TINY_NAMES:
         family_name, components = build_tiny_components(model_id)
-        family = next(f for f in FAMILIES.values() if f.name == family_name)
+        family = next(f for f in families().values() if f.name == family_name)
         return family(model_id, components, torch_device, torch_dtype)
 
     from diffusers import DiffusionPipeline
@@ -390,11 +487,11 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
     try:
         index = DiffusionPipeline.load_config(model_id)
     except Exception as exc:
-        raise ModelLoadError(f"{model_id}: cannot read model_index.json ({exc})") from None
+        raise ModelLoadError(_unreadable_index(model_id, exc)) from None
     class_name = index.get("_class_name", "")
-    family = FAMILIES.get(class_name)
+    family = families().get(class_name)
     if family is None:
-        known = ", ".join(sorted(FAMILIES))
+        known = ", ".join(sorted(families()))
         raise ModelLoadError(
             f"{model_id}: unsupported pipeline {class_name!r} (supported: {known})"
         )
@@ -403,7 +500,13 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
         entry = index.get(key)
         if not entry or entry[0] is None:
             raise ModelLoadError(f"{model_id}: model_index.json has no component {key!r}")
-        cls = _import_class(entry[0], entry[1])
+        try:
+            cls = _import_class(entry[0], entry[1])
+        except (ImportError, AttributeError) as exc:
+            raise ModelLoadError(f"{model_id}: unknown class {entry[0]}.{entry[1]} for {key!r} "
+                                 f"({exc}); is diffusers/transformers too old?") from None
+        if key == family.denoiser_key and family.denoiser_class is not None:
+            cls = family.denoiser_class
         kwargs: dict[str, Any] = {"subfolder": key}
         if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
             kwargs["torch_dtype"] = torch_dtype

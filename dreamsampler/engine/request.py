@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One text→audio or style-transfer (SDEdit) generation.
+    """One text→audio, style-transfer (SDEdit), inpainting or continuation generation.
 
     Attributes:
         prompt: text prompt; may hold placeholder tokens of loaded concepts (``<my-rhodes>``).
@@ -34,6 +35,18 @@ class GenerationRequest:
             ``int(num_inference_steps * strength)`` steps. 0 returns the input's reconstruction.
         concept: name of a loaded DreamBooth/LoRA concept to activate for this request.
         lora_scale: LoRA adapter weight for ``concept``.
+        loras: a blend of loaded LoRA concepts, ``((name, weight), ...)``, active together
+            (with ``concept`` at ``lora_scale`` when it is a LoRA too); names unique.
+        mask_start, mask_end: inpainting: the region ``[mask_start, mask_end)`` of
+            ``input_path``, in seconds of the output, is regenerated from ``prompt``; the rest is
+            kept (through the model's own conditioning, e.g. SA3's local-additive input, so it
+            is re-synthesised, not pasted). ``mask_end`` may pass the input's end (up to
+            ``duration``): the input is padded with silence there. Both or neither; needs
+            ``input_path``; ``strength`` does not apply.
+        continuation: seconds of new audio after the end of ``input_path`` (continue a clip):
+            the output is the input followed by its continuation, so its duration is the
+            input's length plus ``continuation`` and replaces ``duration``. Needs
+            ``input_path``; excludes ``mask_start``/``mask_end``.
     """
 
     prompt: str
@@ -47,6 +60,10 @@ class GenerationRequest:
     strength: float = 1.0
     concept: str | None = None
     lora_scale: float = 1.0
+    loras: tuple[tuple[str, float], ...] = ()
+    mask_start: float | None = None
+    mask_end: float | None = None
+    continuation: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -61,21 +78,56 @@ class GenerationRequest:
             raise RequestError(f"strength must be in [0, 1], got {self.strength}")
         if self.guidance_scale < 0:
             raise RequestError(f"guidance must be >= 0, got {self.guidance_scale}")
+        names = [name for name, _ in self.loras]
+        if len(set(names)) != len(names) or self.concept in names:
+            raise RequestError(f"loras must name each concept once, got {names}")
+        for name, weight in self.loras:
+            if not isinstance(name, str) or not math.isfinite(weight):
+                raise RequestError(f"loras entries are (name, finite weight), got {(name, weight)}")
+        if (self.mask_start is None) != (self.mask_end is None):
+            raise RequestError("mask_start and mask_end must be given together (seconds)")
+        if self.mask_start is not None and self.mask_end is not None:
+            if self.input_path is None:
+                raise RequestError("inpainting (mask_start/mask_end) needs an input file")
+            if not 0.0 <= self.mask_start < self.mask_end <= self.duration:
+                raise RequestError(
+                    f"mask region must satisfy 0 <= mask_start < mask_end <= duration "
+                    f"({self.duration} s), got [{self.mask_start}, {self.mask_end})")
+        if self.continuation is not None:
+            if self.input_path is None:
+                raise RequestError("continuation needs an input file")
+            if self.mask_start is not None:
+                raise RequestError("give either continuation or mask_start/mask_end, not both")
+            if not self.continuation > 0:
+                raise RequestError(f"continuation must be > 0 seconds, got {self.continuation}")
         if self.scheduler not in SCHEDULER_NAMES:
             raise RequestError(
                 f"scheduler must be one of {', '.join(SCHEDULER_NAMES)}, got {self.scheduler!r}"
             )
 
     @property
+    def is_inpaint(self) -> bool:
+        """Inpainting or continuation (a region of the input is regenerated)."""
+        return self.mask_start is not None or self.continuation is not None
+
+    @property
     def is_transfer(self) -> bool:
-        return self.input_path is not None
+        """Style transfer (SDEdit) of ``input_path`` at ``strength``."""
+        return self.input_path is not None and not self.is_inpaint
 
     def to_record(self) -> dict[str, Any]:
         """JSON-ready parameters (paths as strings)."""
         data = dataclasses.asdict(self)
         data["input_path"] = str(self.input_path) if self.input_path else None
-        if self.input_path is None:
+        if not self.is_transfer:
             data.pop("strength")
+        for key in ("mask_start", "mask_end", "continuation"):
+            if data[key] is None:
+                data.pop(key)
+        if self.loras:
+            data["loras"] = [[name, weight] for name, weight in self.loras]
+        else:
+            data.pop("loras")
         return data
 
 

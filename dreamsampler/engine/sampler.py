@@ -6,6 +6,7 @@ denoise, classifier-free guidance, scheduler step (progress callback, cancellati
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import time
@@ -24,11 +25,11 @@ from diffusers import (
 from diffusers.utils.torch_utils import randn_tensor
 
 from dreamsampler import __version__
-from dreamsampler.engine.audio_io import AudioFileError, load_audio
+from dreamsampler.engine.audio_io import AudioFileError, probe_audio
 from dreamsampler.engine.concepts import activate
 from dreamsampler.engine.families import ModelFamily, SilentInputError
 from dreamsampler.engine.level import finish
-from dreamsampler.engine.request import GenerationRequest, GenerationResult
+from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
 
 SCHEDULERS: dict[str, Any] = {
     "ddim": DDIMScheduler,
@@ -87,11 +88,18 @@ def sample(
     should_cancel: Callable[[], bool] | None = None,
     return_latents: bool = False,
 ) -> GenerationResult:
-    """Run one generation or style transfer through the model's components.
+    """Run one generation, style transfer, inpainting or continuation through the model.
+
+    Transfer (SDEdit) maps ``request.strength`` onto the family's noise schedule
+    (:meth:`~dreamsampler.engine.families.ModelFamily.initial_latents`). Inpainting and
+    continuation (``mask_start``/``mask_end``, ``continuation``) need a family that
+    ``supports_inpainting`` (Stable Audio 3); a continuation's duration is the input's length plus
+    ``continuation`` seconds, and the record holds that duration.
 
     The request's concept (``request.concept``, LoRA at ``request.lora_scale``, or a DreamBooth
-    UNet) is active for the whole call and only for it (:func:`~dreamsampler.engine.concepts.
-    activate`); textual-inversion tokens work in any prompt once loaded.
+    UNet) and its LoRA blend (``request.loras``) are active for the whole call and only for it
+    (:func:`~dreamsampler.engine.concepts.activate`); textual-inversion tokens work in any prompt
+    once loaded.
 
     Args:
         model: a loaded family adapter.
@@ -103,8 +111,9 @@ def sample(
             and prior-preservation data; the audio is decoded as always).
 
     Returns:
-        The clip ``(1, samples)`` at the model's sample rate with its generation record and the
-        final latents ``(1, channels, frames, bins)``.
+        The clip ``(channels, samples)`` (1 channel for AudioLDM/MusicLDM, 2 for Stable Audio)
+        at the model's sample rate with its generation record and the final latents
+        ``(1, channels, frames, bins)`` (``(1, channels, frames)`` for Stable Audio).
         Equal (model, request) give bit-identical audio on the same device.
 
         Level (:mod:`dreamsampler.engine.level`): a style transfer's output is divided by the
@@ -118,9 +127,10 @@ def sample(
         Cancelled: ``should_cancel`` returned True.
         AudioFileError: the input file cannot be read or is silent.
         NonFiniteAudioError: the model produced NaN or infinite samples.
+        RequestError: inpainting or continuation on a family that cannot do it.
         ConceptNotLoadedError: the request names a concept the model has not loaded.
     """
-    with activate(model, request.concept, request.lora_scale):
+    with activate(model, request.concept, request.lora_scale, request.loras):
         return _sample(model, request, on_step, should_cancel, return_latents)
 
 
@@ -133,37 +143,57 @@ def _sample(
 ) -> GenerationResult:
     started = time.perf_counter()
     generator = torch.Generator("cpu").manual_seed(request.seed)
-    scheduler = make_scheduler(request.scheduler, model.scheduler_config)
-    scheduler.set_timesteps(request.num_inference_steps, device=model.device)
+    own_scheduler = model.make_scheduler(request.scheduler)
+    scheduler = (make_scheduler(request.scheduler, model.scheduler_config)
+                 if own_scheduler is None else own_scheduler)
     guided = request.guidance_scale > 1.0
 
-    prompts = [request.negative_prompt, request.prompt] if guided else [request.prompt]
-    conditioning = model.encode_prompt(prompts)
-    shape, n_samples = model.latent_shape(request.duration)
+    duration = request.duration
+    input_seconds = 0.0
+    if request.continuation is not None:
+        assert request.input_path is not None  # checked by GenerationRequest
+        input_seconds = probe_audio(request.input_path)
+        duration = input_seconds + request.continuation
+        request = dataclasses.replace(request, duration=duration)
+    if request.is_inpaint and not model.supports_inpainting:
+        raise RequestError(f"model family {model.name!r} cannot inpaint or continue audio "
+                           "(Stable Audio 3 can)")
+    conditioning = model.conditioning(request, guided)
+    shape, n_samples = model.latent_shape(duration)
 
+    clean = None
     input_gain = 1.0
     if request.input_path is not None:
-        waveform = torch.from_numpy(load_audio(request.input_path, model.sample_rate))
-        if not model.takes_whole_input:
-            waveform = waveform[:n_samples]
-            if waveform.shape[0] < n_samples:
-                waveform = torch.nn.functional.pad(waveform, (0, n_samples - waveform.shape[0]))
-        try:
-            clean = model.audio_to_latents(waveform[None], request.duration)
-            input_gain = model.input_gain(waveform, request.duration)
-        except SilentInputError:
-            raise AudioFileError(request.input_path, "is silent (nothing to transfer)") from None
-        timesteps = sdedit_timesteps(scheduler, request.num_inference_steps, request.strength)
-        noise = randn_tensor(clean.shape, generator=generator, device=model.device,
-                             dtype=model.dtype)
-        latents = (
-            scheduler.add_noise(clean, noise, timesteps[:1]) if len(timesteps) else clean
-        )
+        waveform = model.load_waveform(request.input_path, n_samples)
+        if request.is_inpaint:
+            regions = ([(input_seconds, duration)] if request.continuation is not None
+                       else [(request.mask_start, request.mask_end)])
+            conditioning = model.inpaint_conditioning(conditioning, waveform, duration, regions)
+        else:
+            try:
+                clean = model.audio_to_latents(waveform, duration)
+                input_gain = model.input_gain(waveform[0], duration)
+            except SilentInputError:
+                raise AudioFileError(request.input_path,
+                                     "is silent (nothing to transfer)") from None
+    start = model.initial_latents(scheduler, request, shape, clean, generator)
+    if start is not None:
+        latents, timesteps = start
     else:
-        timesteps = scheduler.timesteps
-        latents = randn_tensor(
-            (1, *shape), generator=generator, device=model.device, dtype=model.dtype
-        ) * scheduler.init_noise_sigma
+        scheduler.set_timesteps(request.num_inference_steps, device=model.device)
+        if clean is not None:
+            timesteps = sdedit_timesteps(scheduler, request.num_inference_steps,
+                                         request.strength)
+            noise = randn_tensor(clean.shape, generator=generator, device=model.device,
+                                 dtype=model.dtype)
+            latents = (
+                scheduler.add_noise(clean, noise, timesteps[:1]) if len(timesteps) else clean
+            )
+        else:
+            timesteps = scheduler.timesteps
+            latents = randn_tensor(
+                (1, *shape), generator=generator, device=model.device, dtype=model.dtype
+            ) * scheduler.init_noise_sigma
 
     step_kwargs = _step_kwargs(scheduler, generator)
     total = len(timesteps)
@@ -171,7 +201,8 @@ def _sample(
         if should_cancel is not None and should_cancel():
             raise Cancelled
         model_input = torch.cat([latents] * 2) if guided else latents
-        model_input = scheduler.scale_model_input(model_input, t)
+        if hasattr(scheduler, "scale_model_input"):  # flow-matching schedulers have none
+            model_input = scheduler.scale_model_input(model_input, t)
         prediction = model.denoise(model_input, t, conditioning)
         if guided:
             uncond, cond = prediction.chunk(2)
@@ -182,7 +213,8 @@ def _sample(
     if should_cancel is not None and should_cancel():
         raise Cancelled
 
-    audio = model.latents_to_audio(latents)[:, :n_samples].cpu().numpy()
+    audio = model.latents_to_audio(latents)[..., :n_samples].cpu().numpy()
+    audio = audio.reshape(-1, audio.shape[-1])  # (channels, samples): mono families give (1, n)
     audio, level = finish(audio, f"the model's output (seed {request.seed})", input_gain)
     if request.input_path is not None:
         level["input_gain_db"] = round(20.0 * math.log10(input_gain), 3)
@@ -193,6 +225,7 @@ def _sample(
         **request.to_record(),
         "sample_rate": model.sample_rate,
         **level,
+        **({} if own_scheduler is None else {"scheduler": type(scheduler).__name__}),
         "elapsed_s": round(time.perf_counter() - started, 4),
     }
     return GenerationResult(

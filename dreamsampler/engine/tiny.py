@@ -26,8 +26,11 @@ from transformers import (
     SpeechT5HifiGanConfig,
 )
 
-TINY_NAMES = {"tiny": "musicldm", "tiny:musicldm": "musicldm", "tiny:audioldm": "audioldm"}
-_PIPELINE_CLASS = {"musicldm": "MusicLDMPipeline", "audioldm": "AudioLDMPipeline"}
+TINY_NAMES = {"tiny": "musicldm", "tiny:musicldm": "musicldm", "tiny:audioldm": "audioldm",
+              "tiny:audioldm2": "audioldm2", "tiny:stable-audio": "stable-audio", "tiny:sa3": "sa3"}
+_PIPELINE_CLASS = {"musicldm": "MusicLDMPipeline", "audioldm": "AudioLDMPipeline",
+                   "audioldm2": "AudioLDM2Pipeline", "stable-audio": "StableAudioPipeline",
+                   "sa3": "StableAudio3Pipeline"}
 
 SAMPLE_RATE = 16000  # Hz, as AudioLDM/MusicLDM
 HOP_LENGTH = 160  # samples per mel frame, as AudioLDM/MusicLDM (10 ms)
@@ -57,6 +60,10 @@ def _text_config(vocab_size: int) -> dict:
 
 
 def _components(family: str) -> dict[str, object]:
+    if family == "audioldm2":
+        from dreamsampler.engine.tiny_audioldm2 import tiny_audioldm2_components
+
+        return tiny_audioldm2_components()
     tokenizer = tiny_tokenizer()
     if family == "musicldm":
         text_encoder: torch.nn.Module = ClapModel(
@@ -139,7 +146,7 @@ def build_tiny_components(name: str = "tiny", seed: int = 0) -> tuple[str, dict[
     """Build a tiny pipeline's components in memory.
 
     Args:
-        name: ``tiny``/``tiny:musicldm`` or ``tiny:audioldm``.
+        name: a key of :data:`TINY_NAMES`.
         seed: seeds the random weights (the global RNG is left as it was).
 
     Returns:
@@ -151,7 +158,12 @@ def build_tiny_components(name: str = "tiny", seed: int = 0) -> tuple[str, dict[
     family = TINY_NAMES[name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        components = _components(family)
+        if family in ("stable-audio", "sa3"):  # dreamsampler.engine.tiny_stable_audio
+            from dreamsampler.engine.tiny_stable_audio import build_components
+
+            components = build_components(family)
+        else:
+            components = _components(family)
     for module in components.values():
         if isinstance(module, torch.nn.Module):
             module.eval()
@@ -169,9 +181,10 @@ def save_tiny_pipeline(directory: Path, name: str = "tiny", seed: int = 0) -> Pa
     index: dict[str, object] = {"_class_name": _PIPELINE_CLASS[family], "_diffusers_version": ""}
     for key, component in components.items():
         component.save_pretrained(directory / key)  # type: ignore[attr-defined]
-        library = "diffusers" if type(component).__module__.startswith("diffusers") else (
-            "transformers"
-        )
-        index[key] = [library, type(component).__name__]
+        cls = type(component)
+        while not cls.__module__.startswith(("diffusers", "transformers")):
+            cls = cls.__mro__[1]  # our adapter subclasses record their diffusers class
+        library = "diffusers" if cls.__module__.startswith("diffusers") else "transformers"
+        index[key] = [library, cls.__name__]
     (directory / "model_index.json").write_text(json.dumps(index, indent=2))
     return directory

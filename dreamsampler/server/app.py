@@ -15,6 +15,7 @@ from dreamsampler.server.jam import Jam
 from dreamsampler.server.midi_edge import MidiEdge
 from dreamsampler.server.osc import OscServer
 from dreamsampler.server.oscquery import OscQueryServer, session_values
+from dreamsampler.server.ports import osc_port_problem
 from dreamsampler.server.service import Service
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,10 @@ async def start_app(config: Config, engine: Engine | None = None) -> App:
     osc = OscServer(service, config.osc.host, config.osc.port, midi=midi, jam=jam)
     try:
         await midi.start()
-        await osc.start()
+        try:
+            await osc.start()
+        except OSError as exc:
+            raise OSError(osc_port_problem(config.osc.host, config.osc.port, exc)) from None
     except BaseException:
         await midi.close()
         await service.close()
@@ -80,6 +84,7 @@ async def start_app(config: Config, engine: Engine | None = None) -> App:
         app.oscquery = OscQueryServer(
             lambda: session_values(service.session), osc.host, osc.port, host=config.osc.host,
             port=q.port, name=q.name, zeroconf=q.zeroconf,
+            maxima={"steps": config.limits.max_steps, "duration": config.limits.max_duration},
         )
         try:
             await app.oscquery.start()

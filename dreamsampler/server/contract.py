@@ -191,11 +191,12 @@ class Message:
 JOB_ID = Arg("job_id", "i", "job id: the server's, or the one given with the id option", 0)
 SEED = Arg("seed", "i", "random seed; equal seeds and parameters give identical audio",
            0, 2**31 - 1)
-STEPS = Arg("steps", "i", "num_inference_steps: denoising steps", 1, field="num_inference_steps")
+STEPS = Arg("steps", "i", "num_inference_steps: denoising steps (limited by limits.max_steps)",
+            1, 1000, field="num_inference_steps")
 GUIDANCE = Arg("guidance", "f", "guidance scale (classifier-free guidance; <= 1 disables it)", 0,
-               field="guidance_scale")
+               50, field="guidance_scale")
 DURATION = Arg("duration", "f", "clip length in seconds (limited by limits.max_duration)", 0.01,
-               unit="s")
+               600, unit="s")
 STRENGTH = Arg("strength", "f", "style-transfer strength in [0, 1]: how far the input is noised "
                "(SDEdit); 0.4-0.6 balances source and prompt", 0, 1)
 NEGATIVE = Arg("negative", "s", "negative prompt", field="negative_prompt")

@@ -523,8 +523,8 @@ def test_every_control_is_a_live_parameter(name: str) -> None:
             assert arg is not None
             if arg.minimum is not None:
                 assert v["parameter_mmin"] == arg.minimum
-            if arg.maximum is not None:
-                assert v["parameter_mmax"] == arg.maximum
+            if arg.maximum is not None:  # the server's limit may be tighter
+                assert v["parameter_mmax"] <= arg.maximum
         assert v["parameter_initial"] == [number.default] and v["parameter_initial_enable"] == 1
     from dreamsampler.config import Limits
     assert by_name["Steps"]["parameter_mmax"] == Limits().max_steps

@@ -3,6 +3,7 @@ used through the real OSC server reproduces the in-memory result bit for bit."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,3 +152,23 @@ def test_saved_concepts_over_osc_reproduce_in_memory_audio(world: ToyWorld, tmp_
             request = GenerationRequest(prompt=PROMPTS["lora"], seed=3, num_inference_steps=6,
                                         duration=1.0)
             assert not np.array_equal(heard, np.clip(sample(lora, request).audio[0], -1, 1))
+
+
+
+def test_audioldm2_lora_learns_in_the_toy_world(tmp_path: Path) -> None:
+    """LoRA on AudioLDM 2 (text through cross-attention) through the same trainer lowers the
+    held-out loss of the concept. A lighter proof than MusicLDM's above: a shorter-pretrained
+    base and run (AudioLDM 2's tiny UNet has three transformers per block), and no generation
+    check (at 100 steps it moved generations toward the concept by only ~0.02 cosine, below the
+    0.03 asked of MusicLDM)."""
+    base_dir = toy.build_base_model(tmp_path / "base2", steps=50, name="tiny:audioldm2")
+    model = toy.load_base(base_dir)
+    assert model.name == "audioldm2"
+    clips = toy.concept_clips()
+    latents = toy.latents_of(model, clips)
+    prompt = PROMPTS["lora"]
+    before = evaluate_loss(model, latents, prompt, HELD_OUT)
+    train(model, dataclasses.replace(SETTINGS["lora"], steps=60, lr=1e-2), clips,
+          tmp_path / "concepts")
+    after = evaluate_loss(model, latents, prompt, HELD_OUT)
+    assert after < 0.985 * before, (before, after)  # 0.3604 -> 0.3491 when written

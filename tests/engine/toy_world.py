@@ -80,8 +80,8 @@ def write_clips(folder: Path, clips: list[np.ndarray], stem: str = "clip") -> li
 
 
 def build_base_model(directory: Path, steps: int = 200, seed: int = 0, lr: float = 3e-3,
-                     batch: int = 4) -> Path:
-    """Write the toy base pipeline to ``directory`` and return it.
+                     batch: int = 4, name: str = "tiny") -> Path:
+    """Write the toy base pipeline (the tiny model ``name``) to ``directory`` and return it.
 
     From :func:`save_tiny_pipeline`: the text tower is re-initialised at unit gain (Xavier
     weights, N(0, 1) embeddings; the default 0.02 init maps every prompt to nearly the same
@@ -90,7 +90,7 @@ def build_base_model(directory: Path, steps: int = 200, seed: int = 0, lr: float
     trained toy denoiser), and the UNet is pretrained on :func:`world` with the trainer's own
     :func:`denoising_loss`.
     """
-    save_tiny_pipeline(directory)
+    save_tiny_pipeline(directory, name)
     sched_path = directory / "scheduler" / "scheduler_config.json"
     sched = json.loads(sched_path.read_text())
     sched["prediction_type"] = "v_prediction"

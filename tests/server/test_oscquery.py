@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -50,12 +52,72 @@ def test_tree_lists_every_contract_address_with_its_types(server: RunningServer)
         assert node.get("TYPE", "") == "".join(a.type for a in message.args), address
         assert len(node.get("RANGE", [])) == len(message.args)
         assert node["DESCRIPTION"].startswith(message.description)
-        assert node["ACCESS"] == (3 if address.startswith("/param/") else 2)
+        expected_access = 3 if address.startswith("/param/") else 2 if message.args else 0
+        assert node["ACCESS"] == expected_access, address
+        # every method with arguments has a VALUE that its TYPE describes (a default for commands)
+        if message.args:
+            python_types = {"i": int, "f": float, "s": str}
+            assert [type(v) for v in node["VALUE"]] == [python_types[a.type]
+                                                        for a in message.args], address
+        else:
+            assert "VALUE" not in node and "RANGE" not in node, address
     assert tree["CONTENTS"]["param"]["CONTENTS"]["strength"]["RANGE"] == [{"MIN": 0, "MAX": 1}]
     assert "CONTENTS" in tree["CONTENTS"]["param"] and "TYPE" not in tree["CONTENTS"]["param"]
     # a node is also served on its own
     status, node = _get(server, "/param/strength")
     assert status == 200 and node["TYPE"] == "f" and node["VALUE"] == [0.5]
+
+
+def test_ranges_follow_the_spec_and_the_server_limits(server: RunningServer) -> None:
+    """RANGE: null when unbounded, MAX where the server enforces one, VALS for choices."""
+    from dreamsampler.config import SCHEDULERS
+
+    _, tree = _get(server, "/")
+    limits = server.app.config.limits
+    assert find(tree, "/gen")["RANGE"] == [None] and find(tree, "/gen")["VALUE"] == [""]
+    assert find(tree, "/param/prompt")["RANGE"] == [None]
+    assert find(tree, "/param/steps")["RANGE"] == [{"MIN": 1, "MAX": limits.max_steps}]
+    assert find(tree, "/param/duration")["RANGE"] == [{"MIN": 0.01,
+                                                       "MAX": limits.max_duration}]
+    assert find(tree, "/param/guidance")["RANGE"] == [{"MIN": 0, "MAX": 50}]
+    assert find(tree, "/param/scheduler")["RANGE"] == [{"VALS": list(SCHEDULERS)}]
+    assert find(tree, "/jam")["RANGE"] == [{"VALS": ["on", "off"]}, None]
+    assert find(tree, "/jam")["VALUE"] == ["on", ""]
+    assert find(tree, "/cancel")["VALUE"] == [0] and find(tree, "/tempo")["TYPE"] == "f"
+    # the limits are what the server enforces: one step more is refused over OSC
+    with server.client() as c:
+        reply = c.request("/gen", "x", "steps", limits.max_steps + 1)[-1]
+        assert reply.address == "/fail" and "exceeds the limit" in reply.args[1], reply
+        assert c.request("/param/guidance", 1e30)[-1].address == "/fail"
+        assert c.request("/param/guidance", 50.0)[-1].address == "/done"
+
+
+def test_python_oscquery_client_reads_the_tree(server: RunningServer) -> None:
+    """An independent OSCQuery client (python-oscquery 0.4.0) parses every node and HOST_INFO;
+    its parser refuses a method node (ACCESS != 0) without VALUE."""
+    pytest.importorskip("pythonoscquery")
+    from pythonoscquery.osc_query_client import OSCQueryClient
+    from pythonoscquery.shared.osc_access import OSCAccess
+    from pythonoscquery.shared.osc_path_node import python_type_list_to_osc_type
+    from zeroconf import ServiceInfo
+
+    assert server.app.oscquery is not None
+    info = ServiceInfo("_oscjson._tcp.local.", "dreamsampler._oscjson._tcp.local.",
+                       port=server.app.oscquery.port, parsed_addresses=["127.0.0.1"])
+    client = OSCQueryClient(info)
+    root = client.query_node("/")
+    assert root is not None
+    parsed = {node.full_path: node for node in root}
+    for address, message in COMMANDS.items():
+        node = parsed[address]
+        tags = "".join(a.type for a in message.args)
+        assert python_type_list_to_osc_type(node.type or []) == tags, address
+        assert node.access is (OSCAccess.READWRITE_VALUE if address.startswith("/param/")
+                               else OSCAccess.WRITEONLY_VALUE if tags else OSCAccess.NO_VALUE)
+    assert parsed["/param/seed"].value == [0]
+    host = client.get_host_info()
+    assert host is not None
+    assert (host.osc_ip, host.osc_port, host.osc_transport) == ("127.0.0.1", server.port, "UDP")
 
 
 def test_host_info(server: RunningServer) -> None:
@@ -110,7 +172,7 @@ def test_live_and_device_commands_are_listed(server: RunningServer) -> None:
 def test_bad_requests_get_http_errors_not_crashes(server: RunningServer) -> None:
     assert _get(server, "/nope")[0] == 404
     assert _get(server, "/param/nope?VALUE")[0] == 404
-    assert _get(server, "/gen?VALUE") == (204, None), "a command has no value"
+    assert _get(server, "/status?VALUE") == (204, None), "a command without arguments"
     assert _get(server, "/gen?COLOR")[0] == 400
     assert _raw(server, b"POST / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405")
     assert _raw(server, b"\xff\xfe garbage\r\n\r\n").startswith(b"HTTP/1.1 400")
@@ -156,36 +218,146 @@ def test_oscquery_can_be_disabled(tmp_path: Path) -> None:
             assert c.request("/status")[-1].args[-1] == 0
 
 
-def test_busy_oscquery_port_fails_start_with_a_clear_message(tmp_path: Path) -> None:
+def test_busy_oscquery_port_falls_back_to_a_free_one(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(OSError, match=f"OSCQuery port {port}"):
-            for _ in run_server(make_config(tmp_path, **{"oscquery.port": port})):
+        for server in run_server(make_config(tmp_path, **{"oscquery.port": port})):
+            oscquery = server.app.oscquery
+            assert oscquery is not None and oscquery.fallback_from == port
+            assert oscquery.port not in (0, port)
+            assert _get(server, "/?HOST_INFO")[1]["OSC_PORT"] == server.port
+            with server.client() as c:  # /status reports the port actually served
+                assert c.request("/status")[-1].args[11] == oscquery.port
+
+
+def test_busy_osc_port_names_the_port_and_the_option(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        with pytest.raises(OSError, match=f"OSC port {port} on 127.0.0.1 .UDP. is already in use"
+                                          r".*--port N, or --port 0"):
+            for _ in run_server(make_config(tmp_path, **{"osc.port": port})):
                 pass
 
 
-def test_zeroconf_advertises_both_services_on_loopback(tmp_path: Path) -> None:
+def test_no_mdns_advertisement_on_loopback(tmp_path: Path) -> None:
+    """OSC on 127.0.0.1 cannot be reached from another machine: advertising it would mislead."""
+    config = make_config(tmp_path, **{"oscquery.zeroconf": True})
+    for server in run_server(config):
+        oscquery = server.app.oscquery
+        assert oscquery is not None and not oscquery.advertised
+        assert oscquery._register_task is None and oscquery._zeroconf is None
+        assert oscquery.advertise_skipped is not None and "127.0.0.1" in oscquery.advertise_skipped
+
+
+def _outward_address() -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # sends nothing: picks the outgoing interface
+            return str(s.getsockname()[0])
+        except OSError:
+            pytest.skip("no network interface besides loopback")
+
+
+def test_all_interfaces_advertise_the_host_address(tmp_path: Path) -> None:
+    """Bound to 0.0.0.0: HOST_INFO and mDNS name the host's address, never 0.0.0.0."""
     from zeroconf.asyncio import AsyncZeroconf
 
-    config = make_config(tmp_path, **{"oscquery.zeroconf": True, "oscquery.name": "ds-test"})
+    address = _outward_address()
+    config = make_config(tmp_path, **{"osc.host": "0.0.0.0", "oscquery.zeroconf": True,
+                                      "oscquery.name": f"ds-test-{os.getpid()}"})
     for server in run_server(config):
         oscquery = server.app.oscquery
         assert oscquery is not None
+        assert _get(server, "/?HOST_INFO")[1]["OSC_IP"] == address
         register = oscquery._register_task  # await the registration, not a guess
         if register is not None:
             server.call(asyncio.wait({register}, timeout=15), timeout=20)
-        assert oscquery.advertised, "mDNS registration did not complete on loopback"
+        if not oscquery.advertised:
+            pytest.skip("mDNS registration did not complete in this sandbox")
 
-        async def lookup() -> list[tuple[int, list[str]] | None]:
-            zc = AsyncZeroconf(interfaces=["127.0.0.1"])
+        async def lookup(name: str) -> list[tuple[int, list[str]] | None]:
+            zc = AsyncZeroconf(interfaces=[address])
             found = []
             for kind in ("_oscjson._tcp.local.", "_osc._udp.local."):
-                info = await zc.async_get_service_info(kind, f"ds-test.{kind}", timeout=3000)
+                info = await zc.async_get_service_info(kind, f"{name}.{kind}", timeout=3000)
                 found.append(info and (info.port, info.parsed_addresses()))
             await zc.async_close()
             return found
 
-        found = asyncio.run(lookup())
-        assert found == [(oscquery.port, ["127.0.0.1"]), (server.port, ["127.0.0.1"])]
+        found = asyncio.run(lookup(oscquery.name))
+        assert found == [(oscquery.port, [address]), (server.port, [address])]
+
+
+def test_idle_connections_cannot_take_osc_down(tmp_path: Path) -> None:
+    """Issue 12 item 2: idle TCP connections to the OSCQuery port under a low open-file limit
+    (soft = hard = 256, so the server cannot raise it) used to exhaust the descriptors; accept
+    failed, logging that error raised, and OSC died. Now at most MAX_CONNECTIONS are held."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from dreamsampler.server.oscquery import MAX_CONNECTIONS
+
+    limit = 256
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
+        u.bind(("127.0.0.1", 0))
+        t.bind(("127.0.0.1", 0))
+        osc_port, http_port = u.getsockname()[1], t.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dreamsampler", "serve", "--model", "tiny", "--device", "cpu",
+         "--port", str(osc_port), "--oscquery-port", str(http_port), "--no-zeroconf",
+         "--output-dir", str(tmp_path / "out"), "--presets-dir", str(tmp_path)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)),
+    )
+    idle: list[socket.socket] = []
+    try:
+        with OscClient("127.0.0.1", osc_port) as c:
+            deadline = time.monotonic() + 90
+            while c.receive(0.5) is None:
+                assert proc.poll() is None and time.monotonic() < deadline
+                c.send("/version")
+            for _ in range(limit + 150):  # bounded: more than the server has descriptors
+                s = socket.socket()
+                s.settimeout(2)
+                try:
+                    s.connect(("127.0.0.1", http_port))
+                    s.sendall(b"GET / HT")  # a request that never ends
+                    idle.append(s)
+                except OSError:
+                    s.close()
+            assert len(idle) > MAX_CONNECTIONS
+            assert c.request("/status", timeout=10)[-1].address == "/status.reply"
+            assert c.request("/version", timeout=10)[-1].address == "/version.reply"
+        for s in idle:
+            s.close()
+        idle.clear()
+        # OSCQuery serves again once the server has seen the idle connections close (503 "too
+        # many connections" until then)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/?HOST_INFO",
+                                            timeout=10) as response:
+                    assert json.loads(response.read())["OSC_PORT"] == osc_port
+                    break
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 503 and time.monotonic() < deadline
+                time.sleep(0.2)
+        assert proc.poll() is None
+    finally:
+        for s in idle:
+            s.close()
+        proc.send_signal(signal.SIGINT)
+        try:
+            output = proc.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output, output

@@ -1,7 +1,8 @@
 """Training data for personalised concepts (DreamSound-style textual inversion / DreamBooth).
 
 * :mod:`.clips` — load, validate and size a concept's clips (mono, model rate, model length).
-* :mod:`.augment` — DreamSound MIX, beat/downbeat tracking, tempo groups, MusicLDM BAM/BLM.
+* :mod:`.augment` — the augmentation API: :mod:`.mix` (DreamSound MIX), :mod:`.beats` (beats,
+  downbeats, tempo groups), :mod:`.beatmix` (MusicLDM BAM/BLM).
 * :mod:`.dataset` — seeded ``(waveform, prompt)`` dataset with TI templates or DreamBooth prompt.
 """
 

@@ -19,8 +19,16 @@ Methods (:class:`Strategy`):
 * ``dreambooth`` — the whole UNet trains (Ruiz et al. 2022, arXiv 2208.12242): lr 1e-6, 300 steps,
   gradient clip 1.0, prompt "a recording of a <name> <class>"; optional prior preservation with
   class clips the base model generates through :func:`~dreamsampler.engine.sampler.sample`.
-* ``lora`` — peft LoRA (Hu et al. 2021, arXiv 2106.09685) on the UNet's ``class_embedding``,
-  ResNet ``time_emb_proj`` and attention projections; lr 1e-4, 500 steps, rank 4.
+* ``lora`` — peft LoRA (Hu et al. 2021, arXiv 2106.09685) on :data:`DEFAULT_LORA_TARGETS`: the
+  UNet's ``class_embedding``, ResNet ``time_emb_proj`` and attention projections ``to_q``,
+  ``to_k``, ``to_v``, ``to_out.0``; lr 1e-4, 500 steps, rank 4.
+
+Data augmentation: DreamSound's MIX (another sound at a target SNR, ``mix``) and MusicLDM's
+beat-synchronous mixup (Chen et al. 2023, arXiv 2308.01546, Sec. 3.2; ``TrainSettings.mixup``):
+clips are grouped by tempo, a clip is mixed with a partner of its group aligned on the first
+downbeat, ``λ ~ Beta(5, 5)``, either in audio before the VAE (``bam``) or between VAE latents
+(``blm``). Each augmentation is drawn once per cached variant (``mix_variants`` per clip); a clip
+with no tempo-compatible partner stays as it is.
 
 Reproducibility: the examples, noise and timesteps of step ``s`` are a pure function of
 ``(seed, s)``, so a run resumed from a checkpoint continues exactly as the uninterrupted run.
@@ -39,7 +47,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -61,13 +69,18 @@ from dreamsampler.engine.concepts import (
     default_placeholder,
     fingerprint,
     resize_token_embedding,
+    ti_tensor_name,
     token_embedding,
     write_meta,
 )
 from dreamsampler.engine.families import ModelFamily
 from dreamsampler.engine.request import GenerationRequest
 from dreamsampler.engine.sampler import sample
-from dreamsampler.engine.training.augment import MixAugmenter
+from dreamsampler.engine.training.augment import (
+    BeatSyncMixup,
+    MixAugmenter,
+    beat_aligned_latent_mixup,
+)
 from dreamsampler.engine.training.clips import Clip
 from dreamsampler.engine.training.dataset import (
     DREAMBOOTH_TEMPLATE,
@@ -79,8 +92,10 @@ from dreamsampler.fsutil import atomic_write_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-#: LoRA target modules for AudioLDM/MusicLDM UNets: the text enters only through
-#: ``class_embedding`` (concatenated to the time embedding, then each ResNet's ``time_emb_proj``).
+#: LoRA target modules (the README lists the same): AudioLDM/MusicLDM's text enters only through
+#: ``class_embedding`` (concatenated to the time embedding, then each ResNet's ``time_emb_proj``);
+#: AudioLDM 2's through the cross-attention ``to_k``/``to_v``; the attention projections also
+#: give the adapter room for the sound itself (as diffusers' LoRA scripts target them).
 DEFAULT_LORA_TARGETS: tuple[str, ...] = (
     "class_embedding", "time_emb_proj", "to_q", "to_k", "to_v", "to_out.0",
 )
@@ -122,7 +137,8 @@ class TrainSettings:
         num_vectors: TI rows.
         class_word: DreamBooth/LoRA class noun.
         rank, alpha: LoRA rank and alpha (scaling ``alpha / rank``).
-        lora_targets: LoRA target module names.
+        lora_targets: LoRA target module names; the default stands for the family's own
+            (``ModelFamily.lora_targets``, e.g. the Stable Audio DiTs' attention projections).
         prior_preservation: DreamBooth prior loss with base-model class clips.
         num_class_clips: class clips to generate for it.
         prior_weight: weight of the prior loss.
@@ -130,6 +146,10 @@ class TrainSettings:
         mix_snr: MIX SNR in dB (used when a MIX augmenter is given).
         mix_probability: probability of MIX per cached variant.
         mix_variants: augmented variants per clip (each encoded once).
+        mixup: MusicLDM beat-synchronous mixup, ``bam`` (audio) or ``blm`` (latents); ``None``
+            for none.
+        mixup_probability: probability of mixup per cached variant.
+        mixup_tolerance_bpm: tempo tolerance of a mixup group in BPM.
         checkpoint_every: steps between checkpoints (0: only at the end).
         mixed_precision: ``auto`` (bf16/fp16 autocast on CUDA, none on CPU), ``no``, ``fp16``,
             ``bf16``.
@@ -159,6 +179,9 @@ class TrainSettings:
     mix_snr: float = 20.0
     mix_probability: float = 0.5
     mix_variants: int = 4
+    mixup: Literal["bam", "blm"] | None = None
+    mixup_probability: float = 0.5
+    mixup_tolerance_bpm: float = 3.0
     checkpoint_every: int = 500
     mixed_precision: str = "auto"
 
@@ -183,6 +206,10 @@ class TrainSettings:
                 raise ValueError(f"{key} must be >= 1, got {getattr(out, key)}")
         if not out.lr > 0:
             raise ValueError(f"lr must be > 0, got {out.lr}")
+        if self.mixup not in (None, "bam", "blm"):
+            raise ValueError(f"mixup must be bam, blm or None, got {self.mixup!r}")
+        if not 0.0 <= self.mixup_probability <= 1.0:
+            raise ValueError(f"mixup_probability must be in [0, 1], got {self.mixup_probability}")
         if self.mixed_precision not in ("auto", "no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be auto, no, fp16 or bf16, got "
                              f"{self.mixed_precision!r}")
@@ -212,8 +239,11 @@ class TrainResult:
 # -- the loss, shared by training and evaluation ---------------------------------------------------
 
 
-def noise_scheduler(model: ModelFamily) -> DDPMScheduler:
-    """The training-time forward process of ``model`` (its scheduler config as DDPM)."""
+def noise_scheduler(model: ModelFamily) -> DDPMScheduler | None:
+    """The training-time forward process of ``model`` (its scheduler config as DDPM); ``None``
+    for a family with its own objective (``training_example``: Stable Audio)."""
+    if hasattr(model, "training_example"):
+        return None
     return DDPMScheduler.from_config(model.scheduler_config)
 
 
@@ -224,13 +254,16 @@ def denoising_loss(
     conditioning: torch.Tensor,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Mean-squared denoising loss at random timesteps (Ho et al. 2020, Eq. 14).
+    """Mean-squared denoising loss at random timesteps (Ho et al. 2020, Eq. 14), or the family's
+    own objective where it has one (``model.training_example(latents, generator)`` →
+    ``(noisy, t, target)``: Stable Audio Open's v-objective, Stable Audio 3's rectified flow).
 
     Args:
         model: the family adapter (its :meth:`denoise` is the network).
         scheduler: a scheduler with ``add_noise`` (and ``get_velocity`` for v-prediction).
-        latents: clean scaled latents ``z0`` ``(batch, channels, frames, bins)``.
-        conditioning: text conditioning ``(batch, dim)``.
+        latents: clean scaled latents ``z0`` ``(batch, channels, frames, bins)`` (Stable Audio:
+            ``(batch, channels, frames)``; the timing conditioning is the clip's length).
+        conditioning: text conditioning (``(batch, dim)``; the family's object for Stable Audio).
         generator: CPU generator for the noise and the timesteps.
 
     Returns:
@@ -239,6 +272,11 @@ def denoising_loss(
     Raises:
         ValueError: unknown ``prediction_type``.
     """
+    example = getattr(model, "training_example", None)
+    if example is not None:  # the family's own objective (Stable Audio: v or rectified flow)
+        noisy, t, target = example(latents, generator)
+        prediction = model.denoise(noisy, t, conditioning)
+        return F.mse_loss(prediction.float(), target.float())
     batch = latents.shape[0]
     noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32)
     noise = noise.to(latents.device, latents.dtype)
@@ -315,44 +353,63 @@ class Strategy:
 
 
 class TextualInversion(Strategy):
-    """Placeholder rows of the token embedding train; all other rows stay bit-identical."""
+    """Placeholder rows of the token embedding train; all other rows stay bit-identical.
+
+    The placeholder enters every text tower of the family (:attr:`ModelFamily.text_towers`:
+    AudioLDM 2 has CLAP's RoBERTa and Flan-T5), each with its own rows.
+    """
 
     def prepare(self) -> list[torch.nn.Parameter]:
-        tokenizer = self.model.components["tokenizer"]
-        text_encoder = self.model.components["text_encoder"]
         placeholder = self.s.placeholder_token or ""
         tokens = (
             [placeholder] if self.s.num_vectors == 1
             else [f"{placeholder}_{i}" for i in range(self.s.num_vectors)]
         )
-        vocab = tokenizer.get_vocab()
-        clash = [t for t in tokens if t in vocab]
-        if clash:
-            raise ConceptError(placeholder, f"placeholder token {clash[0]!r} is already in the "
-                               "vocabulary; choose another --placeholder-token")
-        base = token_embedding(text_encoder).weight.detach().clone()
-        if self.s.initializer_token == "mean":
-            init = base.mean(dim=0)
-        else:
+        towers = [(self.model.components[t], self.model.components[e], t)
+                  for t, e in self.model.text_towers]
+        for tokenizer, _, key in towers:
+            vocab = tokenizer.get_vocab()
+            clash = [t for t in tokens if t in vocab]
+            if clash:
+                raise ConceptError(placeholder, f"placeholder token {clash[0]!r} is already in "
+                                   f"the vocabulary of {key}; choose another --placeholder-token")
+        inits = []
+        for tokenizer, text_encoder, key in towers:
+            base = token_embedding(text_encoder).weight.detach()
+            if self.s.initializer_token == "mean":
+                # over the tokenizer's rows only: t5-base has never-trained rows beyond them
+                inits.append(base[: min(len(tokenizer), base.shape[0])].mean(dim=0))
+                continue
             ids = tokenizer(self.s.initializer_token, add_special_tokens=False).input_ids
             if len(ids) != 1:
                 raise ConceptError(self.s.initializer_token,
-                                   f"initializer must be one token (it is {len(ids)}) or 'mean'")
-            init = base[ids[0]]
-        tokenizer.add_tokens(tokens)
-        table = resize_token_embedding(text_encoder, base.shape[0] + len(tokens))
-        self.ids = tokenizer.convert_tokens_to_ids(tokens)
-        with torch.no_grad():
-            table.weight[self.ids] = init
+                                   f"initializer must be one token of {key} (it is {len(ids)}) "
+                                   "or 'mean'")
+            inits.append(base[ids[0]].clone())
+        self.tables: list[torch.nn.Embedding] = []
+        self.ids: list[list[int]] = []
+        self.keep: list[torch.Tensor] = []
+        self.original: list[torch.Tensor] = []
+        for (tokenizer, text_encoder, _), init in zip(towers, inits, strict=True):
+            rows = token_embedding(text_encoder).num_embeddings
+            known = min(len(tokenizer), rows)
+            tokenizer.add_tokens(tokens)
+            # new tokens take the spare rows first (t5-base: 28), then new rows
+            table = resize_token_embedding(text_encoder, max(rows, known + len(tokens)))
+            ids = tokenizer.convert_tokens_to_ids(tokens)
+            with torch.no_grad():
+                table.weight[ids] = init
+            keep = torch.ones(table.num_embeddings, dtype=torch.bool)
+            keep[ids] = False
+            self.tables.append(table)
+            self.ids.append(ids)
+            self.keep.append(keep)
+            self.original.append(table.weight.detach().clone())
+            table.weight.requires_grad_(True)
         if self.s.num_vectors > 1:
             self.model.token_expansions[placeholder] = " ".join(tokens)
         self.model.clear_prompt_cache()
-        self.keep = torch.ones(table.num_embeddings, dtype=torch.bool)
-        self.keep[self.ids] = False
-        self.original = table.weight.detach().clone()
-        table.weight.requires_grad_(True)
-        self.table = table
-        return [table.weight]
+        return [table.weight for table in self.tables]
 
     @property
     def text_needs_grad(self) -> bool:
@@ -364,21 +421,27 @@ class TextualInversion(Strategy):
 
     def after_step(self) -> None:
         with torch.no_grad():
-            self.table.weight[self.keep] = self.original[self.keep]
+            for table, keep, original in zip(self.tables, self.keep, self.original, strict=True):
+                table.weight[keep] = original[keep]
 
-    def embeds(self) -> torch.Tensor:
-        """The learned rows ``(num_vectors, d)`` (float32, CPU)."""
-        return self.table.weight.detach()[self.ids].float().cpu().clone()
+    def embeds(self, tower: int = 0) -> torch.Tensor:
+        """The learned rows ``(num_vectors, d)`` of one text tower (float32, CPU)."""
+        return self.tables[tower].weight.detach()[self.ids[tower]].float().cpu().clone()
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"embeds": self.embeds()}
+        return {("embeds" if i == 0 else f"embeds_{i}"): self.embeds(i)
+                for i in range(len(self.tables))}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
-            self.table.weight[self.ids] = state["embeds"].to(self.table.weight)
+            for i, table in enumerate(self.tables):
+                table.weight[self.ids[i]] = state["embeds" if i == 0 else f"embeds_{i}"].to(
+                    table.weight)
 
     def save(self, folder: Path) -> None:
-        data = {self.s.placeholder_token or "": self.embeds().contiguous()}
+        placeholder = self.s.placeholder_token or ""
+        data = {ti_tensor_name(placeholder, i, encoder_key): self.embeds(i).contiguous()
+                for i, (_, encoder_key) in enumerate(self.model.text_towers)}
         atomic_write_path(folder / TI_FILE, lambda tmp: save_file(data, str(tmp)))
 
 
@@ -386,22 +449,23 @@ class DreamBooth(Strategy):
     """The whole UNet trains."""
 
     def prepare(self) -> list[torch.nn.Parameter]:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         unet.requires_grad_(True)
         return list(unet.parameters())
 
     def state(self) -> dict[str, torch.Tensor]:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         return {k: v.detach().cpu().contiguous() for k, v in unet.state_dict().items()}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.model.components["unet"].load_state_dict(state)
+        self.model.components[self.model.denoiser_key].load_state_dict(state)
 
     def save(self, folder: Path) -> None:
         target = folder / DREAMBOOTH_DIR
         tmp = folder / f".{DREAMBOOTH_DIR}.part"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.components["unet"].save_pretrained(str(tmp), safe_serialization=True)
+        denoiser = self.model.components[self.model.denoiser_key]
+        denoiser.save_pretrained(str(tmp), safe_serialization=True)
         old = folder / f".{DREAMBOOTH_DIR}.old"
         if target.exists():
             os.replace(target, old)
@@ -415,7 +479,7 @@ class LoRA(Strategy):
     def prepare(self) -> list[torch.nn.Parameter]:
         from peft import LoraConfig
 
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         config = LoraConfig(r=self.s.rank, lora_alpha=self.s.alpha, init_lora_weights="gaussian",
                             target_modules=list(self.s.lora_targets))
         with torch.random.fork_rng(devices=[]):
@@ -427,19 +491,19 @@ class LoRA(Strategy):
         return params
 
     def state(self) -> dict[str, torch.Tensor]:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         return {n: p.detach().cpu().contiguous() for n, p in unet.named_parameters()
                 if "lora_" in n}
 
     def load_state(self, state: dict[str, torch.Tensor]) -> None:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         params = dict(unet.named_parameters())
         with torch.no_grad():
             for key, value in state.items():
                 params[key].copy_(value)
 
     def save(self, folder: Path) -> None:
-        unet = self.model.components["unet"]
+        unet = self.model.components[self.model.denoiser_key]
         tmp = folder / f".{LORA_FILE}.dir"
         shutil.rmtree(tmp, ignore_errors=True)
         unet.save_lora_adapter(str(tmp), adapter_name=self.s.name, weight_name=LORA_FILE,
@@ -540,6 +604,8 @@ def train(
     """
     s = settings.resolved()
     assert s.steps is not None and s.grad_accum is not None
+    if s.method == "lora" and s.lora_targets == DEFAULT_LORA_TARGETS and model.lora_targets:
+        s.lora_targets = model.lora_targets  # the family's DiT has other layer names
     folder = concept_dir(concepts_dir, s.name)
     ckpts = checkpoints(folder)
     if resume and not ckpts:
@@ -574,16 +640,24 @@ def train(
         ]).to(model.device, model.dtype)
 
     params = strategy.prepare()
+    beats = (BeatSyncMixup(waves, sr, tolerance_bpm=s.mixup_tolerance_bpm, seed=s.seed)
+             if s.mixup is not None else None)
+    augmented = mix is not None or beats is not None
     dataset = ConceptDataset(
         waves, s.placeholder_token or "", prompt_mode="templates", templates=strategy.templates,
-        class_word=s.class_word, repeats=s.mix_variants if mix is not None else 1, seed=s.seed,
+        class_word=s.class_word, repeats=s.mix_variants if augmented else 1, seed=s.seed,
         mix=mix, mix_probability=s.mix_probability,
+        beat_mixup=beats if s.mixup == "bam" else None,
+        beat_mixup_probability=s.mixup_probability,
     )
     with torch.no_grad():
         latents = torch.cat([
             model.audio_to_latents(dataset.example(i, 0).waveform[None], duration)
             for i in range(len(dataset))
         ])
+        if s.mixup == "blm":
+            assert beats is not None
+            latents = _latent_mixup(model, latents, beats, waves, duration, s)
     scheduler = noise_scheduler(model)
     optimizer = torch.optim.AdamW(params, lr=s.effective_lr, weight_decay=s.weight_decay)
     amp_dtype, use_scaler = _amp(model.device, s.mixed_precision)
@@ -656,14 +730,47 @@ def train(
         num_vectors=s.num_vectors if s.method == "ti" else 1,
         class_word=s.class_word if s.method != "ti" else None,
         base_model=model.model_id,
+        family=model.name,
         base_fingerprint=base_fp,
         training={**settings_record, "effective_lr": s.effective_lr,
                   "clip_seconds": round(duration, 4), "final_loss": losses[-1] if losses else None,
-                  "mix": mix is not None},
+                  "mix": mix is not None, "mixup": s.mixup},
         clips=clip_records(list(clip_paths)),
     )
     write_meta(folder, meta)  # last: a concept.yaml means the weights are complete
     return TrainResult(meta, folder, losses, resumed_from=start)
+
+
+def _latent_mixup(
+    model: ModelFamily,
+    latents: torch.Tensor,
+    beats: BeatSyncMixup,
+    waves: Sequence[np.ndarray],
+    duration: float,
+    s: TrainSettings,
+) -> torch.Tensor:
+    """BLM (MusicLDM): each cached latent ``(items, channels, frames, bins)``, with
+    ``mixup_probability``, mixed with the clean latent of a tempo-compatible clip, aligned on the
+    first downbeats (:func:`~dreamsampler.engine.training.augment.beat_aligned_latent_mixup`).
+    Item ``i`` draws from ``default_rng([seed, "blm", i])``."""
+    clean = torch.cat([model.audio_to_latents(torch.from_numpy(w)[None], duration)
+                       for w in waves])
+    fps = getattr(model, "latent_frame_rate", None)
+    if fps is None:
+        raise TrainingError(f"mixup 'blm' needs a latent frame rate; the {model.name} family "
+                            "has none (use 'bam')")
+    out = latents.clone()
+    for i in range(latents.shape[0]):
+        rng = np.random.default_rng([s.seed, 0xB1A, i])
+        anchor = i % len(waves)
+        partners = beats.partners(anchor)
+        if not partners or rng.random() >= s.mixup_probability:
+            continue
+        j = partners[int(rng.integers(len(partners)))]
+        a, b = beats.beats[anchor], beats.beats[j]
+        assert a is not None and b is not None
+        out[i] = beat_aligned_latent_mixup(latents[i], clean[j], fps, a, b, rng=rng).mix
+    return out
 
 
 def _save_checkpoint(
