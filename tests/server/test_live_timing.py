@@ -86,6 +86,20 @@ def test_quantum_zero_starts_at_the_next_block() -> None:
     np.testing.assert_allclose(out[first:first + 1000], _faded(0.25, 1000), atol=1e-6)
 
 
+def test_a_start_time_already_past_starts_at_the_next_block_and_is_counted() -> None:
+    sim = SimDevice(sr=SR)
+    mixer = sim.mixer()
+    mixer.start()
+    sim.advance(0.5)
+    mixer.play(np.full(1000, 0.25, np.float32), SR, mixer.time() - 0.1)  # 100 ms too late
+    first = sim.rendered
+    sim.advance(0.1)
+    out = sim.output[:, 0]
+    assert mixer.late_starts == 1
+    assert np.count_nonzero(out[:first]) == 0
+    np.testing.assert_allclose(out[first:first + 1000], _faded(0.25, 1000), atol=1e-6)
+
+
 def test_tempo_change_moves_the_grid_sample_exactly() -> None:
     """/tempo keeps the beat position: the next bar is where the new tempo puts it."""
     sim, clock, device = _setup(120.0)
