@@ -103,7 +103,7 @@ def test_engine_kind_and_input_limit() -> None:
     config = load_config(None, {"engine.kind": "process", "engine.watchdog_s": 5})
     assert (config.engine.kind, config.engine.watchdog_s) == ("process", 5.0)
     with pytest.raises(ConfigError, match=r"engine\.kind"):
-        load_config(None, {"engine.kind": "ray"})
+        load_config(None, {"engine.kind": "cluster"})
 
 
 def test_shipped_config_is_the_defaults() -> None:
