@@ -114,5 +114,5 @@ class Jam:
             self.clips_started += 1
             previous = played
             # until it sounds
-            await self.sleep(max(0.0, played.clock_time - self.service.clock.time_fn()))
+            await self.sleep(max(0.0, played.clock_time - self.service.now()))
             n += 1

@@ -233,6 +233,10 @@ class Service:
         except TempoError as exc:
             raise RequestError(str(exc)) from None
 
+    def now(self) -> float:
+        """Seconds on the session clock's time base (the base of ``Played.clock_time``)."""
+        return self.clock.time_fn()
+
     def follow_midi_clock(self, msg: Any) -> bool:
         """Feed one MIDI message to the tempo clock; True when it was a clock message (start,
         stop, clock ticks) and is used up."""
