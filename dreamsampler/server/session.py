@@ -57,7 +57,7 @@ class Session:
 def resolve_input(raw: str | Path, input_dirs: Sequence[Path]) -> Path:
     """Find an input clip inside the configured input folders and check it is audio.
 
-    A relative path is looked up in each input folder in turn.
+    A relative path is looked up in each input folder in turn; the first that holds it wins.
 
     Raises:
         RequestError: outside the input folders, missing, or not audio.
@@ -69,6 +69,8 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path]) -> Path:
         resolved = candidate.resolve()
         if not any(resolved.is_relative_to(root) for root in roots):
             continue
+        if len(candidates) > 1 and not resolved.exists():
+            continue  # look in the next folder
         try:
             probe_audio(resolved)
         except AudioFileError as exc:
