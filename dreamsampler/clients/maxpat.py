@@ -4,10 +4,12 @@ Both share one builder and one presentation layout that fits Live's device strip
 :data:`DEVICE_WIDTH` wide): a prompt ``textedit`` stored with the Set by a ``pattr`` parameter,
 ``live.numbox`` parameters for the generation options (types, ranges and initial values from the
 contract), a seed dice with a lock, Generate / Transfer (a ``live.drop`` takes the input clip) /
-Cancel as ``live.text`` buttons, a progress ``slider`` fed by ``/progress``, a status line for
+Continue / Inpaint (the last delivered clip; extend, from, to in bars) / Cancel as ``live.text``
+buttons, a progress ``slider`` fed by ``/progress``, a status line for
 ``/queued``, ``/done`` and ``/fail``, and on ``/done`` the clip loaded into a ``[buffer~]`` shown by
-a ``waveform~`` with a play button. ``live.menu`` menus of the server's loaded concepts and presets
-(after a ``(none)`` item) are filled from ``/concept.list`` and ``/preset.list`` (asked at load and
+a ``waveform~`` with a play button. ``live.menu`` menus of the concepts on disk (choosing one loads
+it) and the presets (after a ``(none)`` item) are filled from ``/concept.available`` (its names:
+every fourth atom) and ``/preset.list`` (asked at load and
 by *refresh*); Play / Stop (server) and a jam toggle drive the server's audio device. Every control
 is a Live parameter (:func:`live_parameter`). ``[udpsend]`` sends from another port than
 ``[udpreceive]`` listens on, so the patch sends ``/notify 1 <reply-port>`` at load.

@@ -12,7 +12,9 @@ sends ``/notify 1 <reply-port>`` at load.
 
 Pd vanilla has no menu object, so the concept and the preset are symbol boxes (``ds-concept``,
 ``ds-preset``); each passes a gate that drops the empty symbol, so an empty concept box sends no
-``concept`` option and an empty preset box triggers nothing.
+``concept`` option and an empty preset box triggers nothing. A concept name entered is loaded on
+the server (``/concept/load``, idempotent). Continue and Inpaint work on the last delivered clip
+(``ds-extend``, ``ds-from``, ``ds-to``: bars at the session tempo).
 """
 
 from __future__ import annotations
