@@ -67,6 +67,39 @@ class ModelConfig(_Section):
         "float32", description="float32, float16 or bfloat16 (half precision on a GPU only)")
 
 
+class EngineConfig(_Section):
+    """Where the model runs: a worker thread, a supervised child process (docs/engine.md) or
+    Ray Serve replicas (docs/ray.md)."""
+
+    kind: Literal["local", "process", "ray"] = Field(
+        "local", description="'local': a worker thread of the server process; 'process': a "
+        "supervised child process, replaced after a crash, a wedge or a device error; 'ray': Ray "
+        "Serve replicas (needs dreamsampler[ray])"
+    )
+    watchdog_s: float | None = Field(
+        120.0, gt=0.0, description="process engine: seconds a job may go without a denoising "
+        "step (or its start/end) before the engine process counts as wedged; null = never"
+    )
+
+    ray_address: str | None = Field(
+        None, description="Ray cluster: 'auto' or HOST:PORT of its head; null starts a local "
+        "Ray instance on 127.0.0.1"
+    )
+    replicas: int = Field(1, ge=1, description="model replicas (the minimum when autoscaling)")
+    max_replicas: int | None = Field(
+        None, ge=1, description="autoscale up to this many replicas on queue length; null = fixed"
+    )
+    gpus_per_replica: float = Field(0.0, ge=0.0, description="GPUs per replica (0.5 shares one)")
+    cpus_per_replica: float = Field(1.0, ge=0.0, description="CPUs per replica")
+    concepts_per_replica: int = Field(4, ge=1, description="concepts a replica keeps loaded (LRU)")
+
+    @model_validator(mode="after")
+    def _replica_range(self) -> EngineConfig:
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ValueError(f"max_replicas {self.max_replicas} < replicas {self.replicas}")
+        return self
+
+
 class OscConfig(_Section):
     """OSC/UDP endpoint of the server."""
 
@@ -123,6 +156,9 @@ class Limits(_Section):
     max_duration: float = Field(30.0, gt=0.0, le=600.0, description="seconds (at most 600)")
     max_steps: int = Field(200, ge=1, le=1000, description="at most 1000")
     queue_size: int = Field(16, ge=1, description="jobs waiting at most; more get /fail")
+    max_input_mb: float = Field(
+        256.0, gt=0.0, description="largest /transfer input file, MiB; larger ones get /fail"
+    )
 
 
 class LiveConfig(_Section):
@@ -159,6 +195,7 @@ class Config(_Section):
     """The whole server configuration (``config.yaml``)."""
 
     model: ModelConfig = ModelConfig()
+    engine: EngineConfig = EngineConfig()
     osc: OscConfig = OscConfig()
     oscquery: OscQueryConfig = OscQueryConfig()
     output: OutputConfig = OutputConfig()

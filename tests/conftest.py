@@ -106,17 +106,22 @@ async def _cancel_pending() -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def run_server(config: Config, engine: Engine | None = None) -> Iterator[RunningServer]:
-    """Start the real app (engine, service, OSC) on a background event loop; stop it after."""
+def run_server(config: Config, engine: Engine | None = None,
+               start_timeout: float = 60.0) -> Iterator[RunningServer]:
+    """Start the real app (engine, service, OSC) on a background event loop; stop it after.
+
+    ``start_timeout``: seconds allowed for start-up (a Ray cluster needs more than the default).
+    """
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="test-server-loop", daemon=True)
     thread.start()
     try:
-        app = asyncio.run_coroutine_threadsafe(start_app(config, engine), loop).result(60)
+        app = asyncio.run_coroutine_threadsafe(start_app(config, engine), loop).result(
+            start_timeout)
         yield RunningServer(app, loop, config.output.dir, config.input_dirs[0])
         if isinstance(engine, HeldEngine):
             engine.release.set()
-        asyncio.run_coroutine_threadsafe(app.close(), loop).result(60)
+        asyncio.run_coroutine_threadsafe(app.close(), loop).result(start_timeout)
     finally:
         asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)

@@ -14,8 +14,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
-
 SAMPLE_RATE = 48000
 PERIOD = 256
 
@@ -82,29 +80,3 @@ def jack_server(name: str | None = None) -> Iterator[str]:
         else:
             os.environ["JACK_DEFAULT_SERVER"] = previous
 
-
-def bar_onset_errors(
-    bars: list[tuple[float, int]], sig: np.ndarray, t0: float, offset: float,
-    present: np.ndarray, sr: int = SAMPLE_RATE,
-) -> tuple[list[float], list[bool]]:
-    """Where each clip scheduled at stream time ``at`` really began in a loopback recording.
-
-    Args:
-        bars: ``(at, xruns)`` per clip: its scheduled stream time (s) and the xruns meanwhile.
-        sig: the recording ``(samples,)``, which began at stream time ``t0`` (s).
-        offset: constant capture/playback time offset (s) of the loopback.
-        present: per-period flags, False where the recorder lost a block.
-
-    Returns:
-        The onset errors in ms (onset = first sample above 0.01 within ±100 ms), and per clip
-        whether the measurement is clean (no xrun, no lost block around the onset).
-    """
-    errors_ms, clean = [], []
-    for at, xruns in bars:
-        start = round((at - offset - t0) * sr) - sr // 10
-        window = np.abs(sig[max(0, start):start + sr // 5])
-        onset = max(0, start) + int(np.argmax(window > 0.01))
-        errors_ms.append((t0 + onset / sr + offset - at) * 1000.0)
-        clean.append(xruns == 0 and bool(present[max(0, start) // PERIOD:
-                                                 onset // PERIOD + 2].all()))
-    return errors_ms, clean

@@ -35,6 +35,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path
     port = _free_port()
     proc = subprocess.Popen(
         [*CLI, "serve", "--model", "tiny", "--device", "cpu", "--port", str(port),
+         "--oscquery-port", "0", "--no-zeroconf",  # never the default 9002, never advertised
          "--output-dir", str(out), "--input-dir", str(inp), "--steps", "3", "--duration", "1"],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
@@ -213,6 +214,7 @@ def test_busy_osc_port_is_named_before_the_model_loads(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         port = busy.getsockname()[1]
         run = subprocess.run([*CLI, "serve", "--model", "someone/not-cached", "--port", str(port),
+                              "--oscquery-port", "0", "--no-zeroconf",
                               "--output-dir", str(tmp_path / "o")],
                              env=ENV, capture_output=True, text=True, timeout=30)
     assert run.returncode == 1 and "Traceback" not in run.stderr

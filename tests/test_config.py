@@ -96,6 +96,16 @@ def test_presets_list_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert "drums:" in out and "lofi-drums-4bars  (4 bars" in out
 
 
+def test_engine_kind_and_input_limit() -> None:
+    config = load_config(ROOT / "config.yaml")
+    assert (config.engine.kind, config.engine.watchdog_s) == ("local", 120.0)
+    assert config.limits.max_input_mb == 256
+    config = load_config(None, {"engine.kind": "process", "engine.watchdog_s": 5})
+    assert (config.engine.kind, config.engine.watchdog_s) == ("process", 5.0)
+    with pytest.raises(ConfigError, match=r"engine\.kind"):
+        load_config(None, {"engine.kind": "cluster"})
+
+
 def test_shipped_config_is_the_defaults() -> None:
     """One source of truth: config.yaml is generated from the pydantic models."""
     from dreamsampler.config import default_yaml
@@ -176,3 +186,34 @@ def test_config_command_writes_the_defaults(tmp_path: Path,
     assert main(["config", "--init", str(target)]) == 1, "never overwrites without --force"
     assert main(["config", str(target)]) == 0
     assert capsys.readouterr().out.strip().endswith(str(target))
+
+
+def test_engine_options() -> None:
+    args = build_parser().parse_args([
+        "serve", "--config", str(ROOT / "config.yaml"), "--engine", "ray", "--ray-address",
+        "10.0.0.5:6379", "--replicas", "2", "--gpus-per-replica", "0.5",
+        "--set", "engine.max_replicas=4",
+    ])
+    engine = config_from_args(args).engine
+    assert (engine.kind, engine.ray_address, engine.replicas, engine.max_replicas,
+            engine.gpus_per_replica) == ("ray", "10.0.0.5:6379", 2, 4, 0.5)
+    assert load_config(ROOT / "config.yaml").engine.kind == "local"
+    with pytest.raises(ConfigError, match="max_replicas 1 < replicas 2"):
+        load_config(None, {"engine.replicas": 2, "engine.max_replicas": 1})
+
+
+def test_engine_kind_picks_the_engine() -> None:
+    """``engine.kind: ray`` builds a RayEngine with the settings (Ray itself starts later)."""
+    from dreamsampler.engine.jobs import LocalEngine
+    from dreamsampler.engine.ray_engine import RayEngine, RaySettings
+    from dreamsampler.server.app import make_engine
+
+    assert isinstance(make_engine(load_config(None, {"model.id": "tiny"})), LocalEngine)
+    engine = make_engine(load_config(None, {
+        "model.id": "tiny", "engine.kind": "ray", "engine.ray_address": "auto",
+        "engine.replicas": 2, "engine.max_replicas": 3, "engine.gpus_per_replica": 0.5,
+        "limits.queue_size": 5,
+    }))
+    assert isinstance(engine, RayEngine) and engine.queue_size == 5
+    assert engine.settings == RaySettings(address="auto", min_replicas=2, max_replicas=3,
+                                          gpus_per_replica=0.5)

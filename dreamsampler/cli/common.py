@@ -101,6 +101,8 @@ _OVERRIDES = {
     # serve only (absent elsewhere: getattr gives None)
     "oscquery_port": "oscquery.port", "oscquery": "oscquery.enabled",
     "zeroconf": "oscquery.zeroconf",
+    "engine": "engine.kind", "ray_address": "engine.ray_address",
+    "replicas": "engine.replicas", "gpus_per_replica": "engine.gpus_per_replica",
     "presets_dir": "live.presets_dir", "midi_in": "live.midi_in",
     "midi_backend": "live.midi_backend", "midi_map": "live.midi_map",
     "audio_out": "live.audio_out", "tempo": "live.tempo", "link": "live.link",

@@ -124,6 +124,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="do not serve OSCQuery (and do not advertise)")
     g.add_argument("--no-zeroconf", dest="zeroconf", action="store_const", const=False,
                    help="serve OSCQuery but do not advertise it over mDNS")
+    g = p.add_argument_group("engine (docs/ray.md)")
+    g.add_argument("--engine", choices=["local", "process", "ray"],
+                   help="run the model in a worker thread (local, default), in a supervised "
+                   "child process restarted after a crash (process), or on Ray Serve replicas")
+    g.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                   help="Ray cluster to join (default: start a local one on 127.0.0.1)")
+    g.add_argument("--replicas", type=int, metavar="N", help="model replicas on Ray")
+    g.add_argument("--gpus-per-replica", type=float, metavar="F",
+                   help="GPUs per Ray replica (fractions share a GPU)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("generate", help="generate one clip without a server")

@@ -42,8 +42,9 @@ import datetime as _dt
 import hashlib
 import json
 import logging
+import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -233,8 +234,8 @@ class ConceptInfo:
     """A concept as the engine reports it (``/concept/list``, ``/concept/available``).
 
     Attributes:
-        family: the model family recorded at training (``training["family"]``), else the base
-            model id.
+        family: the model family recorded at training (``concept.yaml``'s ``family``), else the
+            base model id (concepts written before the family was recorded).
         loaded: it is loaded in the engine.
         already_loaded: a load found it loaded already and changed nothing.
     """
@@ -282,12 +283,43 @@ def refuse_pickles(folder: Path) -> None:
             )
 
 
+def refuse_outside_links(folder: Path) -> None:
+    """Refuse a concept folder holding a symbolic link that leads outside it.
+
+    Weights reached through such a link could be any file the server can read.
+
+    Raises:
+        ConceptError: names the first link and where it points.
+    """
+    root = Path(folder).resolve()
+    for dirpath, dirnames, filenames in os.walk(folder):  # does not follow links
+        for name in sorted([*dirnames, *filenames]):
+            path = Path(dirpath) / name
+            if path.is_symlink() and not path.resolve().is_relative_to(root):
+                raise ConceptError(path, f"a symbolic link to {path.resolve()}, outside the "
+                                   "concept folder: copy the file into the folder instead")
+
+
+def check_finite(path: Path | str, tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
+    """Refuse weights holding NaN or infinite values (they would make every clip non-finite).
+
+    Raises:
+        ConceptError: names the file and the first tensor with non-finite values.
+    """
+    for name, tensor in tensors:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ConceptError(path, f"tensor {name!r} holds {bad} NaN or infinite value(s): "
+                               "the concept is corrupt (retrain it)")
+
+
 def read_concept(folder: Path) -> ConceptMeta:
     """Read and validate a concept folder (no weights are loaded).
 
     Raises:
         ConceptError: missing or invalid ``concept.yaml`` (with every bad key), a name that does
-            not match the folder, a pickle file, a missing or non-safetensors weight file.
+            not match the folder, a pickle file, a symbolic link leading outside the folder, a
+            missing or non-safetensors weight file.
     """
     folder = Path(folder)
     check_name(folder.name)
@@ -315,6 +347,7 @@ def read_concept(folder: Path) -> ConceptMeta:
         raise ConceptError(meta_path,
                            f"name {meta.name!r} does not match its folder {folder.name!r}")
     refuse_pickles(folder)
+    refuse_outside_links(folder)
     weights = folder / meta.weights_path
     if meta.method == "dreambooth":
         files = sorted(weights.glob("*.safetensors")) if weights.is_dir() else []
@@ -467,7 +500,7 @@ class ConceptManager:
         Raises:
             ConceptError: invalid name or folder (see :func:`read_concept`), already loaded,
                 trained for another base model, a TI token already in the vocabulary, weights of
-                the wrong shape.
+                the wrong shape or with NaN/infinite values (:func:`check_finite`).
         """
         folder = concept_dir(self.concepts_dir, name)
         if name in self._loaded:
@@ -575,6 +608,7 @@ class ConceptManager:
             if tuple(tensor.shape) != (meta.num_vectors, dim):
                 raise ConceptError(path, f"embedding shape {tuple(tensor.shape)} does not match "
                                    f"(num_vectors={meta.num_vectors}, d={dim}) of {encoder_key}")
+            check_finite(path, [(names[len(embeds)], tensor)])
             embeds.append(tensor)
         return _Loaded(meta, embeds=embeds)
 
@@ -606,6 +640,14 @@ class ConceptManager:
 
     def _load_lora(self, meta: ConceptMeta, folder: Path) -> _Loaded:
         unet = self.model.components[self.model.denoiser_key]
+        path = folder / LORA_FILE
+        try:
+            with safe_open(str(path), "pt") as fh:
+                check_finite(path, ((key, fh.get_tensor(key)) for key in fh.keys()))  # noqa: SIM118
+        except ConceptError:
+            raise
+        except Exception as exc:
+            raise ConceptError(path, f"not a readable safetensors file ({exc})") from None
         try:
             unet.load_lora_adapter(str(folder), weight_name=LORA_FILE, prefix=None,
                                    adapter_name=meta.name)
@@ -630,6 +672,7 @@ class ConceptManager:
             diff = sorted(k for k in ours if ours.get(k) != theirs.get(k))
             raise ConceptError(path / "config.json",
                                f"UNet architecture differs from the base model's ({diff})")
+        check_finite(path, unet.named_parameters())
         unet.to(self.model.device).eval().requires_grad_(False)
         return _Loaded(meta, unet=unet)
 

@@ -250,9 +250,11 @@ class ModelFamily(ABC):
         """
         from dreamsampler.engine.audio_io import load_audio
 
-        waveform = torch.from_numpy(load_audio(path, self.sample_rate))
         if self.takes_whole_input:
-            return waveform[None]
+            return torch.from_numpy(load_audio(path, self.sample_rate))[None]
+        # read only the frames the clip needs (a long file is not decoded whole)
+        waveform = torch.from_numpy(load_audio(path, self.sample_rate,
+                                               duration=n_samples / self.sample_rate))
         waveform = waveform[:n_samples]
         if waveform.shape[0] < n_samples:
             waveform = F.pad(waveform, (0, n_samples - waveform.shape[0]))

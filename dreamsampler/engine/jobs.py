@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -118,6 +118,11 @@ class EngineStatus:
     device: str
     queued: int
     running: int | None
+    #: engine-specific details for ``/status`` (a remote engine: replicas, their concepts and
+    #: queue lengths); JSON-ready, empty for the local engine.
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: times the engine replaced its failed model process (:mod:`~dreamsampler.engine.supervised`)
+    restarts: int = 0
 
 
 class Engine(Protocol):
@@ -396,7 +401,7 @@ class LocalEngine:
         except (AudioFileError, ConceptError, NonFiniteAudioError, RequestError) as exc:
             # the request's fault (a family that cannot inpaint…): the reason, no traceback
             return JobFailed(job.id, str(exc))
-        except Exception as exc:
-            log.exception("job %d failed", job.id)
+        except BaseException as exc:  # not only Exception: the worker thread must survive
+            log.error("job %d failed", job.id, exc_info=True)
             return JobFailed(job.id, f"{type(exc).__name__}: {exc}")
         return JobFinished(job.id, result)

@@ -304,6 +304,8 @@ REPLIES: dict[str, Message] = {
             Arg("underruns", "i", "audio output underruns since start (0 without a device)", 0),
             Arg("unmapped_notes", "i", "MIDI note-ons that matched no mapping", 0),
             Arg("jam", "i", "1 while jam mode plays, else 0", 0, 1),
+            Arg("engine_restarts", "i", "times the engine process was replaced after a crash, "
+                "a wedge or a device error (engine.kind: process)", 0),
         ), "reply to /status (positional; fields are only ever appended)"),
         Message("/synced", (Arg("id", "i", "the id given to /sync"),),
                 "every command and job received before /sync has completed"),

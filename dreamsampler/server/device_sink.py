@@ -5,7 +5,9 @@ A peer of the folder sink (:class:`~dreamsampler.server.sinks.Sink` ``device``).
 replay cache behind ``/play`` (the last ``keep`` clips offered to it) and the jam slot: a job with
 ``jam=True`` loops on the device and crossfades from the previous jam clip on the next bar line.
 
-Times are :func:`time.monotonic` seconds unless named *stream time* (the device's clock). A device
+Times are seconds on the tempo clock's time base (``clock.time_fn``, :func:`time.monotonic` by
+default) unless named *stream time* (the device's clock); the mixer converts between the two with
+the same ``time_fn``, so a simulated clock drives the whole sink. A device
 that does not exist or fails is reported to whoever asked (:class:`DeviceError`); the folder still
 gets every clip.
 """
@@ -13,7 +15,6 @@ gets every clip.
 from __future__ import annotations
 
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -46,7 +47,8 @@ class DeviceSink:
         clock: the session tempo and beat grid.
         play_quantum: default start grid, beats (0 = as soon as possible).
         keep: clips kept for ``/play``.
-        mixer_factory: builds the mixer (``Mixer(device=..., on_error=...)``).
+        mixer_factory: builds the mixer (``Mixer(device=..., on_error=..., time_fn=...)``,
+            ``time_fn`` being ``clock.time_fn``).
     """
 
     name = DEVICE
@@ -113,8 +115,8 @@ class DeviceSink:
             kept = ", ".join(str(k) for k in self.recent) or "none"
             raise DeviceError(f"no delivered clip with job id {job_id} (kept: {kept})")
         played = self._play(clip, quantum)
-        return 0.0 if played.clock_time is None else max(0.0,
-                                                         played.clock_time - time.monotonic())
+        return 0.0 if played.clock_time is None else max(
+            0.0, played.clock_time - self.clock.time_fn())
 
     def stop_jam(self, fade_s: float = 0.05) -> None:
         """Fade the looping jam clip out (nothing happens when none loops)."""
@@ -125,7 +127,7 @@ class DeviceSink:
     def _play(self, clip: Clip, quantum: float | None) -> Played:
         mixer = self.open()
         q = self.play_quantum if quantum is None else quantum
-        now = time.monotonic()
+        now = self.clock.time_fn()
         at = self.clock.next_boundary(q, now + LEAD_S) if q > 0 else None
         audio, sr = clip.result.audio, clip.result.sample_rate
         try:
@@ -139,7 +141,7 @@ class DeviceSink:
 
     def _play_jam(self, clip: Clip) -> Played:
         mixer = self.open()
-        now = time.monotonic()
+        now = self.clock.time_fn()
         at = self.clock.next_boundary(float(self.clock.beats_per_bar), now + LEAD_S)
         audio, sr = clip.result.audio, clip.result.sample_rate
         first = self._jam_clip is None
@@ -177,7 +179,7 @@ class DeviceSink:
         if self.mixer is not None:
             return self.mixer
         spec: str | int = int(self.device) if self.device.isdigit() else self.device
-        mixer = self.mixer_factory(device=spec, on_error=self._failed)
+        mixer = self.mixer_factory(device=spec, on_error=self._failed, time_fn=self.clock.time_fn)
         try:
             mixer.start()
         except Exception as exc:  # AudioDeviceNotFoundError, PortAudioError, OSError

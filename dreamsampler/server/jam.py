@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from dreamsampler.engine.jobs import QueueFull
 from dreamsampler.engine.request import RequestError
@@ -31,11 +30,15 @@ class Jam:
         service: where the jobs go.
         retry_s: wait after a failed clip before asking again, seconds (the current clip keeps
             looping meanwhile).
+        sleep: awaits a delay in seconds on the service clock's time base (default
+            :func:`asyncio.sleep`; a simulation advances its clock instead).
     """
 
-    def __init__(self, service: Service, retry_s: float = 0.5) -> None:
+    def __init__(self, service: Service, retry_s: float = 0.5,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.service = service
         self.retry_s = retry_s
+        self.sleep = sleep
         self.presets: list[str] = []
         self.clips_started = 0
         self.late_clips = 0
@@ -96,7 +99,7 @@ class Jam:
                           delivered.sink_errors.get(DEVICE, "unknown reason"))
             except (JobError, RequestError, SinkError, QueueFull) as exc:
                 log.error("jam: clip %d failed (%s); the current clip keeps looping", n, exc)
-            await asyncio.sleep(self.retry_s)
+            await self.sleep(self.retry_s)
 
     async def _run(self) -> None:
         n = 0
@@ -110,5 +113,6 @@ class Jam:
             self.schedule.append(played)
             self.clips_started += 1
             previous = played
-            await asyncio.sleep(max(0.0, played.clock_time - time.monotonic()))  # until it sounds
+            # until it sounds
+            await self.sleep(max(0.0, played.clock_time - self.service.clock.time_fn()))
             n += 1

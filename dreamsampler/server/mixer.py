@@ -7,6 +7,11 @@ time* (``at``, seconds on the stream clock, i.e. when the first sample should re
 reported by PortAudio's ``outputBufferDacTime``). Clips are resampled with soxr to the device rate
 before they are queued, so the callback only adds arrays.
 
+Clocks are injectable so that scheduling can be checked sample-exactly without a sound card:
+``stream_factory`` stands in for ``sounddevice.OutputStream`` and ``time_fn`` for
+:func:`time.monotonic`; :meth:`Mixer.render` is the audio callback's work on one block, callable
+with any DAC time.
+
 Threading: ``play``/``stop_clip`` may be called from any thread (a lock-free deque carries commands
 to the audio thread). Errors in the callback or an unexpected end of the stream are reported
 through ``on_error`` (on a helper thread), never raised into the caller.
@@ -65,6 +70,12 @@ class Mixer:
         latency: PortAudio latency hint (``"low"``, ``"high"`` or seconds).
         on_error: called with the exception (on a helper thread) if the callback fails or
             the stream stops unexpectedly.
+        time_fn: the clock clip times are converted from (seconds; default
+            :func:`time.monotonic`, the :class:`TempoClock`'s default time base).
+        stream_factory: builds the output stream with ``sounddevice.OutputStream``'s keyword
+            arguments (``device`` is then ``device`` as given, not looked up); None = a real
+            PortAudio stream on the device found by name. The stream needs ``time``, ``active``,
+            ``start()``, ``stop()``, ``close()`` and calls ``callback`` per block.
 
     Raises:
         AudioDeviceNotFoundError: from :meth:`start`, if the device does not exist.
@@ -78,6 +89,8 @@ class Mixer:
         blocksize: int = 0,
         latency: str | float = "low",
         on_error: Callable[[BaseException], None] | None = None,
+        time_fn: Callable[[], float] = time.monotonic,
+        stream_factory: Callable[..., Any] | None = None,
     ) -> None:
         self.device_spec = device
         self.requested_samplerate = samplerate
@@ -85,6 +98,8 @@ class Mixer:
         self.blocksize = blocksize
         self.latency = latency
         self.on_error = on_error
+        self.time_fn = time_fn
+        self.stream_factory = stream_factory
         self.samplerate = 0
         self.device: AudioDevice | None = None
         self.underruns = 0
@@ -108,18 +123,24 @@ class Mixer:
 
         Raises:
             AudioDeviceNotFoundError: unknown device. sounddevice.PortAudioError: the device
-                refused the settings.
+                refused the settings. ValueError: a ``stream_factory`` without a sample rate.
         """
-        sd = _sd()
-        self.device = find_output_device(self.device_spec)
-        self.samplerate = int(self.requested_samplerate or self.device.default_samplerate)
+        if self.stream_factory is None:
+            self.device = find_output_device(self.device_spec)
+            self.samplerate = int(self.requested_samplerate or self.device.default_samplerate)
+            factory, device, name = _sd().OutputStream, self.device.index, self.device.name
+        else:
+            if not self.requested_samplerate:
+                raise ValueError("a mixer with a stream_factory needs a samplerate")
+            self.samplerate = int(self.requested_samplerate)
+            factory, device, name = self.stream_factory, self.device_spec, str(self.device_spec)
         self._closing = False
-        self._stream = sd.OutputStream(
-            device=self.device.index, samplerate=self.samplerate, channels=self.channels,
+        self._stream = factory(
+            device=device, samplerate=self.samplerate, channels=self.channels,
             dtype="float32", blocksize=self.blocksize, latency=self.latency,
             callback=self._callback, finished_callback=self._finished)
         self._stream.start()
-        log.info("audio output on %s at %d Hz", self.device.name, self.samplerate)
+        log.info("audio output on %s at %d Hz", name, self.samplerate)
 
     def close(self) -> None:
         """Stop and close the stream (clips are dropped)."""
@@ -156,8 +177,9 @@ class Mixer:
         return float(self._stream.time)
 
     def monotonic_to_stream(self, t: float) -> float:
-        """Convert a :func:`time.monotonic` time (seconds) to stream time (seconds)."""
-        return t - time.monotonic() + self.time()
+        """Convert a ``time_fn`` time (seconds; :func:`time.monotonic` by default) to stream
+        time (seconds)."""
+        return t - self.time_fn() + self.time()
 
     # ---- playback -------------------------------------------------------------------------
 
@@ -252,14 +274,25 @@ class Mixer:
             # (JACK's dummy driver falls behind real time under load without reporting xruns).
             if status.output_underflow or dac_time < float(time_info.currentTime) - LATE_BLOCK_S:
                 self.underruns += 1
-            self._render(outdata, frames, dac_time)
+            self.render(outdata, frames, dac_time)
         except Exception as exc:  # never let an exception stop the stream
             outdata.fill(0)
             self.callback_errors += 1
             if self.callback_errors == 1 or self.callback_errors % 1000 == 0:
                 self._report(exc)
 
-    def _render(self, outdata: np.ndarray, frames: int, dac_time: float) -> None:
+    def render(self, outdata: np.ndarray, frames: int, dac_time: float) -> None:
+        """Render the next block: what the audio callback does, without the device.
+
+        Takes the queued commands, places each new clip at the frame its stream time ``at``
+        falls on relative to ``dac_time``, and writes the clipped mix of every active clip.
+
+        Args:
+            outdata: ``(frames, channels)`` float32 buffer, overwritten.
+            frames: frames in this block.
+            dac_time: stream time (seconds) at which ``outdata[0]`` reaches the DAC
+                (PortAudio's ``outputBufferDacTime``).
+        """
         block = self._frame
         sr = self.samplerate
         while self._commands:

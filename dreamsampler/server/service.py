@@ -44,6 +44,7 @@ from dreamsampler.server.session import (
     Session,
     build_request,
     check_concept,
+    max_input_bytes,
     resolve_input,
 )
 from dreamsampler.server.sinks import Sink, SinkError
@@ -245,7 +246,7 @@ class Service:
     def resolve_input(self, raw: str | Path) -> Path:
         """Find an input clip inside the configured input folders (see
         :func:`~dreamsampler.server.session.resolve_input`). Raises ``RequestError``."""
-        return resolve_input(raw, self.config.input_dirs)
+        return resolve_input(raw, self.config.input_dirs, max_input_bytes(self.config))
 
     def set_param(self, name: str, value: Any) -> None:
         """Set one session default by its request field name.

@@ -54,13 +54,21 @@ class Session:
         return GenerationParams(**{k: v for k, v in dataclasses.asdict(self).items()})
 
 
-def resolve_input(raw: str | Path, input_dirs: Sequence[Path]) -> Path:
+def max_input_bytes(config: Config) -> int:
+    """``limits.max_input_mb`` in bytes."""
+    return int(config.limits.max_input_mb * 2**20)
+
+
+def resolve_input(raw: str | Path, input_dirs: Sequence[Path],
+                  max_bytes: int | None = None) -> Path:
     """Find an input clip inside the configured input folders and check it is audio.
 
-    A relative path is looked up in each input folder in turn; the first that holds it wins.
+    A relative path is looked up in each input folder in turn (the first that holds it wins).
+    Only the file's header is read.
 
     Raises:
-        RequestError: outside the input folders, missing, or not audio.
+        RequestError: outside the input folders, missing, not audio, or larger than
+            ``max_bytes`` (``limits.max_input_mb``).
     """
     path = Path(raw).expanduser()
     roots = [Path(d).resolve() for d in input_dirs]
@@ -72,7 +80,7 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path]) -> Path:
         if len(candidates) > 1 and not resolved.exists():
             continue  # look in the next folder
         try:
-            probe_audio(resolved)
+            probe_audio(resolved, max_bytes=max_bytes)
         except AudioFileError as exc:
             raise RequestError(f"input {exc}") from None
         return resolved
@@ -134,7 +142,7 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
         raw = _or(params.input_path, s.input_path)
         if not raw:
             raise RequestError("missing input")
-        input_path: Path | None = resolve_input(raw, config.input_dirs)
+        input_path: Path | None = resolve_input(raw, config.input_dirs, max_input_bytes(config))
     else:
         input_path = None
     request = GenerationRequest(
@@ -203,7 +211,8 @@ def _region_request(params: GenerationParams, s: Session, config: Config, clock:
         raise RequestError("missing prompt (give one, or set /param/prompt)")
     if not params.input_path:
         raise RequestError("missing input")
-    input_path = resolve_input(params.input_path, [*config.input_dirs, config.output.dir])
+    input_path = resolve_input(params.input_path, [*config.input_dirs, config.output.dir],
+                               max_input_bytes(config))
     input_seconds = probe_audio(input_path)
     region: dict[str, float] = {}
     if params.continuation is not None:

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from dreamsampler.engine.concepts import ConceptError
+from dreamsampler.engine.families import load_model
 from dreamsampler.engine.jobs import (
     EngineClosed,
     JobFailed,
@@ -111,6 +112,38 @@ def test_operations_wait_their_turn_and_concept_errors_come_back(tmp_path) -> No
             await load
         assert await engine.available_concepts() == []
         await held
+        await engine.close()
+
+    asyncio.run(main())
+
+
+def test_base_exception_in_the_sampler_fails_the_job_and_the_worker_serves_on() -> None:
+    """A BaseException (not an Exception) raised by the model used to kill the worker thread;
+    every later job then waited forever."""
+
+    class Interrupt(BaseException):
+        pass
+
+    async def main() -> None:
+        model = load_model("tiny", "cpu")
+        denoise = model.denoise
+        calls = 0
+
+        def explode_once(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise Interrupt("from the model")
+            return denoise(*args, **kwargs)
+
+        model.denoise = explode_once  # type: ignore[method-assign]
+        engine = LocalEngine(model=model)
+        await engine.start()
+        first, _ = engine.submit(_req(), 1)
+        second, _ = engine.submit(_req(), 2)
+        failed = await asyncio.wait_for(first.wait(), 30)
+        assert isinstance(failed, JobFailed) and failed.message == "Interrupt: from the model"
+        assert isinstance(await asyncio.wait_for(second.wait(), 30), JobFinished)
         await engine.close()
 
     asyncio.run(main())

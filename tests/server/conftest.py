@@ -19,14 +19,17 @@ JACK_BACKEND = "rtmidi/UNIX_JACK"
 def jack() -> Iterator[str]:
     """A JACK server (dummy backend, 48 kHz, 256-frame periods) for the whole session.
 
-    Session-scoped because PortAudio binds to the JACK server when sounddevice is first
-    imported. Skips if jackd is not installed or sounddevice was imported before it started.
+    Session-scoped because PortAudio binds to the JACK server when it initializes; if
+    sounddevice was imported earlier, PortAudio is re-initialized so that it finds JACK. Skips
+    only if jackd2's tools are not installed.
     """
     if not jack_available():
         pytest.skip("jackd2 tools not installed")
-    if "sounddevice" in sys.modules:
-        pytest.skip("sounddevice was imported before the JACK server started")
     with jack_server() as name:
+        sd = sys.modules.get("sounddevice")
+        if sd is not None:  # PortAudio looked for host APIs before JACK was up: look again
+            sd._terminate()
+            sd._initialize()
         yield name
         # audio clients (PortAudio) must go before jackd stops
         sd = sys.modules.get("sounddevice")

@@ -55,7 +55,7 @@ def test_concept_commands(tmp_path: Path, concepts_dir: Path) -> None:
             assert reply.args == ("/concept/load", "riff", "lora", "already loaded")
             assert c.request("/concept/list")[-1].args == ("riff", "glass")
             assert c.request("/concept/available")[-1].args == (
-                "glass", "ti", "tiny", 1, "riff", "lora", "tiny", 1)
+                "glass", "ti", "musicldm", 1, "riff", "lora", "musicldm", 1)  # the model family
 
             done = c.request("/gen", "a <glass> riff", "concept", "riff", "lora_scale", 0.5,
                              timeout=30)[-1]
@@ -74,7 +74,7 @@ def test_concept_commands(tmp_path: Path, concepts_dir: Path) -> None:
             assert c.request("/concept/list")[-1].args == ("glass",)
             reply = c.request("/concept/available")[-1]
             assert reply.address == "/concept.available" and reply.args[4:] == (
-                "riff", "lora", "tiny", 0)
+                "riff", "lora", "musicldm", 0)
             reply = c.request("/gen", "x", "concept", "riff")[-1]
             assert reply.address == "/fail" and "not loaded (loaded: glass)" in reply.args[1]
 

@@ -29,7 +29,7 @@ def _run(sink: Mixer, blocks: int, t0: float = 0.0,
         if between and b in between:
             between[b]()  # type: ignore[operator]
         buf = np.zeros((BLOCK, 1), dtype=np.float32)
-        sink._render(buf, BLOCK, t0 + b * BLOCK / SR)
+        sink.render(buf, BLOCK, t0 + b * BLOCK / SR)
         out.append(buf[:, 0].copy())
     return np.concatenate(out)
 

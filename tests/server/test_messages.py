@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from dreamsampler.client import OscClient
@@ -47,11 +45,9 @@ def test_server_answers_pattern_and_unknown_addresses_at_once(server: RunningSer
     """A pattern that would make a regex matcher backtrack for minutes is refused at once."""
     evil = "/" + "*" * 60 + "!"
     with OscClient("127.0.0.1", server.port) as c:
-        start = time.monotonic()
-        reply = c.request(evil, timeout=10)[-1]
+        reply = c.request(evil, timeout=10)[-1]  # no answer within 10 s raises
         assert (reply.address, *reply.args) == ("/fail", evil, "pattern addresses are not "
                                                 "supported")
-        assert time.monotonic() - start < 10
         reply = c.request("/g?n", "x", timeout=5)[-1]
         assert reply.args == ("/g?n", "pattern addresses are not supported")
         reply = c.request("/nope", timeout=5)[-1]

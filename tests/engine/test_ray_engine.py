@@ -1,0 +1,235 @@
+"""The server on RayEngine: a real local Ray cluster (127.0.0.1) with two tiny-model replicas,
+driven over real UDP by two OSC clients.
+
+One test, one cluster (starting Ray costs most of the time): concurrent /gen from two clients with
+/progress, /cancel that frees the replica, two LoRA concepts routed to the replica that holds each
+(an LRU of one concept per replica), and a replica killed mid-job (SIGKILL) whose job ends in
+/fail while the next job succeeds. Clips are compared with :func:`sample` on the same tiny weights
+in this process. Skipped only when Ray Serve is not installed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dreamsampler.client import OscClient, Reply
+from dreamsampler.engine.concepts import ConceptManager
+from dreamsampler.engine.families import load_model
+from dreamsampler.engine.jobs import EngineClosed, JobFailed, JobProgress
+from dreamsampler.engine.request import GenerationRequest
+from dreamsampler.engine.sampler import sample
+from dreamsampler.engine.training.trainer import TrainSettings, train
+from dreamsampler.server.contract import REPLIES
+from tests.conftest import make_config, run_server, write_pluck
+from tests.engine import toy_world as toy
+
+if TYPE_CHECKING:
+    from dreamsampler.engine.ray_engine import RayEngine
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None or importlib.util.find_spec("ray.serve") is None,
+    reason="needs the 'ray' extra (ray[serve])",
+)
+
+PROMPT = "a plucked tone"
+FAST = {"steps": 4, "checkpoint_every": 0, "lr": 1e-2, "grad_accum": 1}
+
+
+def _raylet_pids() -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "raylet":
+                    pids.add(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _stop_ray() -> None:
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()
+
+
+async def _close_with_work(engine: RayEngine) -> list:
+    jobs = [engine.submit(GenerationRequest(PROMPT, num_inference_steps=1000, duration=0.5),
+                          job_id)[0] for job_id in (50, 51, 52)]
+    barrier = asyncio.ensure_future(engine.barrier())
+    async for event in jobs[0].events():
+        if isinstance(event, JobProgress):
+            break
+    await engine.close("test over")
+    with pytest.raises(EngineClosed, match="test over"):
+        await barrier
+    return [await job.wait() for job in jobs]
+
+
+def _gen(client: OscClient, job_id: int, *options: object) -> None:
+    client.send("/gen", PROMPT, "seed", 7, "id", job_id, *options)
+
+
+def _end(client: OscClient, job_id: int, timeout: float = 60.0, address: str = "/gen") -> Reply:
+    """The /done or /fail that ends job ``job_id`` of a /gen (or ``address``)."""
+    def ended(r: Reply) -> bool:
+        return r.address in ("/done", "/fail") and r.args[0] == address and job_id in r.args[1:]
+
+    seen = [r for r in client.received if ended(r)]
+    return seen[-1] if seen else client.wait_for(ended, timeout)[-1]
+
+
+def _clip(done: Reply) -> tuple[np.ndarray, str]:
+    """The written clip (channels, samples) and the replica that made it."""
+    audio, record = _clip_and_record(done)
+    return audio, record["replica"]
+
+
+def _clip_and_record(done: Reply) -> tuple[np.ndarray, dict]:
+    """The written clip (channels, samples) and its sidecar record."""
+    assert done.address == "/done", done
+    path = Path(done.args[2])
+    record = json.loads(path.with_suffix(".json").read_text())
+    return sf.read(path, dtype="float32", always_2d=True)[0].T, record
+
+
+@pytest.fixture(scope="module")
+def lora_concepts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("concepts")
+    clips = toy.concept_clips(2)
+    for method, name in (("lora", "bright"), ("lora", "dark"), ("ti", "glass"),
+                         ("dreambooth", "twin")):
+        train(load_model("tiny", "cpu"),
+              TrainSettings(method=method, name=name, **FAST),  # type: ignore[arg-type]
+              clips, root)
+    return root
+
+
+def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
+    reference = load_model("tiny", "cpu")
+    manager = ConceptManager(reference, lora_concepts)
+    for name in ("bright", "dark", "glass", "twin"):
+        manager.load(name)
+    expected = {
+        c: sample(reference, GenerationRequest(PROMPT, seed=7, num_inference_steps=3,
+                                               duration=0.5, concept=c)).audio.clip(-1, 1)
+        for c in (None, "bright", "dark", "twin")
+    }
+    expected["glass"] = sample(reference, GenerationRequest(
+        "a <glass> tone", seed=7, num_inference_steps=3, duration=0.5)).audio.clip(-1, 1)
+    assert not np.array_equal(expected["bright"], expected["dark"])
+    config = make_config(tmp_path, **{
+        "engine.kind": "ray", "engine.replicas": 2, "engine.cpus_per_replica": 0.5,
+        "engine.concepts_per_replica": 1, "concepts_dir": str(lora_concepts),
+        "output.subtype": "FLOAT", "output.sample_rate": "native",
+        "defaults.num_inference_steps": 3, "defaults.duration": 0.5, "limits.max_steps": 1000,
+    })
+    source = write_pluck(config.input_dirs[0] / "pluck.wav")
+    transferred = sample(reference, GenerationRequest(
+        PROMPT, seed=7, num_inference_steps=3, duration=0.5, input_path=source, strength=0.5,
+    )).audio.clip(-1, 1)
+    raylets_before = _raylet_pids()
+    try:
+        for server in run_server(config, start_timeout=240):
+            import ray
+
+            assert ray.util.get_node_ip_address() == "127.0.0.1"
+            engine = server.app.service.engine
+            with server.client() as a, server.client() as b:
+                a.request("/notify", 1)
+                # Two clients at once: both replicas work; every step is reported.
+                _gen(a, 1)
+                _gen(b, 2)
+                clips = [_clip(_end(a, 1)), _clip(_end(b, 2))]
+                for audio, _ in clips:
+                    np.testing.assert_array_equal(audio, expected[None])
+                assert len({replica for _, replica in clips}) == 2
+                fractions = [r.args[1] for r in a.received if r.address == "/progress"
+                             and r.args[0] == 1]
+                assert fractions == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+                # Style transfer: the front end reads the input file and ships its samples.
+                a.send("/transfer", "pluck.wav", PROMPT, "seed", 7, "strength", 0.5, "id", 9)
+                audio, record = _clip_and_record(_end(a, 9, address="/transfer"))
+                np.testing.assert_array_equal(audio, transferred)
+                assert record["input_path"] == str(source)
+
+                # /cancel mid-job stops the replica between steps: afterwards two jobs sent together
+                # run on two replicas (a replica still busy would take neither).
+                _gen(a, 3, "steps", 1000)
+                a.wait_for(lambda r: r.address == "/progress" and r.args[0] == 3)
+                assert a.request("/cancel", 3, timeout=10)[-1].args == ("/cancel", 3)
+                assert _end(a, 3).args[1:] == ("cancelled", 3)
+                _gen(a, 4)
+                _gen(b, 5)
+                assert _clip(_end(a, 4))[1] != _clip(_end(b, 5))[1]
+
+                # Two LoRA concepts settle one per replica; later requests go to their holder.
+                for name in ("bright", "dark"):
+                    done = a.request("/concept/load", name)[-1]
+                    assert done.args[:3] == ("/concept/load", name, "lora"), done
+                ran_on: dict[str, str] = {}
+                for round_ in range(3):
+                    _gen(a, 10 + round_, "concept", "bright")
+                    _gen(b, 20 + round_, "concept", "dark")
+                    for client, job_id, name in ((a, 10 + round_, "bright"),
+                                                 (b, 20 + round_, "dark")):
+                        audio, ran_on[name] = _clip(_end(client, job_id))
+                        np.testing.assert_array_equal(audio, expected[name])
+                replicas = engine.status().extra["replicas"]
+                holders = {name: [rid for rid, r in replicas.items() if name in r["concepts"]]
+                           for name in ("bright", "dark")}
+                assert holders == {"bright": [ran_on["bright"]], "dark": [ran_on["dark"]]}
+                assert ran_on["bright"] != ran_on["dark"]
+                status = a.request("/status", timeout=5)[-1]
+                names = [x.name for x in REPLIES["/status.reply"].args]
+                device = status.args[names.index("device")]
+                assert device.startswith("ray:cpu x2 [")
+                for name in ("bright", "dark"):
+                    assert f"{ran_on[name]} {name} idle" in device, device
+
+                # TI (routed by its token in the prompt) and DreamBooth work too; replicas evict
+                # the LoRA concepts (LRU of one) to make room. One concept per request.
+                for name in ("glass", "twin"):
+                    a.request("/concept/load", name)
+                a.send("/gen", "a <glass> tone", "seed", 7, "id", 40)
+                _gen(b, 41, "concept", "twin")
+                np.testing.assert_array_equal(_clip(_end(a, 40))[0], expected["glass"])
+                np.testing.assert_array_equal(_clip(_end(b, 41))[0], expected["twin"])
+                a.send("/gen", "a <glass> tone", "seed", 7, "concept", "bright", "id", 42)
+                assert "one concept per request" in _end(a, 42).args[1]
+
+                # A replica killed mid-job: /fail names the replica; the next job succeeds and
+                # /status keeps answering.
+                _gen(a, 30, "steps", 1000)
+                a.wait_for(lambda r: r.address == "/progress" and r.args[0] == 30)
+                (victim,) = [r for r in engine.status().extra["replicas"].values()
+                             if r["running"] == 30]
+                os.kill(victim["pid"], signal.SIGKILL)
+                failed = _end(a, 30)
+                assert failed.address == "/fail" and "replica" in failed.args[1], failed
+                assert "Died" in failed.args[1], failed
+                assert b.request("/status", timeout=5)[-1].address == "/status.reply"
+                for job_id in (31, 32):
+                    _gen(b, job_id)
+                    np.testing.assert_array_equal(_clip(_end(b, job_id))[0], expected[None])
+
+            # Closing fails the running and queued jobs and a pending barrier with the reason.
+            ends = server.call(_close_with_work(engine))
+            assert all(isinstance(e, JobFailed) and e.message == "test over" for e in ends)
+    finally:  # a failed check must not leave the cluster running for later tests
+        _stop_ray()
+    assert not (_raylet_pids() - raylets_before), "a raylet outlived the server"
