@@ -684,6 +684,198 @@
    {
     "box": {
      "id": "obj-25",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "outlettype": [],
+     "patching_rect": [
+      620,
+      150,
+      90,
+      22
+     ],
+     "text": "extend(bars)",
+     "presentation": 1,
+     "presentation_rect": [
+      372.0,
+      82.0,
+      74.0,
+      18
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-26",
+     "maxclass": "live.numbox",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      "float"
+     ],
+     "patching_rect": [
+      620,
+      170,
+      80,
+      18
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      372.0,
+      100.0,
+      74.0,
+      18
+     ],
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Extend",
+       "parameter_shortname": "Extend",
+       "parameter_type": 0,
+       "parameter_mmin": 0.0,
+       "parameter_mmax": 64.0,
+       "parameter_initial": [
+        1.0
+       ],
+       "parameter_initial_enable": 1,
+       "parameter_unitstyle": 1
+      }
+     },
+     "varname": "Extend"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-27",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "outlettype": [],
+     "patching_rect": [
+      720,
+      150,
+      90,
+      22
+     ],
+     "text": "from(bar)",
+     "presentation": 1,
+     "presentation_rect": [
+      450.0,
+      82.0,
+      74.0,
+      18
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-28",
+     "maxclass": "live.numbox",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      "float"
+     ],
+     "patching_rect": [
+      720,
+      170,
+      80,
+      18
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      450.0,
+      100.0,
+      74.0,
+      18
+     ],
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "From",
+       "parameter_shortname": "From",
+       "parameter_type": 0,
+       "parameter_mmin": 0.0,
+       "parameter_mmax": 64.0,
+       "parameter_initial": [
+        0.0
+       ],
+       "parameter_initial_enable": 1,
+       "parameter_unitstyle": 1
+      }
+     },
+     "varname": "From"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-29",
+     "maxclass": "comment",
+     "numinlets": 1,
+     "numoutlets": 0,
+     "outlettype": [],
+     "patching_rect": [
+      820,
+      150,
+      90,
+      22
+     ],
+     "text": "to(bar)",
+     "presentation": 1,
+     "presentation_rect": [
+      528.0,
+      82.0,
+      74.0,
+      18
+     ]
+    }
+   },
+   {
+    "box": {
+     "id": "obj-30",
+     "maxclass": "live.numbox",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      "float"
+     ],
+     "patching_rect": [
+      820,
+      170,
+      80,
+      18
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      528.0,
+      100.0,
+      74.0,
+      18
+     ],
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "To",
+       "parameter_shortname": "To",
+       "parameter_type": 0,
+       "parameter_mmin": 0.0,
+       "parameter_mmax": 64.0,
+       "parameter_initial": [
+        1.0
+       ],
+       "parameter_initial_enable": 1,
+       "parameter_unitstyle": 1
+      }
+     },
+     "varname": "To"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-31",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -701,7 +893,7 @@
      "presentation": 1,
      "presentation_rect": [
       372.0,
-      84.0,
+      124.0,
       74.0,
       18
      ],
@@ -725,7 +917,7 @@
    },
    {
     "box": {
-     "id": "obj-26",
+     "id": "obj-32",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -743,7 +935,7 @@
      "presentation": 1,
      "presentation_rect": [
       450.0,
-      84.0,
+      124.0,
       74.0,
       18
      ],
@@ -771,7 +963,7 @@
    },
    {
     "box": {
-     "id": "obj-27",
+     "id": "obj-33",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -789,7 +981,7 @@
    },
    {
     "box": {
-     "id": "obj-28",
+     "id": "obj-34",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -807,7 +999,7 @@
    },
    {
     "box": {
-     "id": "obj-29",
+     "id": "obj-35",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -825,7 +1017,7 @@
    },
    {
     "box": {
-     "id": "obj-30",
+     "id": "obj-36",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -844,7 +1036,7 @@
      "presentation_rect": [
       4.0,
       62,
-      88,
+      66.0,
       22
      ],
      "mode": 0,
@@ -867,7 +1059,7 @@
    },
    {
     "box": {
-     "id": "obj-31",
+     "id": "obj-37",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -888,7 +1080,7 @@
    },
    {
     "box": {
-     "id": "obj-32",
+     "id": "obj-38",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -907,7 +1099,7 @@
    },
    {
     "box": {
-     "id": "obj-33",
+     "id": "obj-39",
      "maxclass": "newobj",
      "numinlets": 10,
      "numoutlets": 1,
@@ -925,7 +1117,7 @@
    },
    {
     "box": {
-     "id": "obj-34",
+     "id": "obj-40",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -944,7 +1136,7 @@
    },
    {
     "box": {
-     "id": "obj-35",
+     "id": "obj-41",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -963,7 +1155,7 @@
    },
    {
     "box": {
-     "id": "obj-36",
+     "id": "obj-42",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -981,7 +1173,7 @@
    },
    {
     "box": {
-     "id": "obj-37",
+     "id": "obj-43",
      "maxclass": "live.drop",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1018,7 +1210,7 @@
    },
    {
     "box": {
-     "id": "obj-38",
+     "id": "obj-44",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1037,7 +1229,7 @@
    },
    {
     "box": {
-     "id": "obj-39",
+     "id": "obj-45",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1055,7 +1247,7 @@
    },
    {
     "box": {
-     "id": "obj-40",
+     "id": "obj-46",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1073,7 +1265,7 @@
    },
    {
     "box": {
-     "id": "obj-41",
+     "id": "obj-47",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1090,9 +1282,9 @@
      "text": "Transfer",
      "presentation": 1,
      "presentation_rect": [
-      96.0,
+      72.0,
       62,
-      88,
+      66.0,
       22
      ],
      "mode": 0,
@@ -1115,7 +1307,7 @@
    },
    {
     "box": {
-     "id": "obj-42",
+     "id": "obj-48",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1136,7 +1328,7 @@
    },
    {
     "box": {
-     "id": "obj-43",
+     "id": "obj-49",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1155,7 +1347,7 @@
    },
    {
     "box": {
-     "id": "obj-44",
+     "id": "obj-50",
      "maxclass": "newobj",
      "numinlets": 12,
      "numoutlets": 1,
@@ -1173,7 +1365,7 @@
    },
    {
     "box": {
-     "id": "obj-45",
+     "id": "obj-51",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1192,7 +1384,7 @@
    },
    {
     "box": {
-     "id": "obj-46",
+     "id": "obj-52",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1211,7 +1403,7 @@
    },
    {
     "box": {
-     "id": "obj-47",
+     "id": "obj-53",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1229,7 +1421,427 @@
    },
    {
     "box": {
-     "id": "obj-48",
+     "id": "obj-54",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1500,
+      300,
+      142,
+      22
+     ],
+     "text": "pak no-clip-yet 1."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-55",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1500,
+      330,
+      93,
+      22
+     ],
+     "text": "prepend set"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-56",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1500,
+      520,
+      170,
+      22
+     ],
+     "text": "prepend no-clip-yet 1."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-57",
+     "maxclass": "live.text",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1500,
+      370,
+      72,
+      20
+     ],
+     "text": "Continue",
+     "presentation": 1,
+     "presentation_rect": [
+      140.0,
+      62,
+      66.0,
+      22
+     ],
+     "mode": 0,
+     "texton": "Continue",
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Continue",
+       "parameter_shortname": "Continue",
+       "parameter_type": 2,
+       "parameter_enum": [
+        "off",
+        "on"
+       ],
+       "parameter_mmax": 1
+      }
+     },
+     "varname": "Continue"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-58",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 4,
+     "outlettype": [
+      "",
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1500,
+      400,
+      79,
+      22
+     ],
+     "text": "t b b b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-59",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1500,
+      430,
+      58,
+      22
+     ],
+     "text": "zl reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-60",
+     "maxclass": "newobj",
+     "numinlets": 8,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1580,
+      430,
+      310,
+      22
+     ],
+     "text": "pak seed 0 steps 25 guidance 2.5 unit bars"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-61",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1500,
+      460,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-62",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1500,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-63",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1500,
+      550,
+      135,
+      22
+     ],
+     "text": "prepend /continue"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-64",
+     "maxclass": "newobj",
+     "numinlets": 3,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750,
+      300,
+      163,
+      22
+     ],
+     "text": "pak no-clip-yet 0. 1."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-65",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750,
+      330,
+      93,
+      22
+     ],
+     "text": "prepend set"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-66",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750,
+      520,
+      191,
+      22
+     ],
+     "text": "prepend no-clip-yet 0. 1."
+    }
+   },
+   {
+    "box": {
+     "id": "obj-67",
+     "maxclass": "live.text",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1750,
+      370,
+      65,
+      20
+     ],
+     "text": "Inpaint",
+     "presentation": 1,
+     "presentation_rect": [
+      208.0,
+      62,
+      66.0,
+      22
+     ],
+     "mode": 0,
+     "texton": "Inpaint",
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Inpaint",
+       "parameter_shortname": "Inpaint",
+       "parameter_type": 2,
+       "parameter_enum": [
+        "off",
+        "on"
+       ],
+       "parameter_mmax": 1
+      }
+     },
+     "varname": "Inpaint"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-68",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 4,
+     "outlettype": [
+      "",
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1750,
+      400,
+      79,
+      22
+     ],
+     "text": "t b b b b"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-69",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1750,
+      430,
+      58,
+      22
+     ],
+     "text": "zl reg"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-70",
+     "maxclass": "newobj",
+     "numinlets": 8,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1830,
+      430,
+      310,
+      22
+     ],
+     "text": "pak seed 0 steps 25 guidance 2.5 unit bars"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-71",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1750,
+      460,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-72",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1750,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-73",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1750,
+      550,
+      128,
+      22
+     ],
+     "text": "prepend /inpaint"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-74",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1246,9 +1858,9 @@
      "text": "Cancel",
      "presentation": 1,
      "presentation_rect": [
-      188.0,
+      276.0,
       62,
-      60,
+      50.0,
       22
      ],
      "mode": 0,
@@ -1271,7 +1883,7 @@
    },
    {
     "box": {
-     "id": "obj-49",
+     "id": "obj-75",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1290,7 +1902,7 @@
    },
    {
     "box": {
-     "id": "obj-50",
+     "id": "obj-76",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1308,7 +1920,7 @@
    },
    {
     "box": {
-     "id": "obj-51",
+     "id": "obj-77",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1350,7 +1962,7 @@
    },
    {
     "box": {
-     "id": "obj-52",
+     "id": "obj-78",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -1373,7 +1985,7 @@
    },
    {
     "box": {
-     "id": "obj-53",
+     "id": "obj-79",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1413,7 +2025,7 @@
    },
    {
     "box": {
-     "id": "obj-54",
+     "id": "obj-80",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1423,15 +2035,15 @@
      "patching_rect": [
       260,
       610,
-      107,
+      142,
       22
      ],
-     "text": "/concept/list"
+     "text": "/concept/available"
     }
    },
    {
     "box": {
-     "id": "obj-55",
+     "id": "obj-81",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1450,7 +2062,7 @@
    },
    {
     "box": {
-     "id": "obj-56",
+     "id": "obj-82",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1468,7 +2080,7 @@
    },
    {
     "box": {
-     "id": "obj-57",
+     "id": "obj-83",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1486,7 +2098,25 @@
    },
    {
     "box": {
-     "id": "obj-58",
+     "id": "obj-84",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      180,
+      670,
+      163,
+      22
+     ],
+     "text": "prepend /concept/load"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-85",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -1509,7 +2139,7 @@
    },
    {
     "box": {
-     "id": "obj-59",
+     "id": "obj-86",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1549,7 +2179,7 @@
    },
    {
     "box": {
-     "id": "obj-60",
+     "id": "obj-87",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1567,7 +2197,7 @@
    },
    {
     "box": {
-     "id": "obj-61",
+     "id": "obj-88",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1586,7 +2216,7 @@
    },
    {
     "box": {
-     "id": "obj-62",
+     "id": "obj-89",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1605,7 +2235,7 @@
    },
    {
     "box": {
-     "id": "obj-63",
+     "id": "obj-90",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1623,7 +2253,7 @@
    },
    {
     "box": {
-     "id": "obj-64",
+     "id": "obj-91",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1665,7 +2295,7 @@
    },
    {
     "box": {
-     "id": "obj-65",
+     "id": "obj-92",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1683,7 +2313,7 @@
    },
    {
     "box": {
-     "id": "obj-66",
+     "id": "obj-93",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 7,
@@ -1699,15 +2329,15 @@
      "patching_rect": [
       700,
       390,
-      450,
+      485,
       22
      ],
-     "text": "route /queued /progress /done /fail /concept.list /preset.list"
+     "text": "route /queued /progress /done /fail /concept.available /preset.list"
     }
    },
    {
     "box": {
-     "id": "obj-67",
+     "id": "obj-94",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1732,7 +2362,7 @@
    },
    {
     "box": {
-     "id": "obj-68",
+     "id": "obj-95",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1751,7 +2381,7 @@
    },
    {
     "box": {
-     "id": "obj-69",
+     "id": "obj-96",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1769,7 +2399,7 @@
    },
    {
     "box": {
-     "id": "obj-70",
+     "id": "obj-97",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1788,7 +2418,7 @@
    },
    {
     "box": {
-     "id": "obj-71",
+     "id": "obj-98",
      "maxclass": "slider",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1816,7 +2446,7 @@
    },
    {
     "box": {
-     "id": "obj-72",
+     "id": "obj-99",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1834,11 +2464,13 @@
    },
    {
     "box": {
-     "id": "obj-73",
+     "id": "obj-100",
      "maxclass": "newobj",
      "numinlets": 2,
-     "numoutlets": 4,
+     "numoutlets": 6,
      "outlettype": [
+      "",
+      "",
       "",
       "",
       "",
@@ -1847,15 +2479,15 @@
      "patching_rect": [
       700,
       480,
-      268,
+      401,
       22
      ],
-     "text": "route /gen /transfer /preset/trigger"
+     "text": "route /gen /transfer /continue /inpaint /preset/trigger"
     }
    },
    {
     "box": {
-     "id": "obj-74",
+     "id": "obj-101",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1874,7 +2506,7 @@
    },
    {
     "box": {
-     "id": "obj-75",
+     "id": "obj-102",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1892,7 +2524,7 @@
    },
    {
     "box": {
-     "id": "obj-76",
+     "id": "obj-103",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1912,7 +2544,7 @@
    },
    {
     "box": {
-     "id": "obj-77",
+     "id": "obj-104",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1930,7 +2562,7 @@
    },
    {
     "box": {
-     "id": "obj-78",
+     "id": "obj-105",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1948,7 +2580,7 @@
    },
    {
     "box": {
-     "id": "obj-79",
+     "id": "obj-106",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1967,7 +2599,7 @@
    },
    {
     "box": {
-     "id": "obj-80",
+     "id": "obj-107",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -1987,7 +2619,7 @@
    },
    {
     "box": {
-     "id": "obj-81",
+     "id": "obj-108",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2005,7 +2637,7 @@
    },
    {
     "box": {
-     "id": "obj-82",
+     "id": "obj-109",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2024,7 +2656,7 @@
    },
    {
     "box": {
-     "id": "obj-83",
+     "id": "obj-110",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2042,7 +2674,7 @@
    },
    {
     "box": {
-     "id": "obj-84",
+     "id": "obj-111",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2060,7 +2692,83 @@
    },
    {
     "box": {
-     "id": "obj-85",
+     "id": "obj-112",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      260,
+      730,
+      51,
+      22
+     ],
+     "text": "t b l"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-113",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      300,
+      760,
+      79,
+      22
+     ],
+     "text": "zl iter 4"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-114",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      300,
+      790,
+      86,
+      22
+     ],
+     "text": "zl slice 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-115",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      260,
+      820,
+      107,
+      22
+     ],
+     "text": "zl group 4096"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-116",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2078,7 +2786,7 @@
    },
    {
     "box": {
-     "id": "obj-86",
+     "id": "obj-117",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2098,7 +2806,7 @@
    },
    {
     "box": {
-     "id": "obj-87",
+     "id": "obj-118",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2116,7 +2824,7 @@
    },
    {
     "box": {
-     "id": "obj-88",
+     "id": "obj-119",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2135,7 +2843,7 @@
    },
    {
     "box": {
-     "id": "obj-89",
+     "id": "obj-120",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2153,7 +2861,7 @@
    },
    {
     "box": {
-     "id": "obj-90",
+     "id": "obj-121",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2171,7 +2879,7 @@
    },
    {
     "box": {
-     "id": "obj-91",
+     "id": "obj-122",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2189,7 +2897,7 @@
    },
    {
     "box": {
-     "id": "obj-92",
+     "id": "obj-123",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2232,7 +2940,7 @@
    },
    {
     "box": {
-     "id": "obj-93",
+     "id": "obj-124",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2252,7 +2960,7 @@
    },
    {
     "box": {
-     "id": "obj-94",
+     "id": "obj-125",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2270,7 +2978,7 @@
    },
    {
     "box": {
-     "id": "obj-95",
+     "id": "obj-126",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2288,7 +2996,7 @@
    },
    {
     "box": {
-     "id": "obj-96",
+     "id": "obj-127",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2330,7 +3038,7 @@
    },
    {
     "box": {
-     "id": "obj-97",
+     "id": "obj-128",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2349,7 +3057,7 @@
    },
    {
     "box": {
-     "id": "obj-98",
+     "id": "obj-129",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2367,7 +3075,7 @@
    },
    {
     "box": {
-     "id": "obj-99",
+     "id": "obj-130",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2409,7 +3117,7 @@
    },
    {
     "box": {
-     "id": "obj-100",
+     "id": "obj-131",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2428,7 +3136,7 @@
    },
    {
     "box": {
-     "id": "obj-101",
+     "id": "obj-132",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2446,7 +3154,7 @@
    },
    {
     "box": {
-     "id": "obj-102",
+     "id": "obj-133",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2464,7 +3172,7 @@
    },
    {
     "box": {
-     "id": "obj-103",
+     "id": "obj-134",
      "maxclass": "waveform~",
      "numinlets": 5,
      "numoutlets": 6,
@@ -2494,7 +3202,7 @@
    },
    {
     "box": {
-     "id": "obj-104",
+     "id": "obj-135",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2536,7 +3244,7 @@
    },
    {
     "box": {
-     "id": "obj-105",
+     "id": "obj-136",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2554,7 +3262,7 @@
    },
    {
     "box": {
-     "id": "obj-106",
+     "id": "obj-137",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2573,7 +3281,7 @@
    },
    {
     "box": {
-     "id": "obj-107",
+     "id": "obj-138",
      "maxclass": "ezdac~",
      "numinlets": 2,
      "numoutlets": 0,
@@ -2694,11 +3402,11 @@
    {
     "patchline": {
      "source": [
-      "obj-26",
+      "obj-32",
       0
      ],
      "destination": [
-      "obj-27",
+      "obj-33",
       0
      ]
     }
@@ -2706,11 +3414,11 @@
    {
     "patchline": {
      "source": [
-      "obj-27",
+      "obj-33",
       0
      ],
      "destination": [
-      "obj-28",
+      "obj-34",
       0
      ]
     }
@@ -2718,11 +3426,11 @@
    {
     "patchline": {
      "source": [
-      "obj-28",
+      "obj-34",
       0
      ],
      "destination": [
-      "obj-29",
+      "obj-35",
       0
      ]
     }
@@ -2730,11 +3438,11 @@
    {
     "patchline": {
      "source": [
-      "obj-25",
+      "obj-31",
       0
      ],
      "destination": [
-      "obj-29",
+      "obj-35",
       0
      ]
     }
@@ -2742,7 +3450,7 @@
    {
     "patchline": {
      "source": [
-      "obj-29",
+      "obj-35",
       0
      ],
      "destination": [
@@ -2754,11 +3462,11 @@
    {
     "patchline": {
      "source": [
-      "obj-30",
+      "obj-36",
       0
      ],
      "destination": [
-      "obj-31",
+      "obj-37",
       0
      ]
     }
@@ -2766,11 +3474,11 @@
    {
     "patchline": {
      "source": [
-      "obj-31",
+      "obj-37",
       3
      ],
      "destination": [
-      "obj-28",
+      "obj-34",
       1
      ]
     }
@@ -2778,7 +3486,7 @@
    {
     "patchline": {
      "source": [
-      "obj-31",
+      "obj-37",
       2
      ],
      "destination": [
@@ -2794,7 +3502,7 @@
       0
      ],
      "destination": [
-      "obj-32",
+      "obj-38",
       1
      ]
     }
@@ -2806,7 +3514,7 @@
       0
      ],
      "destination": [
-      "obj-33",
+      "obj-39",
       1
      ]
     }
@@ -2818,7 +3526,7 @@
       0
      ],
      "destination": [
-      "obj-33",
+      "obj-39",
       3
      ]
     }
@@ -2830,7 +3538,7 @@
       0
      ],
      "destination": [
-      "obj-33",
+      "obj-39",
       5
      ]
     }
@@ -2842,7 +3550,7 @@
       0
      ],
      "destination": [
-      "obj-33",
+      "obj-39",
       7
      ]
     }
@@ -2854,7 +3562,7 @@
       0
      ],
      "destination": [
-      "obj-33",
+      "obj-39",
       9
      ]
     }
@@ -2862,83 +3570,11 @@
    {
     "patchline": {
      "source": [
-      "obj-31",
+      "obj-37",
       1
      ],
      "destination": [
-      "obj-33",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-31",
-      0
-     ],
-     "destination": [
-      "obj-32",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-32",
-      0
-     ],
-     "destination": [
-      "obj-34",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-33",
-      0
-     ],
-     "destination": [
-      "obj-34",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-34",
-      0
-     ],
-     "destination": [
-      "obj-35",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-35",
-      0
-     ],
-     "destination": [
-      "obj-36",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-36",
-      0
-     ],
-     "destination": [
-      "obj-2",
+      "obj-39",
       0
      ]
     }
@@ -2962,7 +3598,7 @@
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-40",
       0
      ]
     }
@@ -2975,6 +3611,18 @@
      ],
      "destination": [
       "obj-40",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-40",
+      0
+     ],
+     "destination": [
+      "obj-41",
       0
      ]
     }
@@ -2995,10 +3643,70 @@
     "patchline": {
      "source": [
       "obj-42",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-43",
+      0
+     ],
+     "destination": [
+      "obj-44",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-44",
+      0
+     ],
+     "destination": [
+      "obj-45",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-45",
+      0
+     ],
+     "destination": [
+      "obj-46",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-47",
+      0
+     ],
+     "destination": [
+      "obj-48",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-48",
       3
      ],
      "destination": [
-      "obj-28",
+      "obj-34",
       1
      ]
     }
@@ -3006,7 +3714,7 @@
    {
     "patchline": {
      "source": [
-      "obj-42",
+      "obj-48",
       2
      ],
      "destination": [
@@ -3022,7 +3730,7 @@
       0
      ],
      "destination": [
-      "obj-43",
+      "obj-49",
       1
      ]
     }
@@ -3034,7 +3742,7 @@
       0
      ],
      "destination": [
-      "obj-44",
+      "obj-50",
       1
      ]
     }
@@ -3046,7 +3754,7 @@
       0
      ],
      "destination": [
-      "obj-44",
+      "obj-50",
       3
      ]
     }
@@ -3058,7 +3766,7 @@
       0
      ],
      "destination": [
-      "obj-44",
+      "obj-50",
       5
      ]
     }
@@ -3070,7 +3778,7 @@
       0
      ],
      "destination": [
-      "obj-44",
+      "obj-50",
       7
      ]
     }
@@ -3082,7 +3790,7 @@
       0
      ],
      "destination": [
-      "obj-44",
+      "obj-50",
       9
      ]
     }
@@ -3094,7 +3802,7 @@
       0
      ],
      "destination": [
-      "obj-44",
+      "obj-50",
       11
      ]
     }
@@ -3102,95 +3810,11 @@
    {
     "patchline": {
      "source": [
-      "obj-42",
+      "obj-48",
       1
      ],
      "destination": [
-      "obj-44",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-42",
-      0
-     ],
-     "destination": [
-      "obj-43",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-43",
-      0
-     ],
-     "destination": [
-      "obj-45",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-44",
-      0
-     ],
-     "destination": [
-      "obj-45",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-45",
-      0
-     ],
-     "destination": [
-      "obj-46",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-46",
-      0
-     ],
-     "destination": [
-      "obj-40",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-40",
-      0
-     ],
-     "destination": [
-      "obj-47",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-47",
-      0
-     ],
-     "destination": [
-      "obj-2",
+      "obj-50",
       0
      ]
     }
@@ -3214,7 +3838,7 @@
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-51",
       0
      ]
     }
@@ -3226,20 +3850,8 @@
       0
      ],
      "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-5",
-      0
-     ],
-     "destination": [
-      "obj-54",
-      0
+      "obj-51",
+      1
      ]
     }
    },
@@ -3250,7 +3862,7 @@
       0
      ],
      "destination": [
-      "obj-54",
+      "obj-52",
       0
      ]
     }
@@ -3258,11 +3870,23 @@
    {
     "patchline": {
      "source": [
-      "obj-54",
+      "obj-52",
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-46",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-46",
+      0
+     ],
+     "destination": [
+      "obj-53",
       0
      ]
     }
@@ -3271,114 +3895,6 @@
     "patchline": {
      "source": [
       "obj-53",
-      1
-     ],
-     "destination": [
-      "obj-55",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-55",
-      0
-     ],
-     "destination": [
-      "obj-56",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-55",
-      1
-     ],
-     "destination": [
-      "obj-57",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-57",
-      0
-     ],
-     "destination": [
-      "obj-35",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-56",
-      0
-     ],
-     "destination": [
-      "obj-35",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-57",
-      0
-     ],
-     "destination": [
-      "obj-46",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-56",
-      0
-     ],
-     "destination": [
-      "obj-46",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-5",
-      0
-     ],
-     "destination": [
-      "obj-60",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-51",
-      0
-     ],
-     "destination": [
-      "obj-60",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-60",
       0
      ],
      "destination": [
@@ -3390,8 +3906,176 @@
    {
     "patchline": {
      "source": [
+      "obj-26",
+      0
+     ],
+     "destination": [
+      "obj-54",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-54",
+      0
+     ],
+     "destination": [
+      "obj-55",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-55",
+      0
+     ],
+     "destination": [
+      "obj-56",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-57",
+      0
+     ],
+     "destination": [
+      "obj-58",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-58",
+      3
+     ],
+     "destination": [
+      "obj-34",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-58",
+      2
+     ],
+     "destination": [
+      "obj-9",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-10",
+      0
+     ],
+     "destination": [
       "obj-59",
       1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-14",
+      0
+     ],
+     "destination": [
+      "obj-60",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-16",
+      0
+     ],
+     "destination": [
+      "obj-60",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-18",
+      0
+     ],
+     "destination": [
+      "obj-60",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-58",
+      1
+     ],
+     "destination": [
+      "obj-60",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-58",
+      0
+     ],
+     "destination": [
+      "obj-59",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-59",
+      0
+     ],
+     "destination": [
+      "obj-61",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-60",
+      0
+     ],
+     "destination": [
+      "obj-61",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-61",
+      0
      ],
      "destination": [
       "obj-62",
@@ -3403,6 +4087,18 @@
     "patchline": {
      "source": [
       "obj-62",
+      0
+     ],
+     "destination": [
+      "obj-56",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-56",
       0
      ],
      "destination": [
@@ -3418,7 +4114,7 @@
       0
      ],
      "destination": [
-      "obj-61",
+      "obj-2",
       0
      ]
     }
@@ -3426,12 +4122,24 @@
    {
     "patchline": {
      "source": [
-      "obj-62",
-      1
+      "obj-28",
+      0
      ],
      "destination": [
-      "obj-61",
+      "obj-64",
       1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-30",
+      0
+     ],
+     "destination": [
+      "obj-64",
+      2
      ]
     }
    },
@@ -3442,7 +4150,7 @@
       0
      ],
      "destination": [
-      "obj-61",
+      "obj-65",
       0
      ]
     }
@@ -3450,11 +4158,11 @@
    {
     "patchline": {
      "source": [
-      "obj-61",
+      "obj-65",
       0
      ],
      "destination": [
-      "obj-65",
+      "obj-66",
       0
      ]
     }
@@ -3462,7 +4170,523 @@
    {
     "patchline": {
      "source": [
-      "obj-65",
+      "obj-67",
+      0
+     ],
+     "destination": [
+      "obj-68",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-68",
+      3
+     ],
+     "destination": [
+      "obj-34",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-68",
+      2
+     ],
+     "destination": [
+      "obj-9",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-10",
+      0
+     ],
+     "destination": [
+      "obj-69",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-14",
+      0
+     ],
+     "destination": [
+      "obj-70",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-16",
+      0
+     ],
+     "destination": [
+      "obj-70",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-18",
+      0
+     ],
+     "destination": [
+      "obj-70",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-68",
+      1
+     ],
+     "destination": [
+      "obj-70",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-68",
+      0
+     ],
+     "destination": [
+      "obj-69",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-69",
+      0
+     ],
+     "destination": [
+      "obj-71",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-70",
+      0
+     ],
+     "destination": [
+      "obj-71",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-71",
+      0
+     ],
+     "destination": [
+      "obj-72",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-72",
+      0
+     ],
+     "destination": [
+      "obj-66",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-66",
+      0
+     ],
+     "destination": [
+      "obj-73",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-73",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-74",
+      0
+     ],
+     "destination": [
+      "obj-75",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-75",
+      0
+     ],
+     "destination": [
+      "obj-76",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-76",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-5",
+      0
+     ],
+     "destination": [
+      "obj-80",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-77",
+      0
+     ],
+     "destination": [
+      "obj-80",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-80",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-79",
+      1
+     ],
+     "destination": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-81",
+      0
+     ],
+     "destination": [
+      "obj-82",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-81",
+      1
+     ],
+     "destination": [
+      "obj-83",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-81",
+      1
+     ],
+     "destination": [
+      "obj-84",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-84",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-83",
+      0
+     ],
+     "destination": [
+      "obj-41",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-82",
+      0
+     ],
+     "destination": [
+      "obj-41",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-83",
+      0
+     ],
+     "destination": [
+      "obj-52",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-82",
+      0
+     ],
+     "destination": [
+      "obj-52",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-83",
+      0
+     ],
+     "destination": [
+      "obj-62",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-82",
+      0
+     ],
+     "destination": [
+      "obj-62",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-83",
+      0
+     ],
+     "destination": [
+      "obj-72",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-82",
+      0
+     ],
+     "destination": [
+      "obj-72",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-5",
+      0
+     ],
+     "destination": [
+      "obj-87",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-77",
+      0
+     ],
+     "destination": [
+      "obj-87",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-87",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-86",
+      1
+     ],
+     "destination": [
+      "obj-89",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-89",
+      0
+     ],
+     "destination": [
+      "obj-90",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-90",
+      0
+     ],
+     "destination": [
+      "obj-88",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-89",
+      1
+     ],
+     "destination": [
+      "obj-88",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-91",
+      0
+     ],
+     "destination": [
+      "obj-88",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-88",
+      0
+     ],
+     "destination": [
+      "obj-92",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-92",
       0
      ],
      "destination": [
@@ -3478,498 +4702,6 @@
       0
      ],
      "destination": [
-      "obj-66",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
-      0
-     ],
-     "destination": [
-      "obj-68",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-68",
-      0
-     ],
-     "destination": [
-      "obj-49",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
-      0
-     ],
-     "destination": [
-      "obj-69",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-69",
-      0
-     ],
-     "destination": [
-      "obj-67",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
-      1
-     ],
-     "destination": [
-      "obj-70",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-70",
-      1
-     ],
-     "destination": [
-      "obj-71",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
-      3
-     ],
-     "destination": [
-      "obj-72",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-72",
-      0
-     ],
-     "destination": [
-      "obj-67",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
-      2
-     ],
-     "destination": [
-      "obj-73",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-73",
-      0
-     ],
-     "destination": [
-      "obj-74",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-73",
-      1
-     ],
-     "destination": [
-      "obj-74",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-73",
-      2
-     ],
-     "destination": [
-      "obj-74",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-73",
-      3
-     ],
-     "destination": [
-      "obj-75",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-75",
-      0
-     ],
-     "destination": [
-      "obj-67",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-74",
-      1
-     ],
-     "destination": [
-      "obj-76",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-76",
-      2
-     ],
-     "destination": [
-      "obj-77",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-77",
-      0
-     ],
-     "destination": [
-      "obj-67",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-76",
-      0
-     ],
-     "destination": [
-      "obj-78",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-78",
-      0
-     ],
-     "destination": [
-      "obj-79",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
-      4
-     ],
-     "destination": [
-      "obj-80",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-80",
-      2
-     ],
-     "destination": [
-      "obj-81",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-81",
-      0
-     ],
-     "destination": [
-      "obj-35",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-81",
-      0
-     ],
-     "destination": [
-      "obj-46",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-80",
-      1
-     ],
-     "destination": [
-      "obj-82",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-82",
-      0
-     ],
-     "destination": [
-      "obj-83",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-83",
-      0
-     ],
-     "destination": [
-      "obj-53",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-82",
-      1
-     ],
-     "destination": [
-      "obj-84",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-84",
-      0
-     ],
-     "destination": [
-      "obj-53",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-80",
-      0
-     ],
-     "destination": [
-      "obj-85",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-85",
-      0
-     ],
-     "destination": [
-      "obj-53",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
-      5
-     ],
-     "destination": [
-      "obj-86",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-86",
-      2
-     ],
-     "destination": [
-      "obj-87",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-87",
-      0
-     ],
-     "destination": [
-      "obj-61",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-86",
-      1
-     ],
-     "destination": [
-      "obj-88",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-88",
-      0
-     ],
-     "destination": [
-      "obj-89",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-89",
-      0
-     ],
-     "destination": [
-      "obj-59",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-88",
-      1
-     ],
-     "destination": [
-      "obj-90",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-90",
-      0
-     ],
-     "destination": [
-      "obj-59",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-86",
-      0
-     ],
-     "destination": [
-      "obj-91",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-91",
-      0
-     ],
-     "destination": [
-      "obj-59",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-92",
-      0
-     ],
-     "destination": [
       "obj-93",
       0
      ]
@@ -3980,30 +4712,6 @@
      "source": [
       "obj-93",
       0
-     ],
-     "destination": [
-      "obj-94",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-94",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-93",
-      1
      ],
      "destination": [
       "obj-95",
@@ -4018,20 +4726,20 @@
       0
      ],
      "destination": [
-      "obj-2",
-      0
+      "obj-75",
+      1
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-74",
+      "obj-93",
       0
      ],
      "destination": [
-      "obj-97",
-      1
+      "obj-96",
+      0
      ]
     }
    },
@@ -4042,6 +4750,18 @@
       0
      ],
      "destination": [
+      "obj-94",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-93",
+      1
+     ],
+     "destination": [
       "obj-97",
       0
      ]
@@ -4051,7 +4771,7 @@
     "patchline": {
      "source": [
       "obj-97",
-      0
+      1
      ],
      "destination": [
       "obj-98",
@@ -4062,11 +4782,11 @@
    {
     "patchline": {
      "source": [
-      "obj-98",
-      0
+      "obj-93",
+      3
      ],
      "destination": [
-      "obj-2",
+      "obj-99",
       0
      ]
     }
@@ -4078,6 +4798,18 @@
       0
      ],
      "destination": [
+      "obj-94",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-93",
+      2
+     ],
+     "destination": [
       "obj-100",
       0
      ]
@@ -4091,18 +4823,6 @@
      ],
      "destination": [
       "obj-101",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-101",
-      0
-     ],
-     "destination": [
-      "obj-2",
       0
      ]
     }
@@ -4114,6 +4834,78 @@
       1
      ],
      "destination": [
+      "obj-101",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      2
+     ],
+     "destination": [
+      "obj-101",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      3
+     ],
+     "destination": [
+      "obj-101",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      4
+     ],
+     "destination": [
+      "obj-101",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-101",
+      1
+     ],
+     "destination": [
+      "obj-54",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-101",
+      1
+     ],
+     "destination": [
+      "obj-64",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      5
+     ],
+     "destination": [
       "obj-102",
       0
      ]
@@ -4126,7 +4918,31 @@
       0
      ],
      "destination": [
-      "obj-92",
+      "obj-94",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-101",
+      1
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
+      2
+     ],
+     "destination": [
+      "obj-104",
       0
      ]
     }
@@ -4138,6 +4954,18 @@
       0
      ],
      "destination": [
+      "obj-94",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
+      0
+     ],
+     "destination": [
       "obj-105",
       0
      ]
@@ -4158,8 +4986,8 @@
    {
     "patchline": {
      "source": [
-      "obj-106",
-      0
+      "obj-93",
+      4
      ],
      "destination": [
       "obj-107",
@@ -4170,11 +4998,539 @@
    {
     "patchline": {
      "source": [
-      "obj-106",
+      "obj-107",
+      2
+     ],
+     "destination": [
+      "obj-108",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
       0
      ],
      "destination": [
+      "obj-41",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      0
+     ],
+     "destination": [
+      "obj-52",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      0
+     ],
+     "destination": [
+      "obj-62",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      0
+     ],
+     "destination": [
+      "obj-72",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-107",
+      1
+     ],
+     "destination": [
+      "obj-109",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-109",
+      0
+     ],
+     "destination": [
+      "obj-110",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-110",
+      0
+     ],
+     "destination": [
+      "obj-79",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-109",
+      1
+     ],
+     "destination": [
+      "obj-112",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-112",
+      1
+     ],
+     "destination": [
+      "obj-113",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-113",
+      0
+     ],
+     "destination": [
+      "obj-114",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-114",
+      0
+     ],
+     "destination": [
+      "obj-115",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-112",
+      0
+     ],
+     "destination": [
+      "obj-115",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-115",
+      0
+     ],
+     "destination": [
+      "obj-111",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-111",
+      0
+     ],
+     "destination": [
+      "obj-79",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-107",
+      0
+     ],
+     "destination": [
+      "obj-116",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-116",
+      0
+     ],
+     "destination": [
+      "obj-79",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-93",
+      5
+     ],
+     "destination": [
+      "obj-117",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-117",
+      2
+     ],
+     "destination": [
+      "obj-118",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-118",
+      0
+     ],
+     "destination": [
+      "obj-88",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-117",
+      1
+     ],
+     "destination": [
+      "obj-119",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-119",
+      0
+     ],
+     "destination": [
+      "obj-120",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-120",
+      0
+     ],
+     "destination": [
+      "obj-86",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-119",
+      1
+     ],
+     "destination": [
+      "obj-121",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-121",
+      0
+     ],
+     "destination": [
+      "obj-86",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-117",
+      0
+     ],
+     "destination": [
+      "obj-122",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-122",
+      0
+     ],
+     "destination": [
+      "obj-86",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-123",
+      0
+     ],
+     "destination": [
+      "obj-124",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-124",
+      0
+     ],
+     "destination": [
+      "obj-125",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-125",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-124",
+      1
+     ],
+     "destination": [
+      "obj-126",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-126",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-101",
+      0
+     ],
+     "destination": [
+      "obj-128",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-127",
+      0
+     ],
+     "destination": [
+      "obj-128",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-128",
+      0
+     ],
+     "destination": [
+      "obj-129",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-129",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-130",
+      0
+     ],
+     "destination": [
+      "obj-131",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-131",
+      0
+     ],
+     "destination": [
+      "obj-132",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-132",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-131",
+      1
+     ],
+     "destination": [
+      "obj-133",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-133",
+      0
+     ],
+     "destination": [
+      "obj-123",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-135",
+      0
+     ],
+     "destination": [
+      "obj-136",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-136",
+      0
+     ],
+     "destination": [
+      "obj-137",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-137",
+      0
+     ],
+     "destination": [
+      "obj-138",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-137",
+      0
+     ],
+     "destination": [
+      "obj-138",
       1
      ]
     }
@@ -4221,72 +5577,97 @@
     "Strength",
     0
    ],
-   "obj-25": [
+   "obj-26": [
+    "Extend",
+    "Extend",
+    0
+   ],
+   "obj-28": [
+    "From",
+    "From",
+    0
+   ],
+   "obj-30": [
+    "To",
+    "To",
+    0
+   ],
+   "obj-31": [
     "Dice",
     "Dice",
     0
    ],
-   "obj-26": [
+   "obj-32": [
     "Seed lock",
     "Lock",
     0
    ],
-   "obj-30": [
+   "obj-36": [
     "Generate",
     "Generate",
     0
    ],
-   "obj-37": [
+   "obj-43": [
     "Input clip",
     "Input",
     0
    ],
-   "obj-41": [
+   "obj-47": [
     "Transfer",
     "Transfer",
     0
    ],
-   "obj-48": [
+   "obj-57": [
+    "Continue",
+    "Continue",
+    0
+   ],
+   "obj-67": [
+    "Inpaint",
+    "Inpaint",
+    0
+   ],
+   "obj-74": [
     "Cancel",
     "Cancel",
     0
    ],
-   "obj-51": [
+   "obj-77": [
     "Refresh lists",
     "Refresh",
     0
    ],
-   "obj-53": [
+   "obj-79": [
     "Concept",
     "Concept",
     0
    ],
-   "obj-59": [
+   "obj-86": [
     "Preset",
     "Preset",
     0
    ],
-   "obj-64": [
+   "obj-91": [
     "Trigger preset",
     "Trigger",
     0
    ],
-   "obj-92": [
+   "obj-123": [
     "Jam",
     "Jam",
     0
    ],
-   "obj-96": [
+   "obj-127": [
     "Play on server",
     "Play srv",
     0
    ],
-   "obj-99": [
+   "obj-130": [
     "Stop server",
     "Stop srv",
     0
    ],
-   "obj-104": [
+   "obj-135": [
     "Play clip",
     "Play",
     0

@@ -4,10 +4,12 @@ Both share one builder and one presentation layout that fits Live's device strip
 :data:`DEVICE_WIDTH` wide): a prompt ``textedit`` stored with the Set by a ``pattr`` parameter,
 ``live.numbox`` parameters for the generation options (types, ranges and initial values from the
 contract), a seed dice with a lock, Generate / Transfer (a ``live.drop`` takes the input clip) /
-Cancel as ``live.text`` buttons, a progress ``slider`` fed by ``/progress``, a status line for
+Continue / Inpaint (the last delivered clip; extend, from, to in bars) / Cancel as ``live.text``
+buttons, a progress ``slider`` fed by ``/progress``, a status line for
 ``/queued``, ``/done`` and ``/fail``, and on ``/done`` the clip loaded into a ``[buffer~]`` shown by
-a ``waveform~`` with a play button. ``live.menu`` menus of the server's loaded concepts and presets
-(after a ``(none)`` item) are filled from ``/concept.list`` and ``/preset.list`` (asked at load and
+a ``waveform~`` with a play button. ``live.menu`` menus of the concepts on disk (choosing one loads
+it) and the presets (after a ``(none)`` item) are filled from ``/concept.available`` (its names:
+every fourth atom) and ``/preset.list`` (asked at load and
 by *refresh*); Play / Stop (server) and a jam toggle drive the server's audio device. Every control
 is a Live parameter (:func:`live_parameter`). ``[udpsend]`` sends from another port than
 ``[udpreceive]`` listens on, so the patch sends ``/notify 1 <reply-port>`` at load.
@@ -40,6 +42,7 @@ SERVER_PORT = 9000
 REPLY_PORT = 9001
 DEFAULT_PROMPT = "ambient pad"
 NO_INPUT = "no-input-dropped"
+NO_CLIP = "no-clip-yet"
 AMXD_AUDIO_EFFECT = b"aaaa"
 
 
@@ -221,6 +224,7 @@ def _number_parameter(number: NumberControl) -> dict[str, Any]:
 LEFT, MIDDLE, RIGHT = 4.0, 372.0, 614.0
 NUMBER_COLUMNS, CELL_W, ROW_H = 3, 78.0, 40.0
 BOTTOM_ROW = 146.0
+COMMAND_W, CANCEL_W = 66.0, 50.0
 
 
 def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
@@ -263,7 +267,8 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
 
     # -- numbers: live.numbox parameters, initial values from the config defaults -------------
     boxes: dict[str, str] = {}
-    for i, number in enumerate(spec.numbers):
+    every_number = (*spec.numbers, *spec.region_numbers)
+    for i, number in enumerate(every_number):
         x = 20 + 100 * i
         cx = MIDDLE + CELL_W * (i % NUMBER_COLUMNS)
         cy = 2 + ROW_H * (i // NUMBER_COLUMNS)
@@ -271,7 +276,7 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         boxes[number.key] = p.box("live.numbox", x, 170, 80, 18,
                                   present=(cx, cy + 18, CELL_W - 4, 18),
                                   **_number_parameter(number))
-    rows = (len(spec.numbers) + NUMBER_COLUMNS - 1) // NUMBER_COLUMNS
+    rows = (len(every_number) + NUMBER_COLUMNS - 1) // NUMBER_COLUMNS
 
     dice_gate = None
     seed = next((n for n in spec.numbers if n.dice), None)
@@ -289,12 +294,16 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         p.connect(roll, 0, boxes[seed.key], 0)
 
     concept_right: list[str] = []
-    command_x = iter((LEFT, LEFT + 92))
+    # the command row: Generate, Transfer, Continue, Inpaint (when in the contract), Cancel
+    command_x = itertools.count(LEFT, COMMAND_W + 2)
 
-    def command(x: float, label: str, address: str, input_prepend: str | None = None) -> str:
-        """Button → [t b b b b] → dice, prompt, options → [zl join] → (input) → [prepend addr]."""
+    def command(x: float, label: str, address: str, input_prepend: str | None = None,
+                tail: str = "") -> str:
+        """Button → [t b b b b] → dice, prompt, options (+ ``tail``) → [zl join] → (input) →
+        [prepend addr]."""
         numbers = spec.numbers_for(address)
-        button = p.button(x, 370, label, label, label, (next(command_x), 62, 88, 22))
+        button = p.button(x, 370, label, label, label,
+                          (next(command_x), 62, COMMAND_W, 22))
         order = p.obj(x, 400, "t b b b b")
         p.connect(button, 0, order, 0)
         if dice_gate is not None:
@@ -302,7 +311,7 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         p.connect(order, 2, prompt, 0)
         stored = p.obj(x, 430, "zl reg")
         p.connect(prompt_text, 0, stored, 1)
-        options = p.obj(x + 80, 430, _pak_text(numbers))
+        options = p.obj(x + 80, 430, (_pak_text(numbers) + " " + tail).strip())
         for i, number in enumerate(numbers):
             p.connect(boxes[number.key], 0, options, 2 * i + 1)
         p.connect(order, 1, options, 0)
@@ -337,8 +346,28 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     p.chain(posix, input_set, input_prepend)
     command(250, "Transfer", spec.transfer.address, input_prepend)
 
+    # continue / inpaint the last delivered clip: [pak <clip> <numbers>] sets the head of the
+    # message ("<clip> <extend>", "<clip> <from> <to>"); the unit goes after the options
+    region_heads: list[str] = []
+    for x, message, keys in ((1500, spec.continue_, ("extend",)),
+                             (1750, spec.inpaint, ("from", "to"))):
+        if message is None:
+            continue
+        numbers = [boxes[k] for k in keys]
+        defaults = " ".join(n.literal() for n in spec.region_numbers if n.key in keys)
+        head = p.obj(x, 300, f"pak {NO_CLIP} {defaults}")
+        for i, box in enumerate(numbers):
+            p.connect(box, 0, head, i + 1)
+        head_set = p.obj(x, 330, "prepend set")
+        head_prepend = p.obj(x, 520, f"prepend {NO_CLIP} {defaults}")
+        p.chain(head, head_set, head_prepend)
+        region_heads.append(head)
+        command(x, message.address.strip("/").capitalize(), message.address, head_prepend,
+                tail=f"unit {spec.region_unit}")
+
     # cancel the last queued job
-    cancel = p.button(480, 370, "Cancel", "Cancel", "Cancel", (LEFT + 184, 62, 60, 22))
+    cancel = p.button(480, 370, "Cancel", "Cancel", "Cancel",
+                      (next(command_x), 62, CANCEL_W, 22))
     last_job = p.obj(480, 430, "zl reg")
     cancel_out = p.obj(480, 550, f"prepend {spec.cancel.address}")
     p.chain(cancel, last_job, cancel_out, udpsend)
@@ -364,6 +393,9 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         p.connect(which, 0, forget, 0)
         chosen = p.obj(20, 670, f"prepend {spec.concepts.option}")
         p.connect(which, 1, chosen, 0)
+        load_chosen = p.obj(180, 670, f"prepend {spec.concepts.load}")  # idempotent
+        p.connect(which, 1, load_chosen, 0)
+        p.connect(load_chosen, 0, udpsend, 0)
         for join in concept_right:
             p.connect(chosen, 0, join, 1)
             p.connect(forget, 0, join, 0)
@@ -422,6 +454,8 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     clip = p.obj(700, 510, "unpack 0 s")
     for i in range(len(spec.delivering)):
         p.connect(done, i, clip, 0)
+    for head in region_heads:  # Continue / Inpaint work on the last delivered clip
+        p.connect(clip, 1, head, 0)
     other_done = p.obj(900, 510, "prepend set done")  # /done /play, /done /stop, ...
     p.connect(done, len(spec.delivering), other_done, 0)
     p.connect(other_done, 0, status, 0)
@@ -434,9 +468,11 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     buffer = p.obj(700, 600, f"buffer~ {buffer_name}")
     p.chain(fan, replace, buffer)
 
-    def fill(x: float, reply: str, menu: str, choices: list[str]) -> None:
+    def fill(x: float, reply: str, menu: str, choices: list[str], stride: int = 1) -> None:
         """``reply name...`` → forget the stored choice, make the menu ``(none) name...`` and
-        select ``(none)`` without output (a bare reply leaves only ``(none)``)."""
+        select ``(none)`` without output (a bare reply leaves only ``(none)``). With ``stride``
+        atoms per entry, the names are the first of each: [zl iter stride] → [zl slice 1] →
+        [zl group], flushed by a bang once the reply is through."""
         order = p.obj(x, 640, "t b l b")
         p.connect(route, outlet[reply], order, 0)
         forget = p.msg(x + 160, 670, "zlclear")
@@ -449,14 +485,25 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         p.connect(names, 0, only_none, 0)
         p.connect(only_none, 0, menu, 0)
         items = p.obj(x, 700, f"prepend _parameter_range {NO_CHOICE}")
-        p.connect(names, 1, items, 0)
+        if stride > 1:
+            flush = p.obj(x, 730, "t b l")
+            p.connect(names, 1, flush, 0)
+            entries = p.obj(x + 40, 760, f"zl iter {stride}")
+            first = p.obj(x + 40, 790, "zl slice 1")
+            collect = p.obj(x, 820, "zl group 4096")
+            p.connect(flush, 1, entries, 0)
+            p.chain(entries, first, collect)
+            p.connect(flush, 0, collect, 0)
+            p.connect(collect, 0, items, 0)
+        else:
+            p.connect(names, 1, items, 0)
         p.connect(items, 0, menu, 0)
         select_none = p.msg(x + 240, 700, "set 0")
         p.connect(order, 0, select_none, 0)
         p.connect(select_none, 0, menu, 0)
 
     if spec.concepts is not None and concept_menu is not None:
-        fill(260, spec.concepts.reply, concept_menu, concept_right)
+        fill(260, spec.concepts.reply, concept_menu, concept_right, spec.concepts.stride)
     if spec.presets is not None and preset_menu is not None and preset_choice is not None:
         fill(1250, spec.presets.reply, preset_menu, [preset_choice])
 

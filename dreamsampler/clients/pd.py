@@ -12,7 +12,9 @@ sends ``/notify 1 <reply-port>`` at load.
 
 Pd vanilla has no menu object, so the concept and the preset are symbol boxes (``ds-concept``,
 ``ds-preset``); each passes a gate that drops the empty symbol, so an empty concept box sends no
-``concept`` option and an empty preset box triggers nothing.
+``concept`` option and an empty preset box triggers nothing. A concept name entered is loaded on
+the server (``/concept/load``, idempotent). Continue and Inpaint work on the last delivered clip
+(``ds-extend``, ``ds-from``, ``ds-to``: bars at the session tempo).
 """
 
 from __future__ import annotations
@@ -290,31 +292,33 @@ def build(spec: ResolvedSpec) -> PdPatch:
 
     concept_right: list[int] = []
 
-    def command(x: int, label: str, address: str, extra_first: int | None) -> int:
-        """Button → [t b b] → dice, then [pack 0 f ...] → options (→ concept) → prompt
-        (→ input) → OSC."""
+    def command(x: int, label: str, address: str, extra_first: int | None, y: int = 470,
+                tail: str = "") -> int:
+        """Button → [t b b] → dice, then [pack 0 f ...] → options (+ ``tail``) (→ concept) →
+        prompt (→ input) → OSC; the boxes from ``y`` down."""
         numbers = spec.numbers_for(address)
-        button = p.bng(x, 470, label, f"ds-{label.lower()}")
-        allowed = p.obj(x + 60, 470, "spigot 1")
-        refused = p.obj(x + 140, 470, "spigot 0")
+        d = y - 470
+        button = p.bng(x, y, label, f"ds-{label.lower()}")
+        allowed = p.obj(x + 60, y, "spigot 1")
+        refused = p.obj(x + 140, y, "spigot 0")
         p.connect(button, 0, allowed, 0)
         p.connect(button, 0, refused, 0)
         p.connect(entered, 0, allowed, 1)
         p.connect(typed, 0, refused, 1)
         p.connect(refused, 0, not_sent, 0)
-        order = p.obj(x, 505, "t b b")
+        order = p.obj(x, 505 + d, "t b b")
         p.connect(allowed, 0, order, 0)
         if dice_gate is not None:
             p.connect(order, 1, dice_gate, 0)
-        pack = p.obj(x, 535, "pack 0" + " f" * len(numbers))
+        pack = p.obj(x, 535 + d, "pack 0" + " f" * len(numbers))
         p.connect(order, 0, pack, 0)
         for i, number in enumerate(numbers):
             p.connect(boxes[number.key], 0, pack, i + 1)
-        options = p.msg(x, 565, _option_template(numbers))
-        with_prompt = p.obj(x, 595, "list prepend")
+        options = p.msg(x, 565 + d, f"{_option_template(numbers)} {tail}".strip())
+        with_prompt = p.obj(x, 595 + d, "list prepend")
         p.connect(pack, 0, options, 0)
         if spec.concepts is not None:  # right inlet: "concept <name>", or empty
-            with_concept = p.obj(x + 110, 565, "list append")
+            with_concept = p.obj(x + 110, 565 + d, "list append")
             p.connect(options, 0, with_concept, 0)
             p.connect(with_concept, 0, with_prompt, 0)
             concept_right.append(with_concept)
@@ -323,11 +327,11 @@ def build(spec: ResolvedSpec) -> PdPatch:
         p.connect(prompt, 0, with_prompt, 1)
         last = with_prompt
         if extra_first is not None:
-            with_input = p.obj(x, 625, "list prepend")
+            with_input = p.obj(x, 625 + d, "list prepend")
             p.connect(with_prompt, 0, with_input, 0)
             p.connect(extra_first, 0, with_input, 1)
             last = with_input
-        osc = p.obj(x, 655, osc_format_text(address))
+        osc = p.obj(x, 655 + d, osc_format_text(address))
         p.connect(last, 0, osc, 0)
         p.connect(osc, 0, netsend, 0)
         return button
@@ -350,7 +354,42 @@ def build(spec: ResolvedSpec) -> PdPatch:
     cancel_osc = p.obj(480, 565, osc_format_text(spec.cancel.address))
     p.chain(cancel_button, last_job, cancel_list, cancel_osc, netsend)
 
-    # concept: a symbol box; empty (the default, or "symbol" sent to ds-concept) sends none
+    # continue / inpaint the last delivered clip: [pack s f (f)] holds "<clip> <numbers>" (a
+    # number change re-outputs it through [t b f]); the unit goes after the options
+    region_heads: list[int] = []
+    ry0 = 1760
+    if spec.region_numbers:
+        p.comment(20, ry0, f"Continue / Inpaint the last clip (in {spec.region_unit} at the "
+                           "session tempo):")
+    region_boxes: dict[str, int] = {}
+    for i, number in enumerate(spec.region_numbers):
+        x = 20 + 110 * i
+        atom = p.atom("floatatom", x, ry0 + 30, 7, number.label, f"ds-{number.key}", "-",
+                      number.minimum, number.maximum)
+        init = p.msg(x, ry0 + 60, number.literal())
+        init_send = p.obj(x, ry0 + 85, f"s ds-{number.key}")
+        p.connect(load, 0, init, 0)
+        p.connect(init, 0, init_send, 0)
+        region_boxes[number.key] = atom
+    for x, message, keys in ((20, spec.continue_, ("extend",)), (250, spec.inpaint,
+                                                                 ("from", "to"))):
+        if message is None:
+            continue
+        head = p.obj(x, ry0 + 120, "pack s" + " f" * len(keys))
+        no_clip = p.msg(x + 80, ry0 + 120, "symbol no-clip-yet")
+        p.connect(load, 0, no_clip, 0)
+        p.connect(no_clip, 0, head, 0)
+        for i, key in enumerate(keys):
+            update = p.obj(x + 80 + 60 * i, ry0 + 150, "t b f")
+            p.connect(region_boxes[key], 0, update, 0)
+            p.connect(update, 1, head, i + 1)
+            p.connect(update, 0, head, 0)
+        region_heads.append(head)
+        command(x, message.address.strip("/").capitalize(), message.address, head,
+                y=ry0 + 190, tail=f"unit {spec.region_unit}")
+
+    # concept: a symbol box; empty (the default, or "symbol" sent to ds-concept) sends none;
+    # a name is loaded on the server (/concept/load: idempotent)
     if spec.concepts is not None:
         p.comment(480, 330, "concept (loaded on the server; empty = none):")
         concept = p.atom("symbolatom", 480, 360, 16, "concept", "ds-concept", "-")
@@ -361,6 +400,10 @@ def build(spec: ResolvedSpec) -> PdPatch:
         p.connect(concept, 0, gate, 0)
         option = p.msg(130, 1230, f"{spec.concepts.option} $1")
         p.connect(named, 0, option, 0)
+        load_named = p.msg(250, 1230, "list $1")
+        load_osc = p.obj(250, 1260, osc_format_text(spec.concepts.load))
+        p.connect(named, 0, load_named, 0)
+        p.chain(load_named, load_osc, netsend)
         for join in concept_right:
             p.connect(option, 0, join, 1)
             p.connect(empty, 0, join, 1)  # a bang empties [list append]'s right inlet
@@ -406,6 +449,8 @@ def build(spec: ResolvedSpec) -> PdPatch:
     for i in range(len(spec.delivering)):
         p.connect(done, i, delivered, 0)
     p.connect(delivered, 0, clip, 0)
+    for head in region_heads:  # Continue / Inpaint work on the last delivered clip
+        p.connect(clip, 1, head, 0)
     other_done = p.obj(rx + 280, ry + 180, "list prepend done")  # /done /stop, /done /jam...
     p.connect(done, len(spec.delivering), other_done, 0)
     p.connect(other_done, 0, status_send, 0)

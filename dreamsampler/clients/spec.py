@@ -47,14 +47,34 @@ class Number:
 
 @dataclass(frozen=True)
 class ConceptMenu:
-    """A menu of the server's loaded concepts: filled from ``reply`` after sending
-    ``list_command`` (at load and on *refresh*); the chosen name is sent as option ``option`` of
-    the generation commands. A new list clears the choice; no choice sends no option. Pd vanilla
-    has no menu: a symbol box instead, sent only when not empty."""
+    """A menu of the concepts one can load: filled from ``reply`` (``stride`` atoms per concept,
+    the name first: ``/concept.available name method family loaded ...``) after sending
+    ``list_command`` (at load and on *refresh*); choosing one sends ``load <name>`` (idempotent on
+    the server) and the name goes out as option ``option`` of the generation commands. A new list
+    clears the choice; no choice sends no option. Pd vanilla has no menu: a symbol box instead,
+    sent only when not empty."""
 
-    list_command: str = "/concept/list"
-    reply: str = "/concept.list"
+    list_command: str = "/concept/available"
+    reply: str = "/concept.available"
     option: str = "concept"
+    load: str = "/concept/load"
+    stride: int = 4
+
+
+@dataclass(frozen=True)
+class Region:
+    """Continue and Inpaint buttons that work on the last clip the server delivered: Continue
+    sends ``continue_ <clip> <extend> <prompt> <options> unit <unit>``, Inpaint sends
+    ``inpaint <clip> <from> <to> <prompt> <options> unit <unit>``; the three numbers (in bars at
+    the session tempo by default) are number boxes with these defaults."""
+
+    continue_: str = "/continue"
+    inpaint: str = "/inpaint"
+    unit: str = "bars"
+    extend: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    ui_max: float = 64.0
 
 
 @dataclass(frozen=True)
@@ -99,15 +119,18 @@ class PatchSpec:
     presets: PresetMenu | None = None
     transport: Transport | None = None
     tempo: TempoFollow | None = None
+    region: Region | None = None
     #: replies the patches route (each must be in the contract's REPLIES)
     replies: tuple[str, ...] = ("/queued", "/progress", "/done", "/fail")
 
 
+_ALL = ("/gen", "/transfer", "/continue", "/inpaint")
+
 SPEC = PatchSpec(
     numbers=(
-        Number("seed", "seed", dice=True),
-        Number("steps", "steps"),
-        Number("guidance", "guidance", ui_max=20.0),
+        Number("seed", "seed", commands=_ALL, dice=True),
+        Number("steps", "steps", commands=_ALL),
+        Number("guidance", "guidance", commands=_ALL, ui_max=20.0),
         Number("duration", "duration(s)"),
         Number("bars", "bars"),  # 0 = use duration: one-shots in seconds, loops in bars
         Number("strength", "strength", commands=("/transfer",)),
@@ -116,6 +139,7 @@ SPEC = PatchSpec(
     presets=PresetMenu(),
     transport=Transport(),
     tempo=TempoFollow(),
+    region=Region(),
 )
 
 # -- resolved against the contract ----------------------------------------------------------------
@@ -167,6 +191,12 @@ class ResolvedSpec:
     stop: str | None = None
     jam: str | None = None
     quantum: float = 4.0
+    #: /continue and /inpaint (None: not in the contract), their numbers (extend; from, to:
+    #: positional, not options) and the unit they are sent in
+    continue_: Message | None = None
+    inpaint: Message | None = None
+    region_numbers: tuple[NumberControl, ...] = ()
+    region_unit: str = "bars"
 
     def numbers_for(self, address: str) -> tuple[NumberControl, ...]:
         """The number controls appended as options to ``address``, in spec order."""
@@ -178,9 +208,10 @@ class ResolvedSpec:
         sent = [self.notify.address, self.generate.address, self.transfer.address,
                 self.cancel.address]
         if self.concepts:
-            sent.append(self.concepts.list_command)
+            sent += [self.concepts.list_command, self.concepts.load]
         if self.presets:
             sent += [self.presets.list_command, self.presets.trigger]
+        sent += [m.address for m in (self.continue_, self.inpaint) if m is not None]
         sent += [a for a in (self.play, self.stop, self.jam, self.tempo) if a]
         return tuple(sent)
 
@@ -194,6 +225,7 @@ class ResolvedSpec:
     def delivering(self) -> tuple[str, ...]:
         """Commands whose ``/done <address> <job id> <path>`` delivers a clip."""
         return (self.generate.address, self.transfer.address,
+                *(m.address for m in (self.continue_, self.inpaint) if m is not None),
                 *((self.presets.trigger,) if self.presets else ()))
 
 
@@ -297,6 +329,7 @@ def resolve(
         missing = [what for what, ok in (
             (f"command {concepts.list_command}", concepts.list_command in commands),
             (f"reply {concepts.reply}", concepts.reply in replies),
+            (f"command {concepts.load} s:name", not _check(commands, concepts.load, ["s"])),
             *((f"option '{concepts.option}' of {address}",
                address in commands and commands[address].option(concepts.option))
               for address in (spec.generate, spec.transfer)),
@@ -342,6 +375,34 @@ def resolve(
             skipped.append(f"Live tempo follower: {problem}")
             tempo = None
 
+    continue_ = inpaint = None
+    region_numbers: list[NumberControl] = []
+    if spec.region is not None:
+        r = spec.region
+        for label, address, shape in (("Continue", r.continue_, ["s", "f", "s*"]),
+                                      ("Inpaint", r.inpaint, ["s", "f", "f", "s*"])):
+            problem = _check(commands, address, shape)
+            if not problem and commands[address].option("unit") is None:
+                problem = f"{address} has no unit option"
+            if problem:
+                skipped.append(f"{label} button: {problem}")
+                continue
+            message = commands[address]
+            if label == "Continue":
+                continue_ = message
+                wanted = (("amount", "extend", "extend", r.extend),)
+            else:
+                inpaint = message
+                wanted = (("start", "from", "from", r.start), ("end", "to", "to", r.end))
+            for arg_name, key, text, default in wanted:
+                arg = next(a for a in message.args if a.name == arg_name)
+                lo = arg.minimum if arg.minimum is not None else 0.0
+                hi = min(arg.maximum, r.ui_max) if arg.maximum is not None else r.ui_max
+                region_numbers.append(NumberControl(
+                    key=key, label=f"{text}({r.unit[:-1] if key != 'extend' else r.unit})",
+                    type="f", minimum=float(lo), maximum=float(hi), default=float(default),
+                    unit=r.unit, commands=(address,)))
+
     for reply in spec.replies:
         if reply not in replies:
             raise SpecError(f"routed reply {reply} is not in the contract")
@@ -367,4 +428,8 @@ def resolve(
         stop=stop,
         jam=jam,
         quantum=quantum,
+        continue_=continue_,
+        inpaint=inpaint,
+        region_numbers=tuple(region_numbers),
+        region_unit=spec.region.unit if spec.region is not None else "bars",
     )

@@ -29,7 +29,7 @@ from dreamsampler.engine.audio_io import AudioFileError
 from dreamsampler.engine.concepts import ConceptError, ConceptInfo, ConceptManager, scan_concepts
 from dreamsampler.engine.families import ModelFamily, load_model
 from dreamsampler.engine.level import NonFiniteAudioError
-from dreamsampler.engine.request import GenerationRequest, GenerationResult
+from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
 from dreamsampler.engine.sampler import Cancelled, sample
 
 log = logging.getLogger(__name__)
@@ -398,7 +398,8 @@ class LocalEngine:
             )
         except Cancelled:
             return JobFailed(job.id, "cancelled", cancelled=True)
-        except (AudioFileError, ConceptError, NonFiniteAudioError) as exc:
+        except (AudioFileError, ConceptError, NonFiniteAudioError, RequestError) as exc:
+            # the request's fault (a family that cannot inpaint…): the reason, no traceback
             return JobFailed(job.id, str(exc))
         except BaseException as exc:  # not only Exception: the worker thread must survive
             log.error("job %d failed", job.id, exc_info=True)

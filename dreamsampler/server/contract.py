@@ -40,6 +40,10 @@ class Arg:
         required: whether it must be present (positional args only).
         rest: a string that takes every remaining atom (joined with spaces).
         field: the request field an option sets (defaults to ``name``).
+        more: further atoms an option takes after its value (``lora s:name f:weight``): the
+            option's value is then the tuple of all of them.
+        repeat: the option may be given several times; its value is the tuple of every
+            occurrence, in order.
     """
 
     name: str
@@ -51,6 +55,8 @@ class Arg:
     required: bool = True
     rest: bool = False
     field: str = ""
+    more: tuple[Arg, ...] = ()
+    repeat: bool = False
 
     @property
     def target(self) -> str:
@@ -59,6 +65,11 @@ class Arg:
     @property
     def signature(self) -> str:
         return f"{self.type}:{self.name}"
+
+    @property
+    def width(self) -> int:
+        """Atoms an option takes after its key."""
+        return 1 + len(self.more)
 
     def coerce(self, value: Any, where: str) -> Any:
         """Convert one atom to this argument's type, checking the range.
@@ -131,7 +142,7 @@ class Message:
         i = 0
         for arg in self.args:
             if arg.rest:
-                end = self._options_start(atoms, i)
+                end = self._options_start(atoms, i, first=not arg.required)
                 text = " ".join(_atom_text(a) for a in atoms[i:end]).strip()
                 if not text and arg.required:
                     raise ContractError(f"{self.address}: missing {arg.name}")
@@ -154,28 +165,41 @@ class Message:
         return values
 
     def _parse_options(self, rest: list[Any]) -> dict[str, Any]:
-        if len(rest) % 2:
-            raise ContractError(f"{self.address}: options must be key/value pairs, got {rest!r}")
         values: dict[str, Any] = {}
-        for key, value in zip(rest[::2], rest[1::2], strict=True):
+        i = 0
+        while i < len(rest):
+            key = rest[i]
             option = self.option(key) if isinstance(key, str) else None
             if option is None:
                 known = ", ".join(o.name for o in self.options)
                 raise ContractError(f"{self.address}: unknown option {key!r} (known: {known})")
-            values[option.target] = option.coerce(value, self.address)
+            atoms = rest[i + 1:i + 1 + option.width]
+            if len(atoms) < option.width:
+                shape = " ".join(a.signature for a in (option, *option.more))
+                raise ContractError(f"{self.address}: option {key} needs {shape}, got "
+                                    f"{atoms!r}")
+            value: Any = option.coerce(atoms[0], self.address)
+            if option.more:
+                value = (value, *(a.coerce(v, f"{self.address} {key}")
+                                  for a, v in zip(option.more, atoms[1:], strict=True)))
+            if option.repeat:
+                value = (*values.get(option.target, ()), value)
+            values[option.target] = value
+            i += 1 + option.width
         return values
 
-    def _options_start(self, atoms: list[Any], start: int) -> int:
+    def _options_start(self, atoms: list[Any], start: int, first: bool = False) -> int:
         """Index where ``key value`` options begin after a multi-atom string (or the end).
 
-        Candidates are atoms that are option keys with an even number of atoms from there on;
-        the first candidate whose options parse wins ("a seed pod seed 3" → prompt "a seed pod").
-        If none parses, the first candidate is used so its error is reported.
+        Candidates are atoms that are option keys (from ``start + 1``, or from ``start`` when
+        ``first``: the string is optional); the first candidate whose options parse wins ("a seed
+        pod seed 3" → prompt "a seed pod"). If none parses, the first candidate with atoms enough
+        for its value is used so its error is reported.
         """
         keys = {o.name for o in self.options}
         candidates = [
-            k for k in range(start + 1, len(atoms))
-            if isinstance(atoms[k], str) and atoms[k] in keys and (len(atoms) - k) % 2 == 0
+            k for k in range(start if first else start + 1, len(atoms))
+            if isinstance(atoms[k], str) and atoms[k] in keys
         ]
         for k in candidates:
             try:
@@ -183,7 +207,9 @@ class Message:
             except ContractError:
                 continue
             return k
-        return candidates[0] if candidates else len(atoms)
+        # a key too near the end to take its value is prompt text ("kick and bass seed")
+        complete = [k for k in candidates if len(atoms) - k > self.option(atoms[k]).width]
+        return complete[0] if complete else len(atoms)
 
 
 # -- shared argument definitions -----------------------------------------------------------------
@@ -212,10 +238,26 @@ BARS = Arg("bars", "i", "clip length in whole bars at the session tempo (/tempo)
            "cut to exactly that many bars, downbeat at sample 0, and written as a loop WAV "
            "(tempo and bars in the file name, acid/smpl chunks); 0 uses duration", 0, 256)
 
-GEN_OPTIONS = (SEED, STEPS, GUIDANCE, DURATION, NEGATIVE, SCHEDULER,
-               Arg("id", "i", "client-chosen job id (must not be in use)", 0, 2**31 - 1,
-                   field="job_id"),
-               NAME, CONCEPT, LORA_SCALE, BARS)
+LORA = Arg("lora", "s", "a loaded LoRA concept to blend in, followed by its weight: "
+           "'lora NAME WEIGHT' (weight -2..2: 0 = off, 1 = as trained); repeat the option to "
+           "blend several (each name once; an unloaded one fails)", field="loras", repeat=True,
+           more=(Arg("weight", "f", "the LoRA's adapter weight (0 = off, 1 = as trained)", -2,
+                     2),))
+JOB_ID_OPTION = Arg("id", "i", "client-chosen job id (must not be in use)", 0, 2**31 - 1,
+                    field="job_id")
+GEN_OPTIONS = (SEED, STEPS, GUIDANCE, DURATION, NEGATIVE, SCHEDULER, JOB_ID_OPTION, NAME, CONCEPT,
+               LORA_SCALE, BARS, LORA)
+UNIT = Arg("unit", "s", "unit of the times given: seconds (default) or bars (whole or "
+           "fractional bars at the session tempo, /tempo)")
+REGION_OPTIONS = (SEED, STEPS, GUIDANCE, NEGATIVE, SCHEDULER, JOB_ID_OPTION, NAME, CONCEPT,
+                  LORA_SCALE, LORA, UNIT)
+"""Options of /continue and /inpaint: the /gen options less duration and bars (the input sets
+the length) plus ``unit``."""
+INPUT = Arg("input", "s", "path of the input clip: inside an input folder, or a clip the server "
+            "wrote to its output folder (relative paths are looked up in the input folders, then "
+            "the output folder)", field="input_path")
+OPTIONAL_PROMPT = Arg("prompt", "s", "text prompt (several atoms are joined); default: the "
+                      "session prompt (/param/prompt)", rest=True, required=False)
 PRESET_NAME = Arg("name", "s", "preset name (see /preset/list)", rest=True)
 
 # -- replies ---------------------------------------------------------------------------------------
@@ -342,6 +384,30 @@ COMMANDS: dict[str, Message] = {
             (*GEN_OPTIONS, STRENGTH),
             ("/queued i:job_id i:position", "/done /transfer i:job_id s:path",
              "/fail /transfer s:message i:job_id")),
+        Message("/continue", (
+            INPUT,
+            Arg("amount", "f", "how much new audio to add after the input's end, in unit "
+                "(seconds or bars)", 0, 600),
+            OPTIONAL_PROMPT,
+        ), "continue a clip: the output is the input followed by amount of new audio in the "
+            "prompt's direction (needs a model family that can inpaint: Stable Audio 3; "
+            "others answer /fail)",
+            REGION_OPTIONS,
+            ("/queued i:job_id i:position", "/done /continue i:job_id s:path",
+             "/fail /continue s:message i:job_id")),
+        Message("/inpaint", (
+            INPUT,
+            Arg("start", "f", "start of the region to regenerate, in unit (seconds or bars) "
+                "from the input's start", 0, 600),
+            Arg("end", "f", "end of the region (after start; may pass the input's end: the "
+                "input is padded with silence up to it)", 0, 600),
+            OPTIONAL_PROMPT,
+        ), "repaint a region of a clip from the prompt, keeping the rest (needs a model family "
+            "that can inpaint: Stable Audio 3; others answer /fail); the output is as long as "
+            "the input, or up to end when end passes it",
+            REGION_OPTIONS,
+            ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path",
+             "/fail /inpaint s:message i:job_id")),
         Message("/trigger", (), "generate from the session parameters (/param/...)",
                 (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path",
                      "/fail /trigger s:message i:job_id")),
@@ -457,7 +523,7 @@ def markdown() -> str:
             out.append(f"- `{arg.signature}`: {arg.description}{_range(arg)}")
         if cmd.options:
             out.append("- options (`key value` pairs):")
-            out += [f"  - `{o.name}` ({TYPE_NAMES[o.type]}): {o.description}{_range(o)}"
+            out += [f"  - {_option_shape(o)}: {o.description}{_range(o)}"
                     for o in cmd.options]
         if cmd.replies:
             out.append("- replies: " + ", ".join(f"`{r}`" for r in cmd.replies))
@@ -468,6 +534,12 @@ def markdown() -> str:
         out += [f"- `{a.signature}`: {a.description}" for a in rep.args]
         out.append("")
     return "\n".join(out)
+
+
+def _option_shape(option: Arg) -> str:
+    """```seed` (int)``, or ```lora` (string, float; repeatable)`` for a multi-atom option."""
+    types = ", ".join(TYPE_NAMES[a.type] for a in (option, *option.more))
+    return f"`{option.name}` ({types}{'; repeatable' if option.repeat else ''})"
 
 
 def _range(arg: Arg) -> str:

@@ -132,6 +132,10 @@ class GenerationParams:
 
     ``bars`` (whole bars at the session tempo, 0 = seconds) wins over ``duration`` (seconds); a
     ``duration`` without ``bars`` means seconds; with neither, the session's ``bars`` decides.
+    ``loras`` is a blend of loaded LoRA concepts ``((name, weight), ...)``. ``continuation``
+    (continue the input) or ``mask_start``/``mask_end`` (repaint that region of the input) make
+    it a region job; their values are in ``unit``: ``seconds`` (default) or ``bars`` at the
+    session tempo.
     """
 
     prompt: str | None = None
@@ -146,3 +150,8 @@ class GenerationParams:
     concept: str | None = None
     lora_scale: float | None = None
     bars: int | None = None
+    loras: tuple[tuple[str, float], ...] | None = None
+    continuation: float | None = None
+    mask_start: float | None = None
+    mask_end: float | None = None
+    unit: str | None = None

@@ -9,6 +9,7 @@ of ``values["seed"]``; ``None`` means "not sent" (the session default applies).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -51,6 +52,7 @@ class _Generate(Request):
     bars: int | None = None
     job_id: int | None = None
     name: str | None = None
+    loras: tuple[tuple[str, float], ...] | None = None
 
     def params(self) -> GenerationParams:
         """The generation parameters this message sets (unset ones stay None)."""
@@ -69,6 +71,37 @@ class Transfer(_Generate):
     address = "/transfer"
     input_path: str = ""
     strength: float | None = None
+
+
+@dataclass(frozen=True)
+class Continue(_Generate):
+    """``/continue input amount [prompt]``: ``amount`` of new audio after the input, in
+    ``unit``."""
+
+    address = "/continue"
+    prompt: str | None = None  # type: ignore[assignment]  # default: the session prompt
+    input_path: str = ""
+    amount: float = 0.0
+    unit: str | None = None
+
+    def params(self) -> GenerationParams:
+        return dataclasses.replace(super().params(), continuation=self.amount)
+
+
+@dataclass(frozen=True)
+class Inpaint(_Generate):
+    """``/inpaint input start end [prompt]``: repaint ``[start, end)`` of the input, in
+    ``unit``."""
+
+    address = "/inpaint"
+    prompt: str | None = None  # type: ignore[assignment]  # default: the session prompt
+    input_path: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    unit: str | None = None
+
+    def params(self) -> GenerationParams:
+        return dataclasses.replace(super().params(), mask_start=self.start, mask_end=self.end)
 
 
 @dataclass(frozen=True)
@@ -214,9 +247,9 @@ class Jam(Request):
 
 TYPES: dict[str, type[Request]] = {
     t.address: t
-    for t in (Gen, Transfer, Trigger, ConceptLoad, ConceptUnload, ConceptList, ConceptAvailable,
-              Cancel, Notify, Status, Sync, Version, PresetTrigger, PresetList, PresetSave,
-              MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam)
+    for t in (Gen, Transfer, Continue, Inpaint, Trigger, ConceptLoad, ConceptUnload, ConceptList,
+              ConceptAvailable, Cancel, Notify, Status, Sync, Version, PresetTrigger, PresetList,
+              PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam)
 }
 TYPES.update({f"/param/{name}": Param for name in PARAMS})
 

@@ -83,6 +83,8 @@ class OscServer:
         self._handlers: dict[type[m.Request], Handler] = {
             m.Gen: self._gen,
             m.Transfer: self._gen,
+            m.Continue: self._gen,
+            m.Inpaint: self._gen,
             m.Trigger: self._trigger,
             m.Param: self._param,
             m.Cancel: self._cancel,
@@ -217,7 +219,7 @@ class OscServer:
         submitted = self.service.submit(job)
         self.reply(sender, "/queued", submitted.job_id, submitted.position)
 
-    def _gen(self, sender: Address, msg: m.Gen | m.Transfer) -> None:
+    def _gen(self, sender: Address, msg: m.Gen | m.Transfer | m.Continue | m.Inpaint) -> None:
         job = self.service.job(msg.params(), transfer=isinstance(msg, m.Transfer),
                                job_id=msg.job_id, name=msg.name,
                                reply=self.job_reply(sender, msg.address))

@@ -63,7 +63,8 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path],
                   max_bytes: int | None = None) -> Path:
     """Find an input clip inside the configured input folders and check it is audio.
 
-    A relative path is looked up in each input folder in turn. Only the file's header is read.
+    A relative path is looked up in each input folder in turn (the first that holds it wins).
+    Only the file's header is read.
 
     Raises:
         RequestError: outside the input folders, missing, not audio, or larger than
@@ -76,6 +77,8 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path],
         resolved = candidate.resolve()
         if not any(resolved.is_relative_to(root) for root in roots):
             continue
+        if len(candidates) > 1 and not resolved.exists():
+            continue  # look in the next folder
         try:
             probe_audio(resolved, max_bytes=max_bytes)
         except AudioFileError as exc:
@@ -111,6 +114,8 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
     """
     s = session
     limits = config.limits
+    if params.continuation is not None or params.mask_start is not None:
+        return _region_request(params, s, config, clock, loaded), None
     loop = loop_spec(params, s, clock)
     if loop is not None:
         seconds = bars_to_seconds(loop.bars, loop.bpm, loop.beats_per_bar)
@@ -140,9 +145,6 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
         input_path: Path | None = resolve_input(raw, config.input_dirs, max_input_bytes(config))
     else:
         input_path = None
-    concept = str(_or(params.concept, s.concept) or "") or None
-    if concept is not None:
-        check_concept(concept, loaded)
     request = GenerationRequest(
         prompt=str(prompt),
         negative_prompt=str(_or(params.negative_prompt, s.negative_prompt)),
@@ -153,10 +155,96 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
         scheduler=str(_or(params.scheduler, s.scheduler)),
         input_path=input_path,
         strength=float(_or(params.strength, s.strength)) if transfer else 1.0,
-        concept=concept,
         lora_scale=float(_or(params.lora_scale, s.lora_scale)),
+        **_concepts(params, s, loaded),
     )
     return request, loop
+
+
+def _concepts(params: GenerationParams, session: Session, loaded: Collection[str]
+              ) -> dict[str, Any]:
+    """``concept`` and ``loras`` of the request, each checked to be loaded.
+
+    Raises:
+        RequestError: a concept or LoRA that is not loaded.
+    """
+    concept = str(_or(params.concept, session.concept) or "") or None
+    if concept is not None:
+        check_concept(concept, loaded)
+    loras = tuple((str(n), float(w)) for n, w in (params.loras or ()))
+    for name, _ in loras:
+        check_concept(name, loaded)
+    return {"concept": concept, "loras": loras}
+
+
+UNITS = ("seconds", "bars")
+
+
+def _seconds(value: float, unit: str, clock: TempoClock) -> float:
+    """``value`` in ``unit`` (seconds, or bars at the clock's tempo) as seconds."""
+    if unit == "seconds":
+        return float(value)
+    return bars_to_seconds(value, clock.bpm, clock.beats_per_bar)
+
+
+def _region_request(params: GenerationParams, s: Session, config: Config, clock: TempoClock,
+                    loaded: Collection[str]) -> GenerationRequest:
+    """The continuation or inpainting request for ``params``: the input is looked up in the
+    input folders, then the output folder (clips the server made); times in ``params.unit``
+    become seconds; the length follows the input (continuation: input + new audio; inpainting:
+    the input, or up to ``mask_end`` when it passes the input's end).
+
+    Raises:
+        RequestError: unknown unit, missing prompt or input, an input outside those folders or
+            not audio, a region out of range, a length beyond ``limits.max_duration``, a
+            concept or LoRA not loaded.
+    """
+    limits = config.limits
+    unit = (params.unit or "seconds").strip().lower()
+    if unit not in UNITS:
+        raise RequestError(f"unit must be seconds or bars, got {params.unit!r}")
+    steps = int(_or(params.num_inference_steps, s.num_inference_steps))
+    if steps > limits.max_steps:
+        raise RequestError(f"steps {steps} exceeds the limit of {limits.max_steps}")
+    prompt = _or(params.prompt, s.prompt)
+    if not prompt or not str(prompt).strip():
+        raise RequestError("missing prompt (give one, or set /param/prompt)")
+    if not params.input_path:
+        raise RequestError("missing input")
+    input_path = resolve_input(params.input_path, [*config.input_dirs, config.output.dir],
+                               max_input_bytes(config))
+    input_seconds = probe_audio(input_path)
+    region: dict[str, float] = {}
+    if params.continuation is not None:
+        region["continuation"] = _seconds(params.continuation, unit, clock)
+        if not region["continuation"] > 0:
+            raise RequestError(f"continuation must be > 0, got {params.continuation:g} {unit}")
+        duration = input_seconds + region["continuation"]
+    else:
+        if params.mask_end is None:
+            raise RequestError("inpainting needs start and end")
+        region["mask_start"] = _seconds(float(params.mask_start or 0.0), unit, clock)
+        region["mask_end"] = _seconds(params.mask_end, unit, clock)
+        if not region["mask_start"] < region["mask_end"]:
+            raise RequestError(f"inpainting needs start < end, got {params.mask_start:g} and "
+                               f"{params.mask_end:g} {unit}")
+        duration = max(input_seconds, region["mask_end"])
+    if duration > limits.max_duration:
+        raise RequestError(f"the output would last {duration:.2f} s: more than the limit of "
+                           f"{limits.max_duration:g} s")
+    return GenerationRequest(
+        prompt=str(prompt),
+        negative_prompt=str(_or(params.negative_prompt, s.negative_prompt)),
+        seed=int(_or(params.seed, s.seed)),
+        num_inference_steps=steps,
+        guidance_scale=float(_or(params.guidance_scale, s.guidance_scale)),
+        duration=duration,
+        scheduler=str(_or(params.scheduler, s.scheduler)),
+        input_path=input_path,
+        lora_scale=float(_or(params.lora_scale, s.lora_scale)),
+        **_concepts(params, s, loaded),
+        **region,
+    )
 
 def loop_spec(params: GenerationParams, session: Session, clock: TempoClock) -> LoopSpec | None:
     """The bar length asked for at the session tempo (rounded to 0.01 BPM), or None.

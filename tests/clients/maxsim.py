@@ -320,9 +320,25 @@ class MaxSim:
                 box.state["right"] = msg
             else:
                 self.output(box, 0, msg + box.state.get("right", []))
-        elif mode == "iter":
-            for atom in msg:
-                self.output(box, 0, [atom])
+        elif mode == "iter":  # [zl iter N]: the list in chunks of N atoms (default 1)
+            size = int(box.args[1]) if len(box.args) > 1 else 1
+            for at in range(0, len(msg), size):
+                self.output(box, 0, msg[at:at + size])
+        elif mode == "slice":  # [zl slice N]: first N atoms left, the rest right (right first)
+            size = int(box.args[1]) if len(box.args) > 1 else 0
+            if msg[size:]:
+                self.output(box, 1, msg[size:])
+            self.output(box, 0, msg[:size])
+        elif mode == "group":  # [zl group N]: collect; output at N atoms or on bang, then clear
+            size = int(box.args[1]) if len(box.args) > 1 else 256
+            if msg == BANG:
+                stored = box.state.pop("stored", [])
+                if stored:
+                    self.output(box, 0, stored)
+                return
+            box.state["stored"] = box.state.get("stored", []) + msg
+            if len(box.state["stored"]) >= size:
+                self.output(box, 0, box.state.pop("stored"))
         else:
             raise NotImplementedError(f"zl {mode}")
 

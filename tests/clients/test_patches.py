@@ -68,7 +68,9 @@ def test_every_spec_entry_resolves_against_the_contract() -> None:
     assert (spec.play, spec.stop, spec.jam, spec.tempo) == ("/play", "/stop", "/jam", "/tempo")
     assert set(spec.sent_addresses) <= set(COMMANDS)
     assert set(spec.routed_replies) <= set(REPLIES)
-    assert spec.delivering == ("/gen", "/transfer", "/preset/trigger")
+    assert spec.delivering == ("/gen", "/transfer", "/continue", "/inpaint", "/preset/trigger")
+    assert [n.key for n in spec.region_numbers] == ["extend", "from", "to"]
+    assert spec.numbers_for("/continue") == spec.numbers[:3], "seed, steps, guidance"
 
 
 def test_missing_core_command_is_an_error() -> None:
@@ -241,24 +243,58 @@ def test_max_transfer_sends_the_dropped_clip(sim: MaxSim) -> None:
     assert values["prompt"] == "dub reggae" and values["strength"] == 0.3
 
 
+def test_max_continue_and_inpaint_the_last_delivered_clip(sim: MaxSim) -> None:
+    """Continue sends /continue <last clip> <extend> <prompt> <options> unit bars; Inpaint sends
+    /inpaint <last clip> <from> <to> ...; both parse with the contract and follow the boxes."""
+    sim.type_text(sim.find("textedit"), "a drum fill")
+    sim.click(sim.button("Continue"))
+    values = COMMANDS["/continue"].parse(sim.sent[-1][1])
+    assert sim.sent[-1][0] == "/continue" and values["input_path"] == "no-clip-yet", (
+        "before any clip the server answers /fail (no such file), nothing is silent")
+    sim.incoming("/done", "/gen", 3, "/Music/dreamsampler/a.wav")
+    sim.receive(sim.param("Extend"), 0, [2.0])
+    sim.receive(sim.param("Seed lock"), 0, [1])
+    sim.receive(sim.param("Steps"), 0, [8])
+    sim.click(sim.button("Continue"))
+    address, args = sim.sent[-1]
+    values = COMMANDS[address].parse(args)
+    assert address == "/continue" and values["input_path"] == "/Music/dreamsampler/a.wav"
+    assert (values["amount"], values["unit"], values["prompt"]) == (2.0, "bars", "a drum fill")
+    assert values["num_inference_steps"] == 8 and "duration" not in values
+    sim.incoming("/done", "/continue", 4, "/Music/dreamsampler/b.wav")
+    sim.receive(sim.param("From"), 0, [1.0])
+    sim.receive(sim.param("To"), 0, [1.5])
+    sim.click(sim.button("Inpaint"))
+    address, args = sim.sent[-1]
+    values = COMMANDS[address].parse(args)
+    assert address == "/inpaint" and values["input_path"] == "/Music/dreamsampler/b.wav"
+    assert (values["start"], values["end"], values["unit"]) == (1.0, 1.5, "bars")
+    assert values["prompt"] == "a drum fill"
+
+
 def test_max_asks_for_the_lists_at_load_and_on_refresh(sim: MaxSim) -> None:
-    assert [a for a, _ in sim.sent[1:3]] == ["/concept/list", "/preset/list"]
+    assert [a for a, _ in sim.sent[1:3]] == ["/concept/available", "/preset/list"]
     sim.sent.clear()
     sim.click(sim.button("refresh"))
-    assert sorted(sim.sent) == [("/concept/list", []), ("/preset/list", [])]
+    assert sorted(sim.sent) == [("/concept/available", []), ("/preset/list", [])]
 
 
 def test_max_concept_menu_follows_the_loaded_concepts(sim: MaxSim) -> None:
-    """/concept.list (the loaded concepts) fills the menu after its "(none)"; the choice goes out
-    as the concept option of Generate and Transfer; a new list clears the choice; an empty list
-    leaves only "(none)" and no concept option is sent; choosing "(none)" sends none."""
+    """/concept.available (name, method, family, loaded per concept on disk) fills the menu
+    after its "(none)" with the names; choosing one loads it (/concept/load, idempotent) and it
+    goes out as the concept option of Generate and Transfer; a new list clears the choice; an
+    empty list leaves only "(none)" and no concept option is sent; choosing "(none)" sends
+    none."""
     menu = sim.param("Concept")
     assert menu.maxclass == "live.menu" and menu.state["items"] == ["(none)"]
     sim.click(sim.button("Generate"))
     assert "concept" not in COMMANDS["/gen"].parse(sim.sent[-1][1]), "nothing chosen yet"
-    sim.incoming("/concept.list", "my-drums", "my-bass")
+    sim.incoming("/concept.available", "my-drums", "lora", "stable-audio-3", 1,
+                 "my-bass", "ti", "musicldm", 0)
     assert menu.state["items"] == ["(none)", "my-drums", "my-bass"]
+    sim.sent.clear()
     sim.receive(menu, 0, [1])
+    assert sim.sent == [("/concept/load", ["my-drums"])], "choosing loads it"
     sim.click(sim.button("Generate"))
     assert COMMANDS["/gen"].parse(sim.sent[-1][1])["concept"] == "my-drums"
     sim.receive(menu, 0, [0])
@@ -270,12 +306,12 @@ def test_max_concept_menu_follows_the_loaded_concepts(sim: MaxSim) -> None:
     sim.drop(sim.find("live.drop"), "/Users/me/loop.wav")
     sim.click(sim.button("Transfer"))
     assert COMMANDS["/transfer"].parse(sim.sent[-1][1])["concept"] == "my-bass"
-    sim.incoming("/concept.list", "my-drums")  # my-bass was unloaded
+    sim.incoming("/concept.available", "my-drums", "lora", "sa3", 1)  # my-bass was deleted
     assert menu.state["items"] == ["(none)", "my-drums"] and menu.state["value"] == 0
     sim.click(sim.button("Generate"))
     assert "concept" not in COMMANDS["/gen"].parse(sim.sent[-1][1]), "a new list clears it"
     sim.receive(menu, 0, [1])
-    sim.incoming("/concept.list")  # none loaded
+    sim.incoming("/concept.available")  # none on disk
     assert menu.state["items"] == ["(none)"]
     for button, address in (("Generate", "/gen"), ("Transfer", "/transfer")):
         sim.click(sim.button(button))
@@ -421,6 +457,9 @@ def test_pd_messages_match_the_contract() -> None:
             for key, slot in zip(words[::2], words[1::2], strict=True):
                 option = command.option(key)
                 assert option is not None, f"{command.address} has no option {key}"
+                if not slot.startswith("$"):  # a constant option ("unit bars")
+                    option.coerce(slot, command.address)
+                    continue
                 feeders = [boxes[a] for a, _, inlet in into[pack.index]
                            if inlet == int(slot[1:]) - 1]
                 assert len(feeders) == 1

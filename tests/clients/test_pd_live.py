@@ -198,3 +198,20 @@ def test_pd_live_controls_reach_the_server(tmp_path: Path) -> None:
         plays = [r for r in replies if r[:2] == ["fail", "/play"]]
         assert len(plays) == 1, "Play before any clip sends nothing"
         assert plays[0][-1] == done[2] and "no audio output device" in _text(plays[0])
+
+
+def test_pd_continue_inpaint_and_concept_load_reach_the_server(server: RunningServer,
+                                                               tmp_path: Path) -> None:
+    """Continue and Inpaint send their whole message (clip, bars, prompt, options, unit) and
+    the server parses it: before any clip exists it answers that the input does not exist (the
+    prompt, options and unit were accepted); a typed concept is loaded (/concept/load)."""
+    script = ("\\; ds-lock 1 \\; ds-steps 2 \\; ds-extend 2 \\; ds-from 0.5 \\; ds-to 1 "
+              "\\; ds-concept symbol no-such-concept "
+              "\\; ds-prompt list dub \\; ds-continue bang \\; ds-inpaint bang")
+    console = _run_pd(_harness(tmp_path, server.port, _free_udp_port(), script,
+                               quit_after_ms=1500), timeout=30)
+    fails = {r[1]: _text(r) for r in _replies(console) if r[0] == "fail"}
+    assert "no-such-concept" in fails.get("/concept/load", ""), console
+    for address in ("/continue", "/inpaint"):
+        assert "no-clip-yet" in fails.get(address, "") and "no such file" in fails[address], (
+            console)

@@ -33,6 +33,11 @@ def test_every_address_and_reply_is_documented() -> None:
         (["a", "seed", "pod", "seed", 3], {"prompt": "a seed pod", "seed": 3}),
         (["x", "guidance", 3], {"prompt": "x", "guidance_scale": 3.0}),
         (["x", "duration", 0.3], {"prompt": "x", "duration": 0.3}),
+        (["kick", "and", "bass", "seed"], {"prompt": "kick and bass seed"}),
+        (["a", "pluck", "lora", "plk", 0.7, "seed", 2, "lora", "twang", 0.5],
+         {"prompt": "a pluck", "loras": (("plk", 0.7), ("twang", 0.5)), "seed": 2}),
+        (["a", "lora", "pad", "lora", "plk", 1], {"prompt": "a lora pad",
+                                                  "loras": (("plk", 1.0),)}),
     ],
 )
 def test_gen_parsing_is_lenient(atoms: list[object], expected: dict[str, object]) -> None:
@@ -61,3 +66,33 @@ def test_params_cover_the_session() -> None:
 
     session_fields = {f.name for f in fields(Session)}
     assert {p.target for p in PARAMS.values()} <= session_fields
+
+
+@pytest.mark.parametrize(
+    ("address", "atoms", "expected"),
+    [
+        ("/continue", ["in.wav", 2, "a", "fill", "unit", "bars"],
+         {"input_path": "in.wav", "amount": 2.0, "prompt": "a fill", "unit": "bars"}),
+        ("/continue", ["in.wav", 2, "seed", 3], {"input_path": "in.wav", "amount": 2.0,
+                                                 "seed": 3}),  # the prompt is optional
+        ("/inpaint", ["in.wav", 0.5, 1, "snare", "lora", "plk", 1],
+         {"input_path": "in.wav", "start": 0.5, "end": 1.0, "prompt": "snare",
+          "loras": (("plk", 1.0),)}),
+    ],
+)
+def test_region_commands_parse(address: str, atoms: list[object],
+                               expected: dict[str, object]) -> None:
+    assert COMMANDS[address].parse(atoms) == expected
+
+
+@pytest.mark.parametrize(
+    ("atoms", "message"),
+    [
+        (["x", "lora", "plk", "loud"], "/gen lora weight: expected float"),
+        (["x", "lora", "plk", 3.0], "above the maximum"),
+        (["x", "seed", 1, "lora", "plk"], "option lora needs s:lora f:weight"),
+    ],
+)
+def test_lora_option_errors(atoms: list[object], message: str) -> None:
+    with pytest.raises(ContractError, match=message):
+        COMMANDS["/gen"].parse(atoms)

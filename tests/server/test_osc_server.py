@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from dreamsampler.client import OscClient, Reply, is_final_for
-from tests.conftest import RunningServer, write_pluck
+from tests.conftest import RunningServer, make_config, run_server, write_pluck
+
+
+@pytest.fixture(params=["tiny", "tiny:sa3", "tiny:stable-audio"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningServer]:
+    """The server of every test here, once per model family (MusicLDM, Stable Audio 3, Stable
+    Audio Open 1.0): every OSC command works on each."""
+    yield from run_server(make_config(tmp_path, **{"model.id": request.param}))
 
 
 def _done(replies: list[Reply], address: str) -> Reply:
@@ -35,7 +44,8 @@ def test_gen_writes_wav_and_sidecar(server: RunningServer, client: OscClient) ->
     assert info.frames == int(1.5 * 44100)
     record = json.loads(path.with_suffix(".json").read_text())
     assert record["seed"] == 7 and record["prompt"] == "warm analog bass"
-    assert record["model"] == "tiny" and record["duration"] == 1.5 and record["job_id"] == job_id
+    assert record["model"] == server.app.config.model.id
+    assert record["duration"] == 1.5 and record["job_id"] == job_id
     assert not list(server.output_dir.glob(".*")), "temporary files left behind"
     assert oct(path.stat().st_mode & 0o777) == "0o644"
 
