@@ -60,7 +60,7 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path]) -> Path:
     A relative path is looked up in each input folder in turn.
 
     Raises:
-        RequestError: outside the input folders, missing, or not audio.
+        RequestError: outside the input folders, missing, not audio, or not a usable name.
     """
     path = Path(raw).expanduser()
     roots = [Path(d).resolve() for d in input_dirs]
@@ -73,6 +73,8 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path]) -> Path:
             probe_audio(resolved)
         except AudioFileError as exc:
             raise RequestError(f"input {exc}") from None
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            raise RequestError(f"input {str(path)[:120]}: {exc.strerror or exc}") from None
         return resolved
     folders = ", ".join(str(r) for r in roots) or "(none configured)"
     if path.is_absolute():
