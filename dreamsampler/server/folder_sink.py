@@ -43,7 +43,7 @@ from dreamsampler.engine.level import (
     peak_dbfs,
 )
 from dreamsampler.engine.request import GenerationResult
-from dreamsampler.fsutil import atomic_write
+from dreamsampler.fsutil import atomic_write, atomic_write_path
 from dreamsampler.server.delivery import FOLDER, Clip, LoopSpec
 from dreamsampler.server.sinks import SinkError
 
@@ -234,10 +234,12 @@ class FolderSink:
                     write_loop_wav(path, audio, rate, loop.bpm, loop.bars, loop.beats_per_bar,
                                    subtype=self.subtype)
                 else:
-                    atomic_write(
+                    # by name: libsndfile's own I/O (a file object's short write would print
+                    # a traceback from soundfile's cffi callback before the error)
+                    atomic_write_path(
                         path,
-                        lambda fh: sf.write(fh, audio.T, rate, subtype=self.subtype,
-                                            format="WAV"),
+                        lambda tmp: sf.write(tmp, audio.T, rate, subtype=self.subtype,
+                                             format="WAV"),
                     )
             except Exception as exc:  # soundfile: AssertionError on a short write (disk full)
                 sidecar.unlink(missing_ok=True)
