@@ -19,12 +19,10 @@ sink); the live commands that steer another edge — ``/jam`` the jam edge, ``/m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import ipaddress
 import logging
 import math
-import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -62,8 +60,6 @@ MAX_PER_DATAGRAM = 64
 """Messages of one datagram (a bundle) that are answered; the rest get one ``/fail``."""
 MAX_PENDING = 64
 """Background requests (``/sync``, concept operations…) waiting at once."""
-RECEIVE_BUFFER = 4 << 20
-"""Bytes of received datagrams the kernel may hold for the server (capped by net.core.rmem_max)."""
 MAX_BUNDLES = 16
 """Bundles (nested or not) in one datagram; a datagram with more is malformed."""
 BUNDLE_ADDRESS = "#bundle"
@@ -175,9 +171,6 @@ class OscServer:
             lambda: _Protocol(self), local_addr=(self.host, self.port)
         )
         self.port = self.transport.get_extra_info("sockname")[1]
-        sock = self.transport.get_extra_info("socket")
-        with contextlib.suppress(OSError, AttributeError):  # bursts wait in the kernel, not lost
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         log.info("OSC listening on %s:%d", self.host, self.port)
         if not self.allow and not ipaddress.ip_address(self.transport.get_extra_info(
                 "sockname")[0]).is_loopback:
