@@ -77,6 +77,15 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def open_to_network(bound: str, allow: tuple[Any, ...] | list[str]) -> bool:
+    """True when a server bound to ``bound`` serves everyone off this machine (no
+    allow-list and not a loopback address: ``0.0.0.0``, a LAN address): it should have one."""
+    try:
+        return not allow and not ipaddress.ip_address(bound).is_loopback
+    except ValueError:
+        return not allow
+
+
 def _networks(allow: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(n, strict=False) for n in allow)
 
@@ -172,8 +181,7 @@ class OscServer:
         )
         self.port = self.transport.get_extra_info("sockname")[1]
         log.info("OSC listening on %s:%d", self.host, self.port)
-        if not self.allow and not ipaddress.ip_address(self.transport.get_extra_info(
-                "sockname")[0]).is_loopback:
+        if open_to_network(self.transport.get_extra_info("sockname")[0], self.allow):
             log.warning("OSC on %s accepts commands from anyone who can reach port %d: set "
                         "osc.allow to your network (see docs/hardening.md)", self.host, self.port)
 

@@ -10,6 +10,7 @@ import pytest
 
 from dreamsampler.config import ConfigError, load_config
 from dreamsampler.server.notify import Clients, TooManyClientsError
+from dreamsampler.server.osc import open_to_network
 from tests.conftest import held_engine, make_config, run_server
 
 
@@ -66,6 +67,15 @@ def test_allow_list_drops_other_senders(tmp_path: Path) -> None:
     for server in run_server(config):
         with server.client() as c:
             assert c.request("/status", timeout=5)[-1].address == "/status.reply"
+
+
+def test_an_open_server_without_allow_list_is_flagged() -> None:
+    assert open_to_network("0.0.0.0", [])
+    assert open_to_network("192.168.1.20", [])
+    assert open_to_network("::", [])
+    assert not open_to_network("0.0.0.0", ["192.168.1.0/24"])
+    assert not open_to_network("127.0.0.1", [])
+    assert not open_to_network("::1", [])
 
 
 def test_allow_list_entries_are_checked() -> None:
