@@ -146,13 +146,16 @@ def main() -> None:
     prober.join()
     rss1 = rss_mib()
     processed = replies + app.osc.malformed - malformed0
-    running = app.service.status().engine.running
+    try:
+        running: object = app.service.status().engine.running is not None
+    except AttributeError:  # an older checkout
+        running = "?"
     lat = sorted(latencies)
     print(f"flood: {sent} datagrams in {elapsed:.1f} s ({sent / elapsed:.0f}/s offered), "
           f"{processed} processed ({processed / elapsed:.0f}/s), {replies} replies")
     if lat:
         p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))]  # noqa: E731
-        print(f"/status during the generation (job running: {running is not None}): "
+        print(f"/status during the generation (job running: {running}): "
               f"{len(lat)} probes, p50 {statistics.median(lat):.1f} ms, p99 {p(0.99):.1f} ms, "
               f"max {lat[-1]:.1f} ms")
     print(f"RSS: {rss0:.1f} MiB before, {rss1:.1f} MiB after the flood "
