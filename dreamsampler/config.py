@@ -106,6 +106,26 @@ class OscConfig(_Section):
     host: str = Field("127.0.0.1", description="address to bind; 0.0.0.0 accepts control "
                       "surfaces on the network (and advertises the server over mDNS)")
     port: int = Field(9000, ge=0, le=65535, description="UDP port; 0 picks a free one")
+    allow: list[str] = Field(
+        default_factory=list,
+        description="networks (CIDR, e.g. 192.168.1.0/24, or single addresses) whose datagrams "
+        "are served; others are dropped. Empty: everyone who can reach the port (a warning is "
+        "logged when host is not loopback). See docs/hardening.md",
+    )
+    max_clients: int = Field(64, ge=1, description="/notify registrations held at once")
+    client_ttl: float = Field(3600.0, gt=0.0, description="seconds without a message from a "
+                              "registered client before its /notify registration expires")
+
+    @model_validator(mode="after")
+    def _check_allow(self) -> OscConfig:
+        import ipaddress
+
+        for net in self.allow:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"allow: {exc}") from None
+        return self
 
 
 class OscQueryConfig(_Section):

@@ -32,14 +32,21 @@ class App:
     jam: Jam
     oscquery: OscQueryServer | None = None
 
-    async def close(self) -> None:
-        """Stop the edges (jam, MIDI, OSCQuery, OSC) first, then the service (engine, sinks)."""
+    async def close(self, reason: str = "server shutting down") -> None:
+        """Shut down without dropping anyone: OSC answers new commands ``/fail … reason``; the
+        jam, MIDI and OSCQuery edges stop; the service closes (running and queued jobs and
+        pending operations fail with ``reason``, answered to whoever asked); the replies are
+        flushed; only then the OSC socket closes."""
+        self.osc.shutdown(reason)
         await self.jam.stop()
         await self.midi.close()
         if self.oscquery is not None:
             await self.oscquery.close()
-        self.osc.close()
-        await self.service.close()
+        try:
+            await self.service.close(reason)
+        finally:
+            await self.osc.drain()
+            self.osc.close()
 
 
 def make_engine(config: Config) -> Engine:
@@ -96,7 +103,9 @@ async def start_app(config: Config, engine: Engine | None = None) -> App:
     midi = MidiEdge(service, config.live)
     jam = Jam(service)
     await service.start()
-    osc = OscServer(service, config.osc.host, config.osc.port, midi=midi, jam=jam)
+    o = config.osc
+    osc = OscServer(service, o.host, o.port, midi=midi, jam=jam, allow=o.allow,
+                    max_clients=o.max_clients, client_ttl=o.client_ttl)
     try:
         await midi.start()
         try:

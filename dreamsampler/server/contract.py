@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 TYPE_NAMES = {"i": "int", "f": "float", "s": "string"}
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+"""The range of an OSC ``i`` (int32) atom; integers beyond it are refused."""
 
 
 class ContractError(ValueError):
@@ -92,6 +94,8 @@ class Arg:
             if value != int(value):
                 raise ContractError(f"{label}: expected an integer, got {value!r}")
             value = int(value)
+            if not INT32_MIN <= value <= INT32_MAX:  # /sync 1e38 could not even be echoed
+                raise ContractError(f"{label}: {value:.6g} is beyond the int32 range")
         else:
             # OSC floats are float32: keep the shortest decimal that round-trips (0.3)
             value = float(str(np.float32(value))) if isinstance(value, float) else float(value)

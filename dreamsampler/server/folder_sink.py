@@ -5,6 +5,13 @@ renamed into place (``os.replace``), so a DAW watching the folder never sees hal
 sidecar ``<name>.json`` is in place before the WAV appears. Files are made readable by other users
 (0644): a DAW may run as another user.
 
+Any failure while writing (a full disk makes libsndfile's short write an ``AssertionError``) removes
+what was written and raises :class:`SinkError`; until the free space reaches what the failed clip
+needed, :meth:`FolderSink.check` refuses new jobs ("disk full") and ``/status`` reports the folder
+as not writable. At start-up :meth:`FolderSink.clean_orphans` removes what a crash between the
+sidecar and the WAV left behind (a sidecar without its WAV, temporary ``.part`` files of dead
+processes).
+
 A clip made to a bar length (:class:`LoopSpec`) is written as a loop: exactly that many bars at
 the file's sample rate, tempo and bars in the file name (``..._120bpm_4bars.wav``) and ``acid`` +
 ``smpl`` chunks that DAWs read as tempo and loop points.
@@ -13,10 +20,13 @@ the file's sample rate, tempo and bars in the file name (``..._120bpm_4bars.wav`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import math
 import os
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -33,11 +43,16 @@ from dreamsampler.engine.level import (
     peak_dbfs,
 )
 from dreamsampler.engine.request import GenerationResult
-from dreamsampler.fsutil import atomic_write
+from dreamsampler.fsutil import atomic_write, atomic_write_path
 from dreamsampler.server.delivery import FOLDER, Clip, LoopSpec
 from dreamsampler.server.sinks import SinkError
 
 __all__ = ["FolderSink", "LoopSpec", "SinkError", "slugify"]
+
+log = logging.getLogger(__name__)
+
+_BYTES_PER_SAMPLE = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
+_PART = re.compile(r"^\..+\.(\d+)\.part$")
 
 
 def slugify(text: str, max_length: int = 40) -> str:
@@ -63,6 +78,8 @@ class FolderSink:
         self.subtype = subtype
         self.sample_rate = sample_rate
         self._lock = threading.Lock()
+        #: bytes the last failed write needed (0 after a success): below that, "disk full"
+        self.needed_bytes = 0
 
     name = FOLDER
 
@@ -101,6 +118,45 @@ class FolderSink:
             raise SinkError(f"output folder {self.directory}: {exc.strerror}") from None
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise SinkError(f"output folder {self.directory}: not writable")
+        if self.needed_bytes:
+            free = self.free_bytes()
+            if free is not None and free < self.needed_bytes:
+                raise SinkError(f"output folder {self.directory}: disk full ({free} bytes free, "
+                                f"a clip needs about {self.needed_bytes})")
+
+    def free_bytes(self) -> int | None:
+        """Bytes free for this process in the output folder's file system (None if unknown)."""
+        try:
+            return shutil.disk_usage(self.directory).free
+        except OSError:
+            return None
+
+    def clean_orphans(self) -> list[Path]:
+        """Remove what an interrupted write left: sidecars (``.json`` generation records naming
+        a ``file``) whose WAV is missing, and temporary ``.<name>.<pid>.part`` files of
+        processes that are gone. Returns the removed paths (nothing else is touched)."""
+        removed: list[Path] = []
+        try:
+            entries = list(self.directory.iterdir())
+        except OSError:
+            return removed
+        for path in entries:
+            try:
+                part = _PART.match(path.name)
+                if part is not None and path.is_file():
+                    if not _alive(int(part.group(1))):
+                        path.unlink()
+                        removed.append(path)
+                elif path.suffix == ".json" and path.is_file() and \
+                        not path.with_suffix(".wav").exists() and _is_record(path):
+                    path.unlink()
+                    removed.append(path)
+            except OSError as exc:
+                log.warning("cannot clean %s: %s", path, exc)
+        if removed:
+            log.warning("output folder: removed %d leftovers of interrupted writes: %s",
+                        len(removed), ", ".join(p.name for p in removed[:10]))
+        return removed
 
     def _reserve(self, stem: str) -> Path:
         """A path for ``stem`` that does not exist yet (``-2``, ``-3``… appended if needed)."""
@@ -178,13 +234,46 @@ class FolderSink:
                     write_loop_wav(path, audio, rate, loop.bpm, loop.bars, loop.beats_per_bar,
                                    subtype=self.subtype)
                 else:
-                    atomic_write(
+                    # by name: libsndfile's own I/O (a file object's short write would print
+                    # a traceback from soundfile's cffi callback before the error)
+                    atomic_write_path(
                         path,
-                        lambda fh: sf.write(fh, audio.T, rate, subtype=self.subtype,
-                                            format="WAV"),
+                        lambda tmp: sf.write(tmp, audio.T, rate, subtype=self.subtype,
+                                             format="WAV"),
                     )
-            except (OSError, RuntimeError) as exc:
+            except Exception as exc:  # soundfile: AssertionError on a short write (disk full)
                 sidecar.unlink(missing_ok=True)
-                reason = getattr(exc, "strerror", None) or exc
+                path.unlink(missing_ok=True)
+                needed = audio.shape[-1] * audio.shape[0] * _BYTES_PER_SAMPLE.get(
+                    self.subtype, 4) + 65536
+                free = self.free_bytes()
+                reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+                if free is not None and free < needed:
+                    reason = f"disk full: {free} bytes free, about {needed} needed"
+                self.needed_bytes = needed
                 raise SinkError(f"{path}: cannot write ({reason})") from None
+            self.needed_bytes = 0
         return path
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a ``.part`` file of a live writer is left alone)."""
+    if pid == os.getpid():
+        return False  # ours: nothing is being written at start-up
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _is_record(path: Path) -> bool:
+    """Whether ``path`` is one of our sidecars (a JSON object naming its WAV in ``file``)."""
+    with contextlib.suppress(OSError, ValueError):
+        if path.stat().st_size > 1 << 20:
+            return False
+        record = json.loads(path.read_text(encoding="utf-8"))
+        return isinstance(record, dict) and record.get("file") == path.with_suffix(".wav").name
+    return False

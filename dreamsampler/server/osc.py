@@ -1,9 +1,15 @@
 """The OSC/UDP edge: datagrams in, typed requests (:mod:`~dreamsampler.server.messages`) to the
 service, scsynth-style replies.
 
-Every command that does work answers ``/done`` or ``/fail`` to the sender (or its registered reply
-port); nothing is silent. Addresses are looked up exactly (an OSC pattern address gets ``/fail``).
-Malformed datagrams are logged and dropped; the server keeps serving.
+Every well-formed message gets an answer (``/done``, ``/fail`` or its reply) that fits in one
+datagram (echoed addresses and texts are truncated), sent to the sender or its registered reply
+port; nothing is silent. Addresses are looked up exactly (an OSC pattern address gets ``/fail``).
+Malformed datagrams (bad OSC, invalid UTF-8, bundles nested too deep) are counted, logged at a
+limited rate and dropped; the server keeps serving. Work is bounded: at most
+``max_per_datagram`` messages of one datagram are answered (the rest get one ``/fail``), at most
+``max_pending`` background requests (``/sync``, concept operations, ``/audio/devices``…) wait at
+once (more get ``/fail … busy``), and datagrams from outside ``allow`` are dropped. See
+docs/hardening.md.
 
 The edge talks to the :class:`~dreamsampler.server.service.Service` only (never to the engine or a
 sink); the live commands that steer another edge — ``/jam`` the jam edge, ``/midi/learn`` and
@@ -13,7 +19,11 @@ sink); the live commands that steer another edge — ``/jam`` the jam edge, ``/m
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import logging
+import math
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -26,12 +36,13 @@ from dreamsampler.engine.jobs import EngineClosed, JobFailed, JobProgress, JobSt
 from dreamsampler.engine.request import RequestError
 from dreamsampler.server import audio_devices
 from dreamsampler.server import messages as m
-from dreamsampler.server.contract import COMMANDS, ContractError
+from dreamsampler.server.contract import COMMANDS, INT32_MAX, INT32_MIN, ContractError
 from dreamsampler.server.delivery import Delivered, Delivery, Listener, Update
 from dreamsampler.server.jam import Jam
+from dreamsampler.server.loglimit import LogLimiter
 from dreamsampler.server.midi_edge import MidiEdge
 from dreamsampler.server.midi_map import Learned
-from dreamsampler.server.notify import Address, Clients
+from dreamsampler.server.notify import CLIENT_TTL, MAX_CLIENTS, Address, Clients
 from dreamsampler.server.service import Service
 from dreamsampler.server.sinks import SinkError
 
@@ -39,9 +50,44 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Address, Any], None]
 
+MAX_DATAGRAM = 65507
+"""Largest UDP payload over IPv4, bytes; a reply never exceeds it."""
+MAX_ECHO = 256
+"""Characters of a received address echoed in ``/fail`` (longer ones are cut, ``…`` appended)."""
+MAX_TEXT = 1024
+"""Characters of a failure message sent in ``/fail``."""
+MAX_PER_DATAGRAM = 64
+"""Messages of one datagram (a bundle) that are answered; the rest get one ``/fail``."""
+MAX_PENDING = 64
+"""Background requests (``/sync``, concept operations…) waiting at once."""
+MAX_BUNDLES = 16
+"""Bundles (nested or not) in one datagram; a datagram with more is malformed."""
+BUNDLE_ADDRESS = "#bundle"
+
 
 class LiveDisabledError(RequestError):
     """A live command reached a server without that edge."""
+
+
+class BusyError(RequestError):
+    """Too many background requests are pending; the message says how many."""
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def open_to_network(bound: str, allow: tuple[Any, ...] | list[str]) -> bool:
+    """True when a server bound to ``bound`` serves everyone off this machine (no
+    allow-list and not a loopback address: ``0.0.0.0``, a LAN address): it should have one."""
+    try:
+        return not allow and not ipaddress.ip_address(bound).is_loopback
+    except ValueError:
+        return not allow
+
+
+def _networks(allow: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n, strict=False) for n in allow)
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -65,17 +111,33 @@ class OscServer:
         port: UDP port; 0 picks a free one (see :attr:`port` after :meth:`start`).
         midi: the MIDI edge (``/midi/learn``, ``/midi/ports``); None: ``/midi/learn`` fails.
         jam: the jam edge (``/jam``); None: ``/jam`` fails.
+        allow: networks (CIDR strings) whose datagrams are served; empty: all.
+        max_clients, client_ttl: ``/notify`` bounds (see :class:`Clients`).
+        max_pending: background requests waiting at once.
+        max_per_datagram: messages of one datagram that are answered.
     """
 
     def __init__(self, service: Service, host: str = "127.0.0.1", port: int = 9000,
-                 midi: MidiEdge | None = None, jam: Jam | None = None) -> None:
+                 midi: MidiEdge | None = None, jam: Jam | None = None,
+                 allow: list[str] | None = None, max_clients: int = MAX_CLIENTS,
+                 client_ttl: float = CLIENT_TTL, max_pending: int = MAX_PENDING,
+                 max_per_datagram: int = MAX_PER_DATAGRAM) -> None:
         self.service = service
         self.midi = midi
         self.jam = jam
         self.host = host
         self.port = port
-        self.clients = Clients()
+        self.clients = Clients(max_clients, client_ttl)
+        self.allow = _networks(allow or [])
+        self.max_pending = max_pending
+        self.max_per_datagram = max_per_datagram
+        self.logs = LogLimiter(log)
+        #: datagrams that were not OSC (or nested too deep, or not UTF-8)
         self.malformed = 0
+        #: datagrams dropped because the sender is outside ``allow``
+        self.refused = 0
+        #: set by :meth:`shutdown`: every command is answered ``/fail … server shutting down``
+        self.closing: str | None = None
         #: reported in /status.reply; set by the app when OSCQuery runs
         self.oscquery_port = 0
         self.transport: asyncio.DatagramTransport | None = None
@@ -121,27 +183,58 @@ class OscServer:
         )
         self.port = self.transport.get_extra_info("sockname")[1]
         log.info("OSC listening on %s:%d", self.host, self.port)
+        if open_to_network(self.transport.get_extra_info("sockname")[0], self.allow):
+            log.warning("OSC on %s accepts commands from anyone who can reach port %d: set "
+                        "osc.allow to your network (see docs/hardening.md)", self.host, self.port)
+
+    def shutdown(self, reason: str = "server shutting down") -> None:
+        """From now on answer every command ``/fail <address> <reason>`` (replies still go)."""
+        self.closing = reason
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Wait (at most ``timeout`` s) for background requests to answer and for queued
+        replies to leave the socket."""
+        deadline = time.monotonic() + timeout
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+        while (self.transport is not None and not self.transport.is_closing()
+               and self.transport.get_write_buffer_size() and time.monotonic() < deadline):
+            await asyncio.sleep(0.01)
 
     def close(self) -> None:
+        self.logs.flush()
+        for task in self._background:
+            task.cancel()
         if self.transport is not None:
             self.transport.close()
 
     # -- sending -------------------------------------------------------------------------------
 
     def send(self, target: Address, address: str, *args: Any) -> None:
-        """Send one message; a vanished client never raises."""
+        """Send one message; a vanished client never raises. A reply that cannot be encoded or
+        would not fit in one datagram becomes ``/fail <address> <why>``."""
         if self.transport is None or self.transport.is_closing():
             return
         try:
-            self.transport.sendto(build_msg(address, list(args)).dgram, target)
+            dgram = build_msg(address, list(args)).dgram
+            if len(dgram) > MAX_DATAGRAM:
+                raise ValueError(f"reply of {len(dgram)} bytes exceeds one datagram")
+        except Exception as exc:
+            self.logs.log("reply", logging.WARNING, "cannot encode %s: %s", _cut(address, 64),
+                          _cut(str(exc), 200))
+            dgram = build_msg("/fail", [_cut(address, MAX_ECHO),
+                                        _cut(f"reply not sent: {exc}", MAX_TEXT)]).dgram
+        try:
+            self.transport.sendto(dgram, target)
         except OSError as exc:
-            log.debug("cannot send %s to %s: %s", address, target, exc)
+            log.debug("cannot send %s to %s: %s", _cut(address, 64), target, exc)
 
     def reply(self, sender: Address, address: str, *args: Any) -> None:
         self.send(self.clients.reply_address(sender), address, *args)
 
     def fail(self, sender: Address, command: str, message: str, *extra: Any) -> None:
-        log.info("/fail %s %s", command, message)
+        command, message = _cut(command, MAX_ECHO), _cut(message, MAX_TEXT)
+        self.logs.log("fail", logging.INFO, "/fail %s %s", _cut(command, 64), _cut(message, 200))
         self.reply(sender, "/fail", command, message, *extra)
 
     def broadcast(self, address: str, *args: Any) -> None:
@@ -149,7 +242,15 @@ class OscServer:
             self.send(target, address, *args)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run ``coro`` as a background task of the server (kept referenced until done)."""
+        """Run ``coro`` as a background task of the server (kept referenced until done).
+
+        Raises:
+            BusyError: ``max_pending`` background requests are waiting already (``coro`` is
+                closed unstarted).
+        """
+        if len(self._background) >= self.max_pending:
+            coro.close()
+            raise BusyError(f"busy: {len(self._background)} requests pending, try again")
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -164,7 +265,7 @@ class OscServer:
                 self.fail(sender, address, str(exc))
                 return
             except Exception as exc:
-                log.exception("%s failed", address)
+                self.logs.log("internal", logging.ERROR, "%s failed", address, exc_info=True)
                 self.fail(sender, address, f"internal error: {type(exc).__name__}: {exc}")
                 return
             self.reply(sender, "/done", address, *result)
@@ -174,18 +275,34 @@ class OscServer:
     # -- receiving -----------------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, sender: Address) -> None:
-        try:
-            packet = OscPacket(data)
-        except ParseError as exc:
-            self.malformed += 1
-            log.warning("malformed OSC datagram (%d bytes) from %s:%d: %s",
-                        len(data), sender[0], sender[1], exc)
+        if self.allow and not _allowed(sender[0], self.allow):
+            self.refused += 1
+            self.logs.log("refused", logging.WARNING, "datagram from %s dropped: not in "
+                          "osc.allow", sender[0])
             return
-        for timed in packet.messages:  # a bundle's messages run now, in order
-            self.dispatch(sender, timed.message.address, tuple(timed.message.params))
+        try:
+            if data.count(b"#bundle\0") > MAX_BUNDLES:  # python-osc recurses per nested bundle
+                raise ParseError(f"more than {MAX_BUNDLES} bundles in one datagram")
+            packet = OscPacket(data)
+            messages = [(t.message.address, tuple(t.message.params)) for t in packet.messages]
+        except Exception as exc:  # ParseError; invalid UTF-8; RecursionError (deep bundles)…
+            self.malformed += 1
+            self.logs.log("malformed", logging.WARNING,
+                          "malformed OSC datagram (%d bytes) from %s:%d: %s: %s", len(data),
+                          sender[0], sender[1], type(exc).__name__, _cut(str(exc), 120))
+            return
+        self.clients.touch(sender)
+        for address, atoms in messages[: self.max_per_datagram]:  # a bundle runs now, in order
+            self.dispatch(sender, address, atoms)
+        if len(messages) > self.max_per_datagram:
+            self.fail(sender, BUNDLE_ADDRESS, f"{len(messages)} messages in one datagram: only "
+                      f"the first {self.max_per_datagram} were run")
 
     def dispatch(self, sender: Address, address: str, atoms: tuple[Any, ...]) -> None:
         """Decode one message by exact address and run its handler; errors become ``/fail``."""
+        if self.closing is not None:
+            self.fail(sender, address, self.closing)
+            return
         if m.is_pattern(address):
             self.fail(sender, address, "pattern addresses are not supported")
             return
@@ -200,7 +317,8 @@ class OscServer:
         except QueueFull as exc:
             self.fail(sender, address, "queue full", str(exc))
         except Exception as exc:
-            log.exception("handler for %s failed", address)
+            self.logs.log("internal", logging.ERROR, "handler for %s failed", address,
+                          exc_info=True)
             self.fail(sender, address, f"internal error: {type(exc).__name__}: {exc}")
 
     # -- generation ----------------------------------------------------------------------------
@@ -292,7 +410,8 @@ class OscServer:
             except (ConceptError, EngineClosed) as exc:
                 self.fail(sender, address, str(exc), name)
             except Exception as exc:
-                log.exception("%s %s failed", address, name)
+                self.logs.log("internal", logging.ERROR, "%s %s failed", address, name,
+                              exc_info=True)
                 self.fail(sender, address, f"internal error: {type(exc).__name__}: {exc}", name)
             else:
                 self.reply(sender, "/done", address, *done)
@@ -410,7 +529,28 @@ class OscServer:
 
 
 def _job_id_of(address: str, atoms: tuple[Any, ...]) -> tuple[Any, ...]:
-    """The job id a failed ``/cancel`` or ``/play`` names, to echo in its ``/fail``."""
-    if address in ("/cancel", "/play") and atoms and isinstance(atoms[0], int | float):
-        return (int(atoms[0]),)
+    """The job id a failed ``/cancel`` or ``/play`` names, to echo in its ``/fail`` (only a
+    whole int32: ``/cancel nan`` echoes none)."""
+    if address in ("/cancel", "/play") and atoms and isinstance(atoms[0], int | float) \
+            and not isinstance(atoms[0], bool):
+        value = atoms[0]
+        if math.isfinite(value) and value == int(value) and \
+                INT32_MIN <= int(value) <= INT32_MAX:
+            return (int(value),)
     return ()
+
+
+@functools.lru_cache(maxsize=1024)
+def _allowed_cached(host: str, allow: tuple[Any, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in allow)
+
+
+def _allowed(host: str, allow: tuple[Any, ...]) -> bool:
+    """Whether a datagram from ``host`` is served under the allow-list ``allow``."""
+    return _allowed_cached(host, allow)

@@ -114,6 +114,7 @@ class Service:
         self.started_at = time.monotonic()
         self._active: dict[int, _Active] = {}
         self._ids = itertools.count(1)
+        self._closing: str | None = None
 
     @property
     def folder(self) -> FolderSink:
@@ -136,6 +137,7 @@ class Service:
             ConceptError: a concept named in ``concepts_autoload`` cannot be loaded.
         """
         self.folder.check()
+        self.folder.clean_orphans()
         if self.config.live.link:
             try:
                 self.clock.enable_link()
@@ -150,13 +152,19 @@ class Service:
             except SinkError as exc:
                 log.error("%s; clips still go to the output folder", exc)
 
-    async def close(self, reason: str = "server shutting down") -> None:
-        """Close the engine (pending jobs and operations fail with ``reason``), wait for the
+    async def close(self, reason: str = "server shutting down", timeout: float = 30.0) -> None:
+        """Close the engine: queued jobs, pending operations and the running job fail with
+        ``reason`` (each job's reply target hears it), wait (at most ``timeout`` s) for the
         deliveries under way, then close the sinks."""
+        self._closing = reason
         await self.engine.close(reason)
         tasks = [a.task for a in self._active.values() if a.task is not None]
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            for task in late:  # its finally answers the job with ``reason``
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=5)
         for sink in self.sinks.values():
             await sink.close()
         self.clock.disable_link()
@@ -465,18 +473,43 @@ class Service:
         return dataclasses.replace(result, audio=audio, record=record)
 
     async def _pump(self, engine_job: Job, active: _Active) -> None:
+        """Forward one job's events to its reply target and the observers; the job always ends
+        with exactly one :class:`Delivered` or :class:`JobFailed` (an unexpected error in a sink
+        or the engine's event stream, or a shutdown, becomes :class:`JobFailed`)."""
+        ended = False
+
+        def end(update: Update) -> None:
+            nonlocal ended
+            ended = True
+            if isinstance(update, JobFailed):
+                self.jobs_failed += 1
+            else:
+                self.jobs_done += 1
+            self._publish(active.job, update)
+
         try:
             async for event in engine_job.events():
                 if isinstance(event, JobFinished):
-                    update: Update = await self._deliver(event, active.job)
+                    try:
+                        end(await self._deliver(event, active.job))
+                    except Exception as exc:
+                        log.exception("delivering job %d failed", event.job_id)
+                        end(JobFailed(event.job_id,
+                                      f"internal error: {type(exc).__name__}: {exc}"))
+                elif isinstance(event, JobFailed):
+                    if self._closing is not None and event.cancelled:
+                        event = JobFailed(event.job_id, self._closing, cancelled=True)
+                    end(event)
                 else:
-                    update = event
-                if isinstance(update, JobFailed):
-                    self.jobs_failed += 1
-                elif isinstance(update, Delivered):
-                    self.jobs_done += 1
-                self._publish(active.job, update)
+                    self._publish(active.job, event)
+        except Exception as exc:
+            log.exception("job %d: the engine's events failed", engine_job.id)
+            if not ended:
+                end(JobFailed(engine_job.id, f"internal error: {type(exc).__name__}: {exc}"))
         finally:
+            if not ended:  # cancelled (shutdown) before its end arrived
+                end(JobFailed(engine_job.id, self._closing or "server shutting down",
+                              cancelled=True))
             self._active.pop(engine_job.id, None)
 
     async def _deliver(self, event: JobFinished, job: Delivery) -> Delivered | JobFailed:
@@ -488,17 +521,25 @@ class Service:
             return JobFailed(event.job_id, str(exc))
         clip = Clip(event.job_id, result, job)
         for sink in self.sinks.values():
-            sink.offer(clip)
+            try:
+                sink.offer(clip)
+            except Exception:
+                log.exception("the %s sink failed to take clip %d", sink.name, event.job_id)
         receipts: dict[str, Any] = {}
         errors: dict[str, str] = {}
         for name in sorted(job.sinks, key=lambda n: n != FOLDER):
             try:
                 receipts[name] = await self.sinks[name].deliver(clip)
-            except (SinkError, ValueError) as exc:
+            except Exception as exc:
+                if isinstance(exc, SinkError | ValueError):
+                    message = str(exc)
+                else:  # a sink's bug: fail the job, keep the traceback in the log
+                    log.exception("the %s sink failed on clip %d", name, event.job_id)
+                    message = f"{name} sink: internal error: {type(exc).__name__}: {exc}"
                 if name == FOLDER or len(job.sinks) == 1:
-                    return JobFailed(event.job_id, str(exc))
-                log.warning("clip %d is not on the %s: %s", event.job_id, name, exc)
-                errors[name] = str(exc)
+                    return JobFailed(event.job_id, message)
+                log.warning("clip %d is not on the %s: %s", event.job_id, name, message)
+                errors[name] = message
         return Delivered(event.job_id, receipts, result.duration, result.audio,
                          result.sample_rate, job.loop, errors)
 

@@ -67,8 +67,8 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path],
     Only the file's header is read.
 
     Raises:
-        RequestError: outside the input folders, missing, not audio, or larger than
-            ``max_bytes`` (``limits.max_input_mb``).
+        RequestError: outside the input folders, missing, not audio, not a usable name, or
+            larger than ``max_bytes`` (``limits.max_input_mb``).
     """
     path = Path(raw).expanduser()
     roots = [Path(d).resolve() for d in input_dirs]
@@ -83,6 +83,8 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path],
             probe_audio(resolved, max_bytes=max_bytes)
         except AudioFileError as exc:
             raise RequestError(f"input {exc}") from None
+        except OSError as exc:  # e.g. a name longer than the file system allows
+            raise RequestError(f"input {str(path)[:120]}: {exc.strerror or exc}") from None
         return resolved
     folders = ", ".join(str(r) for r in roots) or "(none configured)"
     if path.is_absolute():
