@@ -134,9 +134,7 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
         raise RequestError(
             f"duration {duration:g} s exceeds the limit of {limits.max_duration:g} s"
         )
-    steps = int(_or(params.num_inference_steps, s.num_inference_steps))
-    if steps > limits.max_steps:
-        raise RequestError(f"steps {steps} exceeds the limit of {limits.max_steps}")
+    common = _common(params, s, config, loaded)
     prompt = _or(params.prompt, s.prompt)
     if not prompt or not str(prompt).strip():
         raise RequestError("missing prompt")
@@ -149,34 +147,42 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
         input_path = None
     request = GenerationRequest(
         prompt=str(prompt),
-        negative_prompt=str(_or(params.negative_prompt, s.negative_prompt)),
-        seed=int(_or(params.seed, s.seed)),
-        num_inference_steps=steps,
-        guidance_scale=float(_or(params.guidance_scale, s.guidance_scale)),
         duration=duration,
-        scheduler=str(_or(params.scheduler, s.scheduler)),
         input_path=input_path,
         strength=float(_or(params.strength, s.strength)) if transfer else 1.0,
-        lora_scale=float(_or(params.lora_scale, s.lora_scale)),
-        **_concepts(params, s, loaded),
+        **common,
     )
     return request, loop
 
 
-def _concepts(params: GenerationParams, session: Session, loaded: Collection[str]
-              ) -> dict[str, Any]:
-    """``concept`` and ``loras`` of the request, each checked to be loaded.
+def _common(params: GenerationParams, session: Session, config: Config,
+            loaded: Collection[str]) -> dict[str, Any]:
+    """The request fields every kind of job takes from the message, else the session: negative
+    prompt, seed, steps (checked against ``limits.max_steps``), guidance scale, scheduler, LoRA
+    scale, and ``concept`` and ``loras``, each checked to be loaded.
 
     Raises:
-        RequestError: a concept or LoRA that is not loaded.
+        RequestError: steps beyond the limit; a concept or LoRA that is not loaded.
     """
+    steps = int(_or(params.num_inference_steps, session.num_inference_steps))
+    if steps > config.limits.max_steps:
+        raise RequestError(f"steps {steps} exceeds the limit of {config.limits.max_steps}")
     concept = str(_or(params.concept, session.concept) or "") or None
     if concept is not None:
         check_concept(concept, loaded)
     loras = tuple((str(n), float(w)) for n, w in (params.loras or ()))
     for name, _ in loras:
         check_concept(name, loaded)
-    return {"concept": concept, "loras": loras}
+    return {
+        "negative_prompt": str(_or(params.negative_prompt, session.negative_prompt)),
+        "seed": int(_or(params.seed, session.seed)),
+        "num_inference_steps": steps,
+        "guidance_scale": float(_or(params.guidance_scale, session.guidance_scale)),
+        "scheduler": str(_or(params.scheduler, session.scheduler)),
+        "lora_scale": float(_or(params.lora_scale, session.lora_scale)),
+        "concept": concept,
+        "loras": loras,
+    }
 
 
 UNITS = ("seconds", "bars")
@@ -205,9 +211,7 @@ def _region_request(params: GenerationParams, s: Session, config: Config, clock:
     unit = (params.unit or "seconds").strip().lower()
     if unit not in UNITS:
         raise RequestError(f"unit must be seconds or bars, got {params.unit!r}")
-    steps = int(_or(params.num_inference_steps, s.num_inference_steps))
-    if steps > limits.max_steps:
-        raise RequestError(f"steps {steps} exceeds the limit of {limits.max_steps}")
+    common = _common(params, s, config, loaded)
     prompt = _or(params.prompt, s.prompt)
     if not prompt or not str(prompt).strip():
         raise RequestError("missing prompt (give one, or set /param/prompt)")
@@ -234,19 +238,8 @@ def _region_request(params: GenerationParams, s: Session, config: Config, clock:
     if duration > limits.max_duration:
         raise RequestError(f"the output would last {duration:.2f} s: more than the limit of "
                            f"{limits.max_duration:g} s")
-    return GenerationRequest(
-        prompt=str(prompt),
-        negative_prompt=str(_or(params.negative_prompt, s.negative_prompt)),
-        seed=int(_or(params.seed, s.seed)),
-        num_inference_steps=steps,
-        guidance_scale=float(_or(params.guidance_scale, s.guidance_scale)),
-        duration=duration,
-        scheduler=str(_or(params.scheduler, s.scheduler)),
-        input_path=input_path,
-        lora_scale=float(_or(params.lora_scale, s.lora_scale)),
-        **_concepts(params, s, loaded),
-        **region,
-    )
+    return GenerationRequest(prompt=str(prompt), duration=duration, input_path=input_path,
+                             **common, **region)
 
 def loop_spec(params: GenerationParams, session: Session, clock: TempoClock) -> LoopSpec | None:
     """The bar length asked for at the session tempo (rounded to 0.01 BPM), or None.
