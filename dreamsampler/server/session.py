@@ -134,7 +134,7 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
         raise RequestError(
             f"duration {duration:g} s exceeds the limit of {limits.max_duration:g} s"
         )
-    common = _common(params, s, config, loaded)
+    steps = _steps(params, s, config)
     prompt = _or(params.prompt, s.prompt)
     if not prompt or not str(prompt).strip():
         raise RequestError("missing prompt")
@@ -150,23 +150,32 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
         duration=duration,
         input_path=input_path,
         strength=float(_or(params.strength, s.strength)) if transfer else 1.0,
-        **common,
+        **_common(params, s, steps, loaded),
     )
     return request, loop
 
 
-def _common(params: GenerationParams, session: Session, config: Config,
-            loaded: Collection[str]) -> dict[str, Any]:
-    """The request fields every kind of job takes from the message, else the session: negative
-    prompt, seed, steps (checked against ``limits.max_steps``), guidance scale, scheduler, LoRA
-    scale, and ``concept`` and ``loras``, each checked to be loaded.
+def _steps(params: GenerationParams, session: Session, config: Config) -> int:
+    """``num_inference_steps`` of the request.
 
     Raises:
-        RequestError: steps beyond the limit; a concept or LoRA that is not loaded.
+        RequestError: beyond ``limits.max_steps``.
     """
     steps = int(_or(params.num_inference_steps, session.num_inference_steps))
     if steps > config.limits.max_steps:
         raise RequestError(f"steps {steps} exceeds the limit of {config.limits.max_steps}")
+    return steps
+
+
+def _common(params: GenerationParams, session: Session, steps: int,
+            loaded: Collection[str]) -> dict[str, Any]:
+    """The request fields every kind of job takes from the message, else the session: negative
+    prompt, seed, ``steps``, guidance scale, scheduler, LoRA scale, and ``concept`` and
+    ``loras``, each checked to be loaded.
+
+    Raises:
+        RequestError: a concept or LoRA that is not loaded.
+    """
     concept = str(_or(params.concept, session.concept) or "") or None
     if concept is not None:
         check_concept(concept, loaded)
@@ -211,7 +220,7 @@ def _region_request(params: GenerationParams, s: Session, config: Config, clock:
     unit = (params.unit or "seconds").strip().lower()
     if unit not in UNITS:
         raise RequestError(f"unit must be seconds or bars, got {params.unit!r}")
-    common = _common(params, s, config, loaded)
+    steps = _steps(params, s, config)
     prompt = _or(params.prompt, s.prompt)
     if not prompt or not str(prompt).strip():
         raise RequestError("missing prompt (give one, or set /param/prompt)")
@@ -239,7 +248,7 @@ def _region_request(params: GenerationParams, s: Session, config: Config, clock:
         raise RequestError(f"the output would last {duration:.2f} s: more than the limit of "
                            f"{limits.max_duration:g} s")
     return GenerationRequest(prompt=str(prompt), duration=duration, input_path=input_path,
-                             **common, **region)
+                             **_common(params, s, steps, loaded), **region)
 
 def loop_spec(params: GenerationParams, session: Session, clock: TempoClock) -> LoopSpec | None:
     """The bar length asked for at the session tempo (rounded to 0.01 BPM), or None.
