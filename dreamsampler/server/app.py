@@ -52,40 +52,23 @@ class App:
 def make_engine(config: Config) -> Engine:
     """The configured engine: :class:`LocalEngine`, :class:`SupervisedEngine` (``engine.kind:
     process``) or :class:`RayEngine` (``engine.kind: ray``)."""
-    if config.engine.kind == "process":
+    common = {"model_id": config.model.id, "device": config.model.device,
+              "dtype": config.model.dtype, "queue_size": config.limits.queue_size,
+              "concepts_dir": config.concepts_dir}
+    e = config.engine
+    if e.kind == "process":
         from dreamsampler.engine.supervised import SupervisedEngine
 
-        return SupervisedEngine(
-            model_id=config.model.id,
-            device=config.model.device,
-            dtype=config.model.dtype,
-            queue_size=config.limits.queue_size,
-            concepts_dir=config.concepts_dir,
-            watchdog_s=config.engine.watchdog_s,
-        )
-    if config.engine.kind == "ray":
+        return SupervisedEngine(**common, watchdog_s=e.watchdog_s)
+    if e.kind == "ray":
         from dreamsampler.engine.ray_engine import RayEngine, RaySettings
 
-        e = config.engine
-        return RayEngine(
-            model_id=config.model.id,
-            device=config.model.device,
-            dtype=config.model.dtype,
-            queue_size=config.limits.queue_size,
-            concepts_dir=config.concepts_dir,
-            settings=RaySettings(
-                address=e.ray_address, min_replicas=e.replicas, max_replicas=e.max_replicas,
-                gpus_per_replica=e.gpus_per_replica, cpus_per_replica=e.cpus_per_replica,
-                concepts_per_replica=e.concepts_per_replica,
-            ),
-        )
-    return LocalEngine(
-        model_id=config.model.id,
-        device=config.model.device,
-        dtype=config.model.dtype,
-        queue_size=config.limits.queue_size,
-        concepts_dir=config.concepts_dir,
-    )
+        return RayEngine(**common, settings=RaySettings(
+            address=e.ray_address, min_replicas=e.replicas, max_replicas=e.max_replicas,
+            gpus_per_replica=e.gpus_per_replica, cpus_per_replica=e.cpus_per_replica,
+            concepts_per_replica=e.concepts_per_replica,
+        ))
+    return LocalEngine(**common)
 
 
 async def start_app(config: Config, engine: Engine | None = None) -> App:
