@@ -75,11 +75,20 @@ def test_serve_and_send(served: tuple[int, Path, Path]) -> None:
 
 def test_send_warns_about_a_misspelt_key(served: tuple[int, Path, Path]) -> None:
     port, _, _ = served
+    run = subprocess.run([*CLI, "send", "--port", str(port), "/gen", "x", "negativ", "hiss",
+                          "seed", "3"], env=ENV, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert ("'negativ' is sent as part of the prompt; did you mean the option 'negative'?"
+            in run.stderr)
+    assert run.stdout.strip().splitlines()[-1].endswith("_x-negativ-hiss_3.wav'")
+
+
+def test_send_a_misspelt_numeric_key_is_refused(served: tuple[int, Path, Path]) -> None:
+    port, _, _ = served
     run = subprocess.run([*CLI, "send", "--port", str(port), "/gen", "x", "sed", "3"],
                          env=ENV, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    assert "'sed' is sent as part of the prompt; did you mean the option 'seed'?" in run.stderr
-    assert run.stdout.strip().splitlines()[-1].endswith("_x-sed-3_0.wav'")
+    assert run.returncode != 0
+    assert "unknown option 'sed' (value 3); did you mean 'seed'?" in run.stdout + run.stderr
 
 
 def test_send_shows_a_progress_bar_on_a_terminal(served: tuple[int, Path, Path]) -> None:
@@ -118,8 +127,8 @@ def test_send_to_a_port_where_nothing_listens_fails_fast() -> None:
 def test_misspelt_key_detection() -> None:
     from dreamsampler.cli.send import misspelt_keys
 
-    assert misspelt_keys("/gen", ["x", "sed", 3]) == [("sed", "seed")]
-    assert misspelt_keys("/gen", ["x", "stpes", 8, "seed", 2]) == [("stpes", "steps")]
+    assert misspelt_keys("/gen", ["x", "negativ", "hiss"]) == [("negativ", "negative")]
+    assert misspelt_keys("/gen", ["x", "sed", 3]) == [], "the server refuses it itself"
     assert misspelt_keys("/gen", ["fast", "speed", "garage"]) == [], "no number after it"
     assert misspelt_keys("/gen", ["seed", "pod"]) == [], "the first word is prompt"
     assert misspelt_keys("/status", ["sed", 3]) == []

@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-SCHEDULER_NAMES = ("ddim", "dpm++", "pndm", "euler", "lms", "heun")
+from dreamsampler import schema
+
+SCHEDULER_NAMES = schema.SCHEDULER_NAMES
 
 
 class RequestError(ValueError):
@@ -21,10 +23,14 @@ class RequestError(ValueError):
 class GenerationRequest:
     """One text→audio, style-transfer (SDEdit), inpainting or continuation generation.
 
+    Types and ranges are the schema's (:mod:`dreamsampler.schema`, checked by
+    :func:`~dreamsampler.schema.check`); the rules across fields are checked here.
+
     Attributes:
         prompt: text prompt; may hold placeholder tokens of loaded concepts (``<my-rhodes>``).
         negative_prompt: text for the unconditional branch of classifier-free guidance.
-        seed: seeds the initial noise (a CPU ``torch.Generator``), so outputs are reproducible.
+        seed: seeds the initial noise (a CPU ``torch.Generator``), so outputs are reproducible;
+            0..2**31-1 (the edges resolve ``seed -1`` to a fresh seed before a request).
         num_inference_steps: scheduler steps for a full denoise.
         guidance_scale: classifier-free guidance weight; ``<= 1`` disables the unconditional pass.
         duration: clip length in seconds.
@@ -68,16 +74,10 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
             raise RequestError("prompt must be a string")
-        if self.seed < 0 or self.seed >= 2**63:
-            raise RequestError(f"seed must be in [0, 2^63), got {self.seed}")
-        if self.num_inference_steps < 1:
-            raise RequestError(f"steps must be >= 1, got {self.num_inference_steps}")
-        if not self.duration > 0:
-            raise RequestError(f"duration must be > 0 seconds, got {self.duration}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise RequestError(f"strength must be in [0, 1], got {self.strength}")
-        if self.guidance_scale < 0:
-            raise RequestError(f"guidance must be >= 0, got {self.guidance_scale}")
+        try:  # types, ranges and choices: one declaration each (dreamsampler.schema)
+            schema.check({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        except schema.ParamError as exc:
+            raise RequestError(str(exc)) from None
         names = [name for name, _ in self.loras]
         if len(set(names)) != len(names) or self.concept in names:
             raise RequestError(f"loras must name each concept once, got {names}")
@@ -100,10 +100,6 @@ class GenerationRequest:
                 raise RequestError("give either continuation or mask_start/mask_end, not both")
             if not self.continuation > 0:
                 raise RequestError(f"continuation must be > 0 seconds, got {self.continuation}")
-        if self.scheduler not in SCHEDULER_NAMES:
-            raise RequestError(
-                f"scheduler must be one of {', '.join(SCHEDULER_NAMES)}, got {self.scheduler!r}"
-            )
 
     @property
     def is_inpaint(self) -> bool:

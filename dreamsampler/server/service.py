@@ -317,7 +317,9 @@ class Service:
             RequestError: see :meth:`job`.
         """
         params = self.session.params()
-        if seed_offset:
+        if not self.session.seed_lock or self.session.seed < 0:
+            params = dataclasses.replace(params, seed=None)  # a fresh seed per job
+        elif seed_offset:
             params = dataclasses.replace(params,
                                          seed=(self.session.seed + seed_offset) % 2**31)
         return self.job(params, transfer=bool(self.session.input_path), sinks=sinks, jam=jam,

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dreamsampler import schema
 from dreamsampler.config import Config
 from dreamsampler.engine.audio_io import AudioFileError, probe_audio
 from dreamsampler.engine.request import GenerationRequest, RequestError
@@ -18,40 +19,46 @@ from dreamsampler.server.clock import TempoClock, bars_to_seconds
 from dreamsampler.server.delivery import GenerationParams, LoopSpec
 
 
-@dataclass
-class Session:
-    """The session defaults used by ``/trigger`` and by requests that omit a value."""
-
-    prompt: str = ""
-    negative_prompt: str = ""
-    seed: int = 0
-    strength: float = 0.5
-    num_inference_steps: int = 25
-    guidance_scale: float = 2.5
-    duration: float = 10.0
-    scheduler: str = "ddim"
-    input_path: str = ""
-    concept: str = ""
-    bars: int = 0
-    lora_scale: float = 1.0
+class SessionBase:
+    """Methods of :data:`Session` (its fields are made from the schema)."""
 
     @classmethod
-    def from_config(cls, config: Config) -> Session:
-        d = config.defaults
-        return cls(
-            prompt=d.prompt,
-            negative_prompt=d.negative_prompt,
-            seed=d.seed,
-            strength=d.strength,
-            num_inference_steps=d.num_inference_steps,
-            guidance_scale=d.guidance_scale,
-            duration=d.duration,
-            scheduler=d.scheduler,
-        )
+    def from_config(cls, config: Config) -> Any:
+        """The session at start: ``defaults.<name>`` of the config where the schema takes it
+        there, else the parameter's default."""
+        return cls(**{f.name: getattr(config.defaults, f.name, f.default)
+                      for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
 
     def params(self) -> GenerationParams:
         """The session as generation parameters (every field set)."""
-        return GenerationParams(**{k: v for k, v in dataclasses.asdict(self).items()})
+        return GenerationParams(**dataclasses.asdict(self))  # type: ignore[call-overload]
+
+
+def session_type(params: Sequence[schema.Param] | None = None) -> type:
+    """The ``Session`` dataclass for ``params`` (default: the schema's): a field per session
+    parameter with its default."""
+    made = dataclasses.make_dataclass(
+        "Session", [(p.name, Any, dataclasses.field(default=p.default))
+                    for p in schema.taken_by(schema.SESSION, params)],
+        bases=(SessionBase,))
+    made.__module__ = __name__
+    return made
+
+
+Session = session_type()
+Session.__doc__ = """The session defaults used by ``/trigger`` and by requests that omit a value
+(fields: the schema's :data:`~dreamsampler.schema.SESSION` parameters)."""
+
+
+def resolve_seed(asked: int | None, session: Any, rng: random.Random | None = None) -> int:
+    """The seed a request uses: ``asked``; without one the session seed when it is locked
+    (``seed_lock``), else a fresh one; -1 (asked, or as the locked session seed) draws a fresh
+    one from ``rng`` (default: the shared :mod:`random` generator), in 0..2**31-1."""
+    if asked is None:
+        asked = session.seed if session.seed_lock else schema.FRESH_SEED
+    if int(asked) < 0:
+        return (rng or random).randint(0, schema.SEED_MAX)
+    return int(asked)
 
 
 def max_input_bytes(config: Config) -> int:
@@ -184,7 +191,7 @@ def _common(params: GenerationParams, session: Session, steps: int,
         check_concept(name, loaded)
     return {
         "negative_prompt": str(_or(params.negative_prompt, session.negative_prompt)),
-        "seed": int(_or(params.seed, session.seed)),
+        "seed": resolve_seed(params.seed, session),
         "num_inference_steps": steps,
         "guidance_scale": float(_or(params.guidance_scale, session.guidance_scale)),
         "scheduler": str(_or(params.scheduler, session.scheduler)),
