@@ -204,7 +204,7 @@ PARAMS: tuple[Param, ...] = (
     Param("seed", "i", "random seed; equal seeds and parameters give identical audio; -1 draws "
           "a fresh one. Without a seed a request draws a fresh one unless the session seed is "
           "locked (/param/seed_lock 1)", minimum=FRESH_SEED, maximum=SEED_MAX, default=0,
-          takes=EVERYWHERE),
+          takes=EVERYWHERE, session_note="setting a seed >= 0 locks it, -1 unlocks it"),
     Param("seed_lock", "i", "1: requests without a seed use the session seed (/param/seed); "
           "0: they draw a fresh seed each time", minimum=0, maximum=1, default=0,
           takes=frozenset({SESSION, CONFIG})),

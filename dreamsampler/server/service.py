@@ -274,7 +274,10 @@ class Service:
             self.check_concept(str(value))
         if name == "bars" and (isinstance(value, bool) or int(value) != value or value < 0):
             raise RequestError(f"bars must be a whole number >= 0, got {value!r}")
-        candidate = dataclasses.replace(self.session, **{name: value})
+        changes = {name: value}
+        if name == "seed":  # a chosen seed is used (locked); -1 draws a fresh one per job
+            changes["seed_lock"] = int(value >= 0)
+        candidate = dataclasses.replace(self.session, **changes)
         if candidate.prompt:
             self._build(candidate.params(), transfer=False, session=candidate)
         self.session = candidate

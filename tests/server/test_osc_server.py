@@ -89,7 +89,6 @@ def test_param_and_trigger(server: RunningServer, client: OscClient) -> None:
     assert client.request("/param/prompt", "glassy", "pad")[-1].args == ("/param/prompt",
                                                                         "glassy pad")
     client.request("/param/seed", 11.0)
-    client.request("/param/seed_lock", 1)  # unlocked, /trigger draws a fresh seed
     client.request("/param/duration", 0.5)
     path = Path(_done(client.request("/trigger"), "/trigger").args[2])
     record = json.loads(path.with_suffix(".json").read_text())
