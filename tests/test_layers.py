@@ -4,18 +4,19 @@ edges reach the engine and the sinks only through the service."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "dreamsampler"
 
 # lower number = lower layer; a module may import its own layer or lower ones
 LAYERS: dict[str, int] = {
-    "engine": 0,
+    "schema": 0, "engine": 0,
     "server.contract": 1, "server.clock": 1, "server.presets": 1, "server.midi_map": 1,
     "server.midi_in": 1, "server.notify": 1, "server.audio_devices": 1, "server.mixer": 1,
     "server.delivery": 1, "server.messages": 2,
     "server.sinks": 2, "server.folder_sink": 3, "server.device_sink": 3,
-    "server.preset_book": 3, "server.session": 3,
+    "server.preset_book": 3, "server.session": 3, "server.transport": 3, "server.playback": 3,
     "server.service": 4,
     "server.midi_edge": 5, "server.jam": 5,
     "server.osc": 6, "server.oscquery": 6,
@@ -67,6 +68,15 @@ def test_edges_reach_engine_and_sinks_only_through_the_service() -> None:
             "dreamsampler.server.folder_sink", "dreamsampler.server.device_sink",
             "dreamsampler.server.mixer", "dreamsampler.engine.sampler",
             "dreamsampler.engine.jobs.LocalEngine"))}, rel
-        for reach in ("service.engine", "service.sinks", "service.device", "service.folder",
-                      "service.clock"):
-            assert reach not in source, f"{rel} reaches past the service: {reach}"
+        for part in ("engine", "sinks", "device", "folder", "clock", "presets", "session",
+                     "params", "transport", "playback"):
+            reach = re.search(rf"service\.{part}\b", source)
+            assert reach is None, f"{rel} reaches past the service: {reach and reach[0]}"
+        # PortAudio is the device part's business (server/playback.py), never an edge's
+        assert "dreamsampler.server.audio_devices" not in imports, rel
+        assert "sounddevice" not in source, rel
+
+
+def test_the_schema_imports_nothing_of_the_package() -> None:
+    """Every layer reads dreamsampler/schema.py, so it must sit below all of them."""
+    assert _imports(PACKAGE / "schema.py") == set()

@@ -8,7 +8,15 @@ sender (or to the reply port it registered with ``/notify``); notifications (``/
 
 Parsing is lenient the way Max and Pure Data need: integers may arrive as integral floats (Pd sends
 every number as a float), and a prompt may arrive as several atoms (Max and Pd split unquoted text),
-which are joined with spaces.
+which are joined with spaces. Options are strict: where a multi-atom prompt ends and the
+``key value`` options begin is decided by :meth:`Message._options_start` (the first numeric option
+key, or a near miss of one, followed by a number begins them at the latest; an earlier key whose
+options parse to the end begins them there), and from there every atom must be a known key with a
+valid value, else ``/fail`` names the key, the value and what is allowed, with a did-you-mean.
+
+The generation options and session parameters are derived from :mod:`dreamsampler.schema` (one
+declaration per parameter; :func:`build_commands`); the changelog of deliberate changes is
+:data:`CHANGELOG` (the end of docs/osc.md).
 """
 
 from __future__ import annotations
@@ -574,7 +582,42 @@ def markdown(commands: dict[str, Message] | None = None) -> str:
         out += [f"### `{rep.signature}`", "", rep.description, ""]
         out += [f"- `{a.signature}`: {a.description}" for a in rep.args]
         out.append("")
+    out += ["## Changelog", "", CHANGELOG.strip(), ""]
     return "\n".join(out)
+
+
+CHANGELOG = """
+Deliberate changes to addresses, arguments and replies, newest first.
+
+### 0.3 (issue 17: one parameter schema, strict options, seeds)
+
+- Every generation option and session parameter is declared once in `dreamsampler/schema.py`;
+  this reference, OSCQuery, the patches, presets and `config.yaml` are generated from it.
+- **Strict options.** After a prompt given as several atoms, the options begin at the first
+  numeric option key followed by a number (`seed 7`), or at a word that nearly spells one
+  (`seedd 7`, difflib ratio >= 0.8); an earlier option key whose options parse to the end begins
+  them instead (`a seed pod seed 3` → prompt "a seed pod", seed 3). From there on every atom must
+  be a known key with a valid value: `/gen warm seedd 7`, `/gen warm guidance -3.0 steps 2` and
+  `/gen warm steps two` answer `/fail` naming the key, the value and what is allowed (with a
+  did-you-mean), where they used to become prompt text. Without such a numeric key, an option key
+  followed by words is prompt text when a later option parses, as before
+  (`a negative space vibe seed 3`). A prompt sent as one atom is never split.
+- **Seeds.** `seed -1` draws a fresh seed. A request without a seed draws a fresh seed unless the
+  session seed is locked (new session parameter `/param/seed_lock 0|1`, config
+  `defaults.seed_lock`); `/param/seed N` (N >= 0) sets and locks the session seed, `/param/seed -1`
+  unlocks it. The seed used is in the sidecar record and the default file name. Was: the session
+  seed (0) every time. Presets keep their seed policy.
+- `/continue`'s `amount` and `/inpaint`'s `start`/`end` set the request fields `continuation`,
+  `mask_start` and `mask_end` (same atoms; the typed messages' field names changed).
+- `/preset/save` keeps every session field a preset takes (`concept`, `scheduler`, `lora_scale`,
+  ...); a session whose seed is not locked is saved with `seed: random`.
+- One range per parameter everywhere: preset `lora_scale` is −2..2 (was 0..2), preset `guidance`
+  0..50 (was 0..30), config `defaults.duration` 0.01..600 s and `defaults.num_inference_steps`
+  1..1000. New preset keys `scheduler` and `loras` (`[[name, weight], ...]`); new config keys
+  `defaults.seed_lock` and `defaults.lora_scale`.
+- `/status.reply`'s fields are typed (`dreamsampler.server.contract.StatusReply`, made from its
+  REPLIES entry); `dreamsampler send` prints them labelled.
+"""
 
 
 def _option_shape(option: Arg) -> str:

@@ -54,15 +54,14 @@ class Jam:
 
     async def start(self, presets: Sequence[str] = ()) -> None:
         """Start jam mode (``/jam on``): cycle through ``presets`` (default: the bank chosen by
-        MIDI program change, else the session parameters with the seed advancing by one).
+        MIDI program change, else the session parameters with a locked seed advancing by one, or a
+        fresh seed per clip).
 
         Raises:
             PresetRequestError: unknown preset. DeviceError: no working device.
             RequestError: the session cannot make a request.
         """
-        names = list(presets) or self.service.presets.bank_presets()
-        for name in names:
-            self.service.presets.get(name)
+        names = self.service.bank_presets(tuple(presets))
         self.service.require_device()
         if not names:  # check the session can make a request before looping on it
             self.service.session_job()

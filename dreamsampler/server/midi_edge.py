@@ -144,7 +144,7 @@ class MidiEdge:
         elif isinstance(action, SetParam):
             self.set_param(action.name, action.value)
         elif isinstance(action, SelectBank):
-            self.service.presets.select_bank(action.name, action.index)
+            self.service.select_bank(action.name, action.index)
         elif isinstance(action, Learned):
             self._learned(action)
 

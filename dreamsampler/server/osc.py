@@ -34,7 +34,6 @@ from dreamsampler import __version__
 from dreamsampler.engine.concepts import ConceptError
 from dreamsampler.engine.jobs import EngineClosed, JobFailed, JobProgress, JobStarted, QueueFull
 from dreamsampler.engine.request import RequestError
-from dreamsampler.server import audio_devices
 from dreamsampler.server import messages as m
 from dreamsampler.server.contract import COMMANDS, INT32_MAX, INT32_MIN, ContractError
 from dreamsampler.server.delivery import Delivered, Delivery, Listener, Update
@@ -337,7 +336,7 @@ class OscServer:
         submitted = self.service.submit(job)
         self.reply(sender, "/queued", submitted.job_id, submitted.position)
 
-    def _gen(self, sender: Address, msg: m.Gen | m.Transfer | m.Continue | m.Inpaint) -> None:
+    def _gen(self, sender: Address, msg: m.Generate) -> None:
         job = self.service.job(msg.params(), transfer=isinstance(msg, m.Transfer),
                                job_id=msg.job_id, name=msg.name,
                                reply=self.job_reply(sender, msg.address))
@@ -447,10 +446,10 @@ class OscServer:
     # -- presets, tempo, device ----------------------------------------------------------------
 
     def _preset_list(self, sender: Address, msg: m.PresetList) -> None:
-        self.reply(sender, "/preset.list", *self.service.presets.names())
+        self.reply(sender, "/preset.list", *self.service.preset_names())
 
     def _preset_save(self, sender: Address, msg: m.PresetSave) -> None:
-        path = self.service.presets.save_session(msg.name, self.service.session)
+        path = self.service.save_preset(msg.name)
         self.reply(sender, "/done", msg.address, str(path))
 
     def _tempo(self, sender: Address, msg: m.Tempo) -> None:
@@ -472,9 +471,7 @@ class OscServer:
 
     def _audio_devices(self, sender: Address, msg: m.AudioDevices) -> None:
         async def work() -> None:
-            # PortAudio's first initialisation can take a while (it probes JACK): off the loop
-            names = await asyncio.to_thread(audio_devices.output_device_names)
-            self.reply(sender, "/audio.devices", *names)
+            self.reply(sender, "/audio.devices", *await self.service.audio_devices())
 
         self.spawn(work())
 

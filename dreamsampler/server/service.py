@@ -3,9 +3,13 @@
 every sink the job names and answers the job's reply target — one delivery path.
 
 It knows the engine only through the async job interface
-(:class:`~dreamsampler.engine.jobs.Engine`), the sinks only through
-:class:`~dreamsampler.server.sinks.Sink`, and the edges not at all: they call it. It also owns
-the session (defaults for requests, the tempo clock) and the presets.
+(:class:`~dreamsampler.engine.jobs.Engine`) and the edges not at all: they call it. Its other
+concerns are parts of their own, built here and reached by the edges only through the few
+methods below (``set_param``, ``set_tempo``, ``play``, ``save_preset``…), never by reaching
+through an attribute: the session defaults (:class:`~dreamsampler.server.session.SessionParams`),
+the tempo (:class:`~dreamsampler.server.transport.Transport`), the presets
+(:class:`~dreamsampler.server.preset_book.PresetBook`) and device control
+(:class:`~dreamsampler.server.playback.Playback`).
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dreamsampler.config import Config, ConfigError
+from dreamsampler.config import Config
 from dreamsampler.engine.bars import fit_to_bars
 from dreamsampler.engine.concepts import ConceptError, ConceptInfo
 from dreamsampler.engine.jobs import Engine, EngineStatus, Job, JobFailed, JobFinished
-from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
-from dreamsampler.server.clock import LinkUnavailableError, TempoClock, TempoError
+from dreamsampler.engine.request import GenerationResult, RequestError
+from dreamsampler.server.clock import TempoClock, TempoError
 from dreamsampler.server.delivery import (
     DEVICE,
     FOLDER,
@@ -37,17 +41,13 @@ from dreamsampler.server.delivery import (
     Submitted,
     Update,
 )
-from dreamsampler.server.device_sink import DeviceError, DeviceSink
+from dreamsampler.server.device_sink import DeviceSink
 from dreamsampler.server.folder_sink import FolderSink
+from dreamsampler.server.playback import Playback
 from dreamsampler.server.preset_book import PresetBook
-from dreamsampler.server.session import (
-    Session,
-    build_request,
-    check_concept,
-    max_input_bytes,
-    resolve_input,
-)
+from dreamsampler.server.session import SessionParams
 from dreamsampler.server.sinks import Sink, SinkError
+from dreamsampler.server.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class JobError(RuntimeError):
 
 
 class Service:
-    """Owns the session, validates and runs jobs, delivers their clips to the sinks.
+    """Validates and runs jobs, delivers their clips to the sinks; owns the parts.
 
     Args:
         config: validated configuration (limits, input folders, defaults, live settings).
@@ -95,10 +95,10 @@ class Service:
                  presets: PresetBook | None = None) -> None:
         self.config = config
         self.engine = engine
-        self.session = Session.from_config(config)
-        self.clock = TempoClock(config.live.tempo, config.live.beats_per_bar)
-        """Session tempo and beat grid (BPM; :func:`time.monotonic` seconds)."""
+        self.transport = Transport(config.live)
+        self.params = SessionParams(config, lambda: self.clock, self._loaded)
         self.presets = presets if presets is not None else PresetBook(Path(config.live.presets_dir))
+        self.playback = Playback(lambda: self.device)
         if sinks is None:
             live = config.live
             sinks = {
@@ -115,6 +115,20 @@ class Service:
         self._active: dict[int, _Active] = {}
         self._ids = itertools.count(1)
         self._closing: str | None = None
+
+    @property
+    def clock(self) -> TempoClock:
+        """Session tempo and beat grid (the transport's)."""
+        return self.transport.clock
+
+    @clock.setter
+    def clock(self, clock: TempoClock) -> None:
+        self.transport.clock = clock
+
+    @property
+    def session(self) -> Any:
+        """The session defaults (see :class:`~dreamsampler.server.session.SessionParams`)."""
+        return self.params.session
 
     @property
     def folder(self) -> FolderSink:
@@ -138,11 +152,7 @@ class Service:
         """
         self.folder.check()
         self.folder.clean_orphans()
-        if self.config.live.link:
-            try:
-                self.clock.enable_link()
-            except LinkUnavailableError as exc:
-                raise ConfigError(f"live.link: {exc}") from None
+        self.transport.start()
         await self.engine.start()
         await self.autoload_concepts()
         device = self.device
@@ -167,7 +177,7 @@ class Service:
                 await asyncio.wait(late, timeout=5)
         for sink in self.sinks.values():
             await sink.close()
-        self.clock.disable_link()
+        self.transport.close()
 
     # -- concepts ------------------------------------------------------------------------------
 
@@ -204,15 +214,14 @@ class Service:
         """The loaded concepts, in load order."""
         return self.engine.list_concepts()
 
+    def _loaded(self) -> list[str]:
+        return [c.name for c in self.engine.list_concepts()]
+
     async def available_concepts(self) -> list[ConceptInfo]:
         """The concepts on disk, with their loaded flag (see ``Engine.available_concepts``)."""
         return await self.engine.available_concepts()
 
-    def check_concept(self, name: str) -> None:
-        """Refuse a concept that is not loaded. Raises ``RequestError``."""
-        check_concept(name, [c.name for c in self.engine.list_concepts()])
-
-    # -- state ---------------------------------------------------------------------------------
+    # -- the edges' narrow API: state, session, tempo, presets, device --------------------------
 
     def status(self) -> ServiceStatus:
         """The state reported by ``/status``."""
@@ -221,82 +230,81 @@ class Service:
             writable = True
         except SinkError:
             writable = False
-        device = self.device
         return ServiceStatus(
             engine=self.engine.status(), jobs_done=self.jobs_done, jobs_failed=self.jobs_failed,
             uptime=round(time.monotonic() - self.started_at, 3),
             output_dir=str(self.folder.directory), output_writable=writable,
             tempo=round(self.clock.bpm, 3), tempo_source=self.clock.source,
-            underruns=device.underruns if device is not None else 0,
+            underruns=self.playback.underruns,
         )
 
-    def set_tempo(self, bpm: float) -> float:
-        """Set the session tempo (BPM); returns it.
+    def set_param(self, name: str, value: Any) -> None:
+        """Set one session default by request field name. Raises ``RequestError``."""
+        self.params.set(name, value)
 
-        Raises:
-            RequestError: not > 20 and <= 999 BPM.
-        """
-        try:
-            return self.clock.set_tempo(bpm)
-        except TempoError as exc:
-            raise RequestError(str(exc)) from None
+    def set_tempo(self, bpm: float) -> float:
+        """Set the session tempo (BPM); returns it. Raises ``RequestError``."""
+        return self.transport.set_tempo(bpm)
 
     def now(self) -> float:
         """Seconds on the session clock's time base (the base of ``Played.clock_time``)."""
-        return self.clock.time_fn()
+        return self.transport.now()
 
     def follow_midi_clock(self, msg: Any) -> bool:
-        """Feed one MIDI message to the tempo clock; True when it was a clock message (start,
-        stop, clock ticks) and is used up."""
-        return bool(self.clock.handle_midi(msg, msg.time or None))
+        """Feed one MIDI message to the tempo clock; True when it was a clock message."""
+        return self.transport.follow_midi_clock(msg)
+
+    def preset_names(self) -> list[str]:
+        """The loaded presets' names, bank by bank."""
+        return self.presets.names()
+
+    def save_preset(self, name: str) -> Path:
+        """Save the session as preset ``name``. Raises ``PresetRequestError``."""
+        return self.presets.save_session(name, self.session)
+
+    def select_bank(self, name: str | None, index: int) -> None:
+        """Choose the preset bank (MIDI program change)."""
+        self.presets.select_bank(name, index)
+
+    def bank_presets(self, names: tuple[str, ...] = ()) -> list[str]:
+        """``names`` (each checked to be loaded), else the chosen bank's presets.
+        Raises ``PresetRequestError``."""
+        for name in names:
+            self.presets.get(name)
+        return list(names) or self.presets.bank_presets()
 
     def set_volume(self, gain: float) -> None:
         """Linear gain of clips sent to the audio device (>= 0)."""
-        if self.device is not None:
-            self.device.volume = max(0.0, float(gain))
+        self.playback.set_volume(gain)
 
-    def resolve_input(self, raw: str | Path) -> Path:
-        """Find an input clip inside the configured input folders (see
-        :func:`~dreamsampler.server.session.resolve_input`). Raises ``RequestError``."""
-        return resolve_input(raw, self.config.input_dirs, max_input_bytes(self.config))
+    def play(self, job_id: int, quantum: float | None = None) -> float:
+        """Play kept clip ``job_id`` on the device; the delay until it starts, seconds.
+        Raises ``DeviceError``."""
+        return self.playback.play(job_id, quantum)
 
-    def set_param(self, name: str, value: Any) -> None:
-        """Set one session default by its request field name.
+    def require_device(self) -> None:
+        """Open the audio device if needed (jam mode). Raises ``DeviceError``."""
+        self.playback.require()
 
-        Raises:
-            RequestError: unknown parameter or invalid value (the session is left unchanged).
-        """
-        if name not in {f.name for f in dataclasses.fields(Session)}:
-            raise RequestError(f"unknown parameter {name!r}")
-        if name == "input_path" and value:
-            value = str(self.resolve_input(value))
-        if name == "concept" and value:
-            self.check_concept(str(value))
-        if name == "bars" and (isinstance(value, bool) or int(value) != value or value < 0):
-            raise RequestError(f"bars must be a whole number >= 0, got {value!r}")
-        changes = {name: value}
-        if name == "seed":  # a chosen seed is used (locked); -1 draws a fresh one per job
-            changes["seed_lock"] = int(value >= 0)
-        candidate = dataclasses.replace(self.session, **changes)
-        if candidate.prompt:
-            self._build(candidate.params(), transfer=False, session=candidate)
-        self.session = candidate
+    def stop_jam(self, fade_s: float = 0.05) -> None:
+        """Fade out the looping jam clip on the device."""
+        self.playback.stop_jam(fade_s)
+
+    async def audio_devices(self) -> list[str]:
+        """The audio output devices' names (``/audio/devices``)."""
+        return await self.playback.output_devices()
+
+    async def stop(self) -> None:
+        """Stop what sounds on every sink (``/stop``)."""
+        for sink in self.sinks.values():
+            await sink.stop()
 
     # -- building jobs -------------------------------------------------------------------------
 
-    def job(
-        self,
-        params: GenerationParams,
-        *,
-        transfer: bool = False,
-        job_id: int | None = None,
-        name: str | None = None,
-        sinks: tuple[str, ...] = (FOLDER,),
-        quantum: float | None = None,
-        jam: bool = False,
-        extra: dict[str, Any] | None = None,
-        reply: Listener | None = None,
-    ) -> Delivery:
+    def job(self, params: GenerationParams, *, transfer: bool = False, job_id: int | None = None,
+            name: str | None = None, sinks: tuple[str, ...] = (FOLDER,),
+            quantum: float | None = None, jam: bool = False,
+            extra: dict[str, Any] | None = None, reply: Listener | None = None) -> Delivery:
         """Build a typed job: ``params`` over the session defaults, validated, bars resolved at
         the session tempo (once, here).
 
@@ -307,26 +315,17 @@ class Service:
         for sink in sinks:
             if sink not in self.sinks:
                 raise RequestError(f"unknown sink {sink!r} (known: {', '.join(self.sinks)})")
-        request, loop = self._build(params, transfer, self.session)
+        request, loop = self.params.build(params, transfer)
         return Delivery(request, job_id=job_id, name=name, loop=loop, sinks=sinks,
                         quantum=quantum, jam=jam, extra=dict(extra or {}), reply=reply)
 
     def session_job(self, *, seed_offset: int = 0, sinks: tuple[str, ...] = (FOLDER,),
                     jam: bool = False, reply: Listener | None = None) -> Delivery:
-        """A job from the session parameters (``/trigger``, jam without presets); the seed is
-        advanced by ``seed_offset``; a set input makes it a transfer.
-
-        Raises:
-            RequestError: see :meth:`job`.
-        """
-        params = self.session.params()
-        if not self.session.seed_lock or self.session.seed < 0:
-            params = dataclasses.replace(params, seed=None)  # a fresh seed per job
-        elif seed_offset:
-            params = dataclasses.replace(params,
-                                         seed=(self.session.seed + seed_offset) % 2**31)
-        return self.job(params, transfer=bool(self.session.input_path), sinks=sinks, jam=jam,
-                        reply=reply)
+        """A job from the session parameters (``/trigger``, jam without presets): a locked
+        seed advanced by ``seed_offset``, else a fresh one; a set input makes it a transfer.
+        Raises ``RequestError`` (see :meth:`job`)."""
+        params, transfer = self.params.trigger_params(seed_offset)
+        return self.job(params, transfer=transfer, sinks=sinks, jam=jam, reply=reply)
 
     def preset_job(self, name: str, overrides: GenerationParams | None = None, *,
                    jam: bool = False, reply: Listener | None = None) -> Delivery:
@@ -342,11 +341,6 @@ class Service:
                        jam=jam, extra=spec.extra, reply=reply)
         self.presets.accepted(spec)
         return job
-
-    def _build(self, params: GenerationParams, transfer: bool, session: Session
-               ) -> tuple[GenerationRequest, LoopSpec | None]:
-        loaded = [c.name for c in self.engine.list_concepts()]
-        return build_request(params, transfer, session, self.config, self.clock, loaded)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -418,41 +412,6 @@ class Service:
         await self.engine.barrier()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    # -- the device ----------------------------------------------------------------------------
-
-    def play(self, job_id: int, quantum: float | None = None) -> float:
-        """Play kept clip ``job_id`` on the device (``/play``); returns the delay until it
-        starts, seconds.
-
-        Raises:
-            DeviceError: unknown job id or no working device.
-        """
-        device = self.device
-        if device is None:
-            raise DeviceError("no audio device sink")
-        return device.replay(job_id, quantum)
-
-    def require_device(self) -> None:
-        """Open the audio device if needed (jam mode needs it).
-
-        Raises:
-            DeviceError: no device configured, or it cannot be opened.
-        """
-        device = self.device
-        if device is None:
-            raise DeviceError("no audio device sink")
-        device.open()
-
-    async def stop(self) -> None:
-        """Stop what sounds on every sink (``/stop``)."""
-        for sink in self.sinks.values():
-            await sink.stop()
-
-    def stop_jam(self, fade_s: float = 0.05) -> None:
-        """Fade out the looping jam clip on the device."""
-        if self.device is not None:
-            self.device.stop_jam(fade_s)
 
     # -- delivering ----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -277,3 +277,67 @@ def loop_spec(params: GenerationParams, session: Session, clock: TempoClock) -> 
 
 def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
+
+
+class SessionParams:
+    """The session part of the service: the :data:`Session` defaults, how they change
+    (``/param/...``, MIDI CCs) and how a request is built over them.
+
+    Args:
+        config: limits, input folders and the starting defaults.
+        clock: returns the session's tempo clock (bars become seconds at its tempo).
+        loaded: returns the names of the loaded concepts.
+    """
+
+    def __init__(self, config: Config, clock: Callable[[], TempoClock],
+                 loaded: Callable[[], list[str]]) -> None:
+        self.config = config
+        self.session: Any = Session.from_config(config)
+        self._clock = clock
+        self._loaded = loaded
+
+    def resolve_input(self, raw: str | Path) -> Path:
+        """Find an input clip inside the configured input folders (:func:`resolve_input`).
+        Raises ``RequestError``."""
+        return resolve_input(raw, self.config.input_dirs, max_input_bytes(self.config))
+
+    def set(self, name: str, value: Any) -> None:
+        """Set one session default by its request field name; a seed >= 0 also locks the
+        session seed, -1 unlocks it.
+
+        Raises:
+            RequestError: unknown parameter or invalid value (the session is left unchanged).
+        """
+        if name not in {f.name for f in dataclasses.fields(self.session)}:
+            raise RequestError(f"unknown parameter {name!r}")
+        if name == "input_path" and value:
+            value = str(self.resolve_input(value))
+        if name == "concept" and value:
+            check_concept(str(value), self._loaded())
+        if name == "bars" and (isinstance(value, bool) or int(value) != value or value < 0):
+            raise RequestError(f"bars must be a whole number >= 0, got {value!r}")
+        changes = {name: value}
+        if name == "seed":  # a chosen seed is used (locked); -1 draws a fresh one per job
+            changes["seed_lock"] = int(value >= 0)
+        candidate = dataclasses.replace(self.session, **changes)
+        if candidate.prompt:
+            self.build(candidate.params(), transfer=False, session=candidate)
+        self.session = candidate
+
+    def trigger_params(self, seed_offset: int = 0) -> tuple[GenerationParams, bool]:
+        """The session as one job's parameters and whether it is a transfer (an input is set):
+        a locked seed advanced by ``seed_offset``, else a fresh seed per job."""
+        s = self.session
+        params = s.params()
+        if not s.seed_lock or s.seed < 0:
+            params = dataclasses.replace(params, seed=None)
+        elif seed_offset:
+            params = dataclasses.replace(params, seed=(s.seed + seed_offset) % 2**31)
+        return params, bool(s.input_path)
+
+    def build(self, params: GenerationParams, transfer: bool, session: Any = None
+              ) -> tuple[GenerationRequest, LoopSpec | None]:
+        """The request for ``params`` over ``session`` (default: the current one): see
+        :func:`build_request`. Raises ``RequestError``."""
+        return build_request(params, transfer, self.session if session is None else session,
+                             self.config, self._clock(), self._loaded())
