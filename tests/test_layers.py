@@ -15,6 +15,7 @@ LAYERS: dict[str, int] = {
     "server.midi_in": 1, "server.notify": 1, "server.audio_devices": 1, "server.mixer": 1,
     "server.delivery": 1, "server.messages": 2,
     "server.sinks": 2, "server.folder_sink": 3, "server.device_sink": 3,
+    "server.fanout": 3, "server.standard_sinks": 3,
     "server.preset_book": 3, "server.session": 3,
     "server.service": 4,
     "server.midi_edge": 5, "server.jam": 5,
@@ -57,6 +58,18 @@ def test_no_module_imports_one_above_it() -> None:
             if layer is not None and layer > own:
                 wrong.append(f"{module} (layer {own}) imports {imported} (layer {layer})")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_service_knows_sinks_only_through_the_interface() -> None:
+    """Concrete sinks are built in server/standard_sinks.py; the service and the fan-out name
+    none of them (a new sink is a module, not an edit of the service)."""
+    for rel in ("server/service.py", "server/fanout.py"):
+        source = (PACKAGE / rel).read_text()
+        imports = _imports(PACKAGE / rel)
+        assert not {i for i in imports if i.startswith((
+            "dreamsampler.server.folder_sink", "dreamsampler.server.device_sink"))}, rel
+        for name in ("FolderSink", "DeviceSink", "DeviceError"):
+            assert name not in source, f"{rel} names the concrete sink class {name}"
 
 
 def test_edges_reach_engine_and_sinks_only_through_the_service() -> None:

@@ -270,7 +270,11 @@ REPLIES: dict[str, Message] = {
     m.address: m
     for m in (
         Message("/done", (Arg("command", "s", "the address that succeeded"),),
-                "a command succeeded; further arguments depend on the command"),
+                "a command succeeded; further arguments depend on the command. A job's /done "
+                "(`/done <command> i:job_id s:path`) is followed by one `s:sink s:error` pair "
+                "per optional sink (the audio device) that could not take the clip; a job whose "
+                "required sink (the output folder) failed, or all of whose sinks failed, gets "
+                "/fail instead"),
         Message("/fail", (Arg("command", "s", "the address that failed"),
                           Arg("message", "s", "what was wrong")),
                 "a command failed; further arguments (e.g. the job id) depend on the command"),
@@ -496,6 +500,15 @@ COMMANDS: dict[str, Message] = {
 }
 
 
+# -- changelog (docs/osc.md's last section; append one line per change of the address space) ----
+
+CHANGELOG: tuple[str, ...] = (
+    "Sinks are peers (issue 17): a job's /done appends `s:sink s:error` for each optional sink "
+    "that failed (a preset whose device failed no longer answers a plain /done); all sinks "
+    "take the clip at once, and /play finds only clips whose delivery succeeded.",
+)
+
+
 def direct_replies() -> dict[str, str]:
     """Command address → the reply address that answers it when that is not ``/done``
     (``/status`` → ``/status.reply``, ``/sync`` → ``/synced`` …)."""
@@ -537,6 +550,7 @@ def markdown() -> str:
         out += [f"### `{rep.signature}`", "", rep.description, ""]
         out += [f"- `{a.signature}`: {a.description}" for a in rep.args]
         out.append("")
+    out += ["## Changelog", "", *(f"- {line}" for line in CHANGELOG), ""]
     return "\n".join(out)
 
 
