@@ -241,7 +241,9 @@ def test_offline_first_run_fails_fast_and_says_why(tmp_path: Path) -> None:
 def test_unreachable_hub_says_the_download_failed(tmp_path: Path) -> None:
     """Online, but the hub endpoint refuses connections (a closed local port stands in for a
     machine without network): one probe, then a plain message instead of 30 s of retries."""
-    env = {k: v for k, v in ENV.items() if k != "HF_HUB_OFFLINE" and "proxy" not in k.lower()}
+    # every *_OFFLINE variable (huggingface_hub also reads TRANSFORMERS_OFFLINE) and proxy goes
+    env = {k: v for k, v in ENV.items()
+           if not k.upper().endswith("_OFFLINE") and "proxy" not in k.lower()}
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"

@@ -52,6 +52,7 @@ from dreamsampler.engine.concepts import (
     ConceptManager,
     ConceptNotLoadedError,
     check_name,
+    require_manager,
     scan_concepts,
 )
 from dreamsampler.engine.families import ModelLoadError, load_model
@@ -65,6 +66,7 @@ from dreamsampler.engine.jobs import (
     JobProgress,
     JobStarted,
     QueueFull,
+    failure_message,
 )
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
 from dreamsampler.engine.sampler import Cancelled, sample
@@ -183,13 +185,12 @@ class EngineReplica:
     async def _load_slot(self, key: str) -> _ConceptSlot:
         """The ``@serve.multiplexed`` loader: ``key`` is ``name@generation``."""
         name = key.rpartition("@")[0]
-        if self.manager is None:
-            raise ConceptError("concepts_dir", "no concepts folder is configured")
+        manager = require_manager(self.manager)
         self._drain_evictions()
         if name in self._owner:  # an older generation (unloaded and reloaded since): replace it
             del self._owner[name]
-            self.manager.unload(name)
-        await asyncio.to_thread(self.manager.load, name)
+            manager.unload(name)
+        await asyncio.to_thread(manager.load, name)
         self._owner[name] = key
         return _ConceptSlot(self._evicted, name, key)
 
@@ -290,12 +291,9 @@ class EngineReplica:
         except Cancelled:
             yield {"event": "failed", "message": "cancelled", "cancelled": True}
             return
-        except (AudioFileError, ConceptError) as exc:
-            yield {"event": "failed", "message": str(exc), **self._identity()}
-            return
         except Exception as exc:
-            log.exception("replica %s: job failed", self.replica)
-            yield {"event": "failed", "message": f"{type(exc).__name__}: {exc}",
+            yield {"event": "failed", "message": failure_message(
+                exc, f"replica {self.replica}: a job", log),
                    **self._identity()}
             return
         yield {

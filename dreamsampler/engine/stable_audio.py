@@ -42,7 +42,7 @@ from diffusers.pipelines.stable_audio_3.pipeline_stable_audio_3 import logsnr_si
 from diffusers.utils.torch_utils import randn_tensor
 
 from dreamsampler.engine.audio_io import read_audio, resample
-from dreamsampler.engine.families import ModelFamily
+from dreamsampler.engine.family_base import ModelFamily
 from dreamsampler.engine.request import RequestError
 
 if TYPE_CHECKING:

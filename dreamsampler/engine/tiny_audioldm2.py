@@ -49,7 +49,7 @@ def tiny_t5_tokenizer() -> T5Tokenizer:
 
 def tiny_audioldm2_components() -> dict[str, object]:
     """The components of an ``AudioLDM2Pipeline`` by key (random weights, global RNG)."""
-    from dreamsampler.engine.tiny import tiny_tokenizer
+    from dreamsampler.engine.tiny_audioldm import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     tokenizer_2 = tiny_t5_tokenizer()

@@ -323,7 +323,11 @@ REPLIES: dict[str, Message] = {
     m.address: m
     for m in (
         Message("/done", (Arg("command", "s", "the address that succeeded"),),
-                "a command succeeded; further arguments depend on the command"),
+                "a command succeeded; further arguments depend on the command. A job's /done "
+                "(`/done <command> i:job_id s:path`) is followed by one `s:sink s:error` pair "
+                "per optional sink (the audio device) that could not take the clip; a job whose "
+                "required sink (the output folder) failed, or all of whose sinks failed, gets "
+                "/fail instead"),
         Message("/fail", (Arg("command", "s", "the address that failed"),
                           Arg("message", "s", "what was wrong")),
                 "a command failed; further arguments (e.g. the job id) depend on the command"),
@@ -591,6 +595,9 @@ Deliberate changes to addresses, arguments and replies, newest first.
 
 ### 0.3 (issue 17: one parameter schema, strict options, seeds)
 
+- **Sinks are peers.** A job's `/done` appends `s:sink s:error` for each optional sink that
+  failed (a preset whose device failed no longer answers a plain `/done`); all sinks take the
+  clip at once, and `/play` finds only clips whose delivery succeeded.
 - Every generation option and session parameter is declared once in `dreamsampler/schema.py`;
   this reference, OSCQuery, the patches, presets and `config.yaml` are generated from it.
 - **Strict options.** After a prompt given as several atoms, the options begin at the first

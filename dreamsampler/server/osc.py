@@ -323,10 +323,13 @@ class OscServer:
     # -- generation ----------------------------------------------------------------------------
 
     def job_reply(self, sender: Address, address: str) -> Listener:
-        """A job's reply target: ``/done address job_id path`` or ``/fail address ...``."""
+        """A job's reply target: ``/done address job_id path [sink error]...`` (one pair per
+        optional sink that could not take the clip) or ``/fail address ...``."""
         def on_update(update: Update) -> None:
             if isinstance(update, Delivered):
-                self.reply(sender, "/done", address, update.job_id, str(update.path or ""))
+                errors = [atom for pair in update.sink_errors.items() for atom in pair]
+                self.reply(sender, "/done", address, update.job_id, str(update.path or ""),
+                           *errors)
             elif isinstance(update, JobFailed):
                 self.fail(sender, address, update.message, update.job_id)
 

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Callable
 
 from dreamsampler.server import audio_devices
-from dreamsampler.server.device_sink import DeviceError, DeviceSink
+from dreamsampler.server.sinks import Player, SinkError
 
 
 class Playback:
@@ -19,20 +19,20 @@ class Playback:
             may be replaced).
     """
 
-    def __init__(self, device: Callable[[], DeviceSink | None]) -> None:
+    def __init__(self, device: Callable[[], Player | None]) -> None:
         self._device = device
 
-    def _require(self) -> DeviceSink:
+    def _require(self) -> Player:
         device = self._device()
         if device is None:
-            raise DeviceError("no audio device sink")
+            raise SinkError("no audio device sink")
         return device
 
     def play(self, job_id: int, quantum: float | None = None) -> float:
         """Play kept clip ``job_id`` (``/play``); returns the delay until it starts, seconds.
 
         Raises:
-            DeviceError: unknown job id or no working device.
+            SinkError: unknown job id or no working device.
         """
         return self._require().replay(job_id, quantum)
 
@@ -40,7 +40,7 @@ class Playback:
         """Open the audio device if needed (jam mode needs it).
 
         Raises:
-            DeviceError: no device configured, or it cannot be opened.
+            SinkError: no device configured, or it cannot be opened.
         """
         self._require().open()
 
@@ -55,11 +55,6 @@ class Playback:
         device = self._device()
         if device is not None:
             device.volume = max(0.0, float(gain))
-
-    @property
-    def underruns(self) -> int:
-        device = self._device()
-        return device.underruns if device is not None else 0
 
     @staticmethod
     async def output_devices() -> list[str]:

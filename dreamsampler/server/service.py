@@ -1,9 +1,13 @@
 """The service: takes typed jobs (:class:`~dreamsampler.server.delivery.Delivery`) from every edge
-(OSC, MIDI, presets, jam, CLI), runs them on the engine, fits each clip to its bars, gives it to
-every sink the job names and answers the job's reply target — one delivery path.
+(OSC, MIDI, presets, jam, CLI), runs them on the engine, hands each finished clip to
+:mod:`~dreamsampler.server.fanout` (bars, every named sink at once, each sink's failure policy) and
+answers the job's reply target — one delivery path.
 
 It knows the engine only through the async job interface
-(:class:`~dreamsampler.engine.jobs.Engine`) and the edges not at all: they call it. Its other
+(:class:`~dreamsampler.engine.jobs.Engine`), the sinks only through the
+:class:`~dreamsampler.server.sinks.Sink` and :class:`~dreamsampler.server.sinks.Player`
+interfaces (the standard ones come from :mod:`~dreamsampler.server.standard_sinks`), and the edges
+not at all: they call it. Its other
 concerns are parts of their own, built here and reached by the edges only through the few
 methods below (``set_param``, ``set_tempo``, ``play``, ``save_preset``…), never by reaching
 through an attribute: the session defaults (:class:`~dreamsampler.server.session.SessionParams`),
@@ -24,29 +28,26 @@ from pathlib import Path
 from typing import Any
 
 from dreamsampler.config import Config
-from dreamsampler.engine.bars import fit_to_bars
 from dreamsampler.engine.concepts import ConceptError, ConceptInfo
 from dreamsampler.engine.jobs import Engine, EngineStatus, Job, JobFailed, JobFinished
-from dreamsampler.engine.request import GenerationResult, RequestError
-from dreamsampler.server.clock import TempoClock, TempoError
+from dreamsampler.engine.request import RequestError
+from dreamsampler.server import fanout
+from dreamsampler.server.clock import TempoClock
 from dreamsampler.server.delivery import (
     DEVICE,
     FOLDER,
-    Clip,
     Delivered,
     Delivery,
     GenerationParams,
     Listener,
-    LoopSpec,
     Submitted,
     Update,
 )
-from dreamsampler.server.device_sink import DeviceSink
-from dreamsampler.server.folder_sink import FolderSink
 from dreamsampler.server.playback import Playback
 from dreamsampler.server.preset_book import PresetBook
 from dreamsampler.server.session import SessionParams
-from dreamsampler.server.sinks import Sink, SinkError
+from dreamsampler.server.sinks import Player, Sink, SinkError
+from dreamsampler.server.standard_sinks import standard_sinks
 from dreamsampler.server.transport import Transport
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,8 @@ class Service:
     Args:
         config: validated configuration (limits, input folders, defaults, live settings).
         engine: any :class:`Engine` (local or remote).
-        sinks: the sinks by name; default: the output folder and the configured audio device.
+        sinks: the sinks by name; default: :func:`standard_sinks` (the output folder and the
+            configured audio device).
         presets: the preset book; default: the presets folder of ``config.live``.
     """
 
@@ -99,15 +101,8 @@ class Service:
         self.params = SessionParams(config, lambda: self.clock, self._loaded)
         self.presets = presets if presets is not None else PresetBook(Path(config.live.presets_dir))
         self.playback = Playback(lambda: self.device)
-        if sinks is None:
-            live = config.live
-            sinks = {
-                FOLDER: FolderSink(config.output.dir, config.output.subtype,
-                                   config.output.sample_rate),
-                DEVICE: DeviceSink(live.audio_out, self.clock, live.play_quantum,
-                                   live.keep_results),
-            }
-        self.sinks = sinks
+        self.sinks: dict[str, Sink] = dict(
+            standard_sinks(config, self.clock) if sinks is None else sinks)
         self.observers: list[Listener] = []
         self.jobs_done = 0
         self.jobs_failed = 0
@@ -131,36 +126,33 @@ class Service:
         return self.params.session
 
     @property
-    def folder(self) -> FolderSink:
-        sink = self.sinks[FOLDER]
-        assert isinstance(sink, FolderSink)
-        return sink
-
-    @property
-    def device(self) -> DeviceSink | None:
+    def device(self) -> Player | None:
+        """The sink that sounds (``device``), or None."""
         sink = self.sinks.get(DEVICE)
-        return sink if isinstance(sink, DeviceSink) else None
+        return sink if sink is not None and hasattr(sink, "replay") else None  # type: ignore[return-value]
 
     async def start(self) -> None:
-        """Check the output folder, start the engine (loads the model), autoload concepts, and
-        open the audio device when one is configured (a failure there is logged).
+        """Start the required sinks (the output folder: checked, a crash's leftovers removed),
+        start the engine (loads the model), autoload concepts, then start the optional sinks
+        (the audio device, when one is configured: a failure there is logged).
 
         Raises:
-            SinkError: the output folder is not writable.
+            SinkError: a required sink cannot work (the output folder is not writable).
             ConfigError: Link asked for but ``aalink`` is not installed.
             ConceptError: a concept named in ``concepts_autoload`` cannot be loaded.
         """
-        self.folder.check()
-        self.folder.clean_orphans()
+        for sink in self.sinks.values():
+            if sink.required:
+                await sink.start()
         self.transport.start()
         await self.engine.start()
         await self.autoload_concepts()
-        device = self.device
-        if device is not None and device.configured:
-            try:
-                device.open()
-            except SinkError as exc:
-                log.error("%s; clips still go to the output folder", exc)
+        for sink in self.sinks.values():
+            if not sink.required:
+                try:
+                    await sink.start()
+                except SinkError as exc:
+                    log.error("%s; clips still go to the other sinks", exc)
 
     async def close(self, reason: str = "server shutting down", timeout: float = 30.0) -> None:
         """Close the engine: queued jobs, pending operations and the running job fail with
@@ -225,17 +217,16 @@ class Service:
 
     def status(self) -> ServiceStatus:
         """The state reported by ``/status``."""
-        try:
-            self.folder.check()
-            writable = True
-        except SinkError:
-            writable = False
+        sinks: dict[str, Any] = {}
+        for sink in self.sinks.values():
+            sinks.update(sink.status())
         return ServiceStatus(
             engine=self.engine.status(), jobs_done=self.jobs_done, jobs_failed=self.jobs_failed,
             uptime=round(time.monotonic() - self.started_at, 3),
-            output_dir=str(self.folder.directory), output_writable=writable,
+            output_dir=str(sinks.get("output_dir", "")),
+            output_writable=bool(sinks.get("output_writable", False)),
             tempo=round(self.clock.bpm, 3), tempo_source=self.clock.source,
-            underruns=self.playback.underruns,
+            underruns=int(sinks.get("underruns", 0)),
         )
 
     def set_param(self, name: str, value: Any) -> None:
@@ -363,7 +354,7 @@ class Service:
             QueueFull: the engine's queue is full.
         """
         for name in job.sinks:
-            self.sinks[name].check()
+            self.sinks[name].check(job)
         job_id = self._new_id(job.job_id)
         engine_job, position = self.engine.submit(job.request, job_id)
         active = _Active(job)
@@ -424,18 +415,6 @@ class Service:
             except Exception:
                 log.exception("listener failed on %r", update)
 
-    @staticmethod
-    def _fit(result: GenerationResult, loop: LoopSpec | None) -> GenerationResult:
-        """Cut the clip to exactly ``loop.bars`` bars (downbeat at sample 0) and record the
-        tempo (BPM) and bars; unchanged without a loop."""
-        if loop is None:
-            return result
-        audio = fit_to_bars(result.audio, result.sample_rate, loop.bars, loop.bpm,
-                            beats_per_bar=loop.beats_per_bar)
-        record = {**result.record, "bpm": loop.bpm, "bars": loop.bars,
-                  "beats_per_bar": loop.beats_per_bar}
-        return dataclasses.replace(result, audio=audio, record=record)
-
     async def _pump(self, engine_job: Job, active: _Active) -> None:
         """Forward one job's events to its reply target and the observers; the job always ends
         with exactly one :class:`Delivered` or :class:`JobFailed` (an unexpected error in a sink
@@ -455,7 +434,7 @@ class Service:
             async for event in engine_job.events():
                 if isinstance(event, JobFinished):
                     try:
-                        end(await self._deliver(event, active.job))
+                        end(await fanout.deliver(self.sinks, event, active.job))
                     except Exception as exc:
                         log.exception("delivering job %d failed", event.job_id)
                         end(JobFailed(event.job_id,
@@ -475,36 +454,3 @@ class Service:
                 end(JobFailed(engine_job.id, self._closing or "server shutting down",
                               cancelled=True))
             self._active.pop(engine_job.id, None)
-
-    async def _deliver(self, event: JobFinished, job: Delivery) -> Delivered | JobFailed:
-        """Fit the clip, offer it to every sink, deliver it to the named ones (the folder first:
-        its failure fails the job; another sink's failure is logged and reported)."""
-        try:
-            result = await asyncio.to_thread(self._fit, event.result, job.loop)
-        except (ValueError, TempoError) as exc:
-            return JobFailed(event.job_id, str(exc))
-        clip = Clip(event.job_id, result, job)
-        for sink in self.sinks.values():
-            try:
-                sink.offer(clip)
-            except Exception:
-                log.exception("the %s sink failed to take clip %d", sink.name, event.job_id)
-        receipts: dict[str, Any] = {}
-        errors: dict[str, str] = {}
-        for name in sorted(job.sinks, key=lambda n: n != FOLDER):
-            try:
-                receipts[name] = await self.sinks[name].deliver(clip)
-            except Exception as exc:
-                if isinstance(exc, SinkError | ValueError):
-                    message = str(exc)
-                else:  # a sink's bug: fail the job, keep the traceback in the log
-                    log.exception("the %s sink failed on clip %d", name, event.job_id)
-                    message = f"{name} sink: internal error: {type(exc).__name__}: {exc}"
-                if name == FOLDER or len(job.sinks) == 1:
-                    return JobFailed(event.job_id, message)
-                log.warning("clip %d is not on the %s: %s", event.job_id, name, message)
-                errors[name] = message
-        return Delivered(event.job_id, receipts, result.duration, result.audio,
-                         result.sample_rate, job.loop, errors)
-
-
