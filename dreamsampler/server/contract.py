@@ -21,11 +21,12 @@ declaration per parameter; :func:`build_commands`); the changelog of deliberate 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -538,6 +539,43 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
 
 
 COMMANDS: dict[str, Message] = build_commands()
+
+
+class TypedReply:
+    """Methods of a reply made into a dataclass by :func:`reply_type`."""
+
+    address: ClassVar[str]
+
+    def atoms(self) -> tuple[Any, ...]:
+        """The reply's arguments, in contract order (what goes on the wire)."""
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_atoms(cls, atoms: Sequence[Any]) -> Any:
+        """The typed reply from received arguments: atoms a newer server appends are ignored,
+        fields an older server lacks are None."""
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        return cls(**dict(zip(names, atoms, strict=False)))
+
+    def labelled(self) -> str:
+        """``address name=value ...`` for people (``dreamsampler send``)."""
+        return " ".join([self.address, *(f"{f.name}={getattr(self, f.name)!r}"
+                                         for f in dataclasses.fields(self))])  # type: ignore[arg-type]
+
+
+def reply_type(name: str, message: Message) -> type:
+    """A frozen dataclass with one field per argument of the reply ``message``, in order."""
+    made = dataclasses.make_dataclass(
+        name, [(a.name, Any, dataclasses.field(default=None)) for a in message.args],
+        bases=(TypedReply,), frozen=True, namespace={"address": message.address})
+    made.__module__ = __name__
+    return made
+
+
+StatusReply = reply_type("StatusReply", REPLIES["/status.reply"])
+"""``/status.reply`` typed: built from its :data:`REPLIES` entry (fields only ever appended)."""
+TYPED_REPLIES: dict[str, type] = {StatusReply.address: StatusReply}  # type: ignore[attr-defined]
+"""Replies that ``dreamsampler send`` prints with labelled fields."""
 
 
 def direct_replies() -> dict[str, str]:
