@@ -61,6 +61,8 @@ class Arg:
             option's value is then the tuple of all of them.
         repeat: the option may be given several times; its value is the tuple of every
             occurrence, in order.
+        choices: the strings a string argument accepts (compared case-insensitively; empty:
+            any), e.g. scheduler names (from the schema).
     """
 
     name: str
@@ -74,6 +76,7 @@ class Arg:
     field: str = ""
     more: tuple[Arg, ...] = ()
     repeat: bool = False
+    choices: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -96,11 +99,16 @@ class Arg:
         """
         label = f"{where} {self.name}"
         if self.type == "s":
-            if isinstance(value, str):
-                return value
             if isinstance(value, int | float) and not isinstance(value, bool):
-                return _atom_text(value)
-            raise ContractError(f"{label}: expected a string, got {value!r}")
+                value = _atom_text(value)
+            if not isinstance(value, str):
+                raise ContractError(f"{label}: expected a string, got {value!r}")
+            if self.choices and value.strip().lower() not in self.choices:
+                near = difflib.get_close_matches(value.strip().lower(), self.choices, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ContractError(f"{label}: {value!r} is not one of "
+                                    f"{', '.join(self.choices)}{hint}")
+            return value.strip().lower() if self.choices else value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ContractError(f"{label}: expected {TYPE_NAMES[self.type]}, got {value!r}")
         if not math.isfinite(value):
@@ -280,7 +288,7 @@ class Message:
 def option_arg(param: schema.Param) -> Arg:
     """The ``key value`` option of a schema parameter."""
     return Arg(param.osc_key, param.type, param.description, param.minimum, param.maximum,
-               param.unit, field=param.name, repeat=param.repeat,
+               param.unit, field=param.name, repeat=param.repeat, choices=param.choices,
                more=tuple(Arg(p.name, p.type, p.description, p.minimum, p.maximum)
                           for p in param.more))
 
@@ -292,7 +300,7 @@ def session_arg(param: schema.Param) -> Arg:
         description = f"{description}; {param.session_note}"
     return Arg(param.osc_key, param.type, description, param.minimum, param.maximum,
                param.unit, required=not param.session_clears, rest=param.session_rest,
-               field=param.name)
+               field=param.name, choices=param.choices)
 
 
 def options(address: str, params: Sequence[schema.Param] | None = None) -> tuple[Arg, ...]:
@@ -640,6 +648,9 @@ Deliberate changes to addresses, arguments and replies, newest first.
   did-you-mean), where they used to become prompt text. Without such a numeric key, an option key
   followed by words is prompt text when a later option parses, as before
   (`a negative space vibe seed 3`). A prompt sent as one atom is never split.
+- Options with a closed set of strings (`scheduler`, `unit`) are checked when the message is
+  parsed (case-insensitively, with a did-you-mean: `scheduler eulr` → "did you mean 'euler'?");
+  `/continue ... unit beats` now says "unit: 'beats' is not one of seconds, bars".
 - **Seeds.** `seed -1` draws a fresh seed. A request without a seed draws a fresh seed unless the
   session seed is locked (new session parameter `/param/seed_lock 0|1`, config
   `defaults.seed_lock`); `/param/seed N` (N >= 0) sets and locks the session seed, `/param/seed -1`

@@ -35,6 +35,8 @@ def _record(replies: list[Reply]) -> dict[str, object]:
         (("warm", "steps", "two"), ("steps: expected int, got 'two'",)),
         (("warm", "seed", 7, "stepz", 2), ("unknown option 'stepz'", "did you mean 'steps'?")),
         (("warm", "seed", 7, "colour", "red"), ("unknown option 'colour'", "value 'red'")),
+        (("warm", "scheduler", "eulr"), ("scheduler: 'eulr' is not one of ddim, dpm++",
+                                         "did you mean 'euler'?")),
     ],
 )
 def test_bad_options_fail_and_name_the_key(server: RunningServer, client: OscClient,
