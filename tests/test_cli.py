@@ -83,6 +83,16 @@ def test_send_warns_about_a_misspelt_key(served: tuple[int, Path, Path]) -> None
     assert run.stdout.strip().splitlines()[-1].endswith("_x-negativ-hiss_3.wav'")
 
 
+def test_send_labels_the_status_reply(served: tuple[int, Path, Path]) -> None:
+    port, _, _ = served
+    run = subprocess.run([*CLI, "send", "--port", str(port), "/status"], env=ENV,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    line = run.stdout.strip().splitlines()[-1]
+    assert line.startswith("/status.reply queued=0 running=-1 jobs_done="), line
+    assert "model='tiny'" in line and "engine_restarts=0" in line
+
+
 def test_send_a_misspelt_numeric_key_is_refused(served: tuple[int, Path, Path]) -> None:
     port, _, _ = served
     run = subprocess.run([*CLI, "send", "--port", str(port), "/gen", "x", "sed", "3"],

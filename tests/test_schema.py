@@ -167,3 +167,17 @@ def test_config_defaults_reach_the_session() -> None:
                                                  "num_inference_steps": 7}})
     session = Session.from_config(config)
     assert (session.seed, session.seed_lock, session.num_inference_steps) == (9, 1, 7)
+
+
+def test_midi_params_and_request_replies_come_from_the_schema_and_contract() -> None:
+    from dreamsampler.server.midi_edge import MIDI_PARAM_FIELDS
+    from dreamsampler.server.midi_map import PARAM_RANGES
+
+    for key, name in MIDI_PARAM_FIELDS.items():
+        p = schema.by_name(name)
+        assert p.osc_key == key and schema.SESSION in p.takes
+        cc = PARAM_RANGES[key]  # a CC's default sweep lies inside the parameter's range
+        assert p.minimum <= cc.min and cc.max <= p.maximum, key
+    assert set(PARAM_RANGES) - set(MIDI_PARAM_FIELDS) == {"tempo", "volume"}
+    assert messages.decode("/gen", ["x"]).replies == contract.COMMANDS["/gen"].replies
+    assert messages.decode("/param/steps", [3]).replies == ("/done /param/steps i:steps",)

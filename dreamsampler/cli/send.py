@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dreamsampler.client import OscClient, Reply, is_final_for, parse_cli_args
-from dreamsampler.server.contract import COMMANDS, ContractError
+from dreamsampler.server.contract import COMMANDS, TYPED_REPLIES, ContractError
 
 #: how close (difflib ratio) a prompt atom must be to an option key to be called a misspelling
 MISSPELT_CUTOFF = 0.75
@@ -150,7 +150,8 @@ def _cmd_send(args: argparse.Namespace) -> int:
                 print(f"timeout: {exc}", file=sys.stderr)
                 return 2
             for reply in replies:
-                print(reply)
+                typed = TYPED_REPLIES.get(reply.address)
+                print(typed.from_atoms(reply.args).labelled() if typed else reply)
             return 1 if replies[-1].address == "/fail" else 0
         client.request("/notify", 1, timeout=max(args.connect_timeout, 1.0))
         display = _Display(args.progress if args.progress is not None else sys.stdout.isatty())

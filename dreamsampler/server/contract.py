@@ -21,11 +21,12 @@ declaration per parameter; :func:`build_commands`); the changelog of deliberate 
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -60,6 +61,8 @@ class Arg:
             option's value is then the tuple of all of them.
         repeat: the option may be given several times; its value is the tuple of every
             occurrence, in order.
+        choices: the strings a string argument accepts (compared case-insensitively; empty:
+            any), e.g. scheduler names (from the schema).
     """
 
     name: str
@@ -73,6 +76,7 @@ class Arg:
     field: str = ""
     more: tuple[Arg, ...] = ()
     repeat: bool = False
+    choices: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -95,11 +99,16 @@ class Arg:
         """
         label = f"{where} {self.name}"
         if self.type == "s":
-            if isinstance(value, str):
-                return value
             if isinstance(value, int | float) and not isinstance(value, bool):
-                return _atom_text(value)
-            raise ContractError(f"{label}: expected a string, got {value!r}")
+                value = _atom_text(value)
+            if not isinstance(value, str):
+                raise ContractError(f"{label}: expected a string, got {value!r}")
+            if self.choices and value.strip().lower() not in self.choices:
+                near = difflib.get_close_matches(value.strip().lower(), self.choices, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ContractError(f"{label}: {value!r} is not one of "
+                                    f"{', '.join(self.choices)}{hint}")
+            return value.strip().lower() if self.choices else value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ContractError(f"{label}: expected {TYPE_NAMES[self.type]}, got {value!r}")
         if not math.isfinite(value):
@@ -279,7 +288,7 @@ class Message:
 def option_arg(param: schema.Param) -> Arg:
     """The ``key value`` option of a schema parameter."""
     return Arg(param.osc_key, param.type, param.description, param.minimum, param.maximum,
-               param.unit, field=param.name, repeat=param.repeat,
+               param.unit, field=param.name, repeat=param.repeat, choices=param.choices,
                more=tuple(Arg(p.name, p.type, p.description, p.minimum, p.maximum)
                           for p in param.more))
 
@@ -291,7 +300,7 @@ def session_arg(param: schema.Param) -> Arg:
         description = f"{description}; {param.session_note}"
     return Arg(param.osc_key, param.type, description, param.minimum, param.maximum,
                param.unit, required=not param.session_clears, rest=param.session_rest,
-               field=param.name)
+               field=param.name, choices=param.choices)
 
 
 def options(address: str, params: Sequence[schema.Param] | None = None) -> tuple[Arg, ...]:
@@ -544,6 +553,43 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
 COMMANDS: dict[str, Message] = build_commands()
 
 
+class TypedReply:
+    """Methods of a reply made into a dataclass by :func:`reply_type`."""
+
+    address: ClassVar[str]
+
+    def atoms(self) -> tuple[Any, ...]:
+        """The reply's arguments, in contract order (what goes on the wire)."""
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_atoms(cls, atoms: Sequence[Any]) -> Any:
+        """The typed reply from received arguments: atoms a newer server appends are ignored,
+        fields an older server lacks are None."""
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        return cls(**dict(zip(names, atoms, strict=False)))
+
+    def labelled(self) -> str:
+        """``address name=value ...`` for people (``dreamsampler send``)."""
+        return " ".join([self.address, *(f"{f.name}={getattr(self, f.name)!r}"
+                                         for f in dataclasses.fields(self))])  # type: ignore[arg-type]
+
+
+def reply_type(name: str, message: Message) -> type:
+    """A frozen dataclass with one field per argument of the reply ``message``, in order."""
+    made = dataclasses.make_dataclass(
+        name, [(a.name, Any, dataclasses.field(default=None)) for a in message.args],
+        bases=(TypedReply,), frozen=True, namespace={"address": message.address})
+    made.__module__ = __name__
+    return made
+
+
+StatusReply = reply_type("StatusReply", REPLIES["/status.reply"])
+"""``/status.reply`` typed: built from its :data:`REPLIES` entry (fields only ever appended)."""
+TYPED_REPLIES: dict[str, type] = {StatusReply.address: StatusReply}  # type: ignore[attr-defined]
+"""Replies that ``dreamsampler send`` prints with labelled fields."""
+
+
 def direct_replies() -> dict[str, str]:
     """Command address → the reply address that answers it when that is not ``/done``
     (``/status`` → ``/status.reply``, ``/sync`` → ``/synced`` …)."""
@@ -609,6 +655,9 @@ Deliberate changes to addresses, arguments and replies, newest first.
   did-you-mean), where they used to become prompt text. Without such a numeric key, an option key
   followed by words is prompt text when a later option parses, as before
   (`a negative space vibe seed 3`). A prompt sent as one atom is never split.
+- Options with a closed set of strings (`scheduler`, `unit`) are checked when the message is
+  parsed (case-insensitively, with a did-you-mean: `scheduler eulr` → "did you mean 'euler'?");
+  `/continue ... unit beats` now says "unit: 'beats' is not one of seconds, bars".
 - **Seeds.** `seed -1` draws a fresh seed. A request without a seed draws a fresh seed unless the
   session seed is locked (new session parameter `/param/seed_lock 0|1`, config
   `defaults.seed_lock`); `/param/seed N` (N >= 0) sets and locks the session seed, `/param/seed -1`

@@ -37,6 +37,13 @@ class Request:
         """The request from contract-parsed ``values`` (``{arg.target: value}``)."""
         return cls(**values)
 
+    @property
+    def replies(self) -> tuple[str, ...]:
+        """The reply patterns this request is answered with (its contract entry's, as
+        supriya's requests carry theirs), e.g. ``("/queued i:job_id i:position", ...)``."""
+        address = f"/param/{self.name}" if isinstance(self, Param) else self.address
+        return COMMANDS[address].replies
+
 
 @dataclass(frozen=True)
 class Generate(Request):

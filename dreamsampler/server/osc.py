@@ -35,7 +35,13 @@ from dreamsampler.engine.concepts import ConceptError
 from dreamsampler.engine.jobs import EngineClosed, JobFailed, JobProgress, JobStarted, QueueFull
 from dreamsampler.engine.request import RequestError
 from dreamsampler.server import messages as m
-from dreamsampler.server.contract import COMMANDS, INT32_MAX, INT32_MIN, ContractError
+from dreamsampler.server.contract import (
+    COMMANDS,
+    INT32_MAX,
+    INT32_MIN,
+    ContractError,
+    StatusReply,
+)
 from dreamsampler.server.delivery import Delivered, Delivery, Listener, Update
 from dreamsampler.server.jam import Jam
 from dreamsampler.server.loglimit import LogLimiter
@@ -376,14 +382,17 @@ class OscServer:
     def _status(self, sender: Address, msg: m.Status) -> None:
         s = self.service.status()
         e = s.engine
-        self.reply(
-            sender, "/status.reply",
-            e.queued, -1 if e.running is None else e.running, s.jobs_done, s.jobs_failed,
-            len(self.clients), e.model_id, e.sample_rate, s.uptime, e.device, s.output_dir,
-            int(s.output_writable), self.oscquery_port, s.tempo, s.tempo_source, s.underruns,
-            self.midi.unmapped_notes if self.midi is not None else 0,
-            int(self.jam is not None and self.jam.running), e.restarts,
+        reply = StatusReply(
+            queued=e.queued, running=-1 if e.running is None else e.running,
+            jobs_done=s.jobs_done, jobs_failed=s.jobs_failed, clients=len(self.clients),
+            model=e.model_id, sample_rate=e.sample_rate, uptime=s.uptime, device=e.device,
+            output_dir=s.output_dir, output_writable=int(s.output_writable),
+            oscquery_port=self.oscquery_port, tempo=s.tempo, tempo_source=s.tempo_source,
+            underruns=s.underruns,
+            unmapped_notes=self.midi.unmapped_notes if self.midi is not None else 0,
+            jam=int(self.jam is not None and self.jam.running), engine_restarts=e.restarts,
         )
+        self.reply(sender, reply.address, *reply.atoms())
 
     def _sync(self, sender: Address, msg: m.Sync) -> None:
         async def wait() -> None:

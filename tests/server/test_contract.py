@@ -62,7 +62,7 @@ def test_gen_parse_errors(atoms: list[object], message: str) -> None:
 def test_params_cover_the_session() -> None:
     from dataclasses import fields
 
-    from dreamsampler.server.service import Session
+    from dreamsampler.server.session import Session
 
     session_fields = {f.name for f in fields(Session)}
     assert {p.target for p in PARAMS.values()} <= session_fields

@@ -35,6 +35,8 @@ def _record(replies: list[Reply]) -> dict[str, object]:
         (("warm", "steps", "two"), ("steps: expected int, got 'two'",)),
         (("warm", "seed", 7, "stepz", 2), ("unknown option 'stepz'", "did you mean 'steps'?")),
         (("warm", "seed", 7, "colour", "red"), ("unknown option 'colour'", "value 'red'")),
+        (("warm", "scheduler", "eulr"), ("scheduler: 'eulr' is not one of ddim, dpm++",
+                                         "did you mean 'euler'?")),
     ],
 )
 def test_bad_options_fail_and_name_the_key(server: RunningServer, client: OscClient,
@@ -73,3 +75,32 @@ def test_unquoted_prompts_and_fresh_or_locked_seeds(server: RunningServer,
     assert _record(client.request("/gen", "dub", *short))["seed"] == 42
     client.request("/param/seed", -1)
     assert _record(client.request("/gen", "dub", *short))["seed"] != 42
+
+
+def test_status_reply_is_typed_and_the_client_matches_jobs_by_id(
+        server: RunningServer, client: OscClient) -> None:
+    from dreamsampler.client import JobReplies
+    from dreamsampler.server.contract import REPLIES, StatusReply
+
+    status = StatusReply.from_atoms(client.request("/status")[-1].args)
+    assert [f for f in status.__dataclass_fields__] == [
+        a.name for a in REPLIES["/status.reply"].args]
+    assert (status.running, status.output_dir) == (-1, str(server.output_dir))
+    assert status.labelled().startswith("/status.reply queued=0 running=-1 ")
+    # two jobs in flight from one socket: each request ends on its own job's /done
+    client.send("/gen", "first", "seed", 1, "duration", 0.3, "steps", 2)
+    first = client.wait_for(lambda r: r.address == "/queued")[-1].args[0]
+    replies = client.request("/gen", "second", "seed", 2, "duration", 0.3, "steps", 2)
+    queued = [r.args[0] for r in replies if r.address == "/queued"]
+    done = replies[-1]
+    assert queued[0] != first
+    assert done.address == "/done" and done.args[1] == queued[0], replies
+    assert any(r.address == "/done" and r.args[1] == first for r in replies), \
+        "the first job's /done came first and was passed over"
+    assert done.args[2].endswith("_second_2.wav")
+    # a reply naming another job does not end the wait
+    wait = JobReplies("/gen")
+    assert not wait(Reply("/queued", (7, 0)))
+    assert not wait(Reply("/done", ("/gen", 6, "/x.wav")))
+    assert not wait(Reply("/fail", ("/gen", "boom", 6)))
+    assert wait(Reply("/done", ("/gen", 7, "/y.wav")))
