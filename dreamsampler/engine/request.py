@@ -27,7 +27,8 @@ class GenerationRequest:
         seed: seeds the initial noise (a CPU ``torch.Generator``), so outputs are reproducible.
         num_inference_steps: scheduler steps for a full denoise.
         guidance_scale: classifier-free guidance weight; ``<= 1`` disables the unconditional pass.
-        duration: clip length in seconds.
+        duration: clip length in seconds; ``None`` only for a style transfer: as long as the
+            input, up to the model's limit (``ModelFamily.max_duration``).
         scheduler: one of :data:`SCHEDULER_NAMES`.
         input_path: audio file to style-transfer; ``None`` for text→audio.
         strength: SDEdit noise level in [0, 1] (Meng et al. 2022, arXiv 2108.01073): the input's
@@ -54,7 +55,7 @@ class GenerationRequest:
     seed: int = 0
     num_inference_steps: int = 25
     guidance_scale: float = 2.5
-    duration: float = 10.0
+    duration: float | None = 10.0
     scheduler: str = "ddim"
     input_path: Path | None = None
     strength: float = 1.0
@@ -72,7 +73,12 @@ class GenerationRequest:
             raise RequestError(f"seed must be in [0, 2^63), got {self.seed}")
         if self.num_inference_steps < 1:
             raise RequestError(f"steps must be >= 1, got {self.num_inference_steps}")
-        if not self.duration > 0:
+        if self.duration is None:
+            if self.input_path is None or self.mask_start is not None or \
+                    self.continuation is not None:
+                raise RequestError("duration is needed (only a style transfer may leave it out: "
+                                   "then it is as long as its input)")
+        elif not self.duration > 0:
             raise RequestError(f"duration must be > 0 seconds, got {self.duration}")
         if not 0.0 <= self.strength <= 1.0:
             raise RequestError(f"strength must be in [0, 1], got {self.strength}")
@@ -89,7 +95,7 @@ class GenerationRequest:
         if self.mask_start is not None and self.mask_end is not None:
             if self.input_path is None:
                 raise RequestError("inpainting (mask_start/mask_end) needs an input file")
-            if not 0.0 <= self.mask_start < self.mask_end <= self.duration:
+            if not 0.0 <= self.mask_start < self.mask_end <= (self.duration or 0.0):
                 raise RequestError(
                     f"mask region must satisfy 0 <= mask_start < mask_end <= duration "
                     f"({self.duration} s), got [{self.mask_start}, {self.mask_end})")

@@ -506,6 +506,9 @@ CHANGELOG: tuple[str, ...] = (
     "Sinks are peers (issue 17): a job's /done appends `s:sink s:error` for each optional sink "
     "that failed (a preset whose device failed no longer answers a plain /done); all sinks "
     "take the clip at once, and /play finds only clips whose delivery succeeded.",
+    "/transfer without `duration` (and without `bars`) is as long as its input, up to the "
+    "model's limit and limits.max_duration, instead of the session's duration; Stable Audio "
+    "keeps a stereo input stereo on every engine (issue 17).",
 )
 
 
