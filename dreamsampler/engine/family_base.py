@@ -81,6 +81,11 @@ class ModelFamily(ABC):
         self.concepts: Any = None
 
     @property
+    def max_duration(self) -> float | None:
+        """The longest clip the model makes, seconds (``None``: no limit of its own)."""
+        return None
+
+    @property
     def scheduler_config(self) -> Any:
         return self.components["scheduler"].config
 

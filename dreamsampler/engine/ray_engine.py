@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from dreamsampler.engine.audio_io import AudioFileError, load_audio
+from dreamsampler.engine.audio_io import AudioFileError, read_resampled
 from dreamsampler.engine.concepts import (
     ConceptError,
     ConceptInfo,
@@ -227,8 +227,8 @@ class EngineReplica:
 
         Args:
             payload: ``request`` (the :class:`GenerationRequest` fields, ``input_path`` None)
-                and, for style transfer, ``input_audio``: float32 ``(samples,)`` at the model's
-                sample rate.
+                and, for style transfer, ``input_audio``: float32 ``(channels, samples)`` at the
+                model's sample rate (its channels kept: a stereo model keeps a stereo input).
 
         Yields:
             ``started`` (replica id, pid, its loaded concepts), ``progress`` (``step``,
@@ -258,7 +258,7 @@ class EngineReplica:
 
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ds-ray-")))
         path = folder / "input.wav"
-        sf.write(path, np.asarray(audio, dtype=np.float32), self.model.sample_rate,
+        sf.write(path, np.asarray(audio, dtype=np.float32).T, self.model.sample_rate,
                  subtype="FLOAT")
         return path
 
@@ -552,7 +552,7 @@ class RayEngine:
             if job.request.input_path is not None:
                 try:
                     payload["input_audio"] = await asyncio.to_thread(
-                        load_audio, job.request.input_path, int(self._info["sample_rate"])
+                        read_resampled, job.request.input_path, int(self._info["sample_rate"])
                     )
                 except AudioFileError as exc:
                     terminal = JobFailed(job.id, str(exc))

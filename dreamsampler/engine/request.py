@@ -33,7 +33,8 @@ class GenerationRequest:
             0..2**31-1 (the edges resolve ``seed -1`` to a fresh seed before a request).
         num_inference_steps: scheduler steps for a full denoise.
         guidance_scale: classifier-free guidance weight; ``<= 1`` disables the unconditional pass.
-        duration: clip length in seconds.
+        duration: clip length in seconds; ``None`` only for a style transfer: as long as the
+            input, up to the model's limit (``ModelFamily.max_duration``).
         scheduler: one of :data:`SCHEDULER_NAMES`.
         input_path: audio file to style-transfer; ``None`` for text→audio.
         strength: SDEdit noise level in [0, 1] (Meng et al. 2022, arXiv 2108.01073): the input's
@@ -60,7 +61,7 @@ class GenerationRequest:
     seed: int = 0
     num_inference_steps: int = 25
     guidance_scale: float = 2.5
-    duration: float = 10.0
+    duration: float | None = 10.0
     scheduler: str = "ddim"
     input_path: Path | None = None
     strength: float = 1.0
@@ -78,6 +79,10 @@ class GenerationRequest:
             schema.check({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         except schema.ParamError as exc:
             raise RequestError(str(exc)) from None
+        if self.duration is None and (self.input_path is None or self.mask_start is not None
+                                      or self.continuation is not None):
+            raise RequestError("duration is needed (only a style transfer may leave it out: "
+                               "then it is as long as its input)")
         names = [name for name, _ in self.loras]
         if len(set(names)) != len(names) or self.concept in names:
             raise RequestError(f"loras must name each concept once, got {names}")
@@ -89,7 +94,7 @@ class GenerationRequest:
         if self.mask_start is not None and self.mask_end is not None:
             if self.input_path is None:
                 raise RequestError("inpainting (mask_start/mask_end) needs an input file")
-            if not 0.0 <= self.mask_start < self.mask_end <= self.duration:
+            if not 0.0 <= self.mask_start < self.mask_end <= (self.duration or 0.0):
                 raise RequestError(
                     f"mask region must satisfy 0 <= mask_start < mask_end <= duration "
                     f"({self.duration} s), got [{self.mask_start}, {self.mask_end})")

@@ -236,6 +236,11 @@ class StableAudioOpenFamily(StableAudioFamilyBase):
         frames = int(self.components["transformer"].config.sample_size)
         return frames * self.hop_length / self.sample_rate
 
+    @property
+    def max_duration(self) -> float:
+        """:attr:`window_seconds`."""
+        return self.window_seconds
+
     def conditioning(self, request: GenerationRequest, guided: bool) -> StableAudioConditioning:
         """Text, ``seconds_start = 0`` and ``seconds_total = duration``; with guidance, the
         unconditional row is the negative prompt, or an all-zero context when it is empty (as

@@ -243,7 +243,6 @@ class SupervisedEngine:
         self._concepts: tuple[ConceptInfo, ...] = ()
         self._info: dict[str, Any] = {}
         self.restarts = 0
-        self.last_failure: str | None = None
         self._broken: str | None = None
 
     # -- the Engine protocol ---------------------------------------------------------------------
@@ -588,7 +587,6 @@ class SupervisedEngine:
             proc.process.kill()
         proc.commands.close()
         self.restarts += 1
-        self.last_failure = reason
         message = f"{reason}; the engine process was restarted"
         log.error("%s (restart %d)", message, self.restarts)
         op, self._inflight = self._inflight, None

@@ -69,18 +69,7 @@ def tiny_clap_components(family: str) -> dict[str, object]:
         )
     else:
         text_encoder = ClapTextModelWithProjection(ClapTextConfig(**_text_config(len(tokenizer))))
-    vae = AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=64,
-        scaling_factor=1.0,
-    )
+    vae = tiny_vae()
     unet = UNet2DConditionModel(
         sample_size=(64, N_MELS // 2),
         in_channels=4,
@@ -96,7 +85,37 @@ def tiny_clap_components(family: str) -> dict[str, object]:
         projection_class_embeddings_input_dim=PROJECTION_DIM,
         class_embeddings_concat=True,
     )
-    vocoder = SpeechT5HifiGan(
+    vocoder = tiny_vocoder()
+    scheduler = tiny_ddim()
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": text_encoder,
+        "vae": vae,
+        "unet": unet,
+        "vocoder": vocoder,
+        "scheduler": scheduler,
+    }
+
+
+def tiny_vae(latent_channels: int = 4) -> AutoencoderKL:
+    """The mel VAE of the tiny AudioLDM-family builds (1 input channel, 4x down)."""
+    return AutoencoderKL(
+        in_channels=1,
+        out_channels=1,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        latent_channels=latent_channels,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=64,
+        scaling_factor=1.0,
+    )
+
+
+def tiny_vocoder() -> SpeechT5HifiGan:
+    """The HiFi-GAN of the tiny AudioLDM-family builds (16 mels at 16 kHz, hop 160)."""
+    return SpeechT5HifiGan(
         SpeechT5HifiGanConfig(
             model_in_dim=N_MELS,
             sampling_rate=SAMPLE_RATE,
@@ -109,7 +128,11 @@ def tiny_clap_components(family: str) -> dict[str, object]:
             initializer_range=0.12,  # the default 0.01 gives ~1e-6 output: below 24-bit LSBs
         )
     )
-    scheduler = DDIMScheduler(
+
+
+def tiny_ddim() -> DDIMScheduler:
+    """AudioLDM's DDIM settings."""
+    return DDIMScheduler(
         num_train_timesteps=1000,
         beta_start=0.0015,
         beta_end=0.0195,
@@ -117,11 +140,3 @@ def tiny_clap_components(family: str) -> dict[str, object]:
         clip_sample=False,
         set_alpha_to_one=False,
     )
-    return {
-        "tokenizer": tokenizer,
-        "text_encoder": text_encoder,
-        "vae": vae,
-        "unet": unet,
-        "vocoder": vocoder,
-        "scheduler": scheduler,
-    }

@@ -644,6 +644,9 @@ Deliberate changes to addresses, arguments and replies, newest first.
 - **Sinks are peers.** A job's `/done` appends `s:sink s:error` for each optional sink that
   failed (a preset whose device failed no longer answers a plain `/done`); all sinks take the
   clip at once, and `/play` finds only clips whose delivery succeeded.
+- `/transfer` without `duration` (and without `bars`) is as long as its input, up to the model's
+  limit and `limits.max_duration`, instead of the session's duration; Stable Audio keeps a stereo
+  input stereo on every engine.
 - Every generation option and session parameter is declared once in `dreamsampler/schema.py`;
   this reference, OSCQuery, the patches, presets and `config.yaml` are generated from it.
 - **Strict options.** After a prompt given as several atoms, the options begin at the first

@@ -270,11 +270,11 @@ class Service:
 
     def play(self, job_id: int, quantum: float | None = None) -> float:
         """Play kept clip ``job_id`` on the device; the delay until it starts, seconds.
-        Raises ``DeviceError``."""
+        Raises ``SinkError``."""
         return self.playback.play(job_id, quantum)
 
     def require_device(self) -> None:
-        """Open the audio device if needed (jam mode). Raises ``DeviceError``."""
+        """Open the audio device if needed (jam mode). Raises ``SinkError``."""
         self.playback.require()
 
     def stop_jam(self, fade_s: float = 0.05) -> None:

@@ -136,8 +136,9 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
                 f"limit of {limits.max_duration:g} s"
             )
     else:
-        duration = float(_or(params.duration, s.duration))
-    if duration > limits.max_duration:
+        duration = None if transfer and params.duration is None else float(
+            _or(params.duration, s.duration))
+    if duration is not None and duration > limits.max_duration:
         raise RequestError(
             f"duration {duration:g} s exceeds the limit of {limits.max_duration:g} s"
         )
@@ -150,6 +151,8 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
         if not raw:
             raise RequestError("missing input")
         input_path: Path | None = resolve_input(raw, config.input_dirs, max_input_bytes(config))
+        if duration is None and probe_audio(input_path) > limits.max_duration:
+            duration = limits.max_duration  # else None: as long as the input (engine.sampler)
     else:
         input_path = None
     request = GenerationRequest(
