@@ -26,6 +26,16 @@ message field, a session parameter ``/param/bpm`` (with ``SESSION``), a preset k
 of the engine's request (the engine reads it; add the dataclass field there too). A parameter that
 is not a ``REQUEST`` field reaches the service in ``GenerationParams`` (delivery, conform, …).
 
+Porting an option written the old way (fields added by hand to ``_Generate``,
+``GenerationParams``, ``Session``, ``Preset``, ``Defaults`` and the contract's option tuples):
+drop those hand edits and add one :class:`Param` here; code that reads ``params.bpm``,
+``session.bpm`` or ``preset.bpm`` keeps working. A new command (``/conform``, ``/separate``) gets
+an address constant here (``CONFORM = "/conform"``) named in the ``takes`` of its options, one
+``Message`` entry in :func:`dreamsampler.server.contract._commands` with
+``options(schema.CONFORM, params)``, a typed request in :mod:`dreamsampler.server.messages`
+(``generate_type("Conform", COMMANDS["/conform"])`` when it generates, else a small dataclass)
+and its handler in :mod:`dreamsampler.server.osc`.
+
 Ranges: one per parameter, the same in OSC, presets, config and the engine request. ``lora_scale``
 and LoRA weights are −2..2 everywhere (negative weights subtract a concept; presets used to stop at
 0). ``seed`` is −1..2³¹−1: −1 asks for a fresh random seed (the request always carries the seed
