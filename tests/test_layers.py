@@ -18,6 +18,7 @@ LAYERS: dict[str, int] = {
     "server.sinks": 2, "server.folder_sink": 3, "server.device_sink": 3,
     "server.fanout": 3, "server.standard_sinks": 3,
     "server.preset_book": 3, "server.session": 3, "server.transport": 3, "server.playback": 3,
+    "server.job_builder": 3,
     "server.service": 4,
     "server.midi_edge": 5, "server.jam": 5,
     "server.osc": 6, "server.oscquery": 6,
@@ -82,7 +83,7 @@ def test_edges_reach_engine_and_sinks_only_through_the_service() -> None:
             "dreamsampler.server.mixer", "dreamsampler.engine.sampler",
             "dreamsampler.engine.jobs.LocalEngine"))}, rel
         for part in ("engine", "sinks", "device", "folder", "clock", "presets", "session",
-                     "params", "transport", "playback"):
+                     "params", "transport", "playback", "builder"):
             reach = re.search(rf"service\.{part}\b", source)
             assert reach is None, f"{rel} reaches past the service: {reach and reach[0]}"
         # PortAudio is the device part's business (server/playback.py), never an edge's

@@ -12,8 +12,9 @@ concerns are parts of their own, built here and reached by the edges only throug
 methods below (``set_param``, ``set_tempo``, ``play``, ``save_preset``…), never by reaching
 through an attribute: the session defaults (:class:`~dreamsampler.server.session.SessionParams`),
 the tempo (:class:`~dreamsampler.server.transport.Transport`), the presets
-(:class:`~dreamsampler.server.preset_book.PresetBook`) and device control
-(:class:`~dreamsampler.server.playback.Playback`).
+(:class:`~dreamsampler.server.preset_book.PresetBook`), device control
+(:class:`~dreamsampler.server.playback.Playback`) and the job builders
+(:class:`~dreamsampler.server.job_builder.JobBuilder`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from dreamsampler.server import fanout
 from dreamsampler.server.clock import TempoClock
 from dreamsampler.server.delivery import (
     DEVICE,
-    FOLDER,
     Delivered,
     Delivery,
     GenerationParams,
@@ -43,6 +43,7 @@ from dreamsampler.server.delivery import (
     Submitted,
     Update,
 )
+from dreamsampler.server.job_builder import JobBuilder
 from dreamsampler.server.playback import Playback
 from dreamsampler.server.preset_book import PresetBook
 from dreamsampler.server.session import SessionParams
@@ -101,6 +102,7 @@ class Service:
         self.params = SessionParams(config, lambda: self.clock, self._loaded)
         self.presets = presets if presets is not None else PresetBook(Path(config.live.presets_dir))
         self.playback = Playback(lambda: self.device)
+        self.builder = JobBuilder(self.params, self.presets, lambda: self.sinks)
         self.sinks: dict[str, Sink] = dict(
             standard_sinks(config, self.clock) if sinks is None else sinks)
         self.observers: list[Listener] = []
@@ -290,48 +292,20 @@ class Service:
         for sink in self.sinks.values():
             await sink.stop()
 
-    # -- building jobs -------------------------------------------------------------------------
+    # -- building jobs (server/job_builder.py) -------------------------------------------------
 
-    def job(self, params: GenerationParams, *, transfer: bool = False, job_id: int | None = None,
-            name: str | None = None, sinks: tuple[str, ...] = (FOLDER,),
-            quantum: float | None = None, jam: bool = False,
-            extra: dict[str, Any] | None = None, reply: Listener | None = None) -> Delivery:
-        """Build a typed job: ``params`` over the session defaults, validated, bars resolved at
-        the session tempo (once, here).
+    def job(self, params: GenerationParams, **how: Any) -> Delivery:
+        """A typed job for ``params`` (see :meth:`JobBuilder.job`). Raises ``RequestError``."""
+        return self.builder.job(params, **how)
 
-        Raises:
-            RequestError: a value out of range, beyond the limits, a missing input, an unloaded
-                concept, an unknown sink.
-        """
-        for sink in sinks:
-            if sink not in self.sinks:
-                raise RequestError(f"unknown sink {sink!r} (known: {', '.join(self.sinks)})")
-        request, loop = self.params.build(params, transfer)
-        return Delivery(request, job_id=job_id, name=name, loop=loop, sinks=sinks,
-                        quantum=quantum, jam=jam, extra=dict(extra or {}), reply=reply)
+    def session_job(self, **how: Any) -> Delivery:
+        """A job from the session (see :meth:`JobBuilder.session_job`)."""
+        return self.builder.session_job(**how)
 
-    def session_job(self, *, seed_offset: int = 0, sinks: tuple[str, ...] = (FOLDER,),
-                    jam: bool = False, reply: Listener | None = None) -> Delivery:
-        """A job from the session parameters (``/trigger``, jam without presets): a locked
-        seed advanced by ``seed_offset``, else a fresh one; a set input makes it a transfer.
-        Raises ``RequestError`` (see :meth:`job`)."""
-        params, transfer = self.params.trigger_params(seed_offset)
-        return self.job(params, transfer=transfer, sinks=sinks, jam=jam, reply=reply)
-
-    def preset_job(self, name: str, overrides: GenerationParams | None = None, *,
-                   jam: bool = False, reply: Listener | None = None) -> Delivery:
-        """A job from preset ``name`` (its seed policy, file name and sinks); ``overrides``
-        (MIDI velocity, say) win. The preset's seed policy advances once the job is built.
-
-        Raises:
-            PresetRequestError: unknown preset. RequestError: see :meth:`job`.
-        """
-        spec = self.presets.job(name, overrides)
-        sinks = (FOLDER, DEVICE) if jam else spec.sinks
-        job = self.job(spec.params, transfer=spec.transfer, name=spec.name, sinks=sinks,
-                       jam=jam, extra=spec.extra, reply=reply)
-        self.presets.accepted(spec)
-        return job
+    def preset_job(self, name: str, overrides: GenerationParams | None = None,
+                   **how: Any) -> Delivery:
+        """A job from preset ``name`` (see :meth:`JobBuilder.preset_job`)."""
+        return self.builder.preset_job(name, overrides, **how)
 
     # -- jobs ----------------------------------------------------------------------------------
 
