@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from dreamsampler.engine.catalog import FAMILY_NAMES
+
 TYPE_NAMES = {"i": "int", "f": "float", "s": "string"}
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 """The range of an OSC ``i`` (int32) atom; integers beyond it are refused."""
@@ -345,7 +347,7 @@ REPLIES: dict[str, Message] = {
             Arg("program", "s", "dreamsampler"),
             Arg("version", "s", "server version"),
             Arg("model", "s", "model id"),
-            Arg("family", "s", "model family (musicldm, audioldm)"),
+            Arg("family", "s", f"model family ({', '.join(FAMILY_NAMES)})"),
         ), "reply to /version"),
     )
 }

@@ -38,7 +38,8 @@ class Request:
 
 @dataclass(frozen=True)
 class _Generate(Request):
-    """Fields shared by ``/gen`` and ``/transfer``: the generation options."""
+    """Fields shared by the generating commands (``/gen``, ``/transfer``, ``/continue``,
+    ``/inpaint``): the generation options."""
 
     prompt: str = ""
     negative_prompt: str | None = None
