@@ -145,3 +145,17 @@ def test_no_import_cycle_anywhere_in_the_package() -> None:
         if module not in state:
             visit(module)
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_light_catalog_matches_the_registry_and_the_tiny_builds() -> None:
+    """engine/catalog.py (read by --help, the contract and the first-run check without torch)
+    names exactly the registry's families and the tiny builds that load."""
+    from dreamsampler.engine import catalog
+    from dreamsampler.engine.families import FAMILIES, load_model
+    from dreamsampler.server.contract import REPLIES
+
+    assert {p: cls.name for p, cls in FAMILIES.items()} == catalog.PIPELINE_FAMILIES
+    for name, family in catalog.TINY_NAMES.items():
+        assert load_model(name, "cpu").name == family
+    family_arg = next(a for a in REPLIES["/version.reply"].args if a.name == "family")
+    assert all(name in family_arg.description for name in catalog.FAMILY_NAMES)
