@@ -14,14 +14,13 @@ through an attribute: the session defaults (:class:`~dreamsampler.server.session
 the tempo (:class:`~dreamsampler.server.transport.Transport`), the presets
 (:class:`~dreamsampler.server.preset_book.PresetBook`), device control
 (:class:`~dreamsampler.server.playback.Playback`) and the job builders
-(:class:`~dreamsampler.server.job_builder.JobBuilder`).
+(:class:`~dreamsampler.server.job_builder.JobBuilder`); the queue side of jobs (submit, events,
+delivery through :mod:`~dreamsampler.server.fanout`, one end per job) is
+:class:`~dreamsampler.server.job_runner.JobRunner`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -30,20 +29,17 @@ from typing import Any
 
 from dreamsampler.config import Config
 from dreamsampler.engine.concepts import ConceptError, ConceptInfo
-from dreamsampler.engine.jobs import Engine, EngineStatus, Job, JobFailed, JobFinished
-from dreamsampler.engine.request import RequestError
-from dreamsampler.server import fanout
+from dreamsampler.engine.jobs import Engine, EngineStatus
 from dreamsampler.server.clock import TempoClock
 from dreamsampler.server.delivery import (
     DEVICE,
     Delivered,
     Delivery,
     GenerationParams,
-    Listener,
     Submitted,
-    Update,
 )
 from dreamsampler.server.job_builder import JobBuilder
+from dreamsampler.server.job_runner import JobError, JobRunner
 from dreamsampler.server.playback import Playback
 from dreamsampler.server.preset_book import PresetBook
 from dreamsampler.server.session import SessionParams
@@ -69,20 +65,6 @@ class ServiceStatus:
     underruns: int
 
 
-@dataclass
-class _Active:
-    job: Delivery
-    task: asyncio.Task[None] | None = None
-
-
-class JobError(RuntimeError):
-    """A job awaited with :meth:`Service.run` failed; ``update`` is its :class:`JobFailed`."""
-
-    def __init__(self, update: JobFailed) -> None:
-        super().__init__(f"job {update.job_id}: {update.message}")
-        self.update = update
-
-
 class Service:
     """Validates and runs jobs, delivers their clips to the sinks; owns the parts.
 
@@ -105,13 +87,9 @@ class Service:
         self.builder = JobBuilder(self.params, self.presets, lambda: self.sinks)
         self.sinks: dict[str, Sink] = dict(
             standard_sinks(config, self.clock) if sinks is None else sinks)
-        self.observers: list[Listener] = []
-        self.jobs_done = 0
-        self.jobs_failed = 0
+        self.runner = JobRunner(engine, lambda: self.sinks)
+        self.observers = self.runner.observers
         self.started_at = time.monotonic()
-        self._active: dict[int, _Active] = {}
-        self._ids = itertools.count(1)
-        self._closing: str | None = None
 
     @property
     def clock(self) -> TempoClock:
@@ -160,15 +138,7 @@ class Service:
         """Close the engine: queued jobs, pending operations and the running job fail with
         ``reason`` (each job's reply target hears it), wait (at most ``timeout`` s) for the
         deliveries under way, then close the sinks."""
-        self._closing = reason
-        await self.engine.close(reason)
-        tasks = [a.task for a in self._active.values() if a.task is not None]
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=timeout)
-            for task in late:  # its finally answers the job with ``reason``
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=5)
+        await self.runner.close(reason, timeout)
         for sink in self.sinks.values():
             await sink.close()
         self.transport.close()
@@ -307,124 +277,32 @@ class Service:
         """A job from preset ``name`` (see :meth:`JobBuilder.preset_job`)."""
         return self.builder.preset_job(name, overrides, **how)
 
-    # -- jobs ----------------------------------------------------------------------------------
+    # -- jobs (server/job_runner.py) ----------------------------------------------------------
 
-    def _new_id(self, requested: int | None) -> int:
-        if requested is not None:
-            if requested in self._active:
-                raise RequestError(f"job id {requested} is in use")
-            return requested
-        job_id = next(self._ids)
-        while job_id in self._active:
-            job_id = next(self._ids)
-        return job_id
+    @property
+    def jobs_done(self) -> int:
+        return self.runner.jobs_done
+
+    @property
+    def jobs_failed(self) -> int:
+        return self.runner.jobs_failed
 
     def submit(self, job: Delivery) -> Submitted:
-        """Queue a typed job; its updates go to ``job.reply`` and the observers.
-
-        Raises:
-            RequestError: the job id is in use.
-            SinkError: a named sink refuses up front (the output folder is not writable).
-            QueueFull: the engine's queue is full.
-        """
-        for name in job.sinks:
-            self.sinks[name].check(job)
-        job_id = self._new_id(job.job_id)
-        engine_job, position = self.engine.submit(job.request, job_id)
-        active = _Active(job)
-        self._active[job_id] = active
-        active.task = asyncio.create_task(self._pump(engine_job, active))
-        return Submitted(job_id, position)
+        """Queue a typed job (see :meth:`JobRunner.submit`). Raises ``RequestError``,
+        ``SinkError``, ``QueueFull``."""
+        return self.runner.submit(job)
 
     async def run(self, job: Delivery) -> Delivered:
-        """Submit ``job`` and wait for its delivery (jam mode); cancelling cancels the job.
-
-        Raises:
-            JobError: the job failed or was cancelled. And as :meth:`submit`.
-        """
-        done: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
-        inner = job.reply
-
-        def on_update(update: Update) -> None:
-            if inner is not None:
-                inner(update)
-            if done.done():
-                return
-            if isinstance(update, Delivered):
-                done.set_result(update)
-            elif isinstance(update, JobFailed):
-                done.set_exception(JobError(update))
-
-        submitted = self.submit(dataclasses.replace(job, reply=on_update))
-        try:
-            return await done
-        except asyncio.CancelledError:
-            self.cancel(submitted.job_id)
-            raise
+        """Submit ``job`` and wait for its delivery (jam mode). Raises :class:`JobError`."""
+        return await self.runner.run(job)
 
     def cancel(self, job_id: int) -> bool:
         """Cancel a queued or running job; False when there is no such job."""
-        return job_id in self._active and self.engine.cancel(job_id)
+        return self.runner.cancel(job_id)
 
     async def sync(self) -> None:
-        """Wait until every job and concept operation accepted so far has ended and every clip
-        of those jobs is delivered.
+        """Wait until everything accepted so far has ended and been delivered."""
+        await self.runner.sync()
 
-        Raises:
-            EngineClosed: the engine closed first.
-        """
-        tasks = [a.task for a in self._active.values() if a.task is not None]
-        await self.engine.barrier()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
 
-    # -- delivering ----------------------------------------------------------------------------
-
-    def _publish(self, job: Delivery, update: Update) -> None:
-        for target in [job.reply, *self.observers]:
-            if target is None:
-                continue
-            try:
-                target(update)
-            except Exception:
-                log.exception("listener failed on %r", update)
-
-    async def _pump(self, engine_job: Job, active: _Active) -> None:
-        """Forward one job's events to its reply target and the observers; the job always ends
-        with exactly one :class:`Delivered` or :class:`JobFailed` (an unexpected error in a sink
-        or the engine's event stream, or a shutdown, becomes :class:`JobFailed`)."""
-        ended = False
-
-        def end(update: Update) -> None:
-            nonlocal ended
-            ended = True
-            if isinstance(update, JobFailed):
-                self.jobs_failed += 1
-            else:
-                self.jobs_done += 1
-            self._publish(active.job, update)
-
-        try:
-            async for event in engine_job.events():
-                if isinstance(event, JobFinished):
-                    try:
-                        end(await fanout.deliver(self.sinks, event, active.job))
-                    except Exception as exc:
-                        log.exception("delivering job %d failed", event.job_id)
-                        end(JobFailed(event.job_id,
-                                      f"internal error: {type(exc).__name__}: {exc}"))
-                elif isinstance(event, JobFailed):
-                    if self._closing is not None and event.cancelled:
-                        event = JobFailed(event.job_id, self._closing, cancelled=True)
-                    end(event)
-                else:
-                    self._publish(active.job, event)
-        except Exception as exc:
-            log.exception("job %d: the engine's events failed", engine_job.id)
-            if not ended:
-                end(JobFailed(engine_job.id, f"internal error: {type(exc).__name__}: {exc}"))
-        finally:
-            if not ended:  # cancelled (shutdown) before its end arrived
-                end(JobFailed(engine_job.id, self._closing or "server shutting down",
-                              cancelled=True))
-            self._active.pop(engine_job.id, None)
+__all__ = ["JobError", "Service", "ServiceStatus"]
