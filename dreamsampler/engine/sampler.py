@@ -130,6 +130,10 @@ def sample(
         RequestError: inpainting or continuation on a family that cannot do it.
         ConceptNotLoadedError: the request names a concept the model has not loaded.
     """
+    if request.process is not None:  # a no-model job (/conform): no sampling
+        from dreamsampler.engine.processing import run_process
+
+        return run_process(request)
     with activate(model, request.concept, request.lora_scale, request.loras):
         return _sample(model, request, on_step, should_cancel, return_latents)
 

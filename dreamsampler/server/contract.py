@@ -238,7 +238,8 @@ CONCEPT = Arg("concept", "s", "a loaded DreamBooth or LoRA concept to use for th
 LORA_SCALE = Arg("lora_scale", "f", "weight of the LoRA concept's adapter (0 = base model, "
                  "1 = as trained)", -2, 2)
 CONCEPT_NAME = Arg("name", "s", "concept name (a folder in concepts_dir)")
-BARS = Arg("bars", "i", "clip length in whole bars at the session tempo (/tempo); the clip is "
+BARS = Arg("bars", "i", "clip length in whole bars at bpm (default: the session tempo, /tempo); "
+           "the clip is "
            "cut to exactly that many bars, downbeat at sample 0, and written as a loop WAV "
            "(tempo and bars in the file name, acid/smpl chunks); 0 uses duration", 0, 256)
 
@@ -247,10 +248,31 @@ LORA = Arg("lora", "s", "a loaded LoRA concept to blend in, followed by its weig
            "blend several (each name once; an unloaded one fails)", field="loras", repeat=True,
            more=(Arg("weight", "f", "the LoRA's adapter weight (0 = off, 1 = as trained)", -2,
                      2),))
+# -- loops that lock (issue 18): tempo, key, meter, conform, extend side ----------------------
+# (one block so the parameter schema can take them over as they are)
+BPM = Arg("bpm", "f", "tempo the clip is made and conformed to, in quarter-note BPM; default: "
+          "the session tempo (/tempo, MIDI clock or Link). Giving bpm or key turns conform on "
+          "and adds the tempo to the prompt for families trained on such tags (docs/conform.md)",
+          20, 999, unit="BPM")
+KEY = Arg("key", "s", "key the clip is conformed to: a tonic A-G, optional # or b, and major or "
+          "minor ('F# minor', 'Bb major', 'Am'); the clip is pitch-shifted to the nearest "
+          "transposition (at most 6 semitones; a clip in the other mode goes to the relative "
+          "key); turns conform on")
+METER = Arg("meter", "s", "time signature N/D of the bars (default 4/4; a bar must be a whole "
+            "number of quarter notes: 3/4, 6/8, 12/8)")
+CONFORM = Arg("conform", "i", "1: time-stretch the clip to bpm, shift it to key, start it on a "
+              "downbeat and loop-crossfade it (Rubber Band); 0: keep the model's own timing "
+              "and only cut to bars; default: on when bpm or key is given", 0, 1)
+SIDE = Arg("side", "s", "where the new audio goes: after (default), before or both (amount "
+           "on each side); the input's own samples are kept outside the new region, joined "
+           "with a short crossfade")
+LOOP_OPTIONS = (BPM, KEY, METER, CONFORM)
+"""Options of /gen, /transfer, presets and /conform that lock a clip to tempo, key and bars."""
+
 JOB_ID_OPTION = Arg("id", "i", "client-chosen job id (must not be in use)", 0, 2**31 - 1,
                     field="job_id")
 GEN_OPTIONS = (SEED, STEPS, GUIDANCE, DURATION, NEGATIVE, SCHEDULER, JOB_ID_OPTION, NAME, CONCEPT,
-               LORA_SCALE, BARS, LORA)
+               LORA_SCALE, BARS, LORA, *LOOP_OPTIONS)
 UNIT = Arg("unit", "s", "unit of the times given: seconds (default) or bars (whole or "
            "fractional bars at the session tempo, /tempo)")
 REGION_OPTIONS = (SEED, STEPS, GUIDANCE, NEGATIVE, SCHEDULER, JOB_ID_OPTION, NAME, CONCEPT,
@@ -366,6 +388,11 @@ PARAMS: dict[str, Arg] = {
             "empty string clears it)", required=False),
         LORA_SCALE,
         BARS,
+        # issue 18 (loops that lock)
+        Arg("key", "s", "key used by /trigger (see the key option; an empty string clears it)",
+            rest=True, required=False),
+        METER,
+        CONFORM,
     )
 }
 
@@ -393,10 +420,12 @@ COMMANDS: dict[str, Message] = {
             Arg("amount", "f", "how much new audio to add after the input's end, in unit "
                 "(seconds or bars)", 0, 600),
             OPTIONAL_PROMPT,
-        ), "continue a clip: the output is the input followed by amount of new audio in the "
-            "prompt's direction (needs a model family that can inpaint: Stable Audio 3; "
-            "others answer /fail)",
-            REGION_OPTIONS,
+        ), "continue a clip: the output is the input with amount of new audio after it (or "
+            "before it, or both: side) in the prompt's direction; the input's own samples are "
+            "kept (bit-exact outside a short crossfade). bpm and key go into the prompt as "
+            "tags where the family was trained on them, and bpm sets the tempo of unit bars "
+            "(needs a model family that can inpaint: Stable Audio 3; others answer /fail)",
+            (*REGION_OPTIONS, SIDE, BPM, KEY, METER),
             ("/queued i:job_id i:position", "/done /continue i:job_id s:path",
              "/fail /continue s:message i:job_id")),
         Message("/inpaint", (
@@ -412,6 +441,13 @@ COMMANDS: dict[str, Message] = {
             REGION_OPTIONS,
             ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path",
              "/fail /inpaint s:message i:job_id")),
+        Message("/conform", (INPUT,), "conform a clip (a producer's loop or sample, no model): "
+                "time-stretch it to bpm (default: the session tempo), pitch-shift it to key, "
+                "start it on a downbeat, cut it to exactly bars bars (default: the whole bars "
+                "it holds) and crossfade the loop seam (docs/conform.md)",
+                (BPM, KEY, BARS, METER, JOB_ID_OPTION, NAME),
+                ("/queued i:job_id i:position", "/done /conform i:job_id s:path",
+                 "/fail /conform s:message i:job_id")),
         Message("/trigger", (), "generate from the session parameters (/param/...)",
                 (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path",
                      "/fail /trigger s:message i:job_id")),

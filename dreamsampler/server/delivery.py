@@ -27,11 +27,19 @@ DEVICE = "device"
 
 @dataclass(frozen=True)
 class LoopSpec:
-    """A clip cut to whole bars: ``bpm`` (BPM), ``bars``, ``beats_per_bar``."""
+    """A clip cut to whole bars: ``bpm`` (BPM), ``bars``, ``beats_per_bar``.
+
+    With ``conform`` the clip is conformed (:func:`dreamsampler.engine.conform.conform`) to
+    ``bpm``, ``key`` (a key name, or None to keep the pitch) and ``bars`` (0: the whole bars it
+    holds) instead of only cut; ``meter`` is the time signature ``(N, D)``.
+    """
 
     bpm: float
     bars: int
     beats_per_bar: int = 4
+    key: str | None = None
+    conform: bool = False
+    meter: tuple[int, int] = (4, 4)
 
 
 @dataclass(frozen=True)
@@ -155,3 +163,10 @@ class GenerationParams:
     mask_start: float | None = None
     mask_end: float | None = None
     unit: str | None = None
+    # issue 18: tempo (BPM), key name, meter "N/D", conform 0/1 (None: on with bpm or key),
+    # side of a continuation (after, before, both)
+    bpm: float | None = None
+    key: str | None = None
+    meter: str | None = None
+    conform: int | None = None
+    side: str | None = None

@@ -53,6 +53,11 @@ class _Generate(Request):
     job_id: int | None = None
     name: str | None = None
     loras: tuple[tuple[str, float], ...] | None = None
+    # issue 18: tempo, key, meter, conform
+    bpm: float | None = None
+    key: str | None = None
+    meter: str | None = None
+    conform: int | None = None
 
     def params(self) -> GenerationParams:
         """The generation parameters this message sets (unset ones stay None)."""
@@ -83,6 +88,7 @@ class Continue(_Generate):
     input_path: str = ""
     amount: float = 0.0
     unit: str | None = None
+    side: str | None = None  # issue 18
 
     def params(self) -> GenerationParams:
         return dataclasses.replace(super().params(), continuation=self.amount)
@@ -102,6 +108,24 @@ class Inpaint(_Generate):
 
     def params(self) -> GenerationParams:
         return dataclasses.replace(super().params(), mask_start=self.start, mask_end=self.end)
+
+
+@dataclass(frozen=True)
+class Conform(Request):
+    """``/conform input [bpm] [key] [bars] [meter]``: a no-model job (issue 18)."""
+
+    address = "/conform"
+    input_path: str = ""
+    bpm: float | None = None
+    key: str | None = None
+    bars: int | None = None
+    meter: str | None = None
+    job_id: int | None = None
+    name: str | None = None
+
+    def params(self) -> GenerationParams:
+        return GenerationParams(input_path=self.input_path, bpm=self.bpm, key=self.key,
+                                bars=self.bars, meter=self.meter, conform=1)
 
 
 @dataclass(frozen=True)
@@ -247,8 +271,8 @@ class Jam(Request):
 
 TYPES: dict[str, type[Request]] = {
     t.address: t
-    for t in (Gen, Transfer, Continue, Inpaint, Trigger, ConceptLoad, ConceptUnload, ConceptList,
-              ConceptAvailable, Cancel, Notify, Status, Sync, Version, PresetTrigger, PresetList,
+    for t in (Gen, Transfer, Continue, Inpaint, Conform, Trigger, ConceptLoad, ConceptUnload,
+              ConceptList, ConceptAvailable, Cancel, Notify, Status, Sync, Version, PresetTrigger, PresetList,
               PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam)
 }
 TYPES.update({f"/param/{name}": Param for name in PARAMS})

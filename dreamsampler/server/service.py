@@ -44,6 +44,7 @@ from dreamsampler.server.session import (
     Session,
     build_request,
     check_concept,
+    conform_request,
     max_input_bytes,
     resolve_input,
 )
@@ -305,6 +306,7 @@ class Service:
             if sink not in self.sinks:
                 raise RequestError(f"unknown sink {sink!r} (known: {', '.join(self.sinks)})")
         request, loop = self._build(params, transfer, self.session)
+        self._check_family(request)
         return Delivery(request, job_id=job_id, name=name, loop=loop, sinks=sinks,
                         quantum=quantum, jam=jam, extra=dict(extra or {}), reply=reply)
 
@@ -337,6 +339,33 @@ class Service:
                        jam=jam, extra=spec.extra, reply=reply)
         self.presets.accepted(spec)
         return job
+
+    def _check_family(self, request: GenerationRequest) -> None:
+        """Refuse, before queuing, a continuation (any side) or inpainting that the loaded
+        model family cannot do (issue 18). Raises ``RequestError``."""
+        if not request.is_inpaint:
+            return
+        from dreamsampler.engine.families import families
+
+        family = self.engine.status().family
+        cls = next((c for c in families().values() if c.name == family), None)
+        if cls is not None and not cls.supports_inpainting:
+            what = (f"continue a clip (side {request.side})" if request.continuation is not None
+                    else "inpaint a clip")
+            raise RequestError(f"model family {family!r} cannot {what}: it has no inpainting "
+                               "(Stable Audio 3 can)")
+
+    def conform_job(self, params: GenerationParams, *, job_id: int | None = None,
+                    name: str | None = None, reply: Listener | None = None) -> Delivery:
+        """A no-model conform job (``/conform``, issue 18): the engine reads the input, the
+        delivery step conforms it (see :meth:`_fit`) and the folder sink writes the loop.
+
+        Raises:
+            RequestError: see :func:`~dreamsampler.server.session.conform_request`.
+        """
+        request, loop = conform_request(params, self.config, self.clock)
+        stem = name or (f"{request.input_path.stem}_conformed" if request.input_path else None)
+        return Delivery(request, job_id=job_id, name=stem, loop=loop, reply=reply)
 
     def _build(self, params: GenerationParams, transfer: bool, session: Session
                ) -> tuple[GenerationRequest, LoopSpec | None]:
@@ -461,16 +490,38 @@ class Service:
                 log.exception("listener failed on %r", update)
 
     @staticmethod
-    def _fit(result: GenerationResult, loop: LoopSpec | None) -> GenerationResult:
+    def _fit(result: GenerationResult, loop: LoopSpec | None
+             ) -> tuple[GenerationResult, LoopSpec | None]:
         """Cut the clip to exactly ``loop.bars`` bars (downbeat at sample 0) and record the
-        tempo (BPM) and bars; unchanged without a loop."""
+        tempo (BPM) and bars; unchanged without a loop. With ``loop.conform`` the clip is
+        conformed instead (:func:`dreamsampler.engine.conform.conform`: tempo, key, downbeat,
+        bars, loop seam) and the record gets ``conform`` (asked, estimates before and after,
+        applied stretch and semitones, tools); the returned loop has the bars applied.
+
+        Runs in a worker thread (:meth:`_deliver`): conform takes about a second per 10 s
+        clip, mostly in the ``rubberband`` program and librosa, and must not hold the event
+        loop; here it runs for every engine (local, supervised, Ray) alike.
+
+        Raises:
+            ValueError: the clip cannot be fitted or conformed (``ConformError``).
+        """
         if loop is None:
-            return result
-        audio = fit_to_bars(result.audio, result.sample_rate, loop.bars, loop.bpm,
-                            beats_per_bar=loop.beats_per_bar)
+            return result, None
+        if loop.conform:
+            from dreamsampler.engine.conform import conform
+
+            audio, info = conform(result.audio, result.sample_rate, bpm=loop.bpm, key=loop.key,
+                                  bars=loop.bars or None, meter=loop.meter)
+            loop = dataclasses.replace(loop, bars=info["applied"]["bars"])
+            extra: dict[str, Any] = {"conform": info, "key": info["applied"]["key"],
+                                     "meter": info["applied"]["meter"]}
+        else:
+            audio = fit_to_bars(result.audio, result.sample_rate, loop.bars, loop.bpm,
+                                beats_per_bar=loop.beats_per_bar)
+            extra = {}
         record = {**result.record, "bpm": loop.bpm, "bars": loop.bars,
-                  "beats_per_bar": loop.beats_per_bar}
-        return dataclasses.replace(result, audio=audio, record=record)
+                  "beats_per_bar": loop.beats_per_bar, **extra}
+        return dataclasses.replace(result, audio=audio, record=record), loop
 
     async def _pump(self, engine_job: Job, active: _Active) -> None:
         """Forward one job's events to its reply target and the observers; the job always ends
@@ -516,9 +567,10 @@ class Service:
         """Fit the clip, offer it to every sink, deliver it to the named ones (the folder first:
         its failure fails the job; another sink's failure is logged and reported)."""
         try:
-            result = await asyncio.to_thread(self._fit, event.result, job.loop)
+            result, loop = await asyncio.to_thread(self._fit, event.result, job.loop)
         except (ValueError, TempoError) as exc:
             return JobFailed(event.job_id, str(exc))
+        job = dataclasses.replace(job, loop=loop)
         clip = Clip(event.job_id, result, job)
         for sink in self.sinks.values():
             try:
