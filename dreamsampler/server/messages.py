@@ -272,8 +272,8 @@ class Jam(Request):
 TYPES: dict[str, type[Request]] = {
     t.address: t
     for t in (Gen, Transfer, Continue, Inpaint, Conform, Trigger, ConceptLoad, ConceptUnload,
-              ConceptList, ConceptAvailable, Cancel, Notify, Status, Sync, Version, PresetTrigger, PresetList,
-              PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam)
+              ConceptList, ConceptAvailable, Cancel, Notify, Status, Sync, Version, PresetTrigger,
+              PresetList, PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam)
 }
 TYPES.update({f"/param/{name}": Param for name in PARAMS})
 
