@@ -230,6 +230,8 @@ def _refine_onset(mono: np.ndarray, sr: int, at: float, window_s: float = 0.06,
 
 
 def _analyse(audio: np.ndarray, sr: int, bpb: int, start_bpm: float) -> Any:
+    """:class:`~dreamsampler.engine.training.beats.BeatInfo` of ``audio``. Raises
+    ``ConformError`` when no steady beat is found."""
     import soxr
 
     from dreamsampler.engine.training.beats import BeatTrackingError, track_beats
@@ -285,8 +287,10 @@ def conform(
         start_s, bars, samples, crossfade_ms), ``after`` (tempo, key) and ``tools``.
 
     Raises:
-        ConformError: bad key, meter or bars, no steady beat, no key, Rubber Band missing,
-            non-finite audio.
+        ConformError: bad key, meter or bars, silence, no steady beat and no ``bpm``,
+            Rubber Band missing, non-finite audio. A clip with no steady beat (a pad) but a
+            ``bpm`` keeps its timing and is cut from sample 0 (``before.bpm_error`` says so);
+            one with no pitched content keeps its pitch (``before.key_error``).
     """
     from dreamsampler.engine.bars import _as_2d
 
@@ -306,19 +310,33 @@ def conform(
     asked = {"bpm": bpm, "key": target_key.label if target_key else None, "bars": bars,
              "meter": f"{meter[0]}/{meter[1]}"}
 
-    beats = _analyse(arr, sr, bpb, float(bpm or 120.0))
-    folded = fold_tempo(beats.tempo_bpm, float(bpm)) if bpm else beats.tempo_bpm
+    if float(np.max(np.abs(arr))) == 0.0:
+        raise ConformError("the clip is silent: nothing to conform")
+    before: dict[str, Any] = {}
+    try:
+        beats = _analyse(arr, sr, bpb, float(bpm or 120.0))
+    except ConformError as exc:  # no pulse (a pad, a drone): keep its timing, cut from 0
+        if bpm is None:
+            raise
+        beats = None
+        before["bpm_error"] = str(exc)
+    if beats is not None:
+        folded = fold_tempo(beats.tempo_bpm, float(bpm)) if bpm else beats.tempo_bpm
+        before.update(bpm=round(beats.tempo_bpm, 3), bpm_folded=round(folded, 3),
+                      first_downbeat_s=round(beats.first_downbeat, 4))
+    else:
+        folded = float(bpm or 0.0)
     target_bpm = float(bpm) if bpm else folded
     ratio = target_bpm / folded
     semitones, landed = 0, None
-    before: dict[str, Any] = {"bpm": round(beats.tempo_bpm, 3), "bpm_folded": round(folded, 3),
-                              "first_downbeat_s": round(beats.first_downbeat, 4)}
     if target_key is not None:
-        est = _estimate_key(arr, sr)
-        before["key"] = est.label
-        semitones, landed = key_shift(est, target_key)
-        if abs(semitones) > MAX_SEMITONES:  # pragma: no cover - key_shift folds to -5..6
-            raise ConformError(f"key shift {semitones} beyond ±{MAX_SEMITONES}")
+        try:
+            est = _estimate_key(arr, sr)
+        except ConformError as exc:  # unpitched (drums): keep the pitch
+            before["key_error"] = str(exc)
+        else:
+            before["key"] = est.label
+            semitones, landed = key_shift(est, target_key)
 
     if abs(ratio - 1.0) < 1e-4 and semitones == 0:
         stretched, ratio = arr, 1.0
@@ -329,7 +347,8 @@ def conform(
         raise ConformError("the stretched clip is empty")
     mono = stretched.mean(axis=0)
     bar_len = bpb * 60.0 / target_bpm * sr  # exact, in samples
-    downbeat = _refine_onset(mono, sr, beats.first_downbeat * sr * n_out / n_in)
+    downbeat = (_refine_onset(mono, sr, beats.first_downbeat * sr * n_out / n_in)
+                if beats is not None else 0)
     # the earliest downbeat in the clip; one a hair before sample 0 (within 30 ms) is sample 0
     early = 0.03 * sr
     start = max(0, round(downbeat - math.floor((downbeat + early) / bar_len) * bar_len))
@@ -372,3 +391,26 @@ def conform(
                 after["key_error"] = str(exc)
         record["after"] = after
     return out, record
+
+
+_BPM_TAG = re.compile(r"\b\d+(?:\.\d+)?\s*bpm\b", re.IGNORECASE)
+_KEY_TAG = re.compile(r"(?<![\w#])[A-Ga-g](?:#|b|♯|♭)?\s*(?:major|minor|maj|min)\b",
+                      re.IGNORECASE)
+
+
+def tag_prompt(prompt: str, bpm: float | None, key: str | None) -> str:
+    """``prompt`` with ``"<bpm> BPM"`` and the key name (``"A minor"``) appended, comma
+    separated, as Stable Audio Open's Freesound-derived captions and its model card's example
+    ("128 BPM tech house drum loop") carry them; a tag the prompt already holds (any
+    ``<number> BPM``; any ``<tonic> major/minor``) is not added again.
+
+    Args:
+        prompt: the user's prompt.
+        bpm: tempo in BPM, or None; ``key``: a key name (:func:`parse_key`), or None.
+    """
+    tags = []
+    if bpm is not None and not _BPM_TAG.search(prompt):
+        tags.append(f"{round(float(bpm), 2):g} BPM")
+    if key and not _KEY_TAG.search(prompt):
+        tags.append(parse_key(key).label)
+    return ", ".join([prompt.strip().rstrip(","), *tags]) if tags else prompt

@@ -162,7 +162,12 @@ def _sample(
     if request.is_inpaint and not model.supports_inpainting:
         raise RequestError(f"model family {model.name!r} cannot inpaint or continue audio "
                            "(Stable Audio 3 can)")
-    conditioning = model.conditioning(request, guided)
+    prompt = request.prompt
+    if model.caption_tags and (request.bpm is not None or request.key):
+        from dreamsampler.engine.conform import tag_prompt
+
+        prompt = tag_prompt(request.prompt, request.bpm, request.key)
+    conditioning = model.conditioning(dataclasses.replace(request, prompt=prompt), guided)
     shape, n_samples = model.latent_shape(duration)
 
     clean = None
@@ -227,6 +232,7 @@ def _sample(
         "model": model.model_id,
         "family": model.name,
         **request.to_record(),
+        **({"prompt_sent": prompt} if prompt != request.prompt else {}),
         "sample_rate": model.sample_rate,
         **level,
         **({} if own_scheduler is None else {"scheduler": type(scheduler).__name__}),

@@ -133,8 +133,15 @@ def test_conform_without_key_keeps_pitch_and_counts_bars(em117: tuple[np.ndarray
     assert np.median(np.abs(grid_deviation(out, sr, 96))) < 0.025
 
 
-def test_conform_refuses_noise_without_beat() -> None:
-    with pytest.raises(ConformError):
+def test_conform_refuses_silence_and_keeps_a_pad_s_timing() -> None:
+    with pytest.raises(ConformError, match="silent"):
         conform(np.zeros((2, 44100), np.float32), 44100, bpm=120)
+    sr = 22050
+    t = np.arange(3 * sr) / sr  # a steady A-minor triad: no beat to track
+    pad = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 261.63, 329.63)).astype(np.float32)
+    out, record = conform(0.2 * pad[np.newaxis], sr, bpm=120, bars=1, measure_after=False)
+    assert out.shape == (1, sr * 2)
+    if "bpm_error" in record["before"]:
+        assert record["applied"]["tempo_ratio"] == 1.0 and record["applied"]["start_s"] == 0
     with pytest.raises(ConformError, match="NaN"):
         conform(np.full((1, 44100), np.nan, np.float32), 44100, bpm=120)
