@@ -79,7 +79,7 @@ def test_conform_bad_input_fails_and_writes_nothing(
 
 def test_gen_bpm_key_bars_is_bar_exact_and_recorded(
         rig: tuple[RunningServer, OscClient]) -> None:
-    server, client = rig
+    _, client = rig
     replies = client.request("/gen", "dark techno loop", "bpm", 96.0, "key", "A minor",
                              "bars", 2, "seed", 3, timeout=120)
     assert replies[-1].address == "/done", replies
