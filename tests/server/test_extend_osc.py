@@ -14,7 +14,7 @@ import soundfile as sf
 
 from dreamsampler.client import OscClient
 from dreamsampler.engine.extend import crossfade_samples
-from tests.conftest import RunningServer, make_config, run_server, write_pluck
+from tests.conftest import make_config, run_server, write_pluck
 
 SR = 44100
 
