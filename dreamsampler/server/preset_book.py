@@ -138,6 +138,8 @@ class PresetBook:
             duration=None if preset.bars is not None else preset.seconds,
             input_path=str(preset.input_clip) if transfer else None,
             strength=preset.strength if transfer else None,
+            bpm=preset.bpm, key=preset.key, meter=preset.meter,
+            conform=None if preset.conform is None else int(preset.conform),
         )
         if overrides is not None:
             params = replace(params, **{k: v for k, v in vars(overrides).items()
@@ -176,6 +178,12 @@ class PresetBook:
             data["bars"] = s.bars
         else:
             data["seconds"] = s.duration
+        if s.key:  # issue 18
+            data["key"] = s.key
+        if s.meter and s.meter.replace(" ", "") != "4/4":
+            data["meter"] = s.meter
+        if s.conform is not None:
+            data["conform"] = bool(s.conform)
         if s.input_path:
             data["input_clip"] = s.input_path
             data["strength"] = s.strength

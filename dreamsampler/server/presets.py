@@ -135,6 +135,25 @@ class Preset(BaseModel):
     sinks: list[Sink] = Field(default_factory=lambda: ["folder"], min_length=1)
     lora_scale: float = Field(default=1.0, ge=0.0, le=2.0)
     bank: str | None = Field(default=None, pattern=NAME_PATTERN)
+    # issue 18: loops that lock (tempo BPM, key name, meter N/D, conform on/off)
+    bpm: float | None = Field(default=None, gt=20.0, le=999.0)
+    key: str | None = None
+    meter: str | None = None
+    conform: bool | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _check_key(cls, key: str | None) -> str | None:
+        from dreamsampler.engine.conform import parse_key
+
+        return None if key is None else parse_key(key).label  # ConformError is a ValueError
+
+    @field_validator("meter")
+    @classmethod
+    def _check_meter(cls, meter: str | None) -> str | None:
+        from dreamsampler.engine.conform import parse_meter
+
+        return None if meter is None else "{}/{}".format(*parse_meter(meter))
 
     @field_validator("sinks")
     @classmethod

@@ -275,6 +275,14 @@ class Service:
             self.check_concept(str(value))
         if name == "bars" and (isinstance(value, bool) or int(value) != value or value < 0):
             raise RequestError(f"bars must be a whole number >= 0, got {value!r}")
+        if name in ("key", "meter") and str(value).strip():  # issue 18: checked even without
+            from dreamsampler.engine.conform import ConformError, parse_key, parse_meter
+
+            try:  # a prompt, normalised ("am" -> "A minor")
+                value = (parse_key(str(value)).label if name == "key"
+                         else "{}/{}".format(*parse_meter(str(value))))
+            except ConformError as exc:
+                raise RequestError(str(exc)) from None
         candidate = dataclasses.replace(self.session, **{name: value})
         if candidate.prompt:
             self._build(candidate.params(), transfer=False, session=candidate)

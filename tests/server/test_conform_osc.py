@@ -26,6 +26,10 @@ from tests.music import render_loop
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, OscClient]]:
     tmp = tmp_path_factory.mktemp("conform")
     config = make_config(tmp, **{"output.sample_rate": 44100, "output.subtype": "FLOAT"})
+    (tmp / "presets").mkdir()
+    (tmp / "presets" / "loops.yaml").write_text(
+        "- name: locked\n  prompt: dub chords\n  bars: 1\n  steps: 2\n  bpm: 100\n"
+        "  key: Bb major\n  seed: 4\n")
     for running in run_server(config):
         with running.client() as client:
             yield running, client
@@ -112,3 +116,38 @@ def test_gen_conform_0_only_cuts(rig: tuple[RunningServer, OscClient]) -> None:
     assert "conform" not in record and record["bpm"] == 100 and record["bars"] == 1
     audio, sr = sf.read(path, always_2d=True)
     assert audio.shape[0] == bar_samples(1, 100, sr)
+
+
+def test_preset_with_bpm_and_key_is_conformed(rig: tuple[RunningServer, OscClient]) -> None:
+    _, client = rig
+    replies = client.request("/preset/trigger", "locked", timeout=60)
+    assert replies[-1].address == "/done", replies
+    path = Path(replies[-1].args[2])
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert record["preset"] == "locked" and record["bpm"] == 100 and record["bars"] == 1
+    assert record["conform"]["asked"]["key"] == "Bb major"
+    assert sf.info(path).frames == bar_samples(1, 100, 44100)
+
+
+def test_preset_refuses_a_bad_key() -> None:
+    from pydantic import ValidationError
+
+    from dreamsampler.server.presets import Preset
+
+    with pytest.raises(ValidationError, match="key 'H major'"):
+        Preset.model_validate({"name": "p", "prompt": "x", "bars": 1, "key": "H major"})
+    with pytest.raises(ValidationError, match="meter"):
+        Preset.model_validate({"name": "p", "prompt": "x", "bars": 1, "meter": "7/8"})
+
+
+def test_session_key_and_trigger(rig: tuple[RunningServer, OscClient]) -> None:
+    _, client = rig
+    assert client.request("/param/key", "H minor")[-1].address == "/fail"
+    for message in (("/param/prompt", "pad"), ("/param/key", "E minor"), ("/param/bars", 1),
+                    ("/param/steps", 2)):
+        assert client.request(*message)[-1].address == "/done", message
+    replies = client.request("/trigger", timeout=60)
+    assert replies[-1].address == "/done", replies
+    record = json.loads(Path(replies[-1].args[2]).with_suffix(".json").read_text())
+    assert record["conform"]["asked"]["key"] == "E minor"
+    assert client.request("/param/key", "")[-1].address == "/done"
