@@ -81,7 +81,7 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path],
         resolved = candidate.resolve()
         if not any(resolved.is_relative_to(root) for root in roots):
             continue
-        if len(candidates) > 1 and not resolved.exists():
+        if len(candidates) > 1 and not _exists(resolved):
             continue  # look in the next folder
         try:
             probe_audio(resolved, max_bytes=max_bytes)
@@ -94,6 +94,14 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path],
     if path.is_absolute():
         raise RequestError(f"input {path}: outside the input folders ({folders})")
     raise RequestError(f"input {path}: no such file in the input folders ({folders})")
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False for a name the file system refuses (too long)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def check_concept(name: str, loaded: Collection[str]) -> None:
