@@ -81,3 +81,13 @@ def test_bad_side_fails_before_queuing(rig: tuple[OscClient, np.ndarray]) -> Non
     client, _ = rig
     replies = client.request("/continue", "pluck.wav", 0.5, "x", "side", "middle")
     assert [r.address for r in replies] == ["/fail"] and "side" in replies[0].args[1]
+
+
+def test_continue_bars_at_the_bpm_given(rig: tuple[OscClient, np.ndarray]) -> None:
+    client, source = rig
+    out, record = _run(client, "/continue", "pluck.wav", 1, "more", "unit", "bars", "bpm",
+                       120.0, "key", "A minor", "side", "before")
+    assert record["continuation"] == pytest.approx(2.0)  # one 4/4 bar at 120 BPM
+    assert out.shape[1] == source.shape[1] + 2 * SR
+    assert record["bpm"] == 120 and record["key"] == "A minor"
+    assert record["prompt_sent"] == "more, 120 BPM, A minor"  # SA3 takes the tags
