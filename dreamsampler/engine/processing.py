@@ -8,7 +8,7 @@ a :class:`~dreamsampler.engine.request.GenerationResult`; it raises ``RequestErr
 ``AudioFileError`` for a bad input (the job fails with the reason).
 
 ``conform`` only reads the input here (at its own rate and channels): the conform itself runs in
-the delivery step (:meth:`dreamsampler.server.service.Service._fit`, in a worker thread), the
+the delivery step (:func:`dreamsampler.server.fanout.fit`, in a worker thread), the
 same place that conforms generated clips, so one code path serves ``/gen … bpm`` and
 ``/conform``.
 """
