@@ -181,3 +181,30 @@ def test_midi_params_and_request_replies_come_from_the_schema_and_contract() -> 
     assert set(PARAM_RANGES) - set(MIDI_PARAM_FIELDS) == {"tempo", "volume"}
     assert messages.decode("/gen", ["x"]).replies == contract.COMMANDS["/gen"].replies
     assert messages.decode("/param/steps", [3]).replies == ("/done /param/steps i:steps",)
+
+
+def test_loop_options_are_schema_params() -> None:
+    """Issue 18's options (bpm, key, meter, conform, side) are schema entries: /conform takes
+    its options from the schema, side is a closed set checked at parse, bpm's range is the
+    request's and the preset's, a preset's key and meter are normalised."""
+    conform = contract.COMMANDS["/conform"]
+    assert ({o.name for o in conform.options} == {p.osc_key for p in schema.taken_by(
+        schema.CONFORM)} == {"bars", "id", "name", "bpm", "key", "meter"})
+    assert conform.parse(["loop.wav", "bpm", 120, "key", "G minor"]) == {
+        "input_path": "loop.wav", "bpm": 120.0, "key": "G minor"}
+    with pytest.raises(contract.ContractError, match="below the minimum 20"):
+        conform.parse(["loop.wav", "bpm", 5])
+    cont = contract.COMMANDS["/continue"]
+    assert cont.parse(["in.wav", 1, "x", "side", "Before"])["side"] == "before"
+    with pytest.raises(contract.ContractError, match="did you mean 'before'"):
+        cont.parse(["in.wav", 1, "x", "side", "befor"])
+    assert "side" not in {o.name for o in contract.COMMANDS["/gen"].options}
+    assert {"key", "meter", "conform"} <= set(contract.PARAMS)
+    with pytest.raises(RequestError, match="bpm 10 is below the minimum 20"):
+        GenerationRequest(prompt="x", bpm=10.0)
+    preset = Preset.model_validate({"name": "p", "prompt": "x", "bars": 4, "bpm": 96,
+                                    "key": "am", "meter": "6 / 8", "conform": True})
+    assert (preset.bpm, preset.key, preset.meter, preset.conform) == (  # type: ignore[attr-defined]
+        96.0, "A minor", "6/8", 1)
+    with pytest.raises(ValidationError, match="bpm"):
+        Preset.model_validate({"name": "p", "prompt": "x", "bars": 4, "bpm": 5})
