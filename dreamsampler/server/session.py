@@ -222,8 +222,9 @@ def _common(params: GenerationParams, session: Session, steps: int,
 
 _BUILT = frozenset({"prompt", "duration", "input_path", "strength", "negative_prompt", "seed",
                     "num_inference_steps", "guidance_scale", "scheduler", "lora_scale", "concept",
-                    "loras"})
-"""Request fields :func:`build_request` works out itself (limits, inputs, seeds, concepts)."""
+                    "loras", "bpm", "key", "side"})
+"""Request fields :func:`build_request` works out itself (limits, inputs, seeds, concepts, the
+tempo, key and side a loop or region job resolves)."""
 
 UNITS = schema.UNITS
 
