@@ -47,6 +47,8 @@ class GenerationRequest:
             the output is the input followed by its continuation, so its duration is the
             input's length plus ``continuation`` and replaces ``duration``. Needs
             ``input_path``; excludes ``mask_start``/``mask_end``.
+        stems: also separate the finished clip into its sources (the engine's stems stage,
+            :mod:`dreamsampler.engine.stems`) in the same job: the result carries ``stems``.
     """
 
     prompt: str
@@ -64,6 +66,7 @@ class GenerationRequest:
     mask_start: float | None = None
     mask_end: float | None = None
     continuation: float | None = None
+    stems: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -124,6 +127,8 @@ class GenerationRequest:
         for key in ("mask_start", "mask_end", "continuation"):
             if data[key] is None:
                 data.pop(key)
+        if not self.stems:
+            data.pop("stems")
         if self.loras:
             data["loras"] = [[name, weight] for name, weight in self.loras]
         else:
@@ -144,12 +149,16 @@ class GenerationResult:
             elapsed seconds.
         latents: the final denoised latents ``(1, channels, frames, bins)`` (CPU tensor) when
             ``sample(..., return_latents=True)`` asked for them, else ``None``.
+        stems: source name → float32 ``(channels, samples)`` at ``sample_rate``, as long as
+            ``audio`` (a ``stems`` request or ``/separate``), else ``None``; ``record["stems"]``
+            then names the separation model.
     """
 
     audio: np.ndarray
     sample_rate: int
     record: dict[str, Any] = field(default_factory=dict)
     latents: Any = None
+    stems: dict[str, np.ndarray] | None = None
 
     @property
     def duration(self) -> float:
