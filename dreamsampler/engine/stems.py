@@ -160,6 +160,20 @@ def _local_name(folder: Path) -> str:
                      f"found {len(bags)} and {len(sigs)}")
 
 
+def _looks_like_path(model_id: str) -> bool:
+    """An absolute or ``./``/``~`` path (``user/name`` is a hub repo for Demucs)."""
+    return Path(model_id).is_absolute() or model_id.startswith((".", "~"))
+
+
+def _offline() -> bool:
+    """Whether the Hugging Face hub is switched off (``HF_HUB_OFFLINE``)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def load_separator(model_id: str, device: str | torch.device = "cpu") -> tuple[Any, StemsInfo]:
     """Load a Demucs model: ``tiny`` (random weights, built in code), a pretrained name
     (``htdemucs``, ``htdemucs_ft``, ``htdemucs_6s`` … through :func:`demucs.pretrained.get_model`:
@@ -183,11 +197,16 @@ def load_separator(model_id: str, device: str | torch.device = "cpu") -> tuple[A
         name, _, folder = model_id.partition("@")
         path = Path(folder or model_id).expanduser()
         try:
-            if folder or path.is_dir():
+            if folder or path.is_dir() or _looks_like_path(model_id):
                 if not path.is_dir():
                     raise StemsError(f"stems model folder {path}: not a folder")
                 model = demucs.pretrained.get_model(name if folder else _local_name(path),
                                                     repo=path)
+            elif _offline():
+                # get_model would fall back to Demucs' legacy download URL: the hub cache only
+                from demucs.hf import get_hf_model
+
+                model = get_hf_model(model_id).eval()
             else:
                 model = demucs.pretrained.get_model(model_id)
         except StemsError:

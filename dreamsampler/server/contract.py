@@ -369,9 +369,35 @@ PARAMS: dict[str, Arg] = {
     )
 }
 
+# -- issue 19: stems (Demucs) ---------------------------------------------------------------------
+# The ``stems`` option (on /gen, /transfer, /continue, /inpaint, presets and /param/stems) and the
+# /separate command. Kept in one block so the parameter schema can take them over as is.
+
+STEMS = Arg("stems", "i", "1: also separate the clip into stems with the server's Demucs model "
+            "(stems.model) in the same job; the /done reply then carries the stems folder "
+            "after the clip's path; 0 (default): the clip only", 0, 1)
+STEMS_MODEL = Arg("model", "s", "Demucs model for this separation: htdemucs, htdemucs_ft, "
+                  "htdemucs_6s, a local folder, or tiny (default: the server's stems.model)")
+SEPARATE = Message(
+    "/separate", (Arg("input", "s", "path of the clip to separate: inside an input folder, or a "
+                      "clip the server wrote to its output folder", field="input_path"),),
+    "separate a clip into its sources with Demucs (drums, bass, other, vocals; htdemucs_6s adds "
+    "guitar and piano): the reply's path is a folder next to the clips holding "
+    "<name>.<source>.wav for every source (same length as the input, at the output rate) and "
+    "<name>.stems.json naming the model, its version and the input; written atomically",
+    (STEMS_MODEL, JOB_ID_OPTION, Arg("name", "s", "stem of the folder and file names (made "
+                                     "safe); default: the input's name")),
+    ("/queued i:job_id i:position", "/done /separate i:job_id s:path",
+     "/fail /separate s:message i:job_id"))
+GEN_OPTIONS = (*GEN_OPTIONS, STEMS)
+REGION_OPTIONS = (*REGION_OPTIONS, STEMS)
+PARAMS[STEMS.name] = STEMS
+
+# -- end of issue 19 block -------------------------------------------------------------------------
+
 # -- commands --------------------------------------------------------------------------------------
 
-_GEN_REPLIES = ("/queued i:job_id i:position", "/done /gen i:job_id s:path",
+_GEN_REPLIES = ("/queued i:job_id i:position", "/done /gen i:job_id s:path [s:stems]",
                 "/fail /gen s:message i:job_id")
 
 COMMANDS: dict[str, Message] = {
@@ -386,7 +412,7 @@ COMMANDS: dict[str, Message] = {
             Arg("prompt", "s", "text prompt (several atoms are joined)", rest=True),
         ), "style-transfer an input clip toward the prompt (SDEdit at strength)",
             (*GEN_OPTIONS, STRENGTH),
-            ("/queued i:job_id i:position", "/done /transfer i:job_id s:path",
+            ("/queued i:job_id i:position", "/done /transfer i:job_id s:path [s:stems]",
              "/fail /transfer s:message i:job_id")),
         Message("/continue", (
             INPUT,
@@ -397,7 +423,7 @@ COMMANDS: dict[str, Message] = {
             "prompt's direction (needs a model family that can inpaint: Stable Audio 3; "
             "others answer /fail)",
             REGION_OPTIONS,
-            ("/queued i:job_id i:position", "/done /continue i:job_id s:path",
+            ("/queued i:job_id i:position", "/done /continue i:job_id s:path [s:stems]",
              "/fail /continue s:message i:job_id")),
         Message("/inpaint", (
             INPUT,
@@ -410,10 +436,10 @@ COMMANDS: dict[str, Message] = {
             "that can inpaint: Stable Audio 3; others answer /fail); the output is as long as "
             "the input, or up to end when end passes it",
             REGION_OPTIONS,
-            ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path",
+            ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path [s:stems]",
              "/fail /inpaint s:message i:job_id")),
         Message("/trigger", (), "generate from the session parameters (/param/...)",
-                (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path",
+                (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path [s:stems]",
                      "/fail /trigger s:message i:job_id")),
         *(
             Message(f"/param/{p.name}", (p,), f"set the session's {p.name}: {p.description}",
@@ -455,7 +481,8 @@ COMMANDS: dict[str, Message] = {
                 "generate from a preset (seed per its seed policy); the clip always lands in "
                 "the output folder, and also plays on the audio device when the preset's "
                 "sinks include 'device'",
-                (), ("/queued i:job_id i:position", "/done /preset/trigger i:job_id s:path",
+                (), ("/queued i:job_id i:position",
+                     "/done /preset/trigger i:job_id s:path [s:stems]",
                      "/fail /preset/trigger s:message [i:job_id]")),
         Message("/preset/list", (), "ask for the loaded presets' names", (),
                 ("/preset.list s:name...",)),
@@ -492,6 +519,7 @@ COMMANDS: dict[str, Message] = {
                 "jam mode: each clip loops on the audio device while the next is generated, "
                 "then takes over on the next bar with a crossfade",
                 (), ("/done /jam s:state", "/fail /jam s:message")),
+        SEPARATE,  # issue 19
     )
 }
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from dreamsampler.engine.jobs import JobFailed, JobProgress, JobStarted
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
+from dreamsampler.engine.stems import SeparationRequest
 
 FOLDER = "folder"
 DEVICE = "device"
@@ -60,6 +61,7 @@ class Delivered:
         loop: the bar length, or None for seconds.
         sink_errors: sink name → why a sink other than the folder could not take the clip (the
             clip is delivered to the others).
+        stems_dir: the clip's stems folder in the output folder (a ``stems`` job), else None.
     """
 
     job_id: int
@@ -69,6 +71,7 @@ class Delivered:
     sample_rate: int = 0
     loop: LoopSpec | None = None
     sink_errors: Mapping[str, str] = field(default_factory=dict)
+    stems_dir: Path | None = None
 
     @property
     def path(self) -> Path | None:
@@ -87,7 +90,8 @@ class Delivery:
     """One typed job: what to generate and how to deliver it.
 
     Attributes:
-        request: the validated generation request (its ``duration`` covers ``loop``).
+        request: the validated generation request (its ``duration`` covers ``loop``), or a
+            separation (``/separate``: the folder sink writes the stems folder only).
         job_id: a client-chosen id, or None for the service's next one.
         name: file-name stem for the folder sink (None: ``<time>_<prompt>_<seed>``).
         loop: cut the clip to exactly these bars (None: keep ``request.duration`` seconds).
@@ -98,7 +102,7 @@ class Delivery:
         reply: who to answer (see :data:`Listener`); None answers nobody but the observers.
     """
 
-    request: GenerationRequest
+    request: GenerationRequest | SeparationRequest
     job_id: int | None = None
     name: str | None = None
     loop: LoopSpec | None = None
@@ -155,3 +159,4 @@ class GenerationParams:
     mask_start: float | None = None
     mask_end: float | None = None
     unit: str | None = None
+    stems: int | None = None  # issue 19: 1 = also separate the clip into stems

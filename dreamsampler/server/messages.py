@@ -53,6 +53,7 @@ class _Generate(Request):
     job_id: int | None = None
     name: str | None = None
     loras: tuple[tuple[str, float], ...] | None = None
+    stems: int | None = None  # issue 19
 
     def params(self) -> GenerationParams:
         """The generation parameters this message sets (unset ones stay None)."""
@@ -102,6 +103,17 @@ class Inpaint(_Generate):
 
     def params(self) -> GenerationParams:
         return dataclasses.replace(super().params(), mask_start=self.start, mask_end=self.end)
+
+
+@dataclass(frozen=True)
+class Separate(Request):
+    """``/separate input [model M] [id N] [name S]`` (issue 19): split a clip into stems."""
+
+    address = "/separate"
+    input_path: str = ""
+    model: str | None = None
+    job_id: int | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -249,7 +261,7 @@ TYPES: dict[str, type[Request]] = {
     t.address: t
     for t in (Gen, Transfer, Continue, Inpaint, Trigger, ConceptLoad, ConceptUnload, ConceptList,
               ConceptAvailable, Cancel, Notify, Status, Sync, Version, PresetTrigger, PresetList,
-              PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam)
+              PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam, Separate)
 }
 TYPES.update({f"/param/{name}": Param for name in PARAMS})
 

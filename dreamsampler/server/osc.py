@@ -168,6 +168,7 @@ class OscServer:
             m.Play: self._play,
             m.Stop: self._stop,
             m.Jam: self._jam,
+            m.Separate: self._separate,  # issue 19
         }
         missing = {t.__name__ for t in m.TYPES.values()} - {t.__name__ for t in self._handlers}
         if missing:
@@ -327,7 +328,9 @@ class OscServer:
         """A job's reply target: ``/done address job_id path`` or ``/fail address ...``."""
         def on_update(update: Update) -> None:
             if isinstance(update, Delivered):
-                self.reply(sender, "/done", address, update.job_id, str(update.path or ""))
+                stems = (str(update.stems_dir),) if update.stems_dir is not None else ()
+                self.reply(sender, "/done", address, update.job_id, str(update.path or ""),
+                           *stems)
             elif isinstance(update, JobFailed):
                 self.fail(sender, address, update.message, update.job_id)
 
@@ -341,6 +344,12 @@ class OscServer:
         job = self.service.job(msg.params(), transfer=isinstance(msg, m.Transfer),
                                job_id=msg.job_id, name=msg.name,
                                reply=self.job_reply(sender, msg.address))
+        self._submit(sender, job)
+
+    def _separate(self, sender: Address, msg: m.Separate) -> None:
+        job = self.service.separate_job(msg.input_path, model=msg.model, job_id=msg.job_id,
+                                        name=msg.name,
+                                        reply=self.job_reply(sender, msg.address))
         self._submit(sender, job)
 
     def _trigger(self, sender: Address, msg: m.Trigger) -> None:

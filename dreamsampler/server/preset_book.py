@@ -138,6 +138,7 @@ class PresetBook:
             duration=None if preset.bars is not None else preset.seconds,
             input_path=str(preset.input_clip) if transfer else None,
             strength=preset.strength if transfer else None,
+            stems=1 if preset.stems else None,  # issue 19
         )
         if overrides is not None:
             params = replace(params, **{k: v for k, v in vars(overrides).items()
@@ -176,6 +177,8 @@ class PresetBook:
             data["bars"] = s.bars
         else:
             data["seconds"] = s.duration
+        if getattr(s, "stems", 0):  # issue 19
+            data["stems"] = True
         if s.input_path:
             data["input_clip"] = s.input_path
             data["strength"] = s.strength

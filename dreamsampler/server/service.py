@@ -24,6 +24,7 @@ from dreamsampler.engine.bars import fit_to_bars
 from dreamsampler.engine.concepts import ConceptError, ConceptInfo
 from dreamsampler.engine.jobs import Engine, EngineStatus, Job, JobFailed, JobFinished
 from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
+from dreamsampler.engine.stems import SeparationRequest
 from dreamsampler.server.clock import LinkUnavailableError, TempoClock, TempoError
 from dreamsampler.server.delivery import (
     DEVICE,
@@ -38,7 +39,7 @@ from dreamsampler.server.delivery import (
     Update,
 )
 from dreamsampler.server.device_sink import DeviceError, DeviceSink
-from dreamsampler.server.folder_sink import FolderSink
+from dreamsampler.server.folder_sink import FolderSink, stems_folder
 from dreamsampler.server.preset_book import PresetBook
 from dreamsampler.server.session import (
     Session,
@@ -338,6 +339,23 @@ class Service:
         self.presets.accepted(spec)
         return job
 
+    def separate_job(self, input_path: str, *, model: str | None = None,
+                     job_id: int | None = None, name: str | None = None,
+                     reply: Listener | None = None) -> Delivery:
+        """A ``/separate`` job (issue 19): the input is looked up in the input folders, then the
+        output folder (clips the server made), and refused over ``limits.max_input_mb``; the
+        folder sink writes its stems folder.
+
+        Raises:
+            RequestError: a missing input, one outside those folders, not audio, or too large.
+        """
+        if not input_path:
+            raise RequestError("missing input")
+        path = resolve_input(input_path, [*self.config.input_dirs, self.config.output.dir],
+                             max_input_bytes(self.config))
+        request = SeparationRequest(path, model=model or None)
+        return Delivery(request, job_id=job_id, name=name, sinks=(FOLDER,), reply=reply)
+
     def _build(self, params: GenerationParams, transfer: bool, session: Session
                ) -> tuple[GenerationRequest, LoopSpec | None]:
         loaded = [c.name for c in self.engine.list_concepts()]
@@ -470,7 +488,11 @@ class Service:
                             beats_per_bar=loop.beats_per_bar)
         record = {**result.record, "bpm": loop.bpm, "bars": loop.bars,
                   "beats_per_bar": loop.beats_per_bar}
-        return dataclasses.replace(result, audio=audio, record=record)
+        stems = None if result.stems is None else {
+            name: fit_to_bars(stem, result.sample_rate, loop.bars, loop.bpm,
+                              beats_per_bar=loop.beats_per_bar)
+            for name, stem in result.stems.items()}
+        return dataclasses.replace(result, audio=audio, record=record, stems=stems)
 
     async def _pump(self, engine_job: Job, active: _Active) -> None:
         """Forward one job's events to its reply target and the observers; the job always ends
@@ -540,7 +562,10 @@ class Service:
                     return JobFailed(event.job_id, message)
                 log.warning("clip %d is not on the %s: %s", event.job_id, name, message)
                 errors[name] = message
+        folder = receipts.get(FOLDER)
+        stems_dir = (stems_folder(folder) if isinstance(folder, Path) and result.stems is not None
+                     and not isinstance(job.request, SeparationRequest) else None)
         return Delivered(event.job_id, receipts, result.duration, result.audio,
-                         result.sample_rate, job.loop, errors)
+                         result.sample_rate, job.loop, errors, stems_dir)
 
 

@@ -34,6 +34,7 @@ class Session:
     concept: str = ""
     bars: int = 0
     lora_scale: float = 1.0
+    stems: int = 0  # issue 19
 
     @classmethod
     def from_config(cls, config: Config) -> Session:
@@ -191,6 +192,7 @@ def _common(params: GenerationParams, session: Session, steps: int,
         "lora_scale": float(_or(params.lora_scale, session.lora_scale)),
         "concept": concept,
         "loras": loras,
+        "stems": bool(_or(params.stems, session.stems)),
     }
 
 
