@@ -186,3 +186,19 @@ def test_supervised_engine_separates_in_its_process(band: Path) -> None:
     assert done.result.stems is not None
     for name in SOURCES:
         np.testing.assert_allclose(done.result.stems[name], expected[name], atol=ATOL)
+
+
+def test_cli_separate(band: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dreamsampler.cli import main
+
+    assert main(["separate", str(band), "--model", "tiny", "-o", str(tmp_path / "out"),
+                 "--set", "output.subtype=FLOAT", "--set", "output.sample_rate=native"]) == 0
+    folder = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert folder == tmp_path / "out" / "band.stems"
+    audio, rate = sf.read(band, dtype="float32", always_2d=True)
+    expected = separate(tiny_htdemucs(), audio.T.copy(), rate)
+    for name in SOURCES:
+        stem, file_rate = sf.read(folder / f"band.{name}.wav", dtype="float32", always_2d=True)
+        assert file_rate == rate
+        np.testing.assert_allclose(stem.T, expected[name], atol=ATOL)
+    assert main(["separate", str(tmp_path / "missing.wav"), "--model", "tiny"]) == 1
