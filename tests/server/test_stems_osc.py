@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,3 +140,21 @@ def test_a_write_failing_midway_leaves_nothing(tmp_path: Path) -> None:
     folder = sink.write_separation(_separation({"drums": ok, "bass": ok}))
     assert folder.name == "loop.stems"
     assert sink.write_separation(_separation({"drums": ok})).name == "loop-2.stems"
+
+
+def test_preset_with_stems(server: RunningServer, client: OscClient) -> None:
+    presets = server.app.config.live.presets_dir
+    presets.mkdir(parents=True, exist_ok=True)
+    (presets / "split.yaml").write_text("name: split\nprompt: drums and bass\nseed: 5\n"
+                                        "steps: 2\nseconds: 0.5\nstems: true\n")
+    server.call(asyncio.to_thread(server.app.service.presets.reload))
+    done = client.request("/preset/trigger", "split", timeout=60)[-1]
+    assert done.address == "/done" and done.args[0] == "/preset/trigger", done
+    clip, folder = Path(done.args[2]), Path(done.args[3])
+    assert sorted(p.name for p in folder.glob("*.wav")) == sorted(
+        f"{clip.stem}.{s}.wav" for s in SOURCES)
+    # /param/stems 1 makes /trigger separate too
+    client.request("/param/prompt", "a loop")
+    assert client.request("/param/stems", 1)[-1].args == ("/param/stems", 1)
+    done = client.request("/trigger", timeout=60)[-1]
+    assert len(done.args) == 4 and Path(done.args[3]).is_dir(), done
