@@ -240,8 +240,7 @@ def segment_count(model: Any, samples: int, shifts: int, overlap: float) -> int:
     total = 0
     for sub in models:
         length = samples + (int(0.5 * sub.samplerate) if shifts else 0)
-        segment = float(getattr(model, "segment", None) or sub.segment) \
-            if not isinstance(model, BagOfModels) else float(sub.segment)
+        segment = float(sub.segment)
         stride = max(1, int((1 - overlap) * int(sub.samplerate * segment)))
         total += max(1, shifts) * math.ceil(length / stride)
     return max(1, total)
