@@ -9,9 +9,10 @@ depend on the weights). The input is 10 s of stereo noise at 44.1 kHz.
 
 One generation: the full-size MusicLDM-shaped model of ``bench/models.py`` (185 M UNet), a
 10.24 s clip at the server's default 25 steps with guidance (batch 2). Timing 25 full steps on
-one thread takes minutes, so the bench times two ``sample`` calls, 1 and 2 steps (prompt
-encoding, VAE decode and vocoder included), and extrapolates: ``t(25) = t(1) + 24 * (t(2) -
-t(1))``. ``--gen-seconds S`` skips that and uses ``S`` (e.g. a figure from the README).
+one thread takes minutes, so the bench times ``sample`` with 1 and 3 steps (prompt encoding, VAE
+decode and vocoder included; after a warm-up call, whose first-call costs would otherwise land
+in t(1)) and extrapolates: ``t(25) = t(1) + 24 * (t(3) - t(1)) / 2``. ``--gen-seconds S``
+skips that and uses ``S`` (e.g. a figure from the README).
 
 Times are CPU seconds of this process (``time.process_time``): with one thread they are what the
 work costs even when other processes share the cores (wall-clock seconds are printed too).
@@ -56,7 +57,7 @@ def separation_seconds(seconds: float, shifts: int, repeats: int
 
 
 def generation_seconds(steps: int) -> tuple[float, float, float]:
-    """CPU seconds ``(t(1), t(2), extrapolated t(steps))`` of full-size MusicLDM-shaped
+    """CPU seconds ``(t(1), one step, extrapolated t(steps))`` of full-size MusicLDM-shaped
     generations."""
     from bench.models import musicldm_full_size
     from dreamsampler.engine.request import GenerationRequest
@@ -64,13 +65,14 @@ def generation_seconds(steps: int) -> tuple[float, float, float]:
 
     model = musicldm_full_size()
     times = {}
-    for n in (1, 2):
-        request = GenerationRequest("a drum loop", num_inference_steps=n, duration=10.24,
-                                    guidance_scale=2.5)
+    for n in (0, 1, 3):  # 0: the warm-up, a 1-step call
+        request = GenerationRequest("a drum loop", num_inference_steps=max(n, 1),
+                                    duration=10.24, guidance_scale=2.5)
         start = time.process_time()
         sample(model, request)
         times[n] = time.process_time() - start
-    return times[1], times[2], times[1] + (steps - 1) * (times[2] - times[1])
+    step = (times[3] - times[1]) / 2
+    return times[1], step, times[1] + (steps - 1) * step
 
 
 def main() -> None:
@@ -95,9 +97,10 @@ def main() -> None:
         gen = args.gen_seconds
         print(f"one generation (given): {gen:.1f} s")
     else:
-        t1, t2, gen = generation_seconds(args.steps)
-        print(f"MusicLDM-shaped full size, 10.24 s, guidance 2.5: 1 step {t1:.1f} CPU s, "
-              f"2 steps {t2:.1f} CPU s -> {args.steps} steps {gen:.1f} CPU s (extrapolated)")
+        t1, step, gen = generation_seconds(args.steps)
+        print(f"MusicLDM-shaped full size, 10.24 s, guidance 2.5: 1 step {t1:.1f} CPU s "
+              f"(with text encoding, VAE decode, vocoder), each further step {step:.1f} CPU s "
+              f"-> {args.steps} steps {gen:.1f} CPU s (extrapolated)")
     print(f"stems / generation: {sep / gen:.3f} (stems add {100 * sep / gen:.0f}% to a job)")
 
 
