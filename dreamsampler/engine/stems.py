@@ -44,9 +44,6 @@ SOURCES = ("drums", "bass", "other", "vocals")
 DEFAULT_MODEL = "htdemucs"
 #: names that build a random-weight model in code
 TINY_NAMES = ("tiny",)
-#: names of models Demucs fetches from the hub (or finds in its cache)
-PRETRAINED = ("htdemucs", "htdemucs_ft", "htdemucs_6s", "hdemucs_mmi", "mdx", "mdx_extra",
-              "mdx_q", "mdx_extra_q")
 
 ProgressFn = Callable[[float], None]
 """Receives the share of the separation done, in [0, 1]."""
