@@ -165,29 +165,6 @@ def test_bad_stems_model_fails_the_job_only(tmp_path: Path) -> None:
     assert isinstance(failed, JobFailed) and "stems model" in failed.message
 
 
-def test_supervised_engine_separates_in_its_process(band: Path) -> None:
-    """The engine process has the same stems stage (real child process, real pipe)."""
-    from dreamsampler.engine.supervised import SupervisedEngine
-
-    async def run() -> object:
-        engine = SupervisedEngine("tiny", device="cpu", stems_model="tiny", stems_preload=True,
-                                  threads=1)
-        await engine.start()
-        try:
-            job, _ = engine.submit(SeparationRequest(band, seed=2), 1)
-            return await job.wait()
-        finally:
-            await engine.close()
-
-    done = asyncio.run(run())
-    assert isinstance(done, JobFinished), done
-    audio, rate = sf.read(band, dtype="float32", always_2d=True)
-    expected = separate(tiny_htdemucs(), audio.T.copy(), rate, seed=2)
-    assert done.result.stems is not None
-    for name in SOURCES:
-        np.testing.assert_allclose(done.result.stems[name], expected[name], atol=ATOL)
-
-
 def test_cli_separate(band: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from dreamsampler.cli import main
 
