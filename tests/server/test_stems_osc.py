@@ -158,3 +158,14 @@ def test_preset_with_stems(server: RunningServer, client: OscClient) -> None:
     assert client.request("/param/stems", 1)[-1].args == ("/param/stems", 1)
     done = client.request("/trigger", timeout=60)[-1]
     assert len(done.args) == 4 and Path(done.args[3]).is_dir(), done
+
+
+def test_start_up_removes_a_stems_folder_a_crash_left(tmp_path: Path) -> None:
+    dead = 2**22 + 12345  # above the kernel's default pid_max: no such process
+    part = tmp_path / f".loop.stems.{dead}.part"
+    part.mkdir()
+    (part / "loop.drums.wav").write_bytes(b"RIFF")
+    kept = tmp_path / "loop.stems"
+    kept.mkdir()
+    assert FolderSink(tmp_path).clean_orphans() == [part]
+    assert not part.exists() and kept.is_dir()
