@@ -45,13 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from dreamsampler.engine.audio_io import AudioFileError, load_audio, read_audio
+from dreamsampler.engine.audio_io import AudioFileError, read_audio, read_resampled
 from dreamsampler.engine.concepts import (
     ConceptError,
     ConceptInfo,
     ConceptManager,
     ConceptNotLoadedError,
     check_name,
+    require_manager,
     scan_concepts,
 )
 from dreamsampler.engine.families import ModelLoadError, load_model
@@ -65,10 +66,11 @@ from dreamsampler.engine.jobs import (
     JobProgress,
     JobStarted,
     QueueFull,
+    failure_message,
 )
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
 from dreamsampler.engine.sampler import Cancelled
-from dreamsampler.engine.stems import DEFAULT_MODEL, SeparationRequest, StemsError, StemsStage
+from dreamsampler.engine.stems import DEFAULT_MODEL, SeparationRequest, StemsStage
 from dreamsampler.engine.work import EngineRequest, run_request
 
 log = logging.getLogger(__name__)
@@ -191,13 +193,12 @@ class EngineReplica:
     async def _load_slot(self, key: str) -> _ConceptSlot:
         """The ``@serve.multiplexed`` loader: ``key`` is ``name@generation``."""
         name = key.rpartition("@")[0]
-        if self.manager is None:
-            raise ConceptError("concepts_dir", "no concepts folder is configured")
+        manager = require_manager(self.manager)
         self._drain_evictions()
         if name in self._owner:  # an older generation (unloaded and reloaded since): replace it
             del self._owner[name]
-            self.manager.unload(name)
-        await asyncio.to_thread(self.manager.load, name)
+            manager.unload(name)
+        await asyncio.to_thread(manager.load, name)
         self._owner[name] = key
         return _ConceptSlot(self._evicted, name, key)
 
@@ -234,8 +235,9 @@ class EngineReplica:
 
         Args:
             payload: ``request`` (the :class:`GenerationRequest` fields, ``input_path`` None)
-                and, for style transfer, ``input_audio``: float32 ``(samples,)`` at the model's
-                sample rate; ``kind: "separate"``: the :class:`SeparationRequest` fields, with
+                and, for style transfer, ``input_audio``: float32 ``(channels, samples)`` at the
+                model's sample rate (its channels kept: a stereo model keeps a stereo input);
+                ``kind: "separate"``: the :class:`SeparationRequest` fields, with
                 ``input_audio`` ``(channels, samples)`` at ``input_rate`` Hz.
 
         Yields:
@@ -302,12 +304,9 @@ class EngineReplica:
         except Cancelled:
             yield {"event": "failed", "message": "cancelled", "cancelled": True}
             return
-        except (AudioFileError, ConceptError, StemsError) as exc:
-            yield {"event": "failed", "message": str(exc), **self._identity()}
-            return
         except Exception as exc:
-            log.exception("replica %s: job failed", self.replica)
-            yield {"event": "failed", "message": f"{type(exc).__name__}: {exc}",
+            yield {"event": "failed", "message": failure_message(
+                exc, f"replica {self.replica}: a job", log),
                    **self._identity()}
             return
         yield {
@@ -583,7 +582,7 @@ class RayEngine:
             elif job.request.input_path is not None:
                 try:
                     payload["input_audio"] = await asyncio.to_thread(
-                        load_audio, job.request.input_path, int(self._info["sample_rate"])
+                        read_resampled, job.request.input_path, int(self._info["sample_rate"])
                     )
                 except AudioFileError as exc:
                     terminal = JobFailed(job.id, str(exc))

@@ -121,7 +121,7 @@ def test_local_engine_separates_and_generates_with_stems(band: Path) -> None:
             job, _ = engine.submit(SeparationRequest(band, seed=1), 1)
             first = [e async for e in job.events()]
             job, _ = engine.submit(GenerationRequest("drums", num_inference_steps=2,
-                                                     duration=0.5, stems=True), 2)
+                                                     duration=0.5, stems=1), 2)
             second = [e async for e in job.events()]
         finally:
             await engine.close()
@@ -156,7 +156,7 @@ def test_bad_stems_model_fails_the_job_only(tmp_path: Path) -> None:
         await engine.start()
         try:
             job, _ = engine.submit(GenerationRequest("x", num_inference_steps=1, duration=0.2,
-                                                     stems=True), 1)
+                                                     stems=1), 1)
             return await job.wait()
         finally:
             await engine.close()
