@@ -68,7 +68,7 @@ from dreamsampler.engine.jobs import (
     QueueFull,
     failure_message,
 )
-from dreamsampler.engine.request import GenerationRequest, GenerationResult
+from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
 from dreamsampler.engine.sampler import Cancelled
 from dreamsampler.engine.stems import DEFAULT_MODEL, SeparationRequest, StemsStage
 from dreamsampler.engine.work import EngineRequest, run_request
@@ -255,14 +255,17 @@ class EngineReplica:
                 return
             yield {"event": "started", "concept": concept, "cached": cached, **self._identity()}
             with contextlib.ExitStack() as stack:
+                fields = dict(payload["request"])
+                if payload.get("input_audio") is not None:  # before validation: a transfer
+                    rate = int(payload.get("input_rate") or self.model.sample_rate)
+                    fields["input_path"] = self._write_input(stack, payload["input_audio"], rate)
                 kind = SeparationRequest if payload.get("kind") == "separate" \
                     else GenerationRequest
-                request: EngineRequest = kind(**payload["request"])
-                if payload.get("input_audio") is not None:
-                    rate = int(payload.get("input_rate") or self.model.sample_rate)
-                    request = dataclasses.replace(
-                        request, input_path=self._write_input(stack, payload["input_audio"], rate)
-                    )
+                try:
+                    request: EngineRequest = kind(**fields)
+                except RequestError as exc:
+                    yield {"event": "failed", "message": str(exc), **self._identity()}
+                    return
                 async for message in self._sample(request):
                     yield message
 
