@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dreamsampler import schema
+from dreamsampler.engine.catalog import FAMILY_NAMES
 
 TYPE_NAMES = {"i": "int", "f": "float", "s": "string"}
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -409,7 +410,7 @@ REPLIES: dict[str, Message] = {
             Arg("program", "s", "dreamsampler"),
             Arg("version", "s", "server version"),
             Arg("model", "s", "model id"),
-            Arg("family", "s", "model family (musicldm, audioldm)"),
+            Arg("family", "s", f"model family ({', '.join(FAMILY_NAMES)})"),
         ), "reply to /version"),
     )
 }
@@ -418,26 +419,6 @@ REPLIES: dict[str, Message] = {
 
 PARAMS: dict[str, Arg] = session_params()
 """The session parameters by OSC key (``/param/<key>``)."""
-
-# -- issue 19: stems (Demucs) ---------------------------------------------------------------------
-# The ``stems`` option is the schema's (dreamsampler/schema.py); the /separate command is here.
-
-STEMS_MODEL = Arg("model", "s", "Demucs model for this separation: htdemucs, htdemucs_ft, "
-                  "htdemucs_6s, a local folder, or tiny (default: the server's stems.model)")
-SEPARATE = Message(
-    "/separate", (Arg("input", "s", "path of the clip to separate: inside an input folder, or a "
-                      "clip the server wrote to its output folder", field="input_path"),),
-    "separate a clip into its sources with Demucs (drums, bass, other, vocals; htdemucs_6s adds "
-    "guitar and piano): the reply's path is a folder next to the clips holding "
-    "<name>.<source>.wav for every source (same length as the input, at the output rate) and "
-    "<name>.stems.json naming the model, its version and the input; written atomically",
-    (STEMS_MODEL, option_arg(schema.by_name("job_id")),
-     Arg("name", "s", "stem of the folder and file names (made safe); default: the input's "
-         "name")),
-    ("/queued i:job_id i:position", "/done /separate i:job_id s:path",
-     "/fail /separate s:message i:job_id"))
-
-# -- end of issue 19 block -------------------------------------------------------------------------
 
 # -- commands --------------------------------------------------------------------------------------
 
@@ -570,7 +551,17 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
                 "jam mode: each clip loops on the audio device while the next is generated, "
                 "then takes over on the next bar with a crossfade",
                 (), ("/done /jam s:state", "/fail /jam s:message")),
-        SEPARATE,  # issue 19
+        Message(schema.SEPARATE, (Arg("input", "s", "path of the clip to separate: inside an "
+                                      "input folder, or a clip the server wrote to its output "
+                                      "folder", field="input_path"),),
+                "separate a clip into its sources with Demucs (issue 19: drums, bass, other, "
+                "vocals; htdemucs_6s adds guitar and piano): the reply's path is a folder next "
+                "to the clips holding <name>.<source>.wav for every source (same length as the "
+                "input, at the output rate) and <name>.stems.json naming the model, its version "
+                "and the input; written atomically",
+                options(schema.SEPARATE, params),
+                ("/queued i:job_id i:position", "/done /separate i:job_id s:path",
+                 "/fail /separate s:message i:job_id")),
     )
 
 

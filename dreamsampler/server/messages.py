@@ -81,11 +81,12 @@ Inpaint = generate_type("Inpaint", COMMANDS["/inpaint"])
 
 @dataclass(frozen=True)
 class Separate(Request):
-    """``/separate input [model M] [id N] [name S]`` (issue 19): split a clip into stems."""
+    """``/separate input [model M] [id N] [name S]`` (issue 19): split a clip into stems
+    (``model`` is the ``stems_model`` field)."""
 
     address = "/separate"
     input_path: str = ""
-    model: str | None = None
+    stems_model: str | None = None
     job_id: int | None = None
     name: str | None = None
 

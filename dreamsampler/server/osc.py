@@ -355,7 +355,7 @@ class OscServer:
         self._submit(sender, job)
 
     def _separate(self, sender: Address, msg: m.Separate) -> None:
-        job = self.service.separate_job(msg.input_path, model=msg.model, job_id=msg.job_id,
+        job = self.service.separate_job(msg.input_path, model=msg.stems_model, job_id=msg.job_id,
                                         name=msg.name,
                                         reply=self.job_reply(sender, msg.address))
         self._submit(sender, job)
