@@ -20,7 +20,8 @@ from dreamsampler.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 
-TINY_HINT = ("use --model tiny (random weights: runs offline, produces noise) or --model "
+TINY_HINT = ("use --model mini (trained here on rendered General MIDI: real notes, offline), "
+             "--model tiny (random weights: runs offline, produces noise) or --model "
              "/path/to/folder (a diffusers folder with model_index.json)")
 #: seconds the hub connection probe may take
 PROBE_TIMEOUT = 4.0
@@ -49,6 +50,8 @@ def check_model_source(model_id: str, probe_timeout: float = PROBE_TIMEOUT) -> s
     """
     if model_id == "tiny" or model_id.startswith("tiny:"):  # engine.tiny.TINY_NAMES (no torch)
         return "tiny fixture"
+    if model_id == "mini":  # dreamsampler.mini.MINI_DIR, trained here (docs/mini.md)
+        return "mini model (packaged)"
     path = Path(model_id).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
