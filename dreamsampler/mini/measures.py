@@ -103,16 +103,18 @@ def fit_classifier(cache: Path | None = None, seed: int = 0) -> InstrumentClassi
     return classifier
 
 
-def report(cache: Path | None = None, fit_seed: int = 0, test_seed: int = 1) -> dict[str, object]:
-    """Accuracy of both measures on the ``test_seed`` rendering (held-out clips).
+def report(cache: Path | None = None, fit_seed: int = 0, test_seed: int = 1,
+           variants: int = 2) -> dict[str, object]:
+    """Accuracy of both measures on the ``test_seed`` rendering (``variants`` clips per caption,
+    other velocities and lengths than the fitting set's).
 
     Returns:
         ``{"classifier_accuracy", "per_family", "pitch_within_semitone", "pitch_clips",
         "confusions"}``.
     """
     classifier = fit_classifier(cache, fit_seed)
-    directory = (cache or data.default_cache()) / f"seed{test_seed}"
-    data.build_dataset(directory, seed=test_seed)
+    directory = (cache or data.default_cache()) / f"test-seed{test_seed}"
+    data.build_dataset(directory, seed=test_seed, variants=variants)
     audio, clips = data.load_dataset(directory)
     predicted = classifier.predict(audio)
     truth = [c.instrument for c in clips]
