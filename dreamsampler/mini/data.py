@@ -241,7 +241,8 @@ def build_dataset(directory: Path, seed: int = 0, variants: int = 6,
     clips: list[Clip] = []
     for instrument in instruments:
         clips += plan(instrument, variants, seed)
-    digest = hashlib.sha256(json.dumps([dataclasses.asdict(c) for c in clips]).encode())
+    digest = hashlib.sha256(json.dumps([CLIP_SAMPLES, SLOT, ONSET,
+                                        [dataclasses.asdict(c) for c in clips]]).encode())
     key = digest.hexdigest()[:16]
     meta = directory / "clips.json"
     if meta.is_file() and json.loads(meta.read_text()).get("key") == key:

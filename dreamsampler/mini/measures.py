@@ -94,9 +94,9 @@ def fit_classifier(cache: Path | None = None, seed: int = 0) -> InstrumentClassi
     cached as ``classifier-<seed>.pkl`` next to the rendered set."""
     directory = (cache or data.default_cache()) / f"seed{seed}"
     path = directory / f"classifier-{seed}.pkl"
-    if path.is_file():
+    data.build_dataset(directory, seed=seed)  # a no-op when the same set is there
+    if path.is_file() and path.stat().st_mtime >= (directory / "clips.json").stat().st_mtime:
         return InstrumentClassifier.load(path)
-    data.build_dataset(directory, seed=seed)
     audio, clips = data.load_dataset(directory)
     classifier = InstrumentClassifier.fit(audio, [c.instrument for c in clips])
     classifier.save(path)

@@ -14,6 +14,9 @@ Stages (each reads the previous ones' saved components from ``--out``):
    captioned clips: the ε-prediction loss of DDPM (Ho et al. 2020, eq. 14) with 10 % of captions
    dropped to "" for classifier-free guidance (Ho & Salimans 2022); the saved UNet is an
    exponential moving average of the weights.
+4. ``decoder``: the VAE decoder alone, the encoder frozen (so the UNet's latents keep their
+   meaning), with an L1 that weights the sounding bins (log-mel > -6) 5 × the near-silent ones:
+   the harmonics that carry the pitch, not the silence floor. It can run while the UNet trains.
 
 Only the trained families (:data:`dreamsampler.mini.data.TRAINED`) are seen; the held-out
 instruments never are. Learning rates follow the elapsed fraction of each stage's time budget
@@ -40,8 +43,8 @@ from dreamsampler.engine.families import LogMelFrontEnd
 from dreamsampler.mini import data
 from dreamsampler.mini import model as mini_model
 
-STAGES = ("vocoder", "vae", "unet")
-DEFAULT_MINUTES = {"vocoder": 0.0, "vae": 6.0, "unet": 20.0}
+STAGES = ("vocoder", "vae", "unet", "decoder")
+DEFAULT_MINUTES = {"vocoder": 0.0, "vae": 6.0, "unet": 20.0, "decoder": 8.0}
 
 
 def log(message: str, path: Path | None = None) -> None:
@@ -97,9 +100,15 @@ class Schedule:
 
 def train_vae(mel: torch.Tensor, vae: Any, seconds: float, max_steps: int | None,
               rng: random.Random, logfile: Path) -> dict[str, Any]:
-    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, weight_decay=0.0)
-    sched = Schedule(opt, 1e-3, seconds, max_steps)
-    crop, batch = 32, 16
+    # start at the data's scale: inputs standardised by the first conv, outputs centred on the
+    # mean log-mel (the silent floor log(1e-5) = -11.5 is far from 0; without this the first
+    # hundreds of steps only learn the offset)
+    with torch.no_grad():
+        vae.encoder.conv_in.weight.div_(float(mel.std()))
+        vae.decoder.conv_out.bias.fill_(float(mel.mean()))
+    opt = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
+    sched = Schedule(opt, 2e-3, seconds, max_steps)
+    crop, batch = 32, 8
     losses: list[float] = []
     vae.train()
     while sched.next():
@@ -120,7 +129,40 @@ def train_vae(mel: torch.Tensor, vae: Any, seconds: float, max_steps: int | None
     vae.eval()
     return {"steps": sched.step, "l1_first_50": float(np.mean(losses[:50])),
             "l1_last_50": float(np.mean(losses[-50:])), "batch": batch, "crop_frames": crop,
-            "lr": 1e-3}
+            "lr": 2e-3}
+
+
+def train_decoder(mel: torch.Tensor, vae: Any, seconds: float, max_steps: int | None,
+                  rng: random.Random, logfile: Path) -> dict[str, Any]:
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    vae.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
+    sched = Schedule(opt, 1e-3, seconds, max_steps)
+    crop, batch = 32, 8
+    losses: list[float] = []
+    vae.decoder.train()
+    while sched.next():
+        idx = [rng.randrange(len(mel)) for _ in range(batch)]
+        starts = [rng.randrange(0, data.FRAMES - crop + 1, 4) for _ in idx]
+        x = torch.stack([mel[i, :, s : s + crop] for i, s in zip(idx, starts, strict=True)])
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.sample()
+        recon = vae.decode(z).sample
+        weight = 1.0 + 4.0 * (x > -6.0).float()
+        loss = ((recon - x).abs() * weight).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if sched.step % 50 == 0:
+            log(f"decoder step {sched.step} weighted L1 {np.mean(losses[-50:]):.4f}", logfile)
+    vae.eval()
+    return {"steps": sched.step, "weighted_l1_first_50": float(np.mean(losses[:50])),
+            "weighted_l1_last_50": float(np.mean(losses[-50:])), "batch": batch,
+            "crop_frames": crop, "lr": 1e-3}
 
 
 @torch.no_grad()
@@ -248,6 +290,15 @@ def main(argv: list[str] | None = None) -> None:
             stats["scaling_factor"] = float(vae.config.scaling_factor)
             with torch.no_grad():
                 recon = vae.decode(lat[:64]).sample
+            stats["full_clip_l1"] = float((recon - mel[:64]).abs().mean())
+            _save(vae, out / "vae")
+        elif stage == "decoder":
+            from diffusers import AutoencoderKL
+
+            vae = AutoencoderKL.from_pretrained(out / "vae", torch_dtype=torch.float32)
+            stats = train_decoder(mel, vae, seconds, args.steps, rng, logfile)
+            with torch.no_grad():
+                recon = vae.decode(encode_latents(vae, mel[:64])).sample
             stats["full_clip_l1"] = float((recon - mel[:64]).abs().mean())
             _save(vae, out / "vae")
         else:
