@@ -68,18 +68,29 @@ def _cmd_mini(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from dreamsampler.engine.families import ModelLoadError
-    from dreamsampler.mini.evaluate import markdown, run_adherence
+    from dreamsampler.mini.evaluate import markdown, run_adherence, run_transfer
 
     model_id = args.model or "mini"
     try:
         with Progress(transient=True) as progress:
-            task = progress.add_task(f"mini-world adherence of {model_id}", total=None)
-            result = run_adherence(
-                model_id, args.n, args.out, device=args.device or "cpu",
-                on_clip=lambda done, total: progress.update(task, completed=done, total=total))
+            task = progress.add_task(f"mini-world {args.mini} of {model_id}", total=None)
+
+            def on_clip(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            if args.mini == "transfer":
+                result = run_transfer(model_id, args.n, args.out, device=args.device or "cpu",
+                                      on_clip=on_clip)
+            else:
+                result = run_adherence(model_id, args.n, args.out, device=args.device or "cpu",
+                                       on_clip=on_clip)
     except (ModelLoadError, FileNotFoundError) as exc:
         print(f"dreamsampler: {exc}", file=sys.stderr)
         return 1
+    if args.mini == "transfer":
+        print(json.dumps(result["rows"], indent=2))
+        print(f"report: {args.out / 'transfer.json'}, plot: {args.out / 'transfer.png'}")
+        return 0
     print(markdown(result), end="")
     print(f"report: {args.out / 'adherence.json'}")
     return 0
@@ -129,9 +140,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--concept", help="the concept to evaluate")
     which.add_argument("--compare", nargs="+", metavar="NAME", help="several concepts side by side")
-    which.add_argument("--mini", choices=["adherence", "measures"],
-                       help="the mini world (docs/mini.md): a model's prompt adherence over --n "
-                            "seeds (default --model mini), or the measures' own accuracy")
+    which.add_argument("--mini", choices=["adherence", "transfer", "measures"],
+                       help="the mini world (docs/mini.md): a model's prompt adherence or its "
+                            "style-transfer curve over --n seeds (default --model mini), or the "
+                            "measures' own accuracy")
     p.add_argument("--n", type=int, default=8, help="clips per prompt (seeds 0..n-1)")
     p.add_argument("--prompts", type=Path,
                    help="YAML with 'reconstruction' and 'editability' prompt lists ({} = concept)")

@@ -140,3 +140,124 @@ def run_adherence(model_id: str = "mini", n: int = 20, out: Path | None = None,
         (out / "adherence.json").write_text(json.dumps(result, indent=2) + "\n")
         (out / "adherence.md").write_text(markdown(result))
     return result
+
+
+#: (input family, input note, prompt family, prompt note) of the style-transfer curve: the prompt
+#: names another instrument AND another note, so pitch and timbre can each be seen to move
+TRANSFER_PAIRS: tuple[tuple[str, str, str, str], ...] = (
+    ("piano", "C4", "flute", "G4"), ("strings", "E4", "trumpet", "A4"),
+    ("organ", "G3", "guitar", "D4"), ("flute", "A5", "piano", "D5"),
+)
+STRENGTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def transfer_curve(model: Any, classifier: InstrumentClassifier, workdir: Path,
+                   seeds: list[int], strengths: tuple[float, ...] = STRENGTHS,
+                   steps: int = 25, guidance: float = 2.5, seed: int = 1,
+                   on_clip: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """SDEdit style transfer of rendered notes (seed ``seed`` rendering, written as WAV into
+    ``workdir``) to a prompt naming another instrument and note, at each strength.
+
+    Returns:
+        per strength: the fraction of clips whose pitch stays the input's / moves to the
+        prompt's (within a semitone), whose classified instrument stays / moves, and the mean
+        classifier probability of the prompt's instrument.
+    """
+    import soundfile as sf
+
+    from dreamsampler.engine.request import GenerationRequest
+    from dreamsampler.engine.sampler import sample
+
+    families = tuple(dict.fromkeys(data.INSTRUMENTS[p[0]] for p in TRANSFER_PAIRS))
+    rendered = data.build_dataset(workdir / "rendered", seed=seed, variants=1,
+                                  instruments=families)
+    audio, clips = data.load_dataset(rendered)
+    inputs = []
+    for src, note, dst, target in TRANSFER_PAIRS:
+        caption = data.note_caption(data.INSTRUMENTS[src], data.midi_number(note))
+        row = next(i for i, c in enumerate(clips) if c.caption == caption)
+        path = workdir / f"{src}-{note}.wav"
+        sf.write(path, audio[row], data.SAMPLE_RATE)
+        prompt = data.note_caption(data.INSTRUMENTS[dst], data.midi_number(target))
+        inputs.append((path, src, data.midi_number(note), prompt, dst, data.midi_number(target)))
+    rows = []
+    total, done = len(strengths) * len(inputs) * len(seeds), 0
+    for strength in strengths:
+        outs, meta = [], []
+        for path, src, note, prompt, dst, target in inputs:
+            for s in seeds:
+                request = GenerationRequest(prompt=prompt, seed=s, num_inference_steps=steps,
+                                            guidance_scale=guidance, input_path=path,
+                                            strength=strength,
+                                            duration=data.CLIP_SAMPLES / data.SAMPLE_RATE)
+                outs.append(sample(model, request).audio[0][: data.CLIP_SAMPLES])
+                meta.append((src, note, dst, target))
+                done += 1
+                if on_clip is not None:
+                    on_clip(done, total)
+        batch = np.stack(outs)
+        predicted = classifier.predict(batch)
+        probs = classifier.probabilities(batch)
+        pitches = [estimate_pitch(a) for a in batch]
+        n = len(meta)
+        rows.append({
+            "strength": strength,
+            "pitch_kept": sum(pitch_correct(p, m[1]) for p, m in zip(pitches, meta,
+                                                                     strict=True)) / n,
+            "pitch_to_prompt": sum(pitch_correct(p, m[3]) for p, m in zip(pitches, meta,
+                                                                          strict=True)) / n,
+            "instrument_kept": sum(p == m[0] for p, m in zip(predicted, meta, strict=True)) / n,
+            "instrument_to_prompt": sum(p == m[2] for p, m in zip(predicted, meta,
+                                                                 strict=True)) / n,
+            "p_prompt_instrument": float(np.mean([probs[i, classifier.classes.index(m[2])]
+                                                  for i, m in enumerate(meta)])),
+            "clips": n,
+        })
+    return {"pairs": [list(p) for p in TRANSFER_PAIRS], "rows": rows,
+            "settings": {"seeds": seeds, "num_inference_steps": steps,
+                         "guidance_scale": guidance, "input_seed": seed}}
+
+
+def plot_transfer(result: dict[str, Any], path: Path) -> None:
+    """The transfer curve: what stays of the input against what moves to the prompt."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    x = [r["strength"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label, style in (("pitch_kept", "pitch = input's", "o-"),
+                              ("pitch_to_prompt", "pitch = prompt's", "o--"),
+                              ("instrument_kept", "instrument = input's", "s-"),
+                              ("instrument_to_prompt", "instrument = prompt's", "s--")):
+        ax.plot(x, [r[key] for r in rows], style, label=label)
+    ax.set_xlabel("strength")
+    ax.set_ylabel("fraction of clips")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("mini model: SDEdit style transfer, input note → prompt")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_transfer(model_id: str = "mini", n: int = 5, out: Path = Path("eval-mini"),
+                 steps: int = 25, guidance: float = 2.5, device: str = "cpu",
+                 on_clip: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Load ``model_id`` and measure :func:`transfer_curve` over seeds ``0..n-1``; write
+    ``transfer.json`` and ``transfer.png`` to ``out``."""
+    from dreamsampler.engine.families import load_model
+    from dreamsampler.mini.measures import fit_classifier
+
+    model = load_model(model_id, device)
+    classifier = fit_classifier()
+    out.mkdir(parents=True, exist_ok=True)
+    result = transfer_curve(model, classifier, out / "transfer-inputs", list(range(n)),
+                            steps=steps, guidance=guidance, on_clip=on_clip)
+    result["settings"]["model"] = model_id
+    (out / "transfer.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_transfer(result, out / "transfer.png")
+    return result
