@@ -10,11 +10,13 @@ Stages (each reads the previous ones' saved components from ``--out``):
 2. ``vae``: ``AutoencoderKL`` on log-mel crops: L1 reconstruction + 1e-6 · KL (the KL-regularised
    autoencoder of Rombach et al. 2022, without its GAN/perceptual terms). Its ``scaling_factor``
    is set to 1 / std of the training latents (Rombach et al. 2022, sec. G).
-3. ``unet``: ``UNet2DConditionModel`` and the CLAP text tower together, on the VAE latents of the
-   captioned clips: the ε-prediction loss of DDPM (Ho et al. 2020, eq. 14) with 10 % of captions
-   dropped to "" for classifier-free guidance (Ho & Salimans 2022); the saved UNet is an
-   exponential moving average of the weights.
-4. ``decoder``: the VAE decoder alone, the encoder frozen (so the UNet's latents keep their
+3. ``text``: the CLAP text tower alone: the embeddings of distinct captions are pushed apart
+   (uniformity loss), so the UNet can tell them apart from its first step.
+4. ``unet``: ``UNet2DConditionModel`` on the VAE latents of the captioned clips, conditioned on
+   the frozen text tower's embeddings: the ε-prediction loss of DDPM (Ho et al. 2020, eq. 14)
+   with 10 % of captions dropped to "" for classifier-free guidance (Ho & Salimans 2022); the
+   saved UNet is an exponential moving average of the weights.
+5. ``decoder``: the VAE decoder alone, the encoder frozen (so the UNet's latents keep their
    meaning), with an L1 that weights the sounding bins (log-mel > -6) 5 × the near-silent ones:
    the harmonics that carry the pitch, not the silence floor. It can run while the UNet trains.
 
@@ -43,8 +45,8 @@ from dreamsampler.engine.families import LogMelFrontEnd
 from dreamsampler.mini import data
 from dreamsampler.mini import model as mini_model
 
-STAGES = ("vocoder", "vae", "unet", "decoder")
-DEFAULT_MINUTES = {"vocoder": 0.0, "vae": 6.0, "unet": 20.0, "decoder": 8.0}
+STAGES = ("vocoder", "vae", "text", "unet", "decoder")
+DEFAULT_MINUTES = {"vocoder": 0.0, "vae": 6.0, "text": 1.0, "unet": 18.0, "decoder": 8.0}
 
 
 def log(message: str, path: Path | None = None) -> None:
@@ -165,6 +167,54 @@ def train_decoder(mel: torch.Tensor, vae: Any, seconds: float, max_steps: int | 
             "crop_frames": crop, "lr": 1e-3}
 
 
+def caption_ids(tok: Any, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and mask of ``captions``, cut to the longest (a shorter sequence is the same
+    computation under the mask)."""
+    ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
+              return_tensors="pt")
+    length = int(ids.attention_mask.sum(1).max())
+    return ids.input_ids[:, :length], ids.attention_mask[:, :length]
+
+
+def text_embeddings(text_encoder: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The family's conditioning: pooled, projected, L2-normalised CLAP text features."""
+    out = text_encoder.get_text_features(ids, attention_mask=mask)
+    return F.normalize(out.pooler_output if hasattr(out, "pooler_output") else out, dim=-1)
+
+
+def train_text(captions: list[str], text_encoder: Any, tok: Any, seconds: float,
+               max_steps: int | None, logfile: Path) -> dict[str, Any]:
+    """Spread the captions' embeddings apart: minimise the uniformity loss (Wang & Isola 2020)
+    over the embeddings of distinct captions (and the empty prompt). A randomly initialised
+    tower maps all captions to nearly one direction (cosine 0.999 between "a piano playing A5"
+    and "a flute playing E4" in the first run), which the UNet then cannot tell apart."""
+    unique = [*sorted(set(captions)), ""]
+    ids, mask = caption_ids(tok, unique)
+    params = [*text_encoder.text_model.parameters(), *text_encoder.text_projection.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
+    sched = Schedule(opt, 1e-3, seconds, max_steps)
+    off = ~torch.eye(len(unique), dtype=torch.bool)
+    with torch.no_grad():
+        e = text_embeddings(text_encoder, ids, mask)
+        before = float((e @ e.T)[off].abs().max())
+    text_encoder.train()
+    while sched.next():
+        e = text_embeddings(text_encoder, ids, mask)
+        # the uniformity loss of Wang & Isola (2020), eq. 5 (t = 2): close pairs weigh most
+        loss = torch.log(torch.exp(-2.0 * (2.0 - 2.0 * (e @ e.T)[off])).mean())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if sched.step % 50 == 0:
+            log(f"text step {sched.step} uniformity {float(loss):.4f}", logfile)
+    text_encoder.eval()
+    with torch.no_grad():
+        e = text_embeddings(text_encoder, ids, mask)
+        cos = (e @ e.T)[off]
+    return {"steps": sched.step, "max_cos_before": before, "max_cos_after": float(cos.max()),
+            "mean_abs_cos_after": float(cos.abs().mean()), "lr": 1e-3}
+
+
 @torch.no_grad()
 def encode_latents(vae: Any, mel: torch.Tensor) -> torch.Tensor:
     """Unscaled latent means ``(n, 8, 32, 16)``."""
@@ -175,55 +225,45 @@ def encode_latents(vae: Any, mel: torch.Tensor) -> torch.Tensor:
 def train_unet(latents: torch.Tensor, captions: list[str], components: dict[str, Any],
                seconds: float, max_steps: int | None, rng: random.Random,
                logfile: Path) -> tuple[dict[str, Any], Any]:
+    """The UNet on the latents, conditioned on the (frozen, stage ``text``) caption embeddings."""
     unet, text_encoder, tok = components["unet"], components["text_encoder"], \
         components["tokenizer"]
     scheduler = components["scheduler"]
-    text_params = [*text_encoder.text_model.parameters(),
-                   *text_encoder.text_projection.parameters()]
-    params = [*unet.parameters(), *text_params]
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
+    unique = [*sorted(set(captions)), ""]
+    with torch.no_grad():
+        table = text_embeddings(text_encoder.eval(), *caption_ids(tok, unique))
+    caption_row = {c: i for i, c in enumerate(unique)}
+    opt = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=1e-4)
     sched = Schedule(opt, 1e-3, seconds, max_steps)
     ema_unet = copy.deepcopy(unet).requires_grad_(False)
-    ema_text = copy.deepcopy(text_encoder).requires_grad_(False)
-    unique = [*sorted(set(captions)), ""]
-    ids = tok(unique, padding="max_length", max_length=tok.model_max_length, truncation=True,
-              return_tensors="pt")
-    caption_row = {c: i for i, c in enumerate(unique)}
-    # the longest caption is well under 32 tokens: a shorter sequence is the same computation
-    length = int(ids.attention_mask.sum(1).max())
-    input_ids, mask = ids.input_ids[:, :length], ids.attention_mask[:, :length]
     batch = 16
     losses: list[float] = []
     unet.train()
-    text_encoder.train()
     while sched.next():
         idx = [rng.randrange(len(latents)) for _ in range(batch)]
         rows = [caption_row[captions[i] if rng.random() >= 0.1 else ""] for i in idx]
         x0 = latents[idx]
-        out = text_encoder.get_text_features(input_ids[rows], attention_mask=mask[rows])
-        cond = F.normalize(out.pooler_output if hasattr(out, "pooler_output") else out, dim=-1)
         noise = torch.randn_like(x0)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,))
         noisy = scheduler.add_noise(x0, noise, t)
-        pred = unet(noisy, t, encoder_hidden_states=None, class_labels=cond).sample
+        pred = unet(noisy, t, encoder_hidden_states=None, class_labels=table[rows]).sample
         loss = F.mse_loss(pred, noise)
         opt.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        decay = min(0.999, (1 + sched.step) / (10 + sched.step))
+        decay = min(0.995, (1 + sched.step) / (10 + sched.step))
         with torch.no_grad():
-            for ema, live in ((ema_unet, unet), (ema_text, text_encoder)):
-                for pe, pl in zip(ema.parameters(), live.parameters(), strict=True):
-                    pe.lerp_(pl, 1 - decay)
+            for pe, pl in zip(ema_unet.parameters(), unet.parameters(), strict=True):
+                pe.lerp_(pl, 1 - decay)
         losses.append(float(loss.detach()))
         if sched.step % 50 == 0:
             log(f"unet step {sched.step} loss {np.mean(losses[-50:]):.4f}", logfile)
+    log(f"unet: {sched.step} steps", logfile)
     stats = {"steps": sched.step, "loss_first_50": float(np.mean(losses[:50])),
              "loss_last_50": float(np.mean(losses[-50:])), "batch": batch, "lr": 1e-3,
-             "caption_dropout": 0.1, "ema": 0.999, "captions": len(unique) - 1}
-    log(f"unet: {sched.step} steps", logfile)
-    return stats, (ema_unet.eval(), ema_text.eval())
+             "caption_dropout": 0.1, "ema": 0.995, "captions": len(unique) - 1}
+    return stats, ema_unet.eval()
 
 
 def save_index(out: Path) -> None:
@@ -292,6 +332,10 @@ def main(argv: list[str] | None = None) -> None:
                 recon = vae.decode(lat[:64]).sample
             stats["full_clip_l1"] = float((recon - mel[:64]).abs().mean())
             _save(vae, out / "vae")
+        elif stage == "text":
+            stats = train_text(captions, fresh["text_encoder"], tok, seconds, args.steps, logfile)
+            _save(fresh["text_encoder"], out / "text_encoder")
+            tok.save_pretrained(out / "tokenizer")
         elif stage == "decoder":
             from diffusers import AutoencoderKL
 
@@ -306,12 +350,14 @@ def main(argv: list[str] | None = None) -> None:
 
             vae = AutoencoderKL.from_pretrained(out / "vae", torch_dtype=torch.float32)
             latents = encode_latents(vae, mel) * vae.config.scaling_factor
-            components = {**fresh, "tokenizer": tok}
-            stats, (unet, text_encoder) = train_unet(latents, captions, components, seconds,
-                                                     args.steps, rng, logfile)
+            from transformers import ClapModel
+
+            text_encoder = ClapModel.from_pretrained(out / "text_encoder",
+                                                     torch_dtype=torch.float32)
+            components = {**fresh, "tokenizer": tok, "text_encoder": text_encoder}
+            stats, unet = train_unet(latents, captions, components, seconds, args.steps, rng,
+                                     logfile)
             _save(unet, out / "unet")
-            _save(text_encoder, out / "text_encoder")
-            tok.save_pretrained(out / "tokenizer")
             fresh["scheduler"].save_pretrained(out / "scheduler")
             save_index(out)
         stats["seconds"] = round(time.perf_counter() - started, 1)
