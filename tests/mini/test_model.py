@@ -48,7 +48,8 @@ def test_the_prompt_changes_the_clip(mini: MusicLDMFamily) -> None:
 
 
 # (prompt, instrument, MIDI pitch): a trained family on fixed seeds. The shipped model does NOT
-# yet meet the bar (docs/mini.md: 20.5 % instrument, 12.9 % pitch over 20 seeds); strict xfail keeps the check and turns red (XPASS) once a retrained model passes.
+# yet meet the bar (docs/mini.md: 20.5 % instrument, 12.9 % pitch over 20 seeds);
+# strict xfail keeps the check and turns red (XPASS) once a retrained model passes.
 @pytest.mark.xfail(strict=True, reason="the 12-minute UNet does not follow note prompts yet "
                    "(docs/mini.md, 'What it shows')")
 def test_mini_follows_its_prompt(mini: MusicLDMFamily, classifier: object) -> None:
