@@ -310,6 +310,9 @@ REPLIES: dict[str, Message] = {
             Arg("jam", "i", "1 while jam mode plays, else 0", 0, 1),
             Arg("engine_restarts", "i", "times the engine process was replaced after a crash, "
                 "a wedge or a device error (engine.kind: process)", 0),
+            Arg("engine_state", "s", "ready; restarting N (restart attempt N is loading the "
+                "model); failed: REASON; retry N in S s (a restart failed: work fails at once "
+                "until it is back); closed: REASON"),
         ), "reply to /status (positional; fields are only ever appended)"),
         Message("/synced", (Arg("id", "i", "the id given to /sync"),),
                 "every command and job received before /sync has completed"),

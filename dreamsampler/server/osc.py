@@ -380,7 +380,7 @@ class OscServer:
             len(self.clients), e.model_id, e.sample_rate, s.uptime, e.device, s.output_dir,
             int(s.output_writable), self.oscquery_port, s.tempo, s.tempo_source, s.underruns,
             self.midi.unmapped_notes if self.midi is not None else 0,
-            int(self.jam is not None and self.jam.running), e.restarts,
+            int(self.jam is not None and self.jam.running), e.restarts, e.state,
         )
 
     def _sync(self, sender: Address, msg: m.Sync) -> None:
