@@ -7,9 +7,13 @@ port; nothing is silent. Addresses are looked up exactly (an OSC pattern address
 Malformed datagrams (bad OSC, invalid UTF-8, bundles nested too deep) are counted, logged at a
 limited rate and dropped; the server keeps serving. Work is bounded: at most
 ``max_per_datagram`` messages of one datagram are answered (the rest get one ``/fail``), at most
-``max_pending`` background requests (``/sync``, concept operations, ``/audio/devices``…) wait at
-once (more get ``/fail … busy``), and datagrams from outside ``allow`` are dropped. See
-docs/hardening.md.
+``max_pending`` background requests *of each kind* (:data:`WORK_KINDS`: ``/sync``; the concept
+operations; ``/concept/available`` and ``/audio/devices``) wait at once (more of that kind get
+``/fail … busy``), and datagrams from outside ``allow`` are dropped. Control messages (``/stop``,
+``/jam``, ``/cancel``, ``/status``, ``/notify``, ``/param``, ``/tempo``, ``/play``…) never wait
+behind work and never count against its limits: most answer at once on the loop; ``/stop`` runs
+once for every ``/stop`` that arrives while it runs (all are answered), and ``/jam`` has its own
+bound. See docs/hardening.md.
 
 The edge talks to the :class:`~dreamsampler.server.service.Service` only (never to the engine or a
 sink); the live commands that steer another edge — ``/jam`` the jam edge, ``/midi/learn`` and
@@ -63,6 +67,12 @@ MAX_PENDING = 64
 MAX_BUNDLES = 16
 """Bundles (nested or not) in one datagram; a datagram with more is malformed."""
 BUNDLE_ADDRESS = "#bundle"
+WORK_KINDS = ("sync", "concept", "query")
+"""Kinds of background work, each bounded by ``max_pending`` on its own: ``sync`` (``/sync``),
+``concept`` (``/concept/load``, ``/concept/unload``), ``query`` (``/concept/available``,
+``/audio/devices``). ``control`` (``/jam``) has its own bound; ``/stop`` is coalesced."""
+MAX_STOP_WAITERS = 4096
+"""Distinct senders answered by one coalesced ``/stop`` run (more get ``/fail … busy``)."""
 
 
 class LiveDisabledError(RequestError):
@@ -142,6 +152,9 @@ class OscServer:
         self.oscquery_port = 0
         self.transport: asyncio.DatagramTransport | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, set[asyncio.Task[None]]] = {}
+        self._stop_task: asyncio.Task[None] | None = None
+        self._stop_waiters: dict[Address, None] = {}
         self._handlers: dict[type[m.Request], Handler] = {
             m.Gen: self._gen,
             m.Transfer: self._gen,
@@ -241,22 +254,30 @@ class OscServer:
         for target in self.clients.notified():
             self.send(target, address, *args)
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None], kind: str = "query") -> None:
         """Run ``coro`` as a background task of the server (kept referenced until done).
 
+        Args:
+            kind: its bound (one of :data:`WORK_KINDS`, or ``control``): at most
+                ``max_pending`` of each kind wait at once, so one kind never locks out another.
+
         Raises:
-            BusyError: ``max_pending`` background requests are waiting already (``coro`` is
-                closed unstarted).
+            BusyError: ``max_pending`` background requests of ``kind`` are waiting already
+                (``coro`` is closed unstarted).
         """
-        if len(self._background) >= self.max_pending:
+        pending = self._pending.setdefault(kind, set())
+        if len(pending) >= self.max_pending:
             coro.close()
-            raise BusyError(f"busy: {len(self._background)} requests pending, try again")
+            raise BusyError(f"busy: {len(pending)} requests pending, try again")
         task = asyncio.create_task(coro)
         self._background.add(task)
+        pending.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(pending.discard)
 
     def _background_reply(self, sender: Address, address: str,
-                          work: Callable[[], Awaitable[tuple[Any, ...]]]) -> None:
+                          work: Callable[[], Awaitable[tuple[Any, ...]]],
+                          kind: str = "query") -> None:
         """Run ``work`` on the loop; ``/done address *result`` or ``/fail address message``."""
         async def run() -> None:
             try:
@@ -270,7 +291,7 @@ class OscServer:
                 return
             self.reply(sender, "/done", address, *result)
 
-        self.spawn(run())
+        self.spawn(run(), kind)
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -392,7 +413,7 @@ class OscServer:
                 return
             self.reply(sender, "/synced", msg.id)
 
-        self.spawn(wait())
+        self.spawn(wait(), "sync")
 
     def _version(self, sender: Address, msg: m.Version) -> None:
         engine = self.service.status().engine
@@ -416,7 +437,7 @@ class OscServer:
             else:
                 self.reply(sender, "/done", address, *done)
 
-        self.spawn(run())
+        self.spawn(run(), "concept")
 
     def _concept_load(self, sender: Address, msg: m.ConceptLoad) -> None:
         async def load() -> tuple[Any, ...]:
@@ -442,7 +463,7 @@ class OscServer:
                 atoms += [c.name, c.method, c.family, int(c.loaded)]
             self.reply(sender, "/concept.available", *atoms)
 
-        self.spawn(run())
+        self.spawn(run(), "query")
 
     # -- presets, tempo, device ----------------------------------------------------------------
 
@@ -462,13 +483,37 @@ class OscServer:
         self.reply(sender, "/done", msg.address, msg.job_id, round(delay, 6))
 
     def _stop(self, sender: Address, msg: m.Stop) -> None:
-        async def work() -> tuple[Any, ...]:
-            if self.jam is not None:
-                await self.jam.stop()
-            await self.service.stop()
-            return ()
+        """The panic button: never busy behind work. Every ``/stop`` that arrives while a stop
+        runs is answered after one more run (so sound that started meanwhile stops too)."""
+        if sender not in self._stop_waiters and len(self._stop_waiters) >= MAX_STOP_WAITERS:
+            raise BusyError(f"busy: {len(self._stop_waiters)} /stop requests pending")
+        self._stop_waiters[sender] = None
+        if self._stop_task is None:
+            self._stop_task = asyncio.create_task(self._run_stops(msg.address))
+            self._background.add(self._stop_task)
+            self._stop_task.add_done_callback(self._background.discard)
 
-        self._background_reply(sender, msg.address, work)
+    async def _run_stops(self, address: str) -> None:
+        try:
+            while self._stop_waiters:
+                waiters, self._stop_waiters = list(self._stop_waiters), {}
+                error: str | None = None
+                try:
+                    if self.jam is not None:
+                        await self.jam.stop()
+                    await self.service.stop()
+                except (RequestError, SinkError) as exc:
+                    error = str(exc)
+                except Exception as exc:
+                    self.logs.log("internal", logging.ERROR, "/stop failed", exc_info=True)
+                    error = f"internal error: {type(exc).__name__}: {exc}"
+                for sender in waiters:
+                    if error is None:
+                        self.reply(sender, "/done", address)
+                    else:
+                        self.fail(sender, address, error)
+        finally:
+            self._stop_task = None
 
     def _audio_devices(self, sender: Address, msg: m.AudioDevices) -> None:
         async def work() -> None:
@@ -476,7 +521,7 @@ class OscServer:
             names = await asyncio.to_thread(audio_devices.output_device_names)
             self.reply(sender, "/audio.devices", *names)
 
-        self.spawn(work())
+        self.spawn(work(), "query")
 
     # -- the other edges -----------------------------------------------------------------------
 
@@ -492,7 +537,7 @@ class OscServer:
                 await jam.stop()
             return ("on" if msg.on else "off",)
 
-        self._background_reply(sender, msg.address, work)
+        self._background_reply(sender, msg.address, work, "control")
 
     def _midi_learn(self, sender: Address, msg: m.MidiLearn) -> None:
         if self.midi is None:
