@@ -104,6 +104,16 @@ class OscClient:
         self.send(address, *args)
         return self.wait_for(is_final_for(address), timeout)
 
+    def notify(self, timeout: float = 5.0) -> list[Reply]:
+        """Register for notifications (``/notify 1``) and, when the server asks for it (a
+        ``/notify.cookie``: servers confirm registrations from the network), echo the cookie
+        (``/notify 1 0 cookie``). Returns the replies."""
+        got = self.request("/notify", 1, timeout=timeout)
+        cookies = [r for r in got if r.address == "/notify.cookie"]
+        if cookies:
+            got += self.request("/notify", 1, 0, cookies[-1].args[0], timeout=timeout)
+        return got
+
 
 def parse_cli_args(words: Iterable[str]) -> list[Any]:
     """Shell words → OSC atoms: int, then float, else string (``"7"`` → 7, ``"0.5"`` → 0.5)."""

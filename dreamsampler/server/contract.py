@@ -279,6 +279,9 @@ REPLIES: dict[str, Message] = {
         Message("/progress", (JOB_ID, Arg("fraction", "f", "share of steps done", 0, 1)),
                 "denoising progress (to /notify clients)"),
         Message("/job.started", (JOB_ID,), "a job began running (to /notify clients)"),
+        Message("/notify.cookie", (Arg("cookie", "i", "send /notify 1 reply_port cookie to "
+                                       "confirm the registration", 0, 16777215),),
+                "sent before /done /notify to a registration that must be confirmed"),
         Message("/job.ended", (JOB_ID, Arg("state", "s", "done, failed or cancelled"),
                                Arg("detail", "s", "the clip's path, or the failure message")),
                 "a job ended (to /notify clients)"),
@@ -443,10 +446,14 @@ COMMANDS: dict[str, Message] = {
         Message("/notify", (
             Arg("on", "i", "1 registers the sender for notifications, 0 unregisters", 0, 1),
             Arg("reply_port", "i", "UDP port to send replies to (Max's udpsend and Pd's netsend "
-                "send from another port than they listen on); default: the sender's port",
-                1, 65535, required=False),
-        ), "register for /progress, /job.started, /job.ended and set the reply port",
-            (), ("/done /notify i:on i:reply_port",)),
+                "send from another port than they listen on); default or 0: the sender's port",
+                0, 65535, required=False),
+            Arg("cookie", "i", "the number of the last /notify.cookie, echoed to confirm the "
+                "registration: notifications start only then (senders on loopback need none)",
+                0, 16777215, required=False),
+        ), "set the reply port and register for /progress, /job.started, /job.ended (a "
+            "registration from the network starts once confirmed by echoing its cookie)",
+            (), ("/notify.cookie i:cookie", "/done /notify i:on i:reply_port")),
         Message("/status", (), "ask for the server's state", (), ("/status.reply ...",)),
         Message("/sync", (Arg("id", "i", "any integer, echoed back"),),
                 "reply once everything received before has completed (jobs included)",
@@ -506,7 +513,7 @@ def direct_replies() -> dict[str, str]:
     for cmd in COMMANDS.values():
         for reply in cmd.replies:
             head = reply.split()[0]
-            if head not in ("/done", "/fail", "/queued"):
+            if head not in ("/done", "/fail", "/queued", "/notify.cookie"):  # not final
                 out[cmd.address] = head
                 break
     return out

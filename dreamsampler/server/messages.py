@@ -157,6 +157,7 @@ class Notify(Request):
     address = "/notify"
     on: int
     reply_port: int | None = None
+    cookie: int | None = None
 
 
 @dataclass(frozen=True)

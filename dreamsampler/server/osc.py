@@ -71,6 +71,10 @@ WORK_KINDS = ("sync", "concept", "query")
 """Kinds of background work, each bounded by ``max_pending`` on its own: ``sync`` (``/sync``),
 ``concept`` (``/concept/load``, ``/concept/unload``), ``query`` (``/concept/available``,
 ``/audio/devices``). ``control`` (``/jam``) has its own bound; ``/stop`` is coalesced."""
+PROGRESS_UPDATES = 20
+"""``/progress`` messages per job to each registrant, at most."""
+MAX_TRACKED_JOBS = 4096
+"""Jobs whose progress level is remembered (queue bound is far lower)."""
 MAX_STOP_WAITERS = 4096
 """Distinct senders answered by one coalesced ``/stop`` run (more get ``/fail … busy``)."""
 
@@ -123,6 +127,9 @@ class OscServer:
         jam: the jam edge (``/jam``); None: ``/jam`` fails.
         allow: networks (CIDR strings) whose datagrams are served; empty: all.
         max_clients, client_ttl: ``/notify`` bounds (see :class:`Clients`).
+        progress_updates: ``/progress`` messages per job to each registrant, at most (sent
+            when the fraction done crosses the next multiple of ``1 / progress_updates``).
+        cookie_loopback: loopback senders must confirm ``/notify`` with the cookie too.
         max_pending: background requests waiting at once.
         max_per_datagram: messages of one datagram that are answered.
     """
@@ -131,13 +138,15 @@ class OscServer:
                  midi: MidiEdge | None = None, jam: Jam | None = None,
                  allow: list[str] | None = None, max_clients: int = MAX_CLIENTS,
                  client_ttl: float = CLIENT_TTL, max_pending: int = MAX_PENDING,
-                 max_per_datagram: int = MAX_PER_DATAGRAM) -> None:
+                 max_per_datagram: int = MAX_PER_DATAGRAM,
+                 progress_updates: int = PROGRESS_UPDATES,
+                 cookie_loopback: bool = False) -> None:
         self.service = service
         self.midi = midi
         self.jam = jam
         self.host = host
         self.port = port
-        self.clients = Clients(max_clients, client_ttl)
+        self.clients = Clients(max_clients, client_ttl, cookie_loopback=cookie_loopback)
         self.allow = _networks(allow or [])
         self.max_pending = max_pending
         self.max_per_datagram = max_per_datagram
@@ -155,6 +164,8 @@ class OscServer:
         self._pending: dict[str, set[asyncio.Task[None]]] = {}
         self._stop_task: asyncio.Task[None] | None = None
         self._stop_waiters: dict[Address, None] = {}
+        self.progress_updates = progress_updates
+        self._progress_sent: dict[int, int] = {}  # job id → last progress level broadcast
         self._handlers: dict[type[m.Request], Handler] = {
             m.Gen: self._gen,
             m.Transfer: self._gen,
@@ -385,7 +396,9 @@ class OscServer:
 
     def _notify(self, sender: Address, msg: m.Notify) -> None:
         if msg.on:
-            target = self.clients.register(sender, msg.reply_port)
+            target, confirmed = self.clients.register(sender, msg.reply_port, msg.cookie)
+            if not confirmed:  # the stream starts once the cookie comes back (notify.py)
+                self.send(target, "/notify.cookie", self.clients.cookie(target))
             self.send(target, "/done", msg.address, 1, target[1])
         else:
             target = self.clients.reply_address(sender)
@@ -563,12 +576,21 @@ class OscServer:
 
     def _notify_clients(self, update: Update) -> None:
         if isinstance(update, JobStarted):
+            self._progress_sent[update.job_id] = -1
             self.broadcast("/job.started", update.job_id)
         elif isinstance(update, JobProgress):
-            self.broadcast("/progress", update.job_id, float(update.fraction))
+            # coalesced: at most progress_updates /progress per job (issue 22: one 48-byte
+            # /gen x steps 200 sent 200 datagrams to every registrant, plus the rest)
+            last = self._progress_sent.get(update.job_id, -1)
+            level = math.floor(float(update.fraction) * self.progress_updates + 1e-9)
+            if level > last and len(self._progress_sent) <= MAX_TRACKED_JOBS:
+                self._progress_sent[update.job_id] = level
+                self.broadcast("/progress", update.job_id, float(update.fraction))
         elif isinstance(update, Delivered):
+            self._progress_sent.pop(update.job_id, None)
             self.broadcast("/job.ended", update.job_id, "done", str(update.path or ""))
         elif isinstance(update, JobFailed):
+            self._progress_sent.pop(update.job_id, None)
             state = "cancelled" if update.cancelled else "failed"
             self.broadcast("/job.ended", update.job_id, state, update.message)
 
