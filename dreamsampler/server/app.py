@@ -118,7 +118,10 @@ async def start_app(config: Config, engine: Engine | None = None) -> App:
 
 
 async def serve(config: Config) -> None:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT, SIGTERM or SIGHUP (the terminal closed, SSH dropped): each is a
+    graceful stop (:meth:`App.close`: every pending request is answered). SIGHUP is left alone
+    when it was ignored at start (``nohup dreamsampler serve``, a service manager that ignores
+    it): the server then runs on after its terminal goes away. See docs/hardening.md."""
     app = await start_app(config)
     status = app.service.status().engine
     log.info(
@@ -135,11 +138,27 @@ async def serve(config: Config) -> None:
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    for sig in stop_signals():
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal, sig)
     try:
         await stop.wait()
     finally:
-        log.info("shutting down")
+        log.info("shutting down (%s)", ", ".join(received) or "stopped")
         await app.close()
+
+
+def stop_signals() -> list[signal.Signals]:
+    """The signals that stop the server gracefully: SIGINT, SIGTERM and, unless it is ignored
+    already (``nohup``), SIGHUP."""
+    signals = [signal.SIGINT, signal.SIGTERM]
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        signals.append(hup)
+    return signals

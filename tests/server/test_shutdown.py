@@ -23,8 +23,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_fails_every_job_before_closing(tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGHUP (terminal closed, SSH dropped) included: before issue 22 it killed the server
+    with no reply to anyone."""
     port = _free_port()
     (tmp_path / "in").mkdir()
     proc = subprocess.Popen(
@@ -47,16 +49,19 @@ def test_signal_fails_every_job_before_closing(tmp_path: Path, sig: signal.Signa
                 c.send("/gen", f"long {i}", "steps", 200, "duration", 8.0, "id", 10 + i)
                 c.wait_for(lambda r: r.address == "/queued")
             c.wait_for(lambda r: r.address == "/progress")  # job 10 is in the sampler
+            c.send("/sync", 77)  # waits behind the jobs: answered too
             proc.send_signal(sig)
             # each job's /fail (to the sender), then its /job.ended (to /notify clients)
             c.wait_for(lambda r: len([x for x in c.received if x.address == "/job.ended"]) == 4,
                        timeout=60)
-            fails = [r for r in c.received if r.address == "/fail"]
+            fails = [r for r in c.received if r.address == "/fail" and r.args[0] == "/gen"]
             assert sorted((r.args[0], r.args[2]) for r in fails) == \
                 [("/gen", 10 + i) for i in range(4)]
             assert {r.args[1] for r in fails} == {"server shutting down"}
             ended = [r for r in c.received if r.address == "/job.ended"]
             assert sorted(r.args[0] for r in ended) == [10, 11, 12, 13]
+            if not any(r.args[:1] == ("/sync",) for r in c.received):
+                c.wait_for(lambda r: r.args[:1] == ("/sync",), timeout=30)
         assert proc.wait(60) == 0
     finally:
         if proc.poll() is None:
