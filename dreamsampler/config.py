@@ -179,6 +179,9 @@ class Limits(_Section):
     max_input_mb: float = Field(
         256.0, gt=0.0, description="largest /transfer input file, MiB; larger ones get /fail"
     )
+    max_presets: int = Field(
+        1000, ge=1, description="presets /preset/save may bring the library to; more get /fail"
+    )
 
 
 class LiveConfig(_Section):

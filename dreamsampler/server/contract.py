@@ -288,6 +288,11 @@ REPLIES: dict[str, Message] = {
         Message("/preset.list", (Arg("names", "s", "one atom per preset, in bank order; none "
                                      "when no preset is loaded", required=False),),
                 "reply to /preset/list"),
+        Message("/preset.page", (Arg("page", "i", "this page, from 0", 0),
+                                 Arg("pages", "i", "pages in all (at least 1)", 1),
+                                 Arg("names", "s", "up to 64 preset names, in bank order",
+                                     required=False, rest=True)),
+                "reply to /preset/list <page>"),
         Message("/midi.learned", (Arg("param", "s", "the parameter learned"),
                                   Arg("cc", "i", "controller number", 0, 127),
                                   Arg("channel", "i", "MIDI channel", 1, 16)),
@@ -467,8 +472,11 @@ COMMANDS: dict[str, Message] = {
                 "sinks include 'device'",
                 (), ("/queued i:job_id i:position", "/done /preset/trigger i:job_id s:path",
                      "/fail /preset/trigger s:message [i:job_id]")),
-        Message("/preset/list", (), "ask for the loaded presets' names", (),
-                ("/preset.list s:name...",)),
+        Message("/preset/list", (Arg("page", "i", "page of 64 names, from 0; without it: "
+                                     "every name that fits in one datagram", 0,
+                                     required=False),),
+                "ask for the loaded presets' names", (),
+                ("/preset.list s:name...", "/preset.page i:page i:pages s:name...")),
         Message("/preset/save", (PRESET_NAME,),
                 "save the session parameters (/param/...) as a preset YAML file in the presets "
                 "folder (atomic; replaces a preset of that name)",

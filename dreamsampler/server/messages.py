@@ -185,6 +185,7 @@ class PresetTrigger(Request):
 @dataclass(frozen=True)
 class PresetList(Request):
     address = "/preset/list"
+    page: int | None = None
 
 
 @dataclass(frozen=True)

@@ -67,10 +67,11 @@ MAX_PENDING = 64
 MAX_BUNDLES = 16
 """Bundles (nested or not) in one datagram; a datagram with more is malformed."""
 BUNDLE_ADDRESS = "#bundle"
-WORK_KINDS = ("sync", "concept", "query")
+WORK_KINDS = ("sync", "concept", "query", "preset")
 """Kinds of background work, each bounded by ``max_pending`` on its own: ``sync`` (``/sync``),
 ``concept`` (``/concept/load``, ``/concept/unload``), ``query`` (``/concept/available``,
-``/audio/devices``). ``control`` (``/jam``) has its own bound; ``/stop`` is coalesced."""
+``/audio/devices``), ``preset`` (``/preset/save``). ``control`` (``/jam``) has its own bound;
+``/stop`` is coalesced."""
 PROGRESS_UPDATES = 20
 """``/progress`` messages per job to each registrant, at most."""
 MAX_TRACKED_JOBS = 4096
@@ -481,11 +482,28 @@ class OscServer:
     # -- presets, tempo, device ----------------------------------------------------------------
 
     def _preset_list(self, sender: Address, msg: m.PresetList) -> None:
-        self.reply(sender, "/preset.list", *self.service.presets.names())
+        book = self.service.presets
+        if msg.page is not None:
+            names, pages = book.page(msg.page)
+            self.reply(sender, "/preset.page", msg.page, pages, *names)
+            return
+        names, size = [], len(b"/preset.list\0\0\0\0,\0\0\0")
+        for name in book.names():  # what fits in one datagram; the rest: /preset/list <page>
+            size += 4 + len(name.encode()) + 4  # its type tag and padded string, at most
+            if size > MAX_DATAGRAM - 64:
+                break
+            names.append(name)
+        self.reply(sender, "/preset.list", *names)
 
     def _preset_save(self, sender: Address, msg: m.PresetSave) -> None:
-        path = self.service.presets.save_session(msg.name, self.service.session)
-        self.reply(sender, "/done", msg.address, str(path))
+        book = self.service.presets
+        # the session as it is now; bad names and values: /fail at once
+        preset = book.preset_from_session(msg.name, self.service.session)
+
+        async def work() -> tuple[Any, ...]:
+            return (str(await book.save(preset)),)
+
+        self._background_reply(sender, msg.address, work, "preset")
 
     def _tempo(self, sender: Address, msg: m.Tempo) -> None:
         bpm = self.service.set_tempo(msg.bpm)

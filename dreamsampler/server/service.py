@@ -98,7 +98,8 @@ class Service:
         self.session = Session.from_config(config)
         self.clock = TempoClock(config.live.tempo, config.live.beats_per_bar)
         """Session tempo and beat grid (BPM; :func:`time.monotonic` seconds)."""
-        self.presets = presets if presets is not None else PresetBook(Path(config.live.presets_dir))
+        self.presets = presets if presets is not None else PresetBook(
+            Path(config.live.presets_dir), max_presets=config.limits.max_presets)
         if sinks is None:
             live = config.live
             sinks = {
