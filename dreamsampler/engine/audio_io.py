@@ -24,6 +24,19 @@ class AudioFileError(ValueError):
         self.reason = reason
 
 
+MIN_RATE = 1_000
+"""Lowest sample rate accepted, Hz (a header below it is not real audio)."""
+MAX_RATE = 768_000
+"""Highest sample rate accepted, Hz (the fastest real converters; a header claiming more would
+make a few seconds cost gigabytes to read and resample)."""
+
+
+def _check_rate(path: Path, rate: float) -> None:
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioFileError(path, f"implausible sample rate {rate:g} Hz (accepted: "
+                             f"{MIN_RATE:,}-{MAX_RATE:,} Hz)")
+
+
 def _check_path(path: Path) -> None:
     if not path.exists():
         raise AudioFileError(path, "no such file")
@@ -58,10 +71,13 @@ def read_audio(
     try:
         with sf.SoundFile(str(path)) as fh:
             rate = fh.samplerate
+            _check_rate(path, rate)
             frames = fh.frames if duration is None else min(fh.frames,
                                                             math.ceil(duration * rate))
             data = fh.read(frames, dtype="float32", always_2d=True)
         audio = np.ascontiguousarray(data.T)
+    except AudioFileError:
+        raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as first:
         try:
             import librosa
@@ -114,6 +130,7 @@ def probe_audio(
     check_size(path, max_bytes)
     try:
         info = sf.info(str(path))
+        _check_rate(path, info.samplerate)
         seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
     except (sf.LibsndfileError, RuntimeError):
         try:
@@ -199,6 +216,7 @@ def _read_mono(path: Path, duration: float | None, max_bytes: int | None
         raise _NotSndfile from exc
     with fh:
         rate = fh.samplerate
+        _check_rate(path, rate)
         frames = fh.frames if duration is None else min(fh.frames, math.ceil(duration * rate))
         mono = np.empty(frames, dtype=np.float32)
         done = 0
