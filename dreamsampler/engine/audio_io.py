@@ -38,10 +38,13 @@ def _check_rate(path: Path, rate: float) -> None:
 
 
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioFileError(path, "no such file")
-    if not path.is_file():
-        raise AudioFileError(path, "not a file")
+    try:
+        if not path.exists():
+            raise AudioFileError(path, "no such file")
+        if not path.is_file():
+            raise AudioFileError(path, "not a file")
+    except OSError as exc:  # a name longer than the file system allows, a loop of links…
+        raise AudioFileError(path, exc.strerror or str(exc)) from None
 
 
 def read_audio(

@@ -51,6 +51,9 @@ __all__ = ["FolderSink", "LoopSpec", "SinkError", "slugify"]
 
 log = logging.getLogger(__name__)
 
+INODES_PER_CLIP = 3
+"""Files a clip needs at once: the WAV, its generation record and one temporary file."""
+
 _BYTES_PER_SAMPLE = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
 _PART = re.compile(r"^\..+\.(\d+)\.part$")
 
@@ -118,11 +121,24 @@ class FolderSink:
             raise SinkError(f"output folder {self.directory}: {exc.strerror}") from None
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise SinkError(f"output folder {self.directory}: not writable")
+        inodes = self.free_inodes()
+        if inodes is not None and inodes < INODES_PER_CLIP:
+            raise SinkError(f"output folder {self.directory}: no free inodes ({inodes} left; "
+                            f"a clip needs {INODES_PER_CLIP}: the WAV, its record, a temporary)")
         if self.needed_bytes:
             free = self.free_bytes()
             if free is not None and free < self.needed_bytes:
                 raise SinkError(f"output folder {self.directory}: disk full ({free} bytes free, "
                                 f"a clip needs about {self.needed_bytes})")
+
+    def free_inodes(self) -> int | None:
+        """Inodes (files) that may still be created in the output folder's file system; None
+        if unknown or unlimited (file systems that report no inode total, such as btrfs)."""
+        try:
+            st = os.statvfs(self.directory)
+        except (OSError, AttributeError):
+            return None
+        return int(st.f_favail) if st.f_files > 0 else None
 
     def free_bytes(self) -> int | None:
         """Bytes free for this process in the output folder's file system (None if unknown)."""

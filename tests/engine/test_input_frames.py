@@ -57,3 +57,12 @@ def test_an_implausible_header_rate_is_refused(tmp_path: Path, model: object) ->
         probe_audio(path)
     with pytest.raises(AudioFileError, match="implausible sample rate"):
         model.load_waveform(path, 44100)  # type: ignore[attr-defined]
+
+
+def test_a_name_longer_than_the_file_system_allows_is_a_clean_error(tmp_path: Path) -> None:
+    from dreamsampler.engine.audio_io import load_audio, read_audio
+
+    long = tmp_path / ("a" * 300 + ".wav")
+    for read in (probe_audio, read_audio, lambda p: load_audio(p, 16000)):
+        with pytest.raises(AudioFileError, match="File name too long"):
+            read(long)
