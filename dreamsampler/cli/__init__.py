@@ -76,4 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, ModelLoadError | SinkError | RequestError | AudioFileError):
             print(f"dreamsampler: {exc}", file=sys.stderr)
             return 1
+        from dreamsampler.engine.concepts import ConceptError
+
+        if isinstance(exc, ConceptError):  # concepts_autoload names a concept that cannot load
+            print(f"dreamsampler: concept: {exc}", file=sys.stderr)
+            return 1
         raise
