@@ -37,6 +37,15 @@ def _check_rate(path: Path, rate: float) -> None:
                              f"{MIN_RATE:,}-{MAX_RATE:,} Hz)")
 
 
+def warm_up_decoders() -> None:
+    """Import what decoding a file libsndfile cannot read needs (librosa's audio module,
+    audioread, numba: 1-11 s the first time). ``serve`` calls it in a thread at start-up, so the
+    first such input does not stall the event loop with the import."""
+    import audioread.ffdec
+    import audioread.rawread  # noqa: F401  (aifc, sunau, wave…)
+    import librosa.core.audio  # noqa: F401
+
+
 def _check_path(path: Path) -> None:
     try:
         if not path.exists():

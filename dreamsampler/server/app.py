@@ -122,7 +122,15 @@ async def serve(config: Config) -> None:
     graceful stop (:meth:`App.close`: every pending request is answered). SIGHUP is left alone
     when it was ignored at start (``nohup dreamsampler serve``, a service manager that ignores
     it): the server then runs on after its terminal goes away. See docs/hardening.md."""
+    from dreamsampler.engine.audio_io import warm_up_decoders
+
+    # the fallback decoder's imports, while the model loads (not on the loop at the first input)
+    warm = asyncio.ensure_future(asyncio.to_thread(warm_up_decoders))
     app = await start_app(config)
+    try:
+        await warm
+    except Exception as exc:  # an optional decoder that cannot load: inputs report it later
+        log.warning("audio decoders not preloaded: %s", exc)
     status = app.service.status().engine
     log.info(
         "dreamsampler ready: model %s (%s, %d Hz, %s), OSC %s:%d, OSCQuery %s, clips → %s",

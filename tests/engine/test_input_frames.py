@@ -66,3 +66,30 @@ def test_a_name_longer_than_the_file_system_allows_is_a_clean_error(tmp_path: Pa
     for read in (probe_audio, read_audio, lambda p: load_audio(p, 16000)):
         with pytest.raises(AudioFileError, match="File name too long"):
             read(long)
+
+
+def test_warm_up_imports_what_the_first_non_audio_input_needs(tmp_path: Path) -> None:
+    """After the start-up warm-up, the first file libsndfile cannot read imports nothing more
+    (before: 1-7 s of imports on the event loop at the first such /transfer)."""
+    import os
+    import subprocess
+    import sys
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not audio")
+    code = (
+        "import sys\n"
+        "from dreamsampler.engine.audio_io import AudioFileError, probe_audio, "
+        "warm_up_decoders\n"
+        "warm_up_decoders()\n"
+        "before = set(sys.modules)\n"
+        "try:\n"
+        f"    probe_audio({str(notes)!r})\n"
+        "except AudioFileError:\n"
+        "    pass\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120, check=True).stdout
+    assert out.strip() == "[]", out
