@@ -34,6 +34,8 @@ def test_signal_fails_every_job_before_closing(tmp_path: Path, sig: signal.Signa
          "--port", str(port), "--output-dir", str(tmp_path / "out"), "--input-dir",
          str(tmp_path / "in"), "--no-oscquery"],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # a runner started under nohup passes SIGHUP ignored, which the server respects
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     try:
         with OscClient("127.0.0.1", port) as c:
@@ -67,3 +69,16 @@ def test_signal_fails_every_job_before_closing(tmp_path: Path, sig: signal.Signa
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_sighup_is_left_alone_when_ignored_at_start() -> None:
+    """``nohup dreamsampler serve``: an ignored SIGHUP stays ignored (docs/hardening.md)."""
+    from dreamsampler.server.app import stop_signals
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert signal.SIGHUP not in stop_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        assert stop_signals() == [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    finally:
+        signal.signal(signal.SIGHUP, previous)
