@@ -38,6 +38,8 @@ def is_final_for(address: str) -> Callable[[Reply], bool]:
     def final(reply: Reply) -> bool:
         if reply.address in ("/done", "/fail"):
             return bool(reply.args) and reply.args[0] == address
+        if address == "/preset/list" and reply.address == "/preset.page":  # /preset/list page
+            return True
         return reply.address == direct.get(address)
 
     return final
