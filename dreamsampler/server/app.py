@@ -126,11 +126,19 @@ async def serve(config: Config) -> None:
 
     # the fallback decoder's imports, while the model loads (not on the loop at the first input)
     warm = asyncio.ensure_future(asyncio.to_thread(warm_up_decoders))
+    warm.add_done_callback(_warm_done)  # never awaited: it must not hold up the signal handlers
     app = await start_app(config)
-    try:
-        await warm
-    except Exception as exc:  # an optional decoder that cannot load: inputs report it later
-        log.warning("audio decoders not preloaded: %s", exc)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    for sig in stop_signals():
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal, sig)
     status = app.service.status().engine
     log.info(
         "dreamsampler ready: model %s (%s, %d Hz, %s), OSC %s:%d, OSCQuery %s, clips → %s",
@@ -144,22 +152,17 @@ async def serve(config: Config) -> None:
         app.service.clock.bpm, app.service.clock.source, len(app.service.presets),
         ", ".join(config.live.midi_in) or "none", config.live.audio_out or "none",
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    received: list[str] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        received.append(sig.name)
-        stop.set()
-
-    for sig in stop_signals():
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, on_signal, sig)
     try:
         await stop.wait()
     finally:
         log.info("shutting down (%s)", ", ".join(received) or "stopped")
         await app.close()
+
+
+def _warm_done(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # an optional decoder that cannot load: the inputs that need it report it later
+        log.warning("audio decoders not preloaded: %s", task.exception())
 
 
 def stop_signals() -> list[signal.Signals]:
