@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import importlib
 import logging
 import multiprocessing
@@ -56,12 +55,12 @@ from typing import Any
 
 import torch
 
-from dreamsampler.engine.audio_io import AudioFileError
 from dreamsampler.engine.concepts import (
     ConceptError,
     ConceptInfo,
     ConceptManager,
     ConceptNotLoadedError,
+    require_manager,
 )
 from dreamsampler.engine.families import ModelLoadError, load_model
 from dreamsampler.engine.jobs import (
@@ -73,6 +72,7 @@ from dreamsampler.engine.jobs import (
     JobProgress,
     JobStarted,
     QueueFull,
+    failure_message,
 )
 from dreamsampler.engine.request import GenerationRequest
 from dreamsampler.engine.sampler import Cancelled, sample
@@ -284,7 +284,6 @@ class SupervisedEngine:
         self._concepts: tuple[ConceptInfo, ...] = ()
         self._info: dict[str, Any] = {}
         self.restarts = 0
-        self.last_failure: str | None = None
         #: consecutive failures (crashes, wedges, failed reloads) since the last healthy process
         self.failures = 0
         #: ``starting``, ``ready``, ``restarting N``, ``failed: REASON; retry N in S s``,
@@ -396,8 +395,11 @@ class SupervisedEngine:
     async def load_concept(self, name: str) -> ConceptInfo:
         """Load a concept in the engine process, after the work queued before it.
 
+        Loading a concept that is already loaded changes nothing and returns it with
+        ``already_loaded=True`` (as every engine: ``ConceptManager.ensure_loaded``).
+
         Raises:
-            ConceptError: invalid, missing, already loaded or for another base model.
+            ConceptError: invalid, missing or for another base model.
             EngineClosed: the engine closed first (EngineUnavailable: its process failed).
         """
         return await self._operation("load", name)  # type: ignore[no-any-return]
@@ -665,7 +667,6 @@ class SupervisedEngine:
             self.failures = 0  # the last process stayed up long enough: a fresh failure
         self._ready_at = 0.0
         self.failures += 1
-        self.last_failure = reason
         delay = backoff_delay(self.failures, self.backoff_s, self.backoff_max_s)
         if self.failures >= self.crash_loop:
             log.error("engine crash loop: %d failures in a row, the last: %s; retrying in %.3g s",
@@ -822,10 +823,7 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
                 send(("fatal", reason))
                 events.close()
                 os._exit(FATAL_EXIT_CODE)
-            if not isinstance(exc, AudioFileError | ConceptError):
-                log.error("job %d failed", job_id, exc_info=True)
-            send(("failed", job_id, str(exc) if isinstance(exc, AudioFileError | ConceptError)
-                  else reason, False))
+            send(("failed", job_id, failure_message(exc, f"job {job_id}"), False))
         else:
             send(("finished", job_id, result))
         cancelled.discard(job_id)
@@ -836,13 +834,9 @@ def _concept_operation(
 ) -> tuple[bool, Any]:
     """Run one concept operation; ``(True, value)`` or ``(False, (kind, path, reason))``."""
     try:
-        if manager is None:
-            raise ConceptError("concepts_dir", "no concepts folder is configured")
+        manager = require_manager(manager)
         if kind == "load":
-            if manager.is_loaded(name):  # idempotent, as LocalEngine
-                info = next(c for c in manager.loaded() if c.name == name)
-                return True, dataclasses.replace(info, already_loaded=True)
-            return True, manager.load(name)
+            return True, manager.ensure_loaded(name)
         if kind == "unload":
             manager.unload(name)
             return True, None

@@ -38,9 +38,14 @@ from dreamsampler import __version__
 from dreamsampler.engine.concepts import ConceptError
 from dreamsampler.engine.jobs import EngineClosed, JobFailed, JobProgress, JobStarted, QueueFull
 from dreamsampler.engine.request import RequestError
-from dreamsampler.server import audio_devices
 from dreamsampler.server import messages as m
-from dreamsampler.server.contract import COMMANDS, INT32_MAX, INT32_MIN, ContractError
+from dreamsampler.server.contract import (
+    COMMANDS,
+    INT32_MAX,
+    INT32_MIN,
+    ContractError,
+    StatusReply,
+)
 from dreamsampler.server.delivery import Delivered, Delivery, Listener, Update
 from dreamsampler.server.jam import Jam
 from dreamsampler.server.loglimit import LogLimiter
@@ -357,10 +362,13 @@ class OscServer:
     # -- generation ----------------------------------------------------------------------------
 
     def job_reply(self, sender: Address, address: str) -> Listener:
-        """A job's reply target: ``/done address job_id path`` or ``/fail address ...``."""
+        """A job's reply target: ``/done address job_id path [sink error]...`` (one pair per
+        optional sink that could not take the clip) or ``/fail address ...``."""
         def on_update(update: Update) -> None:
             if isinstance(update, Delivered):
-                self.reply(sender, "/done", address, update.job_id, str(update.path or ""))
+                errors = [atom for pair in update.sink_errors.items() for atom in pair]
+                self.reply(sender, "/done", address, update.job_id, str(update.path or ""),
+                           *errors)
             elif isinstance(update, JobFailed):
                 self.fail(sender, address, update.message, update.job_id)
 
@@ -370,7 +378,7 @@ class OscServer:
         submitted = self.service.submit(job)
         self.reply(sender, "/queued", submitted.job_id, submitted.position)
 
-    def _gen(self, sender: Address, msg: m.Gen | m.Transfer | m.Continue | m.Inpaint) -> None:
+    def _gen(self, sender: Address, msg: m.Generate) -> None:
         job = self.service.job(msg.params(), transfer=isinstance(msg, m.Transfer),
                                job_id=msg.job_id, name=msg.name,
                                reply=self.job_reply(sender, msg.address))
@@ -409,14 +417,18 @@ class OscServer:
     def _status(self, sender: Address, msg: m.Status) -> None:
         s = self.service.status()
         e = s.engine
-        self.reply(
-            sender, "/status.reply",
-            e.queued, -1 if e.running is None else e.running, s.jobs_done, s.jobs_failed,
-            len(self.clients), e.model_id, e.sample_rate, s.uptime, e.device, s.output_dir,
-            int(s.output_writable), self.oscquery_port, s.tempo, s.tempo_source, s.underruns,
-            self.midi.unmapped_notes if self.midi is not None else 0,
-            int(self.jam is not None and self.jam.running), e.restarts, e.state,
+        reply = StatusReply(
+            queued=e.queued, running=-1 if e.running is None else e.running,
+            jobs_done=s.jobs_done, jobs_failed=s.jobs_failed, clients=len(self.clients),
+            model=e.model_id, sample_rate=e.sample_rate, uptime=s.uptime, device=e.device,
+            output_dir=s.output_dir, output_writable=int(s.output_writable),
+            oscquery_port=self.oscquery_port, tempo=s.tempo, tempo_source=s.tempo_source,
+            underruns=s.underruns,
+            unmapped_notes=self.midi.unmapped_notes if self.midi is not None else 0,
+            jam=int(self.jam is not None and self.jam.running), engine_restarts=e.restarts,
+            engine_state=e.state,
         )
+        self.reply(sender, reply.address, *reply.atoms())
 
     def _sync(self, sender: Address, msg: m.Sync) -> None:
         async def wait() -> None:
@@ -482,13 +494,12 @@ class OscServer:
     # -- presets, tempo, device ----------------------------------------------------------------
 
     def _preset_list(self, sender: Address, msg: m.PresetList) -> None:
-        book = self.service.presets
         if msg.page is not None:
-            names, pages = book.page(msg.page)
+            names, pages = self.service.preset_page(msg.page)
             self.reply(sender, "/preset.page", msg.page, pages, *names)
             return
         names, size = [], len(b"/preset.list\0\0\0\0,\0\0\0")
-        for name in book.names():  # what fits in one datagram; the rest: /preset/list <page>
+        for name in self.service.preset_names():  # what fits in one datagram; the rest: pages
             size += 4 + len(name.encode()) + 4  # its type tag and padded string, at most
             if size > MAX_DATAGRAM - 64:
                 break
@@ -496,12 +507,12 @@ class OscServer:
         self.reply(sender, "/preset.list", *names)
 
     def _preset_save(self, sender: Address, msg: m.PresetSave) -> None:
-        book = self.service.presets
-        # the session as it is now; bad names and values: /fail at once
-        preset = book.preset_from_session(msg.name, self.service.session)
+        # the session as it is now, checked here (bad names and values: /fail at once); the
+        # file is written off the event loop
+        saving = self.service.save_preset(msg.name)
 
         async def work() -> tuple[Any, ...]:
-            return (str(await book.save(preset)),)
+            return (str(await saving),)
 
         self._background_reply(sender, msg.address, work, "preset")
 
@@ -548,9 +559,7 @@ class OscServer:
 
     def _audio_devices(self, sender: Address, msg: m.AudioDevices) -> None:
         async def work() -> None:
-            # PortAudio's first initialisation can take a while (it probes JACK): off the loop
-            names = await asyncio.to_thread(audio_devices.output_device_names)
-            self.reply(sender, "/audio.devices", *names)
+            self.reply(sender, "/audio.devices", *await self.service.audio_devices())
 
         self.spawn(work(), "query")
 
