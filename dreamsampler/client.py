@@ -42,6 +42,8 @@ def is_final_for(address: str, job_id: int | None = None) -> Callable[[Reply], b
             if not reply.args or reply.args[0] != address:
                 return False
             return job_id is None or job_of(reply) == job_id
+        if address == "/preset/list" and reply.address == "/preset.page":  # /preset/list page
+            return True
         return reply.address == direct.get(address)
 
     return final
@@ -135,6 +137,16 @@ class OscClient:
         the ``/done`` or ``/fail`` of the job its ``/queued`` named (:class:`JobReplies`)."""
         self.send(address, *args)
         return self.wait_for(JobReplies(address), timeout)
+
+    def notify(self, timeout: float = 5.0) -> list[Reply]:
+        """Register for notifications (``/notify 1``) and, when the server asks for it (a
+        ``/notify.cookie``: servers confirm registrations from the network), echo the cookie
+        (``/notify 1 0 cookie``). Returns the replies."""
+        got = self.request("/notify", 1, timeout=timeout)
+        cookies = [r for r in got if r.address == "/notify.cookie"]
+        if cookies:
+            got += self.request("/notify", 1, 0, cookies[-1].args[0], timeout=timeout)
+        return got
 
 
 def parse_cli_args(words: Iterable[str]) -> list[Any]:

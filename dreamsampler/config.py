@@ -195,6 +195,9 @@ class Limits(_Section):
     max_input_mb: float = Field(
         256.0, gt=0.0, description="largest /transfer input file, MiB; larger ones get /fail"
     )
+    max_presets: int = Field(
+        1000, ge=1, description="presets /preset/save may bring the library to; more get /fail"
+    )
 
 
 class LiveConfig(_Section):
@@ -363,6 +366,63 @@ def parse_override(text: str) -> tuple[str, Any]:
                           f"it, e.g. --set '{key.strip()}=\"...\"'") from None
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest config file read, bytes."""
+MAX_CONFIG_NODES = 100_000
+"""Most YAML nodes a config may expand to, aliases counted at each use (an alias bomb — anchors
+that reference anchors — expands exponentially from a few lines)."""
+
+
+def bounded_yaml(text: str, source: str, max_bytes: int = MAX_CONFIG_BYTES,
+                 max_nodes: int = MAX_CONFIG_NODES) -> Any:
+    """``yaml.safe_load`` of ``text``, refused before it is built when it is over ``max_bytes``
+    or would expand to more than ``max_nodes`` nodes (the expanded size is counted on the
+    composed graph, where an alias is one shared node, so the count itself stays cheap).
+
+    Raises:
+        ConfigError: too large, an alias bomb, a recursive alias, nested too deep, bad YAML.
+    """
+    if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise ConfigError(f"{source}: larger than {max_bytes:,} bytes; not a config file")
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+
+        def size(n: yaml.Node) -> int:
+            key = id(n)
+            if key in sizes:
+                if sizes[key] < 0:
+                    raise ConfigError(f"{source}: a recursive YAML alias")
+                return sizes[key]
+            sizes[key] = -1
+            total = 1
+            if isinstance(n, yaml.SequenceNode):
+                total += sum(size(c) for c in n.value)
+            elif isinstance(n, yaml.MappingNode):
+                total += sum(size(k) + size(v) for k, v in n.value)
+            if total > max_nodes:
+                raise ConfigError(f"{source}: expands to more than {max_nodes:,} YAML nodes "
+                                  "(aliases counted at each use); refused")
+            sizes[key] = total
+            return total
+
+        size(node)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {_cut(str(exc), 500)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: YAML nested too deep") from None
+    finally:
+        loader.dispose()
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def load_config(
     path: Path | None = None, overrides: dict[str, Any] | None = None
 ) -> Config:
@@ -389,10 +449,7 @@ def load_config(
             line = exc.object[:exc.start].count(b"\n") + 1
             raise ConfigError(f"{source}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on "
                               f"line {line}); save the file as UTF-8") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        loaded = bounded_yaml(text, source)
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{source}: expected a mapping at the top level")
         data = loaded or {}

@@ -334,6 +334,25 @@ def test_serve_raises_the_open_file_limit() -> None:
     assert run.stdout.strip() == "4096"
 
 
+def test_a_bad_concepts_autoload_entry_is_a_message_not_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from dreamsampler.cli import main
+
+    (tmp_path / "concepts").mkdir()
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "model": {"id": "tiny", "device": "cpu"}, "osc": {"port": 0},
+        "oscquery": {"enabled": False}, "output": {"dir": str(tmp_path / "out")},
+        "concepts_dir": str(tmp_path / "concepts"), "concepts_autoload": ["ghost"],
+        "live": {"presets_dir": str(tmp_path / "presets")},
+    }))
+    assert main(["serve", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "dreamsampler: concept:" in err and "ghost" in err and "Traceback" not in err
+
+
 def test_serve_help_lists_every_tiny_build_and_an_unknown_one_is_refused(
         tmp_path: Path) -> None:
     from dreamsampler.engine.catalog import TINY_NAMES

@@ -217,3 +217,28 @@ def test_engine_kind_picks_the_engine() -> None:
     assert isinstance(engine, RayEngine) and engine.queue_size == 5
     assert engine.settings == RaySettings(address="auto", min_replicas=2, max_replicas=3,
                                           gpus_per_replica=0.5)
+
+
+def test_an_alias_bomb_or_huge_config_fails_fast(tmp_path: Path) -> None:
+    """Issue 22: a nine-level alias bomb ran > 90 s and wrote 44.6 MB of error text."""
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 10):
+        refs = ",".join([f"*a{i - 1}"] * 9)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="expands to more than 100,000 YAML nodes") as info:
+        load_config(bomb)
+    assert len(str(info.value)) < 1000
+    recursive = tmp_path / "recursive.yaml"
+    recursive.write_text("osc: &x\n  allow: [*x]\n")
+    with pytest.raises(ConfigError, match="recursive"):
+        load_config(recursive)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(huge)
+    ordinary = tmp_path / "ok.yaml"
+    ordinary.write_text("defaults: &d {duration: 4.0}\nosc: {port: 9100}\n")
+    config = load_config(ordinary)  # an ordinary anchor still loads
+    assert (config.defaults.duration, config.osc.port) == (4.0, 9100)

@@ -25,6 +25,7 @@ from dreamsampler.cli import (
 )
 from dreamsampler.cli.common import SafeRichHandler, route_library_logs
 from dreamsampler.config import ConfigError
+from dreamsampler.server.loglimit import EscapeControlFilter
 
 COMMAND_MODULES = (serve, send, separate, train, concepts, eval, live, doctor, patches,
                    config_cmd, conform_cmd)
@@ -46,11 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler = SafeRichHandler(show_path=False, rich_tracebacks=True,
+                              console=Console(stderr=True))  # stdout: results
+    handler.addFilter(EscapeControlFilter())  # client text cannot drive the terminal
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(message)s",
-        handlers=[SafeRichHandler(show_path=False, rich_tracebacks=True,
-                                  console=Console(stderr=True))],  # stdout: results
+        handlers=[handler],
     )
     for noisy in ("httpx", "urllib3", "numba", "matplotlib"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -75,5 +78,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, ModelLoadError | SinkError | RequestError | AudioFileError):
             print(f"dreamsampler: {exc}", file=sys.stderr)
+            return 1
+        from dreamsampler.engine.concepts import ConceptError
+
+        if isinstance(exc, ConceptError):  # concepts_autoload names a concept that cannot load
+            print(f"dreamsampler: concept: {exc}", file=sys.stderr)
             return 1
         raise

@@ -122,7 +122,8 @@ def _wait_for_job(client: OscClient, address: str, display: _Display,
             job_id = int(reply.args[0])
         elif reply.address in JOB_NOTIFICATIONS and (not reply.args or reply.args[0] != job_id):
             continue  # another client's job (notifications go to every registered client)
-        elif reply.address == "/done" and reply.args[:1] == ("/notify",):
+        elif (reply.address == "/done" and reply.args[:1] == ("/notify",)) \
+                or reply.address == "/notify.cookie":
             continue
         last = time.monotonic()
         display.show(reply)
@@ -153,7 +154,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
                 typed = TYPED_REPLIES.get(reply.address)
                 print(typed.from_atoms(reply.args).labelled() if typed else reply)
             return 1 if replies[-1].address == "/fail" else 0
-        client.request("/notify", 1, timeout=max(args.connect_timeout, 1.0))
+        client.notify(timeout=max(args.connect_timeout, 1.0))
         display = _Display(args.progress if args.progress is not None else sys.stdout.isatty())
         try:
             client.send(args.address, *atoms)

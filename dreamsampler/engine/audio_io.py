@@ -24,11 +24,36 @@ class AudioFileError(ValueError):
         self.reason = reason
 
 
+MIN_RATE = 1_000
+"""Lowest sample rate accepted, Hz (a header below it is not real audio)."""
+MAX_RATE = 768_000
+"""Highest sample rate accepted, Hz (the fastest real converters; a header claiming more would
+make a few seconds cost gigabytes to read and resample)."""
+
+
+def _check_rate(path: Path, rate: float) -> None:
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioFileError(path, f"implausible sample rate {rate:g} Hz (accepted: "
+                             f"{MIN_RATE:,}-{MAX_RATE:,} Hz)")
+
+
+def warm_up_decoders() -> None:
+    """Import what decoding a file libsndfile cannot read needs (librosa's audio module,
+    audioread, numba: 1-11 s the first time). ``serve`` calls it in a thread at start-up, so the
+    first such input does not stall the event loop with the import."""
+    import audioread.ffdec
+    import audioread.rawread  # noqa: F401  (aifc, sunau, wave…)
+    import librosa.core.audio  # noqa: F401
+
+
 def _check_path(path: Path) -> None:
-    if not path.exists():
-        raise AudioFileError(path, "no such file")
-    if not path.is_file():
-        raise AudioFileError(path, "not a file")
+    try:
+        if not path.exists():
+            raise AudioFileError(path, "no such file")
+        if not path.is_file():
+            raise AudioFileError(path, "not a file")
+    except OSError as exc:  # a name longer than the file system allows, a loop of links…
+        raise AudioFileError(path, exc.strerror or str(exc)) from None
 
 
 def read_audio(
@@ -58,10 +83,13 @@ def read_audio(
     try:
         with sf.SoundFile(str(path)) as fh:
             rate = fh.samplerate
+            _check_rate(path, rate)
             frames = fh.frames if duration is None else min(fh.frames,
                                                             math.ceil(duration * rate))
             data = fh.read(frames, dtype="float32", always_2d=True)
         audio = np.ascontiguousarray(data.T)
+    except AudioFileError:
+        raise
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as first:
         try:
             import librosa
@@ -114,6 +142,7 @@ def probe_audio(
     check_size(path, max_bytes)
     try:
         info = sf.info(str(path))
+        _check_rate(path, info.samplerate)
         seconds = info.frames / info.samplerate if info.samplerate > 0 else 0.0
     except (sf.LibsndfileError, RuntimeError):
         try:
@@ -209,6 +238,7 @@ def _read_mono(path: Path, duration: float | None, max_bytes: int | None
         raise _NotSndfile from exc
     with fh:
         rate = fh.samplerate
+        _check_rate(path, rate)
         frames = fh.frames if duration is None else min(fh.frames, math.ceil(duration * rate))
         mono = np.empty(frames, dtype=np.float32)
         done = 0

@@ -292,7 +292,12 @@ def refuse_outside_links(folder: Path) -> None:
     Raises:
         ConceptError: names the first link and where it points.
     """
-    root = Path(folder).resolve()
+    folder = Path(folder)
+    if folder.is_symlink() and not folder.resolve().is_relative_to(folder.parent.resolve()):
+        raise ConceptError(folder, f"the concept folder is a symbolic link to "
+                           f"{folder.resolve()}, outside the concepts folder: move or copy it "
+                           "into the concepts folder instead")
+    root = folder.resolve()
     for dirpath, dirnames, filenames in os.walk(folder):  # does not follow links
         for name in sorted([*dirnames, *filenames]):
             path = Path(dirpath) / name

@@ -146,6 +146,9 @@ class EngineStatus:
     extra: dict[str, Any] = field(default_factory=dict)
     #: times the engine replaced its failed model process (:mod:`~dreamsampler.engine.supervised`)
     restarts: int = 0
+    #: ``ready``, ``restarting N`` or ``failed: REASON…`` (:mod:`~dreamsampler.engine.supervised`;
+    #: always ``ready`` for an engine that does not supervise a process)
+    state: str = "ready"
 
 
 class Engine(Protocol):

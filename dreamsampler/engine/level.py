@@ -4,7 +4,8 @@ The policy, applied by the engine to every result and by the folder sink again a
 sample rate (resampling can raise inter-sample peaks):
 
 - Audio with a NaN or infinite sample is refused (:class:`NonFiniteAudioError`); nothing is
-  written or played.
+  written or played. So is finite audio that is no signal (:class:`DegenerateAudioError`): a
+  peak above +80 dBFS, or one constant non-zero value (normalised, it would be a DC clip).
 - A clip whose sample peak is above 0 dBFS (``|x| > 1``) is scaled by one gain so that its peak
   is :data:`CEILING_DBFS` (-1 dBFS). This is peak normalisation, not a limiter: the waveform's
   shape is kept, only the level changes, and the record says by how many dB
@@ -50,6 +51,36 @@ def check_finite(audio: np.ndarray, source: str) -> None:
         )
 
 
+#: the largest sample peak (linear) a model's output may have: +80 dBFS. A real decoder
+#: overshoots by a few dB; an output 10,000 times over full scale is a broken model
+MAX_PEAK = 1e4
+
+
+class DegenerateAudioError(NonFiniteAudioError):
+    """Finite audio that is no signal: absurdly loud, or one constant non-zero value (DC)."""
+
+
+def check_degenerate(audio: np.ndarray, source: str) -> None:
+    """Raise when finite ``audio`` is not a clip worth delivering: a peak above
+    :data:`MAX_PEAK` (+80 dBFS; normalising it would hide a broken model), or a non-zero
+    constant (normalising a constant gives a full-scale DC clip, harmful to speakers).
+
+    Raises:
+        DegenerateAudioError: naming ``source`` and what is wrong.
+    """
+    if not audio.size:
+        return
+    high, low = float(np.max(audio)), float(np.min(audio))
+    peak = max(abs(high), abs(low))
+    if peak > MAX_PEAK:
+        raise DegenerateAudioError(f"{source} peaks at {peak:.3g} ({20 * math.log10(peak):.0f} "
+                                   f"dBFS, over the {20 * math.log10(MAX_PEAK):.0f} dBFS "
+                                   "sanity bound); refused, nothing delivered")
+    if peak > 0.0 and high - low <= 1e-6 * peak:
+        raise DegenerateAudioError(f"{source} is one constant value ({high:.3g}: DC, no "
+                                   "signal); refused, nothing delivered")
+
+
 def peak_dbfs(audio: ArrayLike) -> float:
     """Sample peak in dBFS (full scale 1.0) of audio of any shape; ``-inf`` for silence or an
     empty array. The project's one peak meter (engine, training clips, evaluation)."""
@@ -93,9 +124,11 @@ def finish(audio: np.ndarray, source: str, input_gain: float = 1.0
         ``gain_db`` (total gain applied here, dB) and ``peak_dbfs`` (``None`` for silence).
 
     Raises:
-        NonFiniteAudioError: ``audio`` holds NaN or infinite samples.
+        NonFiniteAudioError: ``audio`` holds NaN or infinite samples (its subclass
+            :class:`DegenerateAudioError`: absurdly loud or constant, :func:`check_degenerate`).
     """
     check_finite(audio, source)
+    check_degenerate(audio, source)
     record: dict[str, float | str | None] = {"level_policy": POLICY}
     if input_gain != 1.0:
         audio = (audio.astype(np.float64) / input_gain).astype(np.float32)

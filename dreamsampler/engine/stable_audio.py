@@ -48,6 +48,8 @@ from dreamsampler.engine.request import RequestError
 if TYPE_CHECKING:
     from dreamsampler.engine.request import GenerationRequest
 
+#: output samples read beyond the clip's end so the resampler's filter sees real signal there
+RESAMPLE_MARGIN = 4096
 #: SA3's text encoder context (``model_config.json`` of the reference checkpoints)
 SA3_MAX_TOKENS = 256
 #: SA3's log-SNR range of the sampling schedule (the pipelines' defaults)
@@ -140,10 +142,13 @@ class StableAudioFamilyBase(ModelFamily):
         """An audio file as ``(1, channels, n_samples)`` at :attr:`sample_rate` (cropped or
         zero-padded; mono is duplicated, other channel counts are mixed to mono first).
 
+        Only the frames the clip needs are decoded (plus a few for the resampler's filter):
+        memory follows ``n_samples``, not the file.
+
         Raises:
-            AudioFileError: the file cannot be read.
+            AudioFileError: the file cannot be read (or claims an implausible sample rate).
         """
-        audio, rate = read_audio(path)
+        audio, rate = read_audio(path, duration=(n_samples + RESAMPLE_MARGIN) / self.sample_rate)
         if audio.shape[0] != self.channels:
             audio = np.repeat(audio.mean(axis=0, keepdims=True), self.channels, axis=0)
         audio = resample(np.ascontiguousarray(audio), rate, self.sample_rate)[:, :n_samples]

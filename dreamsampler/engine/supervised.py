@@ -21,6 +21,15 @@ The operation in flight then ends with :class:`~dreamsampler.engine.jobs.JobFail
 new process; :meth:`SupervisedEngine.status` counts the restarts. An ordinary exception in a job
 (a bad input file, say) fails only that job, as in the local engine.
 
+The supervisor never gives up. A replacement that fails too (killed while it loads, a reload OOM
+while the dead process's memory is still being freed, a load that sends nothing for
+``load_watchdog_s``) is retried after a capped exponential backoff (:func:`backoff_delay`); while
+the engine waits or reloads after such a failure, queued and new work fails at once with the true
+reason instead of waiting. The state is reported (:attr:`SupervisedEngine.state`, ``/status``):
+``ready``, ``restarting N`` (attempt N loads), ``failed: REASON; retry N in S s`` (waiting out the
+backoff). ``crash_loop`` consecutive failures are logged as a crash loop. The failure count starts
+again once a process has done useful work or stayed up for ``stable_s``.
+
 Processes start through the ``forkserver`` start method where the platform has it (the server
 imports torch once; each engine process forks from it, so a restart costs only the model load),
 else ``spawn``. Nothing is ever forked from the server process itself.
@@ -86,10 +95,23 @@ FATAL_MESSAGES = (
 )
 #: Exit code of an engine process that stopped itself after a fatal error.
 FATAL_EXIT_CODE = 70
+#: Least default time a replacement process gets to load its model, seconds.
+MIN_LOAD_WATCHDOG_S = 30.0
 
 
 class EngineUnavailable(EngineClosed):
     """The engine process failed (or could not restart) while an operation was pending."""
+
+
+def backoff_delay(failures: int, base: float = 0.5, cap: float = 30.0) -> float:
+    """Seconds to wait before restart attempt number ``failures`` (consecutive, from 1).
+
+    The first restart after a healthy run is immediate; then ``base``, ``2 base``, ``4 base`` …
+    up to ``cap``: ``min(cap, base * 2 ** (failures - 2))`` for ``failures >= 2``, else 0.
+    """
+    if failures <= 1:
+        return 0.0
+    return min(cap, base * 2.0 ** min(failures - 2, 62))
 
 
 def is_fatal_error(exc: BaseException) -> bool:
@@ -208,6 +230,14 @@ class SupervisedEngine:
         step_hook: fault injection for tests (see :class:`ProcessSpec`).
         model_factory: build the model in code (see :class:`ProcessSpec`).
         stems_model, stems_preload: the stems stage (see :class:`ProcessSpec`).
+        load_watchdog_s: seconds a *replacement* process may take to load the model before it
+            counts as wedged, is killed and retried (``None``: ``watchdog_s``, at least
+            :data:`MIN_LOAD_WATCHDOG_S`; the first start is not watched: a cold download may take
+            long, and the operator sees it).
+        backoff_s, backoff_max_s: restart backoff (see :func:`backoff_delay`).
+        crash_loop: consecutive failures that are reported as a crash loop.
+        stable_s: seconds a ready process must stay up before its failure counts as a new
+            first failure (its restart is then immediate again).
 
     Call its methods on the event loop that called :meth:`start`.
     """
@@ -225,10 +255,21 @@ class SupervisedEngine:
         model_factory: str | None = None,
         stems_model: str = DEFAULT_MODEL,
         stems_preload: bool = False,
+        load_watchdog_s: float | None = None,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        crash_loop: int = 3,
+        stable_s: float = 60.0,
     ) -> None:
         self.model_id = model_id
         self.queue_size = queue_size
         self.watchdog_s = watchdog_s
+        self.load_watchdog_s = load_watchdog_s if load_watchdog_s is not None else (
+            None if watchdog_s is None else max(watchdog_s, MIN_LOAD_WATCHDOG_S))
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.crash_loop = crash_loop
+        self.stable_s = stable_s
         self._spec = ProcessSpec(
             model_id=model_id,
             device=device,
@@ -253,7 +294,17 @@ class SupervisedEngine:
         self._concepts: tuple[ConceptInfo, ...] = ()
         self._info: dict[str, Any] = {}
         self.restarts = 0
-        self._broken: str | None = None
+        #: consecutive failures (crashes, wedges, failed reloads) since the last healthy process
+        self.failures = 0
+        #: ``starting``, ``ready``, ``restarting N``, ``failed: REASON; retry N in S s``,
+        #: ``closed: REASON`` (see the module docstring)
+        self.state = "starting"
+        #: called with the new :attr:`state` on the event loop at each change
+        self.on_state: list[Callable[[str], None]] = []
+        self._degraded: str | None = None  # set while a restart failed: work fails fast
+        self._retry: asyncio.TimerHandle | None = None
+        self._load_watch: asyncio.TimerHandle | None = None
+        self._ready_at = 0.0
 
     # -- the Engine protocol ---------------------------------------------------------------------
 
@@ -281,6 +332,8 @@ class SupervisedEngine:
         self._closing = True
         self._closed_reason = reason
         self._disarm()
+        self._cancel_timers()
+        self._set_state(f"closed: {reason}")
         while self._fifo:
             self._fail_op(self._fifo.popleft(), reason, cancelled=True)
         busy = self._inflight is not None
@@ -311,8 +364,8 @@ class SupervisedEngine:
         """
         if self._closing:
             raise QueueFull(self._closed_reason)
-        if self._broken is not None:
-            raise QueueFull(f"engine unavailable: {self._broken}")
+        if self._degraded is not None:
+            raise QueueFull(f"engine unavailable: {self._degraded}")
         queued = sum(1 for op in self._fifo if op.kind == "job")
         if queued >= self.queue_size:
             raise QueueFull(f"queue full ({self.queue_size} jobs waiting)")
@@ -346,6 +399,7 @@ class SupervisedEngine:
             queued=sum(1 for o in self._fifo if o.kind == "job"),
             running=op.job.id if op is not None and op.job is not None else None,
             restarts=self.restarts,
+            state=self.state,
         )
 
     async def load_concept(self, name: str) -> ConceptInfo:
@@ -395,8 +449,8 @@ class SupervisedEngine:
     async def _operation(self, kind: str, name: str = "") -> Any:
         if self._closing:
             raise EngineClosed(self._closed_reason)
-        if self._broken is not None:
-            raise EngineUnavailable(f"engine unavailable: {self._broken}")
+        if self._degraded is not None:
+            raise EngineUnavailable(f"engine unavailable: {self._degraded}")
         assert self._loop is not None, "start() the engine first"
         future: asyncio.Future[Any] = self._loop.create_future()
         self._fifo.append(_Op(kind, name=name, future=future))
@@ -527,7 +581,12 @@ class SupervisedEngine:
             for error in errors:
                 log.warning("concept not restored after the engine restart: %s", error)
             self._idle = True
-            self._broken = None
+            self._degraded = None
+            self._cancel_load_watch()
+            self._ready_at = self._loop.time() if self._loop is not None else 0.0
+            if self.failures:
+                log.warning("engine process ready again after %d failure(s)", self.failures)
+            self._set_state("ready")
             if proc.pending_start is not None and not proc.pending_start.done():
                 proc.pending_start.set_result(None)
             self._dispatch()
@@ -570,6 +629,7 @@ class SupervisedEngine:
 
     def _end_inflight(self) -> None:
         self._disarm()
+        self.failures = 0  # the process did useful work: it is healthy
         self._inflight = None
         self._idle = True
         self._loop.call_soon(self._dispatch)  # type: ignore[union-attr]
@@ -577,15 +637,15 @@ class SupervisedEngine:
     def _start_failed(self, proc: _Process, reason: str) -> None:
         self._generation += 1
         self._proc = None
+        self._cancel_load_watch()
         proc.process.kill()
         proc.commands.close()
-        if self._info:  # a restart failed: nothing can run until the engine is started again
-            self._broken = f"engine restart failed: {reason}"
-            log.error("%s", self._broken)
-            while self._fifo:
-                self._fail_op(self._fifo.popleft(), self._broken)
         if proc.pending_start is not None and not proc.pending_start.done():
             proc.pending_start.set_exception(ModelLoadError(reason))
+        if not self._info or self._closing:
+            return  # the first start failed: start() raises, nothing to supervise
+        # a restart failed: retry after the backoff; meanwhile work fails fast with the reason
+        self._failed(f"engine restart failed: {reason}")
 
     def _replace(self, reason: str) -> None:
         """Kill the engine process, fail the operation in flight with ``reason``, start anew."""
@@ -601,12 +661,81 @@ class SupervisedEngine:
         proc.commands.close()
         self.restarts += 1
         message = f"{reason}; the engine process was restarted"
-        log.error("%s (restart %d)", message, self.restarts)
         op, self._inflight = self._inflight, None
         if op is not None:
             self._fail_op(op, message)
+            # the process loaded and took work: the operation is to blame, not a crash loop
+            # (a job that crashes the engine fails itself; the next one need not wait)
+            self.failures = 0
+        self._failed(reason)
+
+    def _failed(self, reason: str) -> None:
+        """Count one failure (of a running or a loading process) and schedule the restart."""
+        assert self._loop is not None
+        now = self._loop.time()
+        if self.failures and self._ready_at and now - self._ready_at >= self.stable_s:
+            self.failures = 0  # the last process stayed up long enough: a fresh failure
+        self._ready_at = 0.0
+        self.failures += 1
+        delay = backoff_delay(self.failures, self.backoff_s, self.backoff_max_s)
+        if self.failures >= self.crash_loop:
+            log.error("engine crash loop: %d failures in a row, the last: %s; retrying in %.3g s",
+                      self.failures, reason, delay)
+        else:
+            log.error("%s; restarting the engine process (attempt %d, in %.3g s)", reason,
+                      self.failures, delay)
+        if self.failures >= 2:
+            # a restart failed already: nothing queued can run soon; answer it now, truly
+            self._degraded = (f"{reason} ({self.failures} failures in a row; "
+                              f"retry {self.failures} in {delay:.3g} s)")
+            while self._fifo:
+                self._fail_op(self._fifo.popleft(), f"engine unavailable: {self._degraded}")
+        self._cancel_timers()
+        if delay > 0:
+            self._set_state(f"failed: {reason}; retry {self.failures} in {delay:.3g} s")
+            self._retry = self._loop.call_later(delay, self._restart)
+        else:
+            self._restart()
+
+    def _restart(self) -> None:
+        self._retry = None
+        if self._closing:
+            return
         restarted = self._spawn()
         restarted.add_done_callback(lambda f: f.cancelled() or f.exception())  # nobody awaits it
+        if self.load_watchdog_s is not None and self._loop is not None:
+            self._load_watch = self._loop.call_later(
+                self.load_watchdog_s, self._load_wedged, self._generation, self.load_watchdog_s)
+        self._set_state(f"restarting {self.failures}")  # observers see the new pid
+
+    def _load_wedged(self, generation: int, timeout: float) -> None:
+        self._load_watch = None
+        proc = self._proc
+        if proc is not None and generation == self._generation and not self._closing \
+                and proc.pending_start is not None and not proc.pending_start.done():
+            self._start_failed(proc, f"model not loaded after {timeout:g} s "
+                               "(engine.watchdog_s)")
+
+    def _cancel_load_watch(self) -> None:
+        if self._load_watch is not None:
+            self._load_watch.cancel()
+            self._load_watch = None
+
+    def _cancel_timers(self) -> None:
+        self._cancel_load_watch()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+
+    def _set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        for callback in list(self.on_state):
+            try:
+                callback(state)
+            except Exception:
+                log.exception("engine state observer failed")
 
 
 def _rebuild_error(value: tuple[str, str, str]) -> Exception:

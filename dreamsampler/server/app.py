@@ -119,8 +119,27 @@ async def start_app(config: Config, engine: Engine | None = None) -> App:
 
 
 async def serve(config: Config) -> None:
-    """Run until SIGINT/SIGTERM."""
+    """Run until SIGINT, SIGTERM or SIGHUP (the terminal closed, SSH dropped): each is a
+    graceful stop (:meth:`App.close`: every pending request is answered). SIGHUP is left alone
+    when it was ignored at start (``nohup dreamsampler serve``, a service manager that ignores
+    it): the server then runs on after its terminal goes away. See docs/hardening.md."""
+    from dreamsampler.engine.audio_io import warm_up_decoders
+
+    # the fallback decoder's imports, while the model loads (not on the loop at the first input)
+    warm = asyncio.ensure_future(asyncio.to_thread(warm_up_decoders))
+    warm.add_done_callback(_warm_done)  # never awaited: it must not hold up the signal handlers
     app = await start_app(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        stop.set()
+
+    for sig in stop_signals():
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal, sig)
     status = app.service.status().engine
     log.info(
         "dreamsampler ready: model %s (%s, %d Hz, %s), OSC %s:%d, OSCQuery %s, clips → %s",
@@ -134,13 +153,24 @@ async def serve(config: Config) -> None:
         app.service.clock.bpm, app.service.clock.source, len(app.service.presets),
         ", ".join(config.live.midi_in) or "none", config.live.audio_out or "none",
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:
-        log.info("shutting down")
+        log.info("shutting down (%s)", ", ".join(received) or "stopped")
         await app.close()
+
+
+def _warm_done(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        # an optional decoder that cannot load: the inputs that need it report it later
+        log.warning("audio decoders not preloaded: %s", task.exception())
+
+
+def stop_signals() -> list[signal.Signals]:
+    """The signals that stop the server gracefully: SIGINT, SIGTERM and, unless it is ignored
+    already (``nohup``), SIGHUP."""
+    signals = [signal.SIGINT, signal.SIGTERM]
+    hup = getattr(signal, "SIGHUP", None)
+    if hup is not None and signal.getsignal(hup) is not signal.SIG_IGN:
+        signals.append(hup)
+    return signals

@@ -348,12 +348,20 @@ REPLIES: dict[str, Message] = {
         Message("/progress", (JOB_ID, Arg("fraction", "f", "share of steps done", 0, 1)),
                 "denoising progress (to /notify clients)"),
         Message("/job.started", (JOB_ID,), "a job began running (to /notify clients)"),
+        Message("/notify.cookie", (Arg("cookie", "i", "send /notify 1 reply_port cookie to "
+                                       "confirm the registration", 0, 16777215),),
+                "sent before /done /notify to a registration that must be confirmed"),
         Message("/job.ended", (JOB_ID, Arg("state", "s", "done, failed or cancelled"),
                                Arg("detail", "s", "the clip's path, or the failure message")),
                 "a job ended (to /notify clients)"),
         Message("/preset.list", (Arg("names", "s", "one atom per preset, in bank order; none "
                                      "when no preset is loaded", required=False),),
                 "reply to /preset/list"),
+        Message("/preset.page", (Arg("page", "i", "this page, from 0", 0),
+                                 Arg("pages", "i", "pages in all (at least 1)", 1),
+                                 Arg("names", "s", "up to 64 preset names, in bank order",
+                                     required=False, rest=True)),
+                "reply to /preset/list <page>"),
         Message("/midi.learned", (Arg("param", "s", "the parameter learned"),
                                   Arg("cc", "i", "controller number", 0, 127),
                                   Arg("channel", "i", "MIDI channel", 1, 16)),
@@ -379,6 +387,9 @@ REPLIES: dict[str, Message] = {
             Arg("jam", "i", "1 while jam mode plays, else 0", 0, 1),
             Arg("engine_restarts", "i", "times the engine process was replaced after a crash, "
                 "a wedge or a device error (engine.kind: process)", 0),
+            Arg("engine_state", "s", "ready; restarting N (restart attempt N is loading the "
+                "model); failed: REASON; retry N in S s (a restart failed: work fails at once "
+                "until it is back); closed: REASON"),
         ), "reply to /status (positional; fields are only ever appended)"),
         Message("/synced", (Arg("id", "i", "the id given to /sync"),),
                 "every command and job received before /sync has completed"),
@@ -507,10 +518,14 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
         Message("/notify", (
             Arg("on", "i", "1 registers the sender for notifications, 0 unregisters", 0, 1),
             Arg("reply_port", "i", "UDP port to send replies to (Max's udpsend and Pd's netsend "
-                "send from another port than they listen on); default: the sender's port",
-                1, 65535, required=False),
-        ), "register for /progress, /job.started, /job.ended and set the reply port",
-            (), ("/done /notify i:on i:reply_port",)),
+                "send from another port than they listen on); default or 0: the sender's port",
+                0, 65535, required=False),
+            Arg("cookie", "i", "the number of the last /notify.cookie, echoed to confirm the "
+                "registration: notifications start only then (senders on loopback need none)",
+                0, 16777215, required=False),
+        ), "set the reply port and register for /progress, /job.started, /job.ended (a "
+            "registration from the network starts once confirmed by echoing its cookie)",
+            (), ("/notify.cookie i:cookie", "/done /notify i:on i:reply_port")),
         Message("/status", (), "ask for the server's state", (), ("/status.reply ...",)),
         Message("/sync", (Arg("id", "i", "any integer, echoed back"),),
                 "reply once everything received before has completed (jobs included)",
@@ -525,8 +540,11 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
                 (), ("/queued i:job_id i:position",
                      "/done /preset/trigger i:job_id s:path [s:stems]",
                      "/fail /preset/trigger s:message [i:job_id]")),
-        Message("/preset/list", (), "ask for the loaded presets' names", (),
-                ("/preset.list s:name...",)),
+        Message("/preset/list", (Arg("page", "i", "page of 64 names, from 0; without it: "
+                                     "every name that fits in one datagram", 0,
+                                     required=False),),
+                "ask for the loaded presets' names", (),
+                ("/preset.list s:name...", "/preset.page i:page i:pages s:name...")),
         Message("/preset/save", (PRESET_NAME,),
                 "save the session parameters (/param/...) as a preset YAML file in the presets "
                 "folder (atomic; replaces a preset of that name)",
@@ -621,7 +639,7 @@ def direct_replies() -> dict[str, str]:
     for cmd in COMMANDS.values():
         for reply in cmd.replies:
             head = reply.split()[0]
-            if head not in ("/done", "/fail", "/queued"):
+            if head not in ("/done", "/fail", "/queued", "/notify.cookie"):  # not final
                 out[cmd.address] = head
                 break
     return out
@@ -662,6 +680,21 @@ def markdown(commands: dict[str, Message] | None = None) -> str:
 
 CHANGELOG = """
 Deliberate changes to addresses, arguments and replies, newest first.
+
+### 0.4 (issue 22: reliability, round three)
+
+- `/status.reply` appends `s:engine_state`: `ready`, `restarting N`, `failed: REASON; retry N in
+  S s` (work fails at once with that reason until the engine is back) or `closed: REASON`.
+- `/notify on [reply_port] [cookie]`: `reply_port` 0 means the sender's port; a registration from
+  the network gets `/notify.cookie i:cookie` before its `/done /notify` and receives no stream
+  until it sends `/notify 1 reply_port cookie` (loopback needs none). A full table evicts the
+  least recently confirmed registration instead of refusing; `/progress` to registrants is
+  coalesced (at most 21 per job).
+- `/preset/list [page]`: with a page, the reply is `/preset.page i:page i:pages s:name...` (64 names
+  a page); without, `/preset.list` holds the names that fit in one datagram.
+- `/preset/save` is written off the event loop and fails once `limits.max_presets` presets are
+  loaded. `/stop`, `/cancel`, `/status`, `/notify` and the other control messages no longer count
+  against the pending-request limit (`busy`).
 
 ### 0.4 (issue 19: stems with Demucs)
 

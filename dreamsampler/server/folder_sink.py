@@ -59,6 +59,9 @@ __all__ = ["FolderSink", "LoopSpec", "SinkError", "slugify"]
 
 log = logging.getLogger(__name__)
 
+INODES_PER_CLIP = 3
+"""Files a clip needs at once: the WAV, its generation record and one temporary file."""
+
 _BYTES_PER_SAMPLE = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
 _HEADER_BYTES = 65536
 """Room for the WAV header, its chunks and the sidecar, bytes."""
@@ -148,7 +151,8 @@ class FolderSink:
 
     def check_writable(self, seconds: float = 0.0) -> None:
         """Create the folder if needed and check that files can be written in it and, after a
-        disk-full failure, that a clip of ``seconds`` fits.
+        disk-full failure, that a clip of ``seconds`` fits; a file system with fewer free inodes
+        than :data:`INODES_PER_CLIP` is not writable either.
 
         Raises:
             SinkError: naming the folder and the reason.
@@ -159,12 +163,25 @@ class FolderSink:
             raise SinkError(f"output folder {self.directory}: {exc.strerror}") from None
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise SinkError(f"output folder {self.directory}: not writable")
+        inodes = self.free_inodes()
+        if inodes is not None and inodes < INODES_PER_CLIP:
+            raise SinkError(f"output folder {self.directory}: no free inodes ({inodes} left; "
+                            f"a clip needs {INODES_PER_CLIP}: the WAV, its record, a temporary)")
         if self.bytes_per_second and seconds > 0:
             needed = int(seconds * self.bytes_per_second) + _HEADER_BYTES
             free = self.free_bytes()
             if free is not None and free < needed:
                 raise SinkError(f"output folder {self.directory}: disk full ({free} bytes free, "
                                 f"a {seconds:g} s clip needs about {needed})")
+
+    def free_inodes(self) -> int | None:
+        """Inodes (files) that may still be created in the output folder's file system; None
+        if unknown or unlimited (file systems that report no inode total, such as btrfs)."""
+        try:
+            st = os.statvfs(self.directory)
+        except (OSError, AttributeError):
+            return None
+        return int(st.f_favail) if st.f_files > 0 else None
 
     def free_bytes(self) -> int | None:
         """Bytes free for this process in the output folder's file system (None if unknown)."""

@@ -79,3 +79,26 @@ class LogLimiter:
             if bucket.suppressed:
                 self.logger.info("%d %s messages suppressed", bucket.suppressed, category)
                 bucket.suppressed = 0
+
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7f)}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+_CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xa0)})  # C1 controls (CSI 0x9b)
+
+
+def escape_control(text: str) -> str:
+    """``text`` with control characters (C0, DEL, C1: ESC, CR, LF, …) written as escapes, so a
+    value a client sent cannot move the terminal's cursor, recolour it or forge a log line."""
+    return text.translate(_CONTROL)
+
+
+class EscapeControlFilter(logging.Filter):
+    """A handler filter: each record's message (format string with its arguments) has its
+    control characters escaped (:func:`escape_control`); tracebacks keep their lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = escape_control(message)
+        if escaped != message:
+            record.msg, record.args = escaped, None
+        return True

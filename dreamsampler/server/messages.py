@@ -147,6 +147,7 @@ class Notify(Request):
     address = "/notify"
     on: int
     reply_port: int | None = None
+    cookie: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class PresetTrigger(Request):
 @dataclass(frozen=True)
 class PresetList(Request):
     address = "/preset/list"
+    page: int | None = None
 
 
 @dataclass(frozen=True)

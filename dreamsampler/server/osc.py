@@ -7,9 +7,13 @@ port; nothing is silent. Addresses are looked up exactly (an OSC pattern address
 Malformed datagrams (bad OSC, invalid UTF-8, bundles nested too deep) are counted, logged at a
 limited rate and dropped; the server keeps serving. Work is bounded: at most
 ``max_per_datagram`` messages of one datagram are answered (the rest get one ``/fail``), at most
-``max_pending`` background requests (``/sync``, concept operations, ``/audio/devices``…) wait at
-once (more get ``/fail … busy``), and datagrams from outside ``allow`` are dropped. See
-docs/hardening.md.
+``max_pending`` background requests *of each kind* (:data:`WORK_KINDS`: ``/sync``; the concept
+operations; ``/concept/available`` and ``/audio/devices``) wait at once (more of that kind get
+``/fail … busy``), and datagrams from outside ``allow`` are dropped. Control messages (``/stop``,
+``/jam``, ``/cancel``, ``/status``, ``/notify``, ``/param``, ``/tempo``, ``/play``…) never wait
+behind work and never count against its limits: most answer at once on the loop; ``/stop`` runs
+once for every ``/stop`` that arrives while it runs (all are answered), and ``/jam`` has its own
+bound. See docs/hardening.md.
 
 The edge talks to the :class:`~dreamsampler.server.service.Service` only (never to the engine or a
 sink); the live commands that steer another edge — ``/jam`` the jam edge, ``/midi/learn`` and
@@ -68,6 +72,17 @@ MAX_PENDING = 64
 MAX_BUNDLES = 16
 """Bundles (nested or not) in one datagram; a datagram with more is malformed."""
 BUNDLE_ADDRESS = "#bundle"
+WORK_KINDS = ("sync", "concept", "query", "preset")
+"""Kinds of background work, each bounded by ``max_pending`` on its own: ``sync`` (``/sync``),
+``concept`` (``/concept/load``, ``/concept/unload``), ``query`` (``/concept/available``,
+``/audio/devices``), ``preset`` (``/preset/save``). ``control`` (``/jam``) has its own bound;
+``/stop`` is coalesced."""
+PROGRESS_UPDATES = 20
+"""``/progress`` messages per job to each registrant, at most."""
+MAX_TRACKED_JOBS = 4096
+"""Jobs whose progress level is remembered (queue bound is far lower)."""
+MAX_STOP_WAITERS = 4096
+"""Distinct senders answered by one coalesced ``/stop`` run (more get ``/fail … busy``)."""
 
 
 class LiveDisabledError(RequestError):
@@ -118,6 +133,9 @@ class OscServer:
         jam: the jam edge (``/jam``); None: ``/jam`` fails.
         allow: networks (CIDR strings) whose datagrams are served; empty: all.
         max_clients, client_ttl: ``/notify`` bounds (see :class:`Clients`).
+        progress_updates: ``/progress`` messages per job to each registrant, at most (sent
+            when the fraction done crosses the next multiple of ``1 / progress_updates``).
+        cookie_loopback: loopback senders must confirm ``/notify`` with the cookie too.
         max_pending: background requests waiting at once.
         max_per_datagram: messages of one datagram that are answered.
     """
@@ -126,13 +144,15 @@ class OscServer:
                  midi: MidiEdge | None = None, jam: Jam | None = None,
                  allow: list[str] | None = None, max_clients: int = MAX_CLIENTS,
                  client_ttl: float = CLIENT_TTL, max_pending: int = MAX_PENDING,
-                 max_per_datagram: int = MAX_PER_DATAGRAM) -> None:
+                 max_per_datagram: int = MAX_PER_DATAGRAM,
+                 progress_updates: int = PROGRESS_UPDATES,
+                 cookie_loopback: bool = False) -> None:
         self.service = service
         self.midi = midi
         self.jam = jam
         self.host = host
         self.port = port
-        self.clients = Clients(max_clients, client_ttl)
+        self.clients = Clients(max_clients, client_ttl, cookie_loopback=cookie_loopback)
         self.allow = _networks(allow or [])
         self.max_pending = max_pending
         self.max_per_datagram = max_per_datagram
@@ -147,6 +167,11 @@ class OscServer:
         self.oscquery_port = 0
         self.transport: asyncio.DatagramTransport | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, set[asyncio.Task[None]]] = {}
+        self._stop_task: asyncio.Task[None] | None = None
+        self._stop_waiters: dict[Address, None] = {}
+        self.progress_updates = progress_updates
+        self._progress_sent: dict[int, int] = {}  # job id → last progress level broadcast
         self._handlers: dict[type[m.Request], Handler] = {
             m.Gen: self._gen,
             m.Transfer: self._gen,
@@ -248,22 +273,30 @@ class OscServer:
         for target in self.clients.notified():
             self.send(target, address, *args)
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None], kind: str = "query") -> None:
         """Run ``coro`` as a background task of the server (kept referenced until done).
 
+        Args:
+            kind: its bound (one of :data:`WORK_KINDS`, or ``control``): at most
+                ``max_pending`` of each kind wait at once, so one kind never locks out another.
+
         Raises:
-            BusyError: ``max_pending`` background requests are waiting already (``coro`` is
-                closed unstarted).
+            BusyError: ``max_pending`` background requests of ``kind`` are waiting already
+                (``coro`` is closed unstarted).
         """
-        if len(self._background) >= self.max_pending:
+        pending = self._pending.setdefault(kind, set())
+        if len(pending) >= self.max_pending:
             coro.close()
-            raise BusyError(f"busy: {len(self._background)} requests pending, try again")
+            raise BusyError(f"busy: {len(pending)} requests pending, try again")
         task = asyncio.create_task(coro)
         self._background.add(task)
+        pending.add(task)
         task.add_done_callback(self._background.discard)
+        task.add_done_callback(pending.discard)
 
     def _background_reply(self, sender: Address, address: str,
-                          work: Callable[[], Awaitable[tuple[Any, ...]]]) -> None:
+                          work: Callable[[], Awaitable[tuple[Any, ...]]],
+                          kind: str = "query") -> None:
         """Run ``work`` on the loop; ``/done address *result`` or ``/fail address message``."""
         async def run() -> None:
             try:
@@ -277,7 +310,7 @@ class OscServer:
                 return
             self.reply(sender, "/done", address, *result)
 
-        self.spawn(run())
+        self.spawn(run(), kind)
 
     # -- receiving -----------------------------------------------------------------------------
 
@@ -387,7 +420,9 @@ class OscServer:
 
     def _notify(self, sender: Address, msg: m.Notify) -> None:
         if msg.on:
-            target = self.clients.register(sender, msg.reply_port)
+            target, confirmed = self.clients.register(sender, msg.reply_port, msg.cookie)
+            if not confirmed:  # the stream starts once the cookie comes back (notify.py)
+                self.send(target, "/notify.cookie", self.clients.cookie(target))
             self.send(target, "/done", msg.address, 1, target[1])
         else:
             target = self.clients.reply_address(sender)
@@ -406,6 +441,7 @@ class OscServer:
             underruns=s.underruns,
             unmapped_notes=self.midi.unmapped_notes if self.midi is not None else 0,
             jam=int(self.jam is not None and self.jam.running), engine_restarts=e.restarts,
+            engine_state=e.state,
         )
         self.reply(sender, reply.address, *reply.atoms())
 
@@ -418,7 +454,7 @@ class OscServer:
                 return
             self.reply(sender, "/synced", msg.id)
 
-        self.spawn(wait())
+        self.spawn(wait(), "sync")
 
     def _version(self, sender: Address, msg: m.Version) -> None:
         engine = self.service.status().engine
@@ -442,7 +478,7 @@ class OscServer:
             else:
                 self.reply(sender, "/done", address, *done)
 
-        self.spawn(run())
+        self.spawn(run(), "concept")
 
     def _concept_load(self, sender: Address, msg: m.ConceptLoad) -> None:
         async def load() -> tuple[Any, ...]:
@@ -468,16 +504,32 @@ class OscServer:
                 atoms += [c.name, c.method, c.family, int(c.loaded)]
             self.reply(sender, "/concept.available", *atoms)
 
-        self.spawn(run())
+        self.spawn(run(), "query")
 
     # -- presets, tempo, device ----------------------------------------------------------------
 
     def _preset_list(self, sender: Address, msg: m.PresetList) -> None:
-        self.reply(sender, "/preset.list", *self.service.preset_names())
+        if msg.page is not None:
+            names, pages = self.service.preset_page(msg.page)
+            self.reply(sender, "/preset.page", msg.page, pages, *names)
+            return
+        names, size = [], len(b"/preset.list\0\0\0\0,\0\0\0")
+        for name in self.service.preset_names():  # what fits in one datagram; the rest: pages
+            size += 4 + len(name.encode()) + 4  # its type tag and padded string, at most
+            if size > MAX_DATAGRAM - 64:
+                break
+            names.append(name)
+        self.reply(sender, "/preset.list", *names)
 
     def _preset_save(self, sender: Address, msg: m.PresetSave) -> None:
-        path = self.service.save_preset(msg.name)
-        self.reply(sender, "/done", msg.address, str(path))
+        # the session as it is now, checked here (bad names and values: /fail at once); the
+        # file is written off the event loop
+        saving = self.service.save_preset(msg.name)
+
+        async def work() -> tuple[Any, ...]:
+            return (str(await saving),)
+
+        self._background_reply(sender, msg.address, work, "preset")
 
     def _tempo(self, sender: Address, msg: m.Tempo) -> None:
         bpm = self.service.set_tempo(msg.bpm)
@@ -488,19 +540,43 @@ class OscServer:
         self.reply(sender, "/done", msg.address, msg.job_id, round(delay, 6))
 
     def _stop(self, sender: Address, msg: m.Stop) -> None:
-        async def work() -> tuple[Any, ...]:
-            if self.jam is not None:
-                await self.jam.stop()
-            await self.service.stop()
-            return ()
+        """The panic button: never busy behind work. Every ``/stop`` that arrives while a stop
+        runs is answered after one more run (so sound that started meanwhile stops too)."""
+        if sender not in self._stop_waiters and len(self._stop_waiters) >= MAX_STOP_WAITERS:
+            raise BusyError(f"busy: {len(self._stop_waiters)} /stop requests pending")
+        self._stop_waiters[sender] = None
+        if self._stop_task is None:
+            self._stop_task = asyncio.create_task(self._run_stops(msg.address))
+            self._background.add(self._stop_task)
+            self._stop_task.add_done_callback(self._background.discard)
 
-        self._background_reply(sender, msg.address, work)
+    async def _run_stops(self, address: str) -> None:
+        try:
+            while self._stop_waiters:
+                waiters, self._stop_waiters = list(self._stop_waiters), {}
+                error: str | None = None
+                try:
+                    if self.jam is not None:
+                        await self.jam.stop()
+                    await self.service.stop()
+                except (RequestError, SinkError) as exc:
+                    error = str(exc)
+                except Exception as exc:
+                    self.logs.log("internal", logging.ERROR, "/stop failed", exc_info=True)
+                    error = f"internal error: {type(exc).__name__}: {exc}"
+                for sender in waiters:
+                    if error is None:
+                        self.reply(sender, "/done", address)
+                    else:
+                        self.fail(sender, address, error)
+        finally:
+            self._stop_task = None
 
     def _audio_devices(self, sender: Address, msg: m.AudioDevices) -> None:
         async def work() -> None:
             self.reply(sender, "/audio.devices", *await self.service.audio_devices())
 
-        self.spawn(work())
+        self.spawn(work(), "query")
 
     # -- the other edges -----------------------------------------------------------------------
 
@@ -516,7 +592,7 @@ class OscServer:
                 await jam.stop()
             return ("on" if msg.on else "off",)
 
-        self._background_reply(sender, msg.address, work)
+        self._background_reply(sender, msg.address, work, "control")
 
     def _midi_learn(self, sender: Address, msg: m.MidiLearn) -> None:
         if self.midi is None:
@@ -542,12 +618,21 @@ class OscServer:
 
     def _notify_clients(self, update: Update) -> None:
         if isinstance(update, JobStarted):
+            self._progress_sent[update.job_id] = -1
             self.broadcast("/job.started", update.job_id)
         elif isinstance(update, JobProgress):
-            self.broadcast("/progress", update.job_id, float(update.fraction))
+            # coalesced: at most progress_updates /progress per job (issue 22: one 48-byte
+            # /gen x steps 200 sent 200 datagrams to every registrant, plus the rest)
+            last = self._progress_sent.get(update.job_id, -1)
+            level = math.floor(float(update.fraction) * self.progress_updates + 1e-9)
+            if level > last and len(self._progress_sent) <= MAX_TRACKED_JOBS:
+                self._progress_sent[update.job_id] = level
+                self.broadcast("/progress", update.job_id, float(update.fraction))
         elif isinstance(update, Delivered):
+            self._progress_sent.pop(update.job_id, None)
             self.broadcast("/job.ended", update.job_id, "done", str(update.path or ""))
         elif isinstance(update, JobFailed):
+            self._progress_sent.pop(update.job_id, None)
             state = "cancelled" if update.cancelled else "failed"
             self.broadcast("/job.ended", update.job_id, state, update.message)
 

@@ -15,7 +15,8 @@ Implements the read-only part of the OSCQuery proposal (https://github.com/Vidvo
 - an unknown path → 404, an unknown attribute or a bad request → 400, other methods → 405.
 
 No websocket (``LISTEN`` is false). The HTTP server is a few lines of stdlib asyncio, bounded so
-that it cannot hurt OSC: at most :data:`MAX_CONNECTIONS` at once (more get 503 and are closed), a
+that it cannot hurt OSC: at most :data:`MAX_CONNECTIONS` at once and :data:`MAX_PER_ADDRESS`
+from one address (more get 503 and are closed), a
 request must arrive within :data:`REQUEST_TIMEOUT` seconds, and no error in a connection escapes.
 If the configured HTTP port is taken, a free one is used (clients discover it; ``/status`` reports
 it). zeroconf advertises ``_oscjson._tcp`` (the HTTP port) and ``_osc._udp`` (the OSC port), both
@@ -52,6 +53,9 @@ EXTENSIONS = {"ACCESS": True, "VALUE": True, "RANGE": True, "DESCRIPTION": True,
 MAX_REQUEST = 16384
 #: HTTP connections served at once; more are answered 503 and closed at once (no file piles up)
 MAX_CONNECTIONS = 32
+#: connections served at once from one address; more from it get 503 at once, so one host
+#: holding slow connections cannot starve the others (MAX_CONNECTIONS is shared by all)
+MAX_PER_ADDRESS = 8
 #: seconds a client has to send its request line and headers
 REQUEST_TIMEOUT = 5.0
 
@@ -202,6 +206,7 @@ class OscQueryServer:
         #: the configured HTTP port when it was taken and a free one is used instead
         self.fallback_from: int | None = None
         self.connections = 0
+        self._per_host: dict[str, int] = {}
         self._osc_ip: str | None = None
         self._server: asyncio.Server | None = None
         self._zeroconf: Any = None
@@ -239,8 +244,11 @@ class OscQueryServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One connection; nothing raised here reaches the event loop."""
         self.connections += 1
+        peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if peer else ""
+        self._per_host[host] = self._per_host.get(host, 0) + 1
         try:
-            if self.connections > MAX_CONNECTIONS:
+            if self.connections > MAX_CONNECTIONS or self._per_host[host] > MAX_PER_ADDRESS:
                 status, body, head = 503, {"error": "too many connections"}, False
             else:
                 try:
@@ -257,6 +265,9 @@ class OscQueryServer:
             log.debug("OSCQuery connection: %s", exc)
         finally:
             self.connections -= 1
+            self._per_host[host] -= 1
+            if not self._per_host[host]:
+                del self._per_host[host]
             writer.close()
 
     async def _read(self, reader: asyncio.StreamReader) -> tuple[int, dict[str, Any] | None,

@@ -8,6 +8,7 @@ library, the last seed per preset (seed policies ``increment``/``random``) and t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from dreamsampler.engine.request import RequestError
 from dreamsampler.server.delivery import FOLDER, GenerationParams
 from dreamsampler.server.presets import (
     OWN_KEYS,
+    Bank,
     Preset,
     PresetError,
     PresetLibrary,
@@ -48,16 +50,26 @@ class PresetJob:
     extra: dict[str, Any]
 
 
+MAX_PRESETS = 1000
+"""Presets ``/preset/save`` may bring the library to (``limits.max_presets``)."""
+PAGE_SIZE = 64
+"""Names per ``/preset/list <page>`` reply (64 names of at most 64 characters: < 5 KB)."""
+
+
 class PresetBook:
     """The presets of one folder.
 
     Args:
         presets_dir: the presets folder (missing: no presets, logged).
         load: load it now (False: start empty, e.g. for one clip from the command line).
+        max_presets: ``/preset/save`` of a new name fails once the library holds this many.
     """
 
-    def __init__(self, presets_dir: Path, load: bool = True) -> None:
+    def __init__(self, presets_dir: Path, load: bool = True,
+                 max_presets: int = MAX_PRESETS) -> None:
         self.presets_dir = Path(presets_dir)
+        self.max_presets = max_presets
+        self._saving: asyncio.Lock | None = None
         self.library = PresetLibrary()
         self.errors: list[PresetError] = []
         self.bank: str | None = None
@@ -83,6 +95,12 @@ class PresetBook:
     def names(self) -> list[str]:
         """Loaded preset names, bank by bank (banks sorted by name, presets in file order)."""
         return [name for bank in self.library.banks for name in bank.presets]
+
+    def page(self, index: int, size: int = PAGE_SIZE) -> tuple[list[str], int]:
+        """Page ``index`` (from 0) of :meth:`names` and the number of pages (at least 1)."""
+        names = self.names()
+        pages = max(1, -(-len(names) // size))
+        return names[index * size:(index + 1) * size], pages
 
     def get(self, name: str) -> Preset:
         """The preset called ``name``.
@@ -152,14 +170,66 @@ class PresetBook:
             self._last_seed[job.preset] = int(job.params.seed)
 
     def save_session(self, name: str, session: Any) -> Path:
-        """Save the session parameters as preset ``name`` (``DIR/<name>.yaml``, atomic) and
-        reload the presets. Every session field a preset takes is kept (concept, scheduler,
-        ...; :data:`~dreamsampler.schema.PRESET`); the seed is kept when the session seed is
-        locked, else the preset draws a random one.
+        """Save the session parameters as preset ``name`` (``DIR/<name>.yaml``, atomic) and add
+        it to the library (no reload of the other files).
+
+        Raises:
+            PresetRequestError: see :meth:`preset_from_session`; or the folder cannot be written.
+        """
+        preset = self.preset_from_session(name, session)
+        path = self._write(preset)
+        self._add(preset)
+        return path
+
+    async def save(self, preset: Preset) -> Path:
+        """Write ``preset`` (from :meth:`preset_from_session`) off the event loop and add it to
+        the library (``/preset/save``); saves run one at a time, in order.
+
+        Raises:
+            PresetRequestError: ``max_presets`` reached, or the folder cannot be written.
+        """
+        if self._saving is None:
+            self._saving = asyncio.Lock()
+        async with self._saving:
+            self._check_room(preset.name)
+            path = await asyncio.to_thread(self._write, preset)
+            self._add(preset)
+        return path
+
+    def _check_room(self, name: str) -> None:
+        if name not in self.library and len(self.library) >= self.max_presets:
+            raise PresetRequestError(
+                f"cannot save preset {name!r}: {len(self.library)} presets loaded, the most "
+                f"allowed (limits.max_presets {self.max_presets}); replace or delete one")
+
+    def _write(self, preset: Preset) -> Path:
+        try:
+            return save_preset(self.presets_dir, preset)
+        except OSError as exc:
+            raise PresetRequestError(f"cannot save preset {preset.name!r} in "
+                                     f"{self.presets_dir}: {exc.strerror or exc}") from None
+
+    def _add(self, preset: Preset) -> None:
+        """Put a just-saved preset of bank ``default`` into the library (incremental)."""
+        library = self.library
+        if preset.bank is None:  # as load_presets assigns it
+            preset = preset.model_copy(update={"bank": "default"})
+        library.presets[preset.name] = preset
+        banks = {b.name: b for b in library.banks}
+        members = banks.get("default", Bank("default", ())).presets
+        if preset.name not in members:
+            banks["default"] = Bank("default", (*members, preset.name))
+            library.banks = [banks[k] for k in sorted(banks)]
+
+    def preset_from_session(self, name: str, session: Any) -> Preset:
+        """The preset ``name`` holding the session parameters (validated, not written).
+        Every session field a preset takes is kept (concept, scheduler, ...;
+        :data:`~dreamsampler.schema.PRESET`); the seed is kept when the session seed is locked,
+        else the preset draws a random one.
 
         Raises:
             PresetRequestError: no prompt in the session, an invalid name or value, a preset of
-                that name in a bank file, or the folder cannot be written.
+                that name in a bank file, or ``max_presets`` reached.
         """
         s = session
         if not s.prompt.strip():
@@ -188,13 +258,8 @@ class PresetBook:
             where = ".".join(str(p) for p in first["loc"]) or "preset"
             raise PresetRequestError(f"cannot save preset {name!r}: {where}: {first['msg']}"
                                      ) from None
-        try:
-            path = save_preset(self.presets_dir, preset)
-        except OSError as exc:
-            raise PresetRequestError(f"cannot save preset {name!r} in {self.presets_dir}: "
-                                     f"{exc.strerror or exc}") from None
-        self.reload()
-        return path
+        self._check_room(preset.name)
+        return preset
 
 
 def overrides_from(pairs: Sequence[tuple[str, float | int]], fields: dict[str, str]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,8 @@ class Service:
         self.engine = engine
         self.transport = Transport(config.live)
         self.params = SessionParams(config, lambda: self.clock, self._loaded)
-        self.presets = presets if presets is not None else PresetBook(Path(config.live.presets_dir))
+        self.presets = presets if presets is not None else PresetBook(
+            Path(config.live.presets_dir), max_presets=config.limits.max_presets)
         self.playback = Playback(lambda: self.device)
         self.builder = JobBuilder(self.params, self.presets, lambda: self.sinks,
                                   lambda: self.engine.status().family)
@@ -206,9 +208,17 @@ class Service:
         """The loaded presets' names, bank by bank."""
         return self.presets.names()
 
-    def save_preset(self, name: str) -> Path:
-        """Save the session as preset ``name``. Raises ``PresetRequestError``."""
-        return self.presets.save_session(name, self.session)
+    def preset_page(self, index: int) -> tuple[list[str], int]:
+        """Page ``index`` (from 0) of :meth:`preset_names` and the number of pages."""
+        return self.presets.page(index)
+
+    def save_preset(self, name: str) -> Awaitable[Path]:
+        """Save the session as preset ``name``: the session is checked now (raises
+        ``PresetRequestError`` at once: no prompt, bad name or value, ``limits.max_presets``
+        reached); the returned awaitable writes the file off the event loop and adds it to the
+        library without reloading the folder (raises ``PresetRequestError``: full, or the
+        folder cannot be written)."""
+        return self.presets.save(self.presets.preset_from_session(name, self.session))
 
     def select_bank(self, name: str | None, index: int) -> None:
         """Choose the preset bank (MIDI program change)."""

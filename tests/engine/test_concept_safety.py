@@ -73,3 +73,21 @@ def test_weights_linked_from_outside_the_concept_folder_are_refused(tmp_path: Pa
     shutil.move(outside, folder / "embeds.safetensors")
     (folder / TI_FILE).symlink_to("embeds.safetensors")
     assert manager.load("linked").name == "linked"
+
+
+def test_a_concept_folder_that_is_itself_a_link_to_outside_is_refused(tmp_path: Path) -> None:
+    """Issue 22: ``concepts/evil -> /elsewhere/folder`` loaded (the check resolved the link
+    first, so everything in it looked inside)."""
+    concepts = tmp_path / "concepts"
+    concepts.mkdir()
+    elsewhere = ti_concept(tmp_path / "elsewhere", "warm")
+    (concepts / "warm").symlink_to(elsewhere, target_is_directory=True)
+    manager = _manager(concepts)
+    with pytest.raises(ConceptError, match=r"concept folder is a symbolic link to .*outside"):
+        manager.load("warm")
+    assert "warm" not in [c.name for c in manager.available()]
+    # a link to a folder inside the concepts folder is fine
+    shutil.move(elsewhere, concepts / "warm-v1")
+    (concepts / "warm").unlink()
+    (concepts / "warm").symlink_to("warm-v1", target_is_directory=True)
+    assert manager.load("warm").name == "warm"

@@ -253,6 +253,125 @@ def test_fatal_error_classification() -> None:
     assert not is_fatal_error(ValueError("bad"))
 
 
+def test_backoff_is_capped_exponential_and_never_gives_up() -> None:
+    from dreamsampler.engine.supervised import backoff_delay
+
+    delays = [backoff_delay(n, 0.5, 30.0) for n in range(1, 10)]
+    assert delays == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert backoff_delay(10_000, 0.5, 30.0) == 30.0  # no overflow, still a finite retry
+
+
+def test_five_kills_in_a_row_including_loading_replacements_end_with_a_working_engine(
+        ) -> None:
+    """kill -9 the running engine, then each of three replacements while it loads, then the
+    running engine again: every job is answered, work fails fast with the true reason while a
+    restart has failed, and the engine serves again (issue 22, item 1)."""
+    async def main() -> None:
+        engine = SupervisedEngine("tiny", "cpu", step_hook=HOOK, backoff_s=0.05,
+                                  backoff_max_s=0.2, load_watchdog_s=60.0)
+        await engine.start()
+        states: asyncio.Queue[str] = asyncio.Queue()
+        kills = {"loading": 0}
+        fast_failures: list[str] = []
+
+        def on_state(state: str) -> None:
+            states.put_nowait(state)
+            if state.startswith("restarting") and kills["loading"] < 3:
+                kills["loading"] += 1
+                assert engine.pid is not None
+                os.kill(engine.pid, signal.SIGKILL)  # the replacement, while it loads
+            elif state.startswith("failed:"):
+                try:
+                    engine.submit(_req(), 100 + len(fast_failures))
+                except QueueFull as exc:
+                    fast_failures.append(str(exc))
+
+        engine.on_state.append(on_state)
+
+        async def until_ready() -> list[str]:
+            seen = []
+            while (state := await states.get()) != "ready":
+                seen.append(state)
+            return seen
+
+        try:
+            running, _ = engine.submit(_req("hang"), 1)
+            queued, _ = engine.submit(_req(), 2)
+            await _first_step(running)
+            assert engine.pid is not None
+            os.kill(engine.pid, signal.SIGKILL)  # kill 1: the running engine
+            crashed = await running.wait()
+            assert isinstance(crashed, JobFailed) and "SIGKILL" in crashed.message
+            waited = await queued.wait()  # answered at once when the first reload failed
+            assert isinstance(waited, JobFailed)
+            assert "engine restart failed" in waited.message
+            assert "while loading the model" in waited.message
+            seen = await until_ready()
+            assert kills["loading"] == 3
+            assert [s.split(";")[0] for s in seen if s.startswith("restarting")] == [
+                "restarting 1", "restarting 2", "restarting 3", "restarting 4"]
+            assert sum(s.startswith("failed: engine restart failed") for s in seen) == 3
+            assert len(fast_failures) == 3
+            assert all("while loading the model" in f for f in fast_failures)
+            # kill 5: the running engine again, at once after the crash loop
+            again, _ = engine.submit(_req("hang"), 3)
+            await _first_step(again)
+            os.kill(engine.pid, signal.SIGKILL)
+            assert isinstance(await again.wait(), JobFailed)
+            # a process that took a job and died blames the job: restarted at once
+            assert (await until_ready()) == ["restarting 1"]
+            assert engine.status().state == "ready"
+            assert isinstance(await engine.submit(_req(), 4)[0].wait(), JobFinished)
+            assert engine.failures == 0 and engine.status().restarts == 2
+        finally:
+            await engine.close()
+
+    _run(main)
+
+
+def test_a_replacement_that_hangs_while_loading_is_killed_and_retried() -> None:
+    """SIGSTOP the replacement while it loads: the load watchdog kills it, the queued job is
+    answered with the reason, and the next replacement serves (issue 22, item 2)."""
+    async def main() -> None:
+        engine = SupervisedEngine("tiny", "cpu", step_hook=HOOK, backoff_s=0.01,
+                                  load_watchdog_s=60.0)
+        await engine.start()
+        stopped: list[int] = []
+        ready = asyncio.Event()
+
+        def on_state(state: str) -> None:
+            if state == "restarting 1":
+                assert engine.pid is not None
+                stopped.append(engine.pid)
+                os.kill(engine.pid, signal.SIGSTOP)
+                engine.load_watchdog_s = 60.0
+            elif state == "ready":
+                ready.set()
+
+        engine.on_state.append(on_state)
+        try:
+            running, _ = engine.submit(_req("hang"), 1)
+            queued, _ = engine.submit(_req(), 2)
+            await _first_step(running)
+            engine.load_watchdog_s = 0.2  # the stopped replacement's load watchdog
+            assert engine.pid is not None
+            os.kill(engine.pid, signal.SIGKILL)
+            assert isinstance(await running.wait(), JobFailed)
+            waited = await queued.wait()
+            assert isinstance(waited, JobFailed) and "model not loaded after 0.2 s" in \
+                waited.message
+            await ready.wait()
+            with pytest.raises(ProcessLookupError):  # killed, not left stopped
+                for _ in range(1000):
+                    os.kill(stopped[0], 0)
+                    await asyncio.sleep(0.01)
+            assert isinstance(await engine.submit(_req(), 3)[0].wait(), JobFinished)
+        finally:
+            await engine.close()
+
+    _run(main)
+
+
 def test_a_request_error_reads_the_same_as_in_the_local_engine(tmp_path: Path) -> None:
     """Inpainting on MusicLDM is the request's fault: both engines report the sampler's plain
     message (no "RequestError:" prefix), as the shared failure_message maps it."""

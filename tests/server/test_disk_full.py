@@ -107,6 +107,29 @@ def test_clean_orphans_leaves_a_folder_it_cannot_read(tmp_path: Path) -> None:
     assert FolderSink(tmp_path / "missing").clean_orphans() == []
 
 
+def test_no_free_inodes_means_not_writable(tmp_path: Path) -> None:
+    """A file system with space but no inodes left: /status says output_writable 0 and /gen is
+    refused before it is queued (issue 22: output_writable stayed 1)."""
+    config = make_config(tmp_path)
+    out = config.output.dir
+    with tiny_tmpfs(out, "1m,nr_inodes=8"):
+        for server in run_server(config):
+            with server.client() as c:
+                assert _status(c)[STATUS_WRITABLE] == 1
+                fillers = []
+                with contextlib.suppress(OSError):
+                    for i in range(16):
+                        (out / f"filler{i}").touch()
+                        fillers.append(i)
+                assert len(fillers) < 16, "inodes did not run out"
+                assert _status(c)[STATUS_WRITABLE] == 0
+                reply = c.request("/gen", "x", timeout=10)[-1]
+                assert reply.address == "/fail" and "no free inodes" in reply.args[1]
+                for i in fillers:
+                    (out / f"filler{i}").unlink()
+                assert _status(c)[STATUS_WRITABLE] == 1
+
+
 def test_the_disk_full_guard_sizes_each_clip_by_its_own_length(tmp_path: Path) -> None:
     """After a 10 s clip did not fit a 256 KiB file system, a 1 s clip (about 190 KB) is still
     accepted and written; a 10 s job is refused up front, naming its own size."""

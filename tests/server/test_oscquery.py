@@ -215,7 +215,10 @@ def test_oscquery_can_be_disabled(tmp_path: Path) -> None:
     for server in run_server(make_config(tmp_path, **{"oscquery.enabled": False})):
         assert server.app.oscquery is None
         with server.client() as c:
-            assert c.request("/status")[-1].args[-1] == 0
+            from dreamsampler.server.contract import REPLIES
+
+            names = [a.name for a in REPLIES["/status.reply"].args]
+            assert c.request("/status")[-1].args[names.index("oscquery_port")] == 0
 
 
 def test_busy_oscquery_port_falls_back_to_a_free_one(tmp_path: Path) -> None:
@@ -361,3 +364,31 @@ def test_idle_connections_cannot_take_osc_down(tmp_path: Path) -> None:
             raise
     assert proc.returncode == 0, output
     assert "Traceback" not in output, output
+
+
+def test_one_address_holding_slow_connections_cannot_starve_another(
+        server: RunningServer) -> None:
+    """Issue 22: 40 one-byte connections (refreshed within the request timeout) from one host
+    made every other client's GET a 503. The other host here is 127.0.0.2 (all of 127/8 is
+    loopback on Linux), so the test stays on this machine."""
+    from dreamsampler.server.oscquery import MAX_CONNECTIONS, MAX_PER_ADDRESS
+
+    port = server.app.oscquery.port
+    held: list[socket.socket] = []
+    try:
+        for _ in range(MAX_CONNECTIONS + 8):  # bounded
+            s = socket.socket()
+            s.settimeout(5)
+            s.bind(("127.0.0.2", 0))
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"G")  # a request that never ends
+            held.append(s)
+        refused = 0
+        for s in held[MAX_PER_ADDRESS:MAX_PER_ADDRESS + 4]:  # beyond its share: 503 at once
+            refused += b" 503 " in s.recv(4096)
+        assert refused == 4
+        status, body = _get(server, "/?HOST_INFO")
+        assert status == 200 and body["OSC_PORT"] == server.port
+    finally:
+        for s in held:
+            s.close()

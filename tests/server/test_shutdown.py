@@ -23,8 +23,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_signal_fails_every_job_before_closing(tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGHUP (terminal closed, SSH dropped) included: before issue 22 it killed the server
+    with no reply to anyone."""
     port = _free_port()
     (tmp_path / "in").mkdir()
     proc = subprocess.Popen(
@@ -32,6 +34,8 @@ def test_signal_fails_every_job_before_closing(tmp_path: Path, sig: signal.Signa
          "--port", str(port), "--output-dir", str(tmp_path / "out"), "--input-dir",
          str(tmp_path / "in"), "--no-oscquery"],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # a runner started under nohup passes SIGHUP ignored, which the server respects
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     try:
         with OscClient("127.0.0.1", port) as c:
@@ -47,18 +51,34 @@ def test_signal_fails_every_job_before_closing(tmp_path: Path, sig: signal.Signa
                 c.send("/gen", f"long {i}", "steps", 200, "duration", 8.0, "id", 10 + i)
                 c.wait_for(lambda r: r.address == "/queued")
             c.wait_for(lambda r: r.address == "/progress")  # job 10 is in the sampler
+            c.send("/sync", 77)  # waits behind the jobs: answered too
             proc.send_signal(sig)
             # each job's /fail (to the sender), then its /job.ended (to /notify clients)
             c.wait_for(lambda r: len([x for x in c.received if x.address == "/job.ended"]) == 4,
                        timeout=60)
-            fails = [r for r in c.received if r.address == "/fail"]
+            fails = [r for r in c.received if r.address == "/fail" and r.args[0] == "/gen"]
             assert sorted((r.args[0], r.args[2]) for r in fails) == \
                 [("/gen", 10 + i) for i in range(4)]
             assert {r.args[1] for r in fails} == {"server shutting down"}
             ended = [r for r in c.received if r.address == "/job.ended"]
             assert sorted(r.args[0] for r in ended) == [10, 11, 12, 13]
+            if not any(r.args[:1] == ("/sync",) for r in c.received):
+                c.wait_for(lambda r: r.args[:1] == ("/sync",), timeout=30)
         assert proc.wait(60) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_sighup_is_left_alone_when_ignored_at_start() -> None:
+    """``nohup dreamsampler serve``: an ignored SIGHUP stays ignored (docs/hardening.md)."""
+    from dreamsampler.server.app import stop_signals
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert signal.SIGHUP not in stop_signals()
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        assert stop_signals() == [signal.SIGINT, signal.SIGTERM, signal.SIGHUP]
+    finally:
+        signal.signal(signal.SIGHUP, previous)

@@ -41,10 +41,14 @@ def process_server(tmp_path: Path) -> Iterator[RunningServer]:
         loop.close()
 
 
-def _restarts(c: object) -> int:
+def _status(c: object) -> dict[str, object]:
     args = c.request("/status", timeout=5)[-1].args  # type: ignore[attr-defined]
     names = [a.name for a in REPLIES["/status.reply"].args]
-    return dict(zip(names, args, strict=True))["engine_restarts"]  # type: ignore[no-any-return]
+    return dict(zip(names, args, strict=True))
+
+
+def _restarts(c: object) -> int:
+    return _status(c)["engine_restarts"]  # type: ignore[return-value]
 
 
 def test_crash_and_wedge_fail_the_job_and_the_server_serves_on(
@@ -59,3 +63,4 @@ def test_crash_and_wedge_fail_the_job_and_the_server_serves_on(
         assert wedged.address == "/fail" and "engine wedged" in wedged.args[1]
         assert _restarts(c) == 2
         assert c.request("/gen", "bass", "steps", 2)[-1].address == "/done"
+        assert _status(c)["engine_state"] == "ready"
