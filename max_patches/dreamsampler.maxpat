@@ -113,24 +113,6 @@
    {
     "box": {
      "id": "obj-6",
-     "maxclass": "message",
-     "numinlets": 2,
-     "numoutlets": 1,
-     "outlettype": [
-      ""
-     ],
-     "patching_rect": [
-      700,
-      100,
-      114,
-      22
-     ],
-     "text": "/notify 1 9001"
-    }
-   },
-   {
-    "box": {
-     "id": "obj-7",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -164,7 +146,8 @@
         "off",
         "on"
        ],
-       "parameter_mmax": 1
+       "parameter_mmax": 1,
+       "parameter_invisible": 1
       }
      },
      "varname": "Reconnect"
@@ -172,7 +155,43 @@
    },
    {
     "box": {
+     "id": "obj-7",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      700,
+      100,
+      114,
+      22
+     ],
+     "text": "/notify 1 9001"
+    }
+   },
+   {
+    "box": {
      "id": "obj-8",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      800,
+      100,
+      93,
+      22
+     ],
+     "text": "metro 10000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-9",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -195,7 +214,7 @@
    },
    {
     "box": {
-     "id": "obj-9",
+     "id": "obj-10",
      "maxclass": "textedit",
      "numinlets": 1,
      "numoutlets": 4,
@@ -225,7 +244,7 @@
    },
    {
     "box": {
-     "id": "obj-10",
+     "id": "obj-11",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -244,7 +263,7 @@
    },
    {
     "box": {
-     "id": "obj-11",
+     "id": "obj-12",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -281,7 +300,7 @@
    },
    {
     "box": {
-     "id": "obj-12",
+     "id": "obj-13",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -299,7 +318,7 @@
    },
    {
     "box": {
-     "id": "obj-13",
+     "id": "obj-14",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -322,7 +341,7 @@
    },
    {
     "box": {
-     "id": "obj-14",
+     "id": "obj-15",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -363,7 +382,7 @@
    },
    {
     "box": {
-     "id": "obj-15",
+     "id": "obj-16",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -386,7 +405,7 @@
    },
    {
     "box": {
-     "id": "obj-16",
+     "id": "obj-17",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -427,7 +446,7 @@
    },
    {
     "box": {
-     "id": "obj-17",
+     "id": "obj-18",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -450,7 +469,7 @@
    },
    {
     "box": {
-     "id": "obj-18",
+     "id": "obj-19",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -491,7 +510,7 @@
    },
    {
     "box": {
-     "id": "obj-19",
+     "id": "obj-20",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -514,7 +533,7 @@
    },
    {
     "box": {
-     "id": "obj-20",
+     "id": "obj-21",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -547,7 +566,8 @@
         10.0
        ],
        "parameter_initial_enable": 1,
-       "parameter_unitstyle": 1
+       "parameter_unitstyle": 9,
+       "parameter_units": "%.2f s"
       }
      },
      "varname": "Duration"
@@ -555,7 +575,7 @@
    },
    {
     "box": {
-     "id": "obj-21",
+     "id": "obj-22",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -578,7 +598,7 @@
    },
    {
     "box": {
-     "id": "obj-22",
+     "id": "obj-23",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -619,7 +639,7 @@
    },
    {
     "box": {
-     "id": "obj-23",
+     "id": "obj-24",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -642,7 +662,7 @@
    },
    {
     "box": {
-     "id": "obj-24",
+     "id": "obj-25",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -670,12 +690,12 @@
        "parameter_shortname": "Strength",
        "parameter_type": 0,
        "parameter_mmin": 0.0,
-       "parameter_mmax": 1.0,
+       "parameter_mmax": 100.0,
        "parameter_initial": [
-        0.5
+        50.0
        ],
        "parameter_initial_enable": 1,
-       "parameter_unitstyle": 1
+       "parameter_unitstyle": 5
       }
      },
      "varname": "Strength"
@@ -683,7 +703,25 @@
    },
    {
     "box": {
-     "id": "obj-25",
+     "id": "obj-26",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      520,
+      195,
+      58,
+      22
+     ],
+     "text": "* 0.01"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-27",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -706,7 +744,7 @@
    },
    {
     "box": {
-     "id": "obj-26",
+     "id": "obj-28",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -739,7 +777,8 @@
         1.0
        ],
        "parameter_initial_enable": 1,
-       "parameter_unitstyle": 1
+       "parameter_unitstyle": 9,
+       "parameter_units": "%.2f bars"
       }
      },
      "varname": "Extend"
@@ -747,7 +786,7 @@
    },
    {
     "box": {
-     "id": "obj-27",
+     "id": "obj-29",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -770,7 +809,7 @@
    },
    {
     "box": {
-     "id": "obj-28",
+     "id": "obj-30",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -803,7 +842,8 @@
         0.0
        ],
        "parameter_initial_enable": 1,
-       "parameter_unitstyle": 1
+       "parameter_unitstyle": 9,
+       "parameter_units": "%.2f bars"
       }
      },
      "varname": "From"
@@ -811,7 +851,7 @@
    },
    {
     "box": {
-     "id": "obj-29",
+     "id": "obj-31",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -834,7 +874,7 @@
    },
    {
     "box": {
-     "id": "obj-30",
+     "id": "obj-32",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -867,7 +907,8 @@
         1.0
        ],
        "parameter_initial_enable": 1,
-       "parameter_unitstyle": 1
+       "parameter_unitstyle": 9,
+       "parameter_units": "%.2f bars"
       }
      },
      "varname": "To"
@@ -875,7 +916,7 @@
    },
    {
     "box": {
-     "id": "obj-31",
+     "id": "obj-33",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -917,7 +958,7 @@
    },
    {
     "box": {
-     "id": "obj-32",
+     "id": "obj-34",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -963,7 +1004,7 @@
    },
    {
     "box": {
-     "id": "obj-33",
+     "id": "obj-35",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -981,7 +1022,7 @@
    },
    {
     "box": {
-     "id": "obj-34",
+     "id": "obj-36",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -999,7 +1040,7 @@
    },
    {
     "box": {
-     "id": "obj-35",
+     "id": "obj-37",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1017,7 +1058,7 @@
    },
    {
     "box": {
-     "id": "obj-36",
+     "id": "obj-38",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1059,7 +1100,7 @@
    },
    {
     "box": {
-     "id": "obj-37",
+     "id": "obj-39",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1080,7 +1121,7 @@
    },
    {
     "box": {
-     "id": "obj-38",
+     "id": "obj-40",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1099,7 +1140,7 @@
    },
    {
     "box": {
-     "id": "obj-39",
+     "id": "obj-41",
      "maxclass": "newobj",
      "numinlets": 10,
      "numoutlets": 1,
@@ -1117,7 +1158,7 @@
    },
    {
     "box": {
-     "id": "obj-40",
+     "id": "obj-42",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1136,7 +1177,7 @@
    },
    {
     "box": {
-     "id": "obj-41",
+     "id": "obj-43",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1155,7 +1196,7 @@
    },
    {
     "box": {
-     "id": "obj-42",
+     "id": "obj-44",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1173,7 +1214,7 @@
    },
    {
     "box": {
-     "id": "obj-43",
+     "id": "obj-45",
      "maxclass": "live.drop",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1210,7 +1251,7 @@
    },
    {
     "box": {
-     "id": "obj-44",
+     "id": "obj-46",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1229,7 +1270,7 @@
    },
    {
     "box": {
-     "id": "obj-45",
+     "id": "obj-47",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1247,7 +1288,7 @@
    },
    {
     "box": {
-     "id": "obj-46",
+     "id": "obj-48",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1265,7 +1306,7 @@
    },
    {
     "box": {
-     "id": "obj-47",
+     "id": "obj-49",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1307,7 +1348,7 @@
    },
    {
     "box": {
-     "id": "obj-48",
+     "id": "obj-50",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1328,7 +1369,7 @@
    },
    {
     "box": {
-     "id": "obj-49",
+     "id": "obj-51",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1347,7 +1388,7 @@
    },
    {
     "box": {
-     "id": "obj-50",
+     "id": "obj-52",
      "maxclass": "newobj",
      "numinlets": 12,
      "numoutlets": 1,
@@ -1365,7 +1406,7 @@
    },
    {
     "box": {
-     "id": "obj-51",
+     "id": "obj-53",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1384,7 +1425,7 @@
    },
    {
     "box": {
-     "id": "obj-52",
+     "id": "obj-54",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1403,7 +1444,7 @@
    },
    {
     "box": {
-     "id": "obj-53",
+     "id": "obj-55",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1421,7 +1462,7 @@
    },
    {
     "box": {
-     "id": "obj-54",
+     "id": "obj-56",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1439,7 +1480,7 @@
    },
    {
     "box": {
-     "id": "obj-55",
+     "id": "obj-57",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1457,7 +1498,7 @@
    },
    {
     "box": {
-     "id": "obj-56",
+     "id": "obj-58",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1475,7 +1516,7 @@
    },
    {
     "box": {
-     "id": "obj-57",
+     "id": "obj-59",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1517,7 +1558,7 @@
    },
    {
     "box": {
-     "id": "obj-58",
+     "id": "obj-60",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1538,7 +1579,7 @@
    },
    {
     "box": {
-     "id": "obj-59",
+     "id": "obj-61",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1557,7 +1598,7 @@
    },
    {
     "box": {
-     "id": "obj-60",
+     "id": "obj-62",
      "maxclass": "newobj",
      "numinlets": 8,
      "numoutlets": 1,
@@ -1575,7 +1616,7 @@
    },
    {
     "box": {
-     "id": "obj-61",
+     "id": "obj-63",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1594,7 +1635,7 @@
    },
    {
     "box": {
-     "id": "obj-62",
+     "id": "obj-64",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1613,7 +1654,7 @@
    },
    {
     "box": {
-     "id": "obj-63",
+     "id": "obj-65",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1631,7 +1672,7 @@
    },
    {
     "box": {
-     "id": "obj-64",
+     "id": "obj-66",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 1,
@@ -1649,7 +1690,7 @@
    },
    {
     "box": {
-     "id": "obj-65",
+     "id": "obj-67",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1667,7 +1708,7 @@
    },
    {
     "box": {
-     "id": "obj-66",
+     "id": "obj-68",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1685,7 +1726,7 @@
    },
    {
     "box": {
-     "id": "obj-67",
+     "id": "obj-69",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1727,7 +1768,7 @@
    },
    {
     "box": {
-     "id": "obj-68",
+     "id": "obj-70",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1748,7 +1789,7 @@
    },
    {
     "box": {
-     "id": "obj-69",
+     "id": "obj-71",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1767,7 +1808,7 @@
    },
    {
     "box": {
-     "id": "obj-70",
+     "id": "obj-72",
      "maxclass": "newobj",
      "numinlets": 8,
      "numoutlets": 1,
@@ -1785,7 +1826,7 @@
    },
    {
     "box": {
-     "id": "obj-71",
+     "id": "obj-73",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1804,7 +1845,7 @@
    },
    {
     "box": {
-     "id": "obj-72",
+     "id": "obj-74",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1823,7 +1864,7 @@
    },
    {
     "box": {
-     "id": "obj-73",
+     "id": "obj-75",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1841,7 +1882,7 @@
    },
    {
     "box": {
-     "id": "obj-74",
+     "id": "obj-76",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1875,7 +1916,8 @@
         "off",
         "on"
        ],
-       "parameter_mmax": 1
+       "parameter_mmax": 1,
+       "parameter_invisible": 1
       }
      },
      "varname": "Cancel"
@@ -1883,7 +1925,7 @@
    },
    {
     "box": {
-     "id": "obj-75",
+     "id": "obj-77",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1902,7 +1944,7 @@
    },
    {
     "box": {
-     "id": "obj-76",
+     "id": "obj-78",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1920,7 +1962,7 @@
    },
    {
     "box": {
-     "id": "obj-77",
+     "id": "obj-79",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1954,7 +1996,8 @@
         "off",
         "on"
        ],
-       "parameter_mmax": 1
+       "parameter_mmax": 1,
+       "parameter_invisible": 1
       }
      },
      "varname": "Refresh_lists"
@@ -1962,7 +2005,7 @@
    },
    {
     "box": {
-     "id": "obj-78",
+     "id": "obj-80",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -1985,7 +2028,7 @@
    },
    {
     "box": {
-     "id": "obj-79",
+     "id": "obj-81",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2025,7 +2068,7 @@
    },
    {
     "box": {
-     "id": "obj-80",
+     "id": "obj-82",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2043,7 +2086,7 @@
    },
    {
     "box": {
-     "id": "obj-81",
+     "id": "obj-83",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2062,7 +2105,7 @@
    },
    {
     "box": {
-     "id": "obj-82",
+     "id": "obj-84",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2080,7 +2123,7 @@
    },
    {
     "box": {
-     "id": "obj-83",
+     "id": "obj-85",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2098,7 +2141,7 @@
    },
    {
     "box": {
-     "id": "obj-84",
+     "id": "obj-86",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2116,7 +2159,7 @@
    },
    {
     "box": {
-     "id": "obj-85",
+     "id": "obj-87",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -2139,7 +2182,7 @@
    },
    {
     "box": {
-     "id": "obj-86",
+     "id": "obj-88",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2179,7 +2222,7 @@
    },
    {
     "box": {
-     "id": "obj-87",
+     "id": "obj-89",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2197,7 +2240,7 @@
    },
    {
     "box": {
-     "id": "obj-88",
+     "id": "obj-90",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2216,7 +2259,7 @@
    },
    {
     "box": {
-     "id": "obj-89",
+     "id": "obj-91",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2235,7 +2278,7 @@
    },
    {
     "box": {
-     "id": "obj-90",
+     "id": "obj-92",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2253,7 +2296,7 @@
    },
    {
     "box": {
-     "id": "obj-91",
+     "id": "obj-93",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2295,7 +2338,7 @@
    },
    {
     "box": {
-     "id": "obj-92",
+     "id": "obj-94",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2313,7 +2356,7 @@
    },
    {
     "box": {
-     "id": "obj-93",
+     "id": "obj-95",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 7,
@@ -2337,7 +2380,7 @@
    },
    {
     "box": {
-     "id": "obj-94",
+     "id": "obj-96",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2362,7 +2405,7 @@
    },
    {
     "box": {
-     "id": "obj-95",
+     "id": "obj-97",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2381,7 +2424,7 @@
    },
    {
     "box": {
-     "id": "obj-96",
+     "id": "obj-98",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2399,7 +2442,7 @@
    },
    {
     "box": {
-     "id": "obj-97",
+     "id": "obj-99",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2418,7 +2461,7 @@
    },
    {
     "box": {
-     "id": "obj-98",
+     "id": "obj-100",
      "maxclass": "slider",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2446,7 +2489,7 @@
    },
    {
     "box": {
-     "id": "obj-99",
+     "id": "obj-101",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2464,7 +2507,7 @@
    },
    {
     "box": {
-     "id": "obj-100",
+     "id": "obj-102",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 6,
@@ -2487,7 +2530,7 @@
    },
    {
     "box": {
-     "id": "obj-101",
+     "id": "obj-103",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2506,7 +2549,7 @@
    },
    {
     "box": {
-     "id": "obj-102",
+     "id": "obj-104",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2524,7 +2567,7 @@
    },
    {
     "box": {
-     "id": "obj-103",
+     "id": "obj-105",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2544,7 +2587,7 @@
    },
    {
     "box": {
-     "id": "obj-104",
+     "id": "obj-106",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2562,7 +2605,7 @@
    },
    {
     "box": {
-     "id": "obj-105",
+     "id": "obj-107",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2580,7 +2623,7 @@
    },
    {
     "box": {
-     "id": "obj-106",
+     "id": "obj-108",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2599,7 +2642,7 @@
    },
    {
     "box": {
-     "id": "obj-107",
+     "id": "obj-109",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2619,7 +2662,7 @@
    },
    {
     "box": {
-     "id": "obj-108",
+     "id": "obj-110",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2637,7 +2680,7 @@
    },
    {
     "box": {
-     "id": "obj-109",
+     "id": "obj-111",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2656,7 +2699,7 @@
    },
    {
     "box": {
-     "id": "obj-110",
+     "id": "obj-112",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2674,7 +2717,7 @@
    },
    {
     "box": {
-     "id": "obj-111",
+     "id": "obj-113",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2692,7 +2735,7 @@
    },
    {
     "box": {
-     "id": "obj-112",
+     "id": "obj-114",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2711,7 +2754,7 @@
    },
    {
     "box": {
-     "id": "obj-113",
+     "id": "obj-115",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2730,7 +2773,7 @@
    },
    {
     "box": {
-     "id": "obj-114",
+     "id": "obj-116",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2749,7 +2792,7 @@
    },
    {
     "box": {
-     "id": "obj-115",
+     "id": "obj-117",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2768,7 +2811,7 @@
    },
    {
     "box": {
-     "id": "obj-116",
+     "id": "obj-118",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2786,7 +2829,7 @@
    },
    {
     "box": {
-     "id": "obj-117",
+     "id": "obj-119",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2806,7 +2849,7 @@
    },
    {
     "box": {
-     "id": "obj-118",
+     "id": "obj-120",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2824,7 +2867,7 @@
    },
    {
     "box": {
-     "id": "obj-119",
+     "id": "obj-121",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2843,7 +2886,7 @@
    },
    {
     "box": {
-     "id": "obj-120",
+     "id": "obj-122",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2861,7 +2904,7 @@
    },
    {
     "box": {
-     "id": "obj-121",
+     "id": "obj-123",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2879,7 +2922,7 @@
    },
    {
     "box": {
-     "id": "obj-122",
+     "id": "obj-124",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2897,7 +2940,7 @@
    },
    {
     "box": {
-     "id": "obj-123",
+     "id": "obj-125",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2931,8 +2974,7 @@
         "off",
         "on"
        ],
-       "parameter_mmax": 1,
-       "parameter_invisible": 2
+       "parameter_mmax": 1
       }
      },
      "varname": "Jam"
@@ -2940,7 +2982,7 @@
    },
    {
     "box": {
-     "id": "obj-124",
+     "id": "obj-126",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2960,7 +3002,7 @@
    },
    {
     "box": {
-     "id": "obj-125",
+     "id": "obj-127",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2978,7 +3020,7 @@
    },
    {
     "box": {
-     "id": "obj-126",
+     "id": "obj-128",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2996,7 +3038,43 @@
    },
    {
     "box": {
-     "id": "obj-127",
+     "id": "obj-129",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1300,
+      775,
+      72,
+      22
+     ],
+     "text": "gate 1 0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-130",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1380,
+      745,
+      40,
+      22
+     ],
+     "text": "1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-131",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3038,7 +3116,7 @@
    },
    {
     "box": {
-     "id": "obj-128",
+     "id": "obj-132",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -3057,7 +3135,7 @@
    },
    {
     "box": {
-     "id": "obj-129",
+     "id": "obj-133",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3075,7 +3153,7 @@
    },
    {
     "box": {
-     "id": "obj-130",
+     "id": "obj-134",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3117,7 +3195,7 @@
    },
    {
     "box": {
-     "id": "obj-131",
+     "id": "obj-135",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3136,7 +3214,7 @@
    },
    {
     "box": {
-     "id": "obj-132",
+     "id": "obj-136",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3154,7 +3232,7 @@
    },
    {
     "box": {
-     "id": "obj-133",
+     "id": "obj-137",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3172,7 +3250,7 @@
    },
    {
     "box": {
-     "id": "obj-134",
+     "id": "obj-138",
      "maxclass": "waveform~",
      "numinlets": 5,
      "numoutlets": 6,
@@ -3202,7 +3280,7 @@
    },
    {
     "box": {
-     "id": "obj-135",
+     "id": "obj-139",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3244,7 +3322,7 @@
    },
    {
     "box": {
-     "id": "obj-136",
+     "id": "obj-140",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3262,26 +3340,27 @@
    },
    {
     "box": {
-     "id": "obj-137",
+     "id": "obj-141",
      "maxclass": "newobj",
      "numinlets": 1,
-     "numoutlets": 2,
+     "numoutlets": 3,
      "outlettype": [
+      "signal",
       "signal",
       "bang"
      ],
      "patching_rect": [
       430,
       800,
-      107,
+      121,
       22
      ],
-     "text": "play~ ds-clip"
+     "text": "play~ ds-clip 2"
     }
    },
    {
     "box": {
-     "id": "obj-138",
+     "id": "obj-142",
      "maxclass": "ezdac~",
      "numinlets": 2,
      "numoutlets": 0,
@@ -3322,7 +3401,19 @@
       0
      ],
      "destination": [
+      "obj-7",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-6",
+      0
+     ],
+     "destination": [
+      "obj-7",
       0
      ]
     }
@@ -3334,18 +3425,6 @@
       0
      ],
      "destination": [
-      "obj-6",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-6",
-      0
-     ],
-     "destination": [
       "obj-2",
       0
      ]
@@ -3354,11 +3433,23 @@
    {
     "patchline": {
      "source": [
-      "obj-9",
+      "obj-5",
       0
      ],
      "destination": [
-      "obj-10",
+      "obj-8",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-8",
+      0
+     ],
+     "destination": [
+      "obj-7",
       0
      ]
     }
@@ -3394,7 +3485,7 @@
       0
      ],
      "destination": [
-      "obj-9",
+      "obj-13",
       0
      ]
     }
@@ -3402,11 +3493,11 @@
    {
     "patchline": {
      "source": [
-      "obj-32",
+      "obj-13",
       0
      ],
      "destination": [
-      "obj-33",
+      "obj-10",
       0
      ]
     }
@@ -3414,32 +3505,20 @@
    {
     "patchline": {
      "source": [
-      "obj-33",
+      "obj-25",
       0
      ],
      "destination": [
+      "obj-26",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-34",
       0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-34",
-      0
-     ],
-     "destination": [
-      "obj-35",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-31",
-      0
      ],
      "destination": [
       "obj-35",
@@ -3454,7 +3533,7 @@
       0
      ],
      "destination": [
-      "obj-14",
+      "obj-36",
       0
      ]
     }
@@ -3474,12 +3553,12 @@
    {
     "patchline": {
      "source": [
-      "obj-37",
-      3
+      "obj-33",
+      0
      ],
      "destination": [
-      "obj-34",
-      1
+      "obj-37",
+      0
      ]
     }
    },
@@ -3487,22 +3566,58 @@
     "patchline": {
      "source": [
       "obj-37",
+      0
+     ],
+     "destination": [
+      "obj-15",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-38",
+      0
+     ],
+     "destination": [
+      "obj-39",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-39",
+      3
+     ],
+     "destination": [
+      "obj-36",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-39",
       2
      ],
      "destination": [
-      "obj-9",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-10",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-11",
+      0
      ],
      "destination": [
-      "obj-38",
+      "obj-40",
       1
      ]
     }
@@ -3510,11 +3625,11 @@
    {
     "patchline": {
      "source": [
-      "obj-14",
+      "obj-15",
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-41",
       1
      ]
     }
@@ -3522,11 +3637,11 @@
    {
     "patchline": {
      "source": [
-      "obj-16",
+      "obj-17",
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-41",
       3
      ]
     }
@@ -3534,11 +3649,11 @@
    {
     "patchline": {
      "source": [
-      "obj-18",
+      "obj-19",
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-41",
       5
      ]
     }
@@ -3546,11 +3661,11 @@
    {
     "patchline": {
      "source": [
-      "obj-20",
+      "obj-21",
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-41",
       7
      ]
     }
@@ -3558,11 +3673,11 @@
    {
     "patchline": {
      "source": [
-      "obj-22",
+      "obj-23",
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-41",
       9
      ]
     }
@@ -3570,35 +3685,11 @@
    {
     "patchline": {
      "source": [
-      "obj-37",
+      "obj-39",
       1
      ],
      "destination": [
-      "obj-39",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-37",
-      0
-     ],
-     "destination": [
-      "obj-38",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-38",
-      0
-     ],
-     "destination": [
-      "obj-40",
+      "obj-41",
       0
      ]
     }
@@ -3611,7 +3702,7 @@
      ],
      "destination": [
       "obj-40",
-      1
+      0
      ]
     }
    },
@@ -3622,7 +3713,7 @@
       0
      ],
      "destination": [
-      "obj-41",
+      "obj-42",
       0
      ]
     }
@@ -3635,7 +3726,7 @@
      ],
      "destination": [
       "obj-42",
-      0
+      1
      ]
     }
    },
@@ -3646,7 +3737,7 @@
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-43",
       0
      ]
     }
@@ -3670,7 +3761,7 @@
       0
      ],
      "destination": [
-      "obj-45",
+      "obj-2",
       0
      ]
     }
@@ -3683,6 +3774,18 @@
      ],
      "destination": [
       "obj-46",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-46",
+      0
+     ],
+     "destination": [
+      "obj-47",
       0
      ]
     }
@@ -3702,11 +3805,23 @@
    {
     "patchline": {
      "source": [
-      "obj-48",
+      "obj-49",
+      0
+     ],
+     "destination": [
+      "obj-50",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-50",
       3
      ],
      "destination": [
-      "obj-34",
+      "obj-36",
       1
      ]
     }
@@ -3714,23 +3829,23 @@
    {
     "patchline": {
      "source": [
-      "obj-48",
+      "obj-50",
       2
      ],
      "destination": [
-      "obj-9",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-10",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-11",
+      0
      ],
      "destination": [
-      "obj-49",
+      "obj-51",
       1
      ]
     }
@@ -3738,11 +3853,11 @@
    {
     "patchline": {
      "source": [
-      "obj-14",
+      "obj-15",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       1
      ]
     }
@@ -3750,11 +3865,11 @@
    {
     "patchline": {
      "source": [
-      "obj-16",
+      "obj-17",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       3
      ]
     }
@@ -3762,11 +3877,11 @@
    {
     "patchline": {
      "source": [
-      "obj-18",
+      "obj-19",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       5
      ]
     }
@@ -3774,11 +3889,11 @@
    {
     "patchline": {
      "source": [
-      "obj-20",
+      "obj-21",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       7
      ]
     }
@@ -3786,11 +3901,11 @@
    {
     "patchline": {
      "source": [
-      "obj-22",
+      "obj-23",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       9
      ]
     }
@@ -3798,11 +3913,11 @@
    {
     "patchline": {
      "source": [
-      "obj-24",
+      "obj-26",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       11
      ]
     }
@@ -3810,35 +3925,11 @@
    {
     "patchline": {
      "source": [
-      "obj-48",
+      "obj-50",
       1
      ],
      "destination": [
-      "obj-50",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-48",
-      0
-     ],
-     "destination": [
-      "obj-49",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-49",
-      0
-     ],
-     "destination": [
-      "obj-51",
+      "obj-52",
       0
      ]
     }
@@ -3851,7 +3942,7 @@
      ],
      "destination": [
       "obj-51",
-      1
+      0
      ]
     }
    },
@@ -3862,7 +3953,7 @@
       0
      ],
      "destination": [
-      "obj-52",
+      "obj-53",
       0
      ]
     }
@@ -3874,19 +3965,19 @@
       0
      ],
      "destination": [
-      "obj-46",
-      0
+      "obj-53",
+      1
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-46",
+      "obj-53",
       0
      ],
      "destination": [
-      "obj-53",
+      "obj-54",
       0
      ]
     }
@@ -3894,7 +3985,31 @@
    {
     "patchline": {
      "source": [
-      "obj-53",
+      "obj-54",
+      0
+     ],
+     "destination": [
+      "obj-48",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-48",
+      0
+     ],
+     "destination": [
+      "obj-55",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-55",
       0
      ],
      "destination": [
@@ -3906,11 +4021,11 @@
    {
     "patchline": {
      "source": [
-      "obj-26",
+      "obj-28",
       0
      ],
      "destination": [
-      "obj-54",
+      "obj-56",
       1
      ]
     }
@@ -3918,23 +4033,11 @@
    {
     "patchline": {
      "source": [
-      "obj-54",
-      0
-     ],
-     "destination": [
-      "obj-55",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-55",
-      0
-     ],
-     "destination": [
       "obj-56",
+      0
+     ],
+     "destination": [
+      "obj-57",
       0
      ]
     }
@@ -3954,11 +4057,23 @@
    {
     "patchline": {
      "source": [
-      "obj-58",
+      "obj-59",
+      0
+     ],
+     "destination": [
+      "obj-60",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-60",
       3
      ],
      "destination": [
-      "obj-34",
+      "obj-36",
       1
      ]
     }
@@ -3966,23 +4081,23 @@
    {
     "patchline": {
      "source": [
-      "obj-58",
+      "obj-60",
       2
      ],
      "destination": [
-      "obj-9",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-10",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-11",
+      0
      ],
      "destination": [
-      "obj-59",
+      "obj-61",
       1
      ]
     }
@@ -3990,11 +4105,11 @@
    {
     "patchline": {
      "source": [
-      "obj-14",
+      "obj-15",
       0
      ],
      "destination": [
-      "obj-60",
+      "obj-62",
       1
      ]
     }
@@ -4002,11 +4117,11 @@
    {
     "patchline": {
      "source": [
-      "obj-16",
+      "obj-17",
       0
      ],
      "destination": [
-      "obj-60",
+      "obj-62",
       3
      ]
     }
@@ -4014,11 +4129,11 @@
    {
     "patchline": {
      "source": [
-      "obj-18",
+      "obj-19",
       0
      ],
      "destination": [
-      "obj-60",
+      "obj-62",
       5
      ]
     }
@@ -4026,35 +4141,11 @@
    {
     "patchline": {
      "source": [
-      "obj-58",
+      "obj-60",
       1
      ],
      "destination": [
-      "obj-60",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-58",
-      0
-     ],
-     "destination": [
-      "obj-59",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-59",
-      0
-     ],
-     "destination": [
-      "obj-61",
+      "obj-62",
       0
      ]
     }
@@ -4067,7 +4158,7 @@
      ],
      "destination": [
       "obj-61",
-      1
+      0
      ]
     }
    },
@@ -4078,7 +4169,7 @@
       0
      ],
      "destination": [
-      "obj-62",
+      "obj-63",
       0
      ]
     }
@@ -4090,19 +4181,19 @@
       0
      ],
      "destination": [
-      "obj-56",
-      0
+      "obj-63",
+      1
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-56",
+      "obj-63",
       0
      ],
      "destination": [
-      "obj-63",
+      "obj-64",
       0
      ]
     }
@@ -4110,7 +4201,31 @@
    {
     "patchline": {
      "source": [
-      "obj-63",
+      "obj-64",
+      0
+     ],
+     "destination": [
+      "obj-58",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-58",
+      0
+     ],
+     "destination": [
+      "obj-65",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-65",
       0
      ],
      "destination": [
@@ -4122,11 +4237,11 @@
    {
     "patchline": {
      "source": [
-      "obj-28",
+      "obj-30",
       0
      ],
      "destination": [
-      "obj-64",
+      "obj-66",
       1
      ]
     }
@@ -4134,11 +4249,11 @@
    {
     "patchline": {
      "source": [
-      "obj-30",
+      "obj-32",
       0
      ],
      "destination": [
-      "obj-64",
+      "obj-66",
       2
      ]
     }
@@ -4146,23 +4261,11 @@
    {
     "patchline": {
      "source": [
-      "obj-64",
-      0
-     ],
-     "destination": [
-      "obj-65",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-65",
-      0
-     ],
-     "destination": [
       "obj-66",
+      0
+     ],
+     "destination": [
+      "obj-67",
       0
      ]
     }
@@ -4182,11 +4285,23 @@
    {
     "patchline": {
      "source": [
-      "obj-68",
+      "obj-69",
+      0
+     ],
+     "destination": [
+      "obj-70",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-70",
       3
      ],
      "destination": [
-      "obj-34",
+      "obj-36",
       1
      ]
     }
@@ -4194,23 +4309,23 @@
    {
     "patchline": {
      "source": [
-      "obj-68",
+      "obj-70",
       2
      ],
      "destination": [
-      "obj-9",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-10",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-11",
+      0
      ],
      "destination": [
-      "obj-69",
+      "obj-71",
       1
      ]
     }
@@ -4218,11 +4333,11 @@
    {
     "patchline": {
      "source": [
-      "obj-14",
+      "obj-15",
       0
      ],
      "destination": [
-      "obj-70",
+      "obj-72",
       1
      ]
     }
@@ -4230,11 +4345,11 @@
    {
     "patchline": {
      "source": [
-      "obj-16",
+      "obj-17",
       0
      ],
      "destination": [
-      "obj-70",
+      "obj-72",
       3
      ]
     }
@@ -4242,11 +4357,11 @@
    {
     "patchline": {
      "source": [
-      "obj-18",
+      "obj-19",
       0
      ],
      "destination": [
-      "obj-70",
+      "obj-72",
       5
      ]
     }
@@ -4254,35 +4369,11 @@
    {
     "patchline": {
      "source": [
-      "obj-68",
+      "obj-70",
       1
      ],
      "destination": [
-      "obj-70",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-68",
-      0
-     ],
-     "destination": [
-      "obj-69",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-69",
-      0
-     ],
-     "destination": [
-      "obj-71",
+      "obj-72",
       0
      ]
     }
@@ -4295,7 +4386,7 @@
      ],
      "destination": [
       "obj-71",
-      1
+      0
      ]
     }
    },
@@ -4306,7 +4397,7 @@
       0
      ],
      "destination": [
-      "obj-72",
+      "obj-73",
       0
      ]
     }
@@ -4315,23 +4406,11 @@
     "patchline": {
      "source": [
       "obj-72",
-      0
-     ],
-     "destination": [
-      "obj-66",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
       0
      ],
      "destination": [
       "obj-73",
-      0
+      1
      ]
     }
    },
@@ -4342,7 +4421,7 @@
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-74",
       0
      ]
     }
@@ -4354,6 +4433,18 @@
       0
      ],
      "destination": [
+      "obj-68",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-68",
+      0
+     ],
+     "destination": [
       "obj-75",
       0
      ]
@@ -4366,7 +4457,7 @@
       0
      ],
      "destination": [
-      "obj-76",
+      "obj-2",
       0
      ]
     }
@@ -4375,6 +4466,30 @@
     "patchline": {
      "source": [
       "obj-76",
+      0
+     ],
+     "destination": [
+      "obj-77",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-77",
+      0
+     ],
+     "destination": [
+      "obj-78",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-78",
       0
      ],
      "destination": [
@@ -4390,31 +4505,7 @@
       0
      ],
      "destination": [
-      "obj-80",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-77",
-      0
-     ],
-     "destination": [
-      "obj-80",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-80",
-      0
-     ],
-     "destination": [
-      "obj-2",
+      "obj-82",
       0
      ]
     }
@@ -4423,18 +4514,6 @@
     "patchline": {
      "source": [
       "obj-79",
-      1
-     ],
-     "destination": [
-      "obj-81",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-81",
       0
      ],
      "destination": [
@@ -4446,31 +4525,7 @@
    {
     "patchline": {
      "source": [
-      "obj-81",
-      1
-     ],
-     "destination": [
-      "obj-83",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-81",
-      1
-     ],
-     "destination": [
-      "obj-84",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-84",
+      "obj-82",
       0
      ],
      "destination": [
@@ -4482,23 +4537,11 @@
    {
     "patchline": {
      "source": [
-      "obj-83",
-      0
-     ],
-     "destination": [
-      "obj-41",
+      "obj-81",
       1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-82",
-      0
      ],
      "destination": [
-      "obj-41",
+      "obj-83",
       0
      ]
     }
@@ -4510,19 +4553,7 @@
       0
      ],
      "destination": [
-      "obj-52",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-82",
-      0
-     ],
-     "destination": [
-      "obj-52",
+      "obj-84",
       0
      ]
     }
@@ -4531,22 +4562,10 @@
     "patchline": {
      "source": [
       "obj-83",
-      0
-     ],
-     "destination": [
-      "obj-62",
       1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-82",
-      0
      ],
      "destination": [
-      "obj-62",
+      "obj-85",
       0
      ]
     }
@@ -4555,10 +4574,34 @@
     "patchline": {
      "source": [
       "obj-83",
+      1
+     ],
+     "destination": [
+      "obj-86",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-86",
       0
      ],
      "destination": [
-      "obj-72",
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-85",
+      0
+     ],
+     "destination": [
+      "obj-43",
       1
      ]
     }
@@ -4566,11 +4609,83 @@
    {
     "patchline": {
      "source": [
-      "obj-82",
+      "obj-84",
       0
      ],
      "destination": [
-      "obj-72",
+      "obj-43",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-85",
+      0
+     ],
+     "destination": [
+      "obj-54",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-84",
+      0
+     ],
+     "destination": [
+      "obj-54",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-85",
+      0
+     ],
+     "destination": [
+      "obj-64",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-84",
+      0
+     ],
+     "destination": [
+      "obj-64",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-85",
+      0
+     ],
+     "destination": [
+      "obj-74",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-84",
+      0
+     ],
+     "destination": [
+      "obj-74",
       0
      ]
     }
@@ -4582,7 +4697,7 @@
       0
      ],
      "destination": [
-      "obj-87",
+      "obj-89",
       0
      ]
     }
@@ -4590,11 +4705,11 @@
    {
     "patchline": {
      "source": [
-      "obj-77",
+      "obj-79",
       0
      ],
      "destination": [
-      "obj-87",
+      "obj-89",
       0
      ]
     }
@@ -4602,7 +4717,7 @@
    {
     "patchline": {
      "source": [
-      "obj-87",
+      "obj-89",
       0
      ],
      "destination": [
@@ -4614,48 +4729,12 @@
    {
     "patchline": {
      "source": [
-      "obj-86",
-      1
-     ],
-     "destination": [
-      "obj-89",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-89",
-      0
-     ],
-     "destination": [
-      "obj-90",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-90",
-      0
-     ],
-     "destination": [
-      "obj-88",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-89",
-      1
-     ],
-     "destination": [
       "obj-88",
       1
+     ],
+     "destination": [
+      "obj-91",
+      0
      ]
     }
    },
@@ -4666,7 +4745,7 @@
       0
      ],
      "destination": [
-      "obj-88",
+      "obj-92",
       0
      ]
     }
@@ -4674,11 +4753,11 @@
    {
     "patchline": {
      "source": [
-      "obj-88",
+      "obj-92",
       0
      ],
      "destination": [
-      "obj-92",
+      "obj-90",
       0
      ]
     }
@@ -4686,7 +4765,43 @@
    {
     "patchline": {
      "source": [
-      "obj-92",
+      "obj-91",
+      1
+     ],
+     "destination": [
+      "obj-90",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-93",
+      0
+     ],
+     "destination": [
+      "obj-90",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-90",
+      0
+     ],
+     "destination": [
+      "obj-94",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-94",
       0
      ],
      "destination": [
@@ -4702,18 +4817,6 @@
       0
      ],
      "destination": [
-      "obj-93",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-93",
-      0
-     ],
-     "destination": [
       "obj-95",
       0
      ]
@@ -4726,42 +4829,6 @@
       0
      ],
      "destination": [
-      "obj-75",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-93",
-      0
-     ],
-     "destination": [
-      "obj-96",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-96",
-      0
-     ],
-     "destination": [
-      "obj-94",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-93",
-      1
-     ],
-     "destination": [
       "obj-97",
       0
      ]
@@ -4771,7 +4838,19 @@
     "patchline": {
      "source": [
       "obj-97",
+      0
+     ],
+     "destination": [
+      "obj-77",
       1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
+      0
      ],
      "destination": [
       "obj-98",
@@ -4782,11 +4861,11 @@
    {
     "patchline": {
      "source": [
-      "obj-93",
-      3
+      "obj-98",
+      0
      ],
      "destination": [
-      "obj-99",
+      "obj-96",
       0
      ]
     }
@@ -4794,47 +4873,11 @@
    {
     "patchline": {
      "source": [
-      "obj-99",
-      0
-     ],
-     "destination": [
-      "obj-94",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-93",
-      2
-     ],
-     "destination": [
-      "obj-100",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-100",
-      0
-     ],
-     "destination": [
-      "obj-101",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-100",
+      "obj-95",
       1
      ],
      "destination": [
-      "obj-101",
+      "obj-99",
       0
      ]
     }
@@ -4842,11 +4885,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
-      2
+      "obj-99",
+      1
      ],
      "destination": [
-      "obj-101",
+      "obj-100",
       0
      ]
     }
@@ -4854,7 +4897,7 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-95",
       3
      ],
      "destination": [
@@ -4866,11 +4909,83 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-101",
+      0
+     ],
+     "destination": [
+      "obj-96",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
+      2
+     ],
+     "destination": [
+      "obj-102",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      0
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      1
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      2
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      3
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
       4
      ],
      "destination": [
-      "obj-101",
+      "obj-103",
       0
      ]
     }
@@ -4878,11 +4993,11 @@
    {
     "patchline": {
      "source": [
-      "obj-101",
+      "obj-103",
       1
      ],
      "destination": [
-      "obj-54",
+      "obj-56",
       0
      ]
     }
@@ -4890,11 +5005,11 @@
    {
     "patchline": {
      "source": [
-      "obj-101",
+      "obj-103",
       1
      ],
      "destination": [
-      "obj-64",
+      "obj-66",
       0
      ]
     }
@@ -4902,11 +5017,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-102",
       5
      ],
      "destination": [
-      "obj-102",
+      "obj-104",
       0
      ]
     }
@@ -4914,11 +5029,11 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-104",
       0
      ],
      "destination": [
-      "obj-94",
+      "obj-96",
       0
      ]
     }
@@ -4926,11 +5041,11 @@
    {
     "patchline": {
      "source": [
-      "obj-101",
+      "obj-103",
       1
      ],
      "destination": [
-      "obj-103",
+      "obj-105",
       0
      ]
     }
@@ -4938,44 +5053,8 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-105",
       2
-     ],
-     "destination": [
-      "obj-104",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-104",
-      0
-     ],
-     "destination": [
-      "obj-94",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-103",
-      0
-     ],
-     "destination": [
-      "obj-105",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-105",
-      0
      ],
      "destination": [
       "obj-106",
@@ -4986,11 +5065,47 @@
    {
     "patchline": {
      "source": [
-      "obj-93",
+      "obj-106",
+      0
+     ],
+     "destination": [
+      "obj-96",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-105",
+      0
+     ],
+     "destination": [
+      "obj-107",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-107",
+      0
+     ],
+     "destination": [
+      "obj-108",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
       4
      ],
      "destination": [
-      "obj-107",
+      "obj-109",
       0
      ]
     }
@@ -4998,82 +5113,10 @@
    {
     "patchline": {
      "source": [
-      "obj-107",
+      "obj-109",
       2
      ],
      "destination": [
-      "obj-108",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-108",
-      0
-     ],
-     "destination": [
-      "obj-41",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-108",
-      0
-     ],
-     "destination": [
-      "obj-52",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-108",
-      0
-     ],
-     "destination": [
-      "obj-62",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-108",
-      0
-     ],
-     "destination": [
-      "obj-72",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-107",
-      1
-     ],
-     "destination": [
-      "obj-109",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-109",
-      0
-     ],
-     "destination": [
       "obj-110",
       0
      ]
@@ -5086,7 +5129,43 @@
       0
      ],
      "destination": [
-      "obj-79",
+      "obj-43",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-110",
+      0
+     ],
+     "destination": [
+      "obj-54",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-110",
+      0
+     ],
+     "destination": [
+      "obj-64",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-110",
+      0
+     ],
+     "destination": [
+      "obj-74",
       0
      ]
     }
@@ -5096,66 +5175,6 @@
      "source": [
       "obj-109",
       1
-     ],
-     "destination": [
-      "obj-112",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-112",
-      1
-     ],
-     "destination": [
-      "obj-113",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-113",
-      0
-     ],
-     "destination": [
-      "obj-114",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-114",
-      0
-     ],
-     "destination": [
-      "obj-115",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-112",
-      0
-     ],
-     "destination": [
-      "obj-115",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-115",
-      0
      ],
      "destination": [
       "obj-111",
@@ -5170,7 +5189,7 @@
       0
      ],
      "destination": [
-      "obj-79",
+      "obj-112",
       0
      ]
     }
@@ -5178,7 +5197,43 @@
    {
     "patchline": {
      "source": [
-      "obj-107",
+      "obj-112",
+      0
+     ],
+     "destination": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-111",
+      1
+     ],
+     "destination": [
+      "obj-114",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-114",
+      1
+     ],
+     "destination": [
+      "obj-115",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-115",
       0
      ],
      "destination": [
@@ -5194,7 +5249,7 @@
       0
      ],
      "destination": [
-      "obj-79",
+      "obj-117",
       0
      ]
     }
@@ -5202,11 +5257,71 @@
    {
     "patchline": {
      "source": [
-      "obj-93",
+      "obj-114",
+      0
+     ],
+     "destination": [
+      "obj-117",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-117",
+      0
+     ],
+     "destination": [
+      "obj-113",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-113",
+      0
+     ],
+     "destination": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-109",
+      0
+     ],
+     "destination": [
+      "obj-118",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-118",
+      0
+     ],
+     "destination": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
       5
      ],
      "destination": [
-      "obj-117",
+      "obj-119",
       0
      ]
     }
@@ -5214,11 +5329,11 @@
    {
     "patchline": {
      "source": [
-      "obj-117",
+      "obj-119",
       2
      ],
      "destination": [
-      "obj-118",
+      "obj-120",
       0
      ]
     }
@@ -5226,7 +5341,43 @@
    {
     "patchline": {
      "source": [
-      "obj-118",
+      "obj-120",
+      0
+     ],
+     "destination": [
+      "obj-90",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-119",
+      1
+     ],
+     "destination": [
+      "obj-121",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-121",
+      0
+     ],
+     "destination": [
+      "obj-122",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-122",
       0
      ],
      "destination": [
@@ -5238,83 +5389,11 @@
    {
     "patchline": {
      "source": [
-      "obj-117",
+      "obj-121",
       1
      ],
      "destination": [
-      "obj-119",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-119",
-      0
-     ],
-     "destination": [
-      "obj-120",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-120",
-      0
-     ],
-     "destination": [
-      "obj-86",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-119",
-      1
-     ],
-     "destination": [
-      "obj-121",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-121",
-      0
-     ],
-     "destination": [
-      "obj-86",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-117",
-      0
-     ],
-     "destination": [
-      "obj-122",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-122",
-      0
-     ],
-     "destination": [
-      "obj-86",
+      "obj-123",
       0
      ]
     }
@@ -5326,6 +5405,18 @@
       0
      ],
      "destination": [
+      "obj-88",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-119",
+      0
+     ],
+     "destination": [
       "obj-124",
       0
      ]
@@ -5338,7 +5429,7 @@
       0
      ],
      "destination": [
-      "obj-125",
+      "obj-88",
       0
      ]
     }
@@ -5346,83 +5437,11 @@
    {
     "patchline": {
      "source": [
-      "obj-125",
+      "obj-5",
       0
      ],
      "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-124",
-      1
-     ],
-     "destination": [
-      "obj-126",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-126",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-101",
-      0
-     ],
-     "destination": [
-      "obj-128",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-127",
-      0
-     ],
-     "destination": [
-      "obj-128",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-128",
-      0
-     ],
-     "destination": [
-      "obj-129",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-129",
-      0
-     ],
-     "destination": [
-      "obj-2",
+      "obj-130",
       0
      ]
     }
@@ -5434,7 +5453,7 @@
       0
      ],
      "destination": [
-      "obj-131",
+      "obj-129",
       0
      ]
     }
@@ -5442,11 +5461,23 @@
    {
     "patchline": {
      "source": [
-      "obj-131",
+      "obj-125",
       0
      ],
      "destination": [
-      "obj-132",
+      "obj-129",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-129",
+      0
+     ],
+     "destination": [
+      "obj-126",
       0
      ]
     }
@@ -5454,7 +5485,19 @@
    {
     "patchline": {
      "source": [
-      "obj-132",
+      "obj-126",
+      0
+     ],
+     "destination": [
+      "obj-127",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-127",
       0
      ],
      "destination": [
@@ -5466,8 +5509,56 @@
    {
     "patchline": {
      "source": [
-      "obj-131",
+      "obj-126",
       1
+     ],
+     "destination": [
+      "obj-128",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-128",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
+      0
+     ],
+     "destination": [
+      "obj-132",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-131",
+      0
+     ],
+     "destination": [
+      "obj-132",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-132",
+      0
      ],
      "destination": [
       "obj-133",
@@ -5482,7 +5573,19 @@
       0
      ],
      "destination": [
-      "obj-123",
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-134",
+      0
+     ],
+     "destination": [
+      "obj-135",
       0
      ]
     }
@@ -5506,6 +5609,18 @@
       0
      ],
      "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-135",
+      1
+     ],
+     "destination": [
       "obj-137",
       0
      ]
@@ -5518,7 +5633,7 @@
       0
      ],
      "destination": [
-      "obj-138",
+      "obj-125",
       0
      ]
     }
@@ -5526,148 +5641,184 @@
    {
     "patchline": {
      "source": [
-      "obj-137",
+      "obj-139",
       0
      ],
      "destination": [
-      "obj-138",
+      "obj-140",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-140",
+      0
+     ],
+     "destination": [
+      "obj-141",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-141",
+      0
+     ],
+     "destination": [
+      "obj-142",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-141",
+      1
+     ],
+     "destination": [
+      "obj-142",
       1
      ]
     }
    }
   ],
   "parameters": {
-   "obj-7": [
+   "obj-6": [
     "Reconnect",
     "Reconnect",
     0
    ],
-   "obj-11": [
+   "obj-12": [
     "Prompt",
     "Prompt",
     0
    ],
-   "obj-14": [
+   "obj-15": [
     "Seed",
     "Seed",
     0
    ],
-   "obj-16": [
+   "obj-17": [
     "Steps",
     "Steps",
     0
    ],
-   "obj-18": [
+   "obj-19": [
     "Guidance",
     "Guidance",
     0
    ],
-   "obj-20": [
+   "obj-21": [
     "Duration",
     "Duration",
     0
    ],
-   "obj-22": [
+   "obj-23": [
     "Bars",
     "Bars",
     0
    ],
-   "obj-24": [
+   "obj-25": [
     "Strength",
     "Strength",
-    0
-   ],
-   "obj-26": [
-    "Extend",
-    "Extend",
     0
    ],
    "obj-28": [
-    "From",
-    "From",
+    "Extend",
+    "Extend",
     0
    ],
    "obj-30": [
-    "To",
-    "To",
-    0
-   ],
-   "obj-31": [
-    "Dice",
-    "Dice",
+    "From",
+    "From",
     0
    ],
    "obj-32": [
+    "To",
+    "To",
+    0
+   ],
+   "obj-33": [
+    "Dice",
+    "Dice",
+    0
+   ],
+   "obj-34": [
     "Seed lock",
     "Lock",
     0
    ],
-   "obj-36": [
+   "obj-38": [
     "Generate",
     "Generate",
     0
    ],
-   "obj-43": [
+   "obj-45": [
     "Input clip",
     "Input",
     0
    ],
-   "obj-47": [
+   "obj-49": [
     "Transfer",
     "Transfer",
     0
    ],
-   "obj-57": [
+   "obj-59": [
     "Continue",
     "Continue",
     0
    ],
-   "obj-67": [
+   "obj-69": [
     "Inpaint",
     "Inpaint",
     0
    ],
-   "obj-74": [
+   "obj-76": [
     "Cancel",
     "Cancel",
     0
    ],
-   "obj-77": [
+   "obj-79": [
     "Refresh lists",
     "Refresh",
     0
    ],
-   "obj-79": [
+   "obj-81": [
     "Concept",
     "Concept",
     0
    ],
-   "obj-86": [
+   "obj-88": [
     "Preset",
     "Preset",
     0
    ],
-   "obj-91": [
+   "obj-93": [
     "Trigger preset",
     "Trigger",
     0
    ],
-   "obj-123": [
+   "obj-125": [
     "Jam",
     "Jam",
     0
    ],
-   "obj-127": [
+   "obj-131": [
     "Play on server",
     "Play srv",
     0
    ],
-   "obj-130": [
+   "obj-134": [
     "Stop server",
     "Stop srv",
     0
    ],
-   "obj-135": [
+   "obj-139": [
     "Play clip",
     "Play",
     0
