@@ -59,7 +59,7 @@ def _run(scenario: dict[str, Any], messages: list[list[Any]]) -> dict[str, Any]:
 
 
 def _status(result: dict[str, Any]) -> str:
-    (copy, index, word, *status), = [o for o in result["outlets"] if o[1] == 0]
+    (_copy, index, word, *status), = [o for o in result["outlets"] if o[1] == 0]
     assert (index, word) == (0, "set")
     return " ".join(str(w) for w in status)
 
