@@ -474,7 +474,8 @@ COMMANDS: dict[str, Message] = {
                 "configured ones are missing)", (), ("/midi.ports s:port...",)),
         Message("/audio/devices", (), "ask which audio output devices the server can play to "
                 "(for live.audio_out)", (), ("/audio.devices s:device...",)),
-        Message("/tempo", (Arg("bpm", "f", "session tempo, > 20 and <= 999", unit="BPM"),),
+        Message("/tempo", (Arg("bpm", "f", "session tempo, > 20 and <= 999", 20, 999,
+                               unit="BPM"),),
                 "set the session tempo (bars, /play quantization, jam); with Link the tempo is "
                 "proposed to the Link session; with MIDI clock the next clock ticks win",
                 (), ("/done /tempo f:bpm", "/fail /tempo s:message")),
