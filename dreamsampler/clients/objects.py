@@ -184,6 +184,8 @@ PD_OBJECTS: dict[str, Counts | Callable[[str], Counts]] = {
     "realtime": (2, 1),
     "file": _pd_file,
     "env~": (1, 1),
+    "inlet": (0, 1),
+    "outlet": (1, 0),
 }
 
 #: Pd GUI boxes (``#X obj x y <class> ...``) have an inlet unless they have a receive name and an

@@ -500,7 +500,10 @@ def test_pd_registers_and_has_the_core_controls() -> None:
     texts = [b.text for b in boxes]
     assert "1 $1" in texts and "oscformat notify" in texts and "netsend -u -b" in texts
     assert "netreceive -u -b" in texts and "oscparse" in texts
-    names = {w for b in boxes for w in b.words if w.startswith("ds-")}
+    # every send/receive name is local to the copy ($0), none global
+    words = [pd.unescape(w) for b in boxes for w in b.words]
+    assert not [w for w in words if w.startswith("ds-")], "no global ds-* name"
+    names = {w.removeprefix("$0-") for w in words if w.startswith("$0-ds-")}
     for name in ("ds-prompt", "ds-seed", "ds-steps", "ds-guidance", "ds-duration", "ds-bars",
                  "ds-strength", "ds-input", "ds-generate", "ds-transfer", "ds-cancel",
                  "ds-progress", "ds-status", "ds-reply", "ds-lock", "ds-concept", "ds-preset",
