@@ -22,7 +22,8 @@
 //   notifydeleted           (Max calls it when the device is deleted) frees the reply port
 // Outlets: 0 status line ("set <words>"), 1 network ("send <osc message>" to [udpsend],
 // "send host|port ..." to [udpsend], "receive port <n>" to [udpreceive]), 2 takes menu,
-// 3 clip ("replace <path>" for the preview buffer, "input <path>" as the next job's input),
+// 3 clip ("replace <path>" for the preview buffer, "input <path>" as the next job's input,
+// "channels 1|2" for the preview's right side),
 // 4 capture ("size <ms>", "record 1", "wait <ms>", "write <path>", "press <command>").
 
 autowatch = 0;
@@ -371,9 +372,45 @@ function report(textValue) {
     status(textValue);
 }
 
+// The channel count of a WAV file (its "fmt " chunk), read with Max's File object; 2 when the
+// file is not a readable WAV. The preview plays a mono clip on both sides with it (play~ outputs
+// zeros on channels a buffer~ lacks).
+function wavChannels(path) {
+    var f = new File(path, "read");
+    if (!f.isopen) {
+        return 2;
+    }
+    var head = f.readbytes(512) || [];
+    f.close();
+    var tag = function (at) {
+        return String.fromCharCode(head[at], head[at + 1], head[at + 2], head[at + 3]);
+    };
+    if (head.length < 12 || tag(0) !== "RIFF" || tag(8) !== "WAVE") {
+        return 2;
+    }
+    var at = 12;
+    while (at + 8 <= head.length) {
+        var size = head[at + 4] | (head[at + 5] << 8) | (head[at + 6] << 16) | (head[at + 7] << 24);
+        if (tag(at) === "fmt " && at + 12 <= head.length) {
+            return head[at + 10] | (head[at + 11] << 8);
+        }
+        at += 8 + size + (size % 2);
+    }
+    return 2;
+}
+
+function preview(path) {
+    outlet(3, ["channels", Math.max(1, Math.min(2, wavChannels(path)))]);
+}
+
 function place() {
     var path = arrayfromargs(arguments).join(" ");
     var outcome;
+    try {
+        preview(path);
+    } catch (error) {
+        post("dreamsampler: " + error + "\n");
+    }
     try {
         outcome = placeClip(makeLiveAPI, path, state.mode);
     } catch (error) {
@@ -430,7 +467,7 @@ function take(index) {
     }
     outlet(3, ["replace", state.takes[i]]);
     outlet(3, ["input", state.takes[i]]);
-    place(state.takes[i]);
+    place(state.takes[i]);  // sets the preview's channels too
 }
 
 // -- capture --------------------------------------------------------------------------------

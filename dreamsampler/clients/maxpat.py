@@ -203,7 +203,7 @@ def _outlet_types(maxclass: str, text: str, outlets: int) -> list[str]:
     word = text.split()[0] if text else maxclass
     if word == "play~":
         return ["signal"] * (outlets - 1) + ["bang"]
-    if word == "record~":
+    if word in ("record~", "selector~"):
         return ["signal"]
     if word in ("plugin~", "plugout~"):
         return ["signal"] * outlets
@@ -625,13 +625,20 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         p.connect(through, 1, out, 1)
     else:  # the DSP switch: click it to turn audio on (Play is silent while DSP is off)
         out = p.box("ezdac~", 430, 830, 45, 45, present=(RIGHT + 246, BOTTOM_ROW - 2, 22, 22))
-    p.connect(player, 0, out, 0)  # stereo: a mono clip plays on the left only
-    p.connect(player, 1, out, 1)
+    p.connect(player, 0, out, 0)
+    if device:  # the right side: the clip's right channel, or its only one (the script says)
+        right = p.obj(480, 830, "selector~ 2 2")
+        p.connect(player, 0, right, 1)
+        p.connect(player, 1, right, 2)
+        p.connect(right, 0, out, 1)
+    else:
+        p.connect(player, 1, out, 1)
 
     if device:
         _live(p, spec, _Device(script=script, clip_fan=fan, status=status, udpsend=udpsend,
                                replies=source, buffer=buffer, input_set=input_set,
-                               heads=region_heads, buttons=buttons, audio_in=through))
+                               heads=region_heads, buttons=buttons, audio_in=through,
+                               right=right))
     return p
 
 
@@ -679,6 +686,7 @@ class _Device:
     heads: list[str]
     buttons: dict[str, str]
     audio_in: str
+    right: str
 
 
 def _live(p: MaxPatch, spec: ResolvedSpec, d: _Device) -> None:
@@ -721,7 +729,7 @@ def _live(p: MaxPatch, spec: ResolvedSpec, d: _Device) -> None:
     chosen = p.obj(1500, 370, "prepend take")
     p.connect(takes, 0, chosen, 0)
     p.connect(chosen, 0, script, 0)
-    clip = p.obj(1650, 370, "route replace input")
+    clip = p.obj(1650, 370, "route replace input channels")
     p.connect(script, 3, clip, 0)
     replace = p.obj(1650, 400, "prepend replace")
     p.chain(clip, replace, d.buffer)
@@ -730,6 +738,7 @@ def _live(p: MaxPatch, spec: ResolvedSpec, d: _Device) -> None:
     p.connect(use, 1, d.input_set, 0)  # the next Transfer's input
     for head in d.heads:  # the next Continue / Inpaint's clip
         p.connect(use, 0, head, 0)
+    p.connect(clip, 2, d.right, 0)  # 1: mono on both sides, 2: stereo
 
     # capture: record <bars> of the track's input, write it, use it for the chosen command
     commands = [label for label in ("Transfer", "Continue", "Conform", "Separate")

@@ -100,6 +100,8 @@ MAX_OBJECTS: dict[str, Counts | Callable[[str], Counts]] = {
     # [v8 <outlets> <inlets>] with embedded code (Max 9 reference: two ints = outlets, inlets)
     "v8": lambda text: (int(_args(text)[1]), int(_args(text)[0])),
     "metro": (2, 1),
+    # [selector~ N initial]: a control inlet plus N signal inlets
+    "selector~": lambda text: (int(_args(text)[0]) + 1, 1),
     "delay": (2, 1),
     # [record~ buffer N]: N signal inlets plus start and end points; one sync outlet
     "record~": lambda text: (int(_args(text)[1]) + 2 if len(_args(text)) > 1 else 3, 1),

@@ -2,7 +2,7 @@
 // Live Object Model.
 //
 // Live cannot run on the test machines, so this fake stands in for Max's LiveAPI, Global,
-// Folder, outlet and post (a justified mock). The script is taken from the .amxd bytes alone:
+// Folder, File (over node's fs), outlet and post (a justified mock). The script is taken from the .amxd bytes alone:
 // the ptch chunk's patcher JSON, the [v8] box's embedded "textfile" text. Each copy of the device
 // runs the script in its own context (as each [v8] has its own), sharing one Global store as
 // copies in one Max do. Objects are looked up by canonical path in a scenario read from stdin;
@@ -156,6 +156,24 @@ class Folder {
     close() {}
 }
 
+class File {
+    constructor(path) {
+        try {
+            this.data = fs.readFileSync(path);
+            this.isopen = true;
+        } catch (error) {
+            this.isopen = false;
+        }
+        this.position = 0;
+    }
+    readbytes(count) {
+        const bytes = Array.from(this.data.subarray(this.position, this.position + count));
+        this.position += bytes.length;
+        return bytes;
+    }
+    close() { this.isopen = false; }
+}
+
 const count = scenario.copies || 1;
 const devices = [].concat(scenario.this_device);
 const parents = [].concat(scenario.parent);
@@ -163,7 +181,7 @@ const copies = [];
 for (let i = 0; i < count; i++) {
     const copy = { device: devices[i % devices.length], parent: parents[i % parents.length] };
     const context = {
-        LiveAPI: makeLiveAPI(copy), Global, Folder, Math, String, Number, Array, JSON,
+        LiveAPI: makeLiveAPI(copy), Global, Folder, File, Math, String, Number, Array, JSON,
         post: (text) => posted.push(text),
         outlet: (index, message) => outlets.push([i, index, ...[].concat(message)]),
         arrayfromargs: (args) => Array.prototype.slice.call(args),

@@ -434,6 +434,7 @@ class MaxSim:
         self.effects.append((box.text, msg))
 
     _buffer_tilde = _play_tilde = _dac_tilde = _plugin_tilde = _plugout_tilde = _sink
+    _selector_tilde = _sink
     _ezdac_tilde = _sink
     _live_object = _sink
 

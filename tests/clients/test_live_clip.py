@@ -182,7 +182,8 @@ def test_takes_are_listed_and_the_chosen_one_is_placed() -> None:
     takes = [f"/out/take {i}.wav" for i in range(1, 4)]
     result = _run(_set([0, 0, 0, 0]), [[0, "done", "/gen", 5, *takes], [0, "take", 1]])
     assert _out(result, 0, 2) == [["_parameter_range", "take1", "take2", "take3"], ["set", 0]]
-    assert _out(result, 0, 3) == [["replace", takes[1]], ["input", takes[1]]]
+    assert _out(result, 0, 3) == [["replace", takes[1]], ["input", takes[1]],
+                                  ["channels", 2]]  # not a readable WAV: stereo
     calls = [c for c in result["calls"] if c[0] != "live_app"]
     assert calls == [["live_set tracks 1 clip_slots 2", "create_audio_clip", takes[1]]]
     one = _run(_set([0]), [[0, "done", "/gen", 6, "/out/one.wav"]])
@@ -258,3 +259,23 @@ def test_capture_records_bars_then_continues_it() -> None:
     sim.script_output(4, capture[4])
     address, args = sim.sent[-1]
     assert address == "/continue" and COMMANDS[address].parse(args)["input_path"] == path
+
+
+def test_the_preview_plays_a_mono_clip_on_both_sides(tmp_path: Path) -> None:
+    """The script reads the channel count from the WAV header (written here by libsndfile, an
+    independent writer) and the device's right output takes the left channel for a mono clip
+    (play~ outputs zeros on channels a buffer~ lacks, as Cycling '74's reference says)."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.clients.maxsim import MaxSim
+
+    mono, stereo = tmp_path / "mono.wav", tmp_path / "stereo.wav"
+    sf.write(mono, np.zeros(100, dtype=np.float32), 16000)
+    sf.write(stereo, np.zeros((100, 2), dtype=np.float32), 44100, subtype="FLOAT")
+    result = _run(_set([0, 0, 0, 0]), [[0, "place", str(mono)], [0, "place", str(stereo)]])
+    assert _out(result, 0, 3) == [["channels", 1], ["channels", 2]]
+    sim = MaxSim(maxpat.read_amxd(DEVICE.read_bytes())[1])
+    sim.loadbang()
+    sim.script_output(3, ["channels", 1])
+    assert ("selector~ 2 2", [1]) in sim.effects, "mono: the right side plays the left channel"
