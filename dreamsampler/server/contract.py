@@ -65,6 +65,11 @@ class Arg:
         return self.field or self.name
 
     @property
+    def _unit_suffix(self) -> str:
+        """`` BPM`` / `` s``: the unit after a number in a message, or nothing."""
+        return f" {self.unit}" if self.unit else ""
+
+    @property
     def signature(self) -> str:
         return f"{self.type}:{self.name}"
 
@@ -100,9 +105,11 @@ class Arg:
             # OSC floats are float32: keep the shortest decimal that round-trips (0.3)
             value = float(str(np.float32(value))) if isinstance(value, float) else float(value)
         if self.minimum is not None and value < self.minimum:
-            raise ContractError(f"{label}: {value} is below the minimum {self.minimum:g}")
+            raise ContractError(f"{label}: {value} is below the minimum "
+                                f"{self.minimum:g}{self._unit_suffix}")
         if self.maximum is not None and value > self.maximum:
-            raise ContractError(f"{label}: {value} is above the maximum {self.maximum:g}")
+            raise ContractError(f"{label}: {value} is above the maximum "
+                                f"{self.maximum:g}{self._unit_suffix}")
         return value
 
 
