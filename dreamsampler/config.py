@@ -18,6 +18,7 @@ test checks that they agree.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,10 +29,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     model_validator,
 )
 
-SCHEDULERS = ("ddim", "dpm++", "pndm", "euler", "lms", "heun")
+from dreamsampler import schema
+
+SCHEDULERS = schema.SCHEDULER_NAMES
 APP_NAME = "dreamsampler"
 CONFIG_NAME = "config.yaml"
 
@@ -154,20 +158,20 @@ class OutputConfig(_Section):
     )
 
 
-class Defaults(_Section):
-    """Session defaults for requests that do not name a value."""
+def defaults_model(params: Sequence[schema.Param] | None = None) -> type[_Section]:
+    """The ``defaults`` section for ``params`` (default: the schema's): one key per
+    :data:`~dreamsampler.schema.CONFIG` parameter, typed, ranged and described there."""
+    fields: dict[str, Any] = {}
+    for p in schema.taken_by(schema.CONFIG, params):
+        kind: Any = Literal[p.choices] if p.choices else p.python_type()
+        fields[p.name] = (kind, Field(p.default, ge=p.minimum, le=p.maximum,
+                                      description=p.description))
+    model = create_model("Defaults", __base__=_Section, **fields)
+    model.__doc__ = "Session defaults for requests that do not name a value."
+    return model
 
-    prompt: str = Field("", description="prompt used by /trigger until /param/prompt sets one")
-    negative_prompt: str = Field("", description="what to steer away from, e.g. 'low quality'")
-    num_inference_steps: int = Field(25, ge=1, description="denoising steps")
-    guidance_scale: float = Field(2.5, ge=0.0, le=50.0,
-                                  description="classifier-free guidance; <= 1 disables it")
-    duration: float = Field(10.0, gt=0.0, description="seconds")
-    strength: float = Field(0.5, ge=0.0, le=1.0, description="style transfer: 0.4-0.6 balances "
-                            "source and prompt")
-    seed: int = Field(0, ge=0, description="random seed")
-    scheduler: Literal[SCHEDULERS] = Field(  # type: ignore[valid-type]
-        "ddim", description="ddim, dpm++, pndm, euler, lms or heun")
+
+Defaults = defaults_model()
 
 
 class Limits(_Section):

@@ -368,7 +368,7 @@
        "parameter_longname": "Seed",
        "parameter_shortname": "Seed",
        "parameter_type": 1,
-       "parameter_mmin": 0,
+       "parameter_mmin": -1,
        "parameter_mmax": 2147483647,
        "parameter_initial": [
         0

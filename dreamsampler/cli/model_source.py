@@ -67,11 +67,12 @@ def check_model_source(model_id: str, probe_timeout: float = PROBE_TIMEOUT) -> s
                           f"(owner/name); {TINY_HINT}") from None
     if isinstance(cached, str):
         return "Hugging Face cache"
-    if constants.HF_HUB_OFFLINE:
+    if constants.HF_HUB_OFFLINE:  # huggingface_hub reads HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE
+        var = "HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE") else "TRANSFORMERS_OFFLINE"
         raise ConfigError(
-            f"model.id {model_id}: offline mode is on (HF_HUB_OFFLINE is set) and the model is not "
+            f"model.id {model_id}: offline mode is on ({var} is set) and the model is not "
             f"in the Hugging Face cache ({constants.HF_HUB_CACHE}), so it cannot be downloaded. "
-            f"Unset HF_HUB_OFFLINE and start once with a network connection, or {TINY_HINT}")
+            f"Unset {var} and start once with a network connection, or {TINY_HINT}")
     endpoint = constants.ENDPOINT
     if not any(os.environ.get(v) for v in _PROXY_VARS):
         parts = urlsplit(endpoint)

@@ -15,7 +15,6 @@ FIFO): a job naming concept X queued before an unload of X still finds X loaded.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 from collections import deque
@@ -26,13 +25,34 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dreamsampler.engine.audio_io import AudioFileError
-from dreamsampler.engine.concepts import ConceptError, ConceptInfo, ConceptManager, scan_concepts
+from dreamsampler.engine.concepts import (
+    ConceptError,
+    ConceptInfo,
+    ConceptManager,
+    require_manager,
+    scan_concepts,
+)
 from dreamsampler.engine.families import ModelFamily, load_model
 from dreamsampler.engine.level import NonFiniteAudioError
 from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
 from dreamsampler.engine.sampler import Cancelled, sample
 
 log = logging.getLogger(__name__)
+
+REQUEST_FAULTS: tuple[type[Exception], ...] = (
+    AudioFileError, ConceptError, NonFiniteAudioError, RequestError)
+"""Errors that are the request's own fault (a bad input file, an unloaded concept, audio that
+came out non-finite, a request the family cannot serve): reported as their plain message."""
+
+
+def failure_message(exc: BaseException, what: str, logger: logging.Logger = log) -> str:
+    """How every engine (local, supervised process, Ray replica) reports a job's exception:
+    a :data:`REQUEST_FAULTS` error as its plain message, with no traceback; anything else as
+    ``"<Type>: <message>"``, its traceback logged to ``logger`` as "``what`` failed"."""
+    if isinstance(exc, REQUEST_FAULTS):
+        return str(exc)
+    logger.error("%s failed", what, exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 class QueueFull(RuntimeError):
@@ -338,22 +358,14 @@ class LocalEngine:
 
     # -- worker thread -------------------------------------------------------------------------
 
-    def _manager(self) -> ConceptManager:
-        if self.concepts is None:
-            raise ConceptError("concepts_dir", "no concepts folder is configured")
-        return self.concepts
-
     def _carry_out(self, op: _Operation) -> Any:
         """Run one operation on the worker thread (between jobs)."""
         if op.kind == "barrier":
             return None
-        manager = self._manager()
+        manager = require_manager(self.concepts)
         try:
             if op.kind == "load":
-                if manager.is_loaded(op.name):
-                    info = next(c for c in manager.loaded() if c.name == op.name)
-                    return dataclasses.replace(info, already_loaded=True)
-                return manager.load(op.name)
+                return manager.ensure_loaded(op.name)
             manager.unload(op.name)
             return None
         finally:
@@ -398,10 +410,6 @@ class LocalEngine:
             )
         except Cancelled:
             return JobFailed(job.id, "cancelled", cancelled=True)
-        except (AudioFileError, ConceptError, NonFiniteAudioError, RequestError) as exc:
-            # the request's fault (a family that cannot inpaint…): the reason, no traceback
-            return JobFailed(job.id, str(exc))
         except BaseException as exc:  # not only Exception: the worker thread must survive
-            log.error("job %d failed", job.id, exc_info=True)
-            return JobFailed(job.id, f"{type(exc).__name__}: {exc}")
+            return JobFailed(job.id, failure_message(exc, f"job {job.id}"))
         return JobFinished(job.id, result)

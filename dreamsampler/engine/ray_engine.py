@@ -45,13 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from dreamsampler.engine.audio_io import AudioFileError, load_audio
+from dreamsampler.engine.audio_io import AudioFileError, read_resampled
 from dreamsampler.engine.concepts import (
     ConceptError,
     ConceptInfo,
     ConceptManager,
     ConceptNotLoadedError,
     check_name,
+    require_manager,
     scan_concepts,
 )
 from dreamsampler.engine.families import ModelLoadError, load_model
@@ -65,6 +66,7 @@ from dreamsampler.engine.jobs import (
     JobProgress,
     JobStarted,
     QueueFull,
+    failure_message,
 )
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
 from dreamsampler.engine.sampler import Cancelled, sample
@@ -183,13 +185,12 @@ class EngineReplica:
     async def _load_slot(self, key: str) -> _ConceptSlot:
         """The ``@serve.multiplexed`` loader: ``key`` is ``name@generation``."""
         name = key.rpartition("@")[0]
-        if self.manager is None:
-            raise ConceptError("concepts_dir", "no concepts folder is configured")
+        manager = require_manager(self.manager)
         self._drain_evictions()
         if name in self._owner:  # an older generation (unloaded and reloaded since): replace it
             del self._owner[name]
-            self.manager.unload(name)
-        await asyncio.to_thread(self.manager.load, name)
+            manager.unload(name)
+        await asyncio.to_thread(manager.load, name)
         self._owner[name] = key
         return _ConceptSlot(self._evicted, name, key)
 
@@ -226,8 +227,8 @@ class EngineReplica:
 
         Args:
             payload: ``request`` (the :class:`GenerationRequest` fields, ``input_path`` None)
-                and, for style transfer, ``input_audio``: float32 ``(samples,)`` at the model's
-                sample rate.
+                and, for style transfer, ``input_audio``: float32 ``(channels, samples)`` at the
+                model's sample rate (its channels kept: a stereo model keeps a stereo input).
 
         Yields:
             ``started`` (replica id, pid, its loaded concepts), ``progress`` (``step``,
@@ -257,7 +258,7 @@ class EngineReplica:
 
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ds-ray-")))
         path = folder / "input.wav"
-        sf.write(path, np.asarray(audio, dtype=np.float32), self.model.sample_rate,
+        sf.write(path, np.asarray(audio, dtype=np.float32).T, self.model.sample_rate,
                  subtype="FLOAT")
         return path
 
@@ -290,12 +291,9 @@ class EngineReplica:
         except Cancelled:
             yield {"event": "failed", "message": "cancelled", "cancelled": True}
             return
-        except (AudioFileError, ConceptError) as exc:
-            yield {"event": "failed", "message": str(exc), **self._identity()}
-            return
         except Exception as exc:
-            log.exception("replica %s: job failed", self.replica)
-            yield {"event": "failed", "message": f"{type(exc).__name__}: {exc}",
+            yield {"event": "failed", "message": failure_message(
+                exc, f"replica {self.replica}: a job", log),
                    **self._identity()}
             return
         yield {
@@ -554,7 +552,7 @@ class RayEngine:
             if job.request.input_path is not None:
                 try:
                     payload["input_audio"] = await asyncio.to_thread(
-                        load_audio, job.request.input_path, int(self._info["sample_rate"])
+                        read_resampled, job.request.input_path, int(self._info["sample_rate"])
                     )
                 except AudioFileError as exc:
                     terminal = JobFailed(job.id, str(exc))

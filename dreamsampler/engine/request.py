@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
-SCHEDULER_NAMES = ("ddim", "dpm++", "pndm", "euler", "lms", "heun")
+from dreamsampler import schema
+
+SCHEDULER_NAMES = schema.SCHEDULER_NAMES
 
 
 class RequestError(ValueError):
@@ -21,13 +23,18 @@ class RequestError(ValueError):
 class GenerationRequest:
     """One text→audio, style-transfer (SDEdit), inpainting or continuation generation.
 
+    Types and ranges are the schema's (:mod:`dreamsampler.schema`, checked by
+    :func:`~dreamsampler.schema.check`); the rules across fields are checked here.
+
     Attributes:
         prompt: text prompt; may hold placeholder tokens of loaded concepts (``<my-rhodes>``).
         negative_prompt: text for the unconditional branch of classifier-free guidance.
-        seed: seeds the initial noise (a CPU ``torch.Generator``), so outputs are reproducible.
+        seed: seeds the initial noise (a CPU ``torch.Generator``), so outputs are reproducible;
+            0..2**31-1 (the edges resolve ``seed -1`` to a fresh seed before a request).
         num_inference_steps: scheduler steps for a full denoise.
         guidance_scale: classifier-free guidance weight; ``<= 1`` disables the unconditional pass.
-        duration: clip length in seconds.
+        duration: clip length in seconds; ``None`` only for a style transfer: as long as the
+            input, up to the model's limit (``ModelFamily.max_duration``).
         scheduler: one of :data:`SCHEDULER_NAMES`.
         input_path: audio file to style-transfer; ``None`` for text→audio.
         strength: SDEdit noise level in [0, 1] (Meng et al. 2022, arXiv 2108.01073): the input's
@@ -54,7 +61,7 @@ class GenerationRequest:
     seed: int = 0
     num_inference_steps: int = 25
     guidance_scale: float = 2.5
-    duration: float = 10.0
+    duration: float | None = 10.0
     scheduler: str = "ddim"
     input_path: Path | None = None
     strength: float = 1.0
@@ -68,16 +75,14 @@ class GenerationRequest:
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
             raise RequestError("prompt must be a string")
-        if self.seed < 0 or self.seed >= 2**63:
-            raise RequestError(f"seed must be in [0, 2^63), got {self.seed}")
-        if self.num_inference_steps < 1:
-            raise RequestError(f"steps must be >= 1, got {self.num_inference_steps}")
-        if not self.duration > 0:
-            raise RequestError(f"duration must be > 0 seconds, got {self.duration}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise RequestError(f"strength must be in [0, 1], got {self.strength}")
-        if self.guidance_scale < 0:
-            raise RequestError(f"guidance must be >= 0, got {self.guidance_scale}")
+        try:  # types, ranges and choices: one declaration each (dreamsampler.schema)
+            schema.check({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        except schema.ParamError as exc:
+            raise RequestError(str(exc)) from None
+        if self.duration is None and (self.input_path is None or self.mask_start is not None
+                                      or self.continuation is not None):
+            raise RequestError("duration is needed (only a style transfer may leave it out: "
+                               "then it is as long as its input)")
         names = [name for name, _ in self.loras]
         if len(set(names)) != len(names) or self.concept in names:
             raise RequestError(f"loras must name each concept once, got {names}")
@@ -89,7 +94,7 @@ class GenerationRequest:
         if self.mask_start is not None and self.mask_end is not None:
             if self.input_path is None:
                 raise RequestError("inpainting (mask_start/mask_end) needs an input file")
-            if not 0.0 <= self.mask_start < self.mask_end <= self.duration:
+            if not 0.0 <= self.mask_start < self.mask_end <= (self.duration or 0.0):
                 raise RequestError(
                     f"mask region must satisfy 0 <= mask_start < mask_end <= duration "
                     f"({self.duration} s), got [{self.mask_start}, {self.mask_end})")
@@ -100,10 +105,6 @@ class GenerationRequest:
                 raise RequestError("give either continuation or mask_start/mask_end, not both")
             if not self.continuation > 0:
                 raise RequestError(f"continuation must be > 0 seconds, got {self.continuation}")
-        if self.scheduler not in SCHEDULER_NAMES:
-            raise RequestError(
-                f"scheduler must be one of {', '.join(SCHEDULER_NAMES)}, got {self.scheduler!r}"
-            )
 
     @property
     def is_inpaint(self) -> bool:

@@ -148,7 +148,14 @@ def _sample(
                  if own_scheduler is None else own_scheduler)
     guided = request.guidance_scale > 1.0
 
+    if request.duration is None:  # a transfer as long as its input, up to the model's limit
+        assert request.input_path is not None  # checked by GenerationRequest
+        length = probe_audio(request.input_path)
+        limit = model.max_duration
+        request = dataclasses.replace(request, duration=length if limit is None else min(
+            length, limit))
     duration = request.duration
+    assert duration is not None
     input_seconds = 0.0
     if request.continuation is not None:
         assert request.input_path is not None  # checked by GenerationRequest

@@ -42,7 +42,7 @@ from diffusers.pipelines.stable_audio_3.pipeline_stable_audio_3 import logsnr_si
 from diffusers.utils.torch_utils import randn_tensor
 
 from dreamsampler.engine.audio_io import read_audio, resample
-from dreamsampler.engine.families import ModelFamily
+from dreamsampler.engine.family_base import ModelFamily
 from dreamsampler.engine.request import RequestError
 
 if TYPE_CHECKING:
@@ -235,6 +235,11 @@ class StableAudioOpenFamily(StableAudioFamilyBase):
         """The DiT's training window (``sample_size`` frames; 47.55 s for Open 1.0)."""
         frames = int(self.components["transformer"].config.sample_size)
         return frames * self.hop_length / self.sample_rate
+
+    @property
+    def max_duration(self) -> float:
+        """:attr:`window_seconds`."""
+        return self.window_seconds
 
     def conditioning(self, request: GenerationRequest, guided: bool) -> StableAudioConditioning:
         """Text, ``seconds_start = 0`` and ``seconds_total = duration``; with guidance, the

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import importlib
 import logging
 import multiprocessing
@@ -47,12 +46,12 @@ from typing import Any
 
 import torch
 
-from dreamsampler.engine.audio_io import AudioFileError
 from dreamsampler.engine.concepts import (
     ConceptError,
     ConceptInfo,
     ConceptManager,
     ConceptNotLoadedError,
+    require_manager,
 )
 from dreamsampler.engine.families import ModelLoadError, load_model
 from dreamsampler.engine.jobs import (
@@ -64,6 +63,7 @@ from dreamsampler.engine.jobs import (
     JobProgress,
     JobStarted,
     QueueFull,
+    failure_message,
 )
 from dreamsampler.engine.request import GenerationRequest
 from dreamsampler.engine.sampler import Cancelled, sample
@@ -243,7 +243,6 @@ class SupervisedEngine:
         self._concepts: tuple[ConceptInfo, ...] = ()
         self._info: dict[str, Any] = {}
         self.restarts = 0
-        self.last_failure: str | None = None
         self._broken: str | None = None
 
     # -- the Engine protocol ---------------------------------------------------------------------
@@ -588,7 +587,6 @@ class SupervisedEngine:
             proc.process.kill()
         proc.commands.close()
         self.restarts += 1
-        self.last_failure = reason
         message = f"{reason}; the engine process was restarted"
         log.error("%s (restart %d)", message, self.restarts)
         op, self._inflight = self._inflight, None
@@ -693,10 +691,7 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
                 send(("fatal", reason))
                 events.close()
                 os._exit(FATAL_EXIT_CODE)
-            if not isinstance(exc, AudioFileError | ConceptError):
-                log.error("job %d failed", job_id, exc_info=True)
-            send(("failed", job_id, str(exc) if isinstance(exc, AudioFileError | ConceptError)
-                  else reason, False))
+            send(("failed", job_id, failure_message(exc, f"job {job_id}"), False))
         else:
             send(("finished", job_id, result))
         cancelled.discard(job_id)
@@ -707,13 +702,9 @@ def _concept_operation(
 ) -> tuple[bool, Any]:
     """Run one concept operation; ``(True, value)`` or ``(False, (kind, path, reason))``."""
     try:
-        if manager is None:
-            raise ConceptError("concepts_dir", "no concepts folder is configured")
+        manager = require_manager(manager)
         if kind == "load":
-            if manager.is_loaded(name):  # idempotent, as LocalEngine
-                info = next(c for c in manager.loaded() if c.name == name)
-                return True, dataclasses.replace(info, already_loaded=True)
-            return True, manager.load(name)
+            return True, manager.ensure_loaded(name)
         if kind == "unload":
             manager.unload(name)
             return True, None

@@ -11,13 +11,15 @@ sink the job names, and answers through ``Delivery.reply`` with :class:`JobStart
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dreamsampler import schema
 from dreamsampler.engine.jobs import JobFailed, JobProgress, JobStarted
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
 
@@ -126,32 +128,26 @@ class Submitted:
     position: int
 
 
-@dataclass(frozen=True)
-class GenerationParams:
-    """What an edge asks for, by request field name; ``None`` takes the session's value.
+def params_type(params: Sequence[schema.Param] | None = None) -> type:
+    """The ``GenerationParams`` dataclass for ``params`` (default: the schema's): a field per
+    generation parameter (:func:`~dreamsampler.schema.generation_fields`) plus the region
+    fields, each ``None`` by default."""
+    names = [(p.name, Any) for p in schema.generation_fields(params)]
+    names += [(n, Any) for n, _ in schema.REGION_FIELDS]
+    made = dataclasses.make_dataclass(
+        "GenerationParams", [(n, t, field(default=None)) for n, t in names], frozen=True)
+    made.__module__ = __name__  # pickles (engine processes) find it here
+    return made
 
-    ``bars`` (whole bars at the session tempo, 0 = seconds) wins over ``duration`` (seconds); a
-    ``duration`` without ``bars`` means seconds; with neither, the session's ``bars`` decides.
-    ``loras`` is a blend of loaded LoRA concepts ``((name, weight), ...)``. ``continuation``
-    (continue the input) or ``mask_start``/``mask_end`` (repaint that region of the input) make
-    it a region job; their values are in ``unit``: ``seconds`` (default) or ``bars`` at the
-    session tempo.
-    """
 
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    seed: int | None = None
-    num_inference_steps: int | None = None
-    guidance_scale: float | None = None
-    duration: float | None = None
-    scheduler: str | None = None
-    input_path: str | None = None
-    strength: float | None = None
-    concept: str | None = None
-    lora_scale: float | None = None
-    bars: int | None = None
-    loras: tuple[tuple[str, float], ...] | None = None
-    continuation: float | None = None
-    mask_start: float | None = None
-    mask_end: float | None = None
-    unit: str | None = None
+GenerationParams = params_type()
+GenerationParams.__doc__ = """What an edge asks for, by request field name (made from
+:mod:`dreamsampler.schema`); ``None`` takes the session's value.
+
+``bars`` (whole bars at the session tempo, 0 = seconds) wins over ``duration`` (seconds); a
+``duration`` without ``bars`` means seconds; with neither, the session's ``bars`` decides.
+``loras`` is a blend of loaded LoRA concepts ``((name, weight), ...)``. ``continuation``
+(continue the input) or ``mask_start``/``mask_end`` (repaint that region of the input) make
+it a region job; their values are in ``unit``: ``seconds`` (default) or ``bars`` at the
+session tempo. ``seed`` -1 draws a fresh seed.
+"""

@@ -6,11 +6,12 @@ sidecar ``<name>.json`` is in place before the WAV appears. Files are made reada
 (0644): a DAW may run as another user.
 
 Any failure while writing (a full disk makes libsndfile's short write an ``AssertionError``) removes
-what was written and raises :class:`SinkError`; until the free space reaches what the failed clip
-needed, :meth:`FolderSink.check` refuses new jobs ("disk full") and ``/status`` reports the folder
-as not writable. At start-up :meth:`FolderSink.clean_orphans` removes what a crash between the
-sidecar and the WAV left behind (a sidecar without its WAV, temporary ``.part`` files of dead
-processes).
+what was written and raises :class:`SinkError`. After a disk-full failure the sink knows how many
+bytes a second of audio takes; :meth:`FolderSink.check` then sizes each new job by its own length
+and refuses the ones that cannot fit ("disk full"), and ``/status`` reports the folder as not
+writable while not even one second fits. At start-up :meth:`FolderSink.clean_orphans` removes
+what a crash between the sidecar and the WAV left behind (a sidecar without its WAV, temporary
+``.part`` files of dead processes).
 
 A clip made to a bar length (:class:`LoopSpec`) is written as a loop: exactly that many bars at
 the file's sample rate, tempo and bars in the file name (``..._120bpm_4bars.wav``) and ``acid`` +
@@ -44,7 +45,7 @@ from dreamsampler.engine.level import (
 )
 from dreamsampler.engine.request import GenerationResult
 from dreamsampler.fsutil import atomic_write, atomic_write_path
-from dreamsampler.server.delivery import FOLDER, Clip, LoopSpec
+from dreamsampler.server.delivery import FOLDER, Clip, Delivery, LoopSpec
 from dreamsampler.server.sinks import SinkError
 
 __all__ = ["FolderSink", "LoopSpec", "SinkError", "slugify"]
@@ -52,6 +53,8 @@ __all__ = ["FolderSink", "LoopSpec", "SinkError", "slugify"]
 log = logging.getLogger(__name__)
 
 _BYTES_PER_SAMPLE = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}
+_HEADER_BYTES = 65536
+"""Room for the WAV header, its chunks and the sidecar, bytes."""
 _PART = re.compile(r"^\..+\.(\d+)\.part$")
 
 
@@ -78,14 +81,36 @@ class FolderSink:
         self.subtype = subtype
         self.sample_rate = sample_rate
         self._lock = threading.Lock()
-        #: bytes the last failed write needed (0 after a success): below that, "disk full"
-        self.needed_bytes = 0
+        #: bytes per second of audio of the last clip that did not fit (0 after a success): the
+        #: disk-full guard sizes each new job by its own length with it
+        self.bytes_per_second = 0.0
 
     name = FOLDER
+    required = True
+    """A job whose clip cannot be written fails."""
 
-    def check(self) -> None:
-        """See :meth:`check_writable`."""
+    async def start(self) -> None:
+        """Check the folder is writable and remove a crash's leftovers (:meth:`clean_orphans`).
+
+        Raises:
+            SinkError: the folder cannot be written.
+        """
         self.check_writable()
+        await asyncio.to_thread(self.clean_orphans)
+
+    def check(self, job: Delivery | None = None) -> None:
+        """:meth:`check_writable` for ``job``'s clip (``None``: a one-second clip)."""
+        seconds = 1.0 if job is None or job.request.duration is None else job.request.duration
+        self.check_writable(seconds)
+
+    def status(self) -> dict[str, Any]:
+        """``output_dir`` and ``output_writable`` (a one-second clip can be written)."""
+        try:
+            self.check()
+            writable = True
+        except SinkError:
+            writable = False
+        return {"output_dir": str(self.directory), "output_writable": writable}
 
     def offer(self, clip: Clip) -> None:
         """Nothing to keep: the folder holds every clip it was given."""
@@ -106,8 +131,9 @@ class FolderSink:
     async def close(self) -> None:
         """Nothing to release."""
 
-    def check_writable(self) -> None:
-        """Create the folder if needed and check that files can be written in it.
+    def check_writable(self, seconds: float = 0.0) -> None:
+        """Create the folder if needed and check that files can be written in it and, after a
+        disk-full failure, that a clip of ``seconds`` fits.
 
         Raises:
             SinkError: naming the folder and the reason.
@@ -118,11 +144,12 @@ class FolderSink:
             raise SinkError(f"output folder {self.directory}: {exc.strerror}") from None
         if not os.access(self.directory, os.W_OK | os.X_OK):
             raise SinkError(f"output folder {self.directory}: not writable")
-        if self.needed_bytes:
+        if self.bytes_per_second and seconds > 0:
+            needed = int(seconds * self.bytes_per_second) + _HEADER_BYTES
             free = self.free_bytes()
-            if free is not None and free < self.needed_bytes:
+            if free is not None and free < needed:
                 raise SinkError(f"output folder {self.directory}: disk full ({free} bytes free, "
-                                f"a clip needs about {self.needed_bytes})")
+                                f"a {seconds:g} s clip needs about {needed})")
 
     def free_bytes(self) -> int | None:
         """Bytes free for this process in the output folder's file system (None if unknown)."""
@@ -244,15 +271,15 @@ class FolderSink:
             except Exception as exc:  # soundfile: AssertionError on a short write (disk full)
                 sidecar.unlink(missing_ok=True)
                 path.unlink(missing_ok=True)
-                needed = audio.shape[-1] * audio.shape[0] * _BYTES_PER_SAMPLE.get(
-                    self.subtype, 4) + 65536
+                per_second = rate * audio.shape[0] * _BYTES_PER_SAMPLE.get(self.subtype, 4)
+                needed = int(audio.shape[-1] / rate * per_second) + _HEADER_BYTES
                 free = self.free_bytes()
                 reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
                 if free is not None and free < needed:
                     reason = f"disk full: {free} bytes free, about {needed} needed"
-                self.needed_bytes = needed
+                    self.bytes_per_second = per_second
                 raise SinkError(f"{path}: cannot write ({reason})") from None
-            self.needed_bytes = 0
+            self.bytes_per_second = 0.0
         return path
 
 

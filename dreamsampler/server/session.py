@@ -8,12 +8,13 @@ import contextlib
 import dataclasses
 import ipaddress
 import math
-from collections.abc import Collection, Iterator, Sequence
+import random
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dreamsampler import schema
 from dreamsampler.config import Config
 from dreamsampler.engine.audio_io import AudioFileError, probe_audio
 from dreamsampler.engine.request import GenerationRequest, RequestError
@@ -21,40 +22,46 @@ from dreamsampler.server.clock import TempoClock, bars_to_seconds
 from dreamsampler.server.delivery import GenerationParams, LoopSpec
 
 
-@dataclass
-class Session:
-    """The session defaults used by ``/trigger`` and by requests that omit a value."""
-
-    prompt: str = ""
-    negative_prompt: str = ""
-    seed: int = 0
-    strength: float = 0.5
-    num_inference_steps: int = 25
-    guidance_scale: float = 2.5
-    duration: float = 10.0
-    scheduler: str = "ddim"
-    input_path: str = ""
-    concept: str = ""
-    bars: int = 0
-    lora_scale: float = 1.0
+class SessionBase:
+    """Methods of :data:`Session` (its fields are made from the schema)."""
 
     @classmethod
-    def from_config(cls, config: Config) -> Session:
-        d = config.defaults
-        return cls(
-            prompt=d.prompt,
-            negative_prompt=d.negative_prompt,
-            seed=d.seed,
-            strength=d.strength,
-            num_inference_steps=d.num_inference_steps,
-            guidance_scale=d.guidance_scale,
-            duration=d.duration,
-            scheduler=d.scheduler,
-        )
+    def from_config(cls, config: Config) -> Any:
+        """The session at start: ``defaults.<name>`` of the config where the schema takes it
+        there, else the parameter's default."""
+        return cls(**{f.name: getattr(config.defaults, f.name, f.default)
+                      for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
 
     def params(self) -> GenerationParams:
         """The session as generation parameters (every field set)."""
-        return GenerationParams(**{k: v for k, v in dataclasses.asdict(self).items()})
+        return GenerationParams(**dataclasses.asdict(self))  # type: ignore[call-overload]
+
+
+def session_type(params: Sequence[schema.Param] | None = None) -> type:
+    """The ``Session`` dataclass for ``params`` (default: the schema's): a field per session
+    parameter with its default."""
+    made = dataclasses.make_dataclass(
+        "Session", [(p.name, Any, dataclasses.field(default=p.default))
+                    for p in schema.taken_by(schema.SESSION, params)],
+        bases=(SessionBase,))
+    made.__module__ = __name__
+    return made
+
+
+Session = session_type()
+Session.__doc__ = """The session defaults used by ``/trigger`` and by requests that omit a value
+(fields: the schema's :data:`~dreamsampler.schema.SESSION` parameters)."""
+
+
+def resolve_seed(asked: int | None, session: Any, rng: random.Random | None = None) -> int:
+    """The seed a request uses: ``asked``; without one the session seed when it is locked
+    (``seed_lock``), else a fresh one; -1 (asked, or as the locked session seed) draws a fresh
+    one from ``rng`` (default: the shared :mod:`random` generator), in 0..2**31-1."""
+    if asked is None:
+        asked = session.seed if session.seed_lock else schema.FRESH_SEED
+    if int(asked) < 0:
+        return (rng or random).randint(0, schema.SEED_MAX)
+    return int(asked)
 
 
 def max_input_bytes(config: Config) -> int:
@@ -173,8 +180,9 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
                 f"limit of {limits.max_duration:g} s"
             )
     else:
-        duration = float(_or(params.duration, s.duration))
-    if duration > limits.max_duration:
+        duration = None if transfer and params.duration is None else float(
+            _or(params.duration, s.duration))
+    if duration is not None and duration > limits.max_duration:
         raise RequestError(
             f"duration {duration:g} s exceeds the limit of {limits.max_duration:g} s"
         )
@@ -187,6 +195,8 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
         if not raw:
             raise RequestError("missing input")
         input_path: Path | None = resolve_input(raw, config.input_dirs, max_input_bytes(config))
+        if duration is None and probe_audio(input_path) > limits.max_duration:
+            duration = limits.max_duration  # else None: as long as the input (engine.sampler)
     else:
         input_path = None
     request = GenerationRequest(
@@ -228,7 +238,7 @@ def _common(params: GenerationParams, session: Session, steps: int,
         check_concept(name, loaded)
     return {
         "negative_prompt": str(_or(params.negative_prompt, session.negative_prompt)),
-        "seed": int(_or(params.seed, session.seed)),
+        "seed": resolve_seed(params.seed, session),
         "num_inference_steps": steps,
         "guidance_scale": float(_or(params.guidance_scale, session.guidance_scale)),
         "scheduler": str(_or(params.scheduler, session.scheduler)),
@@ -314,3 +324,67 @@ def loop_spec(params: GenerationParams, session: Session, clock: TempoClock) -> 
 
 def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
+
+
+class SessionParams:
+    """The session part of the service: the :data:`Session` defaults, how they change
+    (``/param/...``, MIDI CCs) and how a request is built over them.
+
+    Args:
+        config: limits, input folders and the starting defaults.
+        clock: returns the session's tempo clock (bars become seconds at its tempo).
+        loaded: returns the names of the loaded concepts.
+    """
+
+    def __init__(self, config: Config, clock: Callable[[], TempoClock],
+                 loaded: Callable[[], list[str]]) -> None:
+        self.config = config
+        self.session: Any = Session.from_config(config)
+        self._clock = clock
+        self._loaded = loaded
+
+    def resolve_input(self, raw: str | Path) -> Path:
+        """Find an input clip inside the configured input folders (:func:`resolve_input`).
+        Raises ``RequestError``."""
+        return resolve_input(raw, self.config.input_dirs, max_input_bytes(self.config))
+
+    def set(self, name: str, value: Any) -> None:
+        """Set one session default by its request field name; a seed >= 0 also locks the
+        session seed, -1 unlocks it.
+
+        Raises:
+            RequestError: unknown parameter or invalid value (the session is left unchanged).
+        """
+        if name not in {f.name for f in dataclasses.fields(self.session)}:
+            raise RequestError(f"unknown parameter {name!r}")
+        if name == "input_path" and value:
+            value = str(self.resolve_input(value))
+        if name == "concept" and value:
+            check_concept(str(value), self._loaded())
+        if name == "bars" and (isinstance(value, bool) or int(value) != value or value < 0):
+            raise RequestError(f"bars must be a whole number >= 0, got {value!r}")
+        changes = {name: value}
+        if name == "seed":  # a chosen seed is used (locked); -1 draws a fresh one per job
+            changes["seed_lock"] = int(value >= 0)
+        candidate = dataclasses.replace(self.session, **changes)
+        if candidate.prompt:
+            self.build(candidate.params(), transfer=False, session=candidate)
+        self.session = candidate
+
+    def trigger_params(self, seed_offset: int = 0) -> tuple[GenerationParams, bool]:
+        """The session as one job's parameters and whether it is a transfer (an input is set):
+        a locked seed advanced by ``seed_offset``, else a fresh seed per job."""
+        s = self.session
+        params = s.params()
+        if not s.seed_lock or s.seed < 0:
+            params = dataclasses.replace(params, seed=None)
+        elif seed_offset:
+            params = dataclasses.replace(params, seed=(s.seed + seed_offset) % 2**31)
+        return params, bool(s.input_path)
+
+    def build(self, params: GenerationParams, transfer: bool, session: Any = None
+              ) -> tuple[GenerationRequest, LoopSpec | None]:
+        """The request for ``params`` over ``session`` (default: the current one): see
+        :func:`build_request`. Raises ``RequestError``."""
+        return build_request(params, transfer, self.session if session is None else session,
+                             self.config, self._clock(), self._loaded())

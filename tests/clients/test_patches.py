@@ -282,7 +282,8 @@ def test_max_continue_and_inpaint_the_last_delivered_clip(sim: MaxSim) -> None:
     address, args = sim.sent[-1]
     values = COMMANDS[address].parse(args)
     assert address == "/continue" and values["input_path"] == "/Music/dreamsampler/a.wav"
-    assert (values["amount"], values["unit"], values["prompt"]) == (2.0, "bars", "a drum fill")
+    assert (values["continuation"], values["unit"], values["prompt"]) == (2.0, "bars",
+                                                                           "a drum fill")
     assert values["num_inference_steps"] == 8 and "duration" not in values
     sim.incoming("/done", "/continue", 4, "/Music/dreamsampler/b.wav")
     sim.receive(sim.param("From"), 0, [1.0])
@@ -291,7 +292,7 @@ def test_max_continue_and_inpaint_the_last_delivered_clip(sim: MaxSim) -> None:
     address, args = sim.sent[-1]
     values = COMMANDS[address].parse(args)
     assert address == "/inpaint" and values["input_path"] == "/Music/dreamsampler/b.wav"
-    assert (values["start"], values["end"], values["unit"]) == (1.0, 1.5, "bars")
+    assert (values["mask_start"], values["mask_end"], values["unit"]) == (1.0, 1.5, "bars")
     assert values["prompt"] == "a drum fill"
 
 

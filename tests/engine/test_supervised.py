@@ -235,3 +235,31 @@ def test_fatal_error_classification() -> None:
     assert is_fatal_error(KeyboardInterrupt())
     assert not is_fatal_error(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert not is_fatal_error(ValueError("bad"))
+
+
+def test_a_request_error_reads_the_same_as_in_the_local_engine(tmp_path: Path) -> None:
+    """Inpainting on MusicLDM is the request's fault: both engines report the sampler's plain
+    message (no "RequestError:" prefix), as the shared failure_message maps it."""
+    import soundfile as sf
+
+    clip = tmp_path / "in.wav"
+    sf.write(clip, (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32), 16000)
+    request = GenerationRequest(prompt="x", num_inference_steps=2, duration=0.5,
+                                input_path=clip, mask_start=0.1, mask_end=0.2)
+
+    async def main() -> None:
+        local = LocalEngine("tiny", "cpu")
+        remote = SupervisedEngine("tiny", "cpu")
+        await local.start()
+        await remote.start()
+        try:
+            a = await local.submit(request, 1)[0].wait()
+            b = [e async for e in remote.submit(request, 1)[0].events()][-1]
+        finally:
+            await local.close()
+            await remote.close()
+        assert isinstance(a, JobFailed) and isinstance(b, JobFailed)
+        assert a.message == b.message == (
+            "model family 'musicldm' cannot inpaint or continue audio (Stable Audio 3 can)")
+
+    _run(main)

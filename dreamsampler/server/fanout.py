@@ -1,0 +1,87 @@
+"""Delivering one finished clip to its sinks: fit it to its bars, hand it to every named sink at the
+same time, apply each sink's failure policy, report every sink's outcome.
+
+Sinks are peers (:class:`~dreamsampler.server.sinks.Sink`): none goes first and none waits for
+another (the device does not wait for the folder's fsync). The job fails (:class:`JobFailed`) when
+a named sink that is :attr:`~dreamsampler.server.sinks.Sink.required` failed, or when every named
+sink failed; otherwise it is :class:`~dreamsampler.server.delivery.Delivered` with each failed
+optional sink's reason in ``sink_errors``. Only a delivered clip is offered to the sinks
+(:meth:`Sink.offer`), so a failed job cannot be replayed with ``/play``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from dreamsampler.engine.bars import fit_to_bars
+from dreamsampler.engine.jobs import JobFailed, JobFinished
+from dreamsampler.engine.request import GenerationResult
+from dreamsampler.server.delivery import Clip, Delivered, Delivery, LoopSpec
+from dreamsampler.server.sinks import Sink, SinkError
+
+log = logging.getLogger(__name__)
+
+
+def fit(result: GenerationResult, loop: LoopSpec | None) -> GenerationResult:
+    """Cut the clip to exactly ``loop.bars`` bars (downbeat at sample 0) and record the tempo
+    (BPM) and bars; unchanged without a loop.
+
+    Raises:
+        ValueError: the bars do not fit the clip (see
+            :func:`~dreamsampler.engine.bars.fit_to_bars`).
+    """
+    if loop is None:
+        return result
+    audio = fit_to_bars(result.audio, result.sample_rate, loop.bars, loop.bpm,
+                        beats_per_bar=loop.beats_per_bar)
+    record = {**result.record, "bpm": loop.bpm, "bars": loop.bars,
+              "beats_per_bar": loop.beats_per_bar}
+    return dataclasses.replace(result, audio=audio, record=record)
+
+
+async def _one(sink: Sink, clip: Clip) -> tuple[bool, Any]:
+    """Deliver to one sink: ``(True, receipt)`` or ``(False, reason)``."""
+    try:
+        return True, await sink.deliver(clip)
+    except (SinkError, ValueError) as exc:
+        return False, str(exc)
+    except Exception as exc:  # a sink's bug: report it, keep the traceback in the log
+        log.exception("the %s sink failed on clip %d", sink.name, clip.job_id)
+        return False, f"{sink.name} sink: internal error: {type(exc).__name__}: {exc}"
+
+
+async def deliver(sinks: Mapping[str, Sink], event: JobFinished, job: Delivery
+                  ) -> Delivered | JobFailed:
+    """Fit ``event``'s clip to ``job.loop`` (off the event loop), deliver it to every sink in
+    ``job.sinks`` concurrently, then offer it to every sink when the job succeeded.
+
+    Returns:
+        :class:`Delivered` (receipts of the sinks that took it, ``sink_errors`` of the optional
+        ones that did not) or :class:`JobFailed` (the bars do not fit, a required sink failed, or
+        every named sink failed; the message joins their reasons).
+    """
+    try:
+        result = await asyncio.to_thread(fit, event.result, job.loop)
+    except ValueError as exc:  # TempoError is a ValueError
+        return JobFailed(event.job_id, str(exc))
+    clip = Clip(event.job_id, result, job)
+    named = [sinks[name] for name in job.sinks]
+    outcomes = await asyncio.gather(*(_one(sink, clip) for sink in named))
+    receipts = {s.name: value for s, (ok, value) in zip(named, outcomes, strict=True) if ok}
+    errors = {s.name: value for s, (ok, value) in zip(named, outcomes, strict=True) if not ok}
+    fatal = [s.name for s in named if s.name in errors and (s.required or not receipts)]
+    if fatal:
+        return JobFailed(event.job_id, "; ".join(errors[name] for name in fatal))
+    for name, message in errors.items():
+        log.warning("clip %d is not on the %s: %s", event.job_id, name, message)
+    for sink in sinks.values():
+        try:
+            sink.offer(clip)
+        except Exception:
+            log.exception("the %s sink failed to take clip %d", sink.name, event.job_id)
+    return Delivered(event.job_id, receipts, result.duration, result.audio,
+                     result.sample_rate, job.loop, errors)
