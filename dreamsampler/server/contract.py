@@ -641,6 +641,22 @@ def markdown(commands: dict[str, Message] | None = None) -> str:
 CHANGELOG = """
 Deliberate changes to addresses, arguments and replies, newest first.
 
+### 0.3 (issue 20: the Live device as producers use it, OSCQuery to the letter)
+
+- `/tempo`'s `bpm` declares its range 20..999 (was enforced only by the clock): it is checked when
+  the message is parsed, and OSCQuery serves it as `RANGE`. A range error names the unit ("bpm 5
+  is below the minimum 20 BPM (allowed 20..999)").
+- **Input policy.** A client on loopback (`127.0.0.0/8`, `::1`) may name any readable audio file
+  by absolute path in `/transfer`, `/continue` and `/inpaint`; a client on another
+  machine only files in `input_dirs` (and the output folder where it was allowed before), as
+  before. `/transfer /etc/hostname ...` from loopback now answers "not a readable audio file"
+  instead of "outside the input folders" (see docs/hardening.md).
+- **OSCQuery.** Commands without arguments are typed `N`; `VALUE` of a write-only node and
+  attributes the server does not serve (`TAGS`, `CLIPMODE`, ...) answer 204; `UNIT` per argument;
+  `/tempo` and `/jam` are readable (`ACCESS` 3) with their live `VALUE`; `LISTEN`/`IGNORE` over a
+  WebSocket on the same port stream value changes made by any edge as binary OSC
+  (`HOST_INFO.EXTENSIONS.LISTEN` is true).
+
 ### 0.3 (issue 17: one parameter schema, strict options, seeds)
 
 - **Sinks are peers.** A job's `/done` appends `s:sink s:error` for each optional sink that
