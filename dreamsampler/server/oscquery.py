@@ -54,7 +54,6 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from dreamsampler.config import SCHEDULERS
 from dreamsampler.server.contract import COMMANDS, PARAMS, Arg, Message
 
 log = logging.getLogger(__name__)
@@ -83,15 +82,16 @@ WATCH_INTERVAL = 0.05
 
 Values = Callable[[], dict[str, Any]]
 
-#: the values a string argument accepts (OSCQuery ``VALS``), by argument name or (address, name)
+#: the values a string argument accepts (OSCQuery ``VALS``) where the contract declares none
+#: (``Arg.choices``, from the schema: ``scheduler``, ``unit``), by argument name or
+#: (address, name)
 CHOICES: dict[str | tuple[str, str], tuple[str, ...]] = {
-    "scheduler": SCHEDULERS,
     ("/jam", "state"): ("on", "off"),
 }
 
 
 def _choices(address: str, arg: Arg) -> tuple[str, ...] | None:
-    return CHOICES.get((address, arg.name), CHOICES.get(arg.name))
+    return arg.choices or CHOICES.get((address, arg.name), CHOICES.get(arg.name))
 
 
 def _range(address: str, arg: Arg, maxima: Mapping[str, float]) -> dict[str, Any] | None:
