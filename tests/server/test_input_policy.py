@@ -2,14 +2,18 @@
 file; a client on another machine only files in ``input_dirs``.
 
 The loopback side runs over real UDP. The network side needs a datagram from a non-loopback
-address: it runs over real UDP from this machine's outward interface when it has one (the
-server bound to 0.0.0.0), and the policy function is also called with a non-loopback address
-directly (no second machine here)."""
+address, which test traffic here may not carry (only loopback may be a target): the OSC edge's
+datagram entry point is called with a non-loopback sender address and its replies to that
+sender are recorded, not sent (see that test); the policy function is also called with
+non-loopback addresses directly."""
 
 from __future__ import annotations
 
 import socket
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pythonosc.osc_message import OscMessage
@@ -17,7 +21,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 
 from dreamsampler.engine.request import RequestError
 from dreamsampler.server.session import may_read_anywhere, request_origin, resolve_input
-from tests.conftest import make_config, run_server, write_pluck
+from tests.conftest import RunningServer, make_config, run_server, write_pluck
 
 
 def test_policy_by_address(tmp_path: Path) -> None:
@@ -63,30 +67,66 @@ def test_loopback_client_transfers_a_file_outside_the_input_folders(tmp_path: Pa
         assert Path(replies[-1][1][2]).is_file()
 
 
-def _outward_address() -> str | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.connect(("10.255.255.255", 1))  # sends nothing: picks the outgoing interface
-            address = str(s.getsockname()[0])
-        except OSError:
-            return None
-    return None if may_read_anywhere(address) else address
+#: the network client: an address from TEST-NET-1 (RFC 5737, documentation only, never routed)
+NETWORK_CLIENT = ("192.0.2.7", 50123)
+
+
+class _Replies:
+    """Records what the OSC edge sends to :data:`NETWORK_CLIENT` instead of sending it
+    (thread-safe: the server runs on its own loop thread); other targets are sent as usual."""
+
+    def __init__(self, send: Callable[..., None]) -> None:
+        self._send = send
+        self.got: list[tuple[str, list[Any]]] = []
+        self.ended = threading.Event()
+
+    def __call__(self, target: tuple[str, int], address: str, *args: Any) -> None:
+        if target[0] != NETWORK_CLIENT[0]:
+            self._send(target, address, *args)
+            return
+        self.got.append((address, list(args)))
+        if address in ("/done", "/fail"):
+            self.ended.set()
+
+    def request(self, server: RunningServer, *args: str) -> list[tuple[str, list[Any]]]:
+        """Hand the OSC edge a ``/transfer`` datagram as if it came from the network client;
+        return the replies up to ``/done`` or ``/fail``."""
+        builder = OscMessageBuilder("/transfer")
+        for arg in args:
+            builder.add_arg(arg)
+        self.got.clear()
+        self.ended.clear()
+        server.loop.call_soon_threadsafe(server.app.osc.datagram_received, builder.build().dgram,
+                                         NETWORK_CLIENT)
+        assert self.ended.wait(60), self.got
+        return list(self.got)
 
 
 def test_network_client_is_refused_a_file_outside_the_input_folders(tmp_path: Path) -> None:
-    address = _outward_address()
-    if address is None:  # no interface besides loopback: the policy test above covers it
-        pytest.skip("no network interface besides loopback")
+    """The network side goes through the OSC edge's own entry point for a received datagram
+    (``OscServer.datagram_received``: allow list, parsing, dispatch, the request origin, the
+    handler, the replies) with a non-loopback sender address, but not over a real socket: test
+    traffic may only go to and from loopback here (and CI machines may have no other interface),
+    so no datagram can come from, or be answered to, a non-loopback address. The replies the
+    edge addresses to that sender are recorded instead of sent (``_Replies``); the server itself
+    is the real one, bound to 127.0.0.1."""
     (tmp_path / "splice").mkdir()
     clip = write_pluck(tmp_path / "splice" / "loop.wav")
-    for server in run_server(make_config(tmp_path, **{"osc.host": "0.0.0.0"})):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind((address, 0))
-            sock.settimeout(30)
-            replies = _request(sock, (address, server.port), str(clip), "dub")
-            assert replies[-1][0] == "/fail" and "outside the input folders" in replies[-1][1][1]
+    for server in run_server(make_config(tmp_path)):
+        osc = server.app.osc
+        replies = _Replies(osc.send)
+        osc.send = replies  # type: ignore[method-assign]
+        try:
+            got = replies.request(server, str(clip), "dub")
+            assert got[-1][0] == "/fail" and "outside the input folders" in got[-1][1][1], got
             inside = write_pluck(server.input_dir / "ok.wav")  # input_dirs: allowed
-            sock.settimeout(60)
-            replies = _request(sock, (address, server.port), str(inside), "dub")
-            assert replies[-1][0] == "/done", replies
-
+            got = replies.request(server, str(inside), "dub")
+            assert got[0][0] == "/queued" and got[-1][0] == "/done", got
+            assert Path(got[-1][1][2]).is_file()
+            # the same file from loopback over real UDP: allowed (the origin is per request)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(60)
+                over_udp = _request(sock, ("127.0.0.1", server.port), str(clip), "dub")
+            assert over_udp[-1][0] == "/done", over_udp
+        finally:
+            osc.send = replies._send  # type: ignore[method-assign]

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from pythonosc.osc_message import OscMessage
@@ -291,43 +291,72 @@ def test_no_mdns_advertisement_on_loopback(tmp_path: Path) -> None:
         assert oscquery.advertise_skipped is not None and "127.0.0.1" in oscquery.advertise_skipped
 
 
-def _outward_address() -> str:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+class _RecordingZeroconf:
+    """Stands in for ``zeroconf.asyncio.AsyncZeroconf``: records the services registered
+    instead of multicasting them (mDNS goes to 224.0.0.251, and test traffic here may only go to
+    loopback)."""
+
+    made: ClassVar[list[_RecordingZeroconf]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        self.services: list[Any] = []
+        self.closed = False
+        _RecordingZeroconf.made.append(self)
+
+    async def async_register_service(self, info: Any, allow_name_change: bool = False) -> None:
+        self.services.append(info)
+
+    async def async_unregister_all_services(self) -> None:
+        pass
+
+    async def async_close(self) -> None:
+        self.closed = True
+
+
+def test_all_interfaces_advertise_the_host_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OSC bound to 0.0.0.0: HOST_INFO and the mDNS services name an address of this machine a
+    client can send to, never 0.0.0.0, and zeroconf listens on every interface.
+
+    Nothing binds 0.0.0.0 and no mDNS packet is sent (test traffic here may only go to
+    loopback): OSCQuery's HTTP side is served on 127.0.0.1 and told that OSC is on 0.0.0.0 (the
+    OSC socket itself is not part of this), and zeroconf's sender is a recording stand-in
+    (:class:`_RecordingZeroconf`); the services are zeroconf's own ``ServiceInfo`` objects."""
+    import zeroconf.asyncio
+
+    from dreamsampler.server.oscquery import OscQueryServer
+
+    monkeypatch.setattr(zeroconf.asyncio, "AsyncZeroconf", _RecordingZeroconf)
+    _RecordingZeroconf.made.clear()
+    name = f"ds-test-{os.getpid()}"
+
+    async def run() -> tuple[dict[str, Any], int, OscQueryServer]:
+        oscquery = OscQueryServer(dict, "0.0.0.0", 40123, host="127.0.0.1", port=0, name=name,
+                                  zeroconf=True)
+        await oscquery.start()
         try:
-            s.connect(("10.255.255.255", 1))  # sends nothing: picks the outgoing interface
-            return str(s.getsockname()[0])
-        except OSError:
-            pytest.skip("no network interface besides loopback")
+            assert oscquery._register_task is not None  # await the registration, not a guess
+            await asyncio.wait_for(oscquery._register_task, timeout=15)
+            url = f"http://127.0.0.1:{oscquery.port}/?HOST_INFO"
+            body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
+            return json.loads(body), oscquery.port, oscquery
+        finally:
+            await oscquery.close()
 
-
-def test_all_interfaces_advertise_the_host_address(tmp_path: Path) -> None:
-    """Bound to 0.0.0.0: HOST_INFO and mDNS name the host's address, never 0.0.0.0."""
-    from zeroconf.asyncio import AsyncZeroconf
-
-    address = _outward_address()
-    config = make_config(tmp_path, **{"osc.host": "0.0.0.0", "oscquery.zeroconf": True,
-                                      "oscquery.name": f"ds-test-{os.getpid()}"})
-    for server in run_server(config):
-        oscquery = server.app.oscquery
-        assert oscquery is not None
-        assert _get(server, "/?HOST_INFO")[1]["OSC_IP"] == address
-        register = oscquery._register_task  # await the registration, not a guess
-        if register is not None:
-            server.call(asyncio.wait({register}, timeout=15), timeout=20)
-        if not oscquery.advertised:
-            pytest.skip("mDNS registration did not complete in this sandbox")
-
-        async def lookup(name: str) -> list[tuple[int, list[str]] | None]:
-            zc = AsyncZeroconf(interfaces=[address])
-            found = []
-            for kind in ("_oscjson._tcp.local.", "_osc._udp.local."):
-                info = await zc.async_get_service_info(kind, f"{name}.{kind}", timeout=3000)
-                found.append(info and (info.port, info.parsed_addresses()))
-            await zc.async_close()
-            return found
-
-        found = asyncio.run(lookup(oscquery.name))
-        assert found == [(oscquery.port, [address]), (server.port, [address])]
+    info, http_port, oscquery = asyncio.run(run())
+    address = info["OSC_IP"]
+    assert address != "0.0.0.0" and info["OSC_PORT"] == 40123
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((address, 0))  # succeeds only for an address of this machine (nothing is sent)
+    assert oscquery.advertised
+    (zc,) = _RecordingZeroconf.made
+    assert "interfaces" not in zc.kwargs, "all interfaces: zeroconf on every interface"
+    assert zc.closed, "closed with the server"
+    registered = {i.type: (i.name, i.port, i.parsed_addresses()) for i in zc.services}
+    assert registered == {
+        "_oscjson._tcp.local.": (f"{name}._oscjson._tcp.local.", http_port, [address]),
+        "_osc._udp.local.": (f"{name}._osc._udp.local.", 40123, [address]),
+    }
 
 
 def test_idle_connections_cannot_take_osc_down(tmp_path: Path) -> None:
