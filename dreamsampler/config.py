@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from dreamsampler import schema
+from dreamsampler.engine.catalog import tiny_choices
 
 SCHEDULERS = schema.SCHEDULER_NAMES
 APP_NAME = "dreamsampler"
@@ -63,8 +64,8 @@ class ModelConfig(_Section):
 
     id: str = Field(
         "ucsd-reach/musicldm",
-        description="Hugging Face repo id or local directory; 'tiny' builds a random-weight test "
-        "fixture offline (produces noise); 'tiny:audioldm' the AudioLDM-shaped one.",
+        description="Hugging Face repo id or local directory; a tiny random-weight build "
+        f"({tiny_choices()}) runs offline as a test fixture (it produces noise).",
     )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
@@ -421,8 +422,12 @@ def _render(model: type[BaseModel], indent: int, out: list[str]) -> None:
     for name, field in model.model_fields.items():
         default = field.get_default(call_default_factory=True)
         if isinstance(default, BaseModel):
-            doc = (type(default).__doc__ or "").strip().splitlines()[0]
-            out += ["", f"{pad}# {doc}", f"{pad}{name}:"]
+            # the docstring's first paragraph, whole (not cut after its first line)
+            doc = " ".join((type(default).__doc__ or "").strip().split("\n\n")[0].split())
+            out.append("")
+            out += textwrap.wrap(doc, width=100 - indent, initial_indent=pad + "# ",
+                                 subsequent_indent=pad + "# ")
+            out.append(f"{pad}{name}:")
             _render(type(default), indent + 2, out)
             continue
         if indent == 0:

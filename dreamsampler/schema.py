@@ -21,9 +21,20 @@ Adding an option is one entry here, e.g.::
 
 It then parses (validated) in the OSC messages named in ``takes``, is a ``GenerationParams`` and
 message field, a session parameter ``/param/bpm`` (with ``SESSION``), a preset key (``PRESET``), a
-``defaults.bpm`` config key (``CONFIG``, needs a ``default``) and, with ``REQUEST``, a checked field
+``defaults.bpm`` config key (``CONFIG``, needs a ``default``), a number box of the Max/Pd patches
+(``PATCH``) and, with ``REQUEST``, a checked field
 of the engine's request (the engine reads it; add the dataclass field there too). A parameter that
 is not a ``REQUEST`` field reaches the service in ``GenerationParams`` (delivery, conform, …).
+
+Porting an option written the old way (fields added by hand to ``_Generate``,
+``GenerationParams``, ``Session``, ``Preset``, ``Defaults`` and the contract's option tuples):
+drop those hand edits and add one :class:`Param` here; code that reads ``params.bpm``,
+``session.bpm`` or ``preset.bpm`` keeps working. A new command (``/conform``, ``/separate``) gets
+an address constant here (``CONFORM = "/conform"``) named in the ``takes`` of its options, one
+``Message`` entry in :func:`dreamsampler.server.contract._commands` with
+``options(schema.CONFORM, params)``, a typed request in :mod:`dreamsampler.server.messages`
+(``generate_type("Conform", COMMANDS["/conform"])`` when it generates, else a small dataclass)
+and its handler in :mod:`dreamsampler.server.osc`.
 
 Ranges: one per parameter, the same in OSC, presets, config and the engine request. ``lora_scale``
 and LoRA weights are −2..2 everywhere (negative weights subtract a concept; presets used to stop at
@@ -56,6 +67,9 @@ REQUEST = "request"
 """A field of the engine's ``GenerationRequest``, range-checked by :func:`check`."""
 DELIVERY = "delivery"
 """How the clip is delivered (job id, file name): on the message, not in ``GenerationParams``."""
+PATCH = "patch"
+"""A number box in the Max/Live and Pd patches (``dreamsampler patches``), sent as this option
+with the generation commands that take it; labelled ``key`` (``key(unit)`` with a unit)."""
 
 GENERATE = frozenset({GEN, TRANSFER, CONTINUE, INPAINT})
 TEXT = frozenset({GEN, TRANSFER})
@@ -208,23 +222,29 @@ PARAMS: tuple[Param, ...] = (
     Param("seed", "i", "random seed; equal seeds and parameters give identical audio; -1 draws "
           "a fresh one. Without a seed a request draws a fresh one unless the session seed is "
           "locked (/param/seed_lock 1)", minimum=FRESH_SEED, maximum=SEED_MAX, default=0,
-          takes=EVERYWHERE, session_note="setting a seed >= 0 locks it, -1 unlocks it"),
+          takes=EVERYWHERE | {PATCH}, session_note="setting a seed >= 0 locks it, -1 unlocks it"),
     Param("seed_lock", "i", "1: requests without a seed use the session seed (/param/seed); "
           "0: they draw a fresh seed each time", minimum=0, maximum=1, default=0,
           takes=frozenset({SESSION, CONFIG})),
     Param("num_inference_steps", "i", "denoising steps (limited by limits.max_steps)",
-          key="steps", minimum=1, maximum=1000, default=25, preset_default=25, takes=EVERYWHERE),
+          key="steps", minimum=1, maximum=1000, default=25, preset_default=25,
+          takes=EVERYWHERE | {PATCH}),
     Param("guidance_scale", "f", "guidance scale (classifier-free guidance; <= 1 disables it)",
           key="guidance", minimum=0, maximum=50, default=2.5, preset_default=3.5,
-          takes=EVERYWHERE),
+          takes=EVERYWHERE | {PATCH}),
     Param("duration", "f", "clip length in seconds (limited by limits.max_duration)",
           minimum=0.01, maximum=600, unit="s", default=10.0, takes=TEXT | {SESSION, PRESET,
-          CONFIG, REQUEST}, preset_key="seconds"),
+          CONFIG, REQUEST, PATCH}, preset_key="seconds"),
+    Param("bars", "i", "clip length in whole bars at the session tempo (/tempo); the clip is "
+          "cut to exactly that many bars, downbeat at sample 0, and written as a loop WAV "
+          "(tempo and bars in the file name, acid/smpl chunks); 0 uses duration", minimum=0,
+          maximum=256, default=0, takes=TEXT | {SESSION, PRESET, PATCH}),
     Param("scheduler", "s", "ddim, dpm++, pndm, euler, lms or heun", default="ddim",
           choices=SCHEDULER_NAMES, takes=EVERYWHERE),
     Param("strength", "f", "style-transfer strength in [0, 1]: how far the input is noised "
           "(SDEdit); 0.4-0.6 balances source and prompt", minimum=0, maximum=1, default=0.5,
-          preset_default=1.0, takes=frozenset({TRANSFER, SESSION, PRESET, CONFIG, REQUEST})),
+          preset_default=1.0,
+          takes=frozenset({TRANSFER, SESSION, PRESET, CONFIG, REQUEST, PATCH})),
     Param("input_path", "s", "input clip for /trigger; when set, /trigger style-transfers it "
           "(an empty string clears it)", key="input", default="",
           takes=frozenset({SESSION, PRESET}), preset_key="input_clip", session_rest=True,
@@ -236,10 +256,6 @@ PARAMS: tuple[Param, ...] = (
     Param("lora_scale", "f", "weight of the LoRA concept's adapter (0 = base model, 1 = as "
           "trained, negative subtracts it)", minimum=-2, maximum=2, default=1.0,
           preset_default=1.0, takes=EVERYWHERE),
-    Param("bars", "i", "clip length in whole bars at the session tempo (/tempo); the clip is "
-          "cut to exactly that many bars, downbeat at sample 0, and written as a loop WAV "
-          "(tempo and bars in the file name, acid/smpl chunks); 0 uses duration", minimum=0,
-          maximum=256, default=0, takes=TEXT | {SESSION, PRESET}),
     Param("loras", "s", "a loaded LoRA concept to blend in, followed by its weight: "
           "'lora NAME WEIGHT' (weight -2..2: 0 = off, 1 = as trained); repeat the option to "
           "blend several (each name once; an unloaded one fails)", key="lora",

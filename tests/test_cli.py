@@ -332,3 +332,15 @@ def test_serve_raises_the_open_file_limit() -> None:
                          timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "4096"
+
+
+def test_serve_help_lists_every_tiny_build_and_an_unknown_one_is_refused(
+        tmp_path: Path) -> None:
+    from dreamsampler.engine.catalog import TINY_NAMES
+
+    run = subprocess.run([*CLI, "serve", "--help"], env=ENV, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0
+    assert all(f"'{name}'" in run.stdout for name in TINY_NAMES), run.stdout
+    err = _serve_fails(tmp_path, "--model", "tiny:nope")
+    assert "no such tiny build" in err and "'tiny:sa3'" in err

@@ -16,8 +16,9 @@ LAYERS: dict[str, int] = {
     "server.midi_in": 1, "server.notify": 1, "server.audio_devices": 1, "server.mixer": 1,
     "server.delivery": 1, "server.messages": 2,
     "server.sinks": 2, "server.folder_sink": 3, "server.device_sink": 3,
-    "server.fanout": 3, "server.standard_sinks": 3,
+    "server.fanout": 3, "server.standard_sinks": 3, "server.job_runner": 3,
     "server.preset_book": 3, "server.session": 3, "server.transport": 3, "server.playback": 3,
+    "server.job_builder": 3,
     "server.service": 4,
     "server.midi_edge": 5, "server.jam": 5,
     "server.osc": 6, "server.oscquery": 6,
@@ -64,7 +65,7 @@ def test_no_module_imports_one_above_it() -> None:
 def test_the_service_knows_sinks_only_through_the_interface() -> None:
     """Concrete sinks are built in server/standard_sinks.py; the service and the fan-out name
     none of them (a new sink is a module, not an edit of the service)."""
-    for rel in ("server/service.py", "server/fanout.py"):
+    for rel in ("server/service.py", "server/job_runner.py", "server/fanout.py"):
         source = (PACKAGE / rel).read_text()
         imports = _imports(PACKAGE / rel)
         assert not {i for i in imports if i.startswith((
@@ -82,7 +83,7 @@ def test_edges_reach_engine_and_sinks_only_through_the_service() -> None:
             "dreamsampler.server.mixer", "dreamsampler.engine.sampler",
             "dreamsampler.engine.jobs.LocalEngine"))}, rel
         for part in ("engine", "sinks", "device", "folder", "clock", "presets", "session",
-                     "params", "transport", "playback"):
+                     "params", "transport", "playback", "builder"):
             reach = re.search(rf"service\.{part}\b", source)
             assert reach is None, f"{rel} reaches past the service: {reach and reach[0]}"
         # PortAudio is the device part's business (server/playback.py), never an edge's
@@ -144,3 +145,17 @@ def test_no_import_cycle_anywhere_in_the_package() -> None:
         if module not in state:
             visit(module)
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_light_catalog_matches_the_registry_and_the_tiny_builds() -> None:
+    """engine/catalog.py (read by --help, the contract and the first-run check without torch)
+    names exactly the registry's families and the tiny builds that load."""
+    from dreamsampler.engine import catalog
+    from dreamsampler.engine.families import FAMILIES, load_model
+    from dreamsampler.server.contract import REPLIES
+
+    assert {p: cls.name for p, cls in FAMILIES.items()} == catalog.PIPELINE_FAMILIES
+    for name, family in catalog.TINY_NAMES.items():
+        assert load_model(name, "cpu").name == family
+    family_arg = next(a for a in REPLIES["/version.reply"].args if a.name == "family")
+    assert all(name in family_arg.description for name in catalog.FAMILY_NAMES)

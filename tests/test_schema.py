@@ -69,8 +69,21 @@ def test_a_new_option_is_one_schema_edit() -> None:
     text = contract.markdown(commands)
     assert "  - `bpm` (float): tempo the clip is made at (range 20..999 BPM)" in text
     assert "### `/param/bpm f:bpm`" in text
+    # the Max/Pd patches: with PATCH, a number box sent as the option, ranged by the contract
+    from dreamsampler.clients import pd
+    from dreamsampler.clients.spec import SPEC, resolve, schema_numbers
+
+    boxed = (*schema.PARAMS, dataclasses.replace(BPM, takes=BPM.takes | {schema.PATCH}))
+    resolved = resolve(dataclasses.replace(SPEC, numbers=schema_numbers(boxed)),
+                       contract.build_commands(boxed))
+    box = next(n for n in resolved.numbers if n.key == "bpm")
+    assert (box.label, box.type, box.minimum, box.maximum) == ("bpm(BPM)", "f", 20, 999)
+    assert box.commands == ("/gen", "/transfer", "/continue", "/inpaint")
+    patch = pd.render(resolved)
+    assert "bpm(BPM) ds-bpm" in patch and "bpm \\$" in patch
     # and the shipped schema is untouched
     assert "bpm" not in contract.COMMANDS["/gen"].parse(["warm", "pad"])
+    assert "bpm" not in [n.key for n in SPEC.numbers]
 
 
 def test_ranges_agree_everywhere() -> None:

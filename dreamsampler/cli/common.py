@@ -22,6 +22,7 @@ from dreamsampler.config import (
     parse_override,
     user_config_dir,
 )
+from dreamsampler.engine.catalog import tiny_choices
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -31,7 +32,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path,
                    help=f"YAML config file (default: ./{CONFIG_NAME}, else {CONFIG_NAME} in "
                    f"{_user_config_dir_shown()}, else the built-in defaults)")
-    g.add_argument("--model", help="repo id, local folder, 'tiny' or 'tiny:audioldm'")
+    g.add_argument("--model", help="repo id, local folder, or a tiny random-weight "
+                   f"build: {tiny_choices()}")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
     g.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                    help="model precision (half precision on a GPU only)")

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dreamsampler.config import Config, ConfigError
+from dreamsampler.engine.catalog import TINY_NAMES, tiny_choices
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,10 @@ def check_model_source(model_id: str, probe_timeout: float = PROBE_TIMEOUT) -> s
         ConfigError: a missing local folder, a folder without ``model_index.json``, offline mode
             with an uncached repo id, or a hub that cannot be reached; the message says what to do.
     """
-    if model_id == "tiny" or model_id.startswith("tiny:"):  # engine.tiny.TINY_NAMES (no torch)
+    if model_id in TINY_NAMES:
         return "tiny fixture"
+    if model_id.startswith("tiny:"):
+        raise ConfigError(f"model.id {model_id}: no such tiny build (known: {tiny_choices()})")
     path = Path(model_id).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():

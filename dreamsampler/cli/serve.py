@@ -137,7 +137,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("generate", help="generate one clip without a server")
     p.add_argument("prompt", nargs="+", help="text prompt")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed; default (or -1): a fresh one, "
+                   "written in the file name and the sidecar")
     p.add_argument("--negative", help="negative prompt")
     p.add_argument("--input", type=Path, help="style-transfer this audio file")
     p.add_argument("--strength", type=float, default=0.5, help="transfer strength in [0, 1]")

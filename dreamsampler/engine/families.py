@@ -51,7 +51,8 @@ def families() -> dict[str, type[ModelFamily]]:
 
 
 def family_names() -> tuple[str, ...]:
-    """The families' short names, as ``/version`` and generation records report them."""
+    """The families' short names, as ``/version`` and generation records report them (the
+    same as :data:`dreamsampler.engine.catalog.FAMILY_NAMES`)."""
     return tuple(cls.name for cls in FAMILIES.values())
 
 

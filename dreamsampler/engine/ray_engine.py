@@ -68,7 +68,7 @@ from dreamsampler.engine.jobs import (
     QueueFull,
     failure_message,
 )
-from dreamsampler.engine.request import GenerationRequest, GenerationResult
+from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
 from dreamsampler.engine.sampler import Cancelled, sample
 
 log = logging.getLogger(__name__)
@@ -245,11 +245,14 @@ class EngineReplica:
                 return
             yield {"event": "started", "concept": concept, "cached": cached, **self._identity()}
             with contextlib.ExitStack() as stack:
-                request = GenerationRequest(**payload["request"])
-                if payload.get("input_audio") is not None:
-                    request = dataclasses.replace(
-                        request, input_path=self._write_input(stack, payload["input_audio"])
-                    )
+                fields = dict(payload["request"])
+                if payload.get("input_audio") is not None:  # before validation: a transfer
+                    fields["input_path"] = self._write_input(stack, payload["input_audio"])
+                try:
+                    request = GenerationRequest(**fields)
+                except RequestError as exc:
+                    yield {"event": "failed", "message": str(exc), **self._identity()}
+                    return
                 async for message in self._sample(request):
                     yield message
 

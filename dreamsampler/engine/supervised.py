@@ -341,8 +341,11 @@ class SupervisedEngine:
     async def load_concept(self, name: str) -> ConceptInfo:
         """Load a concept in the engine process, after the work queued before it.
 
+        Loading a concept that is already loaded changes nothing and returns it with
+        ``already_loaded=True`` (as every engine: ``ConceptManager.ensure_loaded``).
+
         Raises:
-            ConceptError: invalid, missing, already loaded or for another base model.
+            ConceptError: invalid, missing or for another base model.
             EngineClosed: the engine closed first (EngineUnavailable: its process failed).
         """
         return await self._operation("load", name)  # type: ignore[no-any-return]

@@ -15,16 +15,13 @@ from pathlib import Path
 
 import torch
 
+from dreamsampler.engine.catalog import PIPELINE_FAMILIES, TINY_NAMES
 from dreamsampler.engine.tiny_audioldm import SAMPLE_RATE, tiny_clap_components, tiny_tokenizer
 
 __all__ = ["SAMPLE_RATE", "TINY_NAMES", "build_tiny_components", "save_tiny_pipeline",
            "tiny_tokenizer"]
 
-TINY_NAMES = {"tiny": "musicldm", "tiny:musicldm": "musicldm", "tiny:audioldm": "audioldm",
-              "tiny:audioldm2": "audioldm2", "tiny:stable-audio": "stable-audio", "tiny:sa3": "sa3"}
-_PIPELINE_CLASS = {"musicldm": "MusicLDMPipeline", "audioldm": "AudioLDMPipeline",
-                   "audioldm2": "AudioLDM2Pipeline", "stable-audio": "StableAudioPipeline",
-                   "sa3": "StableAudio3Pipeline"}
+_PIPELINE_CLASS = {family: pipeline for pipeline, family in PIPELINE_FAMILIES.items()}
 
 
 def build_tiny_components(name: str = "tiny", seed: int = 0) -> tuple[str, dict[str, object]]:

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dreamsampler import schema
+from dreamsampler.engine.catalog import FAMILY_NAMES
 
 TYPE_NAMES = {"i": "int", "f": "float", "s": "string"}
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -408,7 +409,7 @@ REPLIES: dict[str, Message] = {
             Arg("program", "s", "dreamsampler"),
             Arg("version", "s", "server version"),
             Arg("model", "s", "model id"),
-            Arg("family", "s", "model family (musicldm, audioldm)"),
+            Arg("family", "s", f"model family ({', '.join(FAMILY_NAMES)})"),
         ), "reply to /version"),
     )
 }

@@ -12,15 +12,15 @@ concerns are parts of their own, built here and reached by the edges only throug
 methods below (``set_param``, ``set_tempo``, ``play``, ``save_preset``…), never by reaching
 through an attribute: the session defaults (:class:`~dreamsampler.server.session.SessionParams`),
 the tempo (:class:`~dreamsampler.server.transport.Transport`), the presets
-(:class:`~dreamsampler.server.preset_book.PresetBook`) and device control
-(:class:`~dreamsampler.server.playback.Playback`).
+(:class:`~dreamsampler.server.preset_book.PresetBook`), device control
+(:class:`~dreamsampler.server.playback.Playback`) and the job builders
+(:class:`~dreamsampler.server.job_builder.JobBuilder`); the queue side of jobs (submit, events,
+delivery through :mod:`~dreamsampler.server.fanout`, one end per job) is
+:class:`~dreamsampler.server.job_runner.JobRunner`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -29,20 +29,17 @@ from typing import Any
 
 from dreamsampler.config import Config
 from dreamsampler.engine.concepts import ConceptError, ConceptInfo
-from dreamsampler.engine.jobs import Engine, EngineStatus, Job, JobFailed, JobFinished
-from dreamsampler.engine.request import RequestError
-from dreamsampler.server import fanout
+from dreamsampler.engine.jobs import Engine, EngineStatus
 from dreamsampler.server.clock import TempoClock
 from dreamsampler.server.delivery import (
     DEVICE,
-    FOLDER,
     Delivered,
     Delivery,
     GenerationParams,
-    Listener,
     Submitted,
-    Update,
 )
+from dreamsampler.server.job_builder import JobBuilder
+from dreamsampler.server.job_runner import JobError, JobRunner
 from dreamsampler.server.playback import Playback
 from dreamsampler.server.preset_book import PresetBook
 from dreamsampler.server.session import SessionParams
@@ -68,20 +65,6 @@ class ServiceStatus:
     underruns: int
 
 
-@dataclass
-class _Active:
-    job: Delivery
-    task: asyncio.Task[None] | None = None
-
-
-class JobError(RuntimeError):
-    """A job awaited with :meth:`Service.run` failed; ``update`` is its :class:`JobFailed`."""
-
-    def __init__(self, update: JobFailed) -> None:
-        super().__init__(f"job {update.job_id}: {update.message}")
-        self.update = update
-
-
 class Service:
     """Validates and runs jobs, delivers their clips to the sinks; owns the parts.
 
@@ -101,15 +84,12 @@ class Service:
         self.params = SessionParams(config, lambda: self.clock, self._loaded)
         self.presets = presets if presets is not None else PresetBook(Path(config.live.presets_dir))
         self.playback = Playback(lambda: self.device)
+        self.builder = JobBuilder(self.params, self.presets, lambda: self.sinks)
         self.sinks: dict[str, Sink] = dict(
             standard_sinks(config, self.clock) if sinks is None else sinks)
-        self.observers: list[Listener] = []
-        self.jobs_done = 0
-        self.jobs_failed = 0
+        self.runner = JobRunner(engine, lambda: self.sinks)
+        self.observers = self.runner.observers
         self.started_at = time.monotonic()
-        self._active: dict[int, _Active] = {}
-        self._ids = itertools.count(1)
-        self._closing: str | None = None
 
     @property
     def clock(self) -> TempoClock:
@@ -158,15 +138,7 @@ class Service:
         """Close the engine: queued jobs, pending operations and the running job fail with
         ``reason`` (each job's reply target hears it), wait (at most ``timeout`` s) for the
         deliveries under way, then close the sinks."""
-        self._closing = reason
-        await self.engine.close(reason)
-        tasks = [a.task for a in self._active.values() if a.task is not None]
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=timeout)
-            for task in late:  # its finally answers the job with ``reason``
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=5)
+        await self.runner.close(reason, timeout)
         for sink in self.sinks.values():
             await sink.close()
         self.transport.close()
@@ -290,167 +262,47 @@ class Service:
         for sink in self.sinks.values():
             await sink.stop()
 
-    # -- building jobs -------------------------------------------------------------------------
+    # -- building jobs (server/job_builder.py) -------------------------------------------------
 
-    def job(self, params: GenerationParams, *, transfer: bool = False, job_id: int | None = None,
-            name: str | None = None, sinks: tuple[str, ...] = (FOLDER,),
-            quantum: float | None = None, jam: bool = False,
-            extra: dict[str, Any] | None = None, reply: Listener | None = None) -> Delivery:
-        """Build a typed job: ``params`` over the session defaults, validated, bars resolved at
-        the session tempo (once, here).
+    def job(self, params: GenerationParams, **how: Any) -> Delivery:
+        """A typed job for ``params`` (see :meth:`JobBuilder.job`). Raises ``RequestError``."""
+        return self.builder.job(params, **how)
 
-        Raises:
-            RequestError: a value out of range, beyond the limits, a missing input, an unloaded
-                concept, an unknown sink.
-        """
-        for sink in sinks:
-            if sink not in self.sinks:
-                raise RequestError(f"unknown sink {sink!r} (known: {', '.join(self.sinks)})")
-        request, loop = self.params.build(params, transfer)
-        return Delivery(request, job_id=job_id, name=name, loop=loop, sinks=sinks,
-                        quantum=quantum, jam=jam, extra=dict(extra or {}), reply=reply)
+    def session_job(self, **how: Any) -> Delivery:
+        """A job from the session (see :meth:`JobBuilder.session_job`)."""
+        return self.builder.session_job(**how)
 
-    def session_job(self, *, seed_offset: int = 0, sinks: tuple[str, ...] = (FOLDER,),
-                    jam: bool = False, reply: Listener | None = None) -> Delivery:
-        """A job from the session parameters (``/trigger``, jam without presets): a locked
-        seed advanced by ``seed_offset``, else a fresh one; a set input makes it a transfer.
-        Raises ``RequestError`` (see :meth:`job`)."""
-        params, transfer = self.params.trigger_params(seed_offset)
-        return self.job(params, transfer=transfer, sinks=sinks, jam=jam, reply=reply)
+    def preset_job(self, name: str, overrides: GenerationParams | None = None,
+                   **how: Any) -> Delivery:
+        """A job from preset ``name`` (see :meth:`JobBuilder.preset_job`)."""
+        return self.builder.preset_job(name, overrides, **how)
 
-    def preset_job(self, name: str, overrides: GenerationParams | None = None, *,
-                   jam: bool = False, reply: Listener | None = None) -> Delivery:
-        """A job from preset ``name`` (its seed policy, file name and sinks); ``overrides``
-        (MIDI velocity, say) win. The preset's seed policy advances once the job is built.
+    # -- jobs (server/job_runner.py) ----------------------------------------------------------
 
-        Raises:
-            PresetRequestError: unknown preset. RequestError: see :meth:`job`.
-        """
-        spec = self.presets.job(name, overrides)
-        sinks = (FOLDER, DEVICE) if jam else spec.sinks
-        job = self.job(spec.params, transfer=spec.transfer, name=spec.name, sinks=sinks,
-                       jam=jam, extra=spec.extra, reply=reply)
-        self.presets.accepted(spec)
-        return job
+    @property
+    def jobs_done(self) -> int:
+        return self.runner.jobs_done
 
-    # -- jobs ----------------------------------------------------------------------------------
-
-    def _new_id(self, requested: int | None) -> int:
-        if requested is not None:
-            if requested in self._active:
-                raise RequestError(f"job id {requested} is in use")
-            return requested
-        job_id = next(self._ids)
-        while job_id in self._active:
-            job_id = next(self._ids)
-        return job_id
+    @property
+    def jobs_failed(self) -> int:
+        return self.runner.jobs_failed
 
     def submit(self, job: Delivery) -> Submitted:
-        """Queue a typed job; its updates go to ``job.reply`` and the observers.
-
-        Raises:
-            RequestError: the job id is in use.
-            SinkError: a named sink refuses up front (the output folder is not writable).
-            QueueFull: the engine's queue is full.
-        """
-        for name in job.sinks:
-            self.sinks[name].check(job)
-        job_id = self._new_id(job.job_id)
-        engine_job, position = self.engine.submit(job.request, job_id)
-        active = _Active(job)
-        self._active[job_id] = active
-        active.task = asyncio.create_task(self._pump(engine_job, active))
-        return Submitted(job_id, position)
+        """Queue a typed job (see :meth:`JobRunner.submit`). Raises ``RequestError``,
+        ``SinkError``, ``QueueFull``."""
+        return self.runner.submit(job)
 
     async def run(self, job: Delivery) -> Delivered:
-        """Submit ``job`` and wait for its delivery (jam mode); cancelling cancels the job.
-
-        Raises:
-            JobError: the job failed or was cancelled. And as :meth:`submit`.
-        """
-        done: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
-        inner = job.reply
-
-        def on_update(update: Update) -> None:
-            if inner is not None:
-                inner(update)
-            if done.done():
-                return
-            if isinstance(update, Delivered):
-                done.set_result(update)
-            elif isinstance(update, JobFailed):
-                done.set_exception(JobError(update))
-
-        submitted = self.submit(dataclasses.replace(job, reply=on_update))
-        try:
-            return await done
-        except asyncio.CancelledError:
-            self.cancel(submitted.job_id)
-            raise
+        """Submit ``job`` and wait for its delivery (jam mode). Raises :class:`JobError`."""
+        return await self.runner.run(job)
 
     def cancel(self, job_id: int) -> bool:
         """Cancel a queued or running job; False when there is no such job."""
-        return job_id in self._active and self.engine.cancel(job_id)
+        return self.runner.cancel(job_id)
 
     async def sync(self) -> None:
-        """Wait until every job and concept operation accepted so far has ended and every clip
-        of those jobs is delivered.
+        """Wait until everything accepted so far has ended and been delivered."""
+        await self.runner.sync()
 
-        Raises:
-            EngineClosed: the engine closed first.
-        """
-        tasks = [a.task for a in self._active.values() if a.task is not None]
-        await self.engine.barrier()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
 
-    # -- delivering ----------------------------------------------------------------------------
-
-    def _publish(self, job: Delivery, update: Update) -> None:
-        for target in [job.reply, *self.observers]:
-            if target is None:
-                continue
-            try:
-                target(update)
-            except Exception:
-                log.exception("listener failed on %r", update)
-
-    async def _pump(self, engine_job: Job, active: _Active) -> None:
-        """Forward one job's events to its reply target and the observers; the job always ends
-        with exactly one :class:`Delivered` or :class:`JobFailed` (an unexpected error in a sink
-        or the engine's event stream, or a shutdown, becomes :class:`JobFailed`)."""
-        ended = False
-
-        def end(update: Update) -> None:
-            nonlocal ended
-            ended = True
-            if isinstance(update, JobFailed):
-                self.jobs_failed += 1
-            else:
-                self.jobs_done += 1
-            self._publish(active.job, update)
-
-        try:
-            async for event in engine_job.events():
-                if isinstance(event, JobFinished):
-                    try:
-                        end(await fanout.deliver(self.sinks, event, active.job))
-                    except Exception as exc:
-                        log.exception("delivering job %d failed", event.job_id)
-                        end(JobFailed(event.job_id,
-                                      f"internal error: {type(exc).__name__}: {exc}"))
-                elif isinstance(event, JobFailed):
-                    if self._closing is not None and event.cancelled:
-                        event = JobFailed(event.job_id, self._closing, cancelled=True)
-                    end(event)
-                else:
-                    self._publish(active.job, event)
-        except Exception as exc:
-            log.exception("job %d: the engine's events failed", engine_job.id)
-            if not ended:
-                end(JobFailed(engine_job.id, f"internal error: {type(exc).__name__}: {exc}"))
-        finally:
-            if not ended:  # cancelled (shutdown) before its end arrived
-                end(JobFailed(engine_job.id, self._closing or "server shutting down",
-                              cancelled=True))
-            self._active.pop(engine_job.id, None)
+__all__ = ["JobError", "Service", "ServiceStatus"]

@@ -236,7 +236,11 @@ def _common(params: GenerationParams, session: Session, steps: int,
     loras = tuple((str(n), float(w)) for n, w in (params.loras or ()))
     for name, _ in loras:
         check_concept(name, loaded)
-    return {
+    more = {  # further request fields of the schema: the message's value, else the session's
+        p.name: _or(getattr(params, p.name, None), getattr(session, p.name, None))
+        for p in schema.taken_by(schema.REQUEST) if p.name not in _BUILT
+    }
+    return {k: v for k, v in more.items() if v is not None} | {
         "negative_prompt": str(_or(params.negative_prompt, session.negative_prompt)),
         "seed": resolve_seed(params.seed, session),
         "num_inference_steps": steps,
@@ -248,7 +252,12 @@ def _common(params: GenerationParams, session: Session, steps: int,
     }
 
 
-UNITS = ("seconds", "bars")
+_BUILT = frozenset({"prompt", "duration", "input_path", "strength", "negative_prompt", "seed",
+                    "num_inference_steps", "guidance_scale", "scheduler", "lora_scale", "concept",
+                    "loras"})
+"""Request fields :func:`build_request` works out itself (limits, inputs, seeds, concepts)."""
+
+UNITS = schema.UNITS
 
 
 def _seconds(value: float, unit: str, clock: TempoClock) -> float:

@@ -139,8 +139,8 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
     })
     source = write_pluck(config.input_dirs[0] / "pluck.wav")
     transferred = sample(reference, GenerationRequest(
-        PROMPT, seed=7, num_inference_steps=3, duration=0.5, input_path=source, strength=0.5,
-    )).audio.clip(-1, 1)
+        PROMPT, seed=7, num_inference_steps=3, duration=None, input_path=source, strength=0.5,
+    )).audio.clip(-1, 1)  # no duration: as long as the 1.5 s input, as /transfer without one
     raylets_before = _raylet_pids()
     try:
         for server in run_server(config, start_timeout=240):
