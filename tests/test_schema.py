@@ -80,7 +80,7 @@ def test_a_new_option_is_one_schema_edit() -> None:
     assert (box.label, box.type, box.minimum, box.maximum) == ("bpm(BPM)", "f", 20, 999)
     assert box.commands == ("/gen", "/transfer", "/continue", "/inpaint")
     patch = pd.render(resolved)
-    assert "bpm(BPM) ds-bpm" in patch and "bpm \\$" in patch
+    assert "bpm(BPM) \\$0-ds-bpm" in patch and "bpm \\$" in patch  # $0-local (issue 20)
     # and the shipped schema is untouched
     assert "bpm" not in contract.COMMANDS["/gen"].parse(["warm", "pad"])
     assert "bpm" not in [n.key for n in SPEC.numbers]
