@@ -57,6 +57,8 @@ GEN = "/gen"
 TRANSFER = "/transfer"
 CONTINUE = "/continue"
 INPAINT = "/inpaint"
+CONFORM = "/conform"
+"""``/conform``: a no-model job (issue 18); it takes bpm, key, bars, meter, id and name."""
 SESSION = "session"
 """A session parameter: ``/param/<key>``, a ``Session`` field, ``/trigger`` and jam use it."""
 PRESET = "preset"
@@ -82,6 +84,8 @@ FRESH_SEED = -1
 """``seed -1``: draw a fresh random seed."""
 SCHEDULER_NAMES = ("ddim", "dpm++", "pndm", "euler", "lms", "heun")
 UNITS = ("seconds", "bars")
+SIDES = ("after", "before", "both")
+"""Where ``/continue``'s new audio goes (issue 18)."""
 
 _PY_TYPES: dict[str, type] = {"i": int, "f": float, "s": str}
 
@@ -235,10 +239,11 @@ PARAMS: tuple[Param, ...] = (
     Param("duration", "f", "clip length in seconds (limited by limits.max_duration)",
           minimum=0.01, maximum=600, unit="s", default=10.0, takes=TEXT | {SESSION, PRESET,
           CONFIG, REQUEST, PATCH}, preset_key="seconds"),
-    Param("bars", "i", "clip length in whole bars at the session tempo (/tempo); the clip is "
-          "cut to exactly that many bars, downbeat at sample 0, and written as a loop WAV "
-          "(tempo and bars in the file name, acid/smpl chunks); 0 uses duration", minimum=0,
-          maximum=256, default=0, takes=TEXT | {SESSION, PRESET, PATCH}),
+    Param("bars", "i", "clip length in whole bars at bpm (default: the session tempo, /tempo); "
+          "the clip is cut (or conformed) to exactly that many bars, downbeat at sample 0, and "
+          "written as a loop WAV (tempo and bars in the file name, acid/smpl chunks); 0 uses "
+          "duration (/conform: the whole bars the clip holds)", minimum=0,
+          maximum=256, default=0, takes=TEXT | {SESSION, PRESET, PATCH, CONFORM}),
     Param("scheduler", "s", "ddim, dpm++, pndm, euler, lms or heun", default="ddim",
           choices=SCHEDULER_NAMES, takes=EVERYWHERE),
     Param("strength", "f", "style-transfer strength in [0, 1]: how far the input is noised "
@@ -263,11 +268,33 @@ PARAMS: tuple[Param, ...] = (
           more=(Part("weight", "f", "the LoRA's adapter weight (0 = off, 1 = as trained)", -2,
                      2),), repeat=True),
     Param("job_id", "i", "client-chosen job id (must not be in use)", key="id", minimum=0,
-          maximum=SEED_MAX, takes=GENERATE | {DELIVERY}),
+          maximum=SEED_MAX, takes=GENERATE | {CONFORM, DELIVERY}),
     Param("name", "s", "file name stem for the clip (made safe); default "
-          "<time>_<prompt>_<seed>", takes=GENERATE | {DELIVERY}),
+          "<time>_<prompt>_<seed>", takes=GENERATE | {CONFORM, DELIVERY}),
     Param("unit", "s", "unit of the times given: seconds (default) or bars (whole or "
           "fractional bars at the session tempo, /tempo)", choices=UNITS, takes=REGION),
+    # -- loops that lock (issue 18): tempo, key, meter, conform, extend side
+    Param("bpm", "f", "tempo the clip is made and conformed to, in quarter-note BPM; default: "
+          "the session tempo (/tempo, MIDI clock or Link). Giving bpm or key turns conform on "
+          "and adds the tempo to the prompt for families trained on such tags "
+          "(docs/conform.md); on /continue it sets the tempo of unit bars", minimum=20,
+          maximum=999, unit="BPM", takes=TEXT | {CONTINUE, CONFORM, PRESET, REQUEST}),
+    Param("key", "s", "key the clip is conformed to: a tonic A-G, optional # or b, and major "
+          "or minor ('F# minor', 'Bb major', 'Am'); the clip is pitch-shifted to the nearest "
+          "transposition (at most 6 semitones; a clip in the other mode goes to the relative "
+          "key); turns conform on",
+          takes=TEXT | {CONTINUE, CONFORM, SESSION, PRESET, REQUEST}, session_rest=True,
+          session_clears=True, session_note="used by /trigger (an empty string clears it)"),
+    Param("meter", "s", "time signature N/D of the bars (default 4/4; a bar must be a whole "
+          "number of quarter notes: 3/4, 6/8, 12/8)", default="4/4",
+          takes=TEXT | {CONTINUE, CONFORM, SESSION, PRESET}),
+    Param("conform", "i", "1: time-stretch the clip to bpm, shift it to key, start it on a "
+          "downbeat and loop-crossfade it (Rubber Band); 0: keep the model's own timing and "
+          "only cut to bars; default: on when bpm or key is given", minimum=0, maximum=1,
+          takes=TEXT | {SESSION, PRESET}, session_clears=True),
+    Param("side", "s", "where the new audio goes: after (default), before or both (amount on "
+          "each side); the input's own samples are kept outside the new region, joined with a "
+          "short crossfade", choices=SIDES, takes=frozenset({CONTINUE, REQUEST})),
 )
 """Every parameter, in the order the docs list them."""
 

@@ -21,69 +21,69 @@ from dreamsampler.server.preset_book import PresetBook
 from dreamsampler.server.presets import Preset, preset_model
 from dreamsampler.server.session import Session, resolve_seed, session_type
 
-BPM = schema.Param("bpm", "f", "tempo the clip is made at", minimum=20, maximum=999,
-                   unit="BPM", default=120.0,
+SWING = schema.Param("swing", "f", "swing of the off-beats", minimum=0, maximum=100,
+                     unit="%", default=50.0,
                    takes=schema.GENERATE | {schema.SESSION, schema.PRESET, schema.CONFIG})
-EXTENDED = (*schema.PARAMS, BPM)
+EXTENDED = (*schema.PARAMS, SWING)
 """The schema plus one new option: the only edit a new option needs."""
 
 
 def test_a_new_option_is_one_schema_edit() -> None:
     commands = contract.build_commands(EXTENDED)
     # OSC: parsed and validated by every command that takes it
-    for address, atoms in (("/gen", ["warm", "pad", "bpm", 128]),
-                           ("/transfer", ["in.wav", "warm", "pad", "bpm", 128]),
-                           ("/continue", ["in.wav", 2, "warm", "pad", "bpm", 128])):
-        assert commands[address].parse(atoms)["bpm"] == 128.0
-    with pytest.raises(contract.ContractError, match=r"bpm 5 is below the minimum 20"):
-        commands["/gen"].parse(["warm", "bpm", 5])
-    with pytest.raises(contract.ContractError, match=r"did you mean 'bpm'"):
-        commands["/gen"].parse(["warm", "bpmm", 128])
+    for address, atoms in (("/gen", ["warm", "pad", "swing", 60]),
+                           ("/transfer", ["in.wav", "warm", "pad", "swing", 60]),
+                           ("/continue", ["in.wav", 2, "warm", "pad", "swing", 60])):
+        assert commands[address].parse(atoms)["swing"] == 60.0
+    with pytest.raises(contract.ContractError, match=r"swing -5 is below the minimum 0"):
+        commands["/gen"].parse(["warm", "swing", -5])
+    with pytest.raises(contract.ContractError, match=r"did you mean 'swing'"):
+        commands["/gen"].parse(["warm", "swingg", 60])
     # the typed message and GenerationParams carry it
-    gen = messages.generate_type("Gen", commands["/gen"])(prompt="warm", bpm=128.0)
+    gen = messages.generate_type("Gen", commands["/gen"])(prompt="warm", swing=60.0)
     params = params_type(EXTENDED)
-    assert {"bpm"} <= {f.name for f in dataclasses.fields(params)}
+    assert {"swing"} <= {f.name for f in dataclasses.fields(params)}
     assert gen.params.__func__  # a Generate: params() is derived from the fields
-    # the session and /param/bpm
-    assert session_type(EXTENDED)().bpm == 120.0  # type: ignore[attr-defined]
-    assert commands["/param/bpm"].parse([90])["bpm"] == 90.0
+    # the session and /param/swing
+    assert session_type(EXTENDED)().swing == 50.0  # type: ignore[attr-defined]
+    assert commands["/param/swing"].parse([55])["swing"] == 55.0
     with pytest.raises(contract.ContractError, match="above the maximum"):
-        commands["/param/bpm"].parse([5000])
+        commands["/param/swing"].parse([5000])
     # presets: a key, validated
     model = preset_model(EXTENDED)
-    assert model.model_validate({"name": "p", "prompt": "x", "bars": 4, "bpm": 128}).bpm == 128
-    assert model.model_validate({"name": "p", "prompt": "x", "bars": 4}).bpm is None
-    with pytest.raises(ValidationError, match="bpm"):
-        model.model_validate({"name": "p", "prompt": "x", "bars": 4, "bpm": 5})
+    assert model.model_validate({"name": "p", "prompt": "x", "bars": 4, "swing": 60}).swing == 60
+    assert model.model_validate({"name": "p", "prompt": "x", "bars": 4}).swing is None
+    with pytest.raises(ValidationError, match="swing"):
+        model.model_validate({"name": "p", "prompt": "x", "bars": 4, "swing": 500})
     # config defaults: a key with its default, validated
     defaults = defaults_model(EXTENDED)
-    assert defaults().bpm == 120.0  # type: ignore[attr-defined]
-    with pytest.raises(ValidationError, match="bpm"):
-        defaults(bpm=1.0)
-    # OSCQuery: the option is listed on /gen and /param/bpm has its type and range
+    assert defaults().swing == 50.0  # type: ignore[attr-defined]
+    with pytest.raises(ValidationError, match="swing"):
+        defaults(swing=101.0)
+    # OSCQuery: the option is listed on /gen and /param/swing has its type and range
     tree = oscquery.namespace(commands, {})
-    assert "bpm" in oscquery.find(tree, "/gen")["DESCRIPTION"]
-    node = oscquery.find(tree, "/param/bpm")
-    assert (node["TYPE"], node["RANGE"]) == ("f", [{"MIN": 20, "MAX": 999}])
+    assert "swing" in oscquery.find(tree, "/gen")["DESCRIPTION"]
+    node = oscquery.find(tree, "/param/swing")
+    assert (node["TYPE"], node["RANGE"]) == ("f", [{"MIN": 0, "MAX": 100}])
     # docs/osc.md
     text = contract.markdown(commands)
-    assert "  - `bpm` (float): tempo the clip is made at (range 20..999 BPM)" in text
-    assert "### `/param/bpm f:bpm`" in text
+    assert "  - `swing` (float): swing of the off-beats (range 0..100 %)" in text
+    assert "### `/param/swing f:swing`" in text
     # the Max/Pd patches: with PATCH, a number box sent as the option, ranged by the contract
     from dreamsampler.clients import pd
     from dreamsampler.clients.spec import SPEC, resolve, schema_numbers
 
-    boxed = (*schema.PARAMS, dataclasses.replace(BPM, takes=BPM.takes | {schema.PATCH}))
+    boxed = (*schema.PARAMS, dataclasses.replace(SWING, takes=SWING.takes | {schema.PATCH}))
     resolved = resolve(dataclasses.replace(SPEC, numbers=schema_numbers(boxed)),
                        contract.build_commands(boxed))
-    box = next(n for n in resolved.numbers if n.key == "bpm")
-    assert (box.label, box.type, box.minimum, box.maximum) == ("bpm(BPM)", "f", 20, 999)
+    box = next(n for n in resolved.numbers if n.key == "swing")
+    assert (box.label, box.type, box.minimum, box.maximum) == ("swing(%)", "f", 0, 100)
     assert box.commands == ("/gen", "/transfer", "/continue", "/inpaint")
     patch = pd.render(resolved)
-    assert "bpm(BPM) \\$0-ds-bpm" in patch and "bpm \\$" in patch  # $0-local (issue 20)
+    assert "swing(%) \\$0-ds-swing" in patch and "swing \\$" in patch  # $0-local (issue 20)
     # and the shipped schema is untouched
-    assert "bpm" not in contract.COMMANDS["/gen"].parse(["warm", "pad"])
-    assert "bpm" not in [n.key for n in SPEC.numbers]
+    assert "swing" not in contract.COMMANDS["/gen"].parse(["warm", "pad"])
+    assert "swing" not in [n.key for n in SPEC.numbers]
 
 
 def test_ranges_agree_everywhere() -> None:
@@ -194,3 +194,30 @@ def test_midi_params_and_request_replies_come_from_the_schema_and_contract() -> 
     assert set(PARAM_RANGES) - set(MIDI_PARAM_FIELDS) == {"tempo", "volume"}
     assert messages.decode("/gen", ["x"]).replies == contract.COMMANDS["/gen"].replies
     assert messages.decode("/param/steps", [3]).replies == ("/done /param/steps i:steps",)
+
+
+def test_loop_options_are_schema_params() -> None:
+    """Issue 18's options (bpm, key, meter, conform, side) are schema entries: /conform takes
+    its options from the schema, side is a closed set checked at parse, bpm's range is the
+    request's and the preset's, a preset's key and meter are normalised."""
+    conform = contract.COMMANDS["/conform"]
+    assert ({o.name for o in conform.options} == {p.osc_key for p in schema.taken_by(
+        schema.CONFORM)} == {"bars", "id", "name", "bpm", "key", "meter"})
+    assert conform.parse(["loop.wav", "bpm", 120, "key", "G minor"]) == {
+        "input_path": "loop.wav", "bpm": 120.0, "key": "G minor"}
+    with pytest.raises(contract.ContractError, match="below the minimum 20"):
+        conform.parse(["loop.wav", "bpm", 5])
+    cont = contract.COMMANDS["/continue"]
+    assert cont.parse(["in.wav", 1, "x", "side", "Before"])["side"] == "before"
+    with pytest.raises(contract.ContractError, match="did you mean 'before'"):
+        cont.parse(["in.wav", 1, "x", "side", "befor"])
+    assert "side" not in {o.name for o in contract.COMMANDS["/gen"].options}
+    assert {"key", "meter", "conform"} <= set(contract.PARAMS)
+    with pytest.raises(RequestError, match="bpm 10 is below the minimum 20"):
+        GenerationRequest(prompt="x", bpm=10.0)
+    preset = Preset.model_validate({"name": "p", "prompt": "x", "bars": 4, "bpm": 96,
+                                    "key": "am", "meter": "6 / 8", "conform": True})
+    assert (preset.bpm, preset.key, preset.meter, preset.conform) == (  # type: ignore[attr-defined]
+        96.0, "A minor", "6/8", 1)
+    with pytest.raises(ValidationError, match="bpm"):
+        Preset.model_validate({"name": "p", "prompt": "x", "bars": 4, "bpm": 5})

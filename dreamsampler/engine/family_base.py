@@ -58,6 +58,9 @@ class ModelFamily(ABC):
     lora_targets: ClassVar[tuple[str, ...] | None] = None
     #: the family can regenerate a region of an input clip (inpainting, continuation)
     supports_inpainting: ClassVar[bool] = False
+    #: the family's training captions carry tempo and key tags ("120 BPM", "A minor"): a
+    #: request's ``bpm``/``key`` are added to its prompt (see docs/conform.md, issue 18)
+    caption_tags: ClassVar[bool] = False
 
     def __init__(
         self, model_id: str, components: dict[str, Any], device: torch.device, dtype: torch.dtype

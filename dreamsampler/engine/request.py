@@ -13,6 +13,7 @@ import numpy as np
 from dreamsampler import schema
 
 SCHEDULER_NAMES = schema.SCHEDULER_NAMES
+SIDES = schema.SIDES
 
 
 class RequestError(ValueError):
@@ -54,6 +55,14 @@ class GenerationRequest:
             the output is the input followed by its continuation, so its duration is the
             input's length plus ``continuation`` and replaces ``duration``. Needs
             ``input_path``; excludes ``mask_start``/``mask_end``.
+        side: where a continuation's new audio goes: ``after`` the input, ``before`` it, or
+            ``both`` (``continuation`` seconds on each side). The output holds the input's
+            own samples outside the new audio (see :mod:`dreamsampler.engine.extend`).
+        bpm, key: tempo (BPM) and key name the clip is asked in; families trained on such
+            caption tags add them to the prompt (:meth:`ModelFamily.tagged_prompt`).
+        process: a no-model job: the name of a processing function
+            (:data:`dreamsampler.engine.processing.PROCESSES`, e.g. ``conform``) the engine runs
+            on ``input_path`` instead of sampling; ``prompt`` may be empty.
     """
 
     prompt: str
@@ -71,6 +80,10 @@ class GenerationRequest:
     mask_start: float | None = None
     mask_end: float | None = None
     continuation: float | None = None
+    side: str = "after"
+    bpm: float | None = None
+    key: str | None = None
+    process: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -105,6 +118,10 @@ class GenerationRequest:
                 raise RequestError("give either continuation or mask_start/mask_end, not both")
             if not self.continuation > 0:
                 raise RequestError(f"continuation must be > 0 seconds, got {self.continuation}")
+        if self.side != "after" and self.continuation is None:
+            raise RequestError("side before/both needs a continuation")
+        if self.process is not None and self.input_path is None:
+            raise RequestError(f"the {self.process} job needs an input file")
 
     @property
     def is_inpaint(self) -> bool:
@@ -122,9 +139,11 @@ class GenerationRequest:
         data["input_path"] = str(self.input_path) if self.input_path else None
         if not self.is_transfer:
             data.pop("strength")
-        for key in ("mask_start", "mask_end", "continuation"):
+        for key in ("mask_start", "mask_end", "continuation", "bpm", "key", "process"):
             if data[key] is None:
                 data.pop(key)
+        if self.continuation is None:
+            data.pop("side")
         if self.loras:
             data["loras"] = [[name, weight] for name, weight in self.loras]
         else:

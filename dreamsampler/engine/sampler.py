@@ -27,6 +27,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from dreamsampler import __version__
 from dreamsampler.engine.audio_io import AudioFileError, probe_audio
 from dreamsampler.engine.concepts import activate
+from dreamsampler.engine.extend import crossfade_samples, keep_original, layout, read_input
 from dreamsampler.engine.families import ModelFamily, SilentInputError
 from dreamsampler.engine.level import finish
 from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
@@ -130,6 +131,10 @@ def sample(
         RequestError: inpainting or continuation on a family that cannot do it.
         ConceptNotLoadedError: the request names a concept the model has not loaded.
     """
+    if request.process is not None:  # a no-model job (/conform): no sampling
+        from dreamsampler.engine.processing import run_process
+
+        return run_process(request)
     with activate(model, request.concept, request.lora_scale, request.loras):
         return _sample(model, request, on_step, should_cancel, return_latents)
 
@@ -160,12 +165,17 @@ def _sample(
     if request.continuation is not None:
         assert request.input_path is not None  # checked by GenerationRequest
         input_seconds = probe_audio(request.input_path)
-        duration = input_seconds + request.continuation
+        duration = input_seconds + request.continuation * (2 if request.side == "both" else 1)
         request = dataclasses.replace(request, duration=duration)
     if request.is_inpaint and not model.supports_inpainting:
         raise RequestError(f"model family {model.name!r} cannot inpaint or continue audio "
                            "(Stable Audio 3 can)")
-    conditioning = model.conditioning(request, guided)
+    prompt = request.prompt
+    if model.caption_tags and (request.bpm is not None or request.key):
+        from dreamsampler.engine.conform import tag_prompt
+
+        prompt = tag_prompt(request.prompt, request.bpm, request.key)
+    conditioning = model.conditioning(dataclasses.replace(request, prompt=prompt), guided)
     shape, n_samples = model.latent_shape(duration)
 
     clean = None
@@ -173,8 +183,12 @@ def _sample(
     if request.input_path is not None:
         waveform = model.load_waveform(request.input_path, n_samples)
         if request.is_inpaint:
-            regions = ([(input_seconds, duration)] if request.continuation is not None
-                       else [(request.mask_start, request.mask_end)])
+            offset, regions = layout(
+                input_seconds, request.continuation, request.side,
+                None if request.mask_start is None else (request.mask_start, request.mask_end))
+            if offset:  # extend before: the input sits after the new audio
+                shift = round(offset * model.sample_rate)
+                waveform = torch.nn.functional.pad(waveform, (shift, 0))[..., :n_samples]
             conditioning = model.inpaint_conditioning(conditioning, waveform, duration, regions)
         else:
             try:
@@ -223,6 +237,17 @@ def _sample(
     audio = model.latents_to_audio(latents)[..., :n_samples].cpu().numpy()
     audio = audio.reshape(-1, audio.shape[-1])  # (channels, samples): mono families give (1, n)
     audio, level = finish(audio, f"the model's output (seed {request.seed})", input_gain)
+    if request.is_inpaint:  # the input's own samples outside the new audio (issue 18)
+        assert request.input_path is not None
+        sr = model.sample_rate
+        original = read_input(request.input_path, sr, audio.shape[0])
+        fade = crossfade_samples(original.shape[1], sr)
+        audio = keep_original(audio, original, round(offset * sr),
+                              [(round(a * sr), round(b * sr)) for a, b in regions], fade)
+        kept: dict[str, Any] = {"kept_input": True, "input_offset_s": offset,
+                                "crossfade_s": round(fade / sr, 5)}
+    else:
+        kept = {}
     if request.input_path is not None:
         level["input_gain_db"] = round(20.0 * math.log10(input_gain), 3)
     record = {
@@ -230,6 +255,8 @@ def _sample(
         "model": model.model_id,
         "family": model.name,
         **request.to_record(),
+        **({"prompt_sent": prompt} if prompt != request.prompt else {}),
+        **kept,
         "sample_rate": model.sample_rate,
         **level,
         **({} if own_scheduler is None else {"scheduler": type(scheduler).__name__}),

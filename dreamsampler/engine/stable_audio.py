@@ -95,6 +95,9 @@ class StableAudioFamilyBase(ModelFamily):
     """What Stable Audio Open 1.0 and Stable Audio 3 share: T5-family text, stereo waveform VAE,
     a DiT under the ``transformer`` key, the model's own scheduler."""
 
+    #: Freesound-derived captions carry tempo tags (model card: "128 BPM tech house drum loop")
+    caption_tags: ClassVar[bool] = True
+
     denoiser_key: ClassVar[str] = "transformer"
     max_tokens: ClassVar[int | None] = None
     supports_inpainting: ClassVar[bool] = False

@@ -450,9 +450,11 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
             Arg("amount", "f", "how much new audio to add after the input's end, in unit "
                 "(seconds or bars)", 0, 600, field="continuation"),
             OPTIONAL_PROMPT,
-        ), "continue a clip: the output is the input followed by amount of new audio in the "
-            "prompt's direction (needs a model family that can inpaint: Stable Audio 3; "
-            "others answer /fail)",
+        ), "continue a clip: the output is the input with amount of new audio after it (or "
+            "before it, or both: side) in the prompt's direction; the input's own samples are "
+            "kept (bit-exact outside a short crossfade). bpm and key go into the prompt as "
+            "tags where the family was trained on them, and bpm sets the tempo of unit bars "
+            "(needs a model family that can inpaint: Stable Audio 3; others answer /fail)",
             options(schema.CONTINUE, params),
             ("/queued i:job_id i:position", "/done /continue i:job_id s:path",
              "/fail /continue s:message i:job_id")),
@@ -469,6 +471,13 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
             options(schema.INPAINT, params),
             ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path",
              "/fail /inpaint s:message i:job_id")),
+        Message("/conform", (INPUT,), "conform a clip (a producer's loop or sample, no model): "
+                "time-stretch it to bpm (default: the session tempo), pitch-shift it to key, "
+                "start it on a downbeat, cut it to exactly bars bars (default: the whole bars "
+                "it holds) and crossfade the loop seam (docs/conform.md)",
+                options(schema.CONFORM, params),
+                ("/queued i:job_id i:position", "/done /conform i:job_id s:path",
+                 "/fail /conform s:message i:job_id")),
         Message("/trigger", (), "generate from the session parameters (/param/...)",
                 (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path",
                      "/fail /trigger s:message i:job_id")),
@@ -642,13 +651,13 @@ def markdown(commands: dict[str, Message] | None = None) -> str:
 CHANGELOG = """
 Deliberate changes to addresses, arguments and replies, newest first.
 
-### 0.3 (issue 20: the Live device as producers use it, OSCQuery to the letter)
+### 0.4 (issue 20: the Live device as producers use it, OSCQuery to the letter)
 
 - `/tempo`'s `bpm` declares its range 20..999 (was enforced only by the clock): it is checked when
   the message is parsed, and OSCQuery serves it as `RANGE`. A range error names the unit ("bpm 5
   is below the minimum 20 BPM (allowed 20..999)").
 - **Input policy.** A client on loopback (`127.0.0.0/8`, `::1`) may name any readable audio file
-  by absolute path in `/transfer`, `/continue` and `/inpaint`; a client on another
+  by absolute path in `/transfer`, `/continue`, `/inpaint` and `/conform`; a client on another
   machine only files in `input_dirs` (and the output folder where it was allowed before), as
   before. `/transfer /etc/hostname ...` from loopback now answers "not a readable audio file"
   instead of "outside the input folders" (see docs/hardening.md).
@@ -657,6 +666,24 @@ Deliberate changes to addresses, arguments and replies, newest first.
   `/tempo` and `/jam` are readable (`ACCESS` 3) with their live `VALUE`; `LISTEN`/`IGNORE` over a
   WebSocket on the same port stream value changes made by any edge as binary OSC
   (`HOST_INFO.EXTENSIONS.LISTEN` is true).
+
+### 0.4 (issue 18: loops that lock)
+
+- New options `bpm`, `key`, `meter` on `/gen`, `/transfer` and `/continue`, and `conform` on
+  `/gen` and `/transfer` (also preset keys; `key`, `meter` and `conform` are session parameters
+  `/param/key`, `/param/meter`, `/param/conform`). Giving `bpm` or `key` conforms the clip: it is
+  time-stretched to `bpm` (default: the session tempo), pitch-shifted to the nearest
+  transposition of `key`, started on a downbeat, cut to exactly `bars` bars and loop-crossfaded;
+  `conform 0` keeps the model's timing and only cuts to bars. Families trained on tempo/key
+  caption tags (Stable Audio) get them appended to the prompt (docs/conform.md).
+- New command **`/conform s:input [bpm f] [key s] [bars i] [meter s] [id i] [name s]`**: the same
+  conform for any clip, no model; answers `/queued`, then `/done /conform i:job_id s:path` or
+  `/fail /conform s:message i:job_id`.
+- `/continue` gains `side after|before|both`; `/continue` and `/inpaint` now keep the input's own
+  samples outside the new audio (a short crossfade joins them), where they used to return the
+  model's re-synthesis. A family that cannot inpaint answers `/fail` at once (before `/queued`),
+  where it used to fail after queuing.
+- `bars` counts bars at `bpm` when it is given (else at the session tempo, as before).
 
 ### 0.3 (issue 17: one parameter schema, strict options, seeds)
 

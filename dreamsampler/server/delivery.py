@@ -29,11 +29,19 @@ DEVICE = "device"
 
 @dataclass(frozen=True)
 class LoopSpec:
-    """A clip cut to whole bars: ``bpm`` (BPM), ``bars``, ``beats_per_bar``."""
+    """A clip cut to whole bars: ``bpm`` (BPM), ``bars``, ``beats_per_bar``.
+
+    With ``conform`` the clip is conformed (:func:`dreamsampler.engine.conform.conform`) to
+    ``bpm``, ``key`` (a key name, or None to keep the pitch) and ``bars`` (0: the whole bars it
+    holds) instead of only cut; ``meter`` is the time signature ``(N, D)``.
+    """
 
     bpm: float
     bars: int
     beats_per_bar: int = 4
+    key: str | None = None
+    conform: bool = False
+    meter: tuple[int, int] = (4, 4)
 
 
 @dataclass(frozen=True)

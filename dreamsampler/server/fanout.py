@@ -26,21 +26,40 @@ from dreamsampler.server.sinks import Sink, SinkError
 log = logging.getLogger(__name__)
 
 
-def fit(result: GenerationResult, loop: LoopSpec | None) -> GenerationResult:
+def fit(result: GenerationResult, loop: LoopSpec | None
+        ) -> tuple[GenerationResult, LoopSpec | None]:
     """Cut the clip to exactly ``loop.bars`` bars (downbeat at sample 0) and record the tempo
-    (BPM) and bars; unchanged without a loop.
+    (BPM) and bars; unchanged without a loop. With ``loop.conform`` the clip is conformed
+    instead (:func:`dreamsampler.engine.conform.conform`: tempo, key, downbeat, bars, loop
+    seam; issue 18) and the record gets ``conform`` (asked, estimates before and after, applied
+    stretch and semitones, tools); the returned loop has the bars applied.
+
+    Runs in a worker thread (:func:`deliver`): conform takes about a second per 10 s clip,
+    mostly in the ``rubberband`` program and librosa, and must not hold the event loop; here it
+    runs for every engine (local, supervised, Ray) alike.
 
     Raises:
         ValueError: the bars do not fit the clip (see
-            :func:`~dreamsampler.engine.bars.fit_to_bars`).
+            :func:`~dreamsampler.engine.bars.fit_to_bars`), or it cannot be conformed
+            (``ConformError``).
     """
     if loop is None:
-        return result
-    audio = fit_to_bars(result.audio, result.sample_rate, loop.bars, loop.bpm,
-                        beats_per_bar=loop.beats_per_bar)
+        return result, None
+    extra: dict[str, Any] = {}
+    if loop.conform:
+        from dreamsampler.engine.conform import conform
+
+        audio, info = conform(result.audio, result.sample_rate, bpm=loop.bpm, key=loop.key,
+                              bars=loop.bars or None, meter=loop.meter)
+        loop = dataclasses.replace(loop, bars=info["applied"]["bars"])
+        extra = {"conform": info, "key": info["applied"]["key"],
+                 "meter": info["applied"]["meter"]}
+    else:
+        audio = fit_to_bars(result.audio, result.sample_rate, loop.bars, loop.bpm,
+                            beats_per_bar=loop.beats_per_bar)
     record = {**result.record, "bpm": loop.bpm, "bars": loop.bars,
-              "beats_per_bar": loop.beats_per_bar}
-    return dataclasses.replace(result, audio=audio, record=record)
+              "beats_per_bar": loop.beats_per_bar, **extra}
+    return dataclasses.replace(result, audio=audio, record=record), loop
 
 
 async def _one(sink: Sink, clip: Clip) -> tuple[bool, Any]:
@@ -65,9 +84,10 @@ async def deliver(sinks: Mapping[str, Sink], event: JobFinished, job: Delivery
         every named sink failed; the message joins their reasons).
     """
     try:
-        result = await asyncio.to_thread(fit, event.result, job.loop)
-    except ValueError as exc:  # TempoError is a ValueError
+        result, loop = await asyncio.to_thread(fit, event.result, job.loop)
+    except ValueError as exc:  # TempoError and ConformError are ValueErrors
         return JobFailed(event.job_id, str(exc))
+    job = dataclasses.replace(job, loop=loop)
     clip = Clip(event.job_id, result, job)
     named = [sinks[name] for name in job.sinks]
     outcomes = await asyncio.gather(*(_one(sink, clip) for sink in named))

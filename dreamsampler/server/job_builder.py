@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
-from dreamsampler.engine.request import RequestError
+from dreamsampler.engine.request import GenerationRequest, RequestError
 from dreamsampler.server.delivery import DEVICE, FOLDER, Delivery, GenerationParams, Listener
 from dreamsampler.server.preset_book import PresetBook
-from dreamsampler.server.session import SessionParams
+from dreamsampler.server.session import SessionParams, conform_request
 
 
 class JobBuilder:
@@ -21,13 +21,16 @@ class JobBuilder:
         params: the session defaults and request building.
         presets: the preset book.
         sinks: returns the names of the sinks a job may name.
+        family: returns the loaded model family's name (``EngineStatus.family``).
     """
 
     def __init__(self, params: SessionParams, presets: PresetBook,
-                 sinks: Callable[[], Collection[str]]) -> None:
+                 sinks: Callable[[], Collection[str]],
+                 family: Callable[[], str] = lambda: "") -> None:
         self.params = params
         self.presets = presets
         self._sinks = sinks
+        self._family = family
 
     def job(self, params: GenerationParams, *, transfer: bool = False, job_id: int | None = None,
             name: str | None = None, sinks: tuple[str, ...] = (FOLDER,),
@@ -44,6 +47,7 @@ class JobBuilder:
             if sink not in known:
                 raise RequestError(f"unknown sink {sink!r} (known: {', '.join(known)})")
         request, loop = self.params.build(params, transfer)
+        self._check_family(request)
         return Delivery(request, job_id=job_id, name=name, loop=loop, sinks=sinks,
                         quantum=quantum, jam=jam, extra=dict(extra or {}), reply=reply)
 
@@ -69,3 +73,31 @@ class JobBuilder:
                        jam=jam, extra=spec.extra, reply=reply)
         self.presets.accepted(spec)
         return job
+
+    def _check_family(self, request: GenerationRequest) -> None:
+        """Refuse, before queuing, a continuation (any side) or inpainting that the loaded
+        model family cannot do (issue 18). Raises ``RequestError``."""
+        if not request.is_inpaint:
+            return
+        from dreamsampler.engine.families import families
+
+        family = self._family()
+        cls = next((c for c in families().values() if c.name == family), None)
+        if cls is not None and not cls.supports_inpainting:
+            what = (f"continue a clip (side {request.side})" if request.continuation is not None
+                    else "inpaint a clip")
+            raise RequestError(f"model family {family!r} cannot {what}: it has no inpainting "
+                               "(Stable Audio 3 can)")
+
+    def conform_job(self, params: GenerationParams, *, job_id: int | None = None,
+                    name: str | None = None, reply: Listener | None = None) -> Delivery:
+        """A no-model conform job (``/conform``, issue 18): the engine reads the input, the
+        delivery step conforms it (:func:`~dreamsampler.server.fanout.fit`, in a worker
+        thread) and the folder sink writes the loop.
+
+        Raises:
+            RequestError: see :func:`~dreamsampler.server.session.conform_request`.
+        """
+        request, loop = conform_request(params, self.params.config, self.params.clock())
+        stem = name or (f"{request.input_path.stem}_conformed" if request.input_path else None)
+        return Delivery(request, job_id=job_id, name=stem, loop=loop, reply=reply)

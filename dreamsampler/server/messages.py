@@ -77,6 +77,9 @@ input, in ``unit``."""
 Inpaint = generate_type("Inpaint", COMMANDS["/inpaint"])
 """``/inpaint input start end [prompt]``: repaint ``[mask_start, mask_end)`` of the input, in
 ``unit``."""
+Conform = generate_type("Conform", COMMANDS["/conform"])
+"""``/conform input [bpm] [key] [bars] [meter]``: a no-model job (issue 18): conform the input
+to ``bpm``, ``key`` and ``bars``."""
 
 
 @dataclass(frozen=True)
@@ -222,9 +225,9 @@ class Jam(Request):
 
 TYPES: dict[str, type[Request]] = {
     t.address: t
-    for t in (Gen, Transfer, Continue, Inpaint, Trigger, ConceptLoad, ConceptUnload, ConceptList,
-              ConceptAvailable, Cancel, Notify, Status, Sync, Version, PresetTrigger, PresetList,
-              PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam)
+    for t in (Gen, Transfer, Continue, Inpaint, Conform, Trigger, ConceptLoad, ConceptUnload,
+              ConceptList, ConceptAvailable, Cancel, Notify, Status, Sync, Version, PresetTrigger,
+              PresetList, PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam)
 }
 TYPES.update({f"/param/{name}": Param for name in PARAMS})
 

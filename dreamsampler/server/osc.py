@@ -153,6 +153,7 @@ class OscServer:
             m.Transfer: self._gen,
             m.Continue: self._gen,
             m.Inpaint: self._gen,
+            m.Conform: self._conform,
             m.Trigger: self._trigger,
             m.Param: self._param,
             m.Cancel: self._cancel,
@@ -351,6 +352,11 @@ class OscServer:
         job = self.service.job(msg.params(), transfer=isinstance(msg, m.Transfer),
                                job_id=msg.job_id, name=msg.name,
                                reply=self.job_reply(sender, msg.address))
+        self._submit(sender, job)
+
+    def _conform(self, sender: Address, msg: m.Conform) -> None:
+        job = self.service.conform_job(msg.params(), job_id=msg.job_id, name=msg.name,
+                                       reply=self.job_reply(sender, msg.address))
         self._submit(sender, job)
 
     def _trigger(self, sender: Address, msg: m.Trigger) -> None:

@@ -130,6 +130,21 @@ class PresetRules(BaseModel):
     sinks: list[Sink] = Field(default_factory=lambda: ["folder"], min_length=1)
     bank: str | None = Field(default=None, pattern=NAME_PATTERN)
 
+    # issue 18: the schema's key and meter (see preset_model) are parsed and normalised
+    @field_validator("key", check_fields=False)
+    @classmethod
+    def _check_key(cls, key: str | None) -> str | None:
+        from dreamsampler.engine.conform import parse_key
+
+        return None if key is None else parse_key(key).label  # ConformError is a ValueError
+
+    @field_validator("meter", check_fields=False)
+    @classmethod
+    def _check_meter(cls, meter: str | None) -> str | None:
+        from dreamsampler.engine.conform import parse_meter
+
+        return None if meter is None else "{}/{}".format(*parse_meter(meter))
+
     @field_validator("sinks")
     @classmethod
     def _unique_sinks(cls, sinks: list[Sink]) -> list[Sink]:

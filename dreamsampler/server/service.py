@@ -84,7 +84,8 @@ class Service:
         self.params = SessionParams(config, lambda: self.clock, self._loaded)
         self.presets = presets if presets is not None else PresetBook(Path(config.live.presets_dir))
         self.playback = Playback(lambda: self.device)
-        self.builder = JobBuilder(self.params, self.presets, lambda: self.sinks)
+        self.builder = JobBuilder(self.params, self.presets, lambda: self.sinks,
+                                  lambda: self.engine.status().family)
         self.sinks: dict[str, Sink] = dict(
             standard_sinks(config, self.clock) if sinks is None else sinks)
         self.runner = JobRunner(engine, lambda: self.sinks)
@@ -276,6 +277,10 @@ class Service:
                    **how: Any) -> Delivery:
         """A job from preset ``name`` (see :meth:`JobBuilder.preset_job`)."""
         return self.builder.preset_job(name, overrides, **how)
+
+    def conform_job(self, params: GenerationParams, **how: Any) -> Delivery:
+        """A no-model conform job (see :meth:`JobBuilder.conform_job`)."""
+        return self.builder.conform_job(params, **how)
 
     # -- jobs (server/job_runner.py) ----------------------------------------------------------
 

@@ -127,7 +127,7 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path],
         resolved = candidate.resolve()
         if not anywhere and not any(resolved.is_relative_to(root) for root in roots):
             continue
-        if len(candidates) > 1 and not resolved.exists():
+        if len(candidates) > 1 and not _exists(resolved):
             continue  # look in the next folder
         try:
             probe_audio(resolved, max_bytes=max_bytes)
@@ -141,6 +141,14 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path],
         raise RequestError(f"input {path}: outside the input folders ({folders}); clients "
                            "on other machines may only name files in input_dirs")
     raise RequestError(f"input {path}: no such file in the input folders ({folders})")
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False for a name the file system refuses (too long)."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def check_concept(name: str, loaded: Collection[str]) -> None:
@@ -172,13 +180,15 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
     loop = loop_spec(params, s, clock)
     if loop is not None:
         seconds = bars_to_seconds(loop.bars, loop.bpm, loop.beats_per_bar)
-        # generate whole milliseconds at least as long as the bars; fit_to_bars cuts
-        duration = math.ceil(seconds * 1000.0) / 1000.0
-        if duration > limits.max_duration:
+        if seconds > limits.max_duration:
             raise RequestError(
                 f"{loop.bars} bars at {loop.bpm:g} BPM last {seconds:.2f} s: more than the "
                 f"limit of {limits.max_duration:g} s"
             )
+        if loop.conform:  # room for a model that plays slower than bpm (conform speeds it up)
+            seconds = min(seconds * CONFORM_MARGIN, float(limits.max_duration))
+        # generate whole milliseconds at least as long as the bars; fit_to_bars cuts
+        duration = math.ceil(seconds * 1000.0) / 1000.0
     else:
         duration = None if transfer and params.duration is None else float(
             _or(params.duration, s.duration))
@@ -204,6 +214,8 @@ def build_request(params: GenerationParams, transfer: bool, session: Session, co
         duration=duration,
         input_path=input_path,
         strength=float(_or(params.strength, s.strength)) if transfer else 1.0,
+        bpm=loop.bpm if loop is not None and loop.conform else params.bpm,
+        key=loop.key if loop is not None else _key(params, s),
         **_common(params, s, steps, loaded),
     )
     return request, loop
@@ -292,12 +304,19 @@ def _region_request(params: GenerationParams, s: Session, config: Config, clock:
     input_path = resolve_input(params.input_path, [*config.input_dirs, config.output.dir],
                                max_input_bytes(config))
     input_seconds = probe_audio(input_path)
-    region: dict[str, float] = {}
+    region: dict[str, Any] = {}
+    if params.bpm is not None:  # the tempo of unit bars and of the prompt's tags
+        clock = TempoClock(validate_bpm_request(params.bpm), _meter(params, s, clock)[1])
     if params.continuation is not None:
         region["continuation"] = _seconds(params.continuation, unit, clock)
         if not region["continuation"] > 0:
             raise RequestError(f"continuation must be > 0, got {params.continuation:g} {unit}")
-        duration = input_seconds + region["continuation"]
+        side = (params.side or "after").strip().lower()
+        if side not in schema.SIDES:
+            raise RequestError(f"side must be one of {', '.join(schema.SIDES)}, got "
+                               f"{params.side!r}")
+        region["side"] = side
+        duration = input_seconds + region["continuation"] * (2 if side == "both" else 1)
     else:
         if params.mask_end is None:
             raise RequestError("inpainting needs start and end")
@@ -311,13 +330,69 @@ def _region_request(params: GenerationParams, s: Session, config: Config, clock:
         raise RequestError(f"the output would last {duration:.2f} s: more than the limit of "
                            f"{limits.max_duration:g} s")
     return GenerationRequest(prompt=str(prompt), duration=duration, input_path=input_path,
+                             bpm=params.bpm, key=_key(params, s),
                              **_common(params, s, steps, loaded), **region)
 
-def loop_spec(params: GenerationParams, session: Session, clock: TempoClock) -> LoopSpec | None:
-    """The bar length asked for at the session tempo (rounded to 0.01 BPM), or None.
+
+CONFORM_MARGIN = 1.25
+"""A conformed clip is generated this much longer than its bars (a model that plays up to 25 %
+slower than ``bpm`` still fills them once sped up)."""
+
+
+def validate_bpm_request(bpm: float) -> float:
+    """``bpm`` if within the schema's range (20..999 BPM). Raises ``RequestError``."""
+    try:
+        return float(schema.by_name("bpm").check(bpm))
+    except schema.ParamError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def _key(params: GenerationParams, session: Session) -> str | None:
+    """The key name asked for (message, else session), checked; None for none.
 
     Raises:
-        RequestError: negative bars.
+        RequestError: not a key name (see :func:`dreamsampler.engine.conform.parse_key`).
+    """
+    from dreamsampler.engine.conform import ConformError, parse_key
+
+    text = _or(params.key, session.key)
+    if text is None or not str(text).strip():
+        return None
+    try:
+        return parse_key(str(text)).label
+    except ConformError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def _meter(params: GenerationParams, session: Session, clock: TempoClock
+           ) -> tuple[tuple[int, int], int]:
+    """``((N, D), quarter-note beats per bar)``: the message's meter, else the session's when
+    set to other than 4/4, else the clock's beats per bar over 4.
+
+    Raises:
+        RequestError: not a meter (see :func:`dreamsampler.engine.conform.parse_meter`).
+    """
+    from dreamsampler.engine.conform import ConformError, beats_per_bar, parse_meter
+
+    text = params.meter if params.meter is not None else session.meter
+    try:
+        meter = parse_meter(text) if text and str(text).strip() else (4, 4)
+    except ConformError as exc:
+        raise RequestError(str(exc)) from None
+    if params.meter is None and meter == (4, 4):
+        meter = (clock.beats_per_bar, 4)
+    return meter, beats_per_bar(meter)
+
+
+def loop_spec(params: GenerationParams, session: Session, clock: TempoClock) -> LoopSpec | None:
+    """The bar length asked for at ``bpm`` or the session tempo (rounded to 0.01 BPM), or None.
+
+    Conform (issue 18) is on when ``conform`` says 1, or, when it is unset, when ``bpm`` or a
+    key is given; a conformed clip always has whole bars (without ``bars``: the bars nearest
+    the duration, at least 1).
+
+    Raises:
+        RequestError: negative bars, a bad bpm, key or meter.
     """
     if params.bars is not None:
         bars = int(params.bars)
@@ -327,9 +402,48 @@ def loop_spec(params: GenerationParams, session: Session, clock: TempoClock) -> 
         bars = session.bars
     if bars < 0:
         raise RequestError(f"bars must be >= 0, got {bars}")
-    if bars == 0:
+    key = _key(params, session)
+    meter, bpb = _meter(params, session, clock)
+    bpm = validate_bpm_request(params.bpm) if params.bpm is not None else round(clock.bpm, 2)
+    flag = params.conform if params.conform is not None else session.conform
+    conform = bool(flag) if flag is not None else (params.bpm is not None or key is not None)
+    if bars == 0 and conform:
+        seconds = float(_or(params.duration, session.duration))
+        bars = max(1, round(seconds / bars_to_seconds(1, bpm, bpb)))
+    if bars == 0 and params.bpm is None:
         return None
-    return LoopSpec(round(clock.bpm, 2), bars, clock.beats_per_bar)
+    if bars == 0:  # bpm without conform: cut the duration to whole bars at that tempo
+        seconds = float(_or(params.duration, session.duration))
+        bars = max(1, round(seconds / bars_to_seconds(1, bpm, bpb)))
+    return LoopSpec(bpm, bars, bpb, key=key if conform else None, conform=conform, meter=meter)
+
+
+def conform_request(params: GenerationParams, config: Config, clock: TempoClock
+                    ) -> tuple[GenerationRequest, LoopSpec]:
+    """The no-model ``conform`` job for ``params.input_path`` (``/conform``): ``bpm`` (default
+    the session tempo), ``key``, ``bars`` (default: the whole bars the clip holds) and
+    ``meter``; the input is looked up like a region job's (input folders, then output).
+
+    Raises:
+        RequestError: missing input, input outside the folders or not audio, bad bpm, key,
+            meter or bars.
+    """
+    if not params.input_path:
+        raise RequestError("missing input")
+    path = resolve_input(params.input_path, [*config.input_dirs, config.output.dir],
+                         max_input_bytes(config))
+    seconds = probe_audio(path)
+    empty = Session()
+    key = _key(params, empty)
+    meter, bpb = _meter(params, empty, clock)
+    bpm = validate_bpm_request(params.bpm) if params.bpm is not None else round(clock.bpm, 2)
+    bars = int(params.bars or 0)
+    if bars < 0:
+        raise RequestError(f"bars must be >= 0, got {bars}")
+    request = GenerationRequest(prompt="", duration=max(seconds, 1e-3), input_path=path,
+                                process="conform", bpm=bpm, key=key)
+    return request, LoopSpec(bpm, bars, bpb, key=key, conform=True, meter=meter)
+
 
 def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
@@ -352,6 +466,10 @@ class SessionParams:
         self._clock = clock
         self._loaded = loaded
 
+    def clock(self) -> TempoClock:
+        """The session's tempo clock."""
+        return self._clock()
+
     def resolve_input(self, raw: str | Path) -> Path:
         """Find an input clip inside the configured input folders (:func:`resolve_input`).
         Raises ``RequestError``."""
@@ -372,6 +490,14 @@ class SessionParams:
             check_concept(str(value), self._loaded())
         if name == "bars" and (isinstance(value, bool) or int(value) != value or value < 0):
             raise RequestError(f"bars must be a whole number >= 0, got {value!r}")
+        if name in ("key", "meter") and value and str(value).strip():  # issue 18: checked
+            from dreamsampler.engine.conform import ConformError, parse_key, parse_meter
+
+            try:  # even without a prompt, and normalised ("am" -> "A minor")
+                value = (parse_key(str(value)).label if name == "key"
+                         else "{}/{}".format(*parse_meter(str(value))))
+            except ConformError as exc:
+                raise RequestError(str(exc)) from None
         changes = {name: value}
         if name == "seed":  # a chosen seed is used (locked); -1 draws a fresh one per job
             changes["seed_lock"] = int(value >= 0)

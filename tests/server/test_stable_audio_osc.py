@@ -206,11 +206,13 @@ def test_open1_gen_transfer_and_inpaint_fails(open1: Rig) -> None:
     _assert_file_is(path, _reference(open1, prompt="a dub chord", duration=1.5,
                                      input_path=open1.source, strength=0.6,
                                      seed=record["seed"]), 44100)  # a fresh seed, recorded
-    for message in (("/inpaint", "pluck.wav", 0.5, 1.0, "x"), ("/continue", "pluck.wav", 1, "x")):
+    # refused before queuing (issue 18): the family cannot do any side
+    for message, what in ((("/inpaint", "pluck.wav", 0.5, 1.0, "x"), "inpaint a clip"),
+                          (("/continue", "pluck.wav", 1, "x"), "continue a clip (side after)"),
+                          (("/continue", "pluck.wav", 1, "x", "side", "before"),
+                           "continue a clip (side before)")):
         replies = open1.client.request(*message, timeout=60)
-        assert replies[0].address == "/queued"
-        final = replies[-1]
-        assert final.address == "/fail" and final.args[0] == message[0], replies
-        assert final.args[1].startswith("model family 'stable-audio' cannot inpaint or "
-                                        "continue"), final
-        assert final.args[2] == replies[0].args[0]
+        assert [r.address for r in replies] == ["/fail"], replies
+        assert replies[0].args[0] == message[0]
+        assert replies[0].args[1].startswith(f"model family 'stable-audio' cannot {what}"), \
+            replies
