@@ -72,6 +72,17 @@ class ModelConfig(_Section):
         "float32", description="float32, float16 or bfloat16 (half precision on a GPU only)")
 
 
+class StemsConfig(_Section):
+    """The stems stage: source separation with Demucs (/separate, the stems option)."""
+
+    model: str = Field(
+        "htdemucs", description="Demucs model: a pretrained name (htdemucs, htdemucs_ft, "
+        "htdemucs_6s; from the Hugging Face cache), a local folder of Demucs .th/.yaml files, "
+        "NAME@FOLDER, or 'tiny' (random weights, for tests)")
+    preload: bool = Field(False, description="load the stems model at start instead of on the "
+                          "first job that needs it")
+
+
 class EngineConfig(_Section):
     """Where the model runs: a worker thread, a supervised child process (docs/engine.md) or
     Ray Serve replicas (docs/ray.md)."""
@@ -220,6 +231,7 @@ class Config(_Section):
     """The whole server configuration (``config.yaml``)."""
 
     model: ModelConfig = ModelConfig()
+    stems: StemsConfig = StemsConfig()
     engine: EngineConfig = EngineConfig()
     osc: OscConfig = OscConfig()
     oscquery: OscQueryConfig = OscQueryConfig()

@@ -59,6 +59,8 @@ CONTINUE = "/continue"
 INPAINT = "/inpaint"
 CONFORM = "/conform"
 """``/conform``: a no-model job (issue 18); it takes bpm, key, bars, meter, id and name."""
+SEPARATE = "/separate"
+"""Issue 19: split a clip into stems with Demucs (its options: ``model``, ``id``, ``name``)."""
 SESSION = "session"
 """A session parameter: ``/param/<key>``, a ``Session`` field, ``/trigger`` and jam use it."""
 PRESET = "preset"
@@ -267,10 +269,19 @@ PARAMS: tuple[Param, ...] = (
           takes=GENERATE | {PRESET, REQUEST}, preset_key="loras",
           more=(Part("weight", "f", "the LoRA's adapter weight (0 = off, 1 = as trained)", -2,
                      2),), repeat=True),
+    Param("stems", "i", "1: also separate the clip into stems with the server's Demucs model "
+          "(stems.model) in the same job; the /done reply then carries the stems folder after "
+          "the clip's path; 0 (default): the clip only", minimum=0, maximum=1, default=0,
+          takes=GENERATE | {SESSION, PRESET, REQUEST}),  # issue 19
+    Param("stems_model", "s", "Demucs model for this separation: htdemucs, htdemucs_ft, "
+          "htdemucs_6s, a local folder, or tiny (default: the server's stems.model)",
+          key="model", takes=frozenset({SEPARATE})),  # issue 19
     Param("job_id", "i", "client-chosen job id (must not be in use)", key="id", minimum=0,
-          maximum=SEED_MAX, takes=GENERATE | {CONFORM, DELIVERY}),
+          maximum=SEED_MAX, takes=GENERATE | {CONFORM, SEPARATE, DELIVERY}),
     Param("name", "s", "file name stem for the clip (made safe); default "
-          "<time>_<prompt>_<seed>", takes=GENERATE | {CONFORM, DELIVERY}),
+          "<time>_<prompt>_<seed>; /conform: default <input>_conformed; /separate: of the stems "
+          "folder and its files, default the input's name",
+          takes=GENERATE | {CONFORM, SEPARATE, DELIVERY}),
     Param("unit", "s", "unit of the times given: seconds (default) or bars (whole or "
           "fractional bars at the session tempo, /tempo)", choices=UNITS, takes=REGION),
     # -- loops that lock (issue 18): tempo, key, meter, conform, extend side

@@ -2589,6 +2589,25 @@
     "box": {
      "id": "obj-106",
      "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      900,
+      540,
+      86,
+      22
+     ],
+     "text": "zl slice 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-107",
+     "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
      "outlettype": [
@@ -2605,7 +2624,7 @@
    },
    {
     "box": {
-     "id": "obj-107",
+     "id": "obj-108",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2623,7 +2642,7 @@
    },
    {
     "box": {
-     "id": "obj-108",
+     "id": "obj-109",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2642,7 +2661,7 @@
    },
    {
     "box": {
-     "id": "obj-109",
+     "id": "obj-110",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2662,7 +2681,7 @@
    },
    {
     "box": {
-     "id": "obj-110",
+     "id": "obj-111",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2680,7 +2699,7 @@
    },
    {
     "box": {
-     "id": "obj-111",
+     "id": "obj-112",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2699,7 +2718,7 @@
    },
    {
     "box": {
-     "id": "obj-112",
+     "id": "obj-113",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2717,7 +2736,7 @@
    },
    {
     "box": {
-     "id": "obj-113",
+     "id": "obj-114",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2735,7 +2754,7 @@
    },
    {
     "box": {
-     "id": "obj-114",
+     "id": "obj-115",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2754,7 +2773,7 @@
    },
    {
     "box": {
-     "id": "obj-115",
+     "id": "obj-116",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2773,7 +2792,7 @@
    },
    {
     "box": {
-     "id": "obj-116",
+     "id": "obj-117",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2792,7 +2811,7 @@
    },
    {
     "box": {
-     "id": "obj-117",
+     "id": "obj-118",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2811,7 +2830,7 @@
    },
    {
     "box": {
-     "id": "obj-118",
+     "id": "obj-119",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2829,7 +2848,7 @@
    },
    {
     "box": {
-     "id": "obj-119",
+     "id": "obj-120",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2849,7 +2868,7 @@
    },
    {
     "box": {
-     "id": "obj-120",
+     "id": "obj-121",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2867,7 +2886,7 @@
    },
    {
     "box": {
-     "id": "obj-121",
+     "id": "obj-122",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2886,7 +2905,7 @@
    },
    {
     "box": {
-     "id": "obj-122",
+     "id": "obj-123",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2904,7 +2923,7 @@
    },
    {
     "box": {
-     "id": "obj-123",
+     "id": "obj-124",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2922,7 +2941,7 @@
    },
    {
     "box": {
-     "id": "obj-124",
+     "id": "obj-125",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2940,7 +2959,7 @@
    },
    {
     "box": {
-     "id": "obj-125",
+     "id": "obj-126",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2982,7 +3001,7 @@
    },
    {
     "box": {
-     "id": "obj-126",
+     "id": "obj-127",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -3002,7 +3021,7 @@
    },
    {
     "box": {
-     "id": "obj-127",
+     "id": "obj-128",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3020,7 +3039,7 @@
    },
    {
     "box": {
-     "id": "obj-128",
+     "id": "obj-129",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3038,7 +3057,7 @@
    },
    {
     "box": {
-     "id": "obj-129",
+     "id": "obj-130",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3056,7 +3075,7 @@
    },
    {
     "box": {
-     "id": "obj-130",
+     "id": "obj-131",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3074,7 +3093,7 @@
    },
    {
     "box": {
-     "id": "obj-131",
+     "id": "obj-132",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3116,7 +3135,7 @@
    },
    {
     "box": {
-     "id": "obj-132",
+     "id": "obj-133",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -3135,7 +3154,7 @@
    },
    {
     "box": {
-     "id": "obj-133",
+     "id": "obj-134",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3153,7 +3172,7 @@
    },
    {
     "box": {
-     "id": "obj-134",
+     "id": "obj-135",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3195,7 +3214,7 @@
    },
    {
     "box": {
-     "id": "obj-135",
+     "id": "obj-136",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3214,7 +3233,7 @@
    },
    {
     "box": {
-     "id": "obj-136",
+     "id": "obj-137",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3232,7 +3251,7 @@
    },
    {
     "box": {
-     "id": "obj-137",
+     "id": "obj-138",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3250,7 +3269,7 @@
    },
    {
     "box": {
-     "id": "obj-138",
+     "id": "obj-139",
      "maxclass": "waveform~",
      "numinlets": 5,
      "numoutlets": 6,
@@ -3280,7 +3299,7 @@
    },
    {
     "box": {
-     "id": "obj-139",
+     "id": "obj-140",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3322,7 +3341,7 @@
    },
    {
     "box": {
-     "id": "obj-140",
+     "id": "obj-141",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3340,7 +3359,7 @@
    },
    {
     "box": {
-     "id": "obj-141",
+     "id": "obj-142",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -3360,7 +3379,7 @@
    },
    {
     "box": {
-     "id": "obj-142",
+     "id": "obj-143",
      "maxclass": "ezdac~",
      "numinlets": 2,
      "numoutlets": 0,
@@ -5053,7 +5072,31 @@
    {
     "patchline": {
      "source": [
-      "obj-105",
+      "obj-102",
+      0
+     ],
+     "destination": [
+      "obj-106",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      1
+     ],
+     "destination": [
+      "obj-106",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
       2
      ],
      "destination": [
@@ -5065,7 +5108,43 @@
    {
     "patchline": {
      "source": [
+      "obj-102",
+      3
+     ],
+     "destination": [
       "obj-106",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      4
+     ],
+     "destination": [
+      "obj-106",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-106",
+      1
+     ],
+     "destination": [
+      "obj-107",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-107",
       0
      ],
      "destination": [
@@ -5081,7 +5160,7 @@
       0
      ],
      "destination": [
-      "obj-107",
+      "obj-108",
       0
      ]
     }
@@ -5089,11 +5168,11 @@
    {
     "patchline": {
      "source": [
-      "obj-107",
+      "obj-108",
       0
      ],
      "destination": [
-      "obj-108",
+      "obj-109",
       0
      ]
     }
@@ -5105,7 +5184,7 @@
       4
      ],
      "destination": [
-      "obj-109",
+      "obj-110",
       0
      ]
     }
@@ -5113,11 +5192,11 @@
    {
     "patchline": {
      "source": [
-      "obj-109",
+      "obj-110",
       2
      ],
      "destination": [
-      "obj-110",
+      "obj-111",
       0
      ]
     }
@@ -5125,7 +5204,7 @@
    {
     "patchline": {
      "source": [
-      "obj-110",
+      "obj-111",
       0
      ],
      "destination": [
@@ -5137,7 +5216,7 @@
    {
     "patchline": {
      "source": [
-      "obj-110",
+      "obj-111",
       0
      ],
      "destination": [
@@ -5149,7 +5228,7 @@
    {
     "patchline": {
      "source": [
-      "obj-110",
+      "obj-111",
       0
      ],
      "destination": [
@@ -5161,7 +5240,7 @@
    {
     "patchline": {
      "source": [
-      "obj-110",
+      "obj-111",
       0
      ],
      "destination": [
@@ -5173,20 +5252,8 @@
    {
     "patchline": {
      "source": [
-      "obj-109",
+      "obj-110",
       1
-     ],
-     "destination": [
-      "obj-111",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-111",
-      0
      ],
      "destination": [
       "obj-112",
@@ -5198,78 +5265,6 @@
     "patchline": {
      "source": [
       "obj-112",
-      0
-     ],
-     "destination": [
-      "obj-81",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-111",
-      1
-     ],
-     "destination": [
-      "obj-114",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-114",
-      1
-     ],
-     "destination": [
-      "obj-115",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-115",
-      0
-     ],
-     "destination": [
-      "obj-116",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-116",
-      0
-     ],
-     "destination": [
-      "obj-117",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-114",
-      0
-     ],
-     "destination": [
-      "obj-117",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-117",
       0
      ],
      "destination": [
@@ -5293,7 +5288,55 @@
    {
     "patchline": {
      "source": [
-      "obj-109",
+      "obj-112",
+      1
+     ],
+     "destination": [
+      "obj-115",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-115",
+      1
+     ],
+     "destination": [
+      "obj-116",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-116",
+      0
+     ],
+     "destination": [
+      "obj-117",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-117",
+      0
+     ],
+     "destination": [
+      "obj-118",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-115",
       0
      ],
      "destination": [
@@ -5306,6 +5349,42 @@
     "patchline": {
      "source": [
       "obj-118",
+      0
+     ],
+     "destination": [
+      "obj-114",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-114",
+      0
+     ],
+     "destination": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-110",
+      0
+     ],
+     "destination": [
+      "obj-119",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-119",
       0
      ],
      "destination": [
@@ -5321,7 +5400,7 @@
       5
      ],
      "destination": [
-      "obj-119",
+      "obj-120",
       0
      ]
     }
@@ -5329,11 +5408,11 @@
    {
     "patchline": {
      "source": [
-      "obj-119",
+      "obj-120",
       2
      ],
      "destination": [
-      "obj-120",
+      "obj-121",
       0
      ]
     }
@@ -5341,7 +5420,7 @@
    {
     "patchline": {
      "source": [
-      "obj-120",
+      "obj-121",
       0
      ],
      "destination": [
@@ -5353,20 +5432,8 @@
    {
     "patchline": {
      "source": [
-      "obj-119",
+      "obj-120",
       1
-     ],
-     "destination": [
-      "obj-121",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-121",
-      0
      ],
      "destination": [
       "obj-122",
@@ -5379,18 +5446,6 @@
      "source": [
       "obj-122",
       0
-     ],
-     "destination": [
-      "obj-88",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-121",
-      1
      ],
      "destination": [
       "obj-123",
@@ -5413,8 +5468,8 @@
    {
     "patchline": {
      "source": [
-      "obj-119",
-      0
+      "obj-122",
+      1
      ],
      "destination": [
       "obj-124",
@@ -5426,6 +5481,30 @@
     "patchline": {
      "source": [
       "obj-124",
+      0
+     ],
+     "destination": [
+      "obj-88",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-120",
+      0
+     ],
+     "destination": [
+      "obj-125",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-125",
       0
      ],
      "destination": [
@@ -5441,6 +5520,18 @@
       0
      ],
      "destination": [
+      "obj-131",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-131",
+      0
+     ],
+     "destination": [
       "obj-130",
       0
      ]
@@ -5449,23 +5540,11 @@
    {
     "patchline": {
      "source": [
+      "obj-126",
+      0
+     ],
+     "destination": [
       "obj-130",
-      0
-     ],
-     "destination": [
-      "obj-129",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-125",
-      0
-     ],
-     "destination": [
-      "obj-129",
       1
      ]
     }
@@ -5473,19 +5552,7 @@
    {
     "patchline": {
      "source": [
-      "obj-129",
-      0
-     ],
-     "destination": [
-      "obj-126",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-126",
+      "obj-130",
       0
      ],
      "destination": [
@@ -5498,6 +5565,18 @@
     "patchline": {
      "source": [
       "obj-127",
+      0
+     ],
+     "destination": [
+      "obj-128",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-128",
       0
      ],
      "destination": [
@@ -5509,11 +5588,11 @@
    {
     "patchline": {
      "source": [
-      "obj-126",
+      "obj-127",
       1
      ],
      "destination": [
-      "obj-128",
+      "obj-129",
       0
      ]
     }
@@ -5521,7 +5600,7 @@
    {
     "patchline": {
      "source": [
-      "obj-128",
+      "obj-129",
       0
      ],
      "destination": [
@@ -5537,7 +5616,7 @@
       0
      ],
      "destination": [
-      "obj-132",
+      "obj-133",
       1
      ]
     }
@@ -5545,18 +5624,6 @@
    {
     "patchline": {
      "source": [
-      "obj-131",
-      0
-     ],
-     "destination": [
-      "obj-132",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-132",
       0
      ],
@@ -5573,7 +5640,7 @@
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-134",
       0
      ]
     }
@@ -5585,7 +5652,7 @@
       0
      ],
      "destination": [
-      "obj-135",
+      "obj-2",
       0
      ]
     }
@@ -5606,6 +5673,18 @@
     "patchline": {
      "source": [
       "obj-136",
+      0
+     ],
+     "destination": [
+      "obj-137",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-137",
       0
      ],
      "destination": [
@@ -5617,11 +5696,11 @@
    {
     "patchline": {
      "source": [
-      "obj-135",
+      "obj-136",
       1
      ],
      "destination": [
-      "obj-137",
+      "obj-138",
       0
      ]
     }
@@ -5629,23 +5708,11 @@
    {
     "patchline": {
      "source": [
-      "obj-137",
+      "obj-138",
       0
      ],
      "destination": [
-      "obj-125",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-139",
-      0
-     ],
-     "destination": [
-      "obj-140",
+      "obj-126",
       0
      ]
     }
@@ -5677,11 +5744,23 @@
    {
     "patchline": {
      "source": [
-      "obj-141",
+      "obj-142",
+      0
+     ],
+     "destination": [
+      "obj-143",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-142",
       1
      ],
      "destination": [
-      "obj-142",
+      "obj-143",
       1
      ]
     }
@@ -5803,22 +5882,22 @@
     "Trigger",
     0
    ],
-   "obj-125": [
+   "obj-126": [
     "Jam",
     "Jam",
     0
    ],
-   "obj-131": [
+   "obj-132": [
     "Play on server",
     "Play srv",
     0
    ],
-   "obj-134": [
+   "obj-135": [
     "Stop server",
     "Stop srv",
     0
    ],
-   "obj-139": [
+   "obj-140": [
     "Play clip",
     "Play",
     0

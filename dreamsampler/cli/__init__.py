@@ -19,14 +19,15 @@ from dreamsampler.cli import (
     live,
     patches,
     send,
+    separate,
     serve,
     train,
 )
 from dreamsampler.cli.common import SafeRichHandler, route_library_logs
 from dreamsampler.config import ConfigError
 
-COMMAND_MODULES = (serve, send, train, concepts, eval, live, doctor, patches, config_cmd,
-                   conform_cmd)
+COMMAND_MODULES = (serve, send, separate, train, concepts, eval, live, doctor, patches,
+                   config_cmd, conform_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,6 +34,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
                    f"{_user_config_dir_shown()}, else the built-in defaults)")
     g.add_argument("--model", help="repo id, local folder, or a tiny random-weight "
                    f"build: {tiny_choices()}")
+    g.add_argument("--stems-model", help="Demucs model for stems: htdemucs, htdemucs_ft, "
+                   "htdemucs_6s, a local folder or 'tiny'")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
     g.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                    help="model precision (half precision on a GPU only)")
@@ -96,6 +98,7 @@ def show_defaults(p: argparse.ArgumentParser) -> None:
 
 _OVERRIDES = {
     "model": "model.id", "device": "model.device", "dtype": "model.dtype",
+    "stems_model": "stems.model",
     "host": "osc.host", "port": "osc.port", "output_dir": "output.dir",
     "input_dir": "input_dirs", "concepts_dir": "concepts_dir",
     "steps": "defaults.num_inference_steps", "guidance": "defaults.guidance_scale",

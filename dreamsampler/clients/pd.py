@@ -464,8 +464,11 @@ def build(spec: ResolvedSpec) -> PdPatch:
     other_done = p.obj(rx + 280, ry + 180, "list prepend done")  # /done /stop, /done /jam...
     p.connect(done, len(spec.delivering), other_done, 0)
     p.connect(other_done, 0, status_send, 0)
-    done_text = p.msg(rx + 170, ry + 210, "list done $1")
-    p.connect(clip, 1, done_text, 0)
+    # "done <path>", and the stems folder after it when the job made stems (issue 19)
+    path_and_stems = p.obj(rx + 170, ry + 195, "list split 1")
+    p.connect(delivered, 0, path_and_stems, 0)
+    done_text = p.obj(rx + 170, ry + 210, "list prepend done")
+    p.connect(path_and_stems, 1, done_text, 0)
     p.connect(done_text, 0, status_send, 0)
     # both channels into this copy's own arrays ($0: two copies never share them)
     arrays = p.obj(rx + 60, ry + 195, f"list append {CLIP_L} {CLIP_R}")

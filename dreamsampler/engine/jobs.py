@@ -32,17 +32,20 @@ from dreamsampler.engine.concepts import (
     require_manager,
     scan_concepts,
 )
-from dreamsampler.engine.families import ModelFamily, load_model
+from dreamsampler.engine.families import ModelFamily, ModelLoadError, load_model
 from dreamsampler.engine.level import NonFiniteAudioError
-from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
-from dreamsampler.engine.sampler import Cancelled, sample
+from dreamsampler.engine.request import GenerationResult, RequestError
+from dreamsampler.engine.sampler import Cancelled
+from dreamsampler.engine.stems import DEFAULT_MODEL, StemsError, StemsStage
+from dreamsampler.engine.work import EngineRequest, run_request
 
 log = logging.getLogger(__name__)
 
 REQUEST_FAULTS: tuple[type[Exception], ...] = (
-    AudioFileError, ConceptError, NonFiniteAudioError, RequestError)
+    AudioFileError, ConceptError, NonFiniteAudioError, RequestError, StemsError)
 """Errors that are the request's own fault (a bad input file, an unloaded concept, audio that
-came out non-finite, a request the family cannot serve): reported as their plain message."""
+came out non-finite, a request the family cannot serve, a stems model that cannot be loaded):
+reported as their plain message."""
 
 
 def failure_message(exc: BaseException, what: str, logger: logging.Logger = log) -> str:
@@ -100,7 +103,7 @@ TerminalEvent = JobFinished | JobFailed
 class Job:
     """A submitted job; iterate :meth:`events` or await :meth:`wait` from the event loop."""
 
-    def __init__(self, job_id: int, request: GenerationRequest) -> None:
+    def __init__(self, job_id: int, request: EngineRequest) -> None:
         self.id = job_id
         self.request = request
         self._events: asyncio.Queue[JobEvent] = asyncio.Queue()
@@ -155,8 +158,9 @@ class Engine(Protocol):
         """Fail every queued job and every pending operation or barrier with ``reason``, cancel
         the running job and release the model. No awaiter is left hanging."""
 
-    def submit(self, request: GenerationRequest, job_id: int) -> tuple[Job, int]:
-        """Queue a job; returns it with its queue position (0 = next to run).
+    def submit(self, request: EngineRequest, job_id: int) -> tuple[Job, int]:
+        """Queue a job (a generation, or a separation: ``/separate``); returns it with its
+        queue position (0 = next to run).
 
         Raises:
             QueueFull: too many jobs waiting, or the engine is closing.
@@ -208,6 +212,18 @@ class Engine(Protocol):
         ...
 
 
+def preload_stems(stems: StemsStage) -> None:
+    """Load the stems stage's model now (``stems.preload``).
+
+    Raises:
+        ModelLoadError: it cannot be loaded.
+    """
+    try:
+        stems.load()
+    except StemsError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+
 @dataclass(eq=False)
 class _Operation:
     """A concept operation or barrier waiting in the engine's FIFO (runs on the worker)."""
@@ -230,6 +246,9 @@ class LocalEngine:
         model: an already loaded model (then ``model_id``/``device``/``dtype`` are not used).
         concepts_dir: folder of trained concepts (:mod:`dreamsampler.engine.concepts`);
             ``None``: concept commands fail.
+        stems_model: the stems stage's Demucs model (:mod:`dreamsampler.engine.stems`: a name,
+            a folder or ``tiny``), loaded on the first job that needs it.
+        stems_preload: load the stems model in :meth:`start` instead.
     """
 
     def __init__(
@@ -240,8 +259,12 @@ class LocalEngine:
         queue_size: int = 16,
         model: ModelFamily | None = None,
         concepts_dir: Path | None = None,
+        stems_model: str = DEFAULT_MODEL,
+        stems_preload: bool = False,
     ) -> None:
         self.model_id = model_id
+        self.stems_preload = stems_preload
+        self.stems = StemsStage(stems_model, device)
         self.concepts_dir = Path(concepts_dir) if concepts_dir is not None else None
         self.concepts: ConceptManager | None = None
         self._concept_list: tuple[ConceptInfo, ...] = ()
@@ -264,6 +287,8 @@ class LocalEngine:
             )
         if self.concepts_dir is not None:
             self.concepts = ConceptManager(self.model, self.concepts_dir)
+        if self.stems_preload:
+            await asyncio.to_thread(preload_stems, self.stems)
         self._thread = threading.Thread(target=self._work, name="dreamsampler-engine", daemon=True)
         self._thread.start()
 
@@ -286,7 +311,7 @@ class LocalEngine:
     def _jobs_waiting(self) -> int:
         return sum(1 for item in self._queue if isinstance(item, Job))
 
-    def submit(self, request: GenerationRequest, job_id: int) -> tuple[Job, int]:
+    def submit(self, request: EngineRequest, job_id: int) -> tuple[Job, int]:
         job = Job(job_id, request)
         with self._wake:
             if self._closing is not None:
@@ -402,8 +427,9 @@ class LocalEngine:
         assert self.model is not None
         self._emit(job, JobStarted(job.id))
         try:
-            result = sample(
+            result = run_request(
                 self.model,
+                self.stems,
                 job.request,
                 on_step=lambda step, total: self._emit(job, JobProgress(job.id, step, total)),
                 should_cancel=job.cancel_requested.is_set,

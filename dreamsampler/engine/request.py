@@ -63,6 +63,9 @@ class GenerationRequest:
         process: a no-model job: the name of a processing function
             (:data:`dreamsampler.engine.processing.PROCESSES`, e.g. ``conform``) the engine runs
             on ``input_path`` instead of sampling; ``prompt`` may be empty.
+        stems: 1: also separate the finished clip into its sources (the engine's stems stage,
+            :mod:`dreamsampler.engine.stems`) in the same job: the result carries ``stems``;
+            0: the clip only.
     """
 
     prompt: str
@@ -84,6 +87,7 @@ class GenerationRequest:
     bpm: float | None = None
     key: str | None = None
     process: str | None = None
+    stems: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -144,6 +148,8 @@ class GenerationRequest:
                 data.pop(key)
         if self.continuation is None:
             data.pop("side")
+        if not self.stems:
+            data.pop("stems")
         if self.loras:
             data["loras"] = [[name, weight] for name, weight in self.loras]
         else:
@@ -164,12 +170,16 @@ class GenerationResult:
             elapsed seconds.
         latents: the final denoised latents ``(1, channels, frames, bins)`` (CPU tensor) when
             ``sample(..., return_latents=True)`` asked for them, else ``None``.
+        stems: source name → float32 ``(channels, samples)`` at ``sample_rate``, as long as
+            ``audio`` (a ``stems`` request or ``/separate``), else ``None``; ``record["stems"]``
+            then names the separation model.
     """
 
     audio: np.ndarray
     sample_rate: int
     record: dict[str, Any] = field(default_factory=dict)
     latents: Any = None
+    stems: dict[str, np.ndarray] | None = None
 
     @property
     def duration(self) -> float:

@@ -65,8 +65,9 @@ from dreamsampler.engine.jobs import (
     QueueFull,
     failure_message,
 )
-from dreamsampler.engine.request import GenerationRequest
-from dreamsampler.engine.sampler import Cancelled, sample
+from dreamsampler.engine.sampler import Cancelled
+from dreamsampler.engine.stems import DEFAULT_MODEL, StemsError, StemsStage
+from dreamsampler.engine.work import EngineRequest, run_request
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,8 @@ class ProcessSpec:
         model_factory: ``"module:function"`` returning the model, called in the engine process
             instead of ``load_model(model_id, device, dtype)`` (benchmarks with models built in
             code); ``None`` in production.
+        stems_model, stems_preload: the stems stage (see
+            :class:`~dreamsampler.engine.jobs.LocalEngine`).
     """
 
     model_id: str
@@ -153,6 +156,8 @@ class ProcessSpec:
     restore: tuple[str, ...] = ()
     step_hook: str | None = None
     model_factory: str | None = None
+    stems_model: str = DEFAULT_MODEL
+    stems_preload: bool = False
 
 
 @dataclass
@@ -202,6 +207,7 @@ class SupervisedEngine:
         threads: torch threads in the engine process (default: this process's).
         step_hook: fault injection for tests (see :class:`ProcessSpec`).
         model_factory: build the model in code (see :class:`ProcessSpec`).
+        stems_model, stems_preload: the stems stage (see :class:`ProcessSpec`).
 
     Call its methods on the event loop that called :meth:`start`.
     """
@@ -217,6 +223,8 @@ class SupervisedEngine:
         threads: int | None = None,
         step_hook: str | None = None,
         model_factory: str | None = None,
+        stems_model: str = DEFAULT_MODEL,
+        stems_preload: bool = False,
     ) -> None:
         self.model_id = model_id
         self.queue_size = queue_size
@@ -229,6 +237,8 @@ class SupervisedEngine:
             threads=threads if threads is not None else torch.get_num_threads(),
             step_hook=step_hook,
             model_factory=model_factory,
+            stems_model=stems_model,
+            stems_preload=stems_preload,
         )
         self._ctx = _context()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -293,7 +303,7 @@ class SupervisedEngine:
             await asyncio.to_thread(proc.process.join, 5.0)
         proc.commands.close()
 
-    def submit(self, request: GenerationRequest, job_id: int) -> tuple[Job, int]:
+    def submit(self, request: EngineRequest, job_id: int) -> tuple[Job, int]:
         """Queue a job; returns it with its queue position (0 = next to run).
 
         Raises:
@@ -634,8 +644,11 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
             except ConceptError as exc:
                 errors.append(str(exc))
         hook = _resolve(spec.step_hook)
+        stems = StemsStage(spec.stems_model, spec.device)
+        if spec.stems_preload:
+            stems.load()
     except BaseException as exc:
-        send(("load_error", str(exc) if isinstance(exc, ModelLoadError)
+        send(("load_error", str(exc) if isinstance(exc, ModelLoadError | StemsError)
               else f"{type(exc).__name__}: {exc}"))
         return
     info = {"family": model.name, "sample_rate": model.sample_rate, "device": str(model.device)}
@@ -670,11 +683,11 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
         if kind != "job":
             send(("reply", *_concept_operation(manager, kind, payload), loaded()))
             continue
-        request: GenerationRequest = payload
+        request: EngineRequest = payload
         send(("started", job_id))
 
         def on_step(step: int, total: int, job_id: int = job_id,
-                    request: GenerationRequest = request) -> None:
+                    request: EngineRequest = request) -> None:
             send(("progress", job_id, step, total))
             if hook is not None:
                 hook(step, total, request)
@@ -683,7 +696,8 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
             return job_id in cancelled or stop.is_set()
 
         try:
-            result = sample(model, request, on_step=on_step, should_cancel=should_cancel)
+            result = run_request(model, stems, request, on_step=on_step,
+                                 should_cancel=should_cancel)
         except Cancelled:
             send(("failed", job_id, "cancelled", True))
         except BaseException as exc:

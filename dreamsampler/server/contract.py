@@ -335,7 +335,9 @@ REPLIES: dict[str, Message] = {
     for m in (
         Message("/done", (Arg("command", "s", "the address that succeeded"),),
                 "a command succeeded; further arguments depend on the command. A job's /done "
-                "(`/done <command> i:job_id s:path`) is followed by one `s:sink s:error` pair "
+                "(`/done <command> i:job_id s:path`) is followed by the stems folder "
+                "(`s:stems`) when the job asked for stems (`stems 1`), then by one "
+                "`s:sink s:error` pair "
                 "per optional sink (the audio device) that could not take the clip; a job whose "
                 "required sink (the output folder) failed, or all of whose sinks failed, gets "
                 "/fail instead"),
@@ -421,7 +423,7 @@ PARAMS: dict[str, Arg] = session_params()
 
 # -- commands --------------------------------------------------------------------------------------
 
-_GEN_REPLIES = ("/queued i:job_id i:position", "/done /gen i:job_id s:path",
+_GEN_REPLIES = ("/queued i:job_id i:position", "/done /gen i:job_id s:path [s:stems]",
                 "/fail /gen s:message i:job_id")
 
 
@@ -443,7 +445,7 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
             Arg("prompt", "s", "text prompt (several atoms are joined)", rest=True),
         ), "style-transfer an input clip toward the prompt (SDEdit at strength)",
             options(schema.TRANSFER, params),
-            ("/queued i:job_id i:position", "/done /transfer i:job_id s:path",
+            ("/queued i:job_id i:position", "/done /transfer i:job_id s:path [s:stems]",
              "/fail /transfer s:message i:job_id")),
         Message("/continue", (
             INPUT,
@@ -456,7 +458,7 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
             "tags where the family was trained on them, and bpm sets the tempo of unit bars "
             "(needs a model family that can inpaint: Stable Audio 3; others answer /fail)",
             options(schema.CONTINUE, params),
-            ("/queued i:job_id i:position", "/done /continue i:job_id s:path",
+            ("/queued i:job_id i:position", "/done /continue i:job_id s:path [s:stems]",
              "/fail /continue s:message i:job_id")),
         Message("/inpaint", (
             INPUT,
@@ -469,7 +471,7 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
             "that can inpaint: Stable Audio 3; others answer /fail); the output is as long as "
             "the input, or up to end when end passes it",
             options(schema.INPAINT, params),
-            ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path",
+            ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path [s:stems]",
              "/fail /inpaint s:message i:job_id")),
         Message("/conform", (INPUT,), "conform a clip (a producer's loop or sample, no model): "
                 "time-stretch it to bpm (default: the session tempo), pitch-shift it to key, "
@@ -479,7 +481,7 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
                 ("/queued i:job_id i:position", "/done /conform i:job_id s:path",
                  "/fail /conform s:message i:job_id")),
         Message("/trigger", (), "generate from the session parameters (/param/...)",
-                (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path",
+                (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path [s:stems]",
                      "/fail /trigger s:message i:job_id")),
         *(
             Message(f"/param/{p.name}", (p,), f"set the session's {p.name}: {p.description}",
@@ -521,7 +523,8 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
                 "generate from a preset (seed per its seed policy); the clip always lands in "
                 "the output folder, and also plays on the audio device when the preset's "
                 "sinks include 'device'",
-                (), ("/queued i:job_id i:position", "/done /preset/trigger i:job_id s:path",
+                (), ("/queued i:job_id i:position",
+                     "/done /preset/trigger i:job_id s:path [s:stems]",
                      "/fail /preset/trigger s:message [i:job_id]")),
         Message("/preset/list", (), "ask for the loaded presets' names", (),
                 ("/preset.list s:name...",)),
@@ -559,6 +562,17 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
                 "jam mode: each clip loops on the audio device while the next is generated, "
                 "then takes over on the next bar with a crossfade",
                 (), ("/done /jam s:state", "/fail /jam s:message")),
+        Message(schema.SEPARATE, (Arg("input", "s", "path of the clip to separate: inside an "
+                                      "input folder, or a clip the server wrote to its output "
+                                      "folder", field="input_path"),),
+                "separate a clip into its sources with Demucs (issue 19: drums, bass, other, "
+                "vocals; htdemucs_6s adds guitar and piano): the reply's path is a folder next "
+                "to the clips holding <name>.<source>.wav for every source (same length as the "
+                "input, at the output rate) and <name>.stems.json naming the model, its version "
+                "and the input; written atomically",
+                options(schema.SEPARATE, params),
+                ("/queued i:job_id i:position", "/done /separate i:job_id s:path",
+                 "/fail /separate s:message i:job_id")),
     )
 
 
@@ -657,15 +671,25 @@ Deliberate changes to addresses, arguments and replies, newest first.
   the message is parsed, and OSCQuery serves it as `RANGE`. A range error names the unit ("bpm 5
   is below the minimum 20 BPM (allowed 20..999)").
 - **Input policy.** A client on loopback (`127.0.0.0/8`, `::1`) may name any readable audio file
-  by absolute path in `/transfer`, `/continue`, `/inpaint` and `/conform`; a client on another
-  machine only files in `input_dirs` (and the output folder where it was allowed before), as
-  before. `/transfer /etc/hostname ...` from loopback now answers "not a readable audio file"
-  instead of "outside the input folders" (see docs/hardening.md).
+  by absolute path in `/transfer`, `/continue`, `/inpaint`, `/conform` and `/separate`; a
+  client on another machine only files in `input_dirs` (and the output folder where it was
+  allowed before), as before. `/transfer /etc/hostname ...` from loopback now answers "not a
+  readable audio file" instead of "outside the input folders" (see docs/hardening.md).
 - **OSCQuery.** Commands without arguments are typed `N`; `VALUE` of a write-only node and
   attributes the server does not serve (`TAGS`, `CLIPMODE`, ...) answer 204; `UNIT` per argument;
   `/tempo` and `/jam` are readable (`ACCESS` 3) with their live `VALUE`; `LISTEN`/`IGNORE` over a
   WebSocket on the same port stream value changes made by any edge as binary OSC
   (`HOST_INFO.EXTENSIONS.LISTEN` is true).
+
+### 0.4 (issue 19: stems with Demucs)
+
+- New command `/separate s:input [model s] [id i] [name s]`: splits a clip (an input, or a clip
+  the server wrote) into its sources with Demucs; `/done /separate i:job_id s:path` names a
+  folder holding `<name>.<source>.wav` per source and `<name>.stems.json`.
+- New option `stems` (0/1) on `/gen`, `/transfer`, `/continue`, `/inpaint`, the session
+  (`/param/stems`) and presets: the clip and its stems in one job. Its `/done` carries the
+  stems folder right after the clip's path (`/done /gen i:job_id s:path s:stems`), before any
+  `s:sink s:error` pairs.
 
 ### 0.4 (issue 18: loops that lock)
 

@@ -22,6 +22,7 @@ import numpy as np
 from dreamsampler import schema
 from dreamsampler.engine.jobs import JobFailed, JobProgress, JobStarted
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
+from dreamsampler.engine.stems import SeparationRequest
 
 FOLDER = "folder"
 DEVICE = "device"
@@ -56,6 +57,11 @@ class Played:
     duration: float = 0.0
 
 
+def stems_folder(clip: Path) -> Path:
+    """The stems folder of a clip: ``<clip stem>.stems`` next to it (issue 19)."""
+    return clip.with_name(f"{clip.stem}.stems")
+
+
 @dataclass(frozen=True)
 class Delivered:
     """A job's clip went to its sinks (the terminal update of a successful job).
@@ -70,6 +76,7 @@ class Delivered:
         loop: the bar length, or None for seconds.
         sink_errors: sink name → why a sink other than the folder could not take the clip (the
             clip is delivered to the others).
+        stems_dir: the clip's stems folder in the output folder (a ``stems`` job), else None.
     """
 
     job_id: int
@@ -79,6 +86,7 @@ class Delivered:
     sample_rate: int = 0
     loop: LoopSpec | None = None
     sink_errors: Mapping[str, str] = field(default_factory=dict)
+    stems_dir: Path | None = None
 
     @property
     def path(self) -> Path | None:
@@ -97,7 +105,8 @@ class Delivery:
     """One typed job: what to generate and how to deliver it.
 
     Attributes:
-        request: the validated generation request (its ``duration`` covers ``loop``).
+        request: the validated generation request (its ``duration`` covers ``loop``), or a
+            separation (``/separate``: the folder sink writes the stems folder only).
         job_id: a client-chosen id, or None for the service's next one.
         name: file-name stem for the folder sink (None: ``<time>_<prompt>_<seed>``).
         loop: cut the clip to exactly these bars (None: keep ``request.duration`` seconds).
@@ -108,7 +117,7 @@ class Delivery:
         reply: who to answer (see :data:`Listener`); None answers nobody but the observers.
     """
 
-    request: GenerationRequest
+    request: GenerationRequest | SeparationRequest
     job_id: int | None = None
     name: str | None = None
     loop: LoopSpec | None = None

@@ -15,12 +15,13 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from dreamsampler.engine.bars import fit_to_bars
 from dreamsampler.engine.jobs import JobFailed, JobFinished
 from dreamsampler.engine.request import GenerationResult
-from dreamsampler.server.delivery import Clip, Delivered, Delivery, LoopSpec
+from dreamsampler.server.delivery import FOLDER, Clip, Delivered, Delivery, LoopSpec, stems_folder
 from dreamsampler.server.sinks import Sink, SinkError
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,11 @@ def fit(result: GenerationResult, loop: LoopSpec | None
                             beats_per_bar=loop.beats_per_bar)
     record = {**result.record, "bpm": loop.bpm, "bars": loop.bars,
               "beats_per_bar": loop.beats_per_bar, **extra}
-    return dataclasses.replace(result, audio=audio, record=record), loop
+    stems = None if result.stems is None else {  # issue 19: the stems fit the same bars
+        name: fit_to_bars(stem, result.sample_rate, loop.bars, loop.bpm,
+                          beats_per_bar=loop.beats_per_bar)
+        for name, stem in result.stems.items()}
+    return dataclasses.replace(result, audio=audio, record=record, stems=stems), loop
 
 
 async def _one(sink: Sink, clip: Clip) -> tuple[bool, Any]:
@@ -104,4 +109,15 @@ async def deliver(sinks: Mapping[str, Sink], event: JobFinished, job: Delivery
         except Exception:
             log.exception("the %s sink failed to take clip %d", sink.name, event.job_id)
     return Delivered(event.job_id, receipts, result.duration, result.audio,
-                     result.sample_rate, job.loop, errors)
+                     result.sample_rate, job.loop, errors, _stems_dir(receipts, result, job))
+
+
+def _stems_dir(receipts: Mapping[str, Any], result: GenerationResult, job: Delivery
+               ) -> Path | None:
+    """The clip's stems folder (issue 19): next to the clip the folder sink wrote, when the job
+    asked for stems; None otherwise and for ``/separate`` (its path is the stems folder)."""
+    clip = receipts.get(FOLDER)
+    if not isinstance(clip, Path) or result.stems is None or not getattr(job.request, "stems",
+                                                                         0):
+        return None
+    return stems_folder(clip)

@@ -1,7 +1,8 @@
 """The job builders: what an edge asks for (generation parameters, a preset name, the session)
 becomes one typed :class:`~dreamsampler.server.delivery.Delivery`, validated over the session
 defaults with its bar length resolved at the session tempo (once, here). A part of the service;
-edges reach it through ``Service.job``, ``Service.session_job`` and ``Service.preset_job``."""
+edges reach it through ``Service.job``, ``Service.session_job``, ``Service.preset_job`` and
+``Service.separate_job``."""
 
 from __future__ import annotations
 
@@ -48,6 +49,10 @@ class JobBuilder:
                 raise RequestError(f"unknown sink {sink!r} (known: {', '.join(known)})")
         request, loop = self.params.build(params, transfer)
         self._check_family(request)
+        if getattr(request, "stems", 0) and loop is not None and loop.conform:
+            raise RequestError("stems 1 with a conformed clip (bpm or key) is not supported yet: "
+                               "the stems are separated before the conform; send conform 0, or "
+                               "/separate the conformed clip")
         return Delivery(request, job_id=job_id, name=name, loop=loop, sinks=sinks,
                         quantum=quantum, jam=jam, extra=dict(extra or {}), reply=reply)
 
@@ -101,3 +106,17 @@ class JobBuilder:
         request, loop = conform_request(params, self.params.config, self.params.clock())
         stem = name or (f"{request.input_path.stem}_conformed" if request.input_path else None)
         return Delivery(request, job_id=job_id, name=stem, loop=loop, reply=reply)
+
+    def separate_job(self, input_path: str, *, model: str | None = None,
+                     job_id: int | None = None, name: str | None = None,
+                     reply: Listener | None = None) -> Delivery:
+        """A ``/separate`` job (issue 19): the request is
+        :meth:`~dreamsampler.server.session.SessionParams.separation`'s; only the folder sink
+        takes it (it writes the stems folder).
+
+        Raises:
+            RequestError: a missing input, one outside the input and output folders, not
+                audio, or too large.
+        """
+        request = self.params.separation(input_path, model)
+        return Delivery(request, job_id=job_id, name=name, sinks=(FOLDER,), reply=reply)

@@ -83,6 +83,18 @@ to ``bpm``, ``key`` and ``bars``."""
 
 
 @dataclass(frozen=True)
+class Separate(Request):
+    """``/separate input [model M] [id N] [name S]`` (issue 19): split a clip into stems
+    (``model`` is the ``stems_model`` field)."""
+
+    address = "/separate"
+    input_path: str = ""
+    stems_model: str | None = None
+    job_id: int | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class Trigger(Request):
     address = "/trigger"
 
@@ -227,7 +239,8 @@ TYPES: dict[str, type[Request]] = {
     t.address: t
     for t in (Gen, Transfer, Continue, Inpaint, Conform, Trigger, ConceptLoad, ConceptUnload,
               ConceptList, ConceptAvailable, Cancel, Notify, Status, Sync, Version, PresetTrigger,
-              PresetList, PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam)
+              PresetList, PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam,
+              Separate)
 }
 TYPES.update({f"/param/{name}": Param for name in PARAMS})
 

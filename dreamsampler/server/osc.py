@@ -175,6 +175,7 @@ class OscServer:
             m.Play: self._play,
             m.Stop: self._stop,
             m.Jam: self._jam,
+            m.Separate: self._separate,  # issue 19
         }
         missing = {t.__name__ for t in m.TYPES.values()} - {t.__name__ for t in self._handlers}
         if missing:
@@ -332,13 +333,15 @@ class OscServer:
     # -- generation ----------------------------------------------------------------------------
 
     def job_reply(self, sender: Address, address: str) -> Listener:
-        """A job's reply target: ``/done address job_id path [sink error]...`` (one pair per
-        optional sink that could not take the clip) or ``/fail address ...``."""
+        """A job's reply target: ``/done address job_id path [stems] [sink error]...`` (the
+        stems folder when the job asked for stems, then one pair per optional sink that could
+        not take the clip) or ``/fail address ...``."""
         def on_update(update: Update) -> None:
             if isinstance(update, Delivered):
+                stems = (str(update.stems_dir),) if update.stems_dir is not None else ()
                 errors = [atom for pair in update.sink_errors.items() for atom in pair]
                 self.reply(sender, "/done", address, update.job_id, str(update.path or ""),
-                           *errors)
+                           *stems, *errors)
             elif isinstance(update, JobFailed):
                 self.fail(sender, address, update.message, update.job_id)
 
@@ -357,6 +360,12 @@ class OscServer:
     def _conform(self, sender: Address, msg: m.Conform) -> None:
         job = self.service.conform_job(msg.params(), job_id=msg.job_id, name=msg.name,
                                        reply=self.job_reply(sender, msg.address))
+        self._submit(sender, job)
+
+    def _separate(self, sender: Address, msg: m.Separate) -> None:
+        job = self.service.separate_job(msg.input_path, model=msg.stems_model, job_id=msg.job_id,
+                                        name=msg.name,
+                                        reply=self.job_reply(sender, msg.address))
         self._submit(sender, job)
 
     def _trigger(self, sender: Address, msg: m.Trigger) -> None:

@@ -211,7 +211,8 @@ PRESET_DOC = """One playable preset (see :class:`PresetRules` for its keys).
 
 Units: ``strength`` 0..1 (style-transfer denoising strength, 1 = ignore the input clip),
 ``steps`` diffusion steps, ``guidance`` CFG scale, ``bars`` whole bars at the session tempo,
-``seconds`` seconds, ``lora_scale`` -2..2 (the schema's range; it was 0..2 before 0.3).
+``seconds`` seconds, ``lora_scale`` -2..2 (the schema's range; it was 0..2 before 0.3),
+``stems`` 1: also separate the clip into stems with Demucs in the same job (issue 19).
 
 Raises:
     pydantic.ValidationError: unknown key, value out of range, both or neither of

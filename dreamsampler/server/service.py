@@ -282,6 +282,10 @@ class Service:
         """A no-model conform job (see :meth:`JobBuilder.conform_job`)."""
         return self.builder.conform_job(params, **how)
 
+    def separate_job(self, input_path: str, **how: Any) -> Delivery:
+        """A ``/separate`` job (see :meth:`JobBuilder.separate_job`). Raises ``RequestError``."""
+        return self.builder.separate_job(input_path, **how)
+
     # -- jobs (server/job_runner.py) ----------------------------------------------------------
 
     @property

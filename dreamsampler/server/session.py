@@ -18,6 +18,7 @@ from dreamsampler import schema
 from dreamsampler.config import Config
 from dreamsampler.engine.audio_io import AudioFileError, probe_audio
 from dreamsampler.engine.request import GenerationRequest, RequestError
+from dreamsampler.engine.stems import SeparationRequest
 from dreamsampler.server.clock import TempoClock, bars_to_seconds
 from dreamsampler.server.delivery import GenerationParams, LoopSpec
 
@@ -266,8 +267,9 @@ def _common(params: GenerationParams, session: Session, steps: int,
 
 _BUILT = frozenset({"prompt", "duration", "input_path", "strength", "negative_prompt", "seed",
                     "num_inference_steps", "guidance_scale", "scheduler", "lora_scale", "concept",
-                    "loras"})
-"""Request fields :func:`build_request` works out itself (limits, inputs, seeds, concepts)."""
+                    "loras", "bpm", "key", "side"})
+"""Request fields :func:`build_request` works out itself (limits, inputs, seeds, concepts, the
+tempo, key and side a loop or region job resolves)."""
 
 UNITS = schema.UNITS
 
@@ -505,6 +507,20 @@ class SessionParams:
         if candidate.prompt:
             self.build(candidate.params(), transfer=False, session=candidate)
         self.session = candidate
+
+    def separation(self, input_path: str, model: str | None = None) -> SeparationRequest:
+        """The request of a ``/separate`` job (issue 19): the input is looked up in the input
+        folders, then the output folder (clips the server made), and refused over
+        ``limits.max_input_mb``; ``model`` (a Demucs name or folder) or the engine's.
+
+        Raises:
+            RequestError: a missing input, one outside those folders, not audio, or too large.
+        """
+        if not input_path:
+            raise RequestError("missing input")
+        path = resolve_input(input_path, [*self.config.input_dirs, self.config.output.dir],
+                             max_input_bytes(self.config))
+        return SeparationRequest(path, model=model or None)
 
     def trigger_params(self, seed_offset: int = 0) -> tuple[GenerationParams, bool]:
         """The session as one job's parameters and whether it is a transfer (an input is set):

@@ -423,6 +423,10 @@ def test_max_replies_drive_status_progress_cancel_and_clip(sim: MaxSim) -> None:
         paths = [m for text, m in sim.effects if text == "live.path"]
         assert paths == [["path", "live_set"]]  # the tempo follower, at load
         assert sim.find("newobj", "deferlow").state["deferred"] == 4
+    # a job with stems (issue 19): the stems folder follows the clip's path on the status line
+    sim.incoming("/done", "/gen", 13, "/music/dreamsampler/clip-2.wav", "/music/clip-2.stems")
+    assert status.state["content"] == ["done", "/music/dreamsampler/clip-2.wav",
+                                       "/music/clip-2.stems"]
     sim.incoming("/job.ended", 12, "done", "x")  # not routed: ignored without error
 
 
