@@ -14,8 +14,10 @@
 //                           restart; the server's registrations expire when a client goes quiet)
 //   mode session|arrangement  where clips go (Arrangement: at the playhead, Live 12.2+)
 //   place <path>            place a delivered clip on the device's own track
-//   done <address> <id> <path...>  a /done reply: several paths are takes (listed in the Takes
-//                           menu; the first is placed by "place"); /separate's folder is stems
+//   done <address> <id> <path...>  a /done reply: several WAV paths are takes (listed in the
+//                           Takes menu; the first is placed by "place"); /separate's folder, or
+//                           a folder right after the clip (the stems option), is stems; sink/error
+//                           pairs after them are ignored
 //   take <index>            place take <index> of the last job and load it for preview
 //   capture <bars> <command> [folder]  record <bars> of the track's input, then run <command>
 //   captured                the recording is complete (from the patch's [delay])
@@ -448,7 +450,22 @@ function done() {
         report(outcome);
         return;
     }
-    if (paths.length > 1) {
+    // /done <address> <id> <path> [<stems folder>] [<sink> <error>]...: a stems folder (issue
+    // 19's stems option) is a path right after the clip that is not a WAV; sink/error pairs are
+    // words, not paths. Several WAV paths are takes.
+    var folder = paths.length > 1 && isPath(paths[1]) && !isWav(paths[1]) ? paths[1] : "";
+    if (folder !== "") {
+        var placed;
+        try {
+            placed = placeStems(makeLiveAPI, folder, listFolder(folder));
+        } catch (failure) {
+            placed = "not placed: " + failure;
+        }
+        report(placed);
+    }
+    var wavs = paths.filter(isWav);
+    if (wavs.length > 1) {
+        paths = wavs;
         state.takes = paths;
         var names = [];
         for (var i = 0; i < paths.length; i++) {
@@ -457,6 +474,14 @@ function done() {
         outlet(2, ["_parameter_range"].concat(names));
         outlet(2, ["set", 0]);
     }
+}
+
+function isWav(item) {
+    return /\.wav$/i.test(String(item));
+}
+
+function isPath(item) {
+    return /[\/\\]/.test(String(item));
 }
 
 function take(index) {

@@ -211,6 +211,25 @@ def test_stems_go_on_new_tracks_next_to_the_device(tmp_path: Path) -> None:
     assert _status(result) == "placed stems bass, drums of groove 0007 on new tracks 3-4"
 
 
+def test_a_clip_with_stems_places_the_stems_and_lists_no_takes(tmp_path: Path) -> None:
+    """``/done /gen <id> <clip> <stems folder> <sink> <error>`` (the stems option, issue 19, and a
+    sink that failed): the folder's stems go on new tracks; neither the folder nor the sink's
+    error is a take."""
+    folder = tmp_path / "pad 0003.stems"
+    folder.mkdir()
+    (folder / "drums.wav").write_bytes(b"")
+    scenario = _set([0, 0, 0])
+    result = _run(scenario, [[0, "done", "/gen", 7, str(tmp_path / "pad 0003.wav"), str(folder),
+                              "device", "no audio device"]])
+    assert _out(result, 0, 2) == [], "one clip: no takes menu"
+    calls = [c for c in result["calls"] if c[0] != "live_app"]
+    assert calls == [
+        ["live_set", "create_audio_track", 2],
+        ["live_set tracks 2", "set", "name", "pad 0003.stems drums"],
+        ["live_set tracks 2 clip_slots 2", "create_audio_clip", f"{folder}/drums.wav"],
+    ]
+
+
 def test_arrangement_places_at_the_playhead_on_live_12_2() -> None:
     scenario = _set([0, 0, 0])
     scenario["version"] = [12, 2, 0]
