@@ -32,8 +32,8 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path,
                    help=f"YAML config file (default: ./{CONFIG_NAME}, else {CONFIG_NAME} in "
                    f"{_user_config_dir_shown()}, else the built-in defaults)")
-    g.add_argument("--model", help="repo id, local folder, or a tiny random-weight "
-                   f"build: {tiny_choices()}")
+    g.add_argument("--model", help="repo id, local folder, 'mini' (trained here, offline), "
+                   f"or a tiny random-weight build: {tiny_choices()}")
     g.add_argument("--stems-model", help="Demucs model for stems: htdemucs, htdemucs_ft, "
                    "htdemucs_6s, a local folder or 'tiny'")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")

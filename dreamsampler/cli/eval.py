@@ -52,7 +52,53 @@ def _evaluate_one(args: argparse.Namespace, name: str, out_dir: Path, clap: obje
     )
 
 
+def _cmd_mini(args: argparse.Namespace) -> int:
+    """The mini world (docs/mini.md): the measures' own accuracy, or a model's prompt adherence."""
+    import json
+
+    if args.mini == "measures":
+        from dreamsampler.mini.measures import report as measures_report
+
+        result = measures_report()
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "measures.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        print(f"report: {args.out / 'measures.json'}")
+        return 0
+    from rich.progress import Progress
+
+    from dreamsampler.engine.families import ModelLoadError
+    from dreamsampler.mini.evaluate import markdown, run_adherence, run_transfer
+
+    model_id = args.model or "mini"
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"mini-world {args.mini} of {model_id}", total=None)
+
+            def on_clip(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            if args.mini == "transfer":
+                result = run_transfer(model_id, args.n, args.out, device=args.device or "cpu",
+                                      on_clip=on_clip)
+            else:
+                result = run_adherence(model_id, args.n, args.out, device=args.device or "cpu",
+                                       on_clip=on_clip)
+    except (ModelLoadError, FileNotFoundError) as exc:
+        print(f"dreamsampler: {exc}", file=sys.stderr)
+        return 1
+    if args.mini == "transfer":
+        print(json.dumps(result["rows"], indent=2))
+        print(f"report: {args.out / 'transfer.json'}, plot: {args.out / 'transfer.png'}")
+        return 0
+    print(markdown(result), end="")
+    print(f"report: {args.out / 'adherence.json'}")
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
+    if args.mini is not None:
+        return _cmd_mini(args)
     from dreamsampler.engine.concepts import ConceptError
     from dreamsampler.eval.audio import AudioError
     from dreamsampler.eval.concept_eval import EvalSetupError
@@ -94,6 +140,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--concept", help="the concept to evaluate")
     which.add_argument("--compare", nargs="+", metavar="NAME", help="several concepts side by side")
+    which.add_argument("--mini", choices=["adherence", "transfer", "measures"],
+                       help="the mini world (docs/mini.md): a model's prompt adherence or its "
+                            "style-transfer curve over --n seeds (default --model mini), or the "
+                            "measures' own accuracy")
     p.add_argument("--n", type=int, default=8, help="clips per prompt (seeds 0..n-1)")
     p.add_argument("--prompts", type=Path,
                    help="YAML with 'reconstruction' and 'editability' prompt lists ({} = concept)")

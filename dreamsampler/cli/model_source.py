@@ -21,7 +21,8 @@ from dreamsampler.engine.catalog import TINY_NAMES, tiny_choices
 
 log = logging.getLogger(__name__)
 
-TINY_HINT = ("use --model tiny (random weights: runs offline, produces noise) or --model "
+TINY_HINT = ("use --model mini (trained here on rendered General MIDI: real notes, offline), "
+             "--model tiny (random weights: runs offline, produces noise) or --model "
              "/path/to/folder (a diffusers folder with model_index.json)")
 #: seconds the hub connection probe may take
 PROBE_TIMEOUT = 4.0
@@ -50,6 +51,8 @@ def check_model_source(model_id: str, probe_timeout: float = PROBE_TIMEOUT) -> s
     """
     if model_id in TINY_NAMES:
         return "tiny fixture"
+    if model_id == "mini":  # dreamsampler.mini.MINI_DIR, trained here (docs/mini.md)
+        return "mini model (packaged)"
     if model_id.startswith("tiny:"):
         raise ConfigError(f"model.id {model_id}: no such tiny build (known: {tiny_choices()})")
     path = Path(model_id).expanduser()

@@ -789,3 +789,26 @@ def clip_records(paths: Mapping[str, Path] | list[Path]) -> list[ClipRecord]:
     """:class:`ClipRecord` (path + sha256) for each training clip file."""
     items = paths.values() if isinstance(paths, Mapping) else paths
     return [ClipRecord(path=str(Path(p).resolve()), sha256=sha256_file(Path(p))) for p in items]
+
+
+async def autoload(engine: Any, wanted: str | Sequence[str]) -> list[ConceptInfo]:
+    """Load the concepts ``concepts_autoload`` names on ``engine`` (any
+    :class:`~dreamsampler.engine.jobs.Engine`): each named one must load; ``"*"`` loads every
+    concept on disk and skips (logs) the ones that cannot load.
+
+    Raises:
+        ConceptError: a named concept cannot be loaded.
+    """
+    loaded: list[ConceptInfo] = []
+    if wanted == "*":
+        for info in await engine.available_concepts():
+            try:
+                loaded.append(await engine.load_concept(info.name))
+            except ConceptError as exc:
+                log.warning("concept not autoloaded: %s", exc)
+    else:
+        for name in wanted:
+            loaded.append(await engine.load_concept(name))
+    if loaded:
+        log.info("concepts loaded: %s", ", ".join(c.name for c in loaded))
+    return loaded

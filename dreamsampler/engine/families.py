@@ -80,7 +80,8 @@ def _unreadable_index(model_id: str, exc: Exception) -> str:
 
 
 def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> ModelFamily:
-    """Load a model by Hugging Face repo id, local diffusers folder, or tiny fixture name.
+    """Load a model by Hugging Face repo id, local diffusers folder, tiny fixture name, or
+    ``mini`` (the trained mini-world model in the package, :mod:`dreamsampler.mini`).
 
     The family comes from ``model_index.json``'s ``_class_name``; each component loads with its
     class's ``from_pretrained(model_id, subfolder=key)`` (the hub cache is used when offline).
@@ -90,6 +91,10 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
     """
     torch_device = resolve_device(device)
     torch_dtype = getattr(torch, dtype)
+    if model_id == "mini":  # the trained mini-world model shipped in the package
+        from dreamsampler.mini import MINI_DIR
+
+        model_id = str(MINI_DIR)
     if model_id in TINY_NAMES:
         family_name, components = build_tiny_components(model_id)
         family = next(f for f in families().values() if f.name == family_name)

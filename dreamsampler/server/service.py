@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamsampler.config import Config
-from dreamsampler.engine.concepts import ConceptError, ConceptInfo
+from dreamsampler.engine.concepts import ConceptInfo, autoload
 from dreamsampler.engine.jobs import Engine, EngineStatus
 from dreamsampler.server.clock import TempoClock
 from dreamsampler.server.delivery import (
@@ -147,25 +147,9 @@ class Service:
     # -- concepts ------------------------------------------------------------------------------
 
     async def autoload_concepts(self) -> list[ConceptInfo]:
-        """Load ``config.concepts_autoload``: named ones must load; ``"*"`` skips bad ones.
-
-        Raises:
-            ConceptError: a named concept cannot be loaded.
-        """
-        wanted = self.config.concepts_autoload
-        loaded: list[ConceptInfo] = []
-        if wanted == "*":
-            for info in await self.engine.available_concepts():
-                try:
-                    loaded.append(await self.engine.load_concept(info.name))
-                except ConceptError as exc:
-                    log.warning("concept not autoloaded: %s", exc)
-        else:
-            for name in wanted:
-                loaded.append(await self.engine.load_concept(name))
-        if loaded:
-            log.info("concepts loaded: %s", ", ".join(c.name for c in loaded))
-        return loaded
+        """Load ``config.concepts_autoload`` (see :func:`~dreamsampler.engine.concepts.autoload`).
+        Raises ``ConceptError``."""
+        return await autoload(self.engine, self.config.concepts_autoload)
 
     async def load_concept(self, name: str) -> ConceptInfo:
         """Load a concept, in arrival order with jobs (idempotent). Raises ``ConceptError``."""

@@ -1,0 +1,263 @@
+"""Prompt adherence of a model in the mini world, measured without the model's help.
+
+For every prompt and seed, one clip comes out of the engine's own sampling loop
+(:func:`dreamsampler.engine.sampler.sample`, as ``dreamsampler generate`` makes it); the
+instrument classifier (:mod:`dreamsampler.mini.measures`, fitted on rendered clips) names its
+instrument and pYIN estimates its pitch. A clip follows its prompt when the named instrument is the
+classifier's first choice, and (note prompts) when the pitch is within a semitone of the named note.
+
+    dreamsampler eval --mini adherence --model mini --n 20 --out eval-mini
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dreamsampler.mini import data
+from dreamsampler.mini.measures import InstrumentClassifier, estimate_pitch, pitch_correct
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+    """A prompt with what it names: the instrument family and, for a note, its MIDI pitch."""
+
+    text: str
+    instrument: str
+    pitch: int | None = None
+
+
+def adherence_prompts() -> list[Prompt]:
+    """Two notes per pitched trained family (E in its lowest octave, A in its highest), one chord
+    per chord family, and one drum beat: 7 × 2 + 4 + 1 = 19 prompts."""
+    prompts: list[Prompt] = []
+    for inst in data.TRAINED:
+        if inst.program is None:
+            prompts.append(Prompt(data.beat_caption(100), inst.name))
+            continue
+        for name in (f"E{inst.octaves[0]}", f"A{inst.octaves[-1]}"):
+            midi = data.midi_number(name)
+            prompts.append(Prompt(data.note_caption(inst, midi), inst.name, midi))
+        if inst.chords:
+            prompts.append(Prompt(data.chord_caption(inst, "A", "minor"), inst.name))
+    return prompts
+
+
+def generate(model: Any, prompt: str, seed: int, steps: int = 25, guidance: float = 2.5,
+             duration: float = data.CLIP_SAMPLES / data.SAMPLE_RATE) -> np.ndarray:
+    """One clip ``(samples,)`` through the engine's sampling loop."""
+    from dreamsampler.engine.request import GenerationRequest
+    from dreamsampler.engine.sampler import sample
+
+    request = GenerationRequest(prompt=prompt, seed=seed, num_inference_steps=steps,
+                                guidance_scale=guidance, duration=duration)
+    return sample(model, request).audio[0]
+
+
+def adherence(model: Any, classifier: InstrumentClassifier, prompts: list[Prompt],
+              seeds: list[int], steps: int = 25, guidance: float = 2.5,
+              on_clip: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Generate every prompt for every seed and measure it.
+
+    Returns:
+        ``{"instrument_accuracy", "pitch_within_semitone", "per_prompt": [...], "settings"}``:
+        the instrument accuracy is over all clips, the pitch score over note prompts' clips.
+    """
+    rows: list[dict[str, Any]] = []
+    total = len(prompts) * len(seeds)
+    done = 0
+    for p in prompts:
+        clips = []
+        for seed in seeds:
+            clips.append(generate(model, p.text, seed, steps, guidance))
+            done += 1
+            if on_clip is not None:
+                on_clip(done, total)
+        audio = np.stack(clips)
+        predicted = classifier.predict(audio)
+        probs = classifier.probabilities(audio)[:, classifier.classes.index(p.instrument)]
+        row: dict[str, Any] = {
+            "prompt": p.text, "instrument": p.instrument,
+            "instrument_hits": int(sum(x == p.instrument for x in predicted)),
+            "mean_probability": round(float(probs.mean()), 4), "clips": len(seeds),
+            "predicted": {k: predicted.count(k) for k in sorted(set(predicted))},
+        }
+        if p.pitch is not None:
+            estimates = [estimate_pitch(a) for a in audio]
+            row["pitch"] = data.note_name(p.pitch)
+            row["pitch_hits"] = int(sum(pitch_correct(e, p.pitch) for e in estimates))
+            row["pitch_estimates"] = [None if e is None else round(e, 2) for e in estimates]
+        rows.append(row)
+    clips_total = sum(r["clips"] for r in rows)
+    note_rows = [r for r in rows if "pitch_hits" in r]
+    families = sorted({r["instrument"] for r in rows})
+    return {
+        "instrument_accuracy": sum(r["instrument_hits"] for r in rows) / clips_total,
+        "pitch_within_semitone": (sum(r["pitch_hits"] for r in note_rows)
+                                  / sum(r["clips"] for r in note_rows)) if note_rows else None,
+        "per_family": {f: sum(r["instrument_hits"] for r in rows if r["instrument"] == f)
+                       / sum(r["clips"] for r in rows if r["instrument"] == f) for f in families},
+        "per_prompt": rows,
+        "settings": {"seeds": seeds, "num_inference_steps": steps, "guidance_scale": guidance,
+                     "scheduler": "ddim", "duration": data.CLIP_SAMPLES / data.SAMPLE_RATE},
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The adherence result as a Markdown table (one row per prompt, then the totals)."""
+    lines = ["| prompt | instrument recognised | p(instrument) | pitch within a semitone |",
+             "|---|---|---|---|"]
+    for r in result["per_prompt"]:
+        pitch = f"{r['pitch_hits']}/{r['clips']}" if "pitch_hits" in r else "–"
+        lines.append(f"| {r['prompt']} | {r['instrument_hits']}/{r['clips']} | "
+                     f"{r['mean_probability']:.2f} | {pitch} |")
+    pitch = result["pitch_within_semitone"]
+    lines.append(f"| **all** | **{result['instrument_accuracy']:.1%}** | | "
+                 f"**{'–' if pitch is None else f'{pitch:.1%}'}** |")
+    return "\n".join(lines) + "\n"
+
+
+def run_adherence(model_id: str = "mini", n: int = 20, out: Path | None = None,
+                  steps: int = 25, guidance: float = 2.5, device: str = "cpu",
+                  on_clip: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Load ``model_id``, fit (or reuse) the classifier, measure seeds ``0..n-1``; write
+    ``adherence.json`` and ``adherence.md`` to ``out`` when given."""
+    from dreamsampler.engine.families import load_model
+    from dreamsampler.mini.measures import fit_classifier
+
+    model = load_model(model_id, device)
+    classifier = fit_classifier()
+    result = adherence(model, classifier, adherence_prompts(), list(range(n)), steps, guidance,
+                       on_clip)
+    result["settings"]["model"] = model_id
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "adherence.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "adherence.md").write_text(markdown(result))
+    return result
+
+
+#: (input family, input note, prompt family, prompt note) of the style-transfer curve: the prompt
+#: names another instrument AND another note, so pitch and timbre can each be seen to move
+TRANSFER_PAIRS: tuple[tuple[str, str, str, str], ...] = (
+    ("piano", "C4", "flute", "G4"), ("strings", "E4", "trumpet", "A4"),
+    ("organ", "G3", "guitar", "D4"), ("flute", "A5", "piano", "D5"),
+)
+STRENGTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
+
+
+def transfer_curve(model: Any, classifier: InstrumentClassifier, workdir: Path,
+                   seeds: list[int], strengths: tuple[float, ...] = STRENGTHS,
+                   steps: int = 25, guidance: float = 2.5, seed: int = 1,
+                   on_clip: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """SDEdit style transfer of rendered notes (seed ``seed`` rendering, written as WAV into
+    ``workdir``) to a prompt naming another instrument and note, at each strength.
+
+    Returns:
+        per strength: the fraction of clips whose pitch stays the input's / moves to the
+        prompt's (within a semitone), whose classified instrument stays / moves, and the mean
+        classifier probability of the prompt's instrument.
+    """
+    import soundfile as sf
+
+    from dreamsampler.engine.request import GenerationRequest
+    from dreamsampler.engine.sampler import sample
+
+    families = tuple(dict.fromkeys(data.INSTRUMENTS[p[0]] for p in TRANSFER_PAIRS))
+    rendered = data.build_dataset(workdir / "rendered", seed=seed, variants=1,
+                                  instruments=families)
+    audio, clips = data.load_dataset(rendered)
+    inputs = []
+    for src, note, dst, target in TRANSFER_PAIRS:
+        caption = data.note_caption(data.INSTRUMENTS[src], data.midi_number(note))
+        row = next(i for i, c in enumerate(clips) if c.caption == caption)
+        path = workdir / f"{src}-{note}.wav"
+        sf.write(path, audio[row], data.SAMPLE_RATE)
+        prompt = data.note_caption(data.INSTRUMENTS[dst], data.midi_number(target))
+        inputs.append((path, src, data.midi_number(note), prompt, dst, data.midi_number(target)))
+    rows = []
+    total, done = len(strengths) * len(inputs) * len(seeds), 0
+    for strength in strengths:
+        outs, meta = [], []
+        for path, src, note, prompt, dst, target in inputs:
+            for s in seeds:
+                request = GenerationRequest(prompt=prompt, seed=s, num_inference_steps=steps,
+                                            guidance_scale=guidance, input_path=path,
+                                            strength=strength,
+                                            duration=data.CLIP_SAMPLES / data.SAMPLE_RATE)
+                outs.append(sample(model, request).audio[0][: data.CLIP_SAMPLES])
+                meta.append((src, note, dst, target))
+                done += 1
+                if on_clip is not None:
+                    on_clip(done, total)
+        batch = np.stack(outs)
+        predicted = classifier.predict(batch)
+        probs = classifier.probabilities(batch)
+        pitches = [estimate_pitch(a) for a in batch]
+        n = len(meta)
+        rows.append({
+            "strength": strength,
+            "pitch_kept": sum(pitch_correct(p, m[1]) for p, m in zip(pitches, meta,
+                                                                     strict=True)) / n,
+            "pitch_to_prompt": sum(pitch_correct(p, m[3]) for p, m in zip(pitches, meta,
+                                                                          strict=True)) / n,
+            "instrument_kept": sum(p == m[0] for p, m in zip(predicted, meta, strict=True)) / n,
+            "instrument_to_prompt": sum(p == m[2] for p, m in zip(predicted, meta,
+                                                                 strict=True)) / n,
+            "p_prompt_instrument": float(np.mean([probs[i, classifier.classes.index(m[2])]
+                                                  for i, m in enumerate(meta)])),
+            "clips": n,
+        })
+    return {"pairs": [list(p) for p in TRANSFER_PAIRS], "rows": rows,
+            "settings": {"seeds": seeds, "num_inference_steps": steps,
+                         "guidance_scale": guidance, "input_seed": seed}}
+
+
+def plot_transfer(result: dict[str, Any], path: Path) -> None:
+    """The transfer curve: what stays of the input against what moves to the prompt."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    x = [r["strength"] for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label, style in (("pitch_kept", "pitch = input's", "o-"),
+                              ("pitch_to_prompt", "pitch = prompt's", "o--"),
+                              ("instrument_kept", "instrument = input's", "s-"),
+                              ("instrument_to_prompt", "instrument = prompt's", "s--")):
+        ax.plot(x, [r[key] for r in rows], style, label=label)
+    ax.set_xlabel("strength")
+    ax.set_ylabel("fraction of clips")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("mini model: SDEdit style transfer, input note → prompt")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run_transfer(model_id: str = "mini", n: int = 5, out: Path = Path("eval-mini"),
+                 steps: int = 25, guidance: float = 2.5, device: str = "cpu",
+                 on_clip: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Load ``model_id`` and measure :func:`transfer_curve` over seeds ``0..n-1``; write
+    ``transfer.json`` and ``transfer.png`` to ``out``."""
+    from dreamsampler.engine.families import load_model
+    from dreamsampler.mini.measures import fit_classifier
+
+    model = load_model(model_id, device)
+    classifier = fit_classifier()
+    out.mkdir(parents=True, exist_ok=True)
+    result = transfer_curve(model, classifier, out / "transfer-inputs", list(range(n)),
+                            steps=steps, guidance=guidance, on_clip=on_clip)
+    result["settings"]["model"] = model_id
+    (out / "transfer.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot_transfer(result, out / "transfer.png")
+    return result
