@@ -180,12 +180,15 @@ class Param:
                 raise ParamError(f"{self.name} must be one of {', '.join(self.choices)}, got "
                                  f"{value!r}")
             return value
-        return check_number(self.name, value, self.type, self.minimum, self.maximum)
+        return check_number(self.name, value, self.type, self.minimum, self.maximum,
+                            unit=self.unit)
 
 
 def check_number(name: str, value: Any, type_: str, minimum: float | None,
-                 maximum: float | None) -> Any:
+                 maximum: float | None, unit: str = "") -> Any:
     """``value`` if it is a finite number of ``type_`` (``i``/``f``) within the range.
+
+    ``unit`` (``BPM``, ``s``…) follows the bound in a range error ("below the minimum 20 BPM").
 
     Raises:
         ParamError: wrong type, not finite, or out of range (the message gives the range).
@@ -196,11 +199,12 @@ def check_number(name: str, value: Any, type_: str, minimum: float | None,
         raise ParamError(f"{name} must be finite, got {value!r}")
     if type_ == "i" and value != int(value):
         raise ParamError(f"{name} must be an integer, got {value!r}")
+    suffix = f" {unit}" if unit else ""
     if minimum is not None and value < minimum:
-        raise ParamError(f"{name} {value:g} is below the minimum {minimum:g}"
+        raise ParamError(f"{name} {value:g} is below the minimum {minimum:g}{suffix}"
                          f"{_allowed(minimum, maximum)}")
     if maximum is not None and value > maximum:
-        raise ParamError(f"{name} {value:g} is above the maximum {maximum:g}"
+        raise ParamError(f"{name} {value:g} is above the maximum {maximum:g}{suffix}"
                          f"{_allowed(minimum, maximum)}")
     return value
 

@@ -113,24 +113,6 @@
    {
     "box": {
      "id": "obj-6",
-     "maxclass": "message",
-     "numinlets": 2,
-     "numoutlets": 1,
-     "outlettype": [
-      ""
-     ],
-     "patching_rect": [
-      700,
-      100,
-      114,
-      22
-     ],
-     "text": "/notify 1 9001"
-    }
-   },
-   {
-    "box": {
-     "id": "obj-7",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -164,7 +146,8 @@
         "off",
         "on"
        ],
-       "parameter_mmax": 1
+       "parameter_mmax": 1,
+       "parameter_invisible": 1
       }
      },
      "varname": "Reconnect"
@@ -172,7 +155,43 @@
    },
    {
     "box": {
+     "id": "obj-7",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      700,
+      100,
+      114,
+      22
+     ],
+     "text": "/notify 1 9001"
+    }
+   },
+   {
+    "box": {
      "id": "obj-8",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      800,
+      100,
+      93,
+      22
+     ],
+     "text": "metro 10000"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-9",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -195,7 +214,7 @@
    },
    {
     "box": {
-     "id": "obj-9",
+     "id": "obj-10",
      "maxclass": "textedit",
      "numinlets": 1,
      "numoutlets": 4,
@@ -225,7 +244,7 @@
    },
    {
     "box": {
-     "id": "obj-10",
+     "id": "obj-11",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -244,7 +263,7 @@
    },
    {
     "box": {
-     "id": "obj-11",
+     "id": "obj-12",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -281,7 +300,7 @@
    },
    {
     "box": {
-     "id": "obj-12",
+     "id": "obj-13",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -299,7 +318,7 @@
    },
    {
     "box": {
-     "id": "obj-13",
+     "id": "obj-14",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -322,7 +341,7 @@
    },
    {
     "box": {
-     "id": "obj-14",
+     "id": "obj-15",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -363,7 +382,7 @@
    },
    {
     "box": {
-     "id": "obj-15",
+     "id": "obj-16",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -386,7 +405,7 @@
    },
    {
     "box": {
-     "id": "obj-16",
+     "id": "obj-17",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -427,7 +446,7 @@
    },
    {
     "box": {
-     "id": "obj-17",
+     "id": "obj-18",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -450,7 +469,7 @@
    },
    {
     "box": {
-     "id": "obj-18",
+     "id": "obj-19",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -491,7 +510,7 @@
    },
    {
     "box": {
-     "id": "obj-19",
+     "id": "obj-20",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -514,7 +533,7 @@
    },
    {
     "box": {
-     "id": "obj-20",
+     "id": "obj-21",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -547,7 +566,8 @@
         10.0
        ],
        "parameter_initial_enable": 1,
-       "parameter_unitstyle": 1
+       "parameter_unitstyle": 9,
+       "parameter_units": "%.2f s"
       }
      },
      "varname": "Duration"
@@ -555,7 +575,7 @@
    },
    {
     "box": {
-     "id": "obj-21",
+     "id": "obj-22",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -578,7 +598,7 @@
    },
    {
     "box": {
-     "id": "obj-22",
+     "id": "obj-23",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -619,7 +639,7 @@
    },
    {
     "box": {
-     "id": "obj-23",
+     "id": "obj-24",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -642,7 +662,7 @@
    },
    {
     "box": {
-     "id": "obj-24",
+     "id": "obj-25",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -670,12 +690,12 @@
        "parameter_shortname": "Strength",
        "parameter_type": 0,
        "parameter_mmin": 0.0,
-       "parameter_mmax": 1.0,
+       "parameter_mmax": 100.0,
        "parameter_initial": [
-        0.5
+        50.0
        ],
        "parameter_initial_enable": 1,
-       "parameter_unitstyle": 1
+       "parameter_unitstyle": 5
       }
      },
      "varname": "Strength"
@@ -683,7 +703,25 @@
    },
    {
     "box": {
-     "id": "obj-25",
+     "id": "obj-26",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      520,
+      195,
+      58,
+      22
+     ],
+     "text": "* 0.01"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-27",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -706,7 +744,7 @@
    },
    {
     "box": {
-     "id": "obj-26",
+     "id": "obj-28",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -739,7 +777,8 @@
         1.0
        ],
        "parameter_initial_enable": 1,
-       "parameter_unitstyle": 1
+       "parameter_unitstyle": 9,
+       "parameter_units": "%.2f bars"
       }
      },
      "varname": "Extend"
@@ -747,7 +786,7 @@
    },
    {
     "box": {
-     "id": "obj-27",
+     "id": "obj-29",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -770,7 +809,7 @@
    },
    {
     "box": {
-     "id": "obj-28",
+     "id": "obj-30",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -803,7 +842,8 @@
         0.0
        ],
        "parameter_initial_enable": 1,
-       "parameter_unitstyle": 1
+       "parameter_unitstyle": 9,
+       "parameter_units": "%.2f bars"
       }
      },
      "varname": "From"
@@ -811,7 +851,7 @@
    },
    {
     "box": {
-     "id": "obj-29",
+     "id": "obj-31",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -834,7 +874,7 @@
    },
    {
     "box": {
-     "id": "obj-30",
+     "id": "obj-32",
      "maxclass": "live.numbox",
      "numinlets": 1,
      "numoutlets": 2,
@@ -867,7 +907,8 @@
         1.0
        ],
        "parameter_initial_enable": 1,
-       "parameter_unitstyle": 1
+       "parameter_unitstyle": 9,
+       "parameter_units": "%.2f bars"
       }
      },
      "varname": "To"
@@ -875,7 +916,7 @@
    },
    {
     "box": {
-     "id": "obj-31",
+     "id": "obj-33",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -917,7 +958,7 @@
    },
    {
     "box": {
-     "id": "obj-32",
+     "id": "obj-34",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -963,7 +1004,7 @@
    },
    {
     "box": {
-     "id": "obj-33",
+     "id": "obj-35",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -981,7 +1022,7 @@
    },
    {
     "box": {
-     "id": "obj-34",
+     "id": "obj-36",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -999,7 +1040,7 @@
    },
    {
     "box": {
-     "id": "obj-35",
+     "id": "obj-37",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1017,7 +1058,7 @@
    },
    {
     "box": {
-     "id": "obj-36",
+     "id": "obj-38",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1059,7 +1100,7 @@
    },
    {
     "box": {
-     "id": "obj-37",
+     "id": "obj-39",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1080,7 +1121,7 @@
    },
    {
     "box": {
-     "id": "obj-38",
+     "id": "obj-40",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1099,7 +1140,7 @@
    },
    {
     "box": {
-     "id": "obj-39",
+     "id": "obj-41",
      "maxclass": "newobj",
      "numinlets": 10,
      "numoutlets": 1,
@@ -1117,7 +1158,7 @@
    },
    {
     "box": {
-     "id": "obj-40",
+     "id": "obj-42",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1136,7 +1177,7 @@
    },
    {
     "box": {
-     "id": "obj-41",
+     "id": "obj-43",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1155,7 +1196,7 @@
    },
    {
     "box": {
-     "id": "obj-42",
+     "id": "obj-44",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1173,7 +1214,7 @@
    },
    {
     "box": {
-     "id": "obj-43",
+     "id": "obj-45",
      "maxclass": "live.drop",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1210,7 +1251,7 @@
    },
    {
     "box": {
-     "id": "obj-44",
+     "id": "obj-46",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1229,7 +1270,7 @@
    },
    {
     "box": {
-     "id": "obj-45",
+     "id": "obj-47",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1247,7 +1288,7 @@
    },
    {
     "box": {
-     "id": "obj-46",
+     "id": "obj-48",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1265,7 +1306,7 @@
    },
    {
     "box": {
-     "id": "obj-47",
+     "id": "obj-49",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1307,7 +1348,7 @@
    },
    {
     "box": {
-     "id": "obj-48",
+     "id": "obj-50",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1328,7 +1369,7 @@
    },
    {
     "box": {
-     "id": "obj-49",
+     "id": "obj-51",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1347,7 +1388,7 @@
    },
    {
     "box": {
-     "id": "obj-50",
+     "id": "obj-52",
      "maxclass": "newobj",
      "numinlets": 12,
      "numoutlets": 1,
@@ -1365,7 +1406,7 @@
    },
    {
     "box": {
-     "id": "obj-51",
+     "id": "obj-53",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1384,7 +1425,7 @@
    },
    {
     "box": {
-     "id": "obj-52",
+     "id": "obj-54",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1403,7 +1444,7 @@
    },
    {
     "box": {
-     "id": "obj-53",
+     "id": "obj-55",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1421,7 +1462,7 @@
    },
    {
     "box": {
-     "id": "obj-54",
+     "id": "obj-56",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1439,7 +1480,7 @@
    },
    {
     "box": {
-     "id": "obj-55",
+     "id": "obj-57",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1457,7 +1498,7 @@
    },
    {
     "box": {
-     "id": "obj-56",
+     "id": "obj-58",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1475,7 +1516,7 @@
    },
    {
     "box": {
-     "id": "obj-57",
+     "id": "obj-59",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1517,7 +1558,7 @@
    },
    {
     "box": {
-     "id": "obj-58",
+     "id": "obj-60",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1538,7 +1579,7 @@
    },
    {
     "box": {
-     "id": "obj-59",
+     "id": "obj-61",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1557,7 +1598,7 @@
    },
    {
     "box": {
-     "id": "obj-60",
+     "id": "obj-62",
      "maxclass": "newobj",
      "numinlets": 8,
      "numoutlets": 1,
@@ -1575,7 +1616,7 @@
    },
    {
     "box": {
-     "id": "obj-61",
+     "id": "obj-63",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1594,7 +1635,7 @@
    },
    {
     "box": {
-     "id": "obj-62",
+     "id": "obj-64",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1613,7 +1654,7 @@
    },
    {
     "box": {
-     "id": "obj-63",
+     "id": "obj-65",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1631,7 +1672,7 @@
    },
    {
     "box": {
-     "id": "obj-64",
+     "id": "obj-66",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 1,
@@ -1649,7 +1690,7 @@
    },
    {
     "box": {
-     "id": "obj-65",
+     "id": "obj-67",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1667,7 +1708,7 @@
    },
    {
     "box": {
-     "id": "obj-66",
+     "id": "obj-68",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1685,7 +1726,7 @@
    },
    {
     "box": {
-     "id": "obj-67",
+     "id": "obj-69",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1727,7 +1768,7 @@
    },
    {
     "box": {
-     "id": "obj-68",
+     "id": "obj-70",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1748,7 +1789,7 @@
    },
    {
     "box": {
-     "id": "obj-69",
+     "id": "obj-71",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1767,7 +1808,7 @@
    },
    {
     "box": {
-     "id": "obj-70",
+     "id": "obj-72",
      "maxclass": "newobj",
      "numinlets": 8,
      "numoutlets": 1,
@@ -1785,7 +1826,7 @@
    },
    {
     "box": {
-     "id": "obj-71",
+     "id": "obj-73",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1804,7 +1845,7 @@
    },
    {
     "box": {
-     "id": "obj-72",
+     "id": "obj-74",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1823,7 +1864,7 @@
    },
    {
     "box": {
-     "id": "obj-73",
+     "id": "obj-75",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1841,7 +1882,7 @@
    },
    {
     "box": {
-     "id": "obj-74",
+     "id": "obj-76",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1875,7 +1916,8 @@
         "off",
         "on"
        ],
-       "parameter_mmax": 1
+       "parameter_mmax": 1,
+       "parameter_invisible": 1
       }
      },
      "varname": "Cancel"
@@ -1883,7 +1925,7 @@
    },
    {
     "box": {
-     "id": "obj-75",
+     "id": "obj-77",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1902,7 +1944,7 @@
    },
    {
     "box": {
-     "id": "obj-76",
+     "id": "obj-78",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1920,7 +1962,7 @@
    },
    {
     "box": {
-     "id": "obj-77",
+     "id": "obj-79",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1954,7 +1996,8 @@
         "off",
         "on"
        ],
-       "parameter_mmax": 1
+       "parameter_mmax": 1,
+       "parameter_invisible": 1
       }
      },
      "varname": "Refresh_lists"
@@ -1962,7 +2005,7 @@
    },
    {
     "box": {
-     "id": "obj-78",
+     "id": "obj-80",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -1985,7 +2028,7 @@
    },
    {
     "box": {
-     "id": "obj-79",
+     "id": "obj-81",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2025,7 +2068,7 @@
    },
    {
     "box": {
-     "id": "obj-80",
+     "id": "obj-82",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2043,7 +2086,7 @@
    },
    {
     "box": {
-     "id": "obj-81",
+     "id": "obj-83",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2062,7 +2105,7 @@
    },
    {
     "box": {
-     "id": "obj-82",
+     "id": "obj-84",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2080,7 +2123,7 @@
    },
    {
     "box": {
-     "id": "obj-83",
+     "id": "obj-85",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2098,7 +2141,7 @@
    },
    {
     "box": {
-     "id": "obj-84",
+     "id": "obj-86",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2116,7 +2159,7 @@
    },
    {
     "box": {
-     "id": "obj-85",
+     "id": "obj-87",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -2139,7 +2182,7 @@
    },
    {
     "box": {
-     "id": "obj-86",
+     "id": "obj-88",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2179,7 +2222,7 @@
    },
    {
     "box": {
-     "id": "obj-87",
+     "id": "obj-89",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2197,7 +2240,7 @@
    },
    {
     "box": {
-     "id": "obj-88",
+     "id": "obj-90",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2216,7 +2259,7 @@
    },
    {
     "box": {
-     "id": "obj-89",
+     "id": "obj-91",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2235,7 +2278,7 @@
    },
    {
     "box": {
-     "id": "obj-90",
+     "id": "obj-92",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2253,7 +2296,7 @@
    },
    {
     "box": {
-     "id": "obj-91",
+     "id": "obj-93",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2295,7 +2338,7 @@
    },
    {
     "box": {
-     "id": "obj-92",
+     "id": "obj-94",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2313,7 +2356,7 @@
    },
    {
     "box": {
-     "id": "obj-93",
+     "id": "obj-95",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 7,
@@ -2337,7 +2380,7 @@
    },
    {
     "box": {
-     "id": "obj-94",
+     "id": "obj-96",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2362,7 +2405,7 @@
    },
    {
     "box": {
-     "id": "obj-95",
+     "id": "obj-97",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2381,7 +2424,7 @@
    },
    {
     "box": {
-     "id": "obj-96",
+     "id": "obj-98",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2399,7 +2442,7 @@
    },
    {
     "box": {
-     "id": "obj-97",
+     "id": "obj-99",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2418,7 +2461,7 @@
    },
    {
     "box": {
-     "id": "obj-98",
+     "id": "obj-100",
      "maxclass": "slider",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2446,7 +2489,7 @@
    },
    {
     "box": {
-     "id": "obj-99",
+     "id": "obj-101",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2464,7 +2507,7 @@
    },
    {
     "box": {
-     "id": "obj-100",
+     "id": "obj-102",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 6,
@@ -2487,7 +2530,7 @@
    },
    {
     "box": {
-     "id": "obj-101",
+     "id": "obj-103",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2506,7 +2549,7 @@
    },
    {
     "box": {
-     "id": "obj-102",
+     "id": "obj-104",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2524,7 +2567,7 @@
    },
    {
     "box": {
-     "id": "obj-103",
+     "id": "obj-105",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2544,7 +2587,7 @@
    },
    {
     "box": {
-     "id": "obj-104",
+     "id": "obj-106",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2563,7 +2606,7 @@
    },
    {
     "box": {
-     "id": "obj-105",
+     "id": "obj-107",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2581,7 +2624,7 @@
    },
    {
     "box": {
-     "id": "obj-106",
+     "id": "obj-108",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2599,7 +2642,7 @@
    },
    {
     "box": {
-     "id": "obj-107",
+     "id": "obj-109",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2618,7 +2661,7 @@
    },
    {
     "box": {
-     "id": "obj-108",
+     "id": "obj-110",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2638,7 +2681,7 @@
    },
    {
     "box": {
-     "id": "obj-109",
+     "id": "obj-111",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2656,7 +2699,7 @@
    },
    {
     "box": {
-     "id": "obj-110",
+     "id": "obj-112",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2675,7 +2718,7 @@
    },
    {
     "box": {
-     "id": "obj-111",
+     "id": "obj-113",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2693,7 +2736,7 @@
    },
    {
     "box": {
-     "id": "obj-112",
+     "id": "obj-114",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2711,7 +2754,7 @@
    },
    {
     "box": {
-     "id": "obj-113",
+     "id": "obj-115",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2730,7 +2773,7 @@
    },
    {
     "box": {
-     "id": "obj-114",
+     "id": "obj-116",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2749,7 +2792,7 @@
    },
    {
     "box": {
-     "id": "obj-115",
+     "id": "obj-117",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2768,7 +2811,7 @@
    },
    {
     "box": {
-     "id": "obj-116",
+     "id": "obj-118",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2787,7 +2830,7 @@
    },
    {
     "box": {
-     "id": "obj-117",
+     "id": "obj-119",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2805,7 +2848,7 @@
    },
    {
     "box": {
-     "id": "obj-118",
+     "id": "obj-120",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2825,7 +2868,7 @@
    },
    {
     "box": {
-     "id": "obj-119",
+     "id": "obj-121",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2843,7 +2886,7 @@
    },
    {
     "box": {
-     "id": "obj-120",
+     "id": "obj-122",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2862,7 +2905,7 @@
    },
    {
     "box": {
-     "id": "obj-121",
+     "id": "obj-123",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2880,7 +2923,7 @@
    },
    {
     "box": {
-     "id": "obj-122",
+     "id": "obj-124",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2898,7 +2941,7 @@
    },
    {
     "box": {
-     "id": "obj-123",
+     "id": "obj-125",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2916,7 +2959,7 @@
    },
    {
     "box": {
-     "id": "obj-124",
+     "id": "obj-126",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2950,8 +2993,7 @@
         "off",
         "on"
        ],
-       "parameter_mmax": 1,
-       "parameter_invisible": 2
+       "parameter_mmax": 1
       }
      },
      "varname": "Jam"
@@ -2959,7 +3001,7 @@
    },
    {
     "box": {
-     "id": "obj-125",
+     "id": "obj-127",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2979,7 +3021,7 @@
    },
    {
     "box": {
-     "id": "obj-126",
+     "id": "obj-128",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2997,7 +3039,7 @@
    },
    {
     "box": {
-     "id": "obj-127",
+     "id": "obj-129",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3015,7 +3057,43 @@
    },
    {
     "box": {
-     "id": "obj-128",
+     "id": "obj-130",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1300,
+      775,
+      72,
+      22
+     ],
+     "text": "gate 1 0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-131",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1380,
+      745,
+      40,
+      22
+     ],
+     "text": "1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-132",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3057,7 +3135,7 @@
    },
    {
     "box": {
-     "id": "obj-129",
+     "id": "obj-133",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -3076,7 +3154,7 @@
    },
    {
     "box": {
-     "id": "obj-130",
+     "id": "obj-134",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3094,7 +3172,7 @@
    },
    {
     "box": {
-     "id": "obj-131",
+     "id": "obj-135",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3136,7 +3214,7 @@
    },
    {
     "box": {
-     "id": "obj-132",
+     "id": "obj-136",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3155,7 +3233,7 @@
    },
    {
     "box": {
-     "id": "obj-133",
+     "id": "obj-137",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3173,7 +3251,7 @@
    },
    {
     "box": {
-     "id": "obj-134",
+     "id": "obj-138",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3191,7 +3269,7 @@
    },
    {
     "box": {
-     "id": "obj-135",
+     "id": "obj-139",
      "maxclass": "waveform~",
      "numinlets": 5,
      "numoutlets": 6,
@@ -3221,7 +3299,7 @@
    },
    {
     "box": {
-     "id": "obj-136",
+     "id": "obj-140",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3263,7 +3341,7 @@
    },
    {
     "box": {
-     "id": "obj-137",
+     "id": "obj-141",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3281,26 +3359,27 @@
    },
    {
     "box": {
-     "id": "obj-138",
+     "id": "obj-142",
      "maxclass": "newobj",
      "numinlets": 1,
-     "numoutlets": 2,
+     "numoutlets": 3,
      "outlettype": [
+      "signal",
       "signal",
       "bang"
      ],
      "patching_rect": [
       430,
       800,
-      107,
+      121,
       22
      ],
-     "text": "play~ ds-clip"
+     "text": "play~ ds-clip 2"
     }
    },
    {
     "box": {
-     "id": "obj-139",
+     "id": "obj-143",
      "maxclass": "ezdac~",
      "numinlets": 2,
      "numoutlets": 0,
@@ -3341,7 +3420,19 @@
       0
      ],
      "destination": [
+      "obj-7",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-6",
+      0
+     ],
+     "destination": [
+      "obj-7",
       0
      ]
     }
@@ -3353,18 +3444,6 @@
       0
      ],
      "destination": [
-      "obj-6",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-6",
-      0
-     ],
-     "destination": [
       "obj-2",
       0
      ]
@@ -3373,11 +3452,23 @@
    {
     "patchline": {
      "source": [
-      "obj-9",
+      "obj-5",
       0
      ],
      "destination": [
-      "obj-10",
+      "obj-8",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-8",
+      0
+     ],
+     "destination": [
+      "obj-7",
       0
      ]
     }
@@ -3413,7 +3504,7 @@
       0
      ],
      "destination": [
-      "obj-9",
+      "obj-13",
       0
      ]
     }
@@ -3421,11 +3512,11 @@
    {
     "patchline": {
      "source": [
-      "obj-32",
+      "obj-13",
       0
      ],
      "destination": [
-      "obj-33",
+      "obj-10",
       0
      ]
     }
@@ -3433,32 +3524,20 @@
    {
     "patchline": {
      "source": [
-      "obj-33",
+      "obj-25",
       0
      ],
      "destination": [
+      "obj-26",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-34",
       0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-34",
-      0
-     ],
-     "destination": [
-      "obj-35",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-31",
-      0
      ],
      "destination": [
       "obj-35",
@@ -3473,7 +3552,7 @@
       0
      ],
      "destination": [
-      "obj-14",
+      "obj-36",
       0
      ]
     }
@@ -3493,12 +3572,12 @@
    {
     "patchline": {
      "source": [
-      "obj-37",
-      3
+      "obj-33",
+      0
      ],
      "destination": [
-      "obj-34",
-      1
+      "obj-37",
+      0
      ]
     }
    },
@@ -3506,22 +3585,58 @@
     "patchline": {
      "source": [
       "obj-37",
+      0
+     ],
+     "destination": [
+      "obj-15",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-38",
+      0
+     ],
+     "destination": [
+      "obj-39",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-39",
+      3
+     ],
+     "destination": [
+      "obj-36",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-39",
       2
      ],
      "destination": [
-      "obj-9",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-10",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-11",
+      0
      ],
      "destination": [
-      "obj-38",
+      "obj-40",
       1
      ]
     }
@@ -3529,11 +3644,11 @@
    {
     "patchline": {
      "source": [
-      "obj-14",
+      "obj-15",
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-41",
       1
      ]
     }
@@ -3541,11 +3656,11 @@
    {
     "patchline": {
      "source": [
-      "obj-16",
+      "obj-17",
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-41",
       3
      ]
     }
@@ -3553,11 +3668,11 @@
    {
     "patchline": {
      "source": [
-      "obj-18",
+      "obj-19",
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-41",
       5
      ]
     }
@@ -3565,11 +3680,11 @@
    {
     "patchline": {
      "source": [
-      "obj-20",
+      "obj-21",
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-41",
       7
      ]
     }
@@ -3577,11 +3692,11 @@
    {
     "patchline": {
      "source": [
-      "obj-22",
+      "obj-23",
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-41",
       9
      ]
     }
@@ -3589,35 +3704,11 @@
    {
     "patchline": {
      "source": [
-      "obj-37",
+      "obj-39",
       1
      ],
      "destination": [
-      "obj-39",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-37",
-      0
-     ],
-     "destination": [
-      "obj-38",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-38",
-      0
-     ],
-     "destination": [
-      "obj-40",
+      "obj-41",
       0
      ]
     }
@@ -3630,7 +3721,7 @@
      ],
      "destination": [
       "obj-40",
-      1
+      0
      ]
     }
    },
@@ -3641,7 +3732,7 @@
       0
      ],
      "destination": [
-      "obj-41",
+      "obj-42",
       0
      ]
     }
@@ -3654,7 +3745,7 @@
      ],
      "destination": [
       "obj-42",
-      0
+      1
      ]
     }
    },
@@ -3665,7 +3756,7 @@
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-43",
       0
      ]
     }
@@ -3689,7 +3780,7 @@
       0
      ],
      "destination": [
-      "obj-45",
+      "obj-2",
       0
      ]
     }
@@ -3702,6 +3793,18 @@
      ],
      "destination": [
       "obj-46",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-46",
+      0
+     ],
+     "destination": [
+      "obj-47",
       0
      ]
     }
@@ -3721,11 +3824,23 @@
    {
     "patchline": {
      "source": [
-      "obj-48",
+      "obj-49",
+      0
+     ],
+     "destination": [
+      "obj-50",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-50",
       3
      ],
      "destination": [
-      "obj-34",
+      "obj-36",
       1
      ]
     }
@@ -3733,23 +3848,23 @@
    {
     "patchline": {
      "source": [
-      "obj-48",
+      "obj-50",
       2
      ],
      "destination": [
-      "obj-9",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-10",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-11",
+      0
      ],
      "destination": [
-      "obj-49",
+      "obj-51",
       1
      ]
     }
@@ -3757,11 +3872,11 @@
    {
     "patchline": {
      "source": [
-      "obj-14",
+      "obj-15",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       1
      ]
     }
@@ -3769,11 +3884,11 @@
    {
     "patchline": {
      "source": [
-      "obj-16",
+      "obj-17",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       3
      ]
     }
@@ -3781,11 +3896,11 @@
    {
     "patchline": {
      "source": [
-      "obj-18",
+      "obj-19",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       5
      ]
     }
@@ -3793,11 +3908,11 @@
    {
     "patchline": {
      "source": [
-      "obj-20",
+      "obj-21",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       7
      ]
     }
@@ -3805,11 +3920,11 @@
    {
     "patchline": {
      "source": [
-      "obj-22",
+      "obj-23",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       9
      ]
     }
@@ -3817,11 +3932,11 @@
    {
     "patchline": {
      "source": [
-      "obj-24",
+      "obj-26",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-52",
       11
      ]
     }
@@ -3829,35 +3944,11 @@
    {
     "patchline": {
      "source": [
-      "obj-48",
+      "obj-50",
       1
      ],
      "destination": [
-      "obj-50",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-48",
-      0
-     ],
-     "destination": [
-      "obj-49",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-49",
-      0
-     ],
-     "destination": [
-      "obj-51",
+      "obj-52",
       0
      ]
     }
@@ -3870,7 +3961,7 @@
      ],
      "destination": [
       "obj-51",
-      1
+      0
      ]
     }
    },
@@ -3881,7 +3972,7 @@
       0
      ],
      "destination": [
-      "obj-52",
+      "obj-53",
       0
      ]
     }
@@ -3893,19 +3984,19 @@
       0
      ],
      "destination": [
-      "obj-46",
-      0
+      "obj-53",
+      1
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-46",
+      "obj-53",
       0
      ],
      "destination": [
-      "obj-53",
+      "obj-54",
       0
      ]
     }
@@ -3913,7 +4004,31 @@
    {
     "patchline": {
      "source": [
-      "obj-53",
+      "obj-54",
+      0
+     ],
+     "destination": [
+      "obj-48",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-48",
+      0
+     ],
+     "destination": [
+      "obj-55",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-55",
       0
      ],
      "destination": [
@@ -3925,11 +4040,11 @@
    {
     "patchline": {
      "source": [
-      "obj-26",
+      "obj-28",
       0
      ],
      "destination": [
-      "obj-54",
+      "obj-56",
       1
      ]
     }
@@ -3937,23 +4052,11 @@
    {
     "patchline": {
      "source": [
-      "obj-54",
-      0
-     ],
-     "destination": [
-      "obj-55",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-55",
-      0
-     ],
-     "destination": [
       "obj-56",
+      0
+     ],
+     "destination": [
+      "obj-57",
       0
      ]
     }
@@ -3973,11 +4076,23 @@
    {
     "patchline": {
      "source": [
-      "obj-58",
+      "obj-59",
+      0
+     ],
+     "destination": [
+      "obj-60",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-60",
       3
      ],
      "destination": [
-      "obj-34",
+      "obj-36",
       1
      ]
     }
@@ -3985,23 +4100,23 @@
    {
     "patchline": {
      "source": [
-      "obj-58",
+      "obj-60",
       2
      ],
      "destination": [
-      "obj-9",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-10",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-11",
+      0
      ],
      "destination": [
-      "obj-59",
+      "obj-61",
       1
      ]
     }
@@ -4009,11 +4124,11 @@
    {
     "patchline": {
      "source": [
-      "obj-14",
+      "obj-15",
       0
      ],
      "destination": [
-      "obj-60",
+      "obj-62",
       1
      ]
     }
@@ -4021,11 +4136,11 @@
    {
     "patchline": {
      "source": [
-      "obj-16",
+      "obj-17",
       0
      ],
      "destination": [
-      "obj-60",
+      "obj-62",
       3
      ]
     }
@@ -4033,11 +4148,11 @@
    {
     "patchline": {
      "source": [
-      "obj-18",
+      "obj-19",
       0
      ],
      "destination": [
-      "obj-60",
+      "obj-62",
       5
      ]
     }
@@ -4045,35 +4160,11 @@
    {
     "patchline": {
      "source": [
-      "obj-58",
+      "obj-60",
       1
      ],
      "destination": [
-      "obj-60",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-58",
-      0
-     ],
-     "destination": [
-      "obj-59",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-59",
-      0
-     ],
-     "destination": [
-      "obj-61",
+      "obj-62",
       0
      ]
     }
@@ -4086,7 +4177,7 @@
      ],
      "destination": [
       "obj-61",
-      1
+      0
      ]
     }
    },
@@ -4097,7 +4188,7 @@
       0
      ],
      "destination": [
-      "obj-62",
+      "obj-63",
       0
      ]
     }
@@ -4109,19 +4200,19 @@
       0
      ],
      "destination": [
-      "obj-56",
-      0
+      "obj-63",
+      1
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-56",
+      "obj-63",
       0
      ],
      "destination": [
-      "obj-63",
+      "obj-64",
       0
      ]
     }
@@ -4129,7 +4220,31 @@
    {
     "patchline": {
      "source": [
-      "obj-63",
+      "obj-64",
+      0
+     ],
+     "destination": [
+      "obj-58",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-58",
+      0
+     ],
+     "destination": [
+      "obj-65",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-65",
       0
      ],
      "destination": [
@@ -4141,11 +4256,11 @@
    {
     "patchline": {
      "source": [
-      "obj-28",
+      "obj-30",
       0
      ],
      "destination": [
-      "obj-64",
+      "obj-66",
       1
      ]
     }
@@ -4153,11 +4268,11 @@
    {
     "patchline": {
      "source": [
-      "obj-30",
+      "obj-32",
       0
      ],
      "destination": [
-      "obj-64",
+      "obj-66",
       2
      ]
     }
@@ -4165,23 +4280,11 @@
    {
     "patchline": {
      "source": [
-      "obj-64",
-      0
-     ],
-     "destination": [
-      "obj-65",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-65",
-      0
-     ],
-     "destination": [
       "obj-66",
+      0
+     ],
+     "destination": [
+      "obj-67",
       0
      ]
     }
@@ -4201,11 +4304,23 @@
    {
     "patchline": {
      "source": [
-      "obj-68",
+      "obj-69",
+      0
+     ],
+     "destination": [
+      "obj-70",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-70",
       3
      ],
      "destination": [
-      "obj-34",
+      "obj-36",
       1
      ]
     }
@@ -4213,23 +4328,23 @@
    {
     "patchline": {
      "source": [
-      "obj-68",
+      "obj-70",
       2
      ],
      "destination": [
-      "obj-9",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-10",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-11",
+      0
      ],
      "destination": [
-      "obj-69",
+      "obj-71",
       1
      ]
     }
@@ -4237,11 +4352,11 @@
    {
     "patchline": {
      "source": [
-      "obj-14",
+      "obj-15",
       0
      ],
      "destination": [
-      "obj-70",
+      "obj-72",
       1
      ]
     }
@@ -4249,11 +4364,11 @@
    {
     "patchline": {
      "source": [
-      "obj-16",
+      "obj-17",
       0
      ],
      "destination": [
-      "obj-70",
+      "obj-72",
       3
      ]
     }
@@ -4261,11 +4376,11 @@
    {
     "patchline": {
      "source": [
-      "obj-18",
+      "obj-19",
       0
      ],
      "destination": [
-      "obj-70",
+      "obj-72",
       5
      ]
     }
@@ -4273,35 +4388,11 @@
    {
     "patchline": {
      "source": [
-      "obj-68",
+      "obj-70",
       1
      ],
      "destination": [
-      "obj-70",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-68",
-      0
-     ],
-     "destination": [
-      "obj-69",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-69",
-      0
-     ],
-     "destination": [
-      "obj-71",
+      "obj-72",
       0
      ]
     }
@@ -4314,7 +4405,7 @@
      ],
      "destination": [
       "obj-71",
-      1
+      0
      ]
     }
    },
@@ -4325,7 +4416,7 @@
       0
      ],
      "destination": [
-      "obj-72",
+      "obj-73",
       0
      ]
     }
@@ -4334,23 +4425,11 @@
     "patchline": {
      "source": [
       "obj-72",
-      0
-     ],
-     "destination": [
-      "obj-66",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
       0
      ],
      "destination": [
       "obj-73",
-      0
+      1
      ]
     }
    },
@@ -4361,7 +4440,7 @@
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-74",
       0
      ]
     }
@@ -4373,6 +4452,18 @@
       0
      ],
      "destination": [
+      "obj-68",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-68",
+      0
+     ],
+     "destination": [
       "obj-75",
       0
      ]
@@ -4385,7 +4476,7 @@
       0
      ],
      "destination": [
-      "obj-76",
+      "obj-2",
       0
      ]
     }
@@ -4394,6 +4485,30 @@
     "patchline": {
      "source": [
       "obj-76",
+      0
+     ],
+     "destination": [
+      "obj-77",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-77",
+      0
+     ],
+     "destination": [
+      "obj-78",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-78",
       0
      ],
      "destination": [
@@ -4409,31 +4524,7 @@
       0
      ],
      "destination": [
-      "obj-80",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-77",
-      0
-     ],
-     "destination": [
-      "obj-80",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-80",
-      0
-     ],
-     "destination": [
-      "obj-2",
+      "obj-82",
       0
      ]
     }
@@ -4442,18 +4533,6 @@
     "patchline": {
      "source": [
       "obj-79",
-      1
-     ],
-     "destination": [
-      "obj-81",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-81",
       0
      ],
      "destination": [
@@ -4465,31 +4544,7 @@
    {
     "patchline": {
      "source": [
-      "obj-81",
-      1
-     ],
-     "destination": [
-      "obj-83",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-81",
-      1
-     ],
-     "destination": [
-      "obj-84",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-84",
+      "obj-82",
       0
      ],
      "destination": [
@@ -4501,23 +4556,11 @@
    {
     "patchline": {
      "source": [
-      "obj-83",
-      0
-     ],
-     "destination": [
-      "obj-41",
+      "obj-81",
       1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-82",
-      0
      ],
      "destination": [
-      "obj-41",
+      "obj-83",
       0
      ]
     }
@@ -4529,19 +4572,7 @@
       0
      ],
      "destination": [
-      "obj-52",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-82",
-      0
-     ],
-     "destination": [
-      "obj-52",
+      "obj-84",
       0
      ]
     }
@@ -4550,22 +4581,10 @@
     "patchline": {
      "source": [
       "obj-83",
-      0
-     ],
-     "destination": [
-      "obj-62",
       1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-82",
-      0
      ],
      "destination": [
-      "obj-62",
+      "obj-85",
       0
      ]
     }
@@ -4574,10 +4593,34 @@
     "patchline": {
      "source": [
       "obj-83",
+      1
+     ],
+     "destination": [
+      "obj-86",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-86",
       0
      ],
      "destination": [
-      "obj-72",
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-85",
+      0
+     ],
+     "destination": [
+      "obj-43",
       1
      ]
     }
@@ -4585,11 +4628,83 @@
    {
     "patchline": {
      "source": [
-      "obj-82",
+      "obj-84",
       0
      ],
      "destination": [
-      "obj-72",
+      "obj-43",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-85",
+      0
+     ],
+     "destination": [
+      "obj-54",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-84",
+      0
+     ],
+     "destination": [
+      "obj-54",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-85",
+      0
+     ],
+     "destination": [
+      "obj-64",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-84",
+      0
+     ],
+     "destination": [
+      "obj-64",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-85",
+      0
+     ],
+     "destination": [
+      "obj-74",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-84",
+      0
+     ],
+     "destination": [
+      "obj-74",
       0
      ]
     }
@@ -4601,7 +4716,7 @@
       0
      ],
      "destination": [
-      "obj-87",
+      "obj-89",
       0
      ]
     }
@@ -4609,11 +4724,11 @@
    {
     "patchline": {
      "source": [
-      "obj-77",
+      "obj-79",
       0
      ],
      "destination": [
-      "obj-87",
+      "obj-89",
       0
      ]
     }
@@ -4621,7 +4736,7 @@
    {
     "patchline": {
      "source": [
-      "obj-87",
+      "obj-89",
       0
      ],
      "destination": [
@@ -4633,48 +4748,12 @@
    {
     "patchline": {
      "source": [
-      "obj-86",
-      1
-     ],
-     "destination": [
-      "obj-89",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-89",
-      0
-     ],
-     "destination": [
-      "obj-90",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-90",
-      0
-     ],
-     "destination": [
-      "obj-88",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-89",
-      1
-     ],
-     "destination": [
       "obj-88",
       1
+     ],
+     "destination": [
+      "obj-91",
+      0
      ]
     }
    },
@@ -4685,7 +4764,7 @@
       0
      ],
      "destination": [
-      "obj-88",
+      "obj-92",
       0
      ]
     }
@@ -4693,11 +4772,11 @@
    {
     "patchline": {
      "source": [
-      "obj-88",
+      "obj-92",
       0
      ],
      "destination": [
-      "obj-92",
+      "obj-90",
       0
      ]
     }
@@ -4705,7 +4784,43 @@
    {
     "patchline": {
      "source": [
-      "obj-92",
+      "obj-91",
+      1
+     ],
+     "destination": [
+      "obj-90",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-93",
+      0
+     ],
+     "destination": [
+      "obj-90",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-90",
+      0
+     ],
+     "destination": [
+      "obj-94",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-94",
       0
      ],
      "destination": [
@@ -4721,18 +4836,6 @@
       0
      ],
      "destination": [
-      "obj-93",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-93",
-      0
-     ],
-     "destination": [
       "obj-95",
       0
      ]
@@ -4745,42 +4848,6 @@
       0
      ],
      "destination": [
-      "obj-75",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-93",
-      0
-     ],
-     "destination": [
-      "obj-96",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-96",
-      0
-     ],
-     "destination": [
-      "obj-94",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-93",
-      1
-     ],
-     "destination": [
       "obj-97",
       0
      ]
@@ -4790,7 +4857,19 @@
     "patchline": {
      "source": [
       "obj-97",
+      0
+     ],
+     "destination": [
+      "obj-77",
       1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
+      0
      ],
      "destination": [
       "obj-98",
@@ -4801,11 +4880,11 @@
    {
     "patchline": {
      "source": [
-      "obj-93",
-      3
+      "obj-98",
+      0
      ],
      "destination": [
-      "obj-99",
+      "obj-96",
       0
      ]
     }
@@ -4813,47 +4892,11 @@
    {
     "patchline": {
      "source": [
-      "obj-99",
-      0
-     ],
-     "destination": [
-      "obj-94",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-93",
-      2
-     ],
-     "destination": [
-      "obj-100",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-100",
-      0
-     ],
-     "destination": [
-      "obj-101",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-100",
+      "obj-95",
       1
      ],
      "destination": [
-      "obj-101",
+      "obj-99",
       0
      ]
     }
@@ -4861,11 +4904,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
-      2
+      "obj-99",
+      1
      ],
      "destination": [
-      "obj-101",
+      "obj-100",
       0
      ]
     }
@@ -4873,7 +4916,7 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-95",
       3
      ],
      "destination": [
@@ -4885,11 +4928,83 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-101",
+      0
+     ],
+     "destination": [
+      "obj-96",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
+      2
+     ],
+     "destination": [
+      "obj-102",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      0
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      1
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      2
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      3
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
       4
      ],
      "destination": [
-      "obj-101",
+      "obj-103",
       0
      ]
     }
@@ -4897,11 +5012,11 @@
    {
     "patchline": {
      "source": [
-      "obj-101",
+      "obj-103",
       1
      ],
      "destination": [
-      "obj-54",
+      "obj-56",
       0
      ]
     }
@@ -4909,11 +5024,11 @@
    {
     "patchline": {
      "source": [
-      "obj-101",
+      "obj-103",
       1
      ],
      "destination": [
-      "obj-64",
+      "obj-66",
       0
      ]
     }
@@ -4921,11 +5036,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-102",
       5
      ],
      "destination": [
-      "obj-102",
+      "obj-104",
       0
      ]
     }
@@ -4933,11 +5048,11 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-104",
       0
      ],
      "destination": [
-      "obj-94",
+      "obj-96",
       0
      ]
     }
@@ -4945,35 +5060,11 @@
    {
     "patchline": {
      "source": [
-      "obj-101",
-      1
-     ],
-     "destination": [
       "obj-103",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-100",
-      0
-     ],
-     "destination": [
-      "obj-104",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-100",
       1
      ],
      "destination": [
-      "obj-104",
+      "obj-105",
       0
      ]
     }
@@ -4981,11 +5072,35 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-102",
+      0
+     ],
+     "destination": [
+      "obj-106",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      1
+     ],
+     "destination": [
+      "obj-106",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
       2
      ],
      "destination": [
-      "obj-104",
+      "obj-106",
       0
      ]
     }
@@ -4993,11 +5108,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-102",
       3
      ],
      "destination": [
-      "obj-104",
+      "obj-106",
       0
      ]
     }
@@ -5005,11 +5120,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-102",
       4
      ],
      "destination": [
-      "obj-104",
+      "obj-106",
       0
      ]
     }
@@ -5017,44 +5132,8 @@
    {
     "patchline": {
      "source": [
-      "obj-104",
+      "obj-106",
       1
-     ],
-     "destination": [
-      "obj-105",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-105",
-      0
-     ],
-     "destination": [
-      "obj-94",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-103",
-      0
-     ],
-     "destination": [
-      "obj-106",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-106",
-      0
      ],
      "destination": [
       "obj-107",
@@ -5065,11 +5144,47 @@
    {
     "patchline": {
      "source": [
-      "obj-93",
+      "obj-107",
+      0
+     ],
+     "destination": [
+      "obj-96",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-105",
+      0
+     ],
+     "destination": [
+      "obj-108",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      0
+     ],
+     "destination": [
+      "obj-109",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
       4
      ],
      "destination": [
-      "obj-108",
+      "obj-110",
       0
      ]
     }
@@ -5077,82 +5192,10 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-110",
       2
      ],
      "destination": [
-      "obj-109",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-109",
-      0
-     ],
-     "destination": [
-      "obj-41",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-109",
-      0
-     ],
-     "destination": [
-      "obj-52",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-109",
-      0
-     ],
-     "destination": [
-      "obj-62",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-109",
-      0
-     ],
-     "destination": [
-      "obj-72",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-108",
-      1
-     ],
-     "destination": [
-      "obj-110",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-110",
-      0
-     ],
-     "destination": [
       "obj-111",
       0
      ]
@@ -5165,7 +5208,43 @@
       0
      ],
      "destination": [
-      "obj-79",
+      "obj-43",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-111",
+      0
+     ],
+     "destination": [
+      "obj-54",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-111",
+      0
+     ],
+     "destination": [
+      "obj-64",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-111",
+      0
+     ],
+     "destination": [
+      "obj-74",
       0
      ]
     }
@@ -5175,66 +5254,6 @@
      "source": [
       "obj-110",
       1
-     ],
-     "destination": [
-      "obj-113",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-113",
-      1
-     ],
-     "destination": [
-      "obj-114",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-114",
-      0
-     ],
-     "destination": [
-      "obj-115",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-115",
-      0
-     ],
-     "destination": [
-      "obj-116",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-113",
-      0
-     ],
-     "destination": [
-      "obj-116",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-116",
-      0
      ],
      "destination": [
       "obj-112",
@@ -5249,7 +5268,7 @@
       0
      ],
      "destination": [
-      "obj-79",
+      "obj-113",
       0
      ]
     }
@@ -5257,7 +5276,43 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-113",
+      0
+     ],
+     "destination": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-112",
+      1
+     ],
+     "destination": [
+      "obj-115",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-115",
+      1
+     ],
+     "destination": [
+      "obj-116",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-116",
       0
      ],
      "destination": [
@@ -5273,7 +5328,7 @@
       0
      ],
      "destination": [
-      "obj-79",
+      "obj-118",
       0
      ]
     }
@@ -5281,11 +5336,71 @@
    {
     "patchline": {
      "source": [
-      "obj-93",
+      "obj-115",
+      0
+     ],
+     "destination": [
+      "obj-118",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-118",
+      0
+     ],
+     "destination": [
+      "obj-114",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-114",
+      0
+     ],
+     "destination": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-110",
+      0
+     ],
+     "destination": [
+      "obj-119",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-119",
+      0
+     ],
+     "destination": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
       5
      ],
      "destination": [
-      "obj-118",
+      "obj-120",
       0
      ]
     }
@@ -5293,11 +5408,11 @@
    {
     "patchline": {
      "source": [
-      "obj-118",
+      "obj-120",
       2
      ],
      "destination": [
-      "obj-119",
+      "obj-121",
       0
      ]
     }
@@ -5305,7 +5420,43 @@
    {
     "patchline": {
      "source": [
-      "obj-119",
+      "obj-121",
+      0
+     ],
+     "destination": [
+      "obj-90",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-120",
+      1
+     ],
+     "destination": [
+      "obj-122",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-122",
+      0
+     ],
+     "destination": [
+      "obj-123",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-123",
       0
      ],
      "destination": [
@@ -5317,83 +5468,11 @@
    {
     "patchline": {
      "source": [
-      "obj-118",
+      "obj-122",
       1
      ],
      "destination": [
-      "obj-120",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-120",
-      0
-     ],
-     "destination": [
-      "obj-121",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-121",
-      0
-     ],
-     "destination": [
-      "obj-86",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-120",
-      1
-     ],
-     "destination": [
-      "obj-122",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-122",
-      0
-     ],
-     "destination": [
-      "obj-86",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-118",
-      0
-     ],
-     "destination": [
-      "obj-123",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-123",
-      0
-     ],
-     "destination": [
-      "obj-86",
+      "obj-124",
       0
      ]
     }
@@ -5405,6 +5484,18 @@
       0
      ],
      "destination": [
+      "obj-88",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-120",
+      0
+     ],
+     "destination": [
       "obj-125",
       0
      ]
@@ -5417,7 +5508,7 @@
       0
      ],
      "destination": [
-      "obj-126",
+      "obj-88",
       0
      ]
     }
@@ -5425,83 +5516,11 @@
    {
     "patchline": {
      "source": [
-      "obj-126",
+      "obj-5",
       0
      ],
      "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-125",
-      1
-     ],
-     "destination": [
-      "obj-127",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-127",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-101",
-      0
-     ],
-     "destination": [
-      "obj-129",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-128",
-      0
-     ],
-     "destination": [
-      "obj-129",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-129",
-      0
-     ],
-     "destination": [
-      "obj-130",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-130",
-      0
-     ],
-     "destination": [
-      "obj-2",
+      "obj-131",
       0
      ]
     }
@@ -5513,7 +5532,7 @@
       0
      ],
      "destination": [
-      "obj-132",
+      "obj-130",
       0
      ]
     }
@@ -5521,11 +5540,23 @@
    {
     "patchline": {
      "source": [
-      "obj-132",
+      "obj-126",
       0
      ],
      "destination": [
-      "obj-133",
+      "obj-130",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-130",
+      0
+     ],
+     "destination": [
+      "obj-127",
       0
      ]
     }
@@ -5533,7 +5564,19 @@
    {
     "patchline": {
      "source": [
-      "obj-133",
+      "obj-127",
+      0
+     ],
+     "destination": [
+      "obj-128",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-128",
       0
      ],
      "destination": [
@@ -5545,8 +5588,56 @@
    {
     "patchline": {
      "source": [
-      "obj-132",
+      "obj-127",
       1
+     ],
+     "destination": [
+      "obj-129",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-129",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
+      0
+     ],
+     "destination": [
+      "obj-133",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-132",
+      0
+     ],
+     "destination": [
+      "obj-133",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-133",
+      0
      ],
      "destination": [
       "obj-134",
@@ -5561,7 +5652,19 @@
       0
      ],
      "destination": [
-      "obj-124",
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-135",
+      0
+     ],
+     "destination": [
+      "obj-136",
       0
      ]
     }
@@ -5585,6 +5688,18 @@
       0
      ],
      "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-136",
+      1
+     ],
+     "destination": [
       "obj-138",
       0
      ]
@@ -5597,7 +5712,7 @@
       0
      ],
      "destination": [
-      "obj-139",
+      "obj-126",
       0
      ]
     }
@@ -5605,148 +5720,184 @@
    {
     "patchline": {
      "source": [
-      "obj-138",
+      "obj-140",
       0
      ],
      "destination": [
-      "obj-139",
+      "obj-141",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-141",
+      0
+     ],
+     "destination": [
+      "obj-142",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-142",
+      0
+     ],
+     "destination": [
+      "obj-143",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-142",
+      1
+     ],
+     "destination": [
+      "obj-143",
       1
      ]
     }
    }
   ],
   "parameters": {
-   "obj-7": [
+   "obj-6": [
     "Reconnect",
     "Reconnect",
     0
    ],
-   "obj-11": [
+   "obj-12": [
     "Prompt",
     "Prompt",
     0
    ],
-   "obj-14": [
+   "obj-15": [
     "Seed",
     "Seed",
     0
    ],
-   "obj-16": [
+   "obj-17": [
     "Steps",
     "Steps",
     0
    ],
-   "obj-18": [
+   "obj-19": [
     "Guidance",
     "Guidance",
     0
    ],
-   "obj-20": [
+   "obj-21": [
     "Duration",
     "Duration",
     0
    ],
-   "obj-22": [
+   "obj-23": [
     "Bars",
     "Bars",
     0
    ],
-   "obj-24": [
+   "obj-25": [
     "Strength",
     "Strength",
-    0
-   ],
-   "obj-26": [
-    "Extend",
-    "Extend",
     0
    ],
    "obj-28": [
-    "From",
-    "From",
+    "Extend",
+    "Extend",
     0
    ],
    "obj-30": [
-    "To",
-    "To",
-    0
-   ],
-   "obj-31": [
-    "Dice",
-    "Dice",
+    "From",
+    "From",
     0
    ],
    "obj-32": [
+    "To",
+    "To",
+    0
+   ],
+   "obj-33": [
+    "Dice",
+    "Dice",
+    0
+   ],
+   "obj-34": [
     "Seed lock",
     "Lock",
     0
    ],
-   "obj-36": [
+   "obj-38": [
     "Generate",
     "Generate",
     0
    ],
-   "obj-43": [
+   "obj-45": [
     "Input clip",
     "Input",
     0
    ],
-   "obj-47": [
+   "obj-49": [
     "Transfer",
     "Transfer",
     0
    ],
-   "obj-57": [
+   "obj-59": [
     "Continue",
     "Continue",
     0
    ],
-   "obj-67": [
+   "obj-69": [
     "Inpaint",
     "Inpaint",
     0
    ],
-   "obj-74": [
+   "obj-76": [
     "Cancel",
     "Cancel",
     0
    ],
-   "obj-77": [
+   "obj-79": [
     "Refresh lists",
     "Refresh",
     0
    ],
-   "obj-79": [
+   "obj-81": [
     "Concept",
     "Concept",
     0
    ],
-   "obj-86": [
+   "obj-88": [
     "Preset",
     "Preset",
     0
    ],
-   "obj-91": [
+   "obj-93": [
     "Trigger preset",
     "Trigger",
     0
    ],
-   "obj-124": [
+   "obj-126": [
     "Jam",
     "Jam",
     0
    ],
-   "obj-128": [
+   "obj-132": [
     "Play on server",
     "Play srv",
     0
    ],
-   "obj-131": [
+   "obj-135": [
     "Stop server",
     "Stop srv",
     0
    ],
-   "obj-136": [
+   "obj-140": [
     "Play clip",
     "Play",
     0

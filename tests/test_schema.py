@@ -80,7 +80,7 @@ def test_a_new_option_is_one_schema_edit() -> None:
     assert (box.label, box.type, box.minimum, box.maximum) == ("swing(%)", "f", 0, 100)
     assert box.commands == ("/gen", "/transfer", "/continue", "/inpaint")
     patch = pd.render(resolved)
-    assert "swing(%) ds-swing" in patch and "swing \\$" in patch
+    assert "swing(%) \\$0-ds-swing" in patch and "swing \\$" in patch  # $0-local (issue 20)
     # and the shipped schema is untouched
     assert "swing" not in contract.COMMANDS["/gen"].parse(["warm", "pad"])
     assert "swing" not in [n.key for n in SPEC.numbers]

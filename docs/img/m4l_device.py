@@ -35,8 +35,8 @@ def _label(box: dict[str, Any]) -> str:
         return f"{valueof['parameter_enum'][0]}  \u25be"
     if kind == "live.drop":
         return box["legend"]
-    if kind == "textedit":
-        return maxpat.DEFAULT_PROMPT
+    if kind == "textedit":  # the prompt (two lines) or the server's host
+        return maxpat.DEFAULT_PROMPT if box.get("lines") == 2 else maxpat.SERVER_HOST
     if kind == "waveform~":
         return "waveform of the last clip (buffer~ ---ds-clip)"
     if kind == "slider":

@@ -1,7 +1,7 @@
 """Client patches for Max, Max for Live and Pure Data, generated from the OSC contract.
 
-:func:`generate` writes ``max_patches/dreamsampler.maxpat``, ``max_patches/dreamsampler.amxd``,
-the device's Live API script ``max_patches/dreamsampler-clip.js`` and ``pd_patches/dreamsampler.pd``
+:func:`generate` writes ``max_patches/dreamsampler.maxpat``, ``max_patches/dreamsampler.amxd``
+(one file: the device's script is embedded in it) and ``pd_patches/dreamsampler.pd``
 under a root folder (the repository by default); ``dreamsampler
 patches`` and ``python -m dreamsampler.clients`` call it. Controls come from :mod:`.spec`; entries
 the contract does not have yet are skipped with a warning.
@@ -16,7 +16,7 @@ from dreamsampler.clients.spec import ResolvedSpec, resolve
 
 #: the generated files, relative to the root folder
 FILES = ("max_patches/dreamsampler.maxpat", "max_patches/dreamsampler.amxd",
-         "pd_patches/dreamsampler.pd", f"max_patches/{maxpat.CLIP_SCRIPT}")
+         "pd_patches/dreamsampler.pd")
 
 
 def render_all(spec: ResolvedSpec | None = None) -> dict[str, bytes]:
@@ -26,7 +26,6 @@ def render_all(spec: ResolvedSpec | None = None) -> dict[str, bytes]:
         FILES[0]: maxpat.maxpat_text(spec).encode("utf-8"),
         FILES[1]: maxpat.amxd_bytes(spec),
         FILES[2]: pd.render(spec).encode("utf-8"),
-        FILES[3]: maxpat.clip_script(),
     }
     return texts
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from dreamsampler.clients.objects import max_counts
 from dreamsampler.clients.spec import NumberControl, ResolvedSpec
+from dreamsampler.server.contract import REPLIES
 
 SERVER_HOST = "127.0.0.1"
 SERVER_PORT = 9000
@@ -53,9 +54,17 @@ AUTOMATED, STORED_ONLY, HIDDEN = 0, 1, 2
 #: Live shows a device strip this many pixels high; every presentation rect fits in it
 DEVICE_HEIGHT = 169
 #: the device's (and the patch's presentation) width in pixels
-DEVICE_WIDTH = 888
-#: the Live API script shipped next to the device (see dreamsampler-clip.js)
+DEVICE_WIDTH = 1060
+#: the device's script (see dreamsampler-clip.js), embedded in the ``.amxd``
 CLIP_SCRIPT = "dreamsampler-clip.js"
+#: outlets the script declares (status, network, takes, clip, capture)
+SCRIPT_OUTLETS = 5
+#: milliseconds between two ``/notify 1 <port>``: a restarted server hears from every copy again
+REGISTER_MS = 10000
+#: the device's extra column (endpoints, placement, takes, capture), left edge in pixels
+EXTRA = 892.0
+#: the capture buffer (``---``: Max for Live makes the name local to each copy)
+CAPTURE_BUFFER = "---ds-capture"
 #: the empty choice of the concept and preset menus (sends no option / triggers nothing)
 NO_CHOICE = "(none)"
 #: parameters on the device's first bank (Push, and the controls Live shows when collapsed)
@@ -193,7 +202,9 @@ class MaxPatch:
 def _outlet_types(maxclass: str, text: str, outlets: int) -> list[str]:
     word = text.split()[0] if text else maxclass
     if word == "play~":
-        return ["signal", "bang"]
+        return ["signal"] * (outlets - 1) + ["bang"]
+    if word in ("record~", "selector~"):
+        return ["signal"]
     if word in ("plugin~", "plugout~"):
         return ["signal"] * outlets
     if maxclass in ("live.numbox", "live.dial"):
@@ -208,14 +219,37 @@ def _pak_text(numbers: tuple[NumberControl, ...]) -> str:
     return "pak " + " ".join(f"{n.key} {n.literal()}" for n in numbers)
 
 
+#: Live's ``parameter_unitstyle`` values used here (Max's names: Int, Float, Percent, Custom)
+UNIT_INT, UNIT_FLOAT, UNIT_PERCENT, UNIT_CUSTOM = 0, 1, 5, 9
+#: contract argument names shown as a percentage of their 0..1 range (the device shows 0..100 %
+#: and scales by 0.01 before sending)
+PERCENT = ("strength",)
+
+
+def _units(number: NumberControl) -> tuple[int, str | None]:
+    """Live unit style and, for the custom style, the ``parameter_units`` format: the contract's
+    unit (``s``, ``bars``...) after the number."""
+    if number.key in PERCENT:
+        return UNIT_PERCENT, None
+    if number.unit:
+        return UNIT_CUSTOM, ("%d " if number.is_int else "%.2f ") + number.unit
+    return (UNIT_INT if number.is_int else UNIT_FLOAT), None
+
+
 def _number_parameter(number: NumberControl) -> dict[str, Any]:
-    """A number's Live parameter: range and initial value from the contract and defaults."""
+    """A number's Live parameter: range, unit and initial value from the contract and defaults
+    (a percentage is shown as 0..100)."""
     name = number.key.capitalize()
     kind = PARAM_INT if number.is_int else PARAM_FLOAT
     cast = int if number.is_int else float
-    return live_parameter(name, name, kind, minimum=cast(number.minimum),
-                          maximum=cast(number.maximum), initial=cast(number.default),
-                          unitstyle=0 if number.is_int else 1)
+    scale = 100.0 if number.key in PERCENT else 1.0
+    unitstyle, units = _units(number)
+    attrs = live_parameter(name, name, kind, minimum=cast(number.minimum * scale),
+                           maximum=cast(number.maximum * scale),
+                           initial=cast(number.default * scale), unitstyle=unitstyle)
+    if units is not None:
+        attrs["saved_attribute_attributes"]["valueof"]["parameter_units"] = units
+    return attrs
 
 
 # -- presentation layout (pixels; Live's device strip is DEVICE_HEIGHT high) ----------------------
@@ -240,12 +274,39 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     load = p.obj(700, 40, "loadbang")
     init = p.obj(700, 70, "t b b b")
     p.connect(load, 0, init, 0)
-    notify = p.msg(700, 100, f"{spec.notify.address} 1 {REPLY_PORT}")
+    # action buttons are stored with the Set but not automatable (no automation lanes)
     reconnect = p.button(860, 40, "reconnect", "Reconnect", "Reconnect",
-                         (MIDDLE + CELL_W, BOTTOM_ROW, CELL_W - 4, 18))
-    p.connect(init, 0, notify, 0)
-    p.connect(reconnect, 0, notify, 0)
-    p.connect(notify, 0, udpsend, 0)
+                         (MIDDLE + CELL_W, BOTTOM_ROW, CELL_W - 4, 18), visibility=STORED_ONLY)
+    script = ""
+    if device:
+        # the device's logic (endpoints, clip placement, takes, stems, capture) runs in its
+        # embedded script: a reply port per copy, re-registered every REGISTER_MS
+        script = p.obj(850, 630, f"v8 {SCRIPT_OUTLETS} 1 @embed 1",
+                       saved_object_attributes={"embed": 1, "parameter_enable": 0},
+                       textfile={"text": clip_script().decode("utf-8"), "filename": CLIP_SCRIPT,
+                                 "flags": 0, "embed": 1, "autowatch": 0})
+        network = p.obj(850, 660, "route send receive")
+        p.connect(script, 1, network, 0)
+        p.connect(network, 0, udpsend, 0)
+        p.connect(network, 1, udpreceive, 0)
+        start = p.msg(850, 100, "start")
+        p.connect(init, 0, start, 0)
+        p.connect(start, 0, script, 0)
+        every = p.obj(950, 100, f"metro {REGISTER_MS}")
+        p.connect(init, 0, every, 0)
+        keep = p.msg(950, 130, "tick")
+        p.connect(every, 0, keep, 0)
+        p.connect(reconnect, 0, keep, 0)
+        p.connect(keep, 0, script, 0)
+        _endpoint_fields(p, script)
+    else:
+        notify = p.msg(700, 100, f"{spec.notify.address} 1 {REPLY_PORT}")
+        p.connect(init, 0, notify, 0)
+        p.connect(reconnect, 0, notify, 0)
+        p.connect(notify, 0, udpsend, 0)
+        every = p.obj(800, 100, f"metro {REGISTER_MS}")
+        p.connect(init, 0, every, 0)
+        p.connect(every, 0, notify, 0)
 
     # -- prompt: a textedit whose text is stored with the Set by a pattr parameter ------------
     p.box("comment", 20, 40, 200, text="prompt", present=(LEFT, 2, 200, 18))
@@ -276,6 +337,10 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         boxes[number.key] = p.box("live.numbox", x, 170, 80, 18,
                                   present=(cx, cy + 18, CELL_W - 4, 18),
                                   **_number_parameter(number))
+        if number.key in PERCENT:  # shown 0..100 %, sent 0..1
+            scale = p.obj(x, 195, "* 0.01")
+            p.connect(boxes[number.key], 0, scale, 0)
+            boxes[number.key] = scale
     rows = (len(every_number) + NUMBER_COLUMNS - 1) // NUMBER_COLUMNS
 
     dice_gate = None
@@ -344,7 +409,8 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     input_set = p.obj(250, 300, "prepend set")
     input_prepend = p.obj(250, 520, f"prepend {NO_INPUT}")
     p.chain(posix, input_set, input_prepend)
-    command(250, "Transfer", spec.transfer.address, input_prepend)
+    buttons: dict[str, str] = {}
+    buttons["Transfer"] = command(250, "Transfer", spec.transfer.address, input_prepend)
 
     # continue / inpaint the last delivered clip: [pak <clip> <numbers>] sets the head of the
     # message ("<clip> <extend>", "<clip> <from> <to>"); the unit goes after the options
@@ -362,12 +428,13 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         head_prepend = p.obj(x, 520, f"prepend {NO_CLIP} {defaults}")
         p.chain(head, head_set, head_prepend)
         region_heads.append(head)
-        command(x, message.address.strip("/").capitalize(), message.address, head_prepend,
-                tail=f"unit {spec.region_unit}")
+        label = message.address.strip("/").capitalize()
+        buttons[label] = command(x, label, message.address, head_prepend,
+                                 tail=f"unit {spec.region_unit}")
 
     # cancel the last queued job
     cancel = p.button(480, 370, "Cancel", "Cancel", "Cancel",
-                      (next(command_x), 62, CANCEL_W, 22))
+                      (next(command_x), 62, CANCEL_W, 22), visibility=STORED_ONLY)
     last_job = p.obj(480, 430, "zl reg")
     cancel_out = p.obj(480, 550, f"prepend {spec.cancel.address}")
     p.chain(cancel, last_job, cancel_out, udpsend)
@@ -376,7 +443,7 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     refresh = ""
     if spec.concepts is not None or spec.presets is not None:
         refresh = p.button(1000, 40, "refresh", "Refresh lists", "Refresh",
-                           (MIDDLE, BOTTOM_ROW, CELL_W - 4, 18))
+                           (MIDDLE, BOTTOM_ROW, CELL_W - 4, 18), visibility=STORED_ONLY)
     concept_menu = preset_menu = preset_choice = None
     if spec.concepts is not None:
         p.box("comment", 20, 590, 80, text="concept", present=(RIGHT, 2, 52, 18))
@@ -517,11 +584,18 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     if spec.jam is not None:
         # not restored with the Set: loading a Set never starts (or stops) the server's jam
         jam_toggle = p.button(1300, 760, "jam", "Jam", "Jam", (RIGHT + 202, BOTTOM_ROW, 40, 18),
-                              toggle=True, visibility=HIDDEN)
+                              toggle=True)
         jam_choice = p.obj(1300, 790, "sel 1 0")
         jam_on = p.msg(1300, 820, f"{spec.jam} on")
         jam_off = p.msg(1380, 820, f"{spec.jam} off")
-        p.chain(jam_toggle, jam_choice, jam_on, udpsend)
+        # mappable and automatable, but a Set being loaded restores it before the gate opens:
+        # loading a Set never starts (or stops) the server's jam
+        jam_gate = p.obj(1300, 775, "gate 1 0")
+        jam_open = p.msg(1380, 745, "1")
+        p.connect(init, 0, jam_open, 0)
+        p.connect(jam_open, 0, jam_gate, 0)
+        p.connect(jam_toggle, 0, jam_gate, 1)
+        p.chain(jam_gate, jam_choice, jam_on, udpsend)
         p.connect(jam_choice, 1, jam_off, 0)
         p.connect(jam_off, 0, udpsend, 0)
     if spec.play is not None:
@@ -547,7 +621,7 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     p.box("waveform~", 20, 740, 400, 80, present=(RIGHT, 46, 270, 96), buffername=buffer_name)
     play = p.button(430, 740, "Play", "Play clip", "Play", (RIGHT, BOTTOM_ROW, 50, 18))
     start = p.msg(430, 770, "1")
-    player = p.obj(430, 800, f"play~ {buffer_name}")
+    player = p.obj(430, 800, f"play~ {buffer_name} 2")
     p.chain(play, start, player)
     if device:
         through = p.obj(560, 770, "plugin~")
@@ -557,22 +631,159 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     else:  # the DSP switch: click it to turn audio on (Play is silent while DSP is off)
         out = p.box("ezdac~", 430, 830, 45, 45, present=(RIGHT + 246, BOTTOM_ROW - 2, 22, 22))
     p.connect(player, 0, out, 0)
-    p.connect(player, 0, out, 1)
+    if device:  # the right side: the clip's right channel, or its only one (the script says)
+        right = p.obj(480, 830, "selector~ 2 2")
+        p.connect(player, 0, right, 1)
+        p.connect(player, 1, right, 2)
+        p.connect(right, 0, out, 1)
+    else:
+        p.connect(player, 1, out, 1)
 
     if device:
-        _live(p, spec, fan, status, udpsend)
+        _live(p, spec, _Device(script=script, clip_fan=fan, status=status, udpsend=udpsend,
+                               replies=source, buffer=buffer, input_set=input_set,
+                               heads=region_heads, buttons=buttons, audio_in=through,
+                               right=right))
     return p
 
 
-def _live(p: MaxPatch, spec: ResolvedSpec, clip_fan: str, status: str, udpsend: str) -> None:
-    """Live API: the clip goes onto the device's own track (``dreamsampler-clip.js``), the
-    outcome to the status line; the set's tempo is followed."""
+def _endpoint_fields(p: MaxPatch, script: str) -> None:
+    """The server's host (a ``textedit`` stored with the Set by a ``pattr``) and port (a
+    ``live.numbox``, stored, not automatable); changes go to the script as ``host`` /
+    ``serverport``."""
+    p.box("comment", 1500, 40, 60, text="server", present=(EXTRA, 2, 44, 18))
+    host = p.box("textedit", 1500, 60, 160, 20, present=(EXTRA + 44, 2, 116, 18), lines=1,
+                 keymode=1, wordwrap=0)
+    host_text = p.obj(1500, 90, "route text")
+    p.connect(host, 0, host_text, 0)
+    stored = p.obj(1680, 90, "pattr Host @parameter_enable 1", restore=[SERVER_HOST],
+                   saved_object_attributes={"parameter_enable": 1, "parameter_mappable": 0},
+                   **{k: v for k, v in live_parameter("Host", "Host", PARAM_BLOB,
+                                                      visibility=STORED_ONLY).items()
+                      if k != "parameter_enable"})
+    restore = p.obj(1680, 60, "prepend set")
+    p.connect(host_text, 0, stored, 0)
+    p.connect(stored, 0, restore, 0)
+    p.connect(restore, 0, host, 0)
+    to_script = p.obj(1500, 120, "prepend host")
+    p.connect(stored, 0, to_script, 0)
+    p.connect(to_script, 0, script, 0)
+    p.box("comment", 1500, 150, 60, text="port", present=(EXTRA, 22, 44, 18))
+    port = p.box("live.numbox", 1500, 170, 60, 18, present=(EXTRA + 44, 22, 116, 18),
+                 **live_parameter("Server port", "Port", PARAM_INT, minimum=1, maximum=65535,
+                                  initial=SERVER_PORT, visibility=STORED_ONLY,
+                                  unitstyle=UNIT_INT))
+    port_out = p.obj(1500, 200, "prepend serverport")
+    p.chain(port, port_out, script)
+
+
+@dataclass
+class _Device:
+    """Boxes of the shared patch the device-only part connects to."""
+
+    script: str
+    clip_fan: str
+    status: str
+    udpsend: str
+    replies: str
+    buffer: str
+    input_set: str
+    heads: list[str]
+    buttons: dict[str, str]
+    audio_in: str
+    right: str
+
+
+def _live(p: MaxPatch, spec: ResolvedSpec, d: _Device) -> None:
+    """The device's Live side, run by its embedded script: clips onto the device's own track
+    (Session, or Arrangement at the playhead), takes in a menu, stems on new tracks, the track's
+    input captured for the next job; the set's tempo is followed."""
     ready = p.obj(950, 40, "live.thisdevice")
+    script, udpsend = d.script, d.udpsend
     place = p.obj(850, 600, "prepend place")
-    script = p.obj(850, 630, f"js {CLIP_SCRIPT}",
-                   saved_object_attributes={"filename": CLIP_SCRIPT, "parameter_enable": 0})
-    p.connect(clip_fan, 0, place, 0)
-    p.chain(place, script, status)
+    p.connect(d.clip_fan, 0, place, 0)
+    p.connect(place, 0, script, 0)
+    p.connect(script, 0, d.status, 0)
+    # every /done goes to the script too (takes: several paths; /separate: a stems folder), and
+    # /status.reply's output folder (where captures are written)
+    replies = p.obj(1100, 390, "route /done /status.reply")
+    p.connect(d.replies, 0, replies, 0)
+    done = p.obj(1100, 420, "prepend done")
+    p.connect(replies, 0, done, 0)
+    p.connect(done, 0, script, 0)
+    names = [a.name for a in REPLIES["/status.reply"].args]
+    statusreply = p.obj(1250, 420, f"prepend outputdir {names.index('output_dir')}")
+    p.connect(replies, 1, statusreply, 0)
+    p.connect(statusreply, 0, script, 0)
+
+    # placement: Session (selected scene) or Arrangement (playhead)
+    p.box("comment", 1500, 240, 60, text="place in", present=(EXTRA, 44, 44, 18))
+    where = p.box("live.menu", 1500, 260, 100, 18, present=(EXTRA + 44, 44, 116, 18),
+                  **live_parameter("Place in", "Place", PARAM_ENUM,
+                                   enum=["Session", "Arrangement"], visibility=STORED_ONLY))
+    mode = p.obj(1500, 290, "prepend mode")
+    p.connect(where, 1, mode, 0)
+    p.connect(mode, 0, script, 0)
+
+    # takes: the script fills the menu; choosing one places it and loads it for preview
+    p.box("comment", 1500, 320, 60, text="take", present=(EXTRA, 66, 44, 18))
+    takes = p.box("live.menu", 1500, 340, 100, 18, present=(EXTRA + 44, 66, 116, 18),
+                  **live_parameter("Take", "Take", PARAM_ENUM, enum=[NO_CHOICE],
+                                   visibility=STORED_ONLY))
+    p.connect(script, 2, takes, 0)
+    chosen = p.obj(1500, 370, "prepend take")
+    p.connect(takes, 0, chosen, 0)
+    p.connect(chosen, 0, script, 0)
+    clip = p.obj(1650, 370, "route replace input channels")
+    p.connect(script, 3, clip, 0)
+    replace = p.obj(1650, 400, "prepend replace")
+    p.chain(clip, replace, d.buffer)
+    use = p.obj(1750, 400, "t l l")
+    p.connect(clip, 1, use, 0)
+    p.connect(use, 1, d.input_set, 0)  # the next Transfer's input
+    for head in d.heads:  # the next Continue / Inpaint's clip
+        p.connect(use, 0, head, 0)
+    p.connect(clip, 2, d.right, 0)  # 1: mono on both sides, 2: stereo
+
+    # capture: record <bars> of the track's input, write it, use it for the chosen command
+    commands = [label for label in ("Transfer", "Continue", "Conform", "Separate")
+                if label in d.buttons]
+    p.box("comment", 1500, 430, 60, text="capture", present=(EXTRA, 88, 44, 18))
+    bars = p.box("live.numbox", 1500, 450, 50, 18, present=(EXTRA + 44, 88, 54, 18),
+                 **live_parameter("Capture bars", "Cap bars", PARAM_INT, minimum=1, maximum=64,
+                                  initial=4, visibility=STORED_ONLY, unitstyle=UNIT_CUSTOM))
+    p.boxes[-1]["box"]["saved_attribute_attributes"]["valueof"]["parameter_units"] = "%d bars"
+    use_for = p.box("live.menu", 1560, 450, 80, 18, present=(EXTRA + 100, 88, 60, 18),
+                    **live_parameter("Capture for", "Cap for", PARAM_ENUM, enum=commands,
+                                     visibility=STORED_ONLY))
+    capture = p.button(1650, 450, "Capture", "Capture", "Capture",
+                       (EXTRA, 110, 160, 22), visibility=STORED_ONLY)
+    request = p.obj(1500, 480, f"pack capture 4 {commands[0]}")
+    p.connect(bars, 0, request, 1)
+    p.connect(use_for, 1, request, 2)
+    p.connect(capture, 0, request, 0)
+    p.connect(request, 0, script, 0)
+    recorder = p.obj(1500, 560, f"record~ {CAPTURE_BUFFER} 2")
+    p.connect(d.audio_in, 0, recorder, 0)
+    p.connect(d.audio_in, 1, recorder, 1)
+    control = p.obj(1500, 510, "route size record wait write press")
+    p.connect(script, 4, control, 0)
+    size = p.obj(1500, 590, "prepend size")
+    write = p.obj(1600, 590, "prepend writewave")
+    buffer = p.obj(1550, 620, f"buffer~ {CAPTURE_BUFFER} 1000 2")
+    p.chain(control, size, buffer)
+    p.connect(control, 3, write, 0)
+    p.connect(write, 0, buffer, 0)
+    p.connect(control, 1, recorder, 0)
+    wait = p.obj(1650, 540, "delay")
+    p.connect(control, 2, wait, 0)
+    finished = p.msg(1650, 570, "captured")
+    p.chain(wait, finished, script)
+    press = p.obj(1750, 540, "route " + " ".join(commands))
+    p.connect(control, 4, press, 0)
+    for i, label in enumerate(commands):
+        p.connect(press, i, d.buttons[label], 0)
+
     if spec.tempo is not None:
         set_path = p.msg(950, 70, "path live_set")
         set_obj = p.obj(950, 100, "live.path")
@@ -592,8 +803,7 @@ def amxd_bytes(spec: ResolvedSpec) -> bytes:
     """``dreamsampler.amxd``: the device's patcher behind the ``ampf``/``meta``/``ptch`` header."""
     patcher = build(spec, device=True).patcher(
         devicewidth=float(DEVICE_WIDTH), description="dreamsampler: text-to-music over OSC",
-        dependency_cache=[{"name": CLIP_SCRIPT, "patcherrelativepath": ".", "type": "TEXT",
-                           "implicit": 1}],
+        dependency_cache=[],
     )
     payload = json.dumps(patcher, indent=1).encode("utf-8") + b"\n\x00"
     return (_chunk(b"ampf", AMXD_AUDIO_EFFECT) + _chunk(b"meta", b"\x00\x00\x00\x00")
@@ -601,7 +811,7 @@ def amxd_bytes(spec: ResolvedSpec) -> bytes:
 
 
 def clip_script() -> bytes:
-    """The device's Live API script (``dreamsampler-clip.js``), shipped next to the ``.amxd``."""
+    """The device's script (``dreamsampler-clip.js``), embedded in the ``.amxd``."""
     return (Path(__file__).with_name(CLIP_SCRIPT)).read_bytes()
 
 

@@ -82,7 +82,8 @@ MAX_OBJECTS: dict[str, Counts | Callable[[str], Counts]] = {
     "sel": lambda text: (2, 2) if len(_args(text)) <= 1 else (1, _n(text) + 1),
     "conformpath": (1, 2),
     "buffer~": (1, 2),
-    "play~": (1, 2),
+    # [play~ buffer N]: N signal outlets plus a bang at the end
+    "play~": lambda text: (1, (int(_args(text)[1]) if len(_args(text)) > 1 else 1) + 1),
     "dac~": (2, 0),
     "plugin~": (1, 2),
     "plugout~": (2, 2),
@@ -96,6 +97,14 @@ MAX_OBJECTS: dict[str, Counts | Callable[[str], Counts]] = {
     "pattr": (1, 3),
     # counts declared by the script (dreamsampler-clip.js: inlets = 1, outlets = 1)
     "js": (1, 1),
+    # [v8 <outlets> <inlets>] with embedded code (Max 9 reference: two ints = outlets, inlets)
+    "v8": lambda text: (int(_args(text)[1]), int(_args(text)[0])),
+    "metro": (2, 1),
+    # [selector~ N initial]: a control inlet plus N signal inlets
+    "selector~": lambda text: (int(_args(text)[0]) + 1, 1),
+    "delay": (2, 1),
+    # [record~ buffer N]: N signal inlets plus start and end points; one sync outlet
+    "record~": lambda text: (int(_args(text)[1]) + 2 if len(_args(text)) > 1 else 3, 1),
 }
 
 
@@ -177,6 +186,8 @@ PD_OBJECTS: dict[str, Counts | Callable[[str], Counts]] = {
     "realtime": (2, 1),
     "file": _pd_file,
     "env~": (1, 1),
+    "inlet": (0, 1),
+    "outlet": (1, 0),
 }
 
 #: Pd GUI boxes (``#X obj x y <class> ...``) have an inlet unless they have a receive name and an

@@ -1,20 +1,23 @@
 """The Pure Data (vanilla) client patch, generated from the resolved spec.
 
 ``pd_patches/dreamsampler.pd`` can be opened directly (server on 127.0.0.1:9000, replies on 9001)
-or used as an abstraction ``[dreamsampler <server-port> <reply-port>]``. Every control also has a
-global receive name (``ds-prompt``, ``ds-seed``, ``ds-generate``…) so other patches can drive it,
-and every reply goes to ``[s ds-reply]``.
+or used as an abstraction ``[dreamsampler <server-port> <reply-port>]``. Every send/receive name
+and the clip's arrays are local to the copy (``$0-ds-prompt``, ``$0-ds-clip-l``/``-r``), so
+several copies never interfere; other patches drive a copy through its inlet (``prompt list warm
+bass``, ``seed 7``, ``generate bang``: ``<control> <message>`` to ``$0-ds-<control>``), and its
+outlets give the replies, the frame count of each clip read, and ``status``/``seed``/``level``.
 
 Outgoing messages are built as lists and go through ``[oscformat <address>]`` into
 ``[netsend -u -b]``; replies come from ``[netreceive -u -b]`` → ``[oscparse]`` → ``[list trim]`` →
 ``[route ...]``. Since ``netsend`` sends from another port than ``netreceive`` listens on, the patch
 sends ``/notify 1 <reply-port>`` at load.
 
-Pd vanilla has no menu object, so the concept and the preset are symbol boxes (``ds-concept``,
-``ds-preset``); each passes a gate that drops the empty symbol, so an empty concept box sends no
+Pd vanilla has no menu object, so the concept and the preset are symbol boxes (``concept``,
+``preset``); each passes a gate that drops the empty symbol, so an empty concept box sends no
 ``concept`` option and an empty preset box triggers nothing. A concept name entered is loaded on
 the server (``/concept/load``, idempotent). Continue and Inpaint work on the last delivered clip
-(``ds-extend``, ``ds-from``, ``ds-to``: bars at the session tempo).
+(``extend``, ``from``, ``to``: bars at the session tempo). Clips are read in stereo (a mono file
+plays on both sides).
 """
 
 from __future__ import annotations
@@ -27,6 +30,12 @@ from dreamsampler.clients.objects import pd_atom_counts, pd_object_counts
 from dreamsampler.clients.spec import NumberControl, ResolvedSpec
 
 HEADER = "#N canvas 40 40 980 760 12;"
+#: the prefix of every send/receive name: local to each copy
+PREFIX = "$0-ds"
+#: controls whose values leave by the abstraction's third outlet (``status …``, ``seed 7``)
+MONITORED = ("status", "seed", "level")
+#: the clip's two channels (arrays local to each copy)
+CLIP_L, CLIP_R = f"{PREFIX}-clip-l", f"{PREFIX}-clip-r"
 DEFAULT_PROMPT = "ambient pad"
 
 
@@ -51,6 +60,15 @@ class PdPatch:
     lines: list[str] = field(default_factory=list)
     counts: list[tuple[int, int]] = field(default_factory=list)
     connections: list[tuple[int, int, int, int]] = field(default_factory=list)
+    #: the control names used (``prompt`` for ``$0-ds-prompt``), in order
+    names: list[str] = field(default_factory=list)
+
+    def name(self, control: str) -> str:
+        """This copy's send/receive name for ``control``: ``$0-ds-<control>`` (``$0`` is unique
+        per loaded copy, so two copies never share a name)."""
+        if control not in self.names:
+            self.names.append(control)
+        return f"{PREFIX}-{control}"
 
     def _add(self, line: str, counts: tuple[int, int]) -> int:
         self.lines.append(line)
@@ -76,7 +94,7 @@ class PdPatch:
         if any(len(word.split()) != 1 for word in (label, receive, send)):
             raise ValueError(f"Pd atom label/receive/send must be one word: {label!r}")
         line = (f"#X {kind} {x} {y} {width} {lo:g} {hi:g} 2 {label} "
-                f"{receive or '-'} {send or '-'} 0;")
+                f"{escape(receive or '-')} {escape(send or '-')} 0;")
         return self._add(line, pd_atom_counts(receive, send))
 
     def bng(self, x: int, y: int, label: str, receive: str = "empty") -> int:
@@ -145,24 +163,14 @@ def _seed_from_the_clock(p: PdPatch, load: int, roll: int, x: int, y: int) -> No
     """Seed ``roll`` (a ``[random]``) at load, so the first dice differs per session (Pd seeds
     every new ``[random]`` alike: 743639 is the first roll out of ``[random 1000000]``).
 
-    The seed mixes three bytes of ``/dev/urandom`` (read by ``[file handle]``; where it cannot be
-    opened, as on Windows, zeros) with the microseconds ``[realtime]`` measures from its creation
-    to the load bang, which vary from session to session.
+    The seed mixes the microseconds ``[realtime]`` measures from its creation to the load bang,
+    which vary from session to session, with this copy's ``$0`` (so two copies loaded together
+    differ too): plain Pd on every system, no ``/dev/urandom``.
     """
-    fan = p.obj(x, y, "t b b")
-    p.connect(load, 0, fan, 0)
     clock = p.obj(x + 90, y + 30, "realtime")
-    p.connect(fan, 1, clock, 1)
-    read = p.msg(x, y + 30, "open /dev/urandom, 3, close")
-    handle = p.obj(x, y + 60, "file handle")
-    p.connect(fan, 0, read, 0)
-    p.connect(read, 0, handle, 0)
-    no_device = p.msg(x + 90, y + 90, "0 0 0")
-    p.connect(handle, 1, no_device, 0)
-    mix = p.obj(x, y + 120, "expr ($f1*65536 + $f2*256 + $f3 + int($f4*1000)) % 16777216")
-    p.connect(handle, 0, mix, 0)
-    p.connect(no_device, 0, mix, 0)
-    p.connect(clock, 0, mix, 3)
+    p.connect(load, 0, clock, 1)
+    mix = p.obj(x, y + 120, "expr (int($f1*1000) + $0*7919) % 16777216")
+    p.connect(clock, 0, mix, 0)
     seed = p.msg(x, y + 150, "seed $1")
     p.connect(mix, 0, seed, 0)
     p.connect(seed, 0, roll, 0)
@@ -245,9 +253,9 @@ def build(spec: ResolvedSpec) -> PdPatch:
     # -- controls ------------------------------------------------------------------------------
     p.comment(20, 40, "prompt: click, type words, then press Enter (Pd keeps typed text only "
                       "after Enter)")
-    prompt = p.atom("listbox", 20, 80, 40, "prompt", "ds-prompt", "-")
+    prompt = p.atom("listbox", 20, 80, 40, "prompt", p.name("prompt"), "-")
     prompt_default = p.msg(20, 110, f"list {DEFAULT_PROMPT}")
-    prompt_send = p.obj(20, 140, "s ds-prompt")
+    prompt_send = p.obj(20, 140, "s " + p.name("prompt"))
     p.connect(load, 0, prompt_default, 0)
     p.connect(prompt_default, 0, prompt_send, 0)
 
@@ -255,10 +263,10 @@ def build(spec: ResolvedSpec) -> PdPatch:
     boxes: dict[str, int] = {}
     for i, number in enumerate(spec.numbers):
         x = 20 + 110 * i
-        atom = p.atom("floatatom", x, y, 7, number.label, f"ds-{number.key}", "-",
+        atom = p.atom("floatatom", x, y, 7, number.label, p.name(number.key), "-",
                       number.minimum, number.maximum)
         init = p.msg(x, y + 30, number.literal())
-        init_send = p.obj(x, y + 55, f"s ds-{number.key}")
+        init_send = p.obj(x, y + 55, "s " + p.name(number.key))
         p.connect(load, 0, init, 0)
         p.connect(init, 0, init_send, 0)
         out = atom
@@ -272,11 +280,11 @@ def build(spec: ResolvedSpec) -> PdPatch:
     if seed is not None:
         dx, dy = 20, 330
         dice = p.bng(dx, dy, "dice")
-        lock = p.tgl(dx + 90, dy, "lock", "ds-lock")
+        lock = p.tgl(dx + 90, dy, "lock", p.name("lock"))
         unlocked = p.obj(dx + 90, dy + 30, "== 0")
         dice_gate = p.obj(dx + 40, dy + 60, "spigot 1")
         roll = p.obj(dx, dy + 90, "random 1000000")
-        roll_send = p.obj(dx, dy + 120, f"s ds-{seed.key}")
+        roll_send = p.obj(dx, dy + 120, "s " + p.name(seed.key))
         p.connect(lock, 0, unlocked, 0)
         p.connect(unlocked, 0, dice_gate, 1)
         p.connect(dice_gate, 0, roll, 0)
@@ -298,7 +306,7 @@ def build(spec: ResolvedSpec) -> PdPatch:
         prompt (→ input) → OSC; the boxes from ``y`` down."""
         numbers = spec.numbers_for(address)
         d = y - 470
-        button = p.bng(x, y, label, f"ds-{label.lower()}")
+        button = p.bng(x, y, label, p.name(label.lower()))
         allowed = p.obj(x + 60, y, "spigot 1")
         refused = p.obj(x + 140, y, "spigot 0")
         p.connect(button, 0, allowed, 0)
@@ -342,13 +350,13 @@ def build(spec: ResolvedSpec) -> PdPatch:
     p.comment(250, 330, "input clip for Transfer:")
     open_button = p.bng(250, 360, "open...")
     panel = p.obj(250, 390, "openpanel")
-    panel_send = p.obj(250, 420, "s ds-input")
+    panel_send = p.obj(250, 420, "s " + p.name("input"))
     p.chain(open_button, panel, panel_send)
-    input_box = p.atom("symbolatom", 360, 360, 30, "input", "ds-input", "-")
+    input_box = p.atom("symbolatom", 360, 360, 30, "input", p.name("input"), "-")
     command(250, "Transfer", spec.transfer.address, input_box)
 
     # cancel: the last queued job id
-    cancel_button = p.bng(480, 470, "Cancel", "ds-cancel")
+    cancel_button = p.bng(480, 470, "Cancel", p.name("cancel"))
     last_job = p.obj(480, 505, "f")
     cancel_list = p.obj(480, 535, "list")
     cancel_osc = p.obj(480, 565, osc_format_text(spec.cancel.address))
@@ -364,10 +372,10 @@ def build(spec: ResolvedSpec) -> PdPatch:
     region_boxes: dict[str, int] = {}
     for i, number in enumerate(spec.region_numbers):
         x = 20 + 110 * i
-        atom = p.atom("floatatom", x, ry0 + 30, 7, number.label, f"ds-{number.key}", "-",
+        atom = p.atom("floatatom", x, ry0 + 30, 7, number.label, p.name(number.key), "-",
                       number.minimum, number.maximum)
         init = p.msg(x, ry0 + 60, number.literal())
-        init_send = p.obj(x, ry0 + 85, f"s ds-{number.key}")
+        init_send = p.obj(x, ry0 + 85, "s " + p.name(number.key))
         p.connect(load, 0, init, 0)
         p.connect(init, 0, init_send, 0)
         region_boxes[number.key] = atom
@@ -392,9 +400,9 @@ def build(spec: ResolvedSpec) -> PdPatch:
     # a name is loaded on the server (/concept/load: idempotent)
     if spec.concepts is not None:
         p.comment(480, 330, "concept (loaded on the server; empty = none):")
-        concept = p.atom("symbolatom", 480, 360, 16, "concept", "ds-concept", "-")
+        concept = p.atom("symbolatom", 480, 360, 16, "concept", p.name("concept"), "-")
         clear = p.msg(640, 360, "symbol")
-        clear_send = p.obj(640, 390, "s ds-concept")
+        clear_send = p.obj(640, 390, "s " + p.name("concept"))
         p.connect(clear, 0, clear_send, 0)
         gate, empty, named = _nonempty_gate(p, 20, 1080)
         p.connect(concept, 0, gate, 0)
@@ -413,15 +421,17 @@ def build(spec: ResolvedSpec) -> PdPatch:
     parse = p.obj(rx + 60, ry, "oscparse")
     trim = p.obj(rx + 60, ry + 30, "list trim")
     p.chain(netreceive, parse, trim)
-    reply_out = p.obj(rx + 200, ry + 60, "s ds-reply")
+    reply_out = p.obj(rx + 200, ry + 60, "s " + p.name("reply"))
     p.connect(trim, 0, reply_out, 0)
+    reply_outlet = p.obj(rx + 320, ry + 60, "outlet")  # the abstraction's replies
+    p.connect(trim, 0, reply_outlet, 0)
     routed = [r.strip("/") for r in spec.replies]  # no menus in Pd vanilla: no list replies
     route = p.obj(rx, ry + 60, "route " + " ".join(routed))
     p.connect(trim, 0, route, 0)
     outlet = {name: i for i, name in enumerate(routed)}
 
-    p.atom("listbox", 20, 720, 60, "status", "ds-status", "-")
-    status_send = p.obj(rx, ry + 270, "s ds-status")
+    p.atom("listbox", 20, 720, 60, "status", p.name("status"), "-")
+    status_send = p.obj(rx, ry + 270, "s " + p.name("status"))
     p.connect(not_sent, 0, status_send, 0)
     p.connect(typing_text, 0, status_send, 0)
 
@@ -434,9 +444,9 @@ def build(spec: ResolvedSpec) -> PdPatch:
 
     progress = p.obj(rx + 120, ry + 90, "unpack f f")
     p.connect(route, outlet["progress"], progress, 0)
-    progress_send = p.obj(rx + 120, ry + 120, "s ds-progress")
+    progress_send = p.obj(rx + 120, ry + 120, "s " + p.name("progress"))
     p.connect(progress, 1, progress_send, 0)
-    p.hsl(20, 680, "progress", "ds-progress")
+    p.hsl(20, 680, "progress", p.name("progress"))
 
     failed = p.obj(rx + 240, ry + 90, "list prepend failed")
     p.connect(route, outlet["fail"], failed, 0)
@@ -460,15 +470,21 @@ def build(spec: ResolvedSpec) -> PdPatch:
     done_text = p.obj(rx + 170, ry + 210, "list prepend done")
     p.connect(path_and_stems, 1, done_text, 0)
     p.connect(done_text, 0, status_send, 0)
-    read = p.msg(rx + 60, ry + 210, "read -resize $1 ds-clip")
+    # both channels into this copy's own arrays ($0: two copies never share them)
+    arrays = p.obj(rx + 60, ry + 195, f"list append {CLIP_L} {CLIP_R}")
+    read = p.msg(rx + 60, ry + 210, "read -resize $1 $2 $3")
     filer = p.obj(rx + 60, ry + 240, "soundfiler")
-    p.connect(clip, 1, read, 0)
+    p.connect(clip, 1, arrays, 0)
+    p.connect(arrays, 0, read, 0)
     p.connect(read, 0, filer, 0)
-    loaded = p.obj(rx + 170, ry + 240, "s ds-clip-loaded")
+    loaded = p.obj(rx + 170, ry + 240, "s " + p.name("clip-loaded"))
     p.connect(filer, 0, loaded, 0)
+    loaded_outlet = p.obj(rx + 420, ry + 60, "outlet")  # the abstraction's frame counts
+    p.connect(filer, 0, loaded_outlet, 0)
 
     # -- the clip: array, play at the file's sample rate ---------------------------------------
-    p.array(20, 780, "ds-clip")
+    p.array(20, 780, CLIP_L)
+    p.array(900, 1560, CLIP_R)
     play = p.bng(360, 780, "play")
     rate = p.obj(480, 780, "unpack f f f f s")  # rate header channels bytes endianness
     rate_store = p.obj(480, 810, "f")
@@ -487,20 +503,55 @@ def build(spec: ResolvedSpec) -> PdPatch:
     line = p.obj(360, 930, "vline~")
     scale = p.obj(360, 960, "*~ 0")
     p.connect(filer, 0, scale, 1)
-    reader = p.obj(360, 990, "tabread4~ ds-clip")
+    reader = p.obj(360, 990, f"tabread4~ {CLIP_L}")
+    right = p.obj(440, 990, f"tabread4~ {CLIP_R}")
     dac = p.obj(360, 1020, "dac~")
     p.chain(millis, ramp, line, scale, reader, dac)
-    p.connect(reader, 0, dac, 1)
+    p.connect(scale, 0, right, 0)
+    p.connect(right, 0, dac, 1)
+    # a mono file: the right reader plays the left array too
+    mono = p.obj(600, 810, "sel 1")
+    p.connect(rate, 2, mono, 0)
+    left_name = p.obj(600, 840, f"symbol {CLIP_L}")
+    stereo = p.obj(660, 840, "t b")
+    right_name = p.obj(660, 870, f"symbol {CLIP_R}")
+    p.connect(mono, 0, left_name, 0)
+    p.connect(mono, 1, stereo, 0)
+    p.connect(stereo, 0, right_name, 0)
+    set_right = p.msg(600, 900, "set $1")
+    p.connect(left_name, 0, set_right, 0)
+    p.connect(right_name, 0, set_right, 0)
+    p.connect(set_right, 0, right, 0)
     p.msg(480, 900, "; pd dsp 1")
     p.msg(580, 900, "; pd dsp 0")
     p.comment(480, 940, "DSP on/off: play is silent while DSP is off")
     level = p.obj(360, 1050, "env~")  # the output level in dB (100 = full scale; 0 = silence)
-    level_send = p.obj(360, 1080, "s ds-level")
+    level_send = p.obj(360, 1080, "s " + p.name("level"))
     p.chain(reader, level, level_send)
-    p.atom("floatatom", 480, 980, 5, "level(dB)", "ds-level", "-")
+    p.atom("floatatom", 480, 980, 5, "level(dB)", p.name("level"), "-")
 
     _server_playback(p, spec, netsend, delivered)
+    _control_inlet(p)
     return p
+
+
+def _control_inlet(p: PdPatch) -> None:
+    """The abstraction's inlet: ``<control> <message>`` (``prompt list warm bass``, ``seed 7``,
+    ``generate bang``) goes to this copy's ``$0-ds-<control>``; the outlets give the replies
+    (``done /gen 3 <path>``) and the frame count of each clip read."""
+    control = p.obj(20, 1700, "inlet")
+    route = p.obj(20, 1730, "route " + " ".join(p.names))
+    p.connect(control, 0, route, 0)
+    for i, name in enumerate(list(p.names)):
+        send = p.obj(20 + 110 * (i % 8), 1760 + 30 * (i // 8), "s " + p.name(name))
+        p.connect(route, i, send, 0)
+    monitor = p.obj(1200, 520, "outlet")  # status, seed and level of this copy
+    for i, name in enumerate(MONITORED):
+        receive = p.obj(1200 + 110 * i, 400, "r " + p.name(name))
+        tagged = p.obj(1200 + 110 * i, 430, f"list prepend {name}")
+        trimmed = p.obj(1200 + 110 * i, 460, "list trim")
+        p.chain(receive, tagged, trimmed)
+        p.connect(trimmed, 0, monitor, 0)
 
 
 def _server_playback(p: PdPatch, spec: ResolvedSpec, netsend: int, delivered: int) -> None:
@@ -510,8 +561,8 @@ def _server_playback(p: PdPatch, spec: ResolvedSpec, netsend: int, delivered: in
     x, y = 250, 1080
     p.comment(x, y, "on the server (its audio device: serve --audio-out):")
     if spec.presets is not None:
-        preset = p.atom("symbolatom", x, y + 60, 16, "preset", "ds-preset", "-")
-        trigger = p.bng(x + 160, y + 55, "trigger", "ds-trigger")
+        preset = p.atom("symbolatom", x, y + 60, 16, "preset", p.name("preset"), "-")
+        trigger = p.bng(x + 160, y + 55, "trigger", p.name("trigger"))
         chosen = p.obj(x + 160, y + 90, "symbol")
         p.connect(preset, 0, chosen, 1)
         p.connect(trigger, 0, chosen, 0)
@@ -521,7 +572,7 @@ def _server_playback(p: PdPatch, spec: ResolvedSpec, netsend: int, delivered: in
         trigger_osc = p.obj(x + 270, y + 300, osc_format_text(spec.presets.trigger))
         p.chain(named, as_list, trigger_osc, netsend)
     if spec.play is not None:
-        play = p.bng(x + 330, y + 55, "play-server", "ds-play")
+        play = p.bng(x + 330, y + 55, "play-server", p.name("play"))
         job = p.obj(x + 400, y + 60, "unpack f s")
         p.connect(delivered, 1, job, 0)
         last_clip = p.obj(x + 330, y + 90, "f -1")
@@ -533,7 +584,7 @@ def _server_playback(p: PdPatch, spec: ResolvedSpec, netsend: int, delivered: in
         p.connect(delivered, 1, play_args, 0)
         p.chain(play_args, play_osc, netsend)
     if spec.jam is not None:
-        jam = p.tgl(x + 560, y + 55, "jam", "ds-jam")
+        jam = p.tgl(x + 560, y + 55, "jam", p.name("jam"))
         jam_choice = p.obj(x + 560, y + 90, "sel 1 0")
         jam_on = p.msg(x + 560, y + 120, "list on")
         jam_off = p.msg(x + 620, y + 120, "list off")
@@ -542,14 +593,16 @@ def _server_playback(p: PdPatch, spec: ResolvedSpec, netsend: int, delivered: in
         p.connect(jam_choice, 1, jam_off, 0)
         p.connect(jam_off, 0, jam_osc, 0)
     if spec.stop is not None:
-        stop = p.bng(x + 460, y + 55, "stop-server", "ds-stop")
+        stop = p.bng(x + 460, y + 55, "stop-server", p.name("stop"))
         stop_order = p.obj(x + 460, y + 90, "t b b")
         stop_list = p.obj(x + 460, y + 120, "list")
         stop_osc = p.obj(x + 460, y + 150, osc_format_text(spec.stop))
         p.chain(stop, stop_order, stop_list, stop_osc, netsend)
         if spec.jam is not None:  # /stop also ends jam mode: the toggle goes off silently
-            jam_reset = p.msg(x + 460, y + 210, "; ds-jam set 0")
+            jam_reset = p.msg(x + 460, y + 210, "set 0")
+            jam_send = p.obj(x + 460, y + 240, "s " + p.name("jam"))
             p.connect(stop_order, 1, jam_reset, 0)
+            p.connect(jam_reset, 0, jam_send, 0)
 
 
 def render(spec: ResolvedSpec) -> str:

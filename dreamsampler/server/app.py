@@ -104,7 +104,9 @@ async def start_app(config: Config, engine: Engine | None = None) -> App:
     if config.oscquery.enabled:
         q = config.oscquery
         app.oscquery = OscQueryServer(
-            lambda: session_values(service.session), osc.host, osc.port, host=config.osc.host,
+            lambda: {**session_values(service.session), "/tempo": service.clock.bpm,
+                     "/jam": "on" if jam.running else "off"},
+            osc.host, osc.port, host=config.osc.host,
             port=q.port, name=q.name, zeroconf=q.zeroconf,
             maxima={"steps": config.limits.max_steps, "duration": config.limits.max_duration},
         )

@@ -124,7 +124,8 @@ class Arg:
             # OSC floats are float32: keep the shortest decimal that round-trips (0.3)
             value = float(str(np.float32(value))) if isinstance(value, float) else float(value)
         try:  # the range check every layer shares (dreamsampler.schema)
-            return schema.check_number(label, value, self.type, self.minimum, self.maximum)
+            return schema.check_number(label, value, self.type, self.minimum, self.maximum,
+                                       unit=self.unit)
         except schema.ParamError as exc:
             raise ContractError(str(exc)) from None
 
@@ -560,7 +561,8 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
                 "configured ones are missing)", (), ("/midi.ports s:port...",)),
         Message("/audio/devices", (), "ask which audio output devices the server can play to "
                 "(for live.audio_out)", (), ("/audio.devices s:device...",)),
-        Message("/tempo", (Arg("bpm", "f", "session tempo, > 20 and <= 999", unit="BPM"),),
+        Message("/tempo", (Arg("bpm", "f", "session tempo, > 20 and <= 999", 20, 999,
+                               unit="BPM"),),
                 "set the session tempo (bars, /play quantization, jam); with Link the tempo is "
                 "proposed to the Link session; with MIDI clock the next clock ticks win",
                 (), ("/done /tempo f:bpm", "/fail /tempo s:message")),
@@ -695,6 +697,22 @@ Deliberate changes to addresses, arguments and replies, newest first.
 - `/preset/save` is written off the event loop and fails once `limits.max_presets` presets are
   loaded. `/stop`, `/cancel`, `/status`, `/notify` and the other control messages no longer count
   against the pending-request limit (`busy`).
+
+### 0.4 (issue 20: the Live device as producers use it, OSCQuery to the letter)
+
+- `/tempo`'s `bpm` declares its range 20..999 (was enforced only by the clock): it is checked when
+  the message is parsed, and OSCQuery serves it as `RANGE`. A range error names the unit ("bpm 5
+  is below the minimum 20 BPM (allowed 20..999)").
+- **Input policy.** A client on loopback (`127.0.0.0/8`, `::1`) may name any readable audio file
+  by absolute path in `/transfer`, `/continue`, `/inpaint`, `/conform` and `/separate`; a
+  client on another machine only files in `input_dirs` (and the output folder where it was
+  allowed before), as before. `/transfer /etc/hostname ...` from loopback now answers "not a
+  readable audio file" instead of "outside the input folders" (see docs/hardening.md).
+- **OSCQuery.** Commands without arguments are typed `N`; `VALUE` of a write-only node and
+  attributes the server does not serve (`TAGS`, `CLIPMODE`, ...) answer 204; `UNIT` per argument;
+  `/tempo` and `/jam` are readable (`ACCESS` 3) with their live `VALUE`; `LISTEN`/`IGNORE` over a
+  WebSocket on the same port stream value changes made by any edge as binary OSC
+  (`HOST_INFO.EXTENSIONS.LISTEN` is true).
 
 ### 0.4 (issue 19: stems with Demucs)
 

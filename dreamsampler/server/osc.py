@@ -53,6 +53,7 @@ from dreamsampler.server.midi_edge import MidiEdge
 from dreamsampler.server.midi_map import Learned
 from dreamsampler.server.notify import CLIENT_TTL, MAX_CLIENTS, Address, Clients
 from dreamsampler.server.service import Service
+from dreamsampler.server.session import request_origin
 from dreamsampler.server.sinks import SinkError
 
 log = logging.getLogger(__name__)
@@ -351,7 +352,8 @@ class OscServer:
             return
         try:
             request = m.decode(address, atoms)
-            self._handlers[type(request)](sender, request)
+            with request_origin(sender[0]):  # the input policy depends on who asks
+                self._handlers[type(request)](sender, request)
         except (ContractError, RequestError, SinkError) as exc:
             self.fail(sender, address, str(exc), *_job_id_of(address, atoms))
         except QueueFull as exc:

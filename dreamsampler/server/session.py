@@ -4,10 +4,13 @@ generation parameters: session defaults, limits, input folders, loaded concepts,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import ipaddress
 import math
 import random
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -67,23 +70,63 @@ def max_input_bytes(config: Config) -> int:
     return int(config.limits.max_input_mb * 2**20)
 
 
+#: the address of the client whose request is being handled (set by the network edges with
+#: :func:`request_origin`); ``None``: no network client (the input policy is the strict one)
+REQUEST_ORIGIN: ContextVar[str | None] = ContextVar("request_origin", default=None)
+
+
+@contextlib.contextmanager
+def request_origin(host: str | None) -> Iterator[None]:
+    """Handle the requests inside the block as coming from ``host`` (an IP address)."""
+    token = REQUEST_ORIGIN.set(host)
+    try:
+        yield
+    finally:
+        REQUEST_ORIGIN.reset(token)
+
+
+def may_read_anywhere(host: str | None) -> bool:
+    """The input policy: may a client at ``host`` name any audio file the server can read?
+
+    Yes for a client on this machine (a loopback address: ``127.0.0.0/8``, ``::1``, or
+    ``::ffff:127.x.x.x``): it can read those files itself, and a DAW hands over files from
+    anywhere (a sample library, a drop from the file browser). No for every other address and
+    for no address at all: a network client may only name files in ``input_dirs`` (and, for
+    /continue and /inpaint, the output folder), so it cannot make the server read (and render
+    into the output folder) files it could not otherwise see. See docs/hardening.md.
+    """
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 def resolve_input(raw: str | Path, input_dirs: Sequence[Path],
                   max_bytes: int | None = None) -> Path:
-    """Find an input clip inside the configured input folders and check it is audio.
+    """Find an input clip and check it is audio, under the input policy
+    (:func:`may_read_anywhere` of :data:`REQUEST_ORIGIN`).
 
     A relative path is looked up in each input folder in turn (the first that holds it wins).
-    Only the file's header is read.
+    An absolute path must lie inside one of them, unless the request comes from a loopback
+    client: then any readable audio file will do. Only the file's header is read.
 
     Raises:
-        RequestError: outside the input folders, missing, not audio, not a usable name, or
-            larger than ``max_bytes`` (``limits.max_input_mb``).
+        RequestError: outside the input folders (for a client that is not on this machine),
+            missing, not audio, not a usable name, or larger than ``max_bytes``
+            (``limits.max_input_mb``).
     """
     path = Path(raw).expanduser()
     roots = [Path(d).resolve() for d in input_dirs]
     candidates = [path] if path.is_absolute() else [root / path for root in roots]
+    anywhere = path.is_absolute() and may_read_anywhere(REQUEST_ORIGIN.get())
     for candidate in candidates:
         resolved = candidate.resolve()
-        if not any(resolved.is_relative_to(root) for root in roots):
+        if not anywhere and not any(resolved.is_relative_to(root) for root in roots):
             continue
         if len(candidates) > 1 and not _exists(resolved):
             continue  # look in the next folder
@@ -96,7 +139,8 @@ def resolve_input(raw: str | Path, input_dirs: Sequence[Path],
         return resolved
     folders = ", ".join(str(r) for r in roots) or "(none configured)"
     if path.is_absolute():
-        raise RequestError(f"input {path}: outside the input folders ({folders})")
+        raise RequestError(f"input {path}: outside the input folders ({folders}); clients "
+                           "on other machines may only name files in input_dirs")
     raise RequestError(f"input {path}: no such file in the input folders ({folders})")
 
 

@@ -266,6 +266,13 @@ class MaxSim:
     def _js(self, box: Box, inlet: int, msg: Msg) -> None:
         self.effects.append((box.text, msg))
 
+    _v8 = _js  # the device's embedded script: what reaches it is recorded (tests/clients/
+    # test_live_clip.py runs the script itself in node)
+
+    def script_output(self, outlet: int, msg: Msg) -> None:
+        """The device's script sends ``msg`` out of ``outlet`` (what node showed it sends)."""
+        self.output(self.find("newobj", "v8"), outlet, msg)
+
     def drop(self, box: Box, path: str) -> None:
         self.output(box, 0, [path])
 
@@ -384,6 +391,21 @@ class MaxSim:
                 return
         self.output(box, len(box.args), msg)
 
+    def _mul(self, box: Box, inlet: int, msg: Msg) -> None:
+        if inlet == 0:
+            self.output(box, 0, [float(msg[0]) * float(box.args[0])])
+
+    def _metro(self, box: Box, inlet: int, msg: Msg) -> None:
+        """Started: records it (tests fire ticks with :meth:`output` themselves)."""
+        box.state["running"] = msg != [0]
+
+    def _delay(self, box: Box, inlet: int, msg: Msg) -> None:
+        """Scheduled: recorded; tests fire it with :meth:`output` (no clock here)."""
+        self.effects.append((box.text, msg))
+
+    def _record_tilde(self, box: Box, inlet: int, msg: Msg) -> None:
+        self.effects.append((box.text, msg))
+
     def _eq(self, box: Box, inlet: int, msg: Msg) -> None:
         self.output(box, 0, [int(msg[0] == box.args[0])])
 
@@ -412,6 +434,7 @@ class MaxSim:
         self.effects.append((box.text, msg))
 
     _buffer_tilde = _play_tilde = _dac_tilde = _plugin_tilde = _plugout_tilde = _sink
+    _selector_tilde = _sink
     _ezdac_tilde = _sink
     _live_object = _sink
 

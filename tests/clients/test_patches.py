@@ -106,6 +106,9 @@ def test_controls_the_contract_lacks_are_skipped_and_reported() -> None:
     # the patches still build and work without them
     sim = MaxSim(maxpat.build(spec, device=True).patcher())
     sim.loadbang()
+    assert ["start"] in [m for text, m in sim.effects if text.startswith("v8")]
+    sim = MaxSim(maxpat.build(spec).patcher())
+    sim.loadbang()
     assert [a for a, _ in sim.sent] == ["/notify"]
     sim.click(sim.button("Generate"))
     commands["/gen"].parse(sim.sent[-1][1])
@@ -169,11 +172,16 @@ def test_amxd_header_and_device_specifics() -> None:
     assert chunks["ptch"].endswith(b"\x00")
     boxes = _boxes(patcher)
     texts = {b.get("text", "") for b in boxes.values()}
-    assert {"deferlow", "live.path", "plugout~", "plugin~", f"js {maxpat.CLIP_SCRIPT}"} <= texts
+    script = f"v8 {maxpat.SCRIPT_OUTLETS} 1 @embed 1"
+    assert {"deferlow", "live.path", "plugout~", "plugin~", script} <= texts
     assert "dac~" not in texts and "buffer~ ---ds-clip" in texts
     assert not [b for b in boxes.values() if b["maxclass"] == "ezdac~"], "Live runs the DSP"
-    assert patcher["patcher"]["dependency_cache"][0]["name"] == maxpat.CLIP_SCRIPT
-    assert (ROOT / "max_patches" / maxpat.CLIP_SCRIPT).is_file(), "shipped next to the device"
+    # one file: the script is embedded (Max's "textfile" with "embed" 1), nothing beside it
+    assert patcher["patcher"]["dependency_cache"] == []
+    assert not (ROOT / "max_patches" / maxpat.CLIP_SCRIPT).exists()
+    (v8,) = [b for b in boxes.values() if b.get("text") == script]
+    assert v8["textfile"]["embed"] == 1 and v8["saved_object_attributes"]["embed"] == 1
+    assert v8["textfile"]["text"].encode() == maxpat.clip_script()
     # [udpreceive] → [deferlow] → [route ...]: nothing else hangs off udpreceive
     receive = next(i for i, b in boxes.items() if b.get("text", "").startswith("udpreceive"))
     targets = [boxes[ln["patchline"]["destination"][0]]["text"]
@@ -190,16 +198,31 @@ def test_amxd_header_and_device_specifics() -> None:
 def sim(request: pytest.FixtureRequest) -> MaxSim:
     sim = MaxSim(dict(_patchers())[request.param])
     sim.loadbang()
+    if request.param == "amxd":  # what the embedded script answers "start" with (its node
+        # test checks that it does: test_live_clip.py)
+        assert ["start"] in [m for text, m in sim.effects if text.startswith("v8")]
+        sim.script_output(1, ["receive", "port", DEVICE_PORT])
+        sim.script_output(1, ["send", "/notify", 1, DEVICE_PORT])
+        sim.sent.insert(0, sim.sent.pop())  # the script registers first (its "start")
     return sim
 
 
+def _prompt(sim: MaxSim) -> Any:
+    """The prompt's textedit (the device also has one for the server's host)."""
+    (box,) = [b for b in sim.boxes.values() if b.maxclass == "textedit" and b.attrs["lines"] == 2]
+    return box
+
+
+DEVICE_PORT = 47001
+
+
 def test_max_registers_its_reply_port_at_load(sim: MaxSim) -> None:
-    assert sim.sent[0] == ("/notify", [1, 9001])
+    assert sim.sent[0][0] == "/notify" and sim.sent[0][1] in ([1, 9001], [1, DEVICE_PORT])
     COMMANDS["/notify"].parse(sim.sent[0][1])
 
 
 def test_max_generate_sends_a_contract_message(sim: MaxSim) -> None:
-    sim.type_text(sim.find("textedit"), "warm analog bass")  # Max splits it into atoms
+    sim.type_text(_prompt(sim), "warm analog bass")  # Max splits it into atoms
     sim.receive(sim.param("Seed lock"), 0, [1])  # lock the seed
     sim.receive(sim.param("Seed"), 0, [7])
     sim.receive(sim.param("Steps"), 0, [2.7])  # an int parameter truncates
@@ -232,9 +255,9 @@ def test_max_dice_rolls_a_seed_unless_locked(sim: MaxSim) -> None:
 
 
 def test_max_transfer_sends_the_dropped_clip(sim: MaxSim) -> None:
-    sim.type_text(sim.find("textedit"), "dub reggae")
+    sim.type_text(_prompt(sim), "dub reggae")
     sim.drop(sim.find("live.drop"), "Macintosh HD:/Users/me/Music/loop.wav")
-    sim.receive(sim.param("Strength"), 0, [0.3])
+    sim.receive(sim.param("Strength"), 0, [30])  # shown in %
     sim.click(sim.button("Transfer"))
     address, args = sim.sent[-1]
     values = COMMANDS[address].parse(args)
@@ -246,7 +269,7 @@ def test_max_transfer_sends_the_dropped_clip(sim: MaxSim) -> None:
 def test_max_continue_and_inpaint_the_last_delivered_clip(sim: MaxSim) -> None:
     """Continue sends /continue <last clip> <extend> <prompt> <options> unit bars; Inpaint sends
     /inpaint <last clip> <from> <to> ...; both parse with the contract and follow the boxes."""
-    sim.type_text(sim.find("textedit"), "a drum fill")
+    sim.type_text(_prompt(sim), "a drum fill")
     sim.click(sim.button("Continue"))
     values = COMMANDS["/continue"].parse(sim.sent[-1][1])
     assert sim.sent[-1][0] == "/continue" and values["input_path"] == "no-clip-yet", (
@@ -387,13 +410,14 @@ def test_max_replies_drive_status_progress_cancel_and_clip(sim: MaxSim) -> None:
     assert status.state["content"] == ["done", "/music/dreamsampler/clip.wav"]
     buffers = [m for text, m in sim.effects if text.startswith("buffer~")]
     assert buffers == [["replace", "/music/dreamsampler/clip.wav"]]
-    if any(b.word == "js" for b in sim.boxes.values()):
+    if any(b.word == "v8" for b in sim.boxes.values()):
         assert ("/tempo", [120.0]) in sim.sent, "the set's tempo is sent once the device loads"
         # the clip goes to the Live API script (tests/clients/test_live_clip.py runs it);
         # what it answers goes to the status line
-        calls = [m for text, m in sim.effects if text == f"js {maxpat.CLIP_SCRIPT}"]
-        assert calls == [["place", "/music/dreamsampler/clip.wav"]]
-        script = sim.find("newobj", "js ")
+        calls = [m for text, m in sim.effects if text.startswith("v8")]
+        assert ["place", "/music/dreamsampler/clip.wav"] in calls
+        assert ["done", "/gen", 12, "/music/dreamsampler/clip.wav"] in calls, "takes, stems"
+        script = sim.find("newobj", "v8 ")
         sim.output(script, 0, ["set", "placed", "clip.wav", "in", "'Audio'", "scene", 2])
         assert status.state["content"] == ["placed", "clip.wav", "in", "'Audio'", "scene", 2]
         paths = [m for text, m in sim.effects if text == "live.path"]
@@ -481,7 +505,10 @@ def test_pd_registers_and_has_the_core_controls() -> None:
     texts = [b.text for b in boxes]
     assert "1 $1" in texts and "oscformat notify" in texts and "netsend -u -b" in texts
     assert "netreceive -u -b" in texts and "oscparse" in texts
-    names = {w for b in boxes for w in b.words if w.startswith("ds-")}
+    # every send/receive name is local to the copy ($0), none global
+    words = [pd.unescape(w) for b in boxes for w in b.words]
+    assert not [w for w in words if w.startswith("ds-")], "no global ds-* name"
+    names = {w.removeprefix("$0-") for w in words if w.startswith("$0-ds-")}
     for name in ("ds-prompt", "ds-seed", "ds-steps", "ds-guidance", "ds-duration", "ds-bars",
                  "ds-strength", "ds-input", "ds-generate", "ds-transfer", "ds-cancel",
                  "ds-progress", "ds-status", "ds-reply", "ds-lock", "ds-concept", "ds-preset",
@@ -562,18 +589,31 @@ def test_every_control_is_a_live_parameter(name: str) -> None:
         v = by_name[number.key.capitalize()]
         contract = [COMMANDS[c].option(number.key) for c in number.commands]
         assert v["parameter_type"] == (1 if number.is_int else 0)
-        assert (v["parameter_mmin"], v["parameter_mmax"]) == (number.minimum, number.maximum)
+        scale = 100 if number.key in maxpat.PERCENT else 1  # shown in %, sent as 0..1
+        assert v["parameter_unitstyle"] == (maxpat.UNIT_PERCENT if scale == 100 else
+                                            maxpat.UNIT_CUSTOM if number.unit else
+                                            int(not number.is_int))
+        if number.unit:
+            assert v["parameter_units"].endswith(" " + number.unit)
+        assert (v["parameter_mmin"], v["parameter_mmax"]) == (number.minimum * scale,
+                                                               number.maximum * scale)
         for arg in contract:
             assert arg is not None
             if arg.minimum is not None:
-                assert v["parameter_mmin"] == arg.minimum
+                assert v["parameter_mmin"] == arg.minimum * scale
             if arg.maximum is not None:  # the server's limit may be tighter
-                assert v["parameter_mmax"] <= arg.maximum
-        assert v["parameter_initial"] == [number.default] and v["parameter_initial_enable"] == 1
+                assert v["parameter_mmax"] <= arg.maximum * scale
+        assert v["parameter_initial"] == [number.default * scale]
+        assert v["parameter_initial_enable"] == 1
+    assert by_name["Guidance"]["parameter_mmax"] == COMMANDS["/gen"].option("guidance").maximum
+    assert by_name["Duration"]["parameter_units"] == "%.2f s"
+    for action in ("Reconnect", "Cancel", "Refresh lists"):  # no automation lanes
+        assert by_name[action]["parameter_invisible"] == maxpat.STORED_ONLY
+    assert "parameter_invisible" not in by_name.get("Jam", {}), "Jam is mappable"
     from dreamsampler.config import Limits
     assert by_name["Steps"]["parameter_mmax"] == Limits().max_steps
     assert by_name["Duration"]["parameter_mmax"] == Limits().max_duration
-    prompt = next(b for b in params if b.get("text", "").startswith("pattr"))
+    prompt = next(b for b in params if b.get("text", "").startswith("pattr Prompt"))
     assert prompt["saved_attribute_attributes"]["valueof"]["parameter_type"] == 3  # blob
     assert prompt["restore"] == maxpat.DEFAULT_PROMPT.split()
     buttons = [b for b in controls if b["maxclass"] == "live.text"]
@@ -585,11 +625,11 @@ def test_every_control_is_a_live_parameter(name: str) -> None:
 def test_prompt_is_stored_and_restored_with_the_set(sim: MaxSim) -> None:
     """The prompt goes into the pattr parameter on Enter (and on Generate); a device loaded with
     that stored value shows it in the prompt box and generates with it."""
-    text = sim.find("textedit")
+    text = _prompt(sim)
     assert text.state["text"] == ["ambient", "pad"], "the default prompt, from the pattr"
     sim.type_text(text, "dusty vinyl loop")
     sim.output(text, 0, ["text", "dusty", "vinyl", "loop"])  # Enter
-    stored = sim.find("newobj", "pattr")
+    stored = sim.find("newobj", "pattr Prompt")
     assert stored.state["value"] == ["dusty", "vinyl", "loop"]
     saved = json.loads(json.dumps({"patcher": {**sim_patcher(sim)}}))
     for box in saved["patcher"]["boxes"]:
@@ -597,7 +637,7 @@ def test_prompt_is_stored_and_restored_with_the_set(sim: MaxSim) -> None:
             box["box"]["restore"] = stored.state["value"]  # what Live saves with the Set
     reopened = MaxSim(saved)
     reopened.loadbang()
-    assert reopened.find("textedit").state["text"] == ["dusty", "vinyl", "loop"]
+    assert _prompt(reopened).state["text"] == ["dusty", "vinyl", "loop"]
     reopened.click(reopened.button("Generate"))
     assert COMMANDS["/gen"].parse(reopened.sent[-1][1])["prompt"] == "dusty vinyl loop"
 
@@ -616,8 +656,9 @@ def test_max_patch_has_a_dsp_switch() -> None:
     dac = sim.find("ezdac~")
     assert dac.attrs["presentation"] == 1
     player = sim.find("newobj", "play~")
-    assert sorted(sim.wires[(player.id, 0)]) == [(dac.id, 0), (dac.id, 1)]
+    assert player.text == "play~ ds-clip 2", "stereo"
+    assert sim.wires[(player.id, 0)] == [(dac.id, 0)] and sim.wires[(player.id, 1)] == [(dac.id, 1)]
     sim.loadbang()
     sim.incoming("/done", "/gen", 3, "/music/clip.wav")
     sim.click(sim.button("Play"))
-    assert ("play~ ds-clip", [1]) in sim.effects
+    assert ("play~ ds-clip 2", [1]) in sim.effects

@@ -59,10 +59,10 @@ def _harness(tmp_path: Path, server_port: int, reply_port: int, script: str,
 #X obj 10 10 dreamsampler {server_port} {reply_port};
 #X obj 10 40 loadbang;
 #X obj 10 70 delay 500;
-#X msg 10 100 {script};
-#X obj 10 150 r ds-reply;
+#X msg 10 100 {_to_inlet(script)};
+#X obj 300 10 r dsin;
 #X obj 10 180 print REPLY;
-#X obj 150 150 r ds-clip-loaded;
+#X obj 150 150 t f;
 #X obj 150 180 print LOADED;
 #X obj 150 210 delay {quit_after_ms};
 #X msg 150 240 \\; pd quit;
@@ -70,16 +70,18 @@ def _harness(tmp_path: Path, server_port: int, reply_port: int, script: str,
 #X obj 150 120 t b;
 #X connect 1 0 2 0;
 #X connect 2 0 3 0;
-#X connect 4 0 5 0;
+#X connect 4 0 0 0;
+#X connect 0 0 5 0;
+#X connect 0 1 6 0;
 #X connect 6 0 7 0;
 #X connect 6 0 11 0;
 #X connect 11 0 8 0;
 #X connect 8 0 9 0;
-#X connect 4 0 10 0;
+#X connect 0 0 10 0;
 """
     objects = 12
     if on_loaded:
-        text += f"#X msg 300 180 {on_loaded};\n#X connect 6 0 {objects} 0;\n"
+        text += f"#X msg 300 180 {_to_inlet(on_loaded)};\n#X connect 6 0 {objects} 0;\n"
         objects += 1
     if isinstance(quit_on_fail, str):  # [route fail] -> [route /gen] -> quit
         text += f"#X obj 250 180 route {quit_on_fail};\n#X connect 10 0 {objects} 0;\n"
@@ -89,6 +91,12 @@ def _harness(tmp_path: Path, server_port: int, reply_port: int, script: str,
     path = tmp_path / "harness.pd"
     path.write_text(text)
     return path
+
+
+def _to_inlet(script: str) -> str:
+    """``\\; ds-seed 7`` (a control of the patch) → ``\\; dsin seed 7``: to the abstraction's
+    inlet, which routes it to that copy's ``$0-ds-seed``."""
+    return script.replace("\\; ds-", "\\; dsin ")
 
 
 def _replies(console: str) -> list[list[str]]:
@@ -228,3 +236,65 @@ def test_pd_continue_inpaint_and_concept_load_reach_the_server(server: RunningSe
     for address in ("/continue", "/inpaint"):
         assert "no-clip-yet" in fails.get(address, "") and "no such file" in fails[address], (
             console)
+
+
+def test_two_copies_at_once_keep_to_themselves(server: RunningServer, tmp_path: Path) -> None:
+    """Two copies of the abstraction in one Pd, each with its own reply port: their names and
+    arrays are $0-local, so each sends its own prompt and seed, gets only its own /done and
+    loads its own clip."""
+    ports = [_free_udp_port(), _free_udp_port()]
+    scripts = [("\\; dsin0 lock 1 \\; dsin0 seed 11 \\; dsin0 steps 2 \\; dsin0 duration 1 "
+                "\\; dsin0 prompt list left copy \\; dsin0 generate bang"),
+               ("\\; dsin1 lock 1 \\; dsin1 seed 22 \\; dsin1 steps 2 \\; dsin1 duration 1 "
+                "\\; dsin1 prompt list right copy \\; dsin1 generate bang")]
+    text = f"""#N canvas 0 0 400 300 12;
+#X obj 10 10 dreamsampler {server.port} {ports[0]};
+#X obj 200 10 dreamsampler {server.port} {ports[1]};
+#X obj 10 40 r dsin0;
+#X obj 200 40 r dsin1;
+#X obj 10 70 print REPLY0;
+#X obj 200 70 print REPLY1;
+#X obj 10 100 print LOADED0;
+#X obj 200 100 print LOADED1;
+#X obj 400 10 loadbang;
+#X obj 400 40 delay 500;
+#X msg 400 70 {scripts[0]} {scripts[1]};
+#X obj 400 130 t b;
+#X obj 400 160 f;
+#X obj 450 160 + 1;
+#X obj 400 190 sel 1;
+#X obj 400 220 delay 100;
+#X msg 400 250 \\; pd quit;
+#X connect 2 0 0 0;
+#X connect 3 0 1 0;
+#X connect 0 0 4 0;
+#X connect 1 0 5 0;
+#X connect 0 1 6 0;
+#X connect 1 1 7 0;
+#X connect 8 0 9 0;
+#X connect 9 0 10 0;
+#X connect 0 1 11 0;
+#X connect 1 1 11 0;
+#X connect 11 0 12 0;
+#X connect 12 0 13 0;
+#X connect 13 0 12 1;
+#X connect 12 0 14 0;
+#X connect 14 0 15 0;
+#X connect 15 0 16 0;
+"""
+    patch = tmp_path / "two.pd"
+    patch.write_text(text)
+    console = _run_pd(patch, timeout=90)
+    assert "killed" not in console and "error" not in console, console
+    done = {}
+    for copy in (0, 1):
+        replies = [line.split()[1:] for line in console.splitlines()
+                   if line.startswith(f"REPLY{copy}:")]
+        assert ["done", "/notify", "1", str(ports[copy])] in replies, console
+        gens = [r for r in replies if r[:2] == ["done", "/gen"]]
+        assert len(gens) == 1, (copy, replies)  # its own /done, not the other's
+        done[copy] = Path(gens[0][3])
+        frames = sf.info(done[copy]).frames
+        assert f"LOADED{copy}: {frames}" in console, console
+    records = [json.loads(done[c].with_suffix(".json").read_text()) for c in (0, 1)]
+    assert [(r["prompt"], r["seed"]) for r in records] == [("left copy", 11), ("right copy", 22)]

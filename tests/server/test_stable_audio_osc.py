@@ -184,7 +184,7 @@ def test_sa3_lora_blend_equals_the_engine(sa3: Rig) -> None:
     (("/gen", "x", "lora", "plk", 1, "lora", "plk", 0.5), "each concept once"),
     (("/continue", "pluck.wav", 1, "x", "unit", "beats"),
      "unit: 'beats' is not one of seconds, bars; did you mean 'bars'?"),
-    (("/continue", "/etc/hostname", 1, "x"), "outside the input folders"),
+    (("/continue", "/etc/hostname", 1, "x"), "not a readable audio file"),  # loopback
     (("/continue", "../outside.wav", 1, "x"), "no such file"),
     (("/continue", "pluck.wav", 9, "x"), "more than the limit"),
     (("/inpaint", "pluck.wav", 1.0, 0.5, "x"), "start < end"),

@@ -104,7 +104,8 @@ def test_bad_inputs_fail_and_leave_nothing(server: RunningServer, client: OscCli
     # (a file that is not audio gets the /transfer check, resolve_input: tested there)
     cases = [
         (("/separate", str(server.input_dir / "missing.wav")), "no such file"),
-        (("/separate", "/etc/hostname"), "outside the input folders"),
+        # loopback may name any readable file (the input policy, issue 20), but it must be audio
+        (("/separate", "/etc/hostname"), "not a readable audio file"),
         (("/separate", str(big)), "over the input limit"),
         (("/separate", str(band), "model", str(server.input_dir / "no-model")),
          "stems model"),
