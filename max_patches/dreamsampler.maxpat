@@ -2359,8 +2359,9 @@
      "id": "obj-95",
      "maxclass": "newobj",
      "numinlets": 2,
-     "numoutlets": 7,
+     "numoutlets": 8,
      "outlettype": [
+      "",
       "",
       "",
       "",
@@ -2372,10 +2373,10 @@
      "patching_rect": [
       700,
       390,
-      485,
+      590,
       22
      ],
-     "text": "route /queued /progress /done /fail /concept.available /preset.list"
+     "text": "route /queued /progress /done /fail /concept.available /preset.list /notify.cookie"
     }
    },
    {
@@ -2490,6 +2491,24 @@
    {
     "box": {
      "id": "obj-101",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1000,
+      420,
+      135,
+      22
+     ],
+     "text": "/notify 1 9001 $1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-102",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2507,7 +2526,7 @@
    },
    {
     "box": {
-     "id": "obj-102",
+     "id": "obj-103",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 6,
@@ -2530,7 +2549,7 @@
    },
    {
     "box": {
-     "id": "obj-103",
+     "id": "obj-104",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2549,7 +2568,7 @@
    },
    {
     "box": {
-     "id": "obj-104",
+     "id": "obj-105",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2567,7 +2586,7 @@
    },
    {
     "box": {
-     "id": "obj-105",
+     "id": "obj-106",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2587,7 +2606,7 @@
    },
    {
     "box": {
-     "id": "obj-106",
+     "id": "obj-107",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2606,7 +2625,7 @@
    },
    {
     "box": {
-     "id": "obj-107",
+     "id": "obj-108",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2624,7 +2643,7 @@
    },
    {
     "box": {
-     "id": "obj-108",
+     "id": "obj-109",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2642,7 +2661,7 @@
    },
    {
     "box": {
-     "id": "obj-109",
+     "id": "obj-110",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2661,7 +2680,7 @@
    },
    {
     "box": {
-     "id": "obj-110",
+     "id": "obj-111",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2681,7 +2700,7 @@
    },
    {
     "box": {
-     "id": "obj-111",
+     "id": "obj-112",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2699,7 +2718,7 @@
    },
    {
     "box": {
-     "id": "obj-112",
+     "id": "obj-113",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2718,7 +2737,7 @@
    },
    {
     "box": {
-     "id": "obj-113",
+     "id": "obj-114",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2736,7 +2755,7 @@
    },
    {
     "box": {
-     "id": "obj-114",
+     "id": "obj-115",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2754,7 +2773,7 @@
    },
    {
     "box": {
-     "id": "obj-115",
+     "id": "obj-116",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2773,7 +2792,7 @@
    },
    {
     "box": {
-     "id": "obj-116",
+     "id": "obj-117",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2792,7 +2811,7 @@
    },
    {
     "box": {
-     "id": "obj-117",
+     "id": "obj-118",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2811,7 +2830,7 @@
    },
    {
     "box": {
-     "id": "obj-118",
+     "id": "obj-119",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2830,7 +2849,7 @@
    },
    {
     "box": {
-     "id": "obj-119",
+     "id": "obj-120",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2848,7 +2867,7 @@
    },
    {
     "box": {
-     "id": "obj-120",
+     "id": "obj-121",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2868,7 +2887,7 @@
    },
    {
     "box": {
-     "id": "obj-121",
+     "id": "obj-122",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2886,7 +2905,7 @@
    },
    {
     "box": {
-     "id": "obj-122",
+     "id": "obj-123",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2905,7 +2924,7 @@
    },
    {
     "box": {
-     "id": "obj-123",
+     "id": "obj-124",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2923,7 +2942,7 @@
    },
    {
     "box": {
-     "id": "obj-124",
+     "id": "obj-125",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2941,7 +2960,7 @@
    },
    {
     "box": {
-     "id": "obj-125",
+     "id": "obj-126",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2959,7 +2978,7 @@
    },
    {
     "box": {
-     "id": "obj-126",
+     "id": "obj-127",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3001,7 +3020,7 @@
    },
    {
     "box": {
-     "id": "obj-127",
+     "id": "obj-128",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -3021,7 +3040,7 @@
    },
    {
     "box": {
-     "id": "obj-128",
+     "id": "obj-129",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3039,7 +3058,7 @@
    },
    {
     "box": {
-     "id": "obj-129",
+     "id": "obj-130",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3057,7 +3076,7 @@
    },
    {
     "box": {
-     "id": "obj-130",
+     "id": "obj-131",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3075,7 +3094,7 @@
    },
    {
     "box": {
-     "id": "obj-131",
+     "id": "obj-132",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3093,7 +3112,7 @@
    },
    {
     "box": {
-     "id": "obj-132",
+     "id": "obj-133",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3135,7 +3154,7 @@
    },
    {
     "box": {
-     "id": "obj-133",
+     "id": "obj-134",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -3154,7 +3173,7 @@
    },
    {
     "box": {
-     "id": "obj-134",
+     "id": "obj-135",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3172,7 +3191,7 @@
    },
    {
     "box": {
-     "id": "obj-135",
+     "id": "obj-136",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3214,7 +3233,7 @@
    },
    {
     "box": {
-     "id": "obj-136",
+     "id": "obj-137",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3233,7 +3252,7 @@
    },
    {
     "box": {
-     "id": "obj-137",
+     "id": "obj-138",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3251,7 +3270,7 @@
    },
    {
     "box": {
-     "id": "obj-138",
+     "id": "obj-139",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3269,7 +3288,7 @@
    },
    {
     "box": {
-     "id": "obj-139",
+     "id": "obj-140",
      "maxclass": "waveform~",
      "numinlets": 5,
      "numoutlets": 6,
@@ -3299,7 +3318,7 @@
    },
    {
     "box": {
-     "id": "obj-140",
+     "id": "obj-141",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3341,7 +3360,7 @@
    },
    {
     "box": {
-     "id": "obj-141",
+     "id": "obj-142",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3359,7 +3378,7 @@
    },
    {
     "box": {
-     "id": "obj-142",
+     "id": "obj-143",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -3379,7 +3398,7 @@
    },
    {
     "box": {
-     "id": "obj-143",
+     "id": "obj-144",
      "maxclass": "ezdac~",
      "numinlets": 2,
      "numoutlets": 0,
@@ -4917,7 +4936,7 @@
     "patchline": {
      "source": [
       "obj-95",
-      3
+      6
      ],
      "destination": [
       "obj-101",
@@ -4929,6 +4948,30 @@
     "patchline": {
      "source": [
       "obj-101",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
+      3
+     ],
+     "destination": [
+      "obj-102",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
       0
      ],
      "destination": [
@@ -4944,18 +4987,6 @@
       2
      ],
      "destination": [
-      "obj-102",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-102",
-      0
-     ],
-     "destination": [
       "obj-103",
       0
      ]
@@ -4964,11 +4995,23 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-103",
+      0
+     ],
+     "destination": [
+      "obj-104",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
       1
      ],
      "destination": [
-      "obj-103",
+      "obj-104",
       0
      ]
     }
@@ -4976,11 +5019,11 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-103",
       2
      ],
      "destination": [
-      "obj-103",
+      "obj-104",
       0
      ]
     }
@@ -4988,11 +5031,11 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-103",
       3
      ],
      "destination": [
-      "obj-103",
+      "obj-104",
       0
      ]
     }
@@ -5000,11 +5043,11 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-103",
       4
      ],
      "destination": [
-      "obj-103",
+      "obj-104",
       0
      ]
     }
@@ -5012,7 +5055,7 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-104",
       1
      ],
      "destination": [
@@ -5024,7 +5067,7 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-104",
       1
      ],
      "destination": [
@@ -5036,11 +5079,23 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-103",
       5
      ],
      "destination": [
-      "obj-104",
+      "obj-105",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-105",
+      0
+     ],
+     "destination": [
+      "obj-96",
       0
      ]
     }
@@ -5049,10 +5104,22 @@
     "patchline": {
      "source": [
       "obj-104",
+      1
+     ],
+     "destination": [
+      "obj-106",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
       0
      ],
      "destination": [
-      "obj-96",
+      "obj-107",
       0
      ]
     }
@@ -5064,7 +5131,7 @@
       1
      ],
      "destination": [
-      "obj-105",
+      "obj-107",
       0
      ]
     }
@@ -5072,35 +5139,11 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
-      0
-     ],
-     "destination": [
-      "obj-106",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-102",
-      1
-     ],
-     "destination": [
-      "obj-106",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-102",
+      "obj-103",
       2
      ],
      "destination": [
-      "obj-106",
+      "obj-107",
       0
      ]
     }
@@ -5108,11 +5151,11 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-103",
       3
      ],
      "destination": [
-      "obj-106",
+      "obj-107",
       0
      ]
     }
@@ -5120,11 +5163,11 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-103",
       4
      ],
      "destination": [
-      "obj-106",
+      "obj-107",
       0
      ]
     }
@@ -5132,11 +5175,11 @@
    {
     "patchline": {
      "source": [
-      "obj-106",
+      "obj-107",
       1
      ],
      "destination": [
-      "obj-107",
+      "obj-108",
       0
      ]
     }
@@ -5144,7 +5187,7 @@
    {
     "patchline": {
      "source": [
-      "obj-107",
+      "obj-108",
       0
      ],
      "destination": [
@@ -5156,19 +5199,7 @@
    {
     "patchline": {
      "source": [
-      "obj-105",
-      0
-     ],
-     "destination": [
-      "obj-108",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-108",
+      "obj-106",
       0
      ],
      "destination": [
@@ -5180,11 +5211,23 @@
    {
     "patchline": {
      "source": [
+      "obj-109",
+      0
+     ],
+     "destination": [
+      "obj-110",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-95",
       4
      ],
      "destination": [
-      "obj-110",
+      "obj-111",
       0
      ]
     }
@@ -5192,11 +5235,11 @@
    {
     "patchline": {
      "source": [
-      "obj-110",
+      "obj-111",
       2
      ],
      "destination": [
-      "obj-111",
+      "obj-112",
       0
      ]
     }
@@ -5204,7 +5247,7 @@
    {
     "patchline": {
      "source": [
-      "obj-111",
+      "obj-112",
       0
      ],
      "destination": [
@@ -5216,7 +5259,7 @@
    {
     "patchline": {
      "source": [
-      "obj-111",
+      "obj-112",
       0
      ],
      "destination": [
@@ -5228,7 +5271,7 @@
    {
     "patchline": {
      "source": [
-      "obj-111",
+      "obj-112",
       0
      ],
      "destination": [
@@ -5240,7 +5283,7 @@
    {
     "patchline": {
      "source": [
-      "obj-111",
+      "obj-112",
       0
      ],
      "destination": [
@@ -5252,20 +5295,8 @@
    {
     "patchline": {
      "source": [
-      "obj-110",
+      "obj-111",
       1
-     ],
-     "destination": [
-      "obj-112",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-112",
-      0
      ],
      "destination": [
       "obj-113",
@@ -5277,78 +5308,6 @@
     "patchline": {
      "source": [
       "obj-113",
-      0
-     ],
-     "destination": [
-      "obj-81",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-112",
-      1
-     ],
-     "destination": [
-      "obj-115",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-115",
-      1
-     ],
-     "destination": [
-      "obj-116",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-116",
-      0
-     ],
-     "destination": [
-      "obj-117",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-117",
-      0
-     ],
-     "destination": [
-      "obj-118",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-115",
-      0
-     ],
-     "destination": [
-      "obj-118",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-118",
       0
      ],
      "destination": [
@@ -5372,7 +5331,55 @@
    {
     "patchline": {
      "source": [
-      "obj-110",
+      "obj-113",
+      1
+     ],
+     "destination": [
+      "obj-116",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-116",
+      1
+     ],
+     "destination": [
+      "obj-117",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-117",
+      0
+     ],
+     "destination": [
+      "obj-118",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-118",
+      0
+     ],
+     "destination": [
+      "obj-119",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-116",
       0
      ],
      "destination": [
@@ -5385,6 +5392,42 @@
     "patchline": {
      "source": [
       "obj-119",
+      0
+     ],
+     "destination": [
+      "obj-115",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-115",
+      0
+     ],
+     "destination": [
+      "obj-81",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-111",
+      0
+     ],
+     "destination": [
+      "obj-120",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-120",
       0
      ],
      "destination": [
@@ -5400,7 +5443,7 @@
       5
      ],
      "destination": [
-      "obj-120",
+      "obj-121",
       0
      ]
     }
@@ -5408,11 +5451,11 @@
    {
     "patchline": {
      "source": [
-      "obj-120",
+      "obj-121",
       2
      ],
      "destination": [
-      "obj-121",
+      "obj-122",
       0
      ]
     }
@@ -5420,7 +5463,7 @@
    {
     "patchline": {
      "source": [
-      "obj-121",
+      "obj-122",
       0
      ],
      "destination": [
@@ -5432,20 +5475,8 @@
    {
     "patchline": {
      "source": [
-      "obj-120",
+      "obj-121",
       1
-     ],
-     "destination": [
-      "obj-122",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-122",
-      0
      ],
      "destination": [
       "obj-123",
@@ -5458,18 +5489,6 @@
      "source": [
       "obj-123",
       0
-     ],
-     "destination": [
-      "obj-88",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-122",
-      1
      ],
      "destination": [
       "obj-124",
@@ -5492,8 +5511,8 @@
    {
     "patchline": {
      "source": [
-      "obj-120",
-      0
+      "obj-123",
+      1
      ],
      "destination": [
       "obj-125",
@@ -5505,6 +5524,30 @@
     "patchline": {
      "source": [
       "obj-125",
+      0
+     ],
+     "destination": [
+      "obj-88",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-121",
+      0
+     ],
+     "destination": [
+      "obj-126",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-126",
       0
      ],
      "destination": [
@@ -5520,104 +5563,8 @@
       0
      ],
      "destination": [
-      "obj-131",
+      "obj-132",
       0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-131",
-      0
-     ],
-     "destination": [
-      "obj-130",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-126",
-      0
-     ],
-     "destination": [
-      "obj-130",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-130",
-      0
-     ],
-     "destination": [
-      "obj-127",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-127",
-      0
-     ],
-     "destination": [
-      "obj-128",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-128",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-127",
-      1
-     ],
-     "destination": [
-      "obj-129",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-129",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-103",
-      0
-     ],
-     "destination": [
-      "obj-133",
-      1
      ]
     }
    },
@@ -5628,7 +5575,7 @@
       0
      ],
      "destination": [
-      "obj-133",
+      "obj-131",
       0
      ]
     }
@@ -5636,11 +5583,23 @@
    {
     "patchline": {
      "source": [
-      "obj-133",
+      "obj-127",
       0
      ],
      "destination": [
-      "obj-134",
+      "obj-131",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-131",
+      0
+     ],
+     "destination": [
+      "obj-128",
       0
      ]
     }
@@ -5648,11 +5607,83 @@
    {
     "patchline": {
      "source": [
-      "obj-134",
+      "obj-128",
+      0
+     ],
+     "destination": [
+      "obj-129",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-129",
       0
      ],
      "destination": [
       "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-128",
+      1
+     ],
+     "destination": [
+      "obj-130",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-130",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-104",
+      0
+     ],
+     "destination": [
+      "obj-134",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-133",
+      0
+     ],
+     "destination": [
+      "obj-134",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-134",
+      0
+     ],
+     "destination": [
+      "obj-135",
       0
      ]
     }
@@ -5664,7 +5695,7 @@
       0
      ],
      "destination": [
-      "obj-136",
+      "obj-2",
       0
      ]
     }
@@ -5685,6 +5716,18 @@
     "patchline": {
      "source": [
       "obj-137",
+      0
+     ],
+     "destination": [
+      "obj-138",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-138",
       0
      ],
      "destination": [
@@ -5696,11 +5739,11 @@
    {
     "patchline": {
      "source": [
-      "obj-136",
+      "obj-137",
       1
      ],
      "destination": [
-      "obj-138",
+      "obj-139",
       0
      ]
     }
@@ -5708,23 +5751,11 @@
    {
     "patchline": {
      "source": [
-      "obj-138",
+      "obj-139",
       0
      ],
      "destination": [
-      "obj-126",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-140",
-      0
-     ],
-     "destination": [
-      "obj-141",
+      "obj-127",
       0
      ]
     }
@@ -5756,11 +5787,23 @@
    {
     "patchline": {
      "source": [
-      "obj-142",
+      "obj-143",
+      0
+     ],
+     "destination": [
+      "obj-144",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-143",
       1
      ],
      "destination": [
-      "obj-143",
+      "obj-144",
       1
      ]
     }
@@ -5882,22 +5925,22 @@
     "Trigger",
     0
    ],
-   "obj-126": [
+   "obj-127": [
     "Jam",
     "Jam",
     0
    ],
-   "obj-132": [
+   "obj-133": [
     "Play on server",
     "Play srv",
     0
    ],
-   "obj-135": [
+   "obj-136": [
     "Stop server",
     "Stop srv",
     0
    ],
-   "obj-140": [
+   "obj-141": [
     "Play clip",
     "Play",
     0

@@ -21,6 +21,7 @@
 //   take <index>            place take <index> of the last job and load it for preview
 //   capture <bars> <command> [folder]  record <bars> of the track's input, then run <command>
 //   captured                the recording is complete (from the patch's [delay])
+//   cookie <c>              a /notify.cookie reply: answered "/notify 1 <port> <c>"
 //   notifydeleted           (Max calls it when the device is deleted) frees the reply port
 // Outlets: 0 status line ("set <words>"), 1 network ("send <osc message>" to [udpsend],
 // "send host|port ..." to [udpsend], "receive port <n>" to [udpreceive]), 2 takes menu,
@@ -296,6 +297,14 @@ function register() {
     }
 }
 
+// "/notify.cookie <c>" from the server: echo it, so that a server on another machine starts
+// streaming /progress here (issue 22; a server on this machine needs no echo)
+function cookie(value) {
+    if (state.replyPort) {
+        outlet(1, ["send", "/notify", 1, state.replyPort, Number(value)]);
+    }
+}
+
 function status(words) {
     outlet(0, ["set"].concat(String(words).split(" ")));
 }
@@ -535,7 +544,8 @@ function captured() {
 if (typeof module !== "undefined" && module.exports) {
     module.exports = {
         placeClip: placeClip, placeStems: placeStems, place: place, start: start,
-        endpoint: endpoint, host: host, serverport: serverport, tick: tick, notifydeleted: notifydeleted, mode: mode, done: done,
+        endpoint: endpoint, host: host, serverport: serverport, tick: tick, cookie: cookie,
+        notifydeleted: notifydeleted, mode: mode, done: done,
         take: take, capture: capture, captured: captured, outputdir: outputdir,
         claimPort: claimPort, captureMs: captureMs, state: state
     };

@@ -512,6 +512,16 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
                 size=1.0, floatoutput=1, ignoreclick=1)
     p.connect(progress, 1, bar, 0)
 
+    if spec.cookie is not None:  # /notify.cookie c -> /notify 1 <reply port> c (issue 22)
+        if device:  # the script knows its copy's reply port
+            echo = p.obj(1000, 420, "prepend cookie")
+            p.connect(route, outlet[spec.cookie], echo, 0)
+            p.connect(echo, 0, script, 0)
+        else:
+            echo = p.msg(1000, 420, f"{spec.notify.address} 1 {REPLY_PORT} $1")
+            p.connect(route, outlet[spec.cookie], echo, 0)
+            p.connect(echo, 0, udpsend, 0)
+
     failed = p.obj(900, 420, "prepend set failed:")
     p.connect(route, outlet["/fail"], failed, 0)
     p.connect(failed, 0, status, 0)

@@ -425,7 +425,8 @@ def build(spec: ResolvedSpec) -> PdPatch:
     p.connect(trim, 0, reply_out, 0)
     reply_outlet = p.obj(rx + 320, ry + 60, "outlet")  # the abstraction's replies
     p.connect(trim, 0, reply_outlet, 0)
-    routed = [r.strip("/") for r in spec.replies]  # no menus in Pd vanilla: no list replies
+    # no menus in Pd vanilla: no list replies
+    routed = [r.strip("/") for r in (*spec.replies, *((spec.cookie,) if spec.cookie else ()))]
     route = p.obj(rx, ry + 60, "route " + " ".join(routed))
     p.connect(trim, 0, route, 0)
     outlet = {name: i for i, name in enumerate(routed)}
@@ -434,6 +435,12 @@ def build(spec: ResolvedSpec) -> PdPatch:
     status_send = p.obj(rx, ry + 270, "s " + p.name("status"))
     p.connect(not_sent, 0, status_send, 0)
     p.connect(typing_text, 0, status_send, 0)
+
+    if spec.cookie is not None:  # /notify.cookie c -> /notify 1 <reply port> c (issue 22)
+        echo = p.obj(rx + 360, ry + 90, "list prepend")
+        p.connect(route, outlet[spec.cookie.strip("/")], echo, 0)
+        p.connect(notify_args, 0, echo, 1)  # "1 <reply port>", set at load and on reconnect
+        p.connect(echo, 0, notify, 0)
 
     queued = p.obj(rx, ry + 90, "unpack f f")
     p.connect(route, outlet["queued"], queued, 0)

@@ -116,6 +116,9 @@ class PatchSpec:
     transfer: str = "/transfer"
     cancel: str = "/cancel"
     notify: str = "/notify"
+    #: the server's ``/notify.cookie i:cookie`` (issue 22): the patches echo it as
+    #: ``/notify 1 <reply_port> <cookie>`` so that a server on another machine streams to them
+    cookie: str | None = "/notify.cookie"
     numbers: tuple[Number, ...] = ()
     concepts: ConceptMenu | None = None
     presets: PresetMenu | None = None
@@ -209,6 +212,8 @@ class ResolvedSpec:
     inpaint: Message | None = None
     region_numbers: tuple[NumberControl, ...] = ()
     region_unit: str = "bars"
+    #: the cookie reply the patches answer (None: not in the contract, or /notify takes none)
+    cookie: str | None = None
 
     def numbers_for(self, address: str) -> tuple[NumberControl, ...]:
         """The number controls appended as options to ``address``, in spec order."""
@@ -231,7 +236,8 @@ class ResolvedSpec:
     def routed_replies(self) -> tuple[str, ...]:
         """Replies the Max patches route: the core ones plus the menus' lists."""
         return (*self.replies, *((self.concepts.reply,) if self.concepts else ()),
-                *((self.presets.reply,) if self.presets else ()))
+                *((self.presets.reply,) if self.presets else ()),
+                *((self.cookie,) if self.cookie else ()))
 
     @property
     def delivering(self) -> tuple[str, ...]:
@@ -415,6 +421,16 @@ def resolve(
                     type="f", minimum=float(lo), maximum=float(hi), default=float(default),
                     unit=r.unit, commands=(address,)))
 
+    cookie = spec.cookie
+    if cookie is not None:
+        if cookie not in replies:
+            problem = f"reply {cookie} is not in the contract"
+        else:
+            problem = _check(commands, spec.notify, ["i", "i", "i"])
+        if problem:
+            skipped.append(f"cookie echo: {problem}")
+            cookie = None
+
     for reply in spec.replies:
         if reply not in replies:
             raise SpecError(f"routed reply {reply} is not in the contract")
@@ -445,4 +461,5 @@ def resolve(
         inpaint=inpaint,
         region_numbers=tuple(region_numbers),
         region_unit=spec.region.unit if spec.region is not None else "bars",
+        cookie=cookie,
     )

@@ -298,3 +298,17 @@ def test_the_preview_plays_a_mono_clip_on_both_sides(tmp_path: Path) -> None:
     sim.loadbang()
     sim.script_output(3, ["channels", 1])
     assert ("selector~ 2 2", [1]) in sim.effects, "mono: the right side plays the left channel"
+
+
+def test_the_device_echoes_the_notify_cookie_with_its_reply_port() -> None:
+    """Issue 22: ``/notify.cookie c`` (routed to the script as ``cookie c``) is answered with
+    ``/notify 1 <this copy's reply port> c``; the server parses it as a confirmation."""
+    from dreamsampler.server.contract import COMMANDS
+
+    result = _run({**_set([0, 0]), "copies": 2},
+                  [[0, "start"], [1, "start"], [1, "cookie", 4242]])
+    first, second = _out(result, 0, 1), _out(result, 1, 1)
+    port = second[0][2]
+    assert port != first[0][2] and second[-1] == ["send", "/notify", 1, port, 4242]
+    assert ["send", "/notify", 1, first[0][2], 4242] not in first
+    COMMANDS["/notify"].parse(second[-1][2:])

@@ -662,3 +662,18 @@ def test_max_patch_has_a_dsp_switch() -> None:
     sim.incoming("/done", "/gen", 3, "/music/clip.wav")
     sim.click(sim.button("Play"))
     assert ("play~ ds-clip 2", [1]) in sim.effects
+
+
+def test_max_echoes_the_notify_cookie(sim: MaxSim) -> None:
+    """Issue 22: a server on another machine streams only after ``/notify 1 <port> <cookie>``;
+    the patch answers ``/notify.cookie c`` with it (the device through its script, whose answer
+    test_live_clip.py checks)."""
+    device = any(text.startswith("v8") for text, _ in sim.effects)  # it got "start"
+    scripted, sent = len(sim.effects), len(sim.sent)
+    sim.incoming("/notify.cookie", 4242)
+    if device:
+        assert [m for t, m in sim.effects[scripted:] if t.startswith("v8")] == [["cookie", 4242]]
+        assert sim.sent[sent:] == []
+    else:
+        assert sim.sent[sent:] == [("/notify", [1, 9001, 4242])]
+        COMMANDS["/notify"].parse(sim.sent[-1][1])
