@@ -298,3 +298,20 @@ def test_two_copies_at_once_keep_to_themselves(server: RunningServer, tmp_path: 
         assert f"LOADED{copy}: {frames}" in console, console
     records = [json.loads(done[c].with_suffix(".json").read_text()) for c in (0, 1)]
     assert [(r["prompt"], r["seed"]) for r in records] == [("left copy", 11), ("right copy", 22)]
+
+
+def test_pd_echoes_the_notify_cookie_and_then_gets_progress(server: RunningServer,
+                                                             tmp_path: Path) -> None:
+    """Issue 22: with ``cookie_loopback`` on, the server treats Pd on 127.0.0.1 as a remote
+    client: /notify 1 <port> gets /notify.cookie c and no /progress until Pd echoes
+    /notify 1 <port> c, which the generated patch does by itself (docs/hardening.md)."""
+    server.app.osc.clients.cookie_loopback = True
+    reply_port = _free_udp_port()
+    script = ("\\; ds-lock 1 \\; ds-seed 7 \\; ds-steps 4 \\; ds-duration 1 "
+              "\\; ds-prompt list warm analog bass \\; ds-generate bang")
+    console = _run_pd(_harness(tmp_path, server.port, reply_port, script), timeout=60)
+    replies = _replies(console)
+    assert any(r[0] == "notify.cookie" for r in replies), console
+    assert any(r[:2] == ["done", "/gen"] for r in replies), console
+    assert any(r[0] == "progress" for r in replies), "confirmed by the echo: /progress streams"
+    assert not any(r[0] == "fail" for r in replies), console
