@@ -272,7 +272,7 @@ PARAMS: tuple[Param, ...] = (
     Param("stems", "i", "1: also separate the clip into stems with the server's Demucs model "
           "(stems.model) in the same job; the /done reply then carries the stems folder after "
           "the clip's path; 0 (default): the clip only", minimum=0, maximum=1, default=0,
-          takes=GENERATE | {SESSION, PRESET, REQUEST}),  # issue 19
+          takes=GENERATE | {SESSION, PRESET, REQUEST, PATCH}),  # issue 19: a box in the patches
     Param("stems_model", "s", "Demucs model for this separation: htdemucs, htdemucs_ft, "
           "htdemucs_6s, a local folder, or tiny (default: the server's stems.model)",
           key="model", takes=frozenset({SEPARATE})),  # issue 19

@@ -925,6 +925,52 @@
       ""
      ],
      "patching_rect": [
+      920,
+      170,
+      60,
+      20
+     ],
+     "text": "stems",
+     "presentation": 1,
+     "presentation_rect": [
+      528.0,
+      124.0,
+      74.0,
+      18
+     ],
+     "mode": 1,
+     "texton": "stems",
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Stems",
+       "parameter_shortname": "Stems",
+       "parameter_type": 2,
+       "parameter_enum": [
+        "off",
+        "on"
+       ],
+       "parameter_mmax": 1,
+       "parameter_initial": [
+        0
+       ],
+       "parameter_initial_enable": 1
+      }
+     },
+     "varname": "Stems"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-34",
+     "maxclass": "live.text",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
       20,
       230,
       60,
@@ -958,7 +1004,7 @@
    },
    {
     "box": {
-     "id": "obj-34",
+     "id": "obj-35",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1004,7 +1050,7 @@
    },
    {
     "box": {
-     "id": "obj-35",
+     "id": "obj-36",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1022,7 +1068,7 @@
    },
    {
     "box": {
-     "id": "obj-36",
+     "id": "obj-37",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1040,7 +1086,7 @@
    },
    {
     "box": {
-     "id": "obj-37",
+     "id": "obj-38",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1058,7 +1104,7 @@
    },
    {
     "box": {
-     "id": "obj-38",
+     "id": "obj-39",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1100,7 +1146,7 @@
    },
    {
     "box": {
-     "id": "obj-39",
+     "id": "obj-40",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1121,7 +1167,7 @@
    },
    {
     "box": {
-     "id": "obj-40",
+     "id": "obj-41",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1140,9 +1186,9 @@
    },
    {
     "box": {
-     "id": "obj-41",
+     "id": "obj-42",
      "maxclass": "newobj",
-     "numinlets": 10,
+     "numinlets": 12,
      "numoutlets": 1,
      "outlettype": [
       ""
@@ -1150,15 +1196,15 @@
      "patching_rect": [
       100,
       430,
-      380,
+      436,
       22
      ],
-     "text": "pak seed 0 steps 25 guidance 2.5 duration 10. bars 0"
+     "text": "pak seed 0 steps 25 guidance 2.5 duration 10. bars 0 stems 0"
     }
    },
    {
     "box": {
-     "id": "obj-42",
+     "id": "obj-43",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1177,7 +1223,7 @@
    },
    {
     "box": {
-     "id": "obj-43",
+     "id": "obj-44",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1196,7 +1242,7 @@
    },
    {
     "box": {
-     "id": "obj-44",
+     "id": "obj-45",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1214,7 +1260,7 @@
    },
    {
     "box": {
-     "id": "obj-45",
+     "id": "obj-46",
      "maxclass": "live.drop",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1251,7 +1297,7 @@
    },
    {
     "box": {
-     "id": "obj-46",
+     "id": "obj-47",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1270,7 +1316,7 @@
    },
    {
     "box": {
-     "id": "obj-47",
+     "id": "obj-48",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1288,7 +1334,7 @@
    },
    {
     "box": {
-     "id": "obj-48",
+     "id": "obj-49",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1306,7 +1352,7 @@
    },
    {
     "box": {
-     "id": "obj-49",
+     "id": "obj-50",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1348,7 +1394,7 @@
    },
    {
     "box": {
-     "id": "obj-50",
+     "id": "obj-51",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1369,7 +1415,7 @@
    },
    {
     "box": {
-     "id": "obj-51",
+     "id": "obj-52",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1388,9 +1434,9 @@
    },
    {
     "box": {
-     "id": "obj-52",
+     "id": "obj-53",
      "maxclass": "newobj",
-     "numinlets": 12,
+     "numinlets": 14,
      "numoutlets": 1,
      "outlettype": [
       ""
@@ -1398,15 +1444,15 @@
      "patching_rect": [
       330,
       430,
-      471,
+      527,
       22
      ],
-     "text": "pak seed 0 steps 25 guidance 2.5 duration 10. bars 0 strength 0.5"
+     "text": "pak seed 0 steps 25 guidance 2.5 duration 10. bars 0 strength 0.5 stems 0"
     }
    },
    {
     "box": {
-     "id": "obj-53",
+     "id": "obj-54",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1425,7 +1471,7 @@
    },
    {
     "box": {
-     "id": "obj-54",
+     "id": "obj-55",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1444,7 +1490,7 @@
    },
    {
     "box": {
-     "id": "obj-55",
+     "id": "obj-56",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1462,7 +1508,7 @@
    },
    {
     "box": {
-     "id": "obj-56",
+     "id": "obj-57",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1480,7 +1526,7 @@
    },
    {
     "box": {
-     "id": "obj-57",
+     "id": "obj-58",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1498,7 +1544,7 @@
    },
    {
     "box": {
-     "id": "obj-58",
+     "id": "obj-59",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1516,7 +1562,7 @@
    },
    {
     "box": {
-     "id": "obj-59",
+     "id": "obj-60",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1558,7 +1604,7 @@
    },
    {
     "box": {
-     "id": "obj-60",
+     "id": "obj-61",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1579,7 +1625,7 @@
    },
    {
     "box": {
-     "id": "obj-61",
+     "id": "obj-62",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1598,9 +1644,9 @@
    },
    {
     "box": {
-     "id": "obj-62",
+     "id": "obj-63",
      "maxclass": "newobj",
-     "numinlets": 8,
+     "numinlets": 10,
      "numoutlets": 1,
      "outlettype": [
       ""
@@ -1608,15 +1654,15 @@
      "patching_rect": [
       1580,
       430,
-      310,
+      366,
       22
      ],
-     "text": "pak seed 0 steps 25 guidance 2.5 unit bars"
+     "text": "pak seed 0 steps 25 guidance 2.5 stems 0 unit bars"
     }
    },
    {
     "box": {
-     "id": "obj-63",
+     "id": "obj-64",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1635,7 +1681,7 @@
    },
    {
     "box": {
-     "id": "obj-64",
+     "id": "obj-65",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1654,7 +1700,7 @@
    },
    {
     "box": {
-     "id": "obj-65",
+     "id": "obj-66",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1672,7 +1718,7 @@
    },
    {
     "box": {
-     "id": "obj-66",
+     "id": "obj-67",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 1,
@@ -1690,7 +1736,7 @@
    },
    {
     "box": {
-     "id": "obj-67",
+     "id": "obj-68",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1708,7 +1754,7 @@
    },
    {
     "box": {
-     "id": "obj-68",
+     "id": "obj-69",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1726,7 +1772,7 @@
    },
    {
     "box": {
-     "id": "obj-69",
+     "id": "obj-70",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1768,7 +1814,7 @@
    },
    {
     "box": {
-     "id": "obj-70",
+     "id": "obj-71",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1789,7 +1835,7 @@
    },
    {
     "box": {
-     "id": "obj-71",
+     "id": "obj-72",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1808,9 +1854,9 @@
    },
    {
     "box": {
-     "id": "obj-72",
+     "id": "obj-73",
      "maxclass": "newobj",
-     "numinlets": 8,
+     "numinlets": 10,
      "numoutlets": 1,
      "outlettype": [
       ""
@@ -1818,15 +1864,15 @@
      "patching_rect": [
       1830,
       430,
-      310,
+      366,
       22
      ],
-     "text": "pak seed 0 steps 25 guidance 2.5 unit bars"
+     "text": "pak seed 0 steps 25 guidance 2.5 stems 0 unit bars"
     }
    },
    {
     "box": {
-     "id": "obj-73",
+     "id": "obj-74",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1845,7 +1891,7 @@
    },
    {
     "box": {
-     "id": "obj-74",
+     "id": "obj-75",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1864,7 +1910,7 @@
    },
    {
     "box": {
-     "id": "obj-75",
+     "id": "obj-76",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1882,7 +1928,7 @@
    },
    {
     "box": {
-     "id": "obj-76",
+     "id": "obj-77",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1925,7 +1971,7 @@
    },
    {
     "box": {
-     "id": "obj-77",
+     "id": "obj-78",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1944,7 +1990,7 @@
    },
    {
     "box": {
-     "id": "obj-78",
+     "id": "obj-79",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1962,7 +2008,7 @@
    },
    {
     "box": {
-     "id": "obj-79",
+     "id": "obj-80",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2005,7 +2051,7 @@
    },
    {
     "box": {
-     "id": "obj-80",
+     "id": "obj-81",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -2028,7 +2074,7 @@
    },
    {
     "box": {
-     "id": "obj-81",
+     "id": "obj-82",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2068,7 +2114,7 @@
    },
    {
     "box": {
-     "id": "obj-82",
+     "id": "obj-83",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2086,7 +2132,7 @@
    },
    {
     "box": {
-     "id": "obj-83",
+     "id": "obj-84",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2105,7 +2151,7 @@
    },
    {
     "box": {
-     "id": "obj-84",
+     "id": "obj-85",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2123,7 +2169,7 @@
    },
    {
     "box": {
-     "id": "obj-85",
+     "id": "obj-86",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2141,7 +2187,7 @@
    },
    {
     "box": {
-     "id": "obj-86",
+     "id": "obj-87",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2159,7 +2205,7 @@
    },
    {
     "box": {
-     "id": "obj-87",
+     "id": "obj-88",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -2182,7 +2228,7 @@
    },
    {
     "box": {
-     "id": "obj-88",
+     "id": "obj-89",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2222,7 +2268,7 @@
    },
    {
     "box": {
-     "id": "obj-89",
+     "id": "obj-90",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2240,7 +2286,7 @@
    },
    {
     "box": {
-     "id": "obj-90",
+     "id": "obj-91",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2259,7 +2305,7 @@
    },
    {
     "box": {
-     "id": "obj-91",
+     "id": "obj-92",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2278,7 +2324,7 @@
    },
    {
     "box": {
-     "id": "obj-92",
+     "id": "obj-93",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2296,7 +2342,7 @@
    },
    {
     "box": {
-     "id": "obj-93",
+     "id": "obj-94",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2338,7 +2384,7 @@
    },
    {
     "box": {
-     "id": "obj-94",
+     "id": "obj-95",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2356,7 +2402,7 @@
    },
    {
     "box": {
-     "id": "obj-95",
+     "id": "obj-96",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 8,
@@ -2381,7 +2427,7 @@
    },
    {
     "box": {
-     "id": "obj-96",
+     "id": "obj-97",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2406,7 +2452,7 @@
    },
    {
     "box": {
-     "id": "obj-97",
+     "id": "obj-98",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2425,7 +2471,7 @@
    },
    {
     "box": {
-     "id": "obj-98",
+     "id": "obj-99",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2443,7 +2489,7 @@
    },
    {
     "box": {
-     "id": "obj-99",
+     "id": "obj-100",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2462,7 +2508,7 @@
    },
    {
     "box": {
-     "id": "obj-100",
+     "id": "obj-101",
      "maxclass": "slider",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2490,7 +2536,7 @@
    },
    {
     "box": {
-     "id": "obj-101",
+     "id": "obj-102",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2508,7 +2554,7 @@
    },
    {
     "box": {
-     "id": "obj-102",
+     "id": "obj-103",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2526,7 +2572,7 @@
    },
    {
     "box": {
-     "id": "obj-103",
+     "id": "obj-104",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 6,
@@ -2549,7 +2595,7 @@
    },
    {
     "box": {
-     "id": "obj-104",
+     "id": "obj-105",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2568,7 +2614,7 @@
    },
    {
     "box": {
-     "id": "obj-105",
+     "id": "obj-106",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2586,7 +2632,7 @@
    },
    {
     "box": {
-     "id": "obj-106",
+     "id": "obj-107",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2606,7 +2652,7 @@
    },
    {
     "box": {
-     "id": "obj-107",
+     "id": "obj-108",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2625,7 +2671,7 @@
    },
    {
     "box": {
-     "id": "obj-108",
+     "id": "obj-109",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2643,7 +2689,7 @@
    },
    {
     "box": {
-     "id": "obj-109",
+     "id": "obj-110",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2661,7 +2707,7 @@
    },
    {
     "box": {
-     "id": "obj-110",
+     "id": "obj-111",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2680,7 +2726,7 @@
    },
    {
     "box": {
-     "id": "obj-111",
+     "id": "obj-112",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2700,7 +2746,7 @@
    },
    {
     "box": {
-     "id": "obj-112",
+     "id": "obj-113",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2718,7 +2764,7 @@
    },
    {
     "box": {
-     "id": "obj-113",
+     "id": "obj-114",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2737,7 +2783,7 @@
    },
    {
     "box": {
-     "id": "obj-114",
+     "id": "obj-115",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2755,7 +2801,7 @@
    },
    {
     "box": {
-     "id": "obj-115",
+     "id": "obj-116",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2773,7 +2819,7 @@
    },
    {
     "box": {
-     "id": "obj-116",
+     "id": "obj-117",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2792,7 +2838,7 @@
    },
    {
     "box": {
-     "id": "obj-117",
+     "id": "obj-118",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2811,7 +2857,7 @@
    },
    {
     "box": {
-     "id": "obj-118",
+     "id": "obj-119",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2830,7 +2876,7 @@
    },
    {
     "box": {
-     "id": "obj-119",
+     "id": "obj-120",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2849,7 +2895,7 @@
    },
    {
     "box": {
-     "id": "obj-120",
+     "id": "obj-121",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2867,7 +2913,7 @@
    },
    {
     "box": {
-     "id": "obj-121",
+     "id": "obj-122",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2887,7 +2933,7 @@
    },
    {
     "box": {
-     "id": "obj-122",
+     "id": "obj-123",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2905,7 +2951,7 @@
    },
    {
     "box": {
-     "id": "obj-123",
+     "id": "obj-124",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2924,7 +2970,7 @@
    },
    {
     "box": {
-     "id": "obj-124",
+     "id": "obj-125",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2942,7 +2988,7 @@
    },
    {
     "box": {
-     "id": "obj-125",
+     "id": "obj-126",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2960,7 +3006,7 @@
    },
    {
     "box": {
-     "id": "obj-126",
+     "id": "obj-127",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2978,7 +3024,7 @@
    },
    {
     "box": {
-     "id": "obj-127",
+     "id": "obj-128",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3020,7 +3066,7 @@
    },
    {
     "box": {
-     "id": "obj-128",
+     "id": "obj-129",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -3040,7 +3086,7 @@
    },
    {
     "box": {
-     "id": "obj-129",
+     "id": "obj-130",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3058,7 +3104,7 @@
    },
    {
     "box": {
-     "id": "obj-130",
+     "id": "obj-131",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3076,7 +3122,7 @@
    },
    {
     "box": {
-     "id": "obj-131",
+     "id": "obj-132",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3094,7 +3140,7 @@
    },
    {
     "box": {
-     "id": "obj-132",
+     "id": "obj-133",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3112,7 +3158,7 @@
    },
    {
     "box": {
-     "id": "obj-133",
+     "id": "obj-134",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3154,7 +3200,7 @@
    },
    {
     "box": {
-     "id": "obj-134",
+     "id": "obj-135",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -3173,7 +3219,7 @@
    },
    {
     "box": {
-     "id": "obj-135",
+     "id": "obj-136",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3191,7 +3237,7 @@
    },
    {
     "box": {
-     "id": "obj-136",
+     "id": "obj-137",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3233,7 +3279,7 @@
    },
    {
     "box": {
-     "id": "obj-137",
+     "id": "obj-138",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3252,7 +3298,7 @@
    },
    {
     "box": {
-     "id": "obj-138",
+     "id": "obj-139",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3270,7 +3316,7 @@
    },
    {
     "box": {
-     "id": "obj-139",
+     "id": "obj-140",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3288,7 +3334,7 @@
    },
    {
     "box": {
-     "id": "obj-140",
+     "id": "obj-141",
      "maxclass": "waveform~",
      "numinlets": 5,
      "numoutlets": 6,
@@ -3318,7 +3364,7 @@
    },
    {
     "box": {
-     "id": "obj-141",
+     "id": "obj-142",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3360,7 +3406,7 @@
    },
    {
     "box": {
-     "id": "obj-142",
+     "id": "obj-143",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3378,7 +3424,7 @@
    },
    {
     "box": {
-     "id": "obj-143",
+     "id": "obj-144",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -3398,7 +3444,7 @@
    },
    {
     "box": {
-     "id": "obj-144",
+     "id": "obj-145",
      "maxclass": "ezdac~",
      "numinlets": 2,
      "numoutlets": 0,
@@ -3555,59 +3601,47 @@
    {
     "patchline": {
      "source": [
+      "obj-35",
+      0
+     ],
+     "destination": [
+      "obj-36",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-36",
+      0
+     ],
+     "destination": [
+      "obj-37",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-37",
+      0
+     ],
+     "destination": [
+      "obj-38",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-34",
       0
      ],
      "destination": [
-      "obj-35",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-35",
-      0
-     ],
-     "destination": [
-      "obj-36",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-36",
-      0
-     ],
-     "destination": [
-      "obj-37",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-33",
-      0
-     ],
-     "destination": [
-      "obj-37",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-37",
-      0
-     ],
-     "destination": [
-      "obj-15",
+      "obj-38",
       0
      ]
     }
@@ -3619,7 +3653,7 @@
       0
      ],
      "destination": [
-      "obj-39",
+      "obj-15",
       0
      ]
     }
@@ -3628,10 +3662,22 @@
     "patchline": {
      "source": [
       "obj-39",
+      0
+     ],
+     "destination": [
+      "obj-40",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-40",
       3
      ],
      "destination": [
-      "obj-36",
+      "obj-37",
       1
      ]
     }
@@ -3639,7 +3685,7 @@
    {
     "patchline": {
      "source": [
-      "obj-39",
+      "obj-40",
       2
      ],
      "destination": [
@@ -3655,7 +3701,7 @@
       0
      ],
      "destination": [
-      "obj-40",
+      "obj-41",
       1
      ]
     }
@@ -3667,7 +3713,7 @@
       0
      ],
      "destination": [
-      "obj-41",
+      "obj-42",
       1
      ]
     }
@@ -3679,7 +3725,7 @@
       0
      ],
      "destination": [
-      "obj-41",
+      "obj-42",
       3
      ]
     }
@@ -3691,7 +3737,7 @@
       0
      ],
      "destination": [
-      "obj-41",
+      "obj-42",
       5
      ]
     }
@@ -3703,7 +3749,7 @@
       0
      ],
      "destination": [
-      "obj-41",
+      "obj-42",
       7
      ]
     }
@@ -3715,7 +3761,7 @@
       0
      ],
      "destination": [
-      "obj-41",
+      "obj-42",
       9
      ]
     }
@@ -3723,32 +3769,20 @@
    {
     "patchline": {
      "source": [
-      "obj-39",
+      "obj-33",
+      0
+     ],
+     "destination": [
+      "obj-42",
+      11
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-40",
       1
-     ],
-     "destination": [
-      "obj-41",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-39",
-      0
-     ],
-     "destination": [
-      "obj-40",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-40",
-      0
      ],
      "destination": [
       "obj-42",
@@ -3759,12 +3793,24 @@
    {
     "patchline": {
      "source": [
+      "obj-40",
+      0
+     ],
+     "destination": [
+      "obj-41",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-41",
       0
      ],
      "destination": [
-      "obj-42",
-      1
+      "obj-43",
+      0
      ]
     }
    },
@@ -3776,7 +3822,7 @@
      ],
      "destination": [
       "obj-43",
-      0
+      1
      ]
     }
    },
@@ -3799,7 +3845,7 @@
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-45",
       0
      ]
     }
@@ -3811,7 +3857,7 @@
       0
      ],
      "destination": [
-      "obj-46",
+      "obj-2",
       0
      ]
     }
@@ -3843,11 +3889,11 @@
    {
     "patchline": {
      "source": [
-      "obj-49",
+      "obj-48",
       0
      ],
      "destination": [
-      "obj-50",
+      "obj-49",
       0
      ]
     }
@@ -3856,10 +3902,22 @@
     "patchline": {
      "source": [
       "obj-50",
+      0
+     ],
+     "destination": [
+      "obj-51",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-51",
       3
      ],
      "destination": [
-      "obj-36",
+      "obj-37",
       1
      ]
     }
@@ -3867,7 +3925,7 @@
    {
     "patchline": {
      "source": [
-      "obj-50",
+      "obj-51",
       2
      ],
      "destination": [
@@ -3883,7 +3941,7 @@
       0
      ],
      "destination": [
-      "obj-51",
+      "obj-52",
       1
      ]
     }
@@ -3895,7 +3953,7 @@
       0
      ],
      "destination": [
-      "obj-52",
+      "obj-53",
       1
      ]
     }
@@ -3907,7 +3965,7 @@
       0
      ],
      "destination": [
-      "obj-52",
+      "obj-53",
       3
      ]
     }
@@ -3919,7 +3977,7 @@
       0
      ],
      "destination": [
-      "obj-52",
+      "obj-53",
       5
      ]
     }
@@ -3931,7 +3989,7 @@
       0
      ],
      "destination": [
-      "obj-52",
+      "obj-53",
       7
      ]
     }
@@ -3943,7 +4001,7 @@
       0
      ],
      "destination": [
-      "obj-52",
+      "obj-53",
       9
      ]
     }
@@ -3955,7 +4013,7 @@
       0
      ],
      "destination": [
-      "obj-52",
+      "obj-53",
       11
      ]
     }
@@ -3963,8 +4021,32 @@
    {
     "patchline": {
      "source": [
-      "obj-50",
+      "obj-33",
+      0
+     ],
+     "destination": [
+      "obj-53",
+      13
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-51",
       1
+     ],
+     "destination": [
+      "obj-53",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-51",
+      0
      ],
      "destination": [
       "obj-52",
@@ -3975,43 +4057,7 @@
    {
     "patchline": {
      "source": [
-      "obj-50",
-      0
-     ],
-     "destination": [
-      "obj-51",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-51",
-      0
-     ],
-     "destination": [
-      "obj-53",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-52",
-      0
-     ],
-     "destination": [
-      "obj-53",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-53",
       0
      ],
      "destination": [
@@ -4023,19 +4069,19 @@
    {
     "patchline": {
      "source": [
-      "obj-54",
+      "obj-53",
       0
      ],
      "destination": [
-      "obj-48",
-      0
+      "obj-54",
+      1
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-48",
+      "obj-54",
       0
      ],
      "destination": [
@@ -4048,6 +4094,30 @@
     "patchline": {
      "source": [
       "obj-55",
+      0
+     ],
+     "destination": [
+      "obj-49",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-49",
+      0
+     ],
+     "destination": [
+      "obj-56",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-56",
       0
      ],
      "destination": [
@@ -4063,20 +4133,8 @@
       0
      ],
      "destination": [
-      "obj-56",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-56",
-      0
-     ],
-     "destination": [
       "obj-57",
-      0
+      1
      ]
     }
    },
@@ -4095,11 +4153,11 @@
    {
     "patchline": {
      "source": [
-      "obj-59",
+      "obj-58",
       0
      ],
      "destination": [
-      "obj-60",
+      "obj-59",
       0
      ]
     }
@@ -4108,10 +4166,22 @@
     "patchline": {
      "source": [
       "obj-60",
+      0
+     ],
+     "destination": [
+      "obj-61",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-61",
       3
      ],
      "destination": [
-      "obj-36",
+      "obj-37",
       1
      ]
     }
@@ -4119,7 +4189,7 @@
    {
     "patchline": {
      "source": [
-      "obj-60",
+      "obj-61",
       2
      ],
      "destination": [
@@ -4135,7 +4205,7 @@
       0
      ],
      "destination": [
-      "obj-61",
+      "obj-62",
       1
      ]
     }
@@ -4147,7 +4217,7 @@
       0
      ],
      "destination": [
-      "obj-62",
+      "obj-63",
       1
      ]
     }
@@ -4159,7 +4229,7 @@
       0
      ],
      "destination": [
-      "obj-62",
+      "obj-63",
       3
      ]
     }
@@ -4171,7 +4241,7 @@
       0
      ],
      "destination": [
-      "obj-62",
+      "obj-63",
       5
      ]
     }
@@ -4179,8 +4249,32 @@
    {
     "patchline": {
      "source": [
-      "obj-60",
+      "obj-33",
+      0
+     ],
+     "destination": [
+      "obj-63",
+      7
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-61",
       1
+     ],
+     "destination": [
+      "obj-63",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-61",
+      0
      ],
      "destination": [
       "obj-62",
@@ -4191,43 +4285,7 @@
    {
     "patchline": {
      "source": [
-      "obj-60",
-      0
-     ],
-     "destination": [
-      "obj-61",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-61",
-      0
-     ],
-     "destination": [
-      "obj-63",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-62",
-      0
-     ],
-     "destination": [
-      "obj-63",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-63",
       0
      ],
      "destination": [
@@ -4239,19 +4297,19 @@
    {
     "patchline": {
      "source": [
-      "obj-64",
+      "obj-63",
       0
      ],
      "destination": [
-      "obj-58",
-      0
+      "obj-64",
+      1
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-58",
+      "obj-64",
       0
      ],
      "destination": [
@@ -4264,6 +4322,30 @@
     "patchline": {
      "source": [
       "obj-65",
+      0
+     ],
+     "destination": [
+      "obj-59",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-59",
+      0
+     ],
+     "destination": [
+      "obj-66",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-66",
       0
      ],
      "destination": [
@@ -4279,7 +4361,7 @@
       0
      ],
      "destination": [
-      "obj-66",
+      "obj-67",
       1
      ]
     }
@@ -4291,20 +4373,8 @@
       0
      ],
      "destination": [
-      "obj-66",
-      2
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
-      0
-     ],
-     "destination": [
       "obj-67",
-      0
+      2
      ]
     }
    },
@@ -4323,11 +4393,11 @@
    {
     "patchline": {
      "source": [
-      "obj-69",
+      "obj-68",
       0
      ],
      "destination": [
-      "obj-70",
+      "obj-69",
       0
      ]
     }
@@ -4336,10 +4406,22 @@
     "patchline": {
      "source": [
       "obj-70",
+      0
+     ],
+     "destination": [
+      "obj-71",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-71",
       3
      ],
      "destination": [
-      "obj-36",
+      "obj-37",
       1
      ]
     }
@@ -4347,7 +4429,7 @@
    {
     "patchline": {
      "source": [
-      "obj-70",
+      "obj-71",
       2
      ],
      "destination": [
@@ -4363,7 +4445,7 @@
       0
      ],
      "destination": [
-      "obj-71",
+      "obj-72",
       1
      ]
     }
@@ -4375,7 +4457,7 @@
       0
      ],
      "destination": [
-      "obj-72",
+      "obj-73",
       1
      ]
     }
@@ -4387,7 +4469,7 @@
       0
      ],
      "destination": [
-      "obj-72",
+      "obj-73",
       3
      ]
     }
@@ -4399,7 +4481,7 @@
       0
      ],
      "destination": [
-      "obj-72",
+      "obj-73",
       5
      ]
     }
@@ -4407,8 +4489,32 @@
    {
     "patchline": {
      "source": [
-      "obj-70",
+      "obj-33",
+      0
+     ],
+     "destination": [
+      "obj-73",
+      7
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-71",
       1
+     ],
+     "destination": [
+      "obj-73",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-71",
+      0
      ],
      "destination": [
       "obj-72",
@@ -4419,43 +4525,7 @@
    {
     "patchline": {
      "source": [
-      "obj-70",
-      0
-     ],
-     "destination": [
-      "obj-71",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-71",
-      0
-     ],
-     "destination": [
-      "obj-73",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-72",
-      0
-     ],
-     "destination": [
-      "obj-73",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-73",
       0
      ],
      "destination": [
@@ -4467,19 +4537,19 @@
    {
     "patchline": {
      "source": [
-      "obj-74",
+      "obj-73",
       0
      ],
      "destination": [
-      "obj-68",
-      0
+      "obj-74",
+      1
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-68",
+      "obj-74",
       0
      ],
      "destination": [
@@ -4495,7 +4565,19 @@
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-69",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-69",
+      0
+     ],
+     "destination": [
+      "obj-76",
       0
      ]
     }
@@ -4507,7 +4589,7 @@
       0
      ],
      "destination": [
-      "obj-77",
+      "obj-2",
       0
      ]
     }
@@ -4531,6 +4613,18 @@
       0
      ],
      "destination": [
+      "obj-79",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-79",
+      0
+     ],
+     "destination": [
       "obj-2",
       0
      ]
@@ -4543,7 +4637,7 @@
       0
      ],
      "destination": [
-      "obj-82",
+      "obj-83",
       0
      ]
     }
@@ -4551,11 +4645,11 @@
    {
     "patchline": {
      "source": [
-      "obj-79",
+      "obj-80",
       0
      ],
      "destination": [
-      "obj-82",
+      "obj-83",
       0
      ]
     }
@@ -4563,7 +4657,7 @@
    {
     "patchline": {
      "source": [
-      "obj-82",
+      "obj-83",
       0
      ],
      "destination": [
@@ -4575,20 +4669,8 @@
    {
     "patchline": {
      "source": [
-      "obj-81",
+      "obj-82",
       1
-     ],
-     "destination": [
-      "obj-83",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-83",
-      0
      ],
      "destination": [
       "obj-84",
@@ -4599,8 +4681,8 @@
    {
     "patchline": {
      "source": [
-      "obj-83",
-      1
+      "obj-84",
+      0
      ],
      "destination": [
       "obj-85",
@@ -4611,7 +4693,7 @@
    {
     "patchline": {
      "source": [
-      "obj-83",
+      "obj-84",
       1
      ],
      "destination": [
@@ -4623,7 +4705,19 @@
    {
     "patchline": {
      "source": [
-      "obj-86",
+      "obj-84",
+      1
+     ],
+     "destination": [
+      "obj-87",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-87",
       0
      ],
      "destination": [
@@ -4635,24 +4729,12 @@
    {
     "patchline": {
      "source": [
-      "obj-85",
+      "obj-86",
       0
      ],
      "destination": [
-      "obj-43",
+      "obj-44",
       1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-84",
-      0
-     ],
-     "destination": [
-      "obj-43",
-      0
      ]
     }
    },
@@ -4663,20 +4745,20 @@
       0
      ],
      "destination": [
-      "obj-54",
-      1
+      "obj-44",
+      0
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-84",
+      "obj-86",
       0
      ],
      "destination": [
-      "obj-54",
-      0
+      "obj-55",
+      1
      ]
     }
    },
@@ -4687,20 +4769,20 @@
       0
      ],
      "destination": [
-      "obj-64",
-      1
+      "obj-55",
+      0
      ]
     }
    },
    {
     "patchline": {
      "source": [
-      "obj-84",
+      "obj-86",
       0
      ],
      "destination": [
-      "obj-64",
-      0
+      "obj-65",
+      1
      ]
     }
    },
@@ -4711,7 +4793,19 @@
       0
      ],
      "destination": [
-      "obj-74",
+      "obj-65",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-86",
+      0
+     ],
+     "destination": [
+      "obj-75",
       1
      ]
     }
@@ -4719,11 +4813,11 @@
    {
     "patchline": {
      "source": [
-      "obj-84",
+      "obj-85",
       0
      ],
      "destination": [
-      "obj-74",
+      "obj-75",
       0
      ]
     }
@@ -4735,7 +4829,7 @@
       0
      ],
      "destination": [
-      "obj-89",
+      "obj-90",
       0
      ]
     }
@@ -4743,11 +4837,11 @@
    {
     "patchline": {
      "source": [
-      "obj-79",
+      "obj-80",
       0
      ],
      "destination": [
-      "obj-89",
+      "obj-90",
       0
      ]
     }
@@ -4755,7 +4849,7 @@
    {
     "patchline": {
      "source": [
-      "obj-89",
+      "obj-90",
       0
      ],
      "destination": [
@@ -4767,20 +4861,8 @@
    {
     "patchline": {
      "source": [
-      "obj-88",
+      "obj-89",
       1
-     ],
-     "destination": [
-      "obj-91",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-91",
-      0
      ],
      "destination": [
       "obj-92",
@@ -4795,20 +4877,8 @@
       0
      ],
      "destination": [
-      "obj-90",
+      "obj-93",
       0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-91",
-      1
-     ],
-     "destination": [
-      "obj-90",
-      1
      ]
     }
    },
@@ -4819,7 +4889,7 @@
       0
      ],
      "destination": [
-      "obj-90",
+      "obj-91",
       0
      ]
     }
@@ -4827,11 +4897,23 @@
    {
     "patchline": {
      "source": [
-      "obj-90",
+      "obj-92",
+      1
+     ],
+     "destination": [
+      "obj-91",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-94",
       0
      ],
      "destination": [
-      "obj-94",
+      "obj-91",
       0
      ]
     }
@@ -4839,7 +4921,19 @@
    {
     "patchline": {
      "source": [
-      "obj-94",
+      "obj-91",
+      0
+     ],
+     "destination": [
+      "obj-95",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-95",
       0
      ],
      "destination": [
@@ -4855,54 +4949,6 @@
       0
      ],
      "destination": [
-      "obj-95",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-95",
-      0
-     ],
-     "destination": [
-      "obj-97",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-97",
-      0
-     ],
-     "destination": [
-      "obj-77",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-95",
-      0
-     ],
-     "destination": [
-      "obj-98",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-98",
-      0
-     ],
-     "destination": [
       "obj-96",
       0
      ]
@@ -4911,8 +4957,32 @@
    {
     "patchline": {
      "source": [
-      "obj-95",
+      "obj-96",
+      0
+     ],
+     "destination": [
+      "obj-98",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-98",
+      0
+     ],
+     "destination": [
+      "obj-78",
       1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
+      0
      ],
      "destination": [
       "obj-99",
@@ -4924,6 +4994,18 @@
     "patchline": {
      "source": [
       "obj-99",
+      0
+     ],
+     "destination": [
+      "obj-97",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
       1
      ],
      "destination": [
@@ -4935,8 +5017,8 @@
    {
     "patchline": {
      "source": [
-      "obj-95",
-      6
+      "obj-100",
+      1
      ],
      "destination": [
       "obj-101",
@@ -4947,7 +5029,19 @@
    {
     "patchline": {
      "source": [
-      "obj-101",
+      "obj-96",
+      6
+     ],
+     "destination": [
+      "obj-102",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
       0
      ],
      "destination": [
@@ -4959,11 +5053,11 @@
    {
     "patchline": {
      "source": [
-      "obj-95",
+      "obj-96",
       3
      ],
      "destination": [
-      "obj-102",
+      "obj-103",
       0
      ]
     }
@@ -4971,32 +5065,20 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-103",
       0
      ],
      "destination": [
+      "obj-97",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-96",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-95",
       2
-     ],
-     "destination": [
-      "obj-103",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-103",
-      0
      ],
      "destination": [
       "obj-104",
@@ -5007,11 +5089,23 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-104",
+      0
+     ],
+     "destination": [
+      "obj-105",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-104",
       1
      ],
      "destination": [
-      "obj-104",
+      "obj-105",
       0
      ]
     }
@@ -5019,11 +5113,11 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-104",
       2
      ],
      "destination": [
-      "obj-104",
+      "obj-105",
       0
      ]
     }
@@ -5031,11 +5125,11 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-104",
       3
      ],
      "destination": [
-      "obj-104",
+      "obj-105",
       0
      ]
     }
@@ -5043,11 +5137,11 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-104",
       4
      ],
      "destination": [
-      "obj-104",
+      "obj-105",
       0
      ]
     }
@@ -5055,11 +5149,23 @@
    {
     "patchline": {
      "source": [
-      "obj-104",
+      "obj-105",
       1
      ],
      "destination": [
-      "obj-56",
+      "obj-57",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-105",
+      1
+     ],
+     "destination": [
+      "obj-67",
       0
      ]
     }
@@ -5068,22 +5174,22 @@
     "patchline": {
      "source": [
       "obj-104",
-      1
-     ],
-     "destination": [
-      "obj-66",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-103",
       5
      ],
      "destination": [
-      "obj-105",
+      "obj-106",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-106",
+      0
+     ],
+     "destination": [
+      "obj-97",
       0
      ]
     }
@@ -5092,10 +5198,22 @@
     "patchline": {
      "source": [
       "obj-105",
+      1
+     ],
+     "destination": [
+      "obj-107",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-104",
       0
      ],
      "destination": [
-      "obj-96",
+      "obj-108",
       0
      ]
     }
@@ -5107,7 +5225,7 @@
       1
      ],
      "destination": [
-      "obj-106",
+      "obj-108",
       0
      ]
     }
@@ -5115,35 +5233,11 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
-      0
-     ],
-     "destination": [
-      "obj-107",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-103",
-      1
-     ],
-     "destination": [
-      "obj-107",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-103",
+      "obj-104",
       2
      ],
      "destination": [
-      "obj-107",
+      "obj-108",
       0
      ]
     }
@@ -5151,11 +5245,11 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-104",
       3
      ],
      "destination": [
-      "obj-107",
+      "obj-108",
       0
      ]
     }
@@ -5163,11 +5257,11 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-104",
       4
      ],
      "destination": [
-      "obj-107",
+      "obj-108",
       0
      ]
     }
@@ -5175,34 +5269,10 @@
    {
     "patchline": {
      "source": [
-      "obj-107",
+      "obj-108",
       1
      ],
      "destination": [
-      "obj-108",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-108",
-      0
-     ],
-     "destination": [
-      "obj-96",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-106",
-      0
-     ],
-     "destination": [
       "obj-109",
       0
      ]
@@ -5212,6 +5282,18 @@
     "patchline": {
      "source": [
       "obj-109",
+      0
+     ],
+     "destination": [
+      "obj-97",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-107",
       0
      ],
      "destination": [
@@ -5223,11 +5305,23 @@
    {
     "patchline": {
      "source": [
-      "obj-95",
+      "obj-110",
+      0
+     ],
+     "destination": [
+      "obj-111",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
       4
      ],
      "destination": [
-      "obj-111",
+      "obj-112",
       0
      ]
     }
@@ -5235,11 +5329,11 @@
    {
     "patchline": {
      "source": [
-      "obj-111",
+      "obj-112",
       2
      ],
      "destination": [
-      "obj-112",
+      "obj-113",
       0
      ]
     }
@@ -5247,11 +5341,47 @@
    {
     "patchline": {
      "source": [
-      "obj-112",
+      "obj-113",
       0
      ],
      "destination": [
-      "obj-43",
+      "obj-44",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-113",
+      0
+     ],
+     "destination": [
+      "obj-55",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-113",
+      0
+     ],
+     "destination": [
+      "obj-65",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-113",
+      0
+     ],
+     "destination": [
+      "obj-75",
       0
      ]
     }
@@ -5260,55 +5390,7 @@
     "patchline": {
      "source": [
       "obj-112",
-      0
-     ],
-     "destination": [
-      "obj-54",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-112",
-      0
-     ],
-     "destination": [
-      "obj-64",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-112",
-      0
-     ],
-     "destination": [
-      "obj-74",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-111",
       1
-     ],
-     "destination": [
-      "obj-113",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-113",
-      0
      ],
      "destination": [
       "obj-114",
@@ -5323,7 +5405,7 @@
       0
      ],
      "destination": [
-      "obj-81",
+      "obj-115",
       0
      ]
     }
@@ -5331,11 +5413,11 @@
    {
     "patchline": {
      "source": [
-      "obj-113",
-      1
+      "obj-115",
+      0
      ],
      "destination": [
-      "obj-116",
+      "obj-82",
       0
      ]
     }
@@ -5343,7 +5425,7 @@
    {
     "patchline": {
      "source": [
-      "obj-116",
+      "obj-114",
       1
      ],
      "destination": [
@@ -5356,7 +5438,7 @@
     "patchline": {
      "source": [
       "obj-117",
-      0
+      1
      ],
      "destination": [
       "obj-118",
@@ -5379,11 +5461,47 @@
    {
     "patchline": {
      "source": [
+      "obj-119",
+      0
+     ],
+     "destination": [
+      "obj-120",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-117",
+      0
+     ],
+     "destination": [
+      "obj-120",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-120",
+      0
+     ],
+     "destination": [
+      "obj-116",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-116",
       0
      ],
      "destination": [
-      "obj-119",
+      "obj-82",
       0
      ]
     }
@@ -5391,11 +5509,11 @@
    {
     "patchline": {
      "source": [
-      "obj-119",
+      "obj-112",
       0
      ],
      "destination": [
-      "obj-115",
+      "obj-121",
       0
      ]
     }
@@ -5403,11 +5521,11 @@
    {
     "patchline": {
      "source": [
-      "obj-115",
+      "obj-121",
       0
      ],
      "destination": [
-      "obj-81",
+      "obj-82",
       0
      ]
     }
@@ -5415,35 +5533,11 @@
    {
     "patchline": {
      "source": [
-      "obj-111",
-      0
-     ],
-     "destination": [
-      "obj-120",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-120",
-      0
-     ],
-     "destination": [
-      "obj-81",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-95",
+      "obj-96",
       5
      ],
      "destination": [
-      "obj-121",
+      "obj-122",
       0
      ]
     }
@@ -5451,11 +5545,11 @@
    {
     "patchline": {
      "source": [
-      "obj-121",
+      "obj-122",
       2
      ],
      "destination": [
-      "obj-122",
+      "obj-123",
       0
      ]
     }
@@ -5463,11 +5557,11 @@
    {
     "patchline": {
      "source": [
-      "obj-122",
+      "obj-123",
       0
      ],
      "destination": [
-      "obj-90",
+      "obj-91",
       0
      ]
     }
@@ -5475,20 +5569,8 @@
    {
     "patchline": {
      "source": [
-      "obj-121",
+      "obj-122",
       1
-     ],
-     "destination": [
-      "obj-123",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-123",
-      0
      ],
      "destination": [
       "obj-124",
@@ -5503,7 +5585,7 @@
       0
      ],
      "destination": [
-      "obj-88",
+      "obj-125",
       0
      ]
     }
@@ -5511,34 +5593,22 @@
    {
     "patchline": {
      "source": [
-      "obj-123",
+      "obj-125",
+      0
+     ],
+     "destination": [
+      "obj-89",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-124",
       1
      ],
      "destination": [
-      "obj-125",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-125",
-      0
-     ],
-     "destination": [
-      "obj-88",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-121",
-      0
-     ],
-     "destination": [
       "obj-126",
       0
      ]
@@ -5551,7 +5621,31 @@
       0
      ],
      "destination": [
-      "obj-88",
+      "obj-89",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-122",
+      0
+     ],
+     "destination": [
+      "obj-127",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-127",
+      0
+     ],
+     "destination": [
+      "obj-89",
       0
      ]
     }
@@ -5563,104 +5657,8 @@
       0
      ],
      "destination": [
-      "obj-132",
+      "obj-133",
       0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-132",
-      0
-     ],
-     "destination": [
-      "obj-131",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-127",
-      0
-     ],
-     "destination": [
-      "obj-131",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-131",
-      0
-     ],
-     "destination": [
-      "obj-128",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-128",
-      0
-     ],
-     "destination": [
-      "obj-129",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-129",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-128",
-      1
-     ],
-     "destination": [
-      "obj-130",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-130",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-104",
-      0
-     ],
-     "destination": [
-      "obj-134",
-      1
      ]
     }
    },
@@ -5671,7 +5669,7 @@
       0
      ],
      "destination": [
-      "obj-134",
+      "obj-132",
       0
      ]
     }
@@ -5679,11 +5677,23 @@
    {
     "patchline": {
      "source": [
-      "obj-134",
+      "obj-128",
       0
      ],
      "destination": [
-      "obj-135",
+      "obj-132",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-132",
+      0
+     ],
+     "destination": [
+      "obj-129",
       0
      ]
     }
@@ -5691,11 +5701,83 @@
    {
     "patchline": {
      "source": [
-      "obj-135",
+      "obj-129",
+      0
+     ],
+     "destination": [
+      "obj-130",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-130",
       0
      ],
      "destination": [
       "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-129",
+      1
+     ],
+     "destination": [
+      "obj-131",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-131",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-105",
+      0
+     ],
+     "destination": [
+      "obj-135",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-134",
+      0
+     ],
+     "destination": [
+      "obj-135",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-135",
+      0
+     ],
+     "destination": [
+      "obj-136",
       0
      ]
     }
@@ -5707,7 +5789,7 @@
       0
      ],
      "destination": [
-      "obj-137",
+      "obj-2",
       0
      ]
     }
@@ -5728,6 +5810,18 @@
     "patchline": {
      "source": [
       "obj-138",
+      0
+     ],
+     "destination": [
+      "obj-139",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-139",
       0
      ],
      "destination": [
@@ -5739,11 +5833,11 @@
    {
     "patchline": {
      "source": [
-      "obj-137",
+      "obj-138",
       1
      ],
      "destination": [
-      "obj-139",
+      "obj-140",
       0
      ]
     }
@@ -5751,23 +5845,11 @@
    {
     "patchline": {
      "source": [
-      "obj-139",
+      "obj-140",
       0
      ],
      "destination": [
-      "obj-127",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-141",
-      0
-     ],
-     "destination": [
-      "obj-142",
+      "obj-128",
       0
      ]
     }
@@ -5799,11 +5881,23 @@
    {
     "patchline": {
      "source": [
-      "obj-143",
+      "obj-144",
+      0
+     ],
+     "destination": [
+      "obj-145",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-144",
       1
      ],
      "destination": [
-      "obj-144",
+      "obj-145",
       1
      ]
     }
@@ -5866,81 +5960,86 @@
     0
    ],
    "obj-33": [
+    "Stems",
+    "Stems",
+    0
+   ],
+   "obj-34": [
     "Dice",
     "Dice",
     0
    ],
-   "obj-34": [
+   "obj-35": [
     "Seed lock",
     "Lock",
     0
    ],
-   "obj-38": [
+   "obj-39": [
     "Generate",
     "Generate",
     0
    ],
-   "obj-45": [
+   "obj-46": [
     "Input clip",
     "Input",
     0
    ],
-   "obj-49": [
+   "obj-50": [
     "Transfer",
     "Transfer",
     0
    ],
-   "obj-59": [
+   "obj-60": [
     "Continue",
     "Continue",
     0
    ],
-   "obj-69": [
+   "obj-70": [
     "Inpaint",
     "Inpaint",
     0
    ],
-   "obj-76": [
+   "obj-77": [
     "Cancel",
     "Cancel",
     0
    ],
-   "obj-79": [
+   "obj-80": [
     "Refresh lists",
     "Refresh",
     0
    ],
-   "obj-81": [
+   "obj-82": [
     "Concept",
     "Concept",
     0
    ],
-   "obj-88": [
+   "obj-89": [
     "Preset",
     "Preset",
     0
    ],
-   "obj-93": [
+   "obj-94": [
     "Trigger preset",
     "Trigger",
     0
    ],
-   "obj-127": [
+   "obj-128": [
     "Jam",
     "Jam",
     0
    ],
-   "obj-133": [
+   "obj-134": [
     "Play on server",
     "Play srv",
     0
    ],
-   "obj-136": [
+   "obj-137": [
     "Stop server",
     "Stop srv",
     0
    ],
-   "obj-141": [
+   "obj-142": [
     "Play clip",
     "Play",
     0

@@ -328,7 +328,9 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
 
     # -- numbers: live.numbox parameters, initial values from the config defaults -------------
     boxes: dict[str, str] = {}
-    every_number = (*spec.numbers, *spec.region_numbers)
+    # on/off options (int 0..1: stems) are toggles in the dice row, after Dice and Lock
+    toggles = [n for n in spec.numbers if n.is_int and (n.minimum, n.maximum) == (0, 1)]
+    every_number = (*(n for n in spec.numbers if n not in toggles), *spec.region_numbers)
     for i, number in enumerate(every_number):
         x = 20 + 100 * i
         cx = MIDDLE + CELL_W * (i % NUMBER_COLUMNS)
@@ -342,6 +344,12 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
             p.connect(boxes[number.key], 0, scale, 0)
             boxes[number.key] = scale
     rows = (len(every_number) + NUMBER_COLUMNS - 1) // NUMBER_COLUMNS
+
+    for i, number in enumerate(toggles):
+        boxes[number.key] = p.button(
+            20 + 100 * (len(every_number) + i), 170, number.label, number.label.capitalize(),
+            number.label.capitalize(), (MIDDLE + CELL_W * (2 + i), 4 + ROW_H * rows,
+                                        CELL_W - 4, 18), toggle=True, initial=number.default)
 
     dice_gate = None
     seed = next((n for n in spec.numbers if n.dice), None)

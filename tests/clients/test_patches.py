@@ -55,8 +55,13 @@ def test_every_spec_entry_resolves_against_the_contract() -> None:
     spec = resolve()
     assert spec.skipped == ()
     keys = [n.key for n in spec.numbers]
-    assert keys == ["seed", "steps", "guidance", "duration", "bars", "strength"], (
+    assert keys == ["seed", "steps", "guidance", "duration", "bars", "strength", "stems"], (
         "bars sits next to duration: one-shots in seconds, loops in bars")
+    stems = next(n for n in spec.numbers if n.key == "stems")
+    assert (stems.type, stems.minimum, stems.maximum, stems.default) == ("i", 0, 1, 0), (
+        "issue 19: stems 1 separates the clip in the same job, 0 (default) does not")
+    assert set(stems.commands) == {"/gen", "/transfer", "/continue", "/inpaint"} & set(
+        a for a in COMMANDS if COMMANDS[a].option("stems"))
     bars = next(n for n in spec.numbers if n.key == "bars")
     assert (bars.type, bars.minimum, bars.default) == ("i", 0, 0), "0 = use duration"
     strength = next(n for n in spec.numbers if n.key == "strength")
@@ -70,7 +75,8 @@ def test_every_spec_entry_resolves_against_the_contract() -> None:
     assert set(spec.routed_replies) <= set(REPLIES)
     assert spec.delivering == ("/gen", "/transfer", "/continue", "/inpaint", "/preset/trigger")
     assert [n.key for n in spec.region_numbers] == ["extend", "from", "to"]
-    assert spec.numbers_for("/continue") == spec.numbers[:3], "seed, steps, guidance"
+    assert [n.key for n in spec.numbers_for("/continue")] == ["seed", "steps", "guidance",
+                                                              "stems"]
 
 
 def test_missing_core_command_is_an_error() -> None:
@@ -96,7 +102,8 @@ def _older_contract() -> tuple[dict[str, Message], dict[str, Message]]:
 def test_controls_the_contract_lacks_are_skipped_and_reported() -> None:
     commands, replies = _older_contract()
     spec = resolve(SPEC, commands, replies)
-    assert [n.key for n in spec.numbers] == ["seed", "steps", "guidance", "duration", "strength"]
+    assert [n.key for n in spec.numbers] == ["seed", "steps", "guidance", "duration", "strength",
+                                             "stems"]
     assert spec.concepts is None and spec.presets is None and spec.tempo is None
     assert (spec.play, spec.stop, spec.jam) == (None, None, None)
     skipped = " | ".join(spec.skipped)
@@ -234,11 +241,14 @@ def test_max_generate_sends_a_contract_message(sim: MaxSim) -> None:
     assert address == "/gen" and args[:3] == ["warm", "analog", "bass"]
     values = COMMANDS[address].parse(args)
     assert values == {"prompt": "warm analog bass", "seed": 7, "num_inference_steps": 2,
-                      "guidance_scale": 2.5, "duration": 1.5, "bars": 0}
+                      "guidance_scale": 2.5, "duration": 1.5, "bars": 0, "stems": 0}
     sim.receive(sim.param("Bars"), 0, [4])
     sim.click(sim.button("Generate"))
     values = COMMANDS["/gen"].parse(sim.sent[-1][1])
     assert (values["bars"], values["duration"]) == (4, 1.5), "both go out; the server picks"
+    sim.receive(sim.param("Stems"), 0, [1])  # the Stems toggle (issue 19)
+    sim.click(sim.button("Generate"))
+    assert COMMANDS["/gen"].parse(sim.sent[-1][1])["stems"] == 1
 
 
 def test_max_dice_rolls_a_seed_unless_locked(sim: MaxSim) -> None:
@@ -585,7 +595,12 @@ def test_every_control_is_a_live_parameter(name: str) -> None:
                      for i, v in valueof.items()}
     by_name = {v["parameter_longname"]: v for v in valueof.values()}
     spec = resolve()
+    stems = by_name["Stems"]  # an on/off option is a toggle (issue 19), off by default
+    assert (stems["parameter_type"], stems["parameter_enum"]) == (2, ["off", "on"])
+    assert stems["parameter_initial"] == [0]
     for number in spec.numbers:
+        if number.key == "stems":
+            continue
         v = by_name[number.key.capitalize()]
         contract = [COMMANDS[c].option(number.key) for c in number.commands]
         assert v["parameter_type"] == (1 if number.is_int else 0)
