@@ -1123,7 +1123,7 @@
      "presentation_rect": [
       4.0,
       62,
-      66.0,
+      60.0,
       22
      ],
      "mode": 0,
@@ -1369,9 +1369,9 @@
      "text": "Transfer",
      "presentation": 1,
      "presentation_rect": [
-      72.0,
-      62,
       66.0,
+      62,
+      60.0,
       22
      ],
      "mode": 0,
@@ -1579,9 +1579,9 @@
      "text": "Continue",
      "presentation": 1,
      "presentation_rect": [
-      140.0,
+      128.0,
       62,
-      66.0,
+      60.0,
       22
      ],
      "mode": 0,
@@ -1789,9 +1789,9 @@
      "text": "Inpaint",
      "presentation": 1,
      "presentation_rect": [
-      208.0,
+      190.0,
       62,
-      66.0,
+      60.0,
       22
      ],
      "mode": 0,
@@ -1929,6 +1929,102 @@
    {
     "box": {
      "id": "obj-77",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2000,
+      300,
+      93,
+      22
+     ],
+     "text": "prepend set"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-78",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2000,
+      330,
+      93,
+      22
+     ],
+     "text": "no-clip-yet"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-79",
+     "maxclass": "live.text",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      2000,
+      370,
+      72,
+      20
+     ],
+     "text": "Separate",
+     "presentation": 1,
+     "presentation_rect": [
+      252.0,
+      62,
+      60.0,
+      22
+     ],
+     "mode": 0,
+     "texton": "Separate",
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Separate",
+       "parameter_shortname": "Separate",
+       "parameter_type": 2,
+       "parameter_enum": [
+        "off",
+        "on"
+       ],
+       "parameter_mmax": 1
+      }
+     },
+     "varname": "Separate"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-80",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2000,
+      550,
+      135,
+      22
+     ],
+     "text": "prepend /separate"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-81",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1945,7 +2041,7 @@
      "text": "Cancel",
      "presentation": 1,
      "presentation_rect": [
-      276.0,
+      314.0,
       62,
       50.0,
       22
@@ -1971,7 +2067,7 @@
    },
    {
     "box": {
-     "id": "obj-78",
+     "id": "obj-82",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1990,7 +2086,7 @@
    },
    {
     "box": {
-     "id": "obj-79",
+     "id": "obj-83",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2008,7 +2104,7 @@
    },
    {
     "box": {
-     "id": "obj-80",
+     "id": "obj-84",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2051,7 +2147,7 @@
    },
    {
     "box": {
-     "id": "obj-81",
+     "id": "obj-85",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -2074,7 +2170,7 @@
    },
    {
     "box": {
-     "id": "obj-82",
+     "id": "obj-86",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2114,7 +2210,7 @@
    },
    {
     "box": {
-     "id": "obj-83",
+     "id": "obj-87",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2132,7 +2228,7 @@
    },
    {
     "box": {
-     "id": "obj-84",
+     "id": "obj-88",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2151,7 +2247,7 @@
    },
    {
     "box": {
-     "id": "obj-85",
+     "id": "obj-89",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2169,7 +2265,7 @@
    },
    {
     "box": {
-     "id": "obj-86",
+     "id": "obj-90",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2187,7 +2283,7 @@
    },
    {
     "box": {
-     "id": "obj-87",
+     "id": "obj-91",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2205,7 +2301,7 @@
    },
    {
     "box": {
-     "id": "obj-88",
+     "id": "obj-92",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -2228,7 +2324,7 @@
    },
    {
     "box": {
-     "id": "obj-89",
+     "id": "obj-93",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2268,7 +2364,7 @@
    },
    {
     "box": {
-     "id": "obj-90",
+     "id": "obj-94",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2286,7 +2382,7 @@
    },
    {
     "box": {
-     "id": "obj-91",
+     "id": "obj-95",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2305,7 +2401,7 @@
    },
    {
     "box": {
-     "id": "obj-92",
+     "id": "obj-96",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2324,7 +2420,7 @@
    },
    {
     "box": {
-     "id": "obj-93",
+     "id": "obj-97",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2342,7 +2438,7 @@
    },
    {
     "box": {
-     "id": "obj-94",
+     "id": "obj-98",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2384,7 +2480,7 @@
    },
    {
     "box": {
-     "id": "obj-95",
+     "id": "obj-99",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2402,7 +2498,7 @@
    },
    {
     "box": {
-     "id": "obj-96",
+     "id": "obj-100",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 8,
@@ -2427,7 +2523,7 @@
    },
    {
     "box": {
-     "id": "obj-97",
+     "id": "obj-101",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2452,7 +2548,7 @@
    },
    {
     "box": {
-     "id": "obj-98",
+     "id": "obj-102",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2471,7 +2567,7 @@
    },
    {
     "box": {
-     "id": "obj-99",
+     "id": "obj-103",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2489,7 +2585,7 @@
    },
    {
     "box": {
-     "id": "obj-100",
+     "id": "obj-104",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2508,7 +2604,7 @@
    },
    {
     "box": {
-     "id": "obj-101",
+     "id": "obj-105",
      "maxclass": "slider",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2536,7 +2632,7 @@
    },
    {
     "box": {
-     "id": "obj-102",
+     "id": "obj-106",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2554,7 +2650,7 @@
    },
    {
     "box": {
-     "id": "obj-103",
+     "id": "obj-107",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2572,7 +2668,7 @@
    },
    {
     "box": {
-     "id": "obj-104",
+     "id": "obj-108",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 6,
@@ -2595,7 +2691,7 @@
    },
    {
     "box": {
-     "id": "obj-105",
+     "id": "obj-109",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2614,7 +2710,7 @@
    },
    {
     "box": {
-     "id": "obj-106",
+     "id": "obj-110",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2632,7 +2728,7 @@
    },
    {
     "box": {
-     "id": "obj-107",
+     "id": "obj-111",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2652,7 +2748,7 @@
    },
    {
     "box": {
-     "id": "obj-108",
+     "id": "obj-112",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2671,7 +2767,7 @@
    },
    {
     "box": {
-     "id": "obj-109",
+     "id": "obj-113",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2689,7 +2785,7 @@
    },
    {
     "box": {
-     "id": "obj-110",
+     "id": "obj-114",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2707,7 +2803,7 @@
    },
    {
     "box": {
-     "id": "obj-111",
+     "id": "obj-115",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2726,7 +2822,7 @@
    },
    {
     "box": {
-     "id": "obj-112",
+     "id": "obj-116",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2746,7 +2842,7 @@
    },
    {
     "box": {
-     "id": "obj-113",
+     "id": "obj-117",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2764,7 +2860,7 @@
    },
    {
     "box": {
-     "id": "obj-114",
+     "id": "obj-118",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2783,7 +2879,7 @@
    },
    {
     "box": {
-     "id": "obj-115",
+     "id": "obj-119",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2801,7 +2897,7 @@
    },
    {
     "box": {
-     "id": "obj-116",
+     "id": "obj-120",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2819,7 +2915,7 @@
    },
    {
     "box": {
-     "id": "obj-117",
+     "id": "obj-121",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2838,7 +2934,7 @@
    },
    {
     "box": {
-     "id": "obj-118",
+     "id": "obj-122",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2857,7 +2953,7 @@
    },
    {
     "box": {
-     "id": "obj-119",
+     "id": "obj-123",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2876,7 +2972,7 @@
    },
    {
     "box": {
-     "id": "obj-120",
+     "id": "obj-124",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2895,7 +2991,7 @@
    },
    {
     "box": {
-     "id": "obj-121",
+     "id": "obj-125",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2913,7 +3009,7 @@
    },
    {
     "box": {
-     "id": "obj-122",
+     "id": "obj-126",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2933,7 +3029,7 @@
    },
    {
     "box": {
-     "id": "obj-123",
+     "id": "obj-127",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2951,7 +3047,7 @@
    },
    {
     "box": {
-     "id": "obj-124",
+     "id": "obj-128",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2970,7 +3066,7 @@
    },
    {
     "box": {
-     "id": "obj-125",
+     "id": "obj-129",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2988,7 +3084,7 @@
    },
    {
     "box": {
-     "id": "obj-126",
+     "id": "obj-130",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -3006,7 +3102,7 @@
    },
    {
     "box": {
-     "id": "obj-127",
+     "id": "obj-131",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3024,7 +3120,7 @@
    },
    {
     "box": {
-     "id": "obj-128",
+     "id": "obj-132",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3066,7 +3162,7 @@
    },
    {
     "box": {
-     "id": "obj-129",
+     "id": "obj-133",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -3086,7 +3182,7 @@
    },
    {
     "box": {
-     "id": "obj-130",
+     "id": "obj-134",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3104,7 +3200,7 @@
    },
    {
     "box": {
-     "id": "obj-131",
+     "id": "obj-135",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3122,7 +3218,7 @@
    },
    {
     "box": {
-     "id": "obj-132",
+     "id": "obj-136",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3140,7 +3236,7 @@
    },
    {
     "box": {
-     "id": "obj-133",
+     "id": "obj-137",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3158,7 +3254,7 @@
    },
    {
     "box": {
-     "id": "obj-134",
+     "id": "obj-138",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3200,7 +3296,7 @@
    },
    {
     "box": {
-     "id": "obj-135",
+     "id": "obj-139",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -3219,7 +3315,7 @@
    },
    {
     "box": {
-     "id": "obj-136",
+     "id": "obj-140",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3237,7 +3333,7 @@
    },
    {
     "box": {
-     "id": "obj-137",
+     "id": "obj-141",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3279,7 +3375,7 @@
    },
    {
     "box": {
-     "id": "obj-138",
+     "id": "obj-142",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3298,7 +3394,7 @@
    },
    {
     "box": {
-     "id": "obj-139",
+     "id": "obj-143",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3316,7 +3412,7 @@
    },
    {
     "box": {
-     "id": "obj-140",
+     "id": "obj-144",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3334,7 +3430,7 @@
    },
    {
     "box": {
-     "id": "obj-141",
+     "id": "obj-145",
      "maxclass": "waveform~",
      "numinlets": 5,
      "numoutlets": 6,
@@ -3364,7 +3460,7 @@
    },
    {
     "box": {
-     "id": "obj-142",
+     "id": "obj-146",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3406,7 +3502,7 @@
    },
    {
     "box": {
-     "id": "obj-143",
+     "id": "obj-147",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3424,7 +3520,7 @@
    },
    {
     "box": {
-     "id": "obj-144",
+     "id": "obj-148",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -3444,7 +3540,7 @@
    },
    {
     "box": {
-     "id": "obj-145",
+     "id": "obj-149",
      "maxclass": "ezdac~",
      "numinlets": 2,
      "numoutlets": 0,
@@ -4597,6 +4693,18 @@
    {
     "patchline": {
      "source": [
+      "obj-47",
+      0
+     ],
+     "destination": [
+      "obj-77",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-77",
       0
      ],
@@ -4609,35 +4717,23 @@
    {
     "patchline": {
      "source": [
+      "obj-79",
+      0
+     ],
+     "destination": [
+      "obj-78",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-78",
       0
      ],
      "destination": [
-      "obj-79",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-79",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-5",
-      0
-     ],
-     "destination": [
-      "obj-83",
+      "obj-80",
       0
      ]
     }
@@ -4649,7 +4745,7 @@
       0
      ],
      "destination": [
-      "obj-83",
+      "obj-2",
       0
      ]
     }
@@ -4657,11 +4753,11 @@
    {
     "patchline": {
      "source": [
-      "obj-83",
+      "obj-81",
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-82",
       0
      ]
     }
@@ -4670,10 +4766,34 @@
     "patchline": {
      "source": [
       "obj-82",
-      1
+      0
      ],
      "destination": [
-      "obj-84",
+      "obj-83",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-83",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-5",
+      0
+     ],
+     "destination": [
+      "obj-87",
       0
      ]
     }
@@ -4683,30 +4803,6 @@
      "source": [
       "obj-84",
       0
-     ],
-     "destination": [
-      "obj-85",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-84",
-      1
-     ],
-     "destination": [
-      "obj-86",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-84",
-      1
      ],
      "destination": [
       "obj-87",
@@ -4730,6 +4826,66 @@
     "patchline": {
      "source": [
       "obj-86",
+      1
+     ],
+     "destination": [
+      "obj-88",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-88",
+      0
+     ],
+     "destination": [
+      "obj-89",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-88",
+      1
+     ],
+     "destination": [
+      "obj-90",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-88",
+      1
+     ],
+     "destination": [
+      "obj-91",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-91",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-90",
       0
      ],
      "destination": [
@@ -4741,7 +4897,7 @@
    {
     "patchline": {
      "source": [
-      "obj-85",
+      "obj-89",
       0
      ],
      "destination": [
@@ -4753,7 +4909,7 @@
    {
     "patchline": {
      "source": [
-      "obj-86",
+      "obj-90",
       0
      ],
      "destination": [
@@ -4765,7 +4921,7 @@
    {
     "patchline": {
      "source": [
-      "obj-85",
+      "obj-89",
       0
      ],
      "destination": [
@@ -4777,7 +4933,7 @@
    {
     "patchline": {
      "source": [
-      "obj-86",
+      "obj-90",
       0
      ],
      "destination": [
@@ -4789,7 +4945,7 @@
    {
     "patchline": {
      "source": [
-      "obj-85",
+      "obj-89",
       0
      ],
      "destination": [
@@ -4801,7 +4957,7 @@
    {
     "patchline": {
      "source": [
-      "obj-86",
+      "obj-90",
       0
      ],
      "destination": [
@@ -4813,7 +4969,7 @@
    {
     "patchline": {
      "source": [
-      "obj-85",
+      "obj-89",
       0
      ],
      "destination": [
@@ -4829,7 +4985,7 @@
       0
      ],
      "destination": [
-      "obj-90",
+      "obj-94",
       0
      ]
     }
@@ -4837,72 +4993,12 @@
    {
     "patchline": {
      "source": [
-      "obj-80",
+      "obj-84",
       0
      ],
      "destination": [
-      "obj-90",
+      "obj-94",
       0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-90",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-89",
-      1
-     ],
-     "destination": [
-      "obj-92",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-92",
-      0
-     ],
-     "destination": [
-      "obj-93",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-93",
-      0
-     ],
-     "destination": [
-      "obj-91",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-92",
-      1
-     ],
-     "destination": [
-      "obj-91",
-      1
      ]
     }
    },
@@ -4913,7 +5009,7 @@
       0
      ],
      "destination": [
-      "obj-91",
+      "obj-2",
       0
      ]
     }
@@ -4921,7 +5017,55 @@
    {
     "patchline": {
      "source": [
-      "obj-91",
+      "obj-93",
+      1
+     ],
+     "destination": [
+      "obj-96",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
+      0
+     ],
+     "destination": [
+      "obj-97",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-97",
+      0
+     ],
+     "destination": [
+      "obj-95",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-96",
+      1
+     ],
+     "destination": [
+      "obj-95",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-98",
       0
      ],
      "destination": [
@@ -4934,6 +5078,18 @@
     "patchline": {
      "source": [
       "obj-95",
+      0
+     ],
+     "destination": [
+      "obj-99",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-99",
       0
      ],
      "destination": [
@@ -4949,66 +5105,6 @@
       0
      ],
      "destination": [
-      "obj-96",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-96",
-      0
-     ],
-     "destination": [
-      "obj-98",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-98",
-      0
-     ],
-     "destination": [
-      "obj-78",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-96",
-      0
-     ],
-     "destination": [
-      "obj-99",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-99",
-      0
-     ],
-     "destination": [
-      "obj-97",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-96",
-      1
-     ],
-     "destination": [
       "obj-100",
       0
      ]
@@ -5018,7 +5114,43 @@
     "patchline": {
      "source": [
       "obj-100",
+      0
+     ],
+     "destination": [
+      "obj-102",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      0
+     ],
+     "destination": [
+      "obj-82",
       1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      0
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
+      0
      ],
      "destination": [
       "obj-101",
@@ -5029,11 +5161,11 @@
    {
     "patchline": {
      "source": [
-      "obj-96",
-      6
+      "obj-100",
+      1
      ],
      "destination": [
-      "obj-102",
+      "obj-104",
       0
      ]
     }
@@ -5041,7 +5173,31 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-104",
+      1
+     ],
+     "destination": [
+      "obj-105",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      6
+     ],
+     "destination": [
+      "obj-106",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-106",
       0
      ],
      "destination": [
@@ -5053,11 +5209,11 @@
    {
     "patchline": {
      "source": [
-      "obj-96",
+      "obj-100",
       3
      ],
      "destination": [
-      "obj-103",
+      "obj-107",
       0
      ]
     }
@@ -5065,11 +5221,11 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-107",
       0
      ],
      "destination": [
-      "obj-97",
+      "obj-101",
       0
      ]
     }
@@ -5077,11 +5233,11 @@
    {
     "patchline": {
      "source": [
-      "obj-96",
+      "obj-100",
       2
      ],
      "destination": [
-      "obj-104",
+      "obj-108",
       0
      ]
     }
@@ -5089,11 +5245,11 @@
    {
     "patchline": {
      "source": [
-      "obj-104",
+      "obj-108",
       0
      ],
      "destination": [
-      "obj-105",
+      "obj-109",
       0
      ]
     }
@@ -5101,11 +5257,11 @@
    {
     "patchline": {
      "source": [
-      "obj-104",
+      "obj-108",
       1
      ],
      "destination": [
-      "obj-105",
+      "obj-109",
       0
      ]
     }
@@ -5113,11 +5269,11 @@
    {
     "patchline": {
      "source": [
-      "obj-104",
+      "obj-108",
       2
      ],
      "destination": [
-      "obj-105",
+      "obj-109",
       0
      ]
     }
@@ -5125,11 +5281,11 @@
    {
     "patchline": {
      "source": [
-      "obj-104",
+      "obj-108",
       3
      ],
      "destination": [
-      "obj-105",
+      "obj-109",
       0
      ]
     }
@@ -5137,11 +5293,11 @@
    {
     "patchline": {
      "source": [
-      "obj-104",
+      "obj-108",
       4
      ],
      "destination": [
-      "obj-105",
+      "obj-109",
       0
      ]
     }
@@ -5149,7 +5305,7 @@
    {
     "patchline": {
      "source": [
-      "obj-105",
+      "obj-109",
       1
      ],
      "destination": [
@@ -5161,7 +5317,7 @@
    {
     "patchline": {
      "source": [
-      "obj-105",
+      "obj-109",
       1
      ],
      "destination": [
@@ -5173,130 +5329,22 @@
    {
     "patchline": {
      "source": [
-      "obj-104",
+      "obj-109",
+      1
+     ],
+     "destination": [
+      "obj-77",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
       5
      ],
      "destination": [
-      "obj-106",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-106",
-      0
-     ],
-     "destination": [
-      "obj-97",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-105",
-      1
-     ],
-     "destination": [
-      "obj-107",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-104",
-      0
-     ],
-     "destination": [
-      "obj-108",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-104",
-      1
-     ],
-     "destination": [
-      "obj-108",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-104",
-      2
-     ],
-     "destination": [
-      "obj-108",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-104",
-      3
-     ],
-     "destination": [
-      "obj-108",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-104",
-      4
-     ],
-     "destination": [
-      "obj-108",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-108",
-      1
-     ],
-     "destination": [
-      "obj-109",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-109",
-      0
-     ],
-     "destination": [
-      "obj-97",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-107",
-      0
-     ],
-     "destination": [
       "obj-110",
       0
      ]
@@ -5307,6 +5355,18 @@
      "source": [
       "obj-110",
       0
+     ],
+     "destination": [
+      "obj-101",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-109",
+      1
      ],
      "destination": [
       "obj-111",
@@ -5317,7 +5377,55 @@
    {
     "patchline": {
      "source": [
-      "obj-96",
+      "obj-108",
+      0
+     ],
+     "destination": [
+      "obj-112",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      1
+     ],
+     "destination": [
+      "obj-112",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      2
+     ],
+     "destination": [
+      "obj-112",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      3
+     ],
+     "destination": [
+      "obj-112",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
       4
      ],
      "destination": [
@@ -5330,7 +5438,7 @@
     "patchline": {
      "source": [
       "obj-112",
-      2
+      1
      ],
      "destination": [
       "obj-113",
@@ -5342,6 +5450,66 @@
     "patchline": {
      "source": [
       "obj-113",
+      0
+     ],
+     "destination": [
+      "obj-101",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-111",
+      0
+     ],
+     "destination": [
+      "obj-114",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-114",
+      0
+     ],
+     "destination": [
+      "obj-115",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      4
+     ],
+     "destination": [
+      "obj-116",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-116",
+      2
+     ],
+     "destination": [
+      "obj-117",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-117",
       0
      ],
      "destination": [
@@ -5353,7 +5521,7 @@
    {
     "patchline": {
      "source": [
-      "obj-113",
+      "obj-117",
       0
      ],
      "destination": [
@@ -5365,7 +5533,7 @@
    {
     "patchline": {
      "source": [
-      "obj-113",
+      "obj-117",
       0
      ],
      "destination": [
@@ -5377,7 +5545,7 @@
    {
     "patchline": {
      "source": [
-      "obj-113",
+      "obj-117",
       0
      ],
      "destination": [
@@ -5389,55 +5557,7 @@
    {
     "patchline": {
      "source": [
-      "obj-112",
-      1
-     ],
-     "destination": [
-      "obj-114",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-114",
-      0
-     ],
-     "destination": [
-      "obj-115",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-115",
-      0
-     ],
-     "destination": [
-      "obj-82",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-114",
-      1
-     ],
-     "destination": [
-      "obj-117",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-117",
+      "obj-116",
       1
      ],
      "destination": [
@@ -5465,7 +5585,7 @@
       0
      ],
      "destination": [
-      "obj-120",
+      "obj-86",
       0
      ]
     }
@@ -5473,44 +5593,8 @@
    {
     "patchline": {
      "source": [
-      "obj-117",
-      0
-     ],
-     "destination": [
-      "obj-120",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-120",
-      0
-     ],
-     "destination": [
-      "obj-116",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-116",
-      0
-     ],
-     "destination": [
-      "obj-82",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-112",
-      0
+      "obj-118",
+      1
      ],
      "destination": [
       "obj-121",
@@ -5522,10 +5606,10 @@
     "patchline": {
      "source": [
       "obj-121",
-      0
+      1
      ],
      "destination": [
-      "obj-82",
+      "obj-122",
       0
      ]
     }
@@ -5533,11 +5617,95 @@
    {
     "patchline": {
      "source": [
-      "obj-96",
+      "obj-122",
+      0
+     ],
+     "destination": [
+      "obj-123",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-123",
+      0
+     ],
+     "destination": [
+      "obj-124",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-121",
+      0
+     ],
+     "destination": [
+      "obj-124",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-124",
+      0
+     ],
+     "destination": [
+      "obj-120",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-120",
+      0
+     ],
+     "destination": [
+      "obj-86",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-116",
+      0
+     ],
+     "destination": [
+      "obj-125",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-125",
+      0
+     ],
+     "destination": [
+      "obj-86",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
       5
      ],
      "destination": [
-      "obj-122",
+      "obj-126",
       0
      ]
     }
@@ -5545,94 +5713,10 @@
    {
     "patchline": {
      "source": [
-      "obj-122",
+      "obj-126",
       2
      ],
      "destination": [
-      "obj-123",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-123",
-      0
-     ],
-     "destination": [
-      "obj-91",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-122",
-      1
-     ],
-     "destination": [
-      "obj-124",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-124",
-      0
-     ],
-     "destination": [
-      "obj-125",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-125",
-      0
-     ],
-     "destination": [
-      "obj-89",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-124",
-      1
-     ],
-     "destination": [
-      "obj-126",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-126",
-      0
-     ],
-     "destination": [
-      "obj-89",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-122",
-      0
-     ],
-     "destination": [
       "obj-127",
       0
      ]
@@ -5645,7 +5729,91 @@
       0
      ],
      "destination": [
-      "obj-89",
+      "obj-95",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-126",
+      1
+     ],
+     "destination": [
+      "obj-128",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-128",
+      0
+     ],
+     "destination": [
+      "obj-129",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-129",
+      0
+     ],
+     "destination": [
+      "obj-93",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-128",
+      1
+     ],
+     "destination": [
+      "obj-130",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-130",
+      0
+     ],
+     "destination": [
+      "obj-93",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-126",
+      0
+     ],
+     "destination": [
+      "obj-131",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-131",
+      0
+     ],
+     "destination": [
+      "obj-93",
       0
      ]
     }
@@ -5657,139 +5825,7 @@
       0
      ],
      "destination": [
-      "obj-133",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-133",
-      0
-     ],
-     "destination": [
-      "obj-132",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-128",
-      0
-     ],
-     "destination": [
-      "obj-132",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-132",
-      0
-     ],
-     "destination": [
-      "obj-129",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-129",
-      0
-     ],
-     "destination": [
-      "obj-130",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-130",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-129",
-      1
-     ],
-     "destination": [
-      "obj-131",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-131",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-105",
-      0
-     ],
-     "destination": [
-      "obj-135",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-134",
-      0
-     ],
-     "destination": [
-      "obj-135",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-135",
-      0
-     ],
-     "destination": [
-      "obj-136",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-136",
-      0
-     ],
-     "destination": [
-      "obj-2",
+      "obj-137",
       0
      ]
     }
@@ -5801,7 +5837,7 @@
       0
      ],
      "destination": [
-      "obj-138",
+      "obj-136",
       0
      ]
     }
@@ -5809,11 +5845,23 @@
    {
     "patchline": {
      "source": [
-      "obj-138",
+      "obj-132",
       0
      ],
      "destination": [
-      "obj-139",
+      "obj-136",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-136",
+      0
+     ],
+     "destination": [
+      "obj-133",
       0
      ]
     }
@@ -5821,7 +5869,19 @@
    {
     "patchline": {
      "source": [
-      "obj-139",
+      "obj-133",
+      0
+     ],
+     "destination": [
+      "obj-134",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-134",
       0
      ],
      "destination": [
@@ -5833,8 +5893,56 @@
    {
     "patchline": {
      "source": [
-      "obj-138",
+      "obj-133",
       1
+     ],
+     "destination": [
+      "obj-135",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-135",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-109",
+      0
+     ],
+     "destination": [
+      "obj-139",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-138",
+      0
+     ],
+     "destination": [
+      "obj-139",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-139",
+      0
      ],
      "destination": [
       "obj-140",
@@ -5849,7 +5957,19 @@
       0
      ],
      "destination": [
-      "obj-128",
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-141",
+      0
+     ],
+     "destination": [
+      "obj-142",
       0
      ]
     }
@@ -5873,7 +5993,7 @@
       0
      ],
      "destination": [
-      "obj-144",
+      "obj-2",
       0
      ]
     }
@@ -5881,23 +6001,71 @@
    {
     "patchline": {
      "source": [
-      "obj-144",
-      0
-     ],
-     "destination": [
-      "obj-145",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-144",
+      "obj-142",
       1
      ],
      "destination": [
-      "obj-145",
+      "obj-144",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-144",
+      0
+     ],
+     "destination": [
+      "obj-132",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-146",
+      0
+     ],
+     "destination": [
+      "obj-147",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-147",
+      0
+     ],
+     "destination": [
+      "obj-148",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-148",
+      0
+     ],
+     "destination": [
+      "obj-149",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-148",
+      1
+     ],
+     "destination": [
+      "obj-149",
       1
      ]
     }
@@ -5999,47 +6167,52 @@
     "Inpaint",
     0
    ],
-   "obj-77": [
+   "obj-79": [
+    "Separate",
+    "Separate",
+    0
+   ],
+   "obj-81": [
     "Cancel",
     "Cancel",
     0
    ],
-   "obj-80": [
+   "obj-84": [
     "Refresh lists",
     "Refresh",
     0
    ],
-   "obj-82": [
+   "obj-86": [
     "Concept",
     "Concept",
     0
    ],
-   "obj-89": [
+   "obj-93": [
     "Preset",
     "Preset",
     0
    ],
-   "obj-94": [
+   "obj-98": [
     "Trigger preset",
     "Trigger",
     0
    ],
-   "obj-128": [
+   "obj-132": [
     "Jam",
     "Jam",
     0
    ],
-   "obj-134": [
+   "obj-138": [
     "Play on server",
     "Play srv",
     0
    ],
-   "obj-137": [
+   "obj-141": [
     "Stop server",
     "Stop srv",
     0
    ],
-   "obj-142": [
+   "obj-146": [
     "Play clip",
     "Play",
     0

@@ -258,7 +258,7 @@ def _number_parameter(number: NumberControl) -> dict[str, Any]:
 LEFT, MIDDLE, RIGHT = 4.0, 372.0, 614.0
 NUMBER_COLUMNS, CELL_W, ROW_H = 3, 78.0, 40.0
 BOTTOM_ROW = 146.0
-COMMAND_W, CANCEL_W = 66.0, 50.0
+COMMAND_W, CANCEL_W = 60.0, 50.0
 
 
 def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
@@ -439,6 +439,20 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         label = message.address.strip("/").capitalize()
         buttons[label] = command(x, label, message.address, head_prepend,
                                  tail=f"unit {spec.region_unit}")
+
+    # separate the last delivered clip, or the clip dropped since, into stems (issue 19): a
+    # message box holds it (set by the clip, the drop and, in the device, a capture)
+    if spec.separate is not None:
+        separate_head = p.obj(2000, 300, "prepend set")
+        region_heads.append(separate_head)
+        p.connect(posix, 0, separate_head, 0)
+        separate_clip = p.msg(2000, 330, NO_CLIP)
+        p.connect(separate_head, 0, separate_clip, 0)
+        label = "Separate"
+        buttons[label] = p.button(2000, 370, label, label, label,
+                                  (next(command_x), 62, COMMAND_W, 22))
+        separate_out = p.obj(2000, 550, f"prepend {spec.separate}")
+        p.chain(buttons[label], separate_clip, separate_out, udpsend)
 
     # cancel the last queued job
     cancel = p.button(480, 370, "Cancel", "Cancel", "Cancel",

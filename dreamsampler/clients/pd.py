@@ -365,6 +365,7 @@ def build(spec: ResolvedSpec) -> PdPatch:
     # continue / inpaint the last delivered clip: [pack s f (f)] holds "<clip> <numbers>" (a
     # number change re-outputs it through [t b f]); the unit goes after the options
     region_heads: list[int] = []
+    separate_clip = -1
     ry0 = 1760
     if spec.region_numbers:
         p.comment(20, ry0, f"Continue / Inpaint the last clip (in {spec.region_unit} at the "
@@ -395,6 +396,17 @@ def build(spec: ResolvedSpec) -> PdPatch:
         region_heads.append(head)
         command(x, message.address.strip("/").capitalize(), message.address, head,
                 y=ry0 + 190, tail=f"unit {spec.region_unit}")
+
+    # separate the last delivered clip into stems (issue 19): [symbol] holds it
+    if spec.separate is not None:
+        sx, sy = 480, ry0 + 120
+        separate_button = p.bng(sx, sy + 70, "Separate", p.name("separate"))
+        separate_clip = p.obj(sx, sy, "symbol no-clip-yet")
+        region_heads.append(separate_clip)  # right inlet: set by each delivered clip
+        separate_list = p.msg(sx, sy + 100, "list $1")
+        separate_osc = p.obj(sx, sy + 130, osc_format_text(spec.separate))
+        p.connect(separate_button, 0, separate_clip, 0)
+        p.chain(separate_clip, separate_list, separate_osc, netsend)
 
     # concept: a symbol box; empty (the default, or "symbol" sent to ds-concept) sends none;
     # a name is loaded on the server (/concept/load: idempotent)
@@ -467,7 +479,7 @@ def build(spec: ResolvedSpec) -> PdPatch:
         p.connect(done, i, delivered, 0)
     p.connect(delivered, 0, clip, 0)
     for head in region_heads:  # Continue / Inpaint work on the last delivered clip
-        p.connect(clip, 1, head, 0)
+        p.connect(clip, 1, head, 1 if head == separate_clip else 0)
     other_done = p.obj(rx + 280, ry + 180, "list prepend done")  # /done /stop, /done /jam...
     p.connect(done, len(spec.delivering), other_done, 0)
     p.connect(other_done, 0, status_send, 0)

@@ -119,6 +119,8 @@ class PatchSpec:
     #: the server's ``/notify.cookie i:cookie`` (issue 22): the patches echo it as
     #: ``/notify 1 <reply_port> <cookie>`` so that a server on another machine streams to them
     cookie: str | None = "/notify.cookie"
+    #: a Separate button: ``/separate <the last clip (or, in Max, the dropped file)>`` (issue 19)
+    separate: str | None = "/separate"
     numbers: tuple[Number, ...] = ()
     concepts: ConceptMenu | None = None
     presets: PresetMenu | None = None
@@ -214,6 +216,8 @@ class ResolvedSpec:
     region_unit: str = "bars"
     #: the cookie reply the patches answer (None: not in the contract, or /notify takes none)
     cookie: str | None = None
+    #: the Separate button's command (None: not in the contract)
+    separate: str | None = None
 
     def numbers_for(self, address: str) -> tuple[NumberControl, ...]:
         """The number controls appended as options to ``address``, in spec order."""
@@ -229,7 +233,7 @@ class ResolvedSpec:
         if self.presets:
             sent += [self.presets.list_command, self.presets.trigger]
         sent += [m.address for m in (self.continue_, self.inpaint) if m is not None]
-        sent += [a for a in (self.play, self.stop, self.jam, self.tempo) if a]
+        sent += [a for a in (self.play, self.stop, self.jam, self.tempo, self.separate) if a]
         return tuple(sent)
 
     @property
@@ -431,6 +435,13 @@ def resolve(
             skipped.append(f"cookie echo: {problem}")
             cookie = None
 
+    separate = spec.separate
+    if separate is not None:
+        problem = _check(commands, separate, ["s"])
+        if problem:
+            skipped.append(f"Separate button: {problem}")
+            separate = None
+
     for reply in spec.replies:
         if reply not in replies:
             raise SpecError(f"routed reply {reply} is not in the contract")
@@ -462,4 +473,5 @@ def resolve(
         region_numbers=tuple(region_numbers),
         region_unit=spec.region.unit if spec.region is not None else "bars",
         cookie=cookie,
+        separate=separate,
     )

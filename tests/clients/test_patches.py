@@ -489,6 +489,9 @@ def test_pd_messages_match_the_contract() -> None:
     for box in formats:
         command = COMMANDS["/" + "/".join(box.words[1:])]
         templates = [b for b in upstream(box.index) if b.kind == "msg" and "$2" in b.text]
+        if command.address == "/separate":  # the clip only: "list $1" from a [symbol]
+            assert not templates and "list $1" in [b.text for b in upstream(box.index)]
+            continue
         if command.options:
             assert len(templates) == 1, box
             words = templates[0].words
@@ -692,3 +695,19 @@ def test_max_echoes_the_notify_cookie(sim: MaxSim) -> None:
     else:
         assert sim.sent[sent:] == [("/notify", [1, 9001, 4242])]
         COMMANDS["/notify"].parse(sim.sent[-1][1])
+
+
+def test_max_separate_sends_the_last_clip_or_the_dropped_one(sim: MaxSim) -> None:
+    """Issue 19: Separate sends /separate <the last delivered clip, or a clip dropped since>;
+    the device places the stems when /done /separate brings the folder (test_live_clip.py)."""
+    sim.click(sim.button("Separate"))
+    assert sim.sent[-1] == ("/separate", ["no-clip-yet"]), "before any clip: the server fails"
+    sim.incoming("/done", "/gen", 3, "/Music/dreamsampler/a.wav")
+    sim.click(sim.button("Separate"))
+    address, args = sim.sent[-1]
+    assert address == "/separate"
+    assert COMMANDS[address].parse(args)["input_path"] == "/Music/dreamsampler/a.wav"
+    sim.drop(sim.find("live.drop"), "Macintosh HD:/Users/me/Music/loop.wav")
+    sim.click(sim.button("Separate"))
+    assert COMMANDS["/separate"].parse(sim.sent[-1][1])["input_path"] == \
+        "/Users/me/Music/loop.wav"
