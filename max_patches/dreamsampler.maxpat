@@ -1244,6 +1244,63 @@
     "box": {
      "id": "obj-45",
      "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      60,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-46",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      100,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-47",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      140,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-48",
+     "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
      "outlettype": [
@@ -1260,7 +1317,7 @@
    },
    {
     "box": {
-     "id": "obj-46",
+     "id": "obj-49",
      "maxclass": "live.drop",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1297,7 +1354,7 @@
    },
    {
     "box": {
-     "id": "obj-47",
+     "id": "obj-50",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1316,7 +1373,7 @@
    },
    {
     "box": {
-     "id": "obj-48",
+     "id": "obj-51",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1334,7 +1391,7 @@
    },
    {
     "box": {
-     "id": "obj-49",
+     "id": "obj-52",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1352,7 +1409,7 @@
    },
    {
     "box": {
-     "id": "obj-50",
+     "id": "obj-53",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1394,7 +1451,7 @@
    },
    {
     "box": {
-     "id": "obj-51",
+     "id": "obj-54",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1415,7 +1472,7 @@
    },
    {
     "box": {
-     "id": "obj-52",
+     "id": "obj-55",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1434,7 +1491,7 @@
    },
    {
     "box": {
-     "id": "obj-53",
+     "id": "obj-56",
      "maxclass": "newobj",
      "numinlets": 14,
      "numoutlets": 1,
@@ -1452,7 +1509,7 @@
    },
    {
     "box": {
-     "id": "obj-54",
+     "id": "obj-57",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1471,7 +1528,7 @@
    },
    {
     "box": {
-     "id": "obj-55",
+     "id": "obj-58",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1490,7 +1547,64 @@
    },
    {
     "box": {
-     "id": "obj-56",
+     "id": "obj-59",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      290,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-60",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      330,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-61",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      370,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-62",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1508,7 +1622,7 @@
    },
    {
     "box": {
-     "id": "obj-57",
+     "id": "obj-63",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1526,7 +1640,7 @@
    },
    {
     "box": {
-     "id": "obj-58",
+     "id": "obj-64",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1544,7 +1658,7 @@
    },
    {
     "box": {
-     "id": "obj-59",
+     "id": "obj-65",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1562,7 +1676,7 @@
    },
    {
     "box": {
-     "id": "obj-60",
+     "id": "obj-66",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1604,7 +1718,7 @@
    },
    {
     "box": {
-     "id": "obj-61",
+     "id": "obj-67",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1625,7 +1739,7 @@
    },
    {
     "box": {
-     "id": "obj-62",
+     "id": "obj-68",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1644,7 +1758,7 @@
    },
    {
     "box": {
-     "id": "obj-63",
+     "id": "obj-69",
      "maxclass": "newobj",
      "numinlets": 10,
      "numoutlets": 1,
@@ -1662,7 +1776,7 @@
    },
    {
     "box": {
-     "id": "obj-64",
+     "id": "obj-70",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1681,7 +1795,7 @@
    },
    {
     "box": {
-     "id": "obj-65",
+     "id": "obj-71",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1700,7 +1814,64 @@
    },
    {
     "box": {
-     "id": "obj-66",
+     "id": "obj-72",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1540,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-73",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1580,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-74",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1660,
+      490,
+      65,
+      22
+     ],
+     "text": "zl join"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-75",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1718,7 +1889,7 @@
    },
    {
     "box": {
-     "id": "obj-67",
+     "id": "obj-76",
      "maxclass": "newobj",
      "numinlets": 3,
      "numoutlets": 1,
@@ -1736,7 +1907,7 @@
    },
    {
     "box": {
-     "id": "obj-68",
+     "id": "obj-77",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1754,7 +1925,7 @@
    },
    {
     "box": {
-     "id": "obj-69",
+     "id": "obj-78",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1772,7 +1943,7 @@
    },
    {
     "box": {
-     "id": "obj-70",
+     "id": "obj-79",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -1814,7 +1985,7 @@
    },
    {
     "box": {
-     "id": "obj-71",
+     "id": "obj-80",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 4,
@@ -1835,7 +2006,7 @@
    },
    {
     "box": {
-     "id": "obj-72",
+     "id": "obj-81",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1854,7 +2025,7 @@
    },
    {
     "box": {
-     "id": "obj-73",
+     "id": "obj-82",
      "maxclass": "newobj",
      "numinlets": 10,
      "numoutlets": 1,
@@ -1872,7 +2043,7 @@
    },
    {
     "box": {
-     "id": "obj-74",
+     "id": "obj-83",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1891,7 +2062,7 @@
    },
    {
     "box": {
-     "id": "obj-75",
+     "id": "obj-84",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -1910,7 +2081,7 @@
    },
    {
     "box": {
-     "id": "obj-76",
+     "id": "obj-85",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1928,7 +2099,7 @@
    },
    {
     "box": {
-     "id": "obj-77",
+     "id": "obj-86",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -1946,7 +2117,7 @@
    },
    {
     "box": {
-     "id": "obj-78",
+     "id": "obj-87",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -1964,7 +2135,7 @@
    },
    {
     "box": {
-     "id": "obj-79",
+     "id": "obj-88",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2006,7 +2177,7 @@
    },
    {
     "box": {
-     "id": "obj-80",
+     "id": "obj-89",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2024,7 +2195,7 @@
    },
    {
     "box": {
-     "id": "obj-81",
+     "id": "obj-90",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2067,7 +2238,7 @@
    },
    {
     "box": {
-     "id": "obj-82",
+     "id": "obj-91",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2086,7 +2257,7 @@
    },
    {
     "box": {
-     "id": "obj-83",
+     "id": "obj-92",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2104,7 +2275,7 @@
    },
    {
     "box": {
-     "id": "obj-84",
+     "id": "obj-93",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2147,7 +2318,7 @@
    },
    {
     "box": {
-     "id": "obj-85",
+     "id": "obj-94",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -2170,7 +2341,7 @@
    },
    {
     "box": {
-     "id": "obj-86",
+     "id": "obj-95",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2210,7 +2381,7 @@
    },
    {
     "box": {
-     "id": "obj-87",
+     "id": "obj-96",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2228,7 +2399,7 @@
    },
    {
     "box": {
-     "id": "obj-88",
+     "id": "obj-97",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2247,7 +2418,7 @@
    },
    {
     "box": {
-     "id": "obj-89",
+     "id": "obj-98",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2265,7 +2436,7 @@
    },
    {
     "box": {
-     "id": "obj-90",
+     "id": "obj-99",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2283,7 +2454,7 @@
    },
    {
     "box": {
-     "id": "obj-91",
+     "id": "obj-100",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2301,7 +2472,415 @@
    },
    {
     "box": {
-     "id": "obj-92",
+     "id": "obj-101",
+     "maxclass": "live.numbox",
+     "numinlets": 1,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      "float"
+     ],
+     "patching_rect": [
+      1800,
+      610,
+      50,
+      18
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      892.0,
+      146.0,
+      40,
+      18
+     ],
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "BPM",
+       "parameter_shortname": "BPM",
+       "parameter_type": 1,
+       "parameter_mmin": 0,
+       "parameter_mmax": 999,
+       "parameter_initial": [
+        0
+       ],
+       "parameter_initial_enable": 1,
+       "parameter_unitstyle": 9,
+       "parameter_units": "%d bpm"
+      }
+     },
+     "varname": "BPM"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-102",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1800,
+      640,
+      51,
+      22
+     ],
+     "text": "sel 0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-103",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1800,
+      670,
+      65,
+      22
+     ],
+     "text": "zlclear"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-104",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1850,
+      670,
+      93,
+      22
+     ],
+     "text": "prepend bpm"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-105",
+     "maxclass": "live.menu",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      "float"
+     ],
+     "patching_rect": [
+      1960,
+      610,
+      60,
+      18
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      934.0,
+      146.0,
+      40,
+      18
+     ],
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Key",
+       "parameter_shortname": "Key",
+       "parameter_type": 2,
+       "parameter_enum": [
+        "off",
+        "C",
+        "Cm",
+        "C#",
+        "C#m",
+        "D",
+        "Dm",
+        "Eb",
+        "Ebm",
+        "E",
+        "Em",
+        "F",
+        "Fm",
+        "F#",
+        "F#m",
+        "G",
+        "Gm",
+        "Ab",
+        "Abm",
+        "A",
+        "Am",
+        "Bb",
+        "Bbm",
+        "B",
+        "Bm"
+       ],
+       "parameter_mmax": 24
+      }
+     },
+     "varname": "Key"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-106",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1960,
+      670,
+      93,
+      22
+     ],
+     "text": "prepend key"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-107",
+     "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      1960,
+      640,
+      51,
+      22
+     ],
+     "text": "sel 0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-108",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      1960,
+      700,
+      65,
+      22
+     ],
+     "text": "zlclear"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-109",
+     "maxclass": "live.menu",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      "float"
+     ],
+     "patching_rect": [
+      2020,
+      610,
+      60,
+      18
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      976.0,
+      146.0,
+      40,
+      18
+     ],
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Conform",
+       "parameter_shortname": "Conform",
+       "parameter_type": 2,
+       "parameter_enum": [
+        "auto",
+        "on",
+        "off"
+       ],
+       "parameter_mmax": 2
+      }
+     },
+     "varname": "Conform"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-110",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2020,
+      670,
+      121,
+      22
+     ],
+     "text": "prepend conform"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-111",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 4,
+     "outlettype": [
+      "",
+      "",
+      "",
+      ""
+     ],
+     "patching_rect": [
+      2020,
+      640,
+      79,
+      22
+     ],
+     "text": "sel 0 1 2"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-112",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2020,
+      700,
+      65,
+      22
+     ],
+     "text": "zlclear"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-113",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2040,
+      670,
+      40,
+      22
+     ],
+     "text": "1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-114",
+     "maxclass": "message",
+     "numinlets": 2,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2060,
+      670,
+      40,
+      22
+     ],
+     "text": "0"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-115",
+     "maxclass": "live.menu",
+     "numinlets": 1,
+     "numoutlets": 3,
+     "outlettype": [
+      "",
+      "",
+      "float"
+     ],
+     "patching_rect": [
+      2080,
+      610,
+      60,
+      18
+     ],
+     "presentation": 1,
+     "presentation_rect": [
+      1018.0,
+      146.0,
+      34,
+      18
+     ],
+     "parameter_enable": 1,
+     "saved_attribute_attributes": {
+      "valueof": {
+       "parameter_longname": "Extend side",
+       "parameter_shortname": "Extend s",
+       "parameter_type": 2,
+       "parameter_enum": [
+        "after",
+        "before",
+        "both"
+       ],
+       "parameter_mmax": 2
+      }
+     },
+     "varname": "Extend_side"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-116",
+     "maxclass": "newobj",
+     "numinlets": 1,
+     "numoutlets": 1,
+     "outlettype": [
+      ""
+     ],
+     "patching_rect": [
+      2080,
+      670,
+      100,
+      22
+     ],
+     "text": "prepend side"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-117",
      "maxclass": "comment",
      "numinlets": 1,
      "numoutlets": 0,
@@ -2324,7 +2903,7 @@
    },
    {
     "box": {
-     "id": "obj-93",
+     "id": "obj-118",
      "maxclass": "live.menu",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2364,7 +2943,7 @@
    },
    {
     "box": {
-     "id": "obj-94",
+     "id": "obj-119",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2382,7 +2961,7 @@
    },
    {
     "box": {
-     "id": "obj-95",
+     "id": "obj-120",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2401,7 +2980,7 @@
    },
    {
     "box": {
-     "id": "obj-96",
+     "id": "obj-121",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2420,7 +2999,7 @@
    },
    {
     "box": {
-     "id": "obj-97",
+     "id": "obj-122",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2438,7 +3017,7 @@
    },
    {
     "box": {
-     "id": "obj-98",
+     "id": "obj-123",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2480,7 +3059,7 @@
    },
    {
     "box": {
-     "id": "obj-99",
+     "id": "obj-124",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2498,7 +3077,7 @@
    },
    {
     "box": {
-     "id": "obj-100",
+     "id": "obj-125",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 8,
@@ -2523,7 +3102,7 @@
    },
    {
     "box": {
-     "id": "obj-101",
+     "id": "obj-126",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2548,7 +3127,7 @@
    },
    {
     "box": {
-     "id": "obj-102",
+     "id": "obj-127",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2567,7 +3146,7 @@
    },
    {
     "box": {
-     "id": "obj-103",
+     "id": "obj-128",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2585,7 +3164,7 @@
    },
    {
     "box": {
-     "id": "obj-104",
+     "id": "obj-129",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2604,7 +3183,7 @@
    },
    {
     "box": {
-     "id": "obj-105",
+     "id": "obj-130",
      "maxclass": "slider",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2632,7 +3211,7 @@
    },
    {
     "box": {
-     "id": "obj-106",
+     "id": "obj-131",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2650,7 +3229,7 @@
    },
    {
     "box": {
-     "id": "obj-107",
+     "id": "obj-132",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2668,7 +3247,7 @@
    },
    {
     "box": {
-     "id": "obj-108",
+     "id": "obj-133",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 6,
@@ -2691,7 +3270,7 @@
    },
    {
     "box": {
-     "id": "obj-109",
+     "id": "obj-134",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2710,7 +3289,7 @@
    },
    {
     "box": {
-     "id": "obj-110",
+     "id": "obj-135",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2728,7 +3307,7 @@
    },
    {
     "box": {
-     "id": "obj-111",
+     "id": "obj-136",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2748,7 +3327,7 @@
    },
    {
     "box": {
-     "id": "obj-112",
+     "id": "obj-137",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2767,7 +3346,7 @@
    },
    {
     "box": {
-     "id": "obj-113",
+     "id": "obj-138",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2785,7 +3364,7 @@
    },
    {
     "box": {
-     "id": "obj-114",
+     "id": "obj-139",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2803,7 +3382,7 @@
    },
    {
     "box": {
-     "id": "obj-115",
+     "id": "obj-140",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2822,7 +3401,7 @@
    },
    {
     "box": {
-     "id": "obj-116",
+     "id": "obj-141",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2842,7 +3421,7 @@
    },
    {
     "box": {
-     "id": "obj-117",
+     "id": "obj-142",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2860,7 +3439,7 @@
    },
    {
     "box": {
-     "id": "obj-118",
+     "id": "obj-143",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2879,7 +3458,7 @@
    },
    {
     "box": {
-     "id": "obj-119",
+     "id": "obj-144",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2897,7 +3476,7 @@
    },
    {
     "box": {
-     "id": "obj-120",
+     "id": "obj-145",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2915,7 +3494,7 @@
    },
    {
     "box": {
-     "id": "obj-121",
+     "id": "obj-146",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2934,7 +3513,7 @@
    },
    {
     "box": {
-     "id": "obj-122",
+     "id": "obj-147",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2953,7 +3532,7 @@
    },
    {
     "box": {
-     "id": "obj-123",
+     "id": "obj-148",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2972,7 +3551,7 @@
    },
    {
     "box": {
-     "id": "obj-124",
+     "id": "obj-149",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2991,7 +3570,7 @@
    },
    {
     "box": {
-     "id": "obj-125",
+     "id": "obj-150",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3009,7 +3588,7 @@
    },
    {
     "box": {
-     "id": "obj-126",
+     "id": "obj-151",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -3029,7 +3608,7 @@
    },
    {
     "box": {
-     "id": "obj-127",
+     "id": "obj-152",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3047,7 +3626,7 @@
    },
    {
     "box": {
-     "id": "obj-128",
+     "id": "obj-153",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -3066,7 +3645,7 @@
    },
    {
     "box": {
-     "id": "obj-129",
+     "id": "obj-154",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3084,7 +3663,7 @@
    },
    {
     "box": {
-     "id": "obj-130",
+     "id": "obj-155",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -3102,7 +3681,7 @@
    },
    {
     "box": {
-     "id": "obj-131",
+     "id": "obj-156",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3120,7 +3699,7 @@
    },
    {
     "box": {
-     "id": "obj-132",
+     "id": "obj-157",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3162,7 +3741,7 @@
    },
    {
     "box": {
-     "id": "obj-133",
+     "id": "obj-158",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -3182,7 +3761,7 @@
    },
    {
     "box": {
-     "id": "obj-134",
+     "id": "obj-159",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3200,7 +3779,7 @@
    },
    {
     "box": {
-     "id": "obj-135",
+     "id": "obj-160",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3218,7 +3797,7 @@
    },
    {
     "box": {
-     "id": "obj-136",
+     "id": "obj-161",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3236,7 +3815,7 @@
    },
    {
     "box": {
-     "id": "obj-137",
+     "id": "obj-162",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3254,7 +3833,7 @@
    },
    {
     "box": {
-     "id": "obj-138",
+     "id": "obj-163",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3296,7 +3875,7 @@
    },
    {
     "box": {
-     "id": "obj-139",
+     "id": "obj-164",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -3315,7 +3894,7 @@
    },
    {
     "box": {
-     "id": "obj-140",
+     "id": "obj-165",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3333,7 +3912,7 @@
    },
    {
     "box": {
-     "id": "obj-141",
+     "id": "obj-166",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3375,7 +3954,7 @@
    },
    {
     "box": {
-     "id": "obj-142",
+     "id": "obj-167",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3394,7 +3973,7 @@
    },
    {
     "box": {
-     "id": "obj-143",
+     "id": "obj-168",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3412,7 +3991,7 @@
    },
    {
     "box": {
-     "id": "obj-144",
+     "id": "obj-169",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3430,7 +4009,7 @@
    },
    {
     "box": {
-     "id": "obj-145",
+     "id": "obj-170",
      "maxclass": "waveform~",
      "numinlets": 5,
      "numoutlets": 6,
@@ -3460,7 +4039,7 @@
    },
    {
     "box": {
-     "id": "obj-146",
+     "id": "obj-171",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3502,7 +4081,7 @@
    },
    {
     "box": {
-     "id": "obj-147",
+     "id": "obj-172",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3520,7 +4099,7 @@
    },
    {
     "box": {
-     "id": "obj-148",
+     "id": "obj-173",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -3540,7 +4119,7 @@
    },
    {
     "box": {
-     "id": "obj-149",
+     "id": "obj-174",
      "maxclass": "ezdac~",
      "numinlets": 2,
      "numoutlets": 0,
@@ -3953,7 +4532,7 @@
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-46",
       0
      ]
     }
@@ -3989,7 +4568,19 @@
       0
      ],
      "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-49",
+      0
+     ],
+     "destination": [
+      "obj-50",
       0
      ]
     }
@@ -4010,6 +4601,30 @@
     "patchline": {
      "source": [
       "obj-51",
+      0
+     ],
+     "destination": [
+      "obj-52",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-53",
+      0
+     ],
+     "destination": [
+      "obj-54",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-54",
       3
      ],
      "destination": [
@@ -4021,7 +4636,7 @@
    {
     "patchline": {
      "source": [
-      "obj-51",
+      "obj-54",
       2
      ],
      "destination": [
@@ -4037,7 +4652,7 @@
       0
      ],
      "destination": [
-      "obj-52",
+      "obj-55",
       1
      ]
     }
@@ -4049,7 +4664,7 @@
       0
      ],
      "destination": [
-      "obj-53",
+      "obj-56",
       1
      ]
     }
@@ -4061,7 +4676,7 @@
       0
      ],
      "destination": [
-      "obj-53",
+      "obj-56",
       3
      ]
     }
@@ -4073,7 +4688,7 @@
       0
      ],
      "destination": [
-      "obj-53",
+      "obj-56",
       5
      ]
     }
@@ -4085,7 +4700,7 @@
       0
      ],
      "destination": [
-      "obj-53",
+      "obj-56",
       7
      ]
     }
@@ -4097,7 +4712,7 @@
       0
      ],
      "destination": [
-      "obj-53",
+      "obj-56",
       9
      ]
     }
@@ -4109,7 +4724,7 @@
       0
      ],
      "destination": [
-      "obj-53",
+      "obj-56",
       11
      ]
     }
@@ -4121,7 +4736,7 @@
       0
      ],
      "destination": [
-      "obj-53",
+      "obj-56",
       13
      ]
     }
@@ -4129,48 +4744,12 @@
    {
     "patchline": {
      "source": [
-      "obj-51",
-      1
-     ],
-     "destination": [
-      "obj-53",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-51",
-      0
-     ],
-     "destination": [
-      "obj-52",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-52",
-      0
-     ],
-     "destination": [
-      "obj-54",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-53",
-      0
-     ],
-     "destination": [
       "obj-54",
       1
+     ],
+     "destination": [
+      "obj-56",
+      0
      ]
     }
    },
@@ -4193,19 +4772,7 @@
       0
      ],
      "destination": [
-      "obj-49",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-49",
-      0
-     ],
-     "destination": [
-      "obj-56",
+      "obj-57",
       0
      ]
     }
@@ -4214,18 +4781,6 @@
     "patchline": {
      "source": [
       "obj-56",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-28",
       0
      ],
      "destination": [
@@ -4254,6 +4809,18 @@
      ],
      "destination": [
       "obj-59",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-59",
+      0
+     ],
+     "destination": [
+      "obj-60",
       0
      ]
     }
@@ -4274,6 +4841,90 @@
     "patchline": {
      "source": [
       "obj-61",
+      0
+     ],
+     "destination": [
+      "obj-52",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-52",
+      0
+     ],
+     "destination": [
+      "obj-62",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-62",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-28",
+      0
+     ],
+     "destination": [
+      "obj-63",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-63",
+      0
+     ],
+     "destination": [
+      "obj-64",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-64",
+      0
+     ],
+     "destination": [
+      "obj-65",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-66",
+      0
+     ],
+     "destination": [
+      "obj-67",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-67",
       3
      ],
      "destination": [
@@ -4285,7 +4936,7 @@
    {
     "patchline": {
      "source": [
-      "obj-61",
+      "obj-67",
       2
      ],
      "destination": [
@@ -4301,7 +4952,7 @@
       0
      ],
      "destination": [
-      "obj-62",
+      "obj-68",
       1
      ]
     }
@@ -4313,7 +4964,7 @@
       0
      ],
      "destination": [
-      "obj-63",
+      "obj-69",
       1
      ]
     }
@@ -4325,7 +4976,7 @@
       0
      ],
      "destination": [
-      "obj-63",
+      "obj-69",
       3
      ]
     }
@@ -4337,7 +4988,7 @@
       0
      ],
      "destination": [
-      "obj-63",
+      "obj-69",
       5
      ]
     }
@@ -4349,7 +5000,7 @@
       0
      ],
      "destination": [
-      "obj-63",
+      "obj-69",
       7
      ]
     }
@@ -4357,144 +5008,48 @@
    {
     "patchline": {
      "source": [
-      "obj-61",
-      1
-     ],
-     "destination": [
-      "obj-63",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-61",
-      0
-     ],
-     "destination": [
-      "obj-62",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-62",
-      0
-     ],
-     "destination": [
-      "obj-64",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-63",
-      0
-     ],
-     "destination": [
-      "obj-64",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-64",
-      0
-     ],
-     "destination": [
-      "obj-65",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-65",
-      0
-     ],
-     "destination": [
-      "obj-59",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-59",
-      0
-     ],
-     "destination": [
-      "obj-66",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-66",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-30",
-      0
-     ],
-     "destination": [
       "obj-67",
       1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-32",
-      0
-     ],
-     "destination": [
-      "obj-67",
-      2
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-67",
-      0
-     ],
-     "destination": [
-      "obj-68",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-68",
-      0
      ],
      "destination": [
       "obj-69",
       0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-67",
+      0
+     ],
+     "destination": [
+      "obj-68",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-68",
+      0
+     ],
+     "destination": [
+      "obj-70",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-69",
+      0
+     ],
+     "destination": [
+      "obj-70",
+      1
      ]
     }
    },
@@ -4514,102 +5069,6 @@
     "patchline": {
      "source": [
       "obj-71",
-      3
-     ],
-     "destination": [
-      "obj-37",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-71",
-      2
-     ],
-     "destination": [
-      "obj-10",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-11",
-      0
-     ],
-     "destination": [
-      "obj-72",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-15",
-      0
-     ],
-     "destination": [
-      "obj-73",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-17",
-      0
-     ],
-     "destination": [
-      "obj-73",
-      3
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-19",
-      0
-     ],
-     "destination": [
-      "obj-73",
-      5
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-33",
-      0
-     ],
-     "destination": [
-      "obj-73",
-      7
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-71",
-      1
-     ],
-     "destination": [
-      "obj-73",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-71",
       0
      ],
      "destination": [
@@ -4625,7 +5084,7 @@
       0
      ],
      "destination": [
-      "obj-74",
+      "obj-73",
       0
      ]
     }
@@ -4638,7 +5097,7 @@
      ],
      "destination": [
       "obj-74",
-      1
+      0
      ]
     }
    },
@@ -4646,6 +5105,18 @@
     "patchline": {
      "source": [
       "obj-74",
+      0
+     ],
+     "destination": [
+      "obj-65",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-65",
       0
      ],
      "destination": [
@@ -4658,30 +5129,6 @@
     "patchline": {
      "source": [
       "obj-75",
-      0
-     ],
-     "destination": [
-      "obj-69",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-69",
-      0
-     ],
-     "destination": [
-      "obj-76",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-76",
       0
      ],
      "destination": [
@@ -4693,7 +5140,31 @@
    {
     "patchline": {
      "source": [
-      "obj-47",
+      "obj-30",
+      0
+     ],
+     "destination": [
+      "obj-76",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-32",
+      0
+     ],
+     "destination": [
+      "obj-76",
+      2
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-76",
       0
      ],
      "destination": [
@@ -4721,18 +5192,6 @@
       0
      ],
      "destination": [
-      "obj-78",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-78",
-      0
-     ],
-     "destination": [
       "obj-80",
       0
      ]
@@ -4742,10 +5201,106 @@
     "patchline": {
      "source": [
       "obj-80",
+      3
+     ],
+     "destination": [
+      "obj-37",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-80",
+      2
+     ],
+     "destination": [
+      "obj-10",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-11",
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-81",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-15",
+      0
+     ],
+     "destination": [
+      "obj-82",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-17",
+      0
+     ],
+     "destination": [
+      "obj-82",
+      3
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-19",
+      0
+     ],
+     "destination": [
+      "obj-82",
+      5
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-33",
+      0
+     ],
+     "destination": [
+      "obj-82",
+      7
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-80",
+      1
+     ],
+     "destination": [
+      "obj-82",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-80",
+      0
+     ],
+     "destination": [
+      "obj-81",
       0
      ]
     }
@@ -4757,7 +5312,7 @@
       0
      ],
      "destination": [
-      "obj-82",
+      "obj-83",
       0
      ]
     }
@@ -4770,7 +5325,7 @@
      ],
      "destination": [
       "obj-83",
-      0
+      1
      ]
     }
    },
@@ -4781,19 +5336,7 @@
       0
      ],
      "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-5",
-      0
-     ],
-     "destination": [
-      "obj-87",
+      "obj-84",
       0
      ]
     }
@@ -4805,7 +5348,7 @@
       0
      ],
      "destination": [
-      "obj-87",
+      "obj-78",
       0
      ]
     }
@@ -4813,11 +5356,35 @@
    {
     "patchline": {
      "source": [
-      "obj-87",
+      "obj-78",
+      0
+     ],
+     "destination": [
+      "obj-85",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-85",
       0
      ],
      "destination": [
       "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-50",
+      0
+     ],
+     "destination": [
+      "obj-86",
       0
      ]
     }
@@ -4826,10 +5393,10 @@
     "patchline": {
      "source": [
       "obj-86",
-      1
+      0
      ],
      "destination": [
-      "obj-88",
+      "obj-87",
       0
      ]
     }
@@ -4838,6 +5405,18 @@
     "patchline": {
      "source": [
       "obj-88",
+      0
+     ],
+     "destination": [
+      "obj-87",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-87",
       0
      ],
      "destination": [
@@ -4849,31 +5428,7 @@
    {
     "patchline": {
      "source": [
-      "obj-88",
-      1
-     ],
-     "destination": [
-      "obj-90",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-88",
-      1
-     ],
-     "destination": [
-      "obj-91",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-91",
+      "obj-89",
       0
      ],
      "destination": [
@@ -4889,19 +5444,7 @@
       0
      ],
      "destination": [
-      "obj-44",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-89",
-      0
-     ],
-     "destination": [
-      "obj-44",
+      "obj-91",
       0
      ]
     }
@@ -4909,23 +5452,11 @@
    {
     "patchline": {
      "source": [
-      "obj-90",
+      "obj-91",
       0
      ],
      "destination": [
-      "obj-55",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-89",
-      0
-     ],
-     "destination": [
-      "obj-55",
+      "obj-92",
       0
      ]
     }
@@ -4933,47 +5464,11 @@
    {
     "patchline": {
      "source": [
-      "obj-90",
+      "obj-92",
       0
      ],
      "destination": [
-      "obj-65",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-89",
-      0
-     ],
-     "destination": [
-      "obj-65",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-90",
-      0
-     ],
-     "destination": [
-      "obj-75",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-89",
-      0
-     ],
-     "destination": [
-      "obj-75",
+      "obj-2",
       0
      ]
     }
@@ -4985,7 +5480,7 @@
       0
      ],
      "destination": [
-      "obj-94",
+      "obj-96",
       0
      ]
     }
@@ -4993,11 +5488,11 @@
    {
     "patchline": {
      "source": [
-      "obj-84",
+      "obj-93",
       0
      ],
      "destination": [
-      "obj-94",
+      "obj-96",
       0
      ]
     }
@@ -5005,7 +5500,7 @@
    {
     "patchline": {
      "source": [
-      "obj-94",
+      "obj-96",
       0
      ],
      "destination": [
@@ -5017,20 +5512,8 @@
    {
     "patchline": {
      "source": [
-      "obj-93",
+      "obj-95",
       1
-     ],
-     "destination": [
-      "obj-96",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-96",
-      0
      ],
      "destination": [
       "obj-97",
@@ -5045,7 +5528,7 @@
       0
      ],
      "destination": [
-      "obj-95",
+      "obj-98",
       0
      ]
     }
@@ -5053,11 +5536,47 @@
    {
     "patchline": {
      "source": [
-      "obj-96",
+      "obj-97",
       1
      ],
      "destination": [
-      "obj-95",
+      "obj-99",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-97",
+      1
+     ],
+     "destination": [
+      "obj-100",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-99",
+      0
+     ],
+     "destination": [
+      "obj-44",
       1
      ]
     }
@@ -5069,7 +5588,7 @@
       0
      ],
      "destination": [
-      "obj-95",
+      "obj-44",
       0
      ]
     }
@@ -5077,11 +5596,23 @@
    {
     "patchline": {
      "source": [
-      "obj-95",
+      "obj-99",
       0
      ],
      "destination": [
-      "obj-99",
+      "obj-58",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-98",
+      0
+     ],
+     "destination": [
+      "obj-58",
       0
      ]
     }
@@ -5090,6 +5621,522 @@
     "patchline": {
      "source": [
       "obj-99",
+      0
+     ],
+     "destination": [
+      "obj-71",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-98",
+      0
+     ],
+     "destination": [
+      "obj-71",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-99",
+      0
+     ],
+     "destination": [
+      "obj-84",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-98",
+      0
+     ],
+     "destination": [
+      "obj-84",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-101",
+      0
+     ],
+     "destination": [
+      "obj-102",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      0
+     ],
+     "destination": [
+      "obj-103",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-102",
+      1
+     ],
+     "destination": [
+      "obj-104",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
+      0
+     ],
+     "destination": [
+      "obj-45",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-104",
+      0
+     ],
+     "destination": [
+      "obj-45",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
+      0
+     ],
+     "destination": [
+      "obj-59",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-104",
+      0
+     ],
+     "destination": [
+      "obj-59",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-103",
+      0
+     ],
+     "destination": [
+      "obj-72",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-104",
+      0
+     ],
+     "destination": [
+      "obj-72",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-105",
+      0
+     ],
+     "destination": [
+      "obj-107",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-107",
+      0
+     ],
+     "destination": [
+      "obj-108",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      0
+     ],
+     "destination": [
+      "obj-46",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      0
+     ],
+     "destination": [
+      "obj-60",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      0
+     ],
+     "destination": [
+      "obj-73",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-105",
+      1
+     ],
+     "destination": [
+      "obj-106",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-106",
+      0
+     ],
+     "destination": [
+      "obj-46",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-106",
+      0
+     ],
+     "destination": [
+      "obj-60",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-106",
+      0
+     ],
+     "destination": [
+      "obj-73",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-109",
+      0
+     ],
+     "destination": [
+      "obj-111",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-111",
+      0
+     ],
+     "destination": [
+      "obj-112",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-112",
+      0
+     ],
+     "destination": [
+      "obj-47",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-112",
+      0
+     ],
+     "destination": [
+      "obj-61",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-111",
+      1
+     ],
+     "destination": [
+      "obj-113",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-113",
+      0
+     ],
+     "destination": [
+      "obj-110",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-111",
+      2
+     ],
+     "destination": [
+      "obj-114",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-114",
+      0
+     ],
+     "destination": [
+      "obj-110",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-110",
+      0
+     ],
+     "destination": [
+      "obj-47",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-110",
+      0
+     ],
+     "destination": [
+      "obj-61",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-115",
+      1
+     ],
+     "destination": [
+      "obj-116",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-116",
+      0
+     ],
+     "destination": [
+      "obj-74",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-5",
+      0
+     ],
+     "destination": [
+      "obj-119",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-93",
+      0
+     ],
+     "destination": [
+      "obj-119",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-119",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-118",
+      1
+     ],
+     "destination": [
+      "obj-121",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-121",
+      0
+     ],
+     "destination": [
+      "obj-122",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-122",
+      0
+     ],
+     "destination": [
+      "obj-120",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-121",
+      1
+     ],
+     "destination": [
+      "obj-120",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-123",
+      0
+     ],
+     "destination": [
+      "obj-120",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-120",
+      0
+     ],
+     "destination": [
+      "obj-124",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-124",
       0
      ],
      "destination": [
@@ -5105,7 +6152,7 @@
       0
      ],
      "destination": [
-      "obj-100",
+      "obj-125",
       0
      ]
     }
@@ -5113,11 +6160,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-125",
       0
      ],
      "destination": [
-      "obj-102",
+      "obj-127",
       0
      ]
     }
@@ -5125,11 +6172,11 @@
    {
     "patchline": {
      "source": [
-      "obj-102",
+      "obj-127",
       0
      ],
      "destination": [
-      "obj-82",
+      "obj-91",
       1
      ]
     }
@@ -5137,11 +6184,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-125",
       0
      ],
      "destination": [
-      "obj-103",
+      "obj-128",
       0
      ]
     }
@@ -5149,11 +6196,11 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-128",
       0
      ],
      "destination": [
-      "obj-101",
+      "obj-126",
       0
      ]
     }
@@ -5161,11 +6208,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-125",
       1
      ],
      "destination": [
-      "obj-104",
+      "obj-129",
       0
      ]
     }
@@ -5173,11 +6220,11 @@
    {
     "patchline": {
      "source": [
-      "obj-104",
+      "obj-129",
       1
      ],
      "destination": [
-      "obj-105",
+      "obj-130",
       0
      ]
     }
@@ -5185,11 +6232,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-125",
       6
      ],
      "destination": [
-      "obj-106",
+      "obj-131",
       0
      ]
     }
@@ -5197,7 +6244,7 @@
    {
     "patchline": {
      "source": [
-      "obj-106",
+      "obj-131",
       0
      ],
      "destination": [
@@ -5209,11 +6256,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-125",
       3
      ],
      "destination": [
-      "obj-107",
+      "obj-132",
       0
      ]
     }
@@ -5221,11 +6268,11 @@
    {
     "patchline": {
      "source": [
-      "obj-107",
+      "obj-132",
       0
      ],
      "destination": [
-      "obj-101",
+      "obj-126",
       0
      ]
     }
@@ -5233,11 +6280,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-125",
       2
      ],
      "destination": [
-      "obj-108",
+      "obj-133",
       0
      ]
     }
@@ -5245,11 +6292,11 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-133",
       0
      ],
      "destination": [
-      "obj-109",
+      "obj-134",
       0
      ]
     }
@@ -5257,11 +6304,11 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-133",
       1
      ],
      "destination": [
-      "obj-109",
+      "obj-134",
       0
      ]
     }
@@ -5269,11 +6316,11 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-133",
       2
      ],
      "destination": [
-      "obj-109",
+      "obj-134",
       0
      ]
     }
@@ -5281,11 +6328,11 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-133",
       3
      ],
      "destination": [
-      "obj-109",
+      "obj-134",
       0
      ]
     }
@@ -5293,11 +6340,11 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-133",
       4
      ],
      "destination": [
-      "obj-109",
+      "obj-134",
       0
      ]
     }
@@ -5305,11 +6352,11 @@
    {
     "patchline": {
      "source": [
-      "obj-109",
+      "obj-134",
       1
      ],
      "destination": [
-      "obj-57",
+      "obj-63",
       0
      ]
     }
@@ -5317,11 +6364,11 @@
    {
     "patchline": {
      "source": [
-      "obj-109",
+      "obj-134",
       1
      ],
      "destination": [
-      "obj-67",
+      "obj-76",
       0
      ]
     }
@@ -5329,11 +6376,11 @@
    {
     "patchline": {
      "source": [
-      "obj-109",
+      "obj-134",
       1
      ],
      "destination": [
-      "obj-77",
+      "obj-86",
       0
      ]
     }
@@ -5341,11 +6388,11 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-133",
       5
      ],
      "destination": [
-      "obj-110",
+      "obj-135",
       0
      ]
     }
@@ -5353,11 +6400,11 @@
    {
     "patchline": {
      "source": [
-      "obj-110",
+      "obj-135",
       0
      ],
      "destination": [
-      "obj-101",
+      "obj-126",
       0
      ]
     }
@@ -5365,11 +6412,11 @@
    {
     "patchline": {
      "source": [
-      "obj-109",
+      "obj-134",
       1
      ],
      "destination": [
-      "obj-111",
+      "obj-136",
       0
      ]
     }
@@ -5377,11 +6424,11 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-133",
       0
      ],
      "destination": [
-      "obj-112",
+      "obj-137",
       0
      ]
     }
@@ -5389,11 +6436,11 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-133",
       1
      ],
      "destination": [
-      "obj-112",
+      "obj-137",
       0
      ]
     }
@@ -5401,11 +6448,11 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-133",
       2
      ],
      "destination": [
-      "obj-112",
+      "obj-137",
       0
      ]
     }
@@ -5413,11 +6460,11 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-133",
       3
      ],
      "destination": [
-      "obj-112",
+      "obj-137",
       0
      ]
     }
@@ -5425,11 +6472,11 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-133",
       4
      ],
      "destination": [
-      "obj-112",
+      "obj-137",
       0
      ]
     }
@@ -5437,11 +6484,11 @@
    {
     "patchline": {
      "source": [
-      "obj-112",
+      "obj-137",
       1
      ],
      "destination": [
-      "obj-113",
+      "obj-138",
       0
      ]
     }
@@ -5449,11 +6496,11 @@
    {
     "patchline": {
      "source": [
-      "obj-113",
+      "obj-138",
       0
      ],
      "destination": [
-      "obj-101",
+      "obj-126",
       0
      ]
     }
@@ -5461,11 +6508,11 @@
    {
     "patchline": {
      "source": [
-      "obj-111",
+      "obj-136",
       0
      ],
      "destination": [
-      "obj-114",
+      "obj-139",
       0
      ]
     }
@@ -5473,11 +6520,11 @@
    {
     "patchline": {
      "source": [
-      "obj-114",
+      "obj-139",
       0
      ],
      "destination": [
-      "obj-115",
+      "obj-140",
       0
      ]
     }
@@ -5485,11 +6532,11 @@
    {
     "patchline": {
      "source": [
-      "obj-100",
+      "obj-125",
       4
      ],
      "destination": [
-      "obj-116",
+      "obj-141",
       0
      ]
     }
@@ -5497,11 +6544,11 @@
    {
     "patchline": {
      "source": [
-      "obj-116",
+      "obj-141",
       2
      ],
      "destination": [
-      "obj-117",
+      "obj-142",
       0
      ]
     }
@@ -5509,7 +6556,7 @@
    {
     "patchline": {
      "source": [
-      "obj-117",
+      "obj-142",
       0
      ],
      "destination": [
@@ -5521,11 +6568,11 @@
    {
     "patchline": {
      "source": [
-      "obj-117",
+      "obj-142",
       0
      ],
      "destination": [
-      "obj-55",
+      "obj-58",
       0
      ]
     }
@@ -5533,11 +6580,11 @@
    {
     "patchline": {
      "source": [
-      "obj-117",
+      "obj-142",
       0
      ],
      "destination": [
-      "obj-65",
+      "obj-71",
       0
      ]
     }
@@ -5545,11 +6592,11 @@
    {
     "patchline": {
      "source": [
-      "obj-117",
+      "obj-142",
       0
      ],
      "destination": [
-      "obj-75",
+      "obj-84",
       0
      ]
     }
@@ -5557,11 +6604,11 @@
    {
     "patchline": {
      "source": [
-      "obj-116",
+      "obj-141",
       1
      ],
      "destination": [
-      "obj-118",
+      "obj-143",
       0
      ]
     }
@@ -5569,11 +6616,11 @@
    {
     "patchline": {
      "source": [
-      "obj-118",
+      "obj-143",
       0
      ],
      "destination": [
-      "obj-119",
+      "obj-144",
       0
      ]
     }
@@ -5581,151 +6628,7 @@
    {
     "patchline": {
      "source": [
-      "obj-119",
-      0
-     ],
-     "destination": [
-      "obj-86",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-118",
-      1
-     ],
-     "destination": [
-      "obj-121",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-121",
-      1
-     ],
-     "destination": [
-      "obj-122",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-122",
-      0
-     ],
-     "destination": [
-      "obj-123",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-123",
-      0
-     ],
-     "destination": [
-      "obj-124",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-121",
-      0
-     ],
-     "destination": [
-      "obj-124",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-124",
-      0
-     ],
-     "destination": [
-      "obj-120",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-120",
-      0
-     ],
-     "destination": [
-      "obj-86",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-116",
-      0
-     ],
-     "destination": [
-      "obj-125",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-125",
-      0
-     ],
-     "destination": [
-      "obj-86",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-100",
-      5
-     ],
-     "destination": [
-      "obj-126",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-126",
-      2
-     ],
-     "destination": [
-      "obj-127",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-127",
+      "obj-144",
       0
      ],
      "destination": [
@@ -5737,275 +6640,11 @@
    {
     "patchline": {
      "source": [
-      "obj-126",
-      1
-     ],
-     "destination": [
-      "obj-128",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-128",
-      0
-     ],
-     "destination": [
-      "obj-129",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-129",
-      0
-     ],
-     "destination": [
-      "obj-93",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-128",
-      1
-     ],
-     "destination": [
-      "obj-130",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-130",
-      0
-     ],
-     "destination": [
-      "obj-93",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-126",
-      0
-     ],
-     "destination": [
-      "obj-131",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-131",
-      0
-     ],
-     "destination": [
-      "obj-93",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-5",
-      0
-     ],
-     "destination": [
-      "obj-137",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-137",
-      0
-     ],
-     "destination": [
-      "obj-136",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-132",
-      0
-     ],
-     "destination": [
-      "obj-136",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-136",
-      0
-     ],
-     "destination": [
-      "obj-133",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-133",
-      0
-     ],
-     "destination": [
-      "obj-134",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-134",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-133",
-      1
-     ],
-     "destination": [
-      "obj-135",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-135",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-109",
-      0
-     ],
-     "destination": [
-      "obj-139",
-      1
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-138",
-      0
-     ],
-     "destination": [
-      "obj-139",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-139",
-      0
-     ],
-     "destination": [
-      "obj-140",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-140",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-141",
-      0
-     ],
-     "destination": [
-      "obj-142",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-142",
-      0
-     ],
-     "destination": [
       "obj-143",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-143",
-      0
-     ],
-     "destination": [
-      "obj-2",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-142",
       1
      ],
      "destination": [
-      "obj-144",
+      "obj-146",
       0
      ]
     }
@@ -6013,11 +6652,35 @@
    {
     "patchline": {
      "source": [
-      "obj-144",
+      "obj-146",
+      1
+     ],
+     "destination": [
+      "obj-147",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-147",
       0
      ],
      "destination": [
-      "obj-132",
+      "obj-148",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-148",
+      0
+     ],
+     "destination": [
+      "obj-149",
       0
      ]
     }
@@ -6029,30 +6692,6 @@
       0
      ],
      "destination": [
-      "obj-147",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-147",
-      0
-     ],
-     "destination": [
-      "obj-148",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-148",
-      0
-     ],
-     "destination": [
       "obj-149",
       0
      ]
@@ -6061,11 +6700,419 @@
    {
     "patchline": {
      "source": [
-      "obj-148",
+      "obj-149",
+      0
+     ],
+     "destination": [
+      "obj-145",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-145",
+      0
+     ],
+     "destination": [
+      "obj-95",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-141",
+      0
+     ],
+     "destination": [
+      "obj-150",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-150",
+      0
+     ],
+     "destination": [
+      "obj-95",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-125",
+      5
+     ],
+     "destination": [
+      "obj-151",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-151",
+      2
+     ],
+     "destination": [
+      "obj-152",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-152",
+      0
+     ],
+     "destination": [
+      "obj-120",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-151",
       1
      ],
      "destination": [
-      "obj-149",
+      "obj-153",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-153",
+      0
+     ],
+     "destination": [
+      "obj-154",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-154",
+      0
+     ],
+     "destination": [
+      "obj-118",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-153",
+      1
+     ],
+     "destination": [
+      "obj-155",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-155",
+      0
+     ],
+     "destination": [
+      "obj-118",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-151",
+      0
+     ],
+     "destination": [
+      "obj-156",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-156",
+      0
+     ],
+     "destination": [
+      "obj-118",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-5",
+      0
+     ],
+     "destination": [
+      "obj-162",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-162",
+      0
+     ],
+     "destination": [
+      "obj-161",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-157",
+      0
+     ],
+     "destination": [
+      "obj-161",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-161",
+      0
+     ],
+     "destination": [
+      "obj-158",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-158",
+      0
+     ],
+     "destination": [
+      "obj-159",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-159",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-158",
+      1
+     ],
+     "destination": [
+      "obj-160",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-160",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-134",
+      0
+     ],
+     "destination": [
+      "obj-164",
+      1
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-163",
+      0
+     ],
+     "destination": [
+      "obj-164",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-164",
+      0
+     ],
+     "destination": [
+      "obj-165",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-165",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-166",
+      0
+     ],
+     "destination": [
+      "obj-167",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-167",
+      0
+     ],
+     "destination": [
+      "obj-168",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-168",
+      0
+     ],
+     "destination": [
+      "obj-2",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-167",
+      1
+     ],
+     "destination": [
+      "obj-169",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-169",
+      0
+     ],
+     "destination": [
+      "obj-157",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-171",
+      0
+     ],
+     "destination": [
+      "obj-172",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-172",
+      0
+     ],
+     "destination": [
+      "obj-173",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-173",
+      0
+     ],
+     "destination": [
+      "obj-174",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-173",
+      1
+     ],
+     "destination": [
+      "obj-174",
       1
      ]
     }
@@ -6147,72 +7194,92 @@
     "Generate",
     0
    ],
-   "obj-46": [
+   "obj-49": [
     "Input clip",
     "Input",
     0
    ],
-   "obj-50": [
+   "obj-53": [
     "Transfer",
     "Transfer",
     0
    ],
-   "obj-60": [
+   "obj-66": [
     "Continue",
     "Continue",
-    0
-   ],
-   "obj-70": [
-    "Inpaint",
-    "Inpaint",
     0
    ],
    "obj-79": [
+    "Inpaint",
+    "Inpaint",
+    0
+   ],
+   "obj-88": [
     "Separate",
     "Separate",
     0
    ],
-   "obj-81": [
+   "obj-90": [
     "Cancel",
     "Cancel",
     0
    ],
-   "obj-84": [
+   "obj-93": [
     "Refresh lists",
     "Refresh",
     0
    ],
-   "obj-86": [
+   "obj-95": [
     "Concept",
     "Concept",
     0
    ],
-   "obj-93": [
+   "obj-101": [
+    "BPM",
+    "BPM",
+    0
+   ],
+   "obj-105": [
+    "Key",
+    "Key",
+    0
+   ],
+   "obj-109": [
+    "Conform",
+    "Conform",
+    0
+   ],
+   "obj-115": [
+    "Extend side",
+    "Extend s",
+    0
+   ],
+   "obj-118": [
     "Preset",
     "Preset",
     0
    ],
-   "obj-98": [
+   "obj-123": [
     "Trigger preset",
     "Trigger",
     0
    ],
-   "obj-132": [
+   "obj-157": [
     "Jam",
     "Jam",
     0
    ],
-   "obj-138": [
+   "obj-163": [
     "Play on server",
     "Play srv",
     0
    ],
-   "obj-141": [
+   "obj-166": [
     "Stop server",
     "Stop srv",
     0
    ],
-   "obj-146": [
+   "obj-171": [
     "Play clip",
     "Play",
     0

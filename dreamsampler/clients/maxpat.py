@@ -261,6 +261,65 @@ BOTTOM_ROW = 146.0
 COMMAND_W, CANCEL_W = 60.0, 50.0
 
 
+#: the loop options (issue 18) the patches send only when set: tempo, key, conform, extend side
+LOOP_KEYS = ("bpm", "key", "conform", "side")
+#: the Key menu: off, then every major and minor key (short names the server parses: C, Cm…)
+KEYS = ("off", *(f"{tonic}{mode}" for tonic in ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab",
+                                                 "A", "Bb", "B") for mode in ("", "m")))
+CONFORM_CHOICES = ("auto", "on", "off")
+SIDES = ("after", "before", "both")
+
+
+def _loop_controls(p: MaxPatch, joins: dict[str, list[str]]) -> None:
+    """BPM (int; 0 = the session tempo: Live's, which the device sends with /tempo), Key
+    (off or a key), Conform (auto: on when bpm or key is given) and Extend side, in a row under
+    Capture. Off values empty the options' [zl join]s (``zlclear``), so nothing is sent."""
+    row = 146.0
+    if "bpm" in joins:
+        bpm = p.box("live.numbox", 1800, 610, 50, 18, present=(EXTRA, row, 40, 18),
+                    **live_parameter("BPM", "BPM", PARAM_INT, minimum=0, maximum=999,
+                                     initial=0, unitstyle=UNIT_CUSTOM))
+        p.boxes[-1]["box"]["saved_attribute_attributes"]["valueof"]["parameter_units"] = \
+            "%d bpm"
+        off = p.obj(1800, 640, "sel 0")
+        p.connect(bpm, 0, off, 0)
+        clear = p.msg(1800, 670, "zlclear")
+        p.connect(off, 0, clear, 0)
+        option = p.obj(1850, 670, "prepend bpm")
+        p.connect(off, 1, option, 0)
+        for join in joins["bpm"]:
+            p.connect(clear, 0, join, 0)
+            p.connect(option, 0, join, 1)
+    for key, x, width, items in (("key", EXTRA + 42, 40, KEYS),
+                                 ("conform", EXTRA + 84, 40, CONFORM_CHOICES),
+                                 ("side", EXTRA + 126, 34, SIDES)):
+        if key not in joins:
+            continue
+        bx = 1900 + 60 * LOOP_KEYS.index(key)
+        name = "Extend side" if key == "side" else key.capitalize()
+        menu = p.box("live.menu", bx, 610, 60, 18, present=(x, row, width, 18),
+                     **live_parameter(name, name[:8], PARAM_ENUM, enum=list(items)))
+        option = p.obj(bx, 670, f"prepend {key}")
+        if key == "side":  # always sent on /continue: after (the default), before or both
+            p.connect(menu, 1, option, 0)
+        else:
+            choose = p.obj(bx, 640, "sel 0" + (" 1 2" if key == "conform" else ""))
+            p.connect(menu, 0, choose, 0)
+            clear = p.msg(bx, 700, "zlclear")
+            p.connect(choose, 0, clear, 0)
+            for join in joins[key]:
+                p.connect(clear, 0, join, 0)
+            if key == "key":  # the item goes out first ("key off" too), then the index
+                p.connect(menu, 1, option, 0)  # (0: zlclear empties it again)
+            else:  # on -> conform 1, off -> conform 0
+                for outlet, value in ((1, 1), (2, 0)):
+                    set_value = p.msg(bx + 20 * outlet, 670, str(value))
+                    p.connect(choose, outlet, set_value, 0)
+                    p.connect(set_value, 0, option, 0)
+        for join in joins[key]:
+            p.connect(option, 0, join, 1)
+
+
 def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     """The patch for ``spec``; ``device`` builds the Max for Live variant."""
     p = MaxPatch()
@@ -367,6 +426,9 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         p.connect(roll, 0, boxes[seed.key], 0)
 
     concept_right: list[str] = []
+    loop_right: dict[str, list[str]] = {}  # option key -> the [zl join]s it feeds
+    messages = {m.address: m for m in (spec.generate, spec.transfer, spec.continue_, spec.inpaint)
+                if m is not None}
     # the command row: Generate, Transfer, Continue, Inpaint (when in the contract), Cancel
     command_x = itertools.count(LEFT, COMMAND_W + 2)
 
@@ -398,6 +460,13 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
             p.connect(last, 0, with_concept, 0)
             concept_right.append(with_concept)
             last = with_concept
+        message = messages.get(address)
+        for key in LOOP_KEYS:  # optional: nothing while off (issue 18)
+            if message is not None and message.option(key) is not None:
+                with_option = p.obj(x + 40 * (LOOP_KEYS.index(key) + 1), 490, "zl join")
+                p.connect(last, 0, with_option, 0)
+                loop_right.setdefault(key, []).append(with_option)
+                last = with_option
         if input_prepend is not None:
             p.connect(last, 0, input_prepend, 0)
             last = input_prepend
@@ -488,6 +557,7 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
         for join in concept_right:
             p.connect(chosen, 0, join, 1)
             p.connect(forget, 0, join, 0)
+    _loop_controls(p, loop_right)
     if spec.presets is not None:
         p.box("comment", 1000, 590, 80, text="preset", present=(RIGHT, 24, 52, 18))
         preset_menu = p.box("live.menu", 1000, 610, 160, 18, present=(RIGHT + 52, 24, 150, 18),

@@ -119,7 +119,8 @@ def test_controls_the_contract_lacks_are_skipped_and_reported() -> None:
     assert [a for a, _ in sim.sent] == ["/notify"]
     sim.click(sim.button("Generate"))
     commands["/gen"].parse(sim.sent[-1][1])
-    assert not [b for b in sim.boxes.values() if b.maxclass == "live.menu"]
+    assert not [b for b in sim.boxes.values() if b.maxclass == "live.menu" and sim.valueof(b)[
+        "parameter_longname"] not in ("Key", "Conform", "Extend side")]
     boxes, _ = pd.parse(pd.render(spec))
     assert not any(w in ("ds-concept", "ds-play", "ds-jam", "ds-bars") for b in boxes
                    for w in b.words)
@@ -711,3 +712,27 @@ def test_max_separate_sends_the_last_clip_or_the_dropped_one(sim: MaxSim) -> Non
     sim.click(sim.button("Separate"))
     assert COMMANDS["/separate"].parse(sim.sent[-1][1])["input_path"] == \
         "/Users/me/Music/loop.wav"
+
+
+def test_max_loop_options_are_sent_only_when_set(sim: MaxSim) -> None:
+    """Issue 18: BPM 0 (the session tempo: Live's, sent with /tempo), Key off and Conform auto
+    send nothing; set, they go out as bpm, key and conform; the Extend side goes with
+    /continue. Each message is parsed by the contract."""
+    sim.click(sim.button("Generate"))
+    values = COMMANDS["/gen"].parse(sim.sent[-1][1])
+    assert not {"bpm", "key", "conform"} & set(values)
+    sim.receive(sim.param("BPM"), 0, [128])
+    sim.receive(sim.param("Key"), 0, [maxpat.KEYS.index("Am")])
+    sim.receive(sim.param("Conform"), 0, [2])  # off
+    sim.click(sim.button("Generate"))
+    values = COMMANDS["/gen"].parse(sim.sent[-1][1])
+    assert (values["bpm"], values["key"], values["conform"]) == (128, "Am", 0)
+    sim.receive(sim.param("Extend side"), 0, [1])
+    sim.click(sim.button("Continue"))
+    values = COMMANDS["/continue"].parse(sim.sent[-1][1])
+    assert (values["side"], values["key"]) == ("before", "Am")
+    sim.receive(sim.param("BPM"), 0, [0])
+    sim.receive(sim.param("Key"), 0, [0])
+    sim.receive(sim.param("Conform"), 0, [0])
+    sim.click(sim.button("Generate"))
+    assert not {"bpm", "key", "conform"} & set(COMMANDS["/gen"].parse(sim.sent[-1][1]))
