@@ -166,6 +166,7 @@ PD_OBJECTS: dict[str, Counts | Callable[[str], Counts]] = {
     "i": (2, 1),
     "random": (2, 1),
     "spigot": (2, 1),
+    "moses": (2, 2),
     "==": (2, 1),
     "sel": lambda text: (2, 2) if len(_args(text)) <= 1 else (1, _n(text) + 1),
     "print": (1, 0),

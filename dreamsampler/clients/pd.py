@@ -212,6 +212,50 @@ def _option_template(numbers: tuple[NumberControl, ...]) -> str:
     return " ".join(f"{n.key} ${i + 2}" for i, n in enumerate(numbers))
 
 
+#: the loop options (issue 18), sent only when set
+LOOP_KEYS = ("bpm", "key", "conform", "side")
+
+
+def _loop_controls(p: PdPatch, load: int, joins: dict[str, list[int]]) -> None:
+    """``ds-bpm`` (0 = the session tempo), ``ds-key`` (a symbol: ``Am``, ``F# minor``…; empty =
+    off), ``ds-conform`` (-1 auto: on when bpm or key is given, 0 off, 1 on) and ``ds-side``
+    (after, before, both; empty = after). Off values bang the [list append]s' right inlets
+    (empty: nothing is sent)."""
+    x, y = 1200, 1760
+    p.comment(x, y, "loop (issue 18): bpm 0 = session tempo, key empty = off, conform -1 = auto")
+    for i, key in enumerate(("bpm", "conform")):
+        if key not in joins:
+            continue
+        bx = x + 110 * i
+        atom = p.atom("floatatom", bx, y + 30, 5, key, p.name(key), "-",
+                      0 if key == "bpm" else -1, 999 if key == "bpm" else 1)
+        init = p.msg(bx, y + 60, "0" if key == "bpm" else "-1")
+        init_send = p.obj(bx, y + 85, "s " + p.name(key))
+        p.connect(load, 0, init, 0)
+        p.connect(init, 0, init_send, 0)
+        split = p.obj(bx, y + 115, "moses 1" if key == "bpm" else "moses 0")
+        p.connect(atom, 0, split, 0)
+        empty = p.obj(bx, y + 145, "t b")
+        p.connect(split, 0, empty, 0)
+        option = p.msg(bx + 50, y + 145, f"{key} $1")
+        p.connect(split, 1, option, 0)
+        for join in joins[key]:
+            p.connect(empty, 0, join, 1)
+            p.connect(option, 0, join, 1)
+    for i, key in enumerate(("key", "side")):
+        if key not in joins:
+            continue
+        bx = x + 220 + 150 * i
+        atom = p.atom("symbolatom", bx, y + 30, 8, key, p.name(key), "-")
+        gate, empty, named = _nonempty_gate(p, bx, y + 60)
+        p.connect(atom, 0, gate, 0)
+        option = p.msg(bx + 60, y + 210, f"{key} $1")
+        p.connect(named, 0, option, 0)
+        for join in joins[key]:
+            p.connect(option, 0, join, 1)
+            p.connect(empty, 0, join, 1)
+
+
 def build(spec: ResolvedSpec) -> PdPatch:
     """The whole Pd patch for ``spec``."""
     p = PdPatch()
@@ -299,6 +343,9 @@ def build(spec: ResolvedSpec) -> PdPatch:
     not_sent = p.msg(480, 1660, "list not sent: press Enter to confirm what you typed")
 
     concept_right: list[int] = []
+    loop_right: dict[str, list[int]] = {}  # option key -> the [list append]s it feeds
+    messages = {m.address: m for m in (spec.generate, spec.transfer, spec.continue_, spec.inpaint)
+                if m is not None}
 
     def command(x: int, label: str, address: str, extra_first: int | None, y: int = 470,
                 tail: str = "") -> int:
@@ -325,13 +372,20 @@ def build(spec: ResolvedSpec) -> PdPatch:
         options = p.msg(x, 565 + d, f"{_option_template(numbers)} {tail}".strip())
         with_prompt = p.obj(x, 595 + d, "list prepend")
         p.connect(pack, 0, options, 0)
+        joined = options
         if spec.concepts is not None:  # right inlet: "concept <name>", or empty
             with_concept = p.obj(x + 110, 565 + d, "list append")
             p.connect(options, 0, with_concept, 0)
-            p.connect(with_concept, 0, with_prompt, 0)
+            joined = with_concept
             concept_right.append(with_concept)
-        else:
-            p.connect(options, 0, with_prompt, 0)
+        message = messages.get(address)
+        for i, key in enumerate(LOOP_KEYS):  # right inlet: "<key> <value>", or empty
+            if message is not None and message.option(key) is not None:
+                with_option = p.obj(x + 110 + 25 * (i + 1), 580 + d, "list append")
+                p.connect(joined, 0, with_option, 0)
+                loop_right.setdefault(key, []).append(with_option)
+                joined = with_option
+        p.connect(joined, 0, with_prompt, 0)
         p.connect(prompt, 0, with_prompt, 1)
         last = with_prompt
         if extra_first is not None:
@@ -427,6 +481,8 @@ def build(spec: ResolvedSpec) -> PdPatch:
         for join in concept_right:
             p.connect(option, 0, join, 1)
             p.connect(empty, 0, join, 1)  # a bang empties [list append]'s right inlet
+
+    _loop_controls(p, load, loop_right)
 
     # -- replies -------------------------------------------------------------------------------
     rx, ry = 640, 460

@@ -476,7 +476,7 @@ def test_pd_messages_match_the_contract() -> None:
     for a, outlet, b, inlet in connections:
         into.setdefault(b, []).append((a, outlet, inlet))
 
-    def upstream(index: int, depth: int = 4) -> list[pd.PdBox]:
+    def upstream(index: int, depth: int = 8) -> list[pd.PdBox]:
         found = []
         for a, _, _ in into.get(index, []):
             found.append(boxes[a])
