@@ -315,3 +315,29 @@ def test_pd_echoes_the_notify_cookie_and_then_gets_progress(server: RunningServe
     assert any(r[:2] == ["done", "/gen"] for r in replies), console
     assert any(r[0] == "progress" for r in replies), "confirmed by the echo: /progress streams"
     assert not any(r[0] == "fail" for r in replies), console
+
+
+
+def test_pd_sends_the_loop_options_only_when_set(tmp_path: Path) -> None:
+    """Issue 18: with their defaults (bpm 0, key empty, conform -1) Pd sends no bpm, key or
+    conform; set to 100, Am and 0 they go out. A plain UDP socket stands in for the server and
+    python-osc decodes what Pd sent; the contract parses it."""
+    from pythonosc.osc_message import OscMessage
+
+    from dreamsampler.server.contract import COMMANDS
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(10)
+        script = ("\\; ds-lock 1 \\; ds-seed 7 \\; ds-prompt list warm bass "
+                  "\\; ds-generate bang \\; ds-bpm 100 \\; ds-key symbol Am \\; ds-conform 0 "
+                  "\\; ds-generate bang \\; pd quit")
+        console = _run_pd(_harness(tmp_path, sock.getsockname()[1], _free_udp_port(), script),
+                          timeout=30)
+        sent = []
+        while len([m for m in sent if m.address == "/gen"]) < 2:
+            sent.append(OscMessage(sock.recv(65536)))
+    plain, looped = (COMMANDS["/gen"].parse(list(m.params)) for m in sent
+                     if m.address == "/gen")
+    assert not {"bpm", "key", "conform"} & set(plain), (plain, console)
+    assert (looped["bpm"], looped["key"], looped["conform"]) == (100, "Am", 0), looped
