@@ -312,3 +312,20 @@ def test_the_device_echoes_the_notify_cookie_with_its_reply_port() -> None:
     assert port != first[0][2] and second[-1] == ["send", "/notify", 1, port, 4242]
     assert ["send", "/notify", 1, first[0][2], 4242] not in first
     COMMANDS["/notify"].parse(second[-1][2:])
+
+
+def test_a_capture_for_separate_sends_it_to_separate() -> None:
+    """Issue 19: *Capture for* lists Separate, and the script's ``input <path>`` then
+    ``press Separate`` end in ``/separate <that file>`` (the device patch in the Max simulator)."""
+    from dreamsampler.server.contract import COMMANDS
+    from tests.clients.maxsim import MaxSim
+
+    sim = MaxSim(maxpat.read_amxd(DEVICE.read_bytes())[1])
+    sim.loadbang()
+    menu = sim.param("Capture for")
+    assert "Separate" in sim.valueof(menu)["parameter_enum"]
+    path = "/Users/me/Music/dreamsampler/capture-47001-1.wav"
+    sim.script_output(3, ["input", path])
+    sim.script_output(4, ["press", "Separate"])
+    address, args = sim.sent[-1]
+    assert address == "/separate" and COMMANDS[address].parse(args)["input_path"] == path
