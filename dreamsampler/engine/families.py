@@ -17,6 +17,7 @@ import importlib
 import math
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dreamsampler.engine.schedulers import make_scheduler, sdedit_timesteps
 from dreamsampler.engine.tiny import TINY_NAMES, build_tiny_components
 
 if TYPE_CHECKING:
@@ -213,24 +215,53 @@ class ModelFamily(ABC):
     def conditioning(self, request: GenerationRequest, guided: bool) -> Any:
         """Conditioning of one request for :meth:`denoise`; with ``guided`` (classifier-free
         guidance) the batch is ``[unconditional, conditional]``."""
-        prompts = [request.negative_prompt, request.prompt] if guided else [request.prompt]
-        return self.encode_prompt(prompts)
+        return self.batch_conditioning([request], guided)
 
-    def make_scheduler(self, name: str) -> Any | None:
-        """The family's own scheduler, or ``None`` to use the request's named scheduler."""
-        return None
+    def batch_conditioning(self, requests: Sequence[GenerationRequest], guided: bool) -> Any:
+        """Conditioning of a batch of requests (one row each, same duration); with ``guided``
+        the batch is ``[unconditional × B, conditional × B]`` (diffusers' layout: the loop
+        doubles the latents with ``cat([latents, latents])``). Every row's embedding is the one
+        its prompt gets alone (:meth:`encode_prompt` encodes one prompt per pass)."""
+        negatives = [r.negative_prompt for r in requests] if guided else []
+        return self.encode_prompt([*negatives, *(r.prompt for r in requests)])
 
-    def initial_latents(
+    def make_scheduler(self, name: str) -> Any:
+        """A fresh scheduler for a request that names ``name`` (:data:`SCHEDULER_NAMES`)."""
+        return make_scheduler(name, self.scheduler_config)
+
+    def scheduler_name(self, name: str) -> str:
+        """The scheduler a request naming ``name`` runs with (for the generation record)."""
+        return name
+
+    def start(
         self,
         scheduler: Any,
         request: GenerationRequest,
-        shape: tuple[int, ...],
         clean: torch.Tensor | None,
-        generator: torch.Generator,
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(latents, timesteps)`` to start from, or ``None`` for the loop's DDPM-style start
-        (noise × ``init_noise_sigma``, or SDEdit: ``add_noise`` at the strength's timestep)."""
-        return None
+        noise: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(latents, timesteps)`` the loop starts from, for a batch sharing ``request``'s
+        steps and strength.
+
+        DDPM-style start (diffusers' text-to-audio and img2img pipelines): text→audio starts
+        from ``noise × init_noise_sigma`` over every timestep; SDEdit (Meng et al. 2022) noises
+        the input latents ``clean`` to the strength's first timestep (``add_noise``) and runs the
+        last ``int(steps × strength)`` steps.
+
+        Args:
+            scheduler: a fresh scheduler (:meth:`make_scheduler`); its timesteps are set here.
+            request: steps and strength.
+            clean: input latents ``(batch, ...)`` for SDEdit, else ``None``.
+            noise: standard normal ``(batch, ...)`` (one generator per row).
+        """
+        steps = request.num_inference_steps
+        scheduler.set_timesteps(steps, device=self.device)
+        if clean is None:
+            return noise * scheduler.init_noise_sigma, scheduler.timesteps
+        timesteps = sdedit_timesteps(scheduler, steps, request.strength)
+        if not len(timesteps):
+            return clean, timesteps
+        return scheduler.add_noise(clean, noise, timesteps[:1]), timesteps
 
     def inpaint_conditioning(
         self, conditioning: Any, waveform: torch.Tensor, duration: float,

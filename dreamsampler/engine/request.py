@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 SCHEDULER_NAMES = ("ddim", "dpm++", "pndm", "euler", "lms", "heun")
+#: most takes one request may ask for (``count``)
+MAX_COUNT = 8
 
 
 class RequestError(ValueError):
@@ -64,12 +66,18 @@ class GenerationRequest:
     mask_start: float | None = None
     mask_end: float | None = None
     continuation: float | None = None
+    count: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
             raise RequestError("prompt must be a string")
         if self.seed < 0 or self.seed >= 2**63:
             raise RequestError(f"seed must be in [0, 2^63), got {self.seed}")
+        if isinstance(self.count, bool) or not 1 <= self.count <= MAX_COUNT:
+            raise RequestError(f"count must be in [1, {MAX_COUNT}], got {self.count}")
+        if self.seed + self.count - 1 >= 2**63:
+            raise RequestError(f"seed + count - 1 must be < 2^63, got {self.seed} + "
+                               f"{self.count} - 1")
         if self.num_inference_steps < 1:
             raise RequestError(f"steps must be >= 1, got {self.num_inference_steps}")
         if not self.duration > 0:
@@ -115,9 +123,16 @@ class GenerationRequest:
         """Style transfer (SDEdit) of ``input_path`` at ``strength``."""
         return self.input_path is not None and not self.is_inpaint
 
+    def takes(self) -> list[GenerationRequest]:
+        """The ``count`` single-take requests this one stands for: seeds ``seed`` …
+        ``seed + count - 1``, each with ``count = 1``, in take order."""
+        return [dataclasses.replace(self, seed=self.seed + k, count=1) for k in range(self.count)]
+
     def to_record(self) -> dict[str, Any]:
-        """JSON-ready parameters (paths as strings)."""
+        """JSON-ready parameters (paths as strings; ``count`` only when above 1)."""
         data = dataclasses.asdict(self)
+        if self.count == 1:
+            data.pop("count")
         data["input_path"] = str(self.input_path) if self.input_path else None
         if not self.is_transfer:
             data.pop("strength")
