@@ -80,6 +80,12 @@ class EngineConfig(_Section):
         120.0, gt=0.0, description="process engine: seconds a job may go without a denoising "
         "step (or its start/end) before the engine process counts as wedged; null = never"
     )
+    max_batch: int = Field(
+        8, ge=1, le=64, description="local engine: most takes one batched call runs; jobs "
+        "queued right behind each other with the same shape (all but prompt, negative prompt, "
+        "seed, count) join a batch up to this many takes, never waiting for more (1 = one job "
+        "per call; a job's own count always runs as one batch). See docs/engine.md"
+    )
 
     ray_address: str | None = Field(
         None, description="Ray cluster: 'auto' or HOST:PORT of its head; null starts a local "

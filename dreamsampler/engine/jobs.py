@@ -30,7 +30,7 @@ from dreamsampler.engine.concepts import ConceptError, ConceptInfo, ConceptManag
 from dreamsampler.engine.families import ModelFamily, load_model
 from dreamsampler.engine.level import NonFiniteAudioError
 from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
-from dreamsampler.engine.sampler import Cancelled, sample
+from dreamsampler.engine.sampler import Cancelled, batch_key, sample_batch
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,16 @@ class JobProgress:
 
 @dataclass(frozen=True)
 class JobFinished:
+    """A job's clips: ``result`` is its first take, ``takes`` the further ones (``count > 1``)."""
+
     job_id: int
     result: GenerationResult
+    takes: tuple[GenerationResult, ...] = ()
+
+    @property
+    def results(self) -> tuple[GenerationResult, ...]:
+        """Every take, in order."""
+        return (self.result, *self.takes)
 
 
 @dataclass(frozen=True)
@@ -198,9 +206,19 @@ class _Operation:
 
 
 class LocalEngine:
-    """Runs jobs on this process's model in one worker thread, one job at a time.
+    """Runs jobs on this process's model in one worker thread, one batch at a time.
 
-    Jobs and operations wait in one FIFO and run in arrival order.
+    Jobs and operations wait in one FIFO and run in arrival order. Batching: when the worker
+    takes the next job, the jobs queued right behind it with the same shape
+    (:func:`~dreamsampler.engine.sampler.batch_key`: family-wide parameters, concept set,
+    input, duration, steps, scheduler, guidance; prompts and seeds may differ) join it, up to
+    ``max_batch`` takes in all, and run as one batched call
+    (:func:`~dreamsampler.engine.sampler.sample_batch`). The worker never waits for a batch to
+    fill (only jobs already queued join), and a job never overtakes an earlier job or
+    operation, so replies keep arrival order and the first job of a batch waits at most for
+    its batch-mates' share of one batched call. Cancelling a job of a running batch ends that
+    job at the next step (its rows are computed and dropped); the others finish. A batch that
+    fails is rerun job by job, so one job's fault fails only that job.
 
     Args:
         model_id: repo id, local folder or tiny name (see :func:`load_model`).
@@ -210,6 +228,8 @@ class LocalEngine:
         model: an already loaded model (then ``model_id``/``device``/``dtype`` are not used).
         concepts_dir: folder of trained concepts (:mod:`dreamsampler.engine.concepts`);
             ``None``: concept commands fail.
+        max_batch: most takes (rows) one batched call runs; 1 turns batching across jobs off
+            (a job's own ``count`` always runs as one batch).
     """
 
     def __init__(
@@ -220,8 +240,10 @@ class LocalEngine:
         queue_size: int = 16,
         model: ModelFamily | None = None,
         concepts_dir: Path | None = None,
+        max_batch: int = 8,
     ) -> None:
         self.model_id = model_id
+        self.max_batch = max_batch
         self.concepts_dir = Path(concepts_dir) if concepts_dir is not None else None
         self.concepts: ConceptManager | None = None
         self._concept_list: tuple[ConceptInfo, ...] = ()
@@ -230,7 +252,7 @@ class LocalEngine:
         self.queue_size = queue_size
         self.model = model
         self._queue: deque[Job | _Operation] = deque()
-        self._running: Job | None = None
+        self._running: list[Job] = []
         self._wake = threading.Condition()
         self._closing: str | None = None
         self._thread: threading.Thread | None = None
@@ -257,8 +279,8 @@ class LocalEngine:
                 elif item.future.set_running_or_notify_cancel():
                     item.future.set_exception(EngineClosed(reason))
             self._queue.clear()
-            if self._running is not None:
-                self._running.cancel_requested.set()
+            for job in self._running:
+                job.cancel_requested.set()
             self._wake.notify_all()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
@@ -274,16 +296,17 @@ class LocalEngine:
             waiting = self._jobs_waiting()
             if waiting >= self.queue_size:
                 raise QueueFull(f"queue full ({self.queue_size} jobs waiting)")
-            position = waiting + (1 if self._running is not None else 0)
+            position = waiting + (1 if self._running else 0)
             self._queue.append(job)
             self._wake.notify()
         return job, position
 
     def cancel(self, job_id: int) -> bool:
         with self._wake:
-            if self._running is not None and self._running.id == job_id:
-                self._running.cancel_requested.set()
-                return True
+            for job in self._running:
+                if job.id == job_id:
+                    job.cancel_requested.set()
+                    return True
             for item in self._queue:
                 if isinstance(item, Job) and item.id == job_id:
                     self._queue.remove(item)
@@ -295,7 +318,7 @@ class LocalEngine:
         model = self.model
         with self._wake:
             queued = self._jobs_waiting()
-            running = self._running.id if self._running is not None else None
+            running = self._running[0].id if self._running else None
         return EngineStatus(
             model_id=self.model_id,
             family=model.name if model else "",
@@ -363,6 +386,21 @@ class LocalEngine:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(job._push, event)
 
+    def _next_batch(self) -> list[Job]:
+        """Pop the head job and the same-shape jobs right behind it (call under the lock)."""
+        first = self._queue.popleft()
+        assert isinstance(first, Job)
+        batch, rows, key = [first], first.request.count, batch_key(first.request)
+        while self._queue and isinstance(self._queue[0], Job):
+            candidate = self._queue[0]
+            if (rows + candidate.request.count > self.max_batch
+                    or batch_key(candidate.request) != key):
+                break
+            batch.append(candidate)
+            rows += candidate.request.count
+            self._queue.popleft()
+        return batch
+
     def _work(self) -> None:
         while True:
             with self._wake:
@@ -370,38 +408,74 @@ class LocalEngine:
                     self._wake.wait()
                 if self._closing is not None:
                     return
-                item = self._queue.popleft()
-                if isinstance(item, Job):
-                    self._running = item
-            if isinstance(item, _Operation):
+                if isinstance(self._queue[0], _Operation):
+                    item: _Operation | None = self._queue.popleft()  # type: ignore[assignment]
+                    batch: list[Job] = []
+                else:
+                    item, batch = None, self._next_batch()
+                    self._running = batch
+            if item is not None:
                 if item.future.set_running_or_notify_cancel():
                     try:
                         item.future.set_result(self._carry_out(item))
                     except BaseException as exc:
                         item.future.set_exception(exc)
                 continue
-            terminal = self._run(item)
+            terminals = self._run(batch)
             with self._wake:
-                self._running = None
-            self._emit(item, terminal)
+                self._running = []
+            for job, terminal in terminals:
+                self._emit(job, terminal)
 
-    def _run(self, job: Job) -> TerminalEvent:
-        """Run one job, emitting start and progress; return its terminal event (not yet sent)."""
+    def _run(self, jobs: list[Job], announce: bool = True) -> list[tuple[Job, TerminalEvent]]:
+        """Run a batch of jobs, emitting starts (with ``announce``), progress and the ends of
+        jobs cancelled on the way; return the other jobs' terminal events (not yet sent)."""
         assert self.model is not None
-        self._emit(job, JobStarted(job.id))
+        for job in jobs if announce else ():
+            self._emit(job, JobStarted(job.id))
+        ended: set[int] = set()
+
+        def drop_cancelled() -> bool:
+            """End newly cancelled jobs now; True when every job of the batch has ended."""
+            for job in jobs:
+                if job.id not in ended and job.cancel_requested.is_set():
+                    ended.add(job.id)
+                    self._emit(job, JobFailed(job.id, "cancelled", cancelled=True))
+            return len(ended) == len(jobs)
+
+        def on_step(step: int, total: int) -> None:
+            drop_cancelled()
+            for job in jobs:
+                if job.id not in ended:
+                    self._emit(job, JobProgress(job.id, step, total))
+
         try:
-            result = sample(
-                self.model,
-                job.request,
-                on_step=lambda step, total: self._emit(job, JobProgress(job.id, step, total)),
-                should_cancel=job.cancel_requested.is_set,
-            )
+            results = sample_batch(self.model, [job.request for job in jobs], on_step=on_step,
+                                   should_cancel=drop_cancelled)
         except Cancelled:
-            return JobFailed(job.id, "cancelled", cancelled=True)
-        except (AudioFileError, ConceptError, NonFiniteAudioError, RequestError) as exc:
+            return [(job, JobFailed(job.id, "cancelled", cancelled=True))
+                    for job in jobs if job.id not in ended]
+        except BaseException as exc:  # not only Exception: the worker thread must survive
+            live = [job for job in jobs if job.id not in ended]
+            if len(jobs) > 1 and isinstance(exc, Exception):
+                log.warning("a batch of %d jobs failed (%s); running them one by one",
+                            len(jobs), exc)
+                return [end for job in live for end in self._run_alone(job)]
+            return [(job, self._failure(job, exc)) for job in live]
+        drop_cancelled()
+        return [(job, JobFinished(job.id, takes[0], tuple(takes[1:])))
+                for job, takes in zip(jobs, results, strict=True) if job.id not in ended]
+
+    def _run_alone(self, job: Job) -> list[tuple[Job, TerminalEvent]]:
+        """Rerun one job of a failed batch (its start was already sent)."""
+        with self._wake:
+            self._running = [job]
+        return self._run([job], announce=False)
+
+    @staticmethod
+    def _failure(job: Job, exc: BaseException) -> JobFailed:
+        if isinstance(exc, AudioFileError | ConceptError | NonFiniteAudioError | RequestError):
             # the request's fault (a family that cannot inpaint…): the reason, no traceback
             return JobFailed(job.id, str(exc))
-        except BaseException as exc:  # not only Exception: the worker thread must survive
-            log.error("job %d failed", job.id, exc_info=True)
-            return JobFailed(job.id, f"{type(exc).__name__}: {exc}")
-        return JobFinished(job.id, result)
+        log.error("job %d failed", job.id, exc_info=exc)
+        return JobFailed(job.id, f"{type(exc).__name__}: {exc}")

@@ -66,7 +66,7 @@ from dreamsampler.engine.jobs import (
     QueueFull,
 )
 from dreamsampler.engine.request import GenerationRequest
-from dreamsampler.engine.sampler import Cancelled, sample
+from dreamsampler.engine.sampler import Cancelled, sample_takes
 
 log = logging.getLogger(__name__)
 
@@ -532,7 +532,8 @@ class SupervisedEngine:
             if op is not None and op.job is not None and op.job.id == message[1]:
                 self._end_inflight()
                 if kind == "finished":
-                    op.job._push(JobFinished(op.job.id, message[2]))
+                    takes = message[2]  # every take of the job (count), in order
+                    op.job._push(JobFinished(op.job.id, takes[0], tuple(takes[1:])))
                 else:
                     op.job._push(JobFailed(op.job.id, message[2], cancelled=message[3]))
         elif kind == "reply":
@@ -614,7 +615,7 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
     """Entry point of an engine process: load the model, then serve operations until told to stop.
 
     Messages to the parent: ``("ready", info, loaded, errors)``, ``("load_error", reason)``,
-    ``("started", id)``, ``("progress", id, step, total)``, ``("finished", id, result)``,
+    ``("started", id)``, ``("progress", id, step, total)``, ``("finished", id, takes)``,
     ``("failed", id, message, cancelled)``, ``("reply", ok, value, loaded)``,
     ``("fatal", reason)``.
     """
@@ -682,7 +683,8 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
             return job_id in cancelled or stop.is_set()
 
         try:
-            result = sample(model, request, on_step=on_step, should_cancel=should_cancel)
+            takes = sample_takes(model, request, on_step=on_step,
+                                 should_cancel=should_cancel)
         except Cancelled:
             send(("failed", job_id, "cancelled", True))
         except BaseException as exc:
@@ -698,7 +700,7 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
             send(("failed", job_id, str(exc) if isinstance(exc, AudioFileError | ConceptError)
                   else reason, False))
         else:
-            send(("finished", job_id, result))
+            send(("finished", job_id, takes))
         cancelled.discard(job_id)
 
 

@@ -249,12 +249,16 @@ LORA = Arg("lora", "s", "a loaded LoRA concept to blend in, followed by its weig
                      2),))
 JOB_ID_OPTION = Arg("id", "i", "client-chosen job id (must not be in use)", 0, 2**31 - 1,
                     field="job_id")
+# -- issue 21: takes (count) -- one option; the merger ports it into the parameter schema --
+COUNT = Arg("count", "i", "takes: one job makes count clips from seeds seed … seed+count-1 in "
+            "one batched call; each is its own WAV (_take1…) and /done lists every path", 1, 8)
+# -- end issue 21 --
 GEN_OPTIONS = (SEED, STEPS, GUIDANCE, DURATION, NEGATIVE, SCHEDULER, JOB_ID_OPTION, NAME, CONCEPT,
-               LORA_SCALE, BARS, LORA)
+               LORA_SCALE, BARS, LORA, COUNT)
 UNIT = Arg("unit", "s", "unit of the times given: seconds (default) or bars (whole or "
            "fractional bars at the session tempo, /tempo)")
 REGION_OPTIONS = (SEED, STEPS, GUIDANCE, NEGATIVE, SCHEDULER, JOB_ID_OPTION, NAME, CONCEPT,
-                  LORA_SCALE, LORA, UNIT)
+                  LORA_SCALE, LORA, UNIT, COUNT)
 """Options of /continue and /inpaint: the /gen options less duration and bars (the input sets
 the length) plus ``unit``."""
 INPUT = Arg("input", "s", "path of the input clip: inside an input folder, or a clip the server "
@@ -371,7 +375,7 @@ PARAMS: dict[str, Arg] = {
 
 # -- commands --------------------------------------------------------------------------------------
 
-_GEN_REPLIES = ("/queued i:job_id i:position", "/done /gen i:job_id s:path",
+_GEN_REPLIES = ("/queued i:job_id i:position", "/done /gen i:job_id s:path...",
                 "/fail /gen s:message i:job_id")
 
 COMMANDS: dict[str, Message] = {
@@ -386,7 +390,7 @@ COMMANDS: dict[str, Message] = {
             Arg("prompt", "s", "text prompt (several atoms are joined)", rest=True),
         ), "style-transfer an input clip toward the prompt (SDEdit at strength)",
             (*GEN_OPTIONS, STRENGTH),
-            ("/queued i:job_id i:position", "/done /transfer i:job_id s:path",
+            ("/queued i:job_id i:position", "/done /transfer i:job_id s:path...",
              "/fail /transfer s:message i:job_id")),
         Message("/continue", (
             INPUT,
@@ -397,7 +401,7 @@ COMMANDS: dict[str, Message] = {
             "prompt's direction (needs a model family that can inpaint: Stable Audio 3; "
             "others answer /fail)",
             REGION_OPTIONS,
-            ("/queued i:job_id i:position", "/done /continue i:job_id s:path",
+            ("/queued i:job_id i:position", "/done /continue i:job_id s:path...",
              "/fail /continue s:message i:job_id")),
         Message("/inpaint", (
             INPUT,
@@ -410,10 +414,10 @@ COMMANDS: dict[str, Message] = {
             "that can inpaint: Stable Audio 3; others answer /fail); the output is as long as "
             "the input, or up to end when end passes it",
             REGION_OPTIONS,
-            ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path",
+            ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path...",
              "/fail /inpaint s:message i:job_id")),
         Message("/trigger", (), "generate from the session parameters (/param/...)",
-                (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path",
+                (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path...",
                      "/fail /trigger s:message i:job_id")),
         *(
             Message(f"/param/{p.name}", (p,), f"set the session's {p.name}: {p.description}",
@@ -455,7 +459,7 @@ COMMANDS: dict[str, Message] = {
                 "generate from a preset (seed per its seed policy); the clip always lands in "
                 "the output folder, and also plays on the audio device when the preset's "
                 "sinks include 'device'",
-                (), ("/queued i:job_id i:position", "/done /preset/trigger i:job_id s:path",
+                (), ("/queued i:job_id i:position", "/done /preset/trigger i:job_id s:path...",
                      "/fail /preset/trigger s:message [i:job_id]")),
         Message("/preset/list", (), "ask for the loaded presets' names", (),
                 ("/preset.list s:name...",)),

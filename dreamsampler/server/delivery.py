@@ -60,6 +60,7 @@ class Delivered:
         loop: the bar length, or None for seconds.
         sink_errors: sink name → why a sink other than the folder could not take the clip (the
             clip is delivered to the others).
+        paths: every take's WAV in the output folder, in take order (one for ``count`` 1).
     """
 
     job_id: int
@@ -69,6 +70,7 @@ class Delivered:
     sample_rate: int = 0
     loop: LoopSpec | None = None
     sink_errors: Mapping[str, str] = field(default_factory=dict)
+    paths: tuple[Path, ...] = ()
 
     @property
     def path(self) -> Path | None:
@@ -111,11 +113,13 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Clip:
-    """A finished job's clip on its way to the sinks: ``result.audio`` is bar-fitted already."""
+    """A finished job's clip on its way to the sinks: ``result.audio`` is bar-fitted already;
+    ``take`` is its 1-based take of a ``count > 1`` job (0: the job's only clip)."""
 
     job_id: int
     result: GenerationResult
     job: Delivery
+    take: int = 0
 
 
 @dataclass(frozen=True)
@@ -155,3 +159,5 @@ class GenerationParams:
     mask_start: float | None = None
     mask_end: float | None = None
     unit: str | None = None
+    #: takes (issue 21): one job, ``count`` clips from seeds ``seed … seed + count − 1``
+    count: int | None = None

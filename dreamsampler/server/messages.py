@@ -53,6 +53,7 @@ class _Generate(Request):
     job_id: int | None = None
     name: str | None = None
     loras: tuple[tuple[str, float], ...] | None = None
+    count: int | None = None  # issue 21: takes
 
     def params(self) -> GenerationParams:
         """The generation parameters this message sets (unset ones stay None)."""

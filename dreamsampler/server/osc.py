@@ -327,7 +327,8 @@ class OscServer:
         """A job's reply target: ``/done address job_id path`` or ``/fail address ...``."""
         def on_update(update: Update) -> None:
             if isinstance(update, Delivered):
-                self.reply(sender, "/done", address, update.job_id, str(update.path or ""))
+                paths = [str(p) for p in update.paths] or [str(update.path or "")]
+                self.reply(sender, "/done", address, update.job_id, *paths)
             elif isinstance(update, JobFailed):
                 self.fail(sender, address, update.message, update.job_id)
 

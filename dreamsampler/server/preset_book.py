@@ -138,6 +138,7 @@ class PresetBook:
             duration=None if preset.bars is not None else preset.seconds,
             input_path=str(preset.input_clip) if transfer else None,
             strength=preset.strength if transfer else None,
+            count=preset.count,
         )
         if overrides is not None:
             params = replace(params, **{k: v for k, v in vars(overrides).items()

@@ -111,7 +111,7 @@ class Preset(BaseModel):
 
     Units: ``strength`` 0..1 (style-transfer denoising strength, 1 = ignore the input clip),
     ``steps`` diffusion steps, ``guidance`` CFG scale, ``bars`` whole bars at the session tempo,
-    ``seconds`` seconds, ``lora_scale`` 0..2.
+    ``seconds`` seconds, ``lora_scale`` 0..2, ``count`` takes 1..8.
 
     Raises:
         pydantic.ValidationError: unknown key, value out of range, both or neither of
@@ -135,6 +135,8 @@ class Preset(BaseModel):
     sinks: list[Sink] = Field(default_factory=lambda: ["folder"], min_length=1)
     lora_scale: float = Field(default=1.0, ge=0.0, le=2.0)
     bank: str | None = Field(default=None, pattern=NAME_PATTERN)
+    #: takes (issue 21): clips per trigger, seeds ``seed … seed + count − 1``, one batched call
+    count: int = Field(default=1, ge=1, le=8)
 
     @field_validator("sinks")
     @classmethod

@@ -514,12 +514,18 @@ class Service:
 
     async def _deliver(self, event: JobFinished, job: Delivery) -> Delivered | JobFailed:
         """Fit the clip, offer it to every sink, deliver it to the named ones (the folder first:
-        its failure fails the job; another sink's failure is logged and reported)."""
+        its failure fails the job; another sink's failure is logged and reported).
+
+        Takes (``count > 1``): every take goes to the folder (``_take1`` … in the name, ``take``
+        in the sidecar); the other sinks get the first take. ``Delivered.paths`` lists them all.
+        """
+        results = event.results
         try:
-            result = await asyncio.to_thread(self._fit, event.result, job.loop)
+            fitted = [await asyncio.to_thread(self._fit, r, job.loop) for r in results]
         except (ValueError, TempoError) as exc:
             return JobFailed(event.job_id, str(exc))
-        clip = Clip(event.job_id, result, job)
+        result = fitted[0]
+        clip = Clip(event.job_id, result, job, take=1 if len(fitted) > 1 else 0)
         for sink in self.sinks.values():
             try:
                 sink.offer(clip)
@@ -540,7 +546,13 @@ class Service:
                     return JobFailed(event.job_id, message)
                 log.warning("clip %d is not on the %s: %s", event.job_id, name, message)
                 errors[name] = message
+        paths = [receipts[FOLDER]] if FOLDER in receipts else []
+        if FOLDER in job.sinks:
+            for take, more in enumerate(fitted[1:], start=2):
+                try:
+                    paths.append(await self.sinks[FOLDER].deliver(
+                        Clip(event.job_id, more, job, take=take)))
+                except SinkError as exc:
+                    return JobFailed(event.job_id, str(exc))
         return Delivered(event.job_id, receipts, result.duration, result.audio,
-                         result.sample_rate, job.loop, errors)
-
-
+                         result.sample_rate, job.loop, errors, paths=tuple(paths))

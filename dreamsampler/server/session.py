@@ -191,6 +191,7 @@ def _common(params: GenerationParams, session: Session, steps: int,
         "lora_scale": float(_or(params.lora_scale, session.lora_scale)),
         "concept": concept,
         "loras": loras,
+        "count": int(params.count or 1),  # issue 21: takes (not a session parameter)
     }
 
 
