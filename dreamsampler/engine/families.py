@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from dreamsampler.engine.request import GenerationRequest
 
 _PROMPT_CACHE_SIZE = 256
+#: dtype of every component but the denoiser, and of the latents between steps
+FLOAT32 = torch.float32
 
 
 class ModelLoadError(RuntimeError):
@@ -127,10 +129,24 @@ class LogMelFrontEnd:
 class ModelFamily(ABC):
     """Adapter for one diffusers model family over its loaded components.
 
+    Precision: only the denoiser (:attr:`denoiser_key`) runs at :attr:`dtype` (``float16`` or
+    ``bfloat16`` when asked); every other component (text encoders, projections, VAE, vocoder)
+    and the latents between steps stay float32 (:data:`FLOAT32`): they run once per job or per
+    prompt, so half precision would save little, and they are where fp16 overflows are known:
+    diffusers' ``AutoencoderKL`` (the AudioLDM/MusicLDM/AudioLDM 2 VAE) defaults to
+    ``force_upcast=True`` ("the VAE … should be run in float32", the SD/SDXL VAE overflows in
+    fp16), transformers keeps T5's feed-forward ``wo`` in float32 (``T5PreTrainedModel.
+    _keep_in_fp32_modules``; T5 activations overflow fp16), AudioLDM's own code fixed NaN VAE
+    output (haoheliu/AudioLDM pull request 42), and ``StableAudioDiTModel`` lists its
+    ``preprocess_conv``/``postprocess_conv``/``proj_in``/``proj_out``/``norm`` layers in
+    ``_skip_layerwise_casting_patterns`` (kept out of low-precision storage). The sampler casts
+    the denoiser's input to :attr:`dtype` and its prediction back to float32.
+
     Attributes:
         model_id: repo id, local directory or tiny name it was loaded from.
         components: the diffusers/transformers parts by their pipeline key
             (tokenizer, text_encoder, vae, unet, vocoder, scheduler).
+        dtype: the denoiser's dtype.
     """
 
     name: ClassVar[str]
@@ -158,11 +174,12 @@ class ModelFamily(ABC):
         self.components = components
         self.device = device
         self.dtype = dtype
-        for module in components.values():
+        for key, module in components.items():
             if isinstance(module, torch.nn.Module):
                 module.to(device=device)
-                if next(module.parameters()).dtype != dtype:
-                    module.to(dtype=dtype)
+                wanted = dtype if key == self.denoiser_key else FLOAT32
+                if next(module.parameters()).dtype != wanted:
+                    module.to(dtype=wanted)
                 module.eval()
         self._prompt_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         #: placeholder → replacement applied to every prompt before tokenizing (multi-vector
@@ -326,6 +343,12 @@ class ModelFamily(ABC):
     def clear_prompt_cache(self) -> None:
         self._prompt_cache.clear()
 
+    def compile(self, **options: Any) -> None:
+        """Compile the denoiser's forward with ``torch.compile`` (``nn.Module.compile``: in
+        place, so its class, adapter methods and weights stay; the first steps of each new
+        shape pay the compilation). ``options`` go to ``torch.compile``."""
+        self.components[self.denoiser_key].compile(**options)
+
 
 class ClapLDMFamily(ModelFamily):
     """AudioLDM and MusicLDM: CLAP class-label conditioning, mel VAE, HiFi-GAN vocoder."""
@@ -401,7 +424,7 @@ class ClapLDMFamily(ModelFamily):
         """
         frames = self.frames(duration)
         wave = self.front_end.normalize(waveform.cpu(), frames)
-        mel = self.front_end(wave, frames).to(self.device, self.dtype)
+        mel = self.front_end(wave, frames).to(self.device, FLOAT32)
         vae = self.components["vae"]
         return vae.encode(mel).latent_dist.mode() * vae.config.scaling_factor
 
@@ -497,8 +520,12 @@ def _unreadable_index(model_id: str, exc: Exception) -> str:
             "weights, offline) or --model /path/to/folder (a local diffusers folder)")
 
 
-def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> ModelFamily:
+def load_model(model_id: str, device: str = "auto", dtype: str = "float32",
+               compile: bool = False) -> ModelFamily:
     """Load a model by Hugging Face repo id, local diffusers folder, or tiny fixture name.
+
+    ``dtype`` is the denoiser's (the rest stays float32: :class:`ModelFamily`); ``compile``
+    compiles the denoiser (:meth:`ModelFamily.compile`).
 
     The family comes from ``model_index.json``'s ``_class_name``; each component loads with its
     class's ``from_pretrained(model_id, subfolder=key)`` (the hub cache is used when offline).
@@ -513,7 +540,7 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
     if model_id in TINY_NAMES:
         family_name, components = build_tiny_components(model_id)
         family = next(f for f in families().values() if f.name == family_name)
-        return family(model_id, components, torch_device, torch_dtype)
+        return _compiled(family(model_id, components, torch_device, torch_dtype), compile)
 
     from diffusers import DiffusionPipeline
 
@@ -542,10 +569,17 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
             cls = family.denoiser_class
         kwargs: dict[str, Any] = {"subfolder": key}
         if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
-            kwargs["torch_dtype"] = torch_dtype
+            # half precision for the denoiser only (see ModelFamily)
+            kwargs["torch_dtype"] = torch_dtype if key == family.denoiser_key else FLOAT32
         try:
             source = str(Path(model_id)) if Path(model_id).is_dir() else model_id
             components[key] = cls.from_pretrained(source, **kwargs)
         except Exception as exc:
             raise ModelLoadError(f"{model_id}: cannot load {key} ({exc})") from None
-    return family(model_id, components, torch_device, torch_dtype)
+    return _compiled(family(model_id, components, torch_device, torch_dtype), compile)
+
+
+def _compiled(model: ModelFamily, compile: bool) -> ModelFamily:
+    if compile:
+        model.compile()
+    return model

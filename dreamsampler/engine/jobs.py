@@ -230,6 +230,7 @@ class LocalEngine:
             ``None``: concept commands fail.
         max_batch: most takes (rows) one batched call runs; 1 turns batching across jobs off
             (a job's own ``count`` always runs as one batch).
+        compile: ``torch.compile`` the denoiser when loading (:meth:`ModelFamily.compile`).
     """
 
     def __init__(
@@ -241,7 +242,9 @@ class LocalEngine:
         model: ModelFamily | None = None,
         concepts_dir: Path | None = None,
         max_batch: int = 8,
+        compile: bool = False,
     ) -> None:
+        self._compile = compile
         self.model_id = model_id
         self.max_batch = max_batch
         self.concepts_dir = Path(concepts_dir) if concepts_dir is not None else None
@@ -262,7 +265,7 @@ class LocalEngine:
         self._loop = asyncio.get_running_loop()
         if self.model is None:
             self.model = await asyncio.to_thread(
-                load_model, self.model_id, self._device, self._dtype
+                load_model, self.model_id, self._device, self._dtype, self._compile
             )
         if self.concepts_dir is not None:
             self.concepts = ConceptManager(self.model, self.concepts_dir)

@@ -136,10 +136,11 @@ def _read_inputs(model: ModelFamily, request: GenerationRequest) -> _Inputs:
 def _noise(model: ModelFamily, generators: list[torch.Generator],
            shape: tuple[int, ...]) -> torch.Tensor:
     """Standard normal ``(batch, *shape)``, row ``k`` from ``generators[k]`` alone (drawn in
-    float32 on the CPU, so every dtype and device starts from the same noise)."""
+    float32 on the CPU, so every dtype and device starts from the same noise; latents stay
+    float32 between steps whatever the denoiser's dtype)."""
     noise = randn_tensor((len(generators), *shape), generator=generators,
                          device=torch.device("cpu"), dtype=torch.float32)
-    return noise.to(model.device, model.dtype)
+    return noise.to(model.device)
 
 
 def _prepare_text(model: ModelFamily, rows: list[GenerationRequest], inputs: _Inputs,
@@ -224,7 +225,8 @@ def _denoise(model: ModelFamily, batch: _Batch, on_step: ProgressCallback | None
         model_input = torch.cat([latents, latents]) if batch.guided else latents
         if scale_input:
             model_input = scheduler.scale_model_input(model_input, t)
-        prediction = model.denoise(model_input, t, batch.conditioning)
+        # the denoiser at the model's dtype; guidance and the scheduler in float32
+        prediction = model.denoise(model_input.to(model.dtype), t, batch.conditioning).float()
         if batch.guided:
             uncond, cond = prediction.chunk(2)
             prediction = uncond + batch.guidance_scale * (cond - uncond)

@@ -42,7 +42,7 @@ from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.pipelines.stable_audio_3.pipeline_stable_audio_3 import logsnr_sigma_schedule
 
 from dreamsampler.engine.audio_io import read_audio, resample
-from dreamsampler.engine.families import ModelFamily
+from dreamsampler.engine.families import FLOAT32, ModelFamily
 from dreamsampler.engine.request import RequestError
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class StableAudioFamilyBase(ModelFamily):
     def _stereo(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.ndim == 2:
             waveform = waveform[:, None].expand(-1, self.channels, -1)
-        return waveform.to(self.device, self.dtype)
+        return waveform.to(self.device, FLOAT32)
 
     def _fit_frames(self, latents: torch.Tensor, frames: int) -> torch.Tensor:
         if latents.shape[-1] < frames:
@@ -280,7 +280,8 @@ class StableAudioOpenFamily(StableAudioFamilyBase):
         context = torch.cat([text, start.to(text.dtype), end.to(text.dtype)], dim=1)
         if cond.null is not None:
             context = torch.where(cond.null[:, None, None], torch.zeros_like(context), context)
-        global_states = torch.cat([start, end], dim=2)
+        global_states = torch.cat([start, end], dim=2).to(latents.dtype)
+        context = context.to(latents.dtype)  # the projection runs in float32, the DiT maybe not
         rotary = get_1d_rotary_pos_embed(
             transformer.config.attention_head_dim // 2, frames + global_states.shape[1],
             use_real=True, repeat_interleave_real=False,
@@ -365,9 +366,9 @@ class StableAudio3Family(StableAudioFamilyBase):
             last = min(int(end * self.sample_rate / self.hop_length), frames)
             mask[:, :, first:last] = 0.0
         vae = self.components["vae"]
-        latents = self._fit_frames(vae.encode(waveform.to(self.device, self.dtype)).latents,
+        latents = self._fit_frames(vae.encode(waveform.to(self.device, FLOAT32)).latents,
                                    frames)
-        local = torch.cat([mask, latents * mask], dim=1).to(self.dtype)
+        local = torch.cat([mask, latents * mask], dim=1).to(self.dtype)  # the DiT's input
         return replace(conditioning, local=local.expand(conditioning.batch, -1, -1))
 
     def denoise(
@@ -382,6 +383,8 @@ class StableAudio3Family(StableAudioFamilyBase):
         seconds = torch.tensor([float(total)], dtype=torch.float32, device=self.device)
         global_states = self.components["duration_embedder"](seconds).expand(batch, -1)
         context = torch.cat([cond.text, global_states.unsqueeze(1).to(cond.text.dtype)], dim=1)
+        # text and duration embedder run in float32, the DiT at the model's dtype
+        context, global_states = context.to(latents.dtype), global_states.to(latents.dtype)
         mask = torch.cat([cond.mask, cond.mask.new_ones(batch, 1)], dim=1)
         t = timestep.expand(batch) if timestep.ndim == 0 else timestep
         return self.components["transformer"](
