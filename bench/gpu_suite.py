@@ -5,7 +5,7 @@ For each family (full-size architectures from public configs, random weights, bu
 
 * **bare**: trigger → audio through :func:`~dreamsampler.engine.sampler.sample` (text encoding,
   the loop at the family's default steps, decode) for a ``--seconds`` clip, and **steps/s** of the
-  denoising loop alone (bare minus one zero-step decode-and-encode run);
+  denoising loop alone (from the step callbacks' time stamps);
 * **server**: trigger → file through a real server on loopback (OSC ``/gen`` → ``/done``, the
   WAV and sidecar written), same model object, and the ``/status`` round trip p50/p99 measured by
   a second client while a ``count 4`` job runs;
