@@ -3,7 +3,7 @@
 :class:`RayEngine` implements the :class:`~dreamsampler.engine.jobs.Engine` protocol, so the
 server runs unchanged on it. Each replica of the Serve deployment holds one model and runs the same
 sampling loop as :class:`~dreamsampler.engine.jobs.LocalEngine` (:func:`~dreamsampler.engine.
-sampler.sample_takes`: every take of a request in one batch), one request at a time.
+sampler.sample`), one request at a time.
 
 - Progress: a job is a streaming call (``handle.options(stream=True)``); the replica's method is an
   ``async def`` generator that runs the sampler in a thread and yields one message per denoising
@@ -67,7 +67,7 @@ from dreamsampler.engine.jobs import (
     QueueFull,
 )
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
-from dreamsampler.engine.sampler import Cancelled, sample_takes
+from dreamsampler.engine.sampler import Cancelled, sample
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ class EngineReplica:
             loop.call_soon_threadsafe(steps.put_nowait, (done, total))
 
         work = asyncio.ensure_future(asyncio.to_thread(
-            sample_takes, self.model, request, on_step=on_step, should_cancel=stop.is_set
+            sample, self.model, request, on_step=on_step, should_cancel=stop.is_set
         ))
         try:
             while not work.done() or not steps.empty():
@@ -281,7 +281,7 @@ class EngineReplica:
                     yield {"event": "progress", "step": done, "total": total}
                 else:
                     getter.cancel()
-            result, *more = work.result()
+            result = work.result()
         except (asyncio.CancelledError, GeneratorExit):
             stop.set()  # the caller cancelled: stop between two steps, then end
             with contextlib.suppress(BaseException):
@@ -303,9 +303,6 @@ class EngineReplica:
             "audio": result.audio,
             "sample_rate": result.sample_rate,
             "record": {**result.record, "replica": self.replica},
-            # the further takes (count > 1), in order
-            "takes": [{"audio": t.audio, "record": {**t.record, "replica": self.replica}}
-                      for t in more],
             **self._identity(),
         }
 
@@ -605,15 +602,14 @@ class RayEngine:
         elif kind == "progress":
             job._push(JobProgress(job.id, message["step"], message["total"]))
         elif kind == "finished":
-            takes = [GenerationResult(
-                audio=np.asarray(take["audio"], dtype=np.float32),
-                sample_rate=int(message["sample_rate"]),
-                record=take["record"],
-            ) for take in [message, *message.get("takes", ())]]
+            record = message["record"]
             if job.request.input_path is not None:  # the replica read a copy of its samples
-                for take in takes:
-                    take.record["input_path"] = str(job.request.input_path)
-            return JobFinished(job.id, takes[0], tuple(takes[1:]))
+                record["input_path"] = str(job.request.input_path)
+            return JobFinished(job.id, GenerationResult(
+                audio=np.asarray(message["audio"], dtype=np.float32),
+                sample_rate=int(message["sample_rate"]),
+                record=record,
+            ))
         elif kind == "failed":
             return JobFailed(job.id, message["message"], cancelled=message.get("cancelled", False))
         return None
