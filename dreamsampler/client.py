@@ -26,8 +26,10 @@ class Reply:
                                           for a in self.args)])
 
 
-def is_final_for(address: str) -> Callable[[Reply], bool]:
-    """Predicate: the reply ends a request to ``address`` (its ``/done``, ``/fail`` or reply).
+def is_final_for(address: str, job_id: int | None = None) -> Callable[[Reply], bool]:
+    """Predicate: the reply ends a request to ``address`` (its ``/done``, ``/fail`` or reply);
+    with ``job_id``, only the ``/done``/``/fail`` of that job (``/done address job_id ...``,
+    ``/fail address message job_id``).
 
     ``/queued`` is not final: a generation ends with ``/done <address>`` or ``/fail <address>``.
     """
@@ -37,10 +39,39 @@ def is_final_for(address: str) -> Callable[[Reply], bool]:
 
     def final(reply: Reply) -> bool:
         if reply.address in ("/done", "/fail"):
-            return bool(reply.args) and reply.args[0] == address
+            if not reply.args or reply.args[0] != address:
+                return False
+            return job_id is None or job_of(reply) == job_id
         return reply.address == direct.get(address)
 
     return final
+
+
+def job_of(reply: Reply) -> int | None:
+    """The job id a job's ``/done address job_id path`` or ``/fail address message job_id``
+    names, else None."""
+    at = 1 if reply.address == "/done" else 2 if reply.address == "/fail" else None
+    if at is None or len(reply.args) <= at or not isinstance(reply.args[at], int):
+        return None
+    return int(reply.args[at])
+
+
+class JobReplies:
+    """Predicate for :meth:`OscClient.wait_for` that ends a request to ``address`` the way
+    :func:`is_final_for` does, but once ``/queued job_id`` arrived only on that job's own
+    ``/done`` or ``/fail`` (another job's end, e.g. of an earlier request, is skipped)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.job_id: int | None = None
+        self._final = is_final_for(address)
+
+    def __call__(self, reply: Reply) -> bool:
+        if reply.address == "/queued" and self.job_id is None and reply.args:
+            self.job_id = int(reply.args[0])
+            self._final = is_final_for(self.address, self.job_id)
+            return False
+        return self._final(reply)
 
 
 class OscClient:
@@ -100,9 +131,10 @@ class OscClient:
         raise TimeoutError(f"no matching reply within {timeout:g} s (got: {shown})")
 
     def request(self, address: str, *args: Any, timeout: float = 30.0) -> list[Reply]:
-        """Send a command and wait for its final reply (see :func:`is_final_for`)."""
+        """Send a command and wait for its final reply (see :func:`is_final_for`); for a job,
+        the ``/done`` or ``/fail`` of the job its ``/queued`` named (:class:`JobReplies`)."""
         self.send(address, *args)
-        return self.wait_for(is_final_for(address), timeout)
+        return self.wait_for(JobReplies(address), timeout)
 
 
 def parse_cli_args(words: Iterable[str]) -> list[Any]:

@@ -18,6 +18,7 @@ test checks that they agree.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,10 +29,14 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     model_validator,
 )
 
-SCHEDULERS = ("ddim", "dpm++", "pndm", "euler", "lms", "heun")
+from dreamsampler import schema
+from dreamsampler.engine.catalog import tiny_choices
+
+SCHEDULERS = schema.SCHEDULER_NAMES
 APP_NAME = "dreamsampler"
 CONFIG_NAME = "config.yaml"
 
@@ -59,14 +64,25 @@ class ModelConfig(_Section):
 
     id: str = Field(
         "ucsd-reach/musicldm",
-        description="Hugging Face repo id or local directory; 'tiny' builds a random-weight test "
-        "fixture offline (produces noise); 'tiny:audioldm' the AudioLDM-shaped one.",
+        description="Hugging Face repo id or local directory; a tiny random-weight build "
+        f"({tiny_choices()}) runs offline as a test fixture (it produces noise).",
     )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
         "float32", description="the denoiser's dtype: float32, float16 or bfloat16 (half "
         "precision pays on a GPU; on a CPU it runs, slower); text encoders, VAE and vocoder "
         "stay float32 (docs/performance.md)")
+
+
+class StemsConfig(_Section):
+    """The stems stage: source separation with Demucs (/separate, the stems option)."""
+
+    model: str = Field(
+        "htdemucs", description="Demucs model: a pretrained name (htdemucs, htdemucs_ft, "
+        "htdemucs_6s; from the Hugging Face cache), a local folder of Demucs .th/.yaml files, "
+        "NAME@FOLDER, or 'tiny' (random weights, for tests)")
+    preload: bool = Field(False, description="load the stems model at start instead of on the "
+                          "first job that needs it")
 
 
 class EngineConfig(_Section):
@@ -166,20 +182,20 @@ class OutputConfig(_Section):
     )
 
 
-class Defaults(_Section):
-    """Session defaults for requests that do not name a value."""
+def defaults_model(params: Sequence[schema.Param] | None = None) -> type[_Section]:
+    """The ``defaults`` section for ``params`` (default: the schema's): one key per
+    :data:`~dreamsampler.schema.CONFIG` parameter, typed, ranged and described there."""
+    fields: dict[str, Any] = {}
+    for p in schema.taken_by(schema.CONFIG, params):
+        kind: Any = Literal[p.choices] if p.choices else p.python_type()
+        fields[p.name] = (kind, Field(p.default, ge=p.minimum, le=p.maximum,
+                                      description=p.description))
+    model = create_model("Defaults", __base__=_Section, **fields)
+    model.__doc__ = "Session defaults for requests that do not name a value."
+    return model
 
-    prompt: str = Field("", description="prompt used by /trigger until /param/prompt sets one")
-    negative_prompt: str = Field("", description="what to steer away from, e.g. 'low quality'")
-    num_inference_steps: int = Field(25, ge=1, description="denoising steps")
-    guidance_scale: float = Field(2.5, ge=0.0, le=50.0,
-                                  description="classifier-free guidance; <= 1 disables it")
-    duration: float = Field(10.0, gt=0.0, description="seconds")
-    strength: float = Field(0.5, ge=0.0, le=1.0, description="style transfer: 0.4-0.6 balances "
-                            "source and prompt")
-    seed: int = Field(0, ge=0, description="random seed")
-    scheduler: Literal[SCHEDULERS] = Field(  # type: ignore[valid-type]
-        "ddim", description="ddim, dpm++, pndm, euler, lms or heun")
+
+Defaults = defaults_model()
 
 
 class Limits(_Section):
@@ -227,6 +243,7 @@ class Config(_Section):
     """The whole server configuration (``config.yaml``)."""
 
     model: ModelConfig = ModelConfig()
+    stems: StemsConfig = StemsConfig()
     engine: EngineConfig = EngineConfig()
     osc: OscConfig = OscConfig()
     oscquery: OscQueryConfig = OscQueryConfig()
@@ -429,8 +446,12 @@ def _render(model: type[BaseModel], indent: int, out: list[str]) -> None:
     for name, field in model.model_fields.items():
         default = field.get_default(call_default_factory=True)
         if isinstance(default, BaseModel):
-            doc = (type(default).__doc__ or "").strip().splitlines()[0]
-            out += ["", f"{pad}# {doc}", f"{pad}{name}:"]
+            # the docstring's first paragraph, whole (not cut after its first line)
+            doc = " ".join((type(default).__doc__ or "").strip().split("\n\n")[0].split())
+            out.append("")
+            out += textwrap.wrap(doc, width=100 - indent, initial_indent=pad + "# ",
+                                 subsequent_indent=pad + "# ")
+            out.append(f"{pad}{name}:")
             _render(type(default), indent + 2, out)
             continue
         if indent == 0:

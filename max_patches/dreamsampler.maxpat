@@ -349,7 +349,7 @@
        "parameter_longname": "Seed",
        "parameter_shortname": "Seed",
        "parameter_type": 1,
-       "parameter_mmin": 0,
+       "parameter_mmin": -1,
        "parameter_mmax": 2147483647,
        "parameter_initial": [
         0
@@ -2546,6 +2546,25 @@
     "box": {
      "id": "obj-104",
      "maxclass": "newobj",
+     "numinlets": 2,
+     "numoutlets": 2,
+     "outlettype": [
+      "",
+      ""
+     ],
+     "patching_rect": [
+      900,
+      540,
+      86,
+      22
+     ],
+     "text": "zl slice 1"
+    }
+   },
+   {
+    "box": {
+     "id": "obj-105",
+     "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
      "outlettype": [
@@ -2562,7 +2581,7 @@
    },
    {
     "box": {
-     "id": "obj-105",
+     "id": "obj-106",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2580,7 +2599,7 @@
    },
    {
     "box": {
-     "id": "obj-106",
+     "id": "obj-107",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2599,7 +2618,7 @@
    },
    {
     "box": {
-     "id": "obj-107",
+     "id": "obj-108",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2619,7 +2638,7 @@
    },
    {
     "box": {
-     "id": "obj-108",
+     "id": "obj-109",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2637,7 +2656,7 @@
    },
    {
     "box": {
-     "id": "obj-109",
+     "id": "obj-110",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2656,7 +2675,7 @@
    },
    {
     "box": {
-     "id": "obj-110",
+     "id": "obj-111",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2674,7 +2693,7 @@
    },
    {
     "box": {
-     "id": "obj-111",
+     "id": "obj-112",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2692,7 +2711,7 @@
    },
    {
     "box": {
-     "id": "obj-112",
+     "id": "obj-113",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2711,7 +2730,7 @@
    },
    {
     "box": {
-     "id": "obj-113",
+     "id": "obj-114",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2730,7 +2749,7 @@
    },
    {
     "box": {
-     "id": "obj-114",
+     "id": "obj-115",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2749,7 +2768,7 @@
    },
    {
     "box": {
-     "id": "obj-115",
+     "id": "obj-116",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2768,7 +2787,7 @@
    },
    {
     "box": {
-     "id": "obj-116",
+     "id": "obj-117",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2786,7 +2805,7 @@
    },
    {
     "box": {
-     "id": "obj-117",
+     "id": "obj-118",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2806,7 +2825,7 @@
    },
    {
     "box": {
-     "id": "obj-118",
+     "id": "obj-119",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2824,7 +2843,7 @@
    },
    {
     "box": {
-     "id": "obj-119",
+     "id": "obj-120",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -2843,7 +2862,7 @@
    },
    {
     "box": {
-     "id": "obj-120",
+     "id": "obj-121",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2861,7 +2880,7 @@
    },
    {
     "box": {
-     "id": "obj-121",
+     "id": "obj-122",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 1,
@@ -2879,7 +2898,7 @@
    },
    {
     "box": {
-     "id": "obj-122",
+     "id": "obj-123",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2897,7 +2916,7 @@
    },
    {
     "box": {
-     "id": "obj-123",
+     "id": "obj-124",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -2940,7 +2959,7 @@
    },
    {
     "box": {
-     "id": "obj-124",
+     "id": "obj-125",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 3,
@@ -2960,7 +2979,7 @@
    },
    {
     "box": {
-     "id": "obj-125",
+     "id": "obj-126",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2978,7 +2997,7 @@
    },
    {
     "box": {
-     "id": "obj-126",
+     "id": "obj-127",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -2996,7 +3015,7 @@
    },
    {
     "box": {
-     "id": "obj-127",
+     "id": "obj-128",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3038,7 +3057,7 @@
    },
    {
     "box": {
-     "id": "obj-128",
+     "id": "obj-129",
      "maxclass": "newobj",
      "numinlets": 2,
      "numoutlets": 2,
@@ -3057,7 +3076,7 @@
    },
    {
     "box": {
-     "id": "obj-129",
+     "id": "obj-130",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3075,7 +3094,7 @@
    },
    {
     "box": {
-     "id": "obj-130",
+     "id": "obj-131",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3117,7 +3136,7 @@
    },
    {
     "box": {
-     "id": "obj-131",
+     "id": "obj-132",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3136,7 +3155,7 @@
    },
    {
     "box": {
-     "id": "obj-132",
+     "id": "obj-133",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3154,7 +3173,7 @@
    },
    {
     "box": {
-     "id": "obj-133",
+     "id": "obj-134",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3172,7 +3191,7 @@
    },
    {
     "box": {
-     "id": "obj-134",
+     "id": "obj-135",
      "maxclass": "waveform~",
      "numinlets": 5,
      "numoutlets": 6,
@@ -3202,7 +3221,7 @@
    },
    {
     "box": {
-     "id": "obj-135",
+     "id": "obj-136",
      "maxclass": "live.text",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3244,7 +3263,7 @@
    },
    {
     "box": {
-     "id": "obj-136",
+     "id": "obj-137",
      "maxclass": "message",
      "numinlets": 2,
      "numoutlets": 1,
@@ -3262,7 +3281,7 @@
    },
    {
     "box": {
-     "id": "obj-137",
+     "id": "obj-138",
      "maxclass": "newobj",
      "numinlets": 1,
      "numoutlets": 2,
@@ -3281,7 +3300,7 @@
    },
    {
     "box": {
-     "id": "obj-138",
+     "id": "obj-139",
      "maxclass": "ezdac~",
      "numinlets": 2,
      "numoutlets": 0,
@@ -4938,7 +4957,31 @@
    {
     "patchline": {
      "source": [
-      "obj-103",
+      "obj-100",
+      0
+     ],
+     "destination": [
+      "obj-104",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      1
+     ],
+     "destination": [
+      "obj-104",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
       2
      ],
      "destination": [
@@ -4950,7 +4993,43 @@
    {
     "patchline": {
      "source": [
+      "obj-100",
+      3
+     ],
+     "destination": [
       "obj-104",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-100",
+      4
+     ],
+     "destination": [
+      "obj-104",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-104",
+      1
+     ],
+     "destination": [
+      "obj-105",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-105",
       0
      ],
      "destination": [
@@ -4966,7 +5045,7 @@
       0
      ],
      "destination": [
-      "obj-105",
+      "obj-106",
       0
      ]
     }
@@ -4974,11 +5053,11 @@
    {
     "patchline": {
      "source": [
-      "obj-105",
+      "obj-106",
       0
      ],
      "destination": [
-      "obj-106",
+      "obj-107",
       0
      ]
     }
@@ -4990,7 +5069,7 @@
       4
      ],
      "destination": [
-      "obj-107",
+      "obj-108",
       0
      ]
     }
@@ -4998,11 +5077,11 @@
    {
     "patchline": {
      "source": [
-      "obj-107",
+      "obj-108",
       2
      ],
      "destination": [
-      "obj-108",
+      "obj-109",
       0
      ]
     }
@@ -5010,7 +5089,7 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-109",
       0
      ],
      "destination": [
@@ -5022,7 +5101,7 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-109",
       0
      ],
      "destination": [
@@ -5034,7 +5113,7 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-109",
       0
      ],
      "destination": [
@@ -5046,7 +5125,7 @@
    {
     "patchline": {
      "source": [
-      "obj-108",
+      "obj-109",
       0
      ],
      "destination": [
@@ -5058,20 +5137,8 @@
    {
     "patchline": {
      "source": [
-      "obj-107",
+      "obj-108",
       1
-     ],
-     "destination": [
-      "obj-109",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-109",
-      0
      ],
      "destination": [
       "obj-110",
@@ -5083,78 +5150,6 @@
     "patchline": {
      "source": [
       "obj-110",
-      0
-     ],
-     "destination": [
-      "obj-79",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-109",
-      1
-     ],
-     "destination": [
-      "obj-112",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-112",
-      1
-     ],
-     "destination": [
-      "obj-113",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-113",
-      0
-     ],
-     "destination": [
-      "obj-114",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-114",
-      0
-     ],
-     "destination": [
-      "obj-115",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-112",
-      0
-     ],
-     "destination": [
-      "obj-115",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-115",
       0
      ],
      "destination": [
@@ -5178,7 +5173,55 @@
    {
     "patchline": {
      "source": [
-      "obj-107",
+      "obj-110",
+      1
+     ],
+     "destination": [
+      "obj-113",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-113",
+      1
+     ],
+     "destination": [
+      "obj-114",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-114",
+      0
+     ],
+     "destination": [
+      "obj-115",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-115",
+      0
+     ],
+     "destination": [
+      "obj-116",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-113",
       0
      ],
      "destination": [
@@ -5191,6 +5234,42 @@
     "patchline": {
      "source": [
       "obj-116",
+      0
+     ],
+     "destination": [
+      "obj-112",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-112",
+      0
+     ],
+     "destination": [
+      "obj-79",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-108",
+      0
+     ],
+     "destination": [
+      "obj-117",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-117",
       0
      ],
      "destination": [
@@ -5206,7 +5285,7 @@
       5
      ],
      "destination": [
-      "obj-117",
+      "obj-118",
       0
      ]
     }
@@ -5214,11 +5293,11 @@
    {
     "patchline": {
      "source": [
-      "obj-117",
+      "obj-118",
       2
      ],
      "destination": [
-      "obj-118",
+      "obj-119",
       0
      ]
     }
@@ -5226,7 +5305,7 @@
    {
     "patchline": {
      "source": [
-      "obj-118",
+      "obj-119",
       0
      ],
      "destination": [
@@ -5238,20 +5317,8 @@
    {
     "patchline": {
      "source": [
-      "obj-117",
+      "obj-118",
       1
-     ],
-     "destination": [
-      "obj-119",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-119",
-      0
      ],
      "destination": [
       "obj-120",
@@ -5264,18 +5331,6 @@
      "source": [
       "obj-120",
       0
-     ],
-     "destination": [
-      "obj-86",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-119",
-      1
      ],
      "destination": [
       "obj-121",
@@ -5298,8 +5353,8 @@
    {
     "patchline": {
      "source": [
-      "obj-117",
-      0
+      "obj-120",
+      1
      ],
      "destination": [
       "obj-122",
@@ -5315,6 +5370,18 @@
      ],
      "destination": [
       "obj-86",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-118",
+      0
+     ],
+     "destination": [
+      "obj-123",
       0
      ]
     }
@@ -5326,7 +5393,7 @@
       0
      ],
      "destination": [
-      "obj-124",
+      "obj-86",
       0
      ]
     }
@@ -5347,6 +5414,18 @@
     "patchline": {
      "source": [
       "obj-125",
+      0
+     ],
+     "destination": [
+      "obj-126",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-126",
       0
      ],
      "destination": [
@@ -5358,11 +5437,11 @@
    {
     "patchline": {
      "source": [
-      "obj-124",
+      "obj-125",
       1
      ],
      "destination": [
-      "obj-126",
+      "obj-127",
       0
      ]
     }
@@ -5370,7 +5449,7 @@
    {
     "patchline": {
      "source": [
-      "obj-126",
+      "obj-127",
       0
      ],
      "destination": [
@@ -5386,7 +5465,7 @@
       0
      ],
      "destination": [
-      "obj-128",
+      "obj-129",
       1
      ]
     }
@@ -5394,18 +5473,6 @@
    {
     "patchline": {
      "source": [
-      "obj-127",
-      0
-     ],
-     "destination": [
-      "obj-128",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
       "obj-128",
       0
      ],
@@ -5422,7 +5489,7 @@
       0
      ],
      "destination": [
-      "obj-2",
+      "obj-130",
       0
      ]
     }
@@ -5434,7 +5501,7 @@
       0
      ],
      "destination": [
-      "obj-131",
+      "obj-2",
       0
      ]
     }
@@ -5455,6 +5522,18 @@
     "patchline": {
      "source": [
       "obj-132",
+      0
+     ],
+     "destination": [
+      "obj-133",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
+      "obj-133",
       0
      ],
      "destination": [
@@ -5466,11 +5545,11 @@
    {
     "patchline": {
      "source": [
-      "obj-131",
+      "obj-132",
       1
      ],
      "destination": [
-      "obj-133",
+      "obj-134",
       0
      ]
     }
@@ -5478,23 +5557,11 @@
    {
     "patchline": {
      "source": [
-      "obj-133",
+      "obj-134",
       0
      ],
      "destination": [
-      "obj-123",
-      0
-     ]
-    }
-   },
-   {
-    "patchline": {
-     "source": [
-      "obj-135",
-      0
-     ],
-     "destination": [
-      "obj-136",
+      "obj-124",
       0
      ]
     }
@@ -5526,11 +5593,23 @@
    {
     "patchline": {
      "source": [
-      "obj-137",
+      "obj-138",
       0
      ],
      "destination": [
+      "obj-139",
+      0
+     ]
+    }
+   },
+   {
+    "patchline": {
+     "source": [
       "obj-138",
+      0
+     ],
+     "destination": [
+      "obj-139",
       1
      ]
     }
@@ -5652,22 +5731,22 @@
     "Trigger",
     0
    ],
-   "obj-123": [
+   "obj-124": [
     "Jam",
     "Jam",
     0
    ],
-   "obj-127": [
+   "obj-128": [
     "Play on server",
     "Play srv",
     0
    ],
-   "obj-130": [
+   "obj-131": [
     "Stop server",
     "Stop srv",
     0
    ],
-   "obj-135": [
+   "obj-136": [
     "Play clip",
     "Play",
     0

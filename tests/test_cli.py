@@ -75,11 +75,30 @@ def test_serve_and_send(served: tuple[int, Path, Path]) -> None:
 
 def test_send_warns_about_a_misspelt_key(served: tuple[int, Path, Path]) -> None:
     port, _, _ = served
+    run = subprocess.run([*CLI, "send", "--port", str(port), "/gen", "x", "negativ", "hiss",
+                          "seed", "3"], env=ENV, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert ("'negativ' is sent as part of the prompt; did you mean the option 'negative'?"
+            in run.stderr)
+    assert run.stdout.strip().splitlines()[-1].endswith("_x-negativ-hiss_3.wav'")
+
+
+def test_send_labels_the_status_reply(served: tuple[int, Path, Path]) -> None:
+    port, _, _ = served
+    run = subprocess.run([*CLI, "send", "--port", str(port), "/status"], env=ENV,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    line = run.stdout.strip().splitlines()[-1]
+    assert line.startswith("/status.reply queued=0 running=-1 jobs_done="), line
+    assert "model='tiny'" in line and "engine_restarts=0" in line
+
+
+def test_send_a_misspelt_numeric_key_is_refused(served: tuple[int, Path, Path]) -> None:
+    port, _, _ = served
     run = subprocess.run([*CLI, "send", "--port", str(port), "/gen", "x", "sed", "3"],
                          env=ENV, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    assert "'sed' is sent as part of the prompt; did you mean the option 'seed'?" in run.stderr
-    assert run.stdout.strip().splitlines()[-1].endswith("_x-sed-3_0.wav'")
+    assert run.returncode != 0
+    assert "unknown option 'sed' (value 3); did you mean 'seed'?" in run.stdout + run.stderr
 
 
 def test_send_shows_a_progress_bar_on_a_terminal(served: tuple[int, Path, Path]) -> None:
@@ -118,8 +137,8 @@ def test_send_to_a_port_where_nothing_listens_fails_fast() -> None:
 def test_misspelt_key_detection() -> None:
     from dreamsampler.cli.send import misspelt_keys
 
-    assert misspelt_keys("/gen", ["x", "sed", 3]) == [("sed", "seed")]
-    assert misspelt_keys("/gen", ["x", "stpes", 8, "seed", 2]) == [("stpes", "steps")]
+    assert misspelt_keys("/gen", ["x", "negativ", "hiss"]) == [("negativ", "negative")]
+    assert misspelt_keys("/gen", ["x", "sed", 3]) == [], "the server refuses it itself"
     assert misspelt_keys("/gen", ["fast", "speed", "garage"]) == [], "no number after it"
     assert misspelt_keys("/gen", ["seed", "pod"]) == [], "the first word is prompt"
     assert misspelt_keys("/status", ["sed", 3]) == []
@@ -232,7 +251,9 @@ def test_offline_first_run_fails_fast_and_says_why(tmp_path: Path) -> None:
 def test_unreachable_hub_says_the_download_failed(tmp_path: Path) -> None:
     """Online, but the hub endpoint refuses connections (a closed local port stands in for a
     machine without network): one probe, then a plain message instead of 30 s of retries."""
-    env = {k: v for k, v in ENV.items() if k != "HF_HUB_OFFLINE" and "proxy" not in k.lower()}
+    # every *_OFFLINE variable (huggingface_hub also reads TRANSFORMERS_OFFLINE) and proxy goes
+    env = {k: v for k, v in ENV.items()
+           if not k.upper().endswith("_OFFLINE") and "proxy" not in k.lower()}
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
@@ -311,3 +332,15 @@ def test_serve_raises_the_open_file_limit() -> None:
                          timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "4096"
+
+
+def test_serve_help_lists_every_tiny_build_and_an_unknown_one_is_refused(
+        tmp_path: Path) -> None:
+    from dreamsampler.engine.catalog import TINY_NAMES
+
+    run = subprocess.run([*CLI, "serve", "--help"], env=ENV, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0
+    assert all(f"'{name}'" in run.stdout for name in TINY_NAMES), run.stdout
+    err = _serve_fails(tmp_path, "--model", "tiny:nope")
+    assert "no such tiny build" in err and "'tiny:sa3'" in err

@@ -13,18 +13,21 @@ from dreamsampler import __version__
 from dreamsampler.cli import (
     concepts,
     config_cmd,
+    conform_cmd,
     doctor,
     eval,
     live,
     patches,
     send,
+    separate,
     serve,
     train,
 )
 from dreamsampler.cli.common import SafeRichHandler, route_library_logs
 from dreamsampler.config import ConfigError
 
-COMMAND_MODULES = (serve, send, train, concepts, eval, live, doctor, patches, config_cmd)
+COMMAND_MODULES = (serve, send, separate, train, concepts, eval, live, doctor, patches,
+                   config_cmd, conform_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from dreamsampler.config import (
     parse_override,
     user_config_dir,
 )
+from dreamsampler.engine.catalog import tiny_choices
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -31,7 +32,10 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", type=Path,
                    help=f"YAML config file (default: ./{CONFIG_NAME}, else {CONFIG_NAME} in "
                    f"{_user_config_dir_shown()}, else the built-in defaults)")
-    g.add_argument("--model", help="repo id, local folder, 'tiny' or 'tiny:audioldm'")
+    g.add_argument("--model", help="repo id, local folder, or a tiny random-weight "
+                   f"build: {tiny_choices()}")
+    g.add_argument("--stems-model", help="Demucs model for stems: htdemucs, htdemucs_ft, "
+                   "htdemucs_6s, a local folder or 'tiny'")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
     g.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                    help="model precision (half precision on a GPU only)")
@@ -94,6 +98,7 @@ def show_defaults(p: argparse.ArgumentParser) -> None:
 
 _OVERRIDES = {
     "model": "model.id", "device": "model.device", "dtype": "model.dtype",
+    "stems_model": "stems.model",
     "host": "osc.host", "port": "osc.port", "output_dir": "output.dir",
     "input_dir": "input_dirs", "concepts_dir": "concepts_dir",
     "steps": "defaults.num_inference_steps", "guidance": "defaults.guidance_scale",

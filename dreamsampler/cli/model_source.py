@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dreamsampler.config import Config, ConfigError
+from dreamsampler.engine.catalog import TINY_NAMES, tiny_choices
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,10 @@ def check_model_source(model_id: str, probe_timeout: float = PROBE_TIMEOUT) -> s
         ConfigError: a missing local folder, a folder without ``model_index.json``, offline mode
             with an uncached repo id, or a hub that cannot be reached; the message says what to do.
     """
-    if model_id == "tiny" or model_id.startswith("tiny:"):  # engine.tiny.TINY_NAMES (no torch)
+    if model_id in TINY_NAMES:
         return "tiny fixture"
+    if model_id.startswith("tiny:"):
+        raise ConfigError(f"model.id {model_id}: no such tiny build (known: {tiny_choices()})")
     path = Path(model_id).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
@@ -67,11 +70,12 @@ def check_model_source(model_id: str, probe_timeout: float = PROBE_TIMEOUT) -> s
                           f"(owner/name); {TINY_HINT}") from None
     if isinstance(cached, str):
         return "Hugging Face cache"
-    if constants.HF_HUB_OFFLINE:
+    if constants.HF_HUB_OFFLINE:  # huggingface_hub reads HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE
+        var = "HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE") else "TRANSFORMERS_OFFLINE"
         raise ConfigError(
-            f"model.id {model_id}: offline mode is on (HF_HUB_OFFLINE is set) and the model is not "
+            f"model.id {model_id}: offline mode is on ({var} is set) and the model is not "
             f"in the Hugging Face cache ({constants.HF_HUB_CACHE}), so it cannot be downloaded. "
-            f"Unset HF_HUB_OFFLINE and start once with a network connection, or {TINY_HINT}")
+            f"Unset {var} and start once with a network connection, or {TINY_HINT}")
     endpoint = constants.ENDPOINT
     if not any(os.environ.get(v) for v in _PROXY_VARS):
         parts = urlsplit(endpoint)

@@ -4,8 +4,10 @@ Before the message goes out, ``/version`` checks within ``--connect-timeout`` se
 answers (UDP has no connection: without this, a wrong port meant waiting ``--timeout`` in silence).
 A generation (a command whose contract replies include ``/queued``) registers for ``/notify`` first
 and shows the job's progress until its ``/done`` or ``/fail``: a progress bar on a terminal, one
-line per notification otherwise. A prompt atom that looks like a misspelt option key
-(``/gen x sed 3``) is sent as it is (it becomes part of the prompt) with a warning.
+line per notification otherwise. A prompt atom that looks like a misspelt option key and that the
+server reads as prompt text (``/gen x negativ noise``) is sent as it is, with a warning; a misspelt
+numeric key followed by a number (``/gen x sed 3``) the server refuses itself (``/fail`` with a
+did-you-mean).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dreamsampler.client import OscClient, Reply, is_final_for, parse_cli_args
-from dreamsampler.server.contract import COMMANDS, ContractError
+from dreamsampler.server.contract import COMMANDS, TYPED_REPLIES, ContractError
 
 #: how close (difflib ratio) a prompt atom must be to an option key to be called a misspelling
 MISSPELT_CUTOFF = 0.75
@@ -40,6 +42,8 @@ def misspelt_keys(address: str, atoms: Sequence[Any]) -> list[tuple[str, str]]:
         atom = atoms[i]
         if not isinstance(atom, str) or atom in keys:
             continue
+        if message.refuses_near_miss(atoms, i):
+            continue  # the server answers /fail with a did-you-mean itself
         for key in difflib.get_close_matches(atom, keys, n=1, cutoff=MISSPELT_CUTOFF):
             option = message.option(key)
             try:
@@ -146,7 +150,8 @@ def _cmd_send(args: argparse.Namespace) -> int:
                 print(f"timeout: {exc}", file=sys.stderr)
                 return 2
             for reply in replies:
-                print(reply)
+                typed = TYPED_REPLIES.get(reply.address)
+                print(typed.from_atoms(reply.args).labelled() if typed else reply)
             return 1 if replies[-1].address == "/fail" else 0
         client.request("/notify", 1, timeout=max(args.connect_timeout, 1.0))
         display = _Display(args.progress if args.progress is not None else sys.stdout.isatty())

@@ -85,6 +85,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         prompt=" ".join(args.prompt), negative_prompt=args.negative, seed=args.seed,
         input_path=str(Path(args.input).expanduser().resolve()) if args.input else None,
         strength=args.strength if args.input else None,
+        bpm=args.bpm, key=args.key, bars=args.bars, meter=args.meter, conform=args.conform,
     )
 
     async def run() -> Path | None:
@@ -137,10 +138,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("generate", help="generate one clip without a server")
     p.add_argument("prompt", nargs="+", help="text prompt")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="random seed; default (or -1): a fresh one, "
+                   "written in the file name and the sidecar")
     p.add_argument("--negative", help="negative prompt")
     p.add_argument("--input", type=Path, help="style-transfer this audio file")
     p.add_argument("--strength", type=float, default=0.5, help="transfer strength in [0, 1]")
     p.add_argument("--name", help="file name stem")
+    g = p.add_argument_group("loops that lock (docs/conform.md)")
+    g.add_argument("--bpm", type=float, help="tempo to make and conform the clip to (BPM; "
+                   "default: live.tempo); turns conform on")
+    g.add_argument("--key", help="key to conform to, e.g. 'F# minor', 'Bb major', Am; turns "
+                   "conform on")
+    g.add_argument("--bars", type=int, help="clip length in whole bars")
+    g.add_argument("--meter", help="time signature N/D (default 4/4)")
+    g.add_argument("--conform", type=int, choices=[0, 1],
+                   help="1: conform (stretch, shift, downbeat, loop seam); 0: only cut to bars")
     add_config_args(p)
     p.set_defaults(func=_cmd_generate)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dreamsampler.cli.common import config_from_args
 from dreamsampler.cli.model_source import check_model
+from dreamsampler.engine.catalog import tiny_choices
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -85,7 +86,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     """The configuration options a training or concepts command uses (each overrides the file)."""
     g = p.add_argument_group("configuration (each overrides config.yaml)")
     g.add_argument("--config", type=Path, help="YAML config file (default: built-in defaults)")
-    g.add_argument("--model", help="repo id, local folder, 'tiny' or 'tiny:audioldm'")
+    g.add_argument("--model", help="repo id, local folder, or a tiny random-weight "
+                   f"build: {tiny_choices()}")
     g.add_argument("--device", help="auto, cpu, cuda, cuda:N, mps")
     g.add_argument("--concepts-dir", type=Path, help="folder of trained concepts")
     g.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",

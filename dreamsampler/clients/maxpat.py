@@ -461,8 +461,13 @@ def build(spec: ResolvedSpec, device: bool = False) -> MaxPatch:
     p.connect(other_done, 0, status, 0)
     fan = p.obj(700, 540, "t s s s")
     p.connect(clip, 1, fan, 0)
+    # the status shows "done <path>", and the stems folder after it when the job made stems
+    # (/done <address> <job id> <path> <stems folder>: issue 19)
+    delivered = p.obj(900, 540, "zl slice 1")
+    for i in range(len(spec.delivering)):
+        p.connect(done, i, delivered, 0)
     done_text = p.obj(900, 570, "prepend set done")
-    p.connect(fan, 2, done_text, 0)
+    p.connect(delivered, 1, done_text, 0)
     p.connect(done_text, 0, status, 0)
     replace = p.obj(700, 570, "prepend replace")
     buffer = p.obj(700, 600, f"buffer~ {buffer_name}")

@@ -454,8 +454,11 @@ def build(spec: ResolvedSpec) -> PdPatch:
     other_done = p.obj(rx + 280, ry + 180, "list prepend done")  # /done /stop, /done /jam...
     p.connect(done, len(spec.delivering), other_done, 0)
     p.connect(other_done, 0, status_send, 0)
-    done_text = p.msg(rx + 170, ry + 210, "list done $1")
-    p.connect(clip, 1, done_text, 0)
+    # "done <path>", and the stems folder after it when the job made stems (issue 19)
+    path_and_stems = p.obj(rx + 170, ry + 195, "list split 1")
+    p.connect(delivered, 0, path_and_stems, 0)
+    done_text = p.obj(rx + 170, ry + 210, "list prepend done")
+    p.connect(path_and_stems, 1, done_text, 0)
     p.connect(done_text, 0, status_send, 0)
     read = p.msg(rx + 60, ry + 210, "read -resize $1 ds-clip")
     filer = p.obj(rx + 60, ry + 240, "soundfiler")

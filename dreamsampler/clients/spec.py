@@ -11,8 +11,10 @@ them. Types, ranges and units come from the contract; defaults from the server's
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from dreamsampler import schema
 from dreamsampler.config import Defaults, Limits
 from dreamsampler.server.contract import COMMANDS, REPLIES, Arg, Message
 
@@ -126,15 +128,25 @@ class PatchSpec:
 
 _ALL = ("/gen", "/transfer", "/continue", "/inpaint")
 
+UI_MAX = {"guidance": 20.0}
+"""Upper bounds of number boxes tighter than the parameter's range (a playable sweep)."""
+
+
+def schema_numbers(params: Sequence[schema.Param] | None = None) -> tuple[Number, ...]:
+    """A number box per :data:`~dreamsampler.schema.PATCH` parameter of the schema, in schema
+    order, labelled ``key`` or ``key(unit)``, sent with the generation commands that take it;
+    the seed gets the dice and lock (``bars`` 0 = use duration: one-shots in seconds, loops in
+    bars)."""
+    return tuple(
+        Number(p.osc_key, f"{p.osc_key}({p.unit})" if p.unit else p.osc_key,
+               commands=tuple(a for a in _ALL if a in p.takes), ui_max=UI_MAX.get(p.osc_key),
+               dice=p.name == "seed")
+        for p in schema.taken_by(schema.PATCH, params)
+    )
+
+
 SPEC = PatchSpec(
-    numbers=(
-        Number("seed", "seed", commands=_ALL, dice=True),
-        Number("steps", "steps", commands=_ALL),
-        Number("guidance", "guidance", commands=_ALL, ui_max=20.0),
-        Number("duration", "duration(s)"),
-        Number("bars", "bars"),  # 0 = use duration: one-shots in seconds, loops in bars
-        Number("strength", "strength", commands=("/transfer",)),
-    ),
+    numbers=schema_numbers(),
     concepts=ConceptMenu(),
     presets=PresetMenu(),
     transport=Transport(),

@@ -145,6 +145,16 @@ def resample(audio: np.ndarray, rate_in: int, rate_out: int, quality: str = "HQ"
     return np.ascontiguousarray(soxr.resample(audio.T, rate_in, rate_out, quality=quality).T)
 
 
+def read_resampled(path: Path | str, sample_rate: int) -> np.ndarray:
+    """A whole audio file at ``sample_rate``, its channels kept: float32 ``(channels, samples)``.
+
+    Raises:
+        AudioFileError: as :func:`read_audio`.
+    """
+    audio, rate = read_audio(path)
+    return np.ascontiguousarray(resample(audio, rate, sample_rate), dtype=np.float32)
+
+
 #: Seconds read beyond the requested duration so the resampler's filter sees the same input
 #: near the cut as in a whole-file read (soxr HQ needs well under 10 ms).
 RESAMPLE_MARGIN_S = 0.1

@@ -9,7 +9,7 @@ generates ``max_new_tokens`` (8) further hidden states autoregressively ("langua
 Sec. 3 of the paper). The UNet (``AudioLDM2UNet2DConditionModel``) cross-attends to the generated
 states (``encoder_hidden_states``) and to the T5 sequence (``encoder_hidden_states_1`` with its
 mask). Latents, VAE, mel front end and HiFi-GAN vocoder are AudioLDM's
-(:class:`~dreamsampler.engine.families.ClapLDMFamily`), so SDEdit works unchanged.
+(:class:`~dreamsampler.engine.audioldm.ClapLDMFamily`), so SDEdit works unchanged.
 
 transformers 5 broke the pipeline's GPT-2 generation (diffusers issue 12630: ``GPT2Model`` has no
 ``_update_model_kwargs_for_generation``); :func:`generate_language_model` is the same loop
@@ -30,7 +30,8 @@ import torch
 from diffusers.loaders.peft import PeftAdapterMixin
 from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2UNet2DConditionModel
 
-from dreamsampler.engine.families import _PROMPT_CACHE_SIZE, FAMILIES, ClapLDMFamily
+from dreamsampler.engine.audioldm import ClapLDMFamily
+from dreamsampler.engine.family_base import PROMPT_CACHE_SIZE
 
 #: GPT-2 steps of AudioLDM 2 (``sequence_gen_length`` of the original configs).
 DEFAULT_MAX_NEW_TOKENS = 8
@@ -189,7 +190,7 @@ class AudioLDM2Family(ClapLDMFamily):
                 continue
             with torch.no_grad():
                 self._prompt_cache[key] = self._encode_one(expanded[prompt], length)
-            if len(self._prompt_cache) > _PROMPT_CACHE_SIZE:
+            if len(self._prompt_cache) > PROMPT_CACHE_SIZE:
                 self._prompt_cache.popitem(last=False)
         for key in keys:
             self._prompt_cache.move_to_end(key)
@@ -208,6 +209,3 @@ class AudioLDM2Family(ClapLDMFamily):
             encoder_attention_mask_1=conditioning.t5_mask,
             return_dict=False,
         )[0]
-
-
-FAMILIES[AudioLDM2Family.pipeline_class] = AudioLDM2Family

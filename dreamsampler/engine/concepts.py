@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -435,6 +436,17 @@ class _Loaded:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def require_manager(manager: ConceptManager | None) -> ConceptManager:
+    """``manager``, or the error every engine gives when no concepts folder is configured.
+
+    Raises:
+        ConceptError: ``manager`` is None.
+    """
+    if manager is None:
+        raise ConceptError("concepts_dir", "no concepts folder is configured")
+    return manager
+
+
 class ConceptManager:
     """Loads, unloads and activates concepts on one model; the only code that changes its weights.
 
@@ -488,6 +500,18 @@ class ConceptManager:
 
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
+
+    def ensure_loaded(self, name: str) -> ConceptInfo:
+        """:meth:`load`, idempotent as every engine's ``load_concept``: a concept that is
+        loaded already is returned unchanged with ``already_loaded=True``.
+
+        Raises:
+            ConceptError: as :meth:`load`.
+        """
+        if name in self._loaded:
+            info = ConceptInfo.from_meta(self._loaded[name].meta, loaded=True)
+            return dataclasses.replace(info, already_loaded=True)
+        return self.load(name)
 
     # -- load / unload --------------------------------------------------------------------------
 

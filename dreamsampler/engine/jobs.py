@@ -15,7 +15,6 @@ FIFO): a job naming concept X queued before an unload of X still finds X loaded.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 from collections import deque
@@ -26,13 +25,37 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dreamsampler.engine.audio_io import AudioFileError
-from dreamsampler.engine.concepts import ConceptError, ConceptInfo, ConceptManager, scan_concepts
-from dreamsampler.engine.families import ModelFamily, load_model
+from dreamsampler.engine.concepts import (
+    ConceptError,
+    ConceptInfo,
+    ConceptManager,
+    require_manager,
+    scan_concepts,
+)
+from dreamsampler.engine.families import ModelFamily, ModelLoadError, load_model
 from dreamsampler.engine.level import NonFiniteAudioError
 from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
-from dreamsampler.engine.sampler import Cancelled, batch_key, sample_batch
+from dreamsampler.engine.sampler import Cancelled, batch_key
+from dreamsampler.engine.stems import DEFAULT_MODEL, StemsError, StemsStage
+from dreamsampler.engine.work import EngineRequest, run_batch
 
 log = logging.getLogger(__name__)
+
+REQUEST_FAULTS: tuple[type[Exception], ...] = (
+    AudioFileError, ConceptError, NonFiniteAudioError, RequestError, StemsError)
+"""Errors that are the request's own fault (a bad input file, an unloaded concept, audio that
+came out non-finite, a request the family cannot serve, a stems model that cannot be loaded):
+reported as their plain message."""
+
+
+def failure_message(exc: BaseException, what: str, logger: logging.Logger = log) -> str:
+    """How every engine (local, supervised process, Ray replica) reports a job's exception:
+    a :data:`REQUEST_FAULTS` error as its plain message, with no traceback; anything else as
+    ``"<Type>: <message>"``, its traceback logged to ``logger`` as "``what`` failed"."""
+    if isinstance(exc, REQUEST_FAULTS):
+        return str(exc)
+    logger.error("%s failed", what, exc_info=exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 class QueueFull(RuntimeError):
@@ -88,7 +111,7 @@ TerminalEvent = JobFinished | JobFailed
 class Job:
     """A submitted job; iterate :meth:`events` or await :meth:`wait` from the event loop."""
 
-    def __init__(self, job_id: int, request: GenerationRequest) -> None:
+    def __init__(self, job_id: int, request: EngineRequest) -> None:
         self.id = job_id
         self.request = request
         self._events: asyncio.Queue[JobEvent] = asyncio.Queue()
@@ -143,8 +166,9 @@ class Engine(Protocol):
         """Fail every queued job and every pending operation or barrier with ``reason``, cancel
         the running job and release the model. No awaiter is left hanging."""
 
-    def submit(self, request: GenerationRequest, job_id: int) -> tuple[Job, int]:
-        """Queue a job; returns it with its queue position (0 = next to run).
+    def submit(self, request: EngineRequest, job_id: int) -> tuple[Job, int]:
+        """Queue a job (a generation, or a separation: ``/separate``); returns it with its
+        queue position (0 = next to run).
 
         Raises:
             QueueFull: too many jobs waiting, or the engine is closing.
@@ -196,6 +220,18 @@ class Engine(Protocol):
         ...
 
 
+def preload_stems(stems: StemsStage) -> None:
+    """Load the stems stage's model now (``stems.preload``).
+
+    Raises:
+        ModelLoadError: it cannot be loaded.
+    """
+    try:
+        stems.load()
+    except StemsError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+
 @dataclass(eq=False)
 class _Operation:
     """A concept operation or barrier waiting in the engine's FIFO (runs on the worker)."""
@@ -203,6 +239,11 @@ class _Operation:
     kind: str  # "load", "unload" or "barrier"
     name: str
     future: Future[Any]
+
+
+def _batchable(request: EngineRequest) -> bool:
+    """A generation that may share a batched call (not a separation, not ``/conform``)."""
+    return isinstance(request, GenerationRequest) and request.process is None
 
 
 class LocalEngine:
@@ -231,6 +272,9 @@ class LocalEngine:
         max_batch: most takes (rows) one batched call runs; 1 turns batching across jobs off
             (a job's own ``count`` always runs as one batch).
         compile: ``torch.compile`` the denoiser when loading (:meth:`ModelFamily.compile`).
+        stems_model: the stems stage's Demucs model (:mod:`dreamsampler.engine.stems`: a name,
+            a folder or ``tiny``), loaded on the first job that needs it.
+        stems_preload: load the stems model in :meth:`start` instead.
     """
 
     def __init__(
@@ -243,10 +287,14 @@ class LocalEngine:
         concepts_dir: Path | None = None,
         max_batch: int = 8,
         compile: bool = False,
+        stems_model: str = DEFAULT_MODEL,
+        stems_preload: bool = False,
     ) -> None:
         self._compile = compile
         self.model_id = model_id
         self.max_batch = max_batch
+        self.stems_preload = stems_preload
+        self.stems = StemsStage(stems_model, device)
         self.concepts_dir = Path(concepts_dir) if concepts_dir is not None else None
         self.concepts: ConceptManager | None = None
         self._concept_list: tuple[ConceptInfo, ...] = ()
@@ -269,6 +317,8 @@ class LocalEngine:
             )
         if self.concepts_dir is not None:
             self.concepts = ConceptManager(self.model, self.concepts_dir)
+        if self.stems_preload:
+            await asyncio.to_thread(preload_stems, self.stems)
         self._thread = threading.Thread(target=self._work, name="dreamsampler-engine", daemon=True)
         self._thread.start()
 
@@ -291,7 +341,7 @@ class LocalEngine:
     def _jobs_waiting(self) -> int:
         return sum(1 for item in self._queue if isinstance(item, Job))
 
-    def submit(self, request: GenerationRequest, job_id: int) -> tuple[Job, int]:
+    def submit(self, request: EngineRequest, job_id: int) -> tuple[Job, int]:
         job = Job(job_id, request)
         with self._wake:
             if self._closing is not None:
@@ -364,22 +414,14 @@ class LocalEngine:
 
     # -- worker thread -------------------------------------------------------------------------
 
-    def _manager(self) -> ConceptManager:
-        if self.concepts is None:
-            raise ConceptError("concepts_dir", "no concepts folder is configured")
-        return self.concepts
-
     def _carry_out(self, op: _Operation) -> Any:
         """Run one operation on the worker thread (between jobs)."""
         if op.kind == "barrier":
             return None
-        manager = self._manager()
+        manager = require_manager(self.concepts)
         try:
             if op.kind == "load":
-                if manager.is_loaded(op.name):
-                    info = next(c for c in manager.loaded() if c.name == op.name)
-                    return dataclasses.replace(info, already_loaded=True)
-                return manager.load(op.name)
+                return manager.ensure_loaded(op.name)
             manager.unload(op.name)
             return None
         finally:
@@ -393,10 +435,13 @@ class LocalEngine:
         """Pop the head job and the same-shape jobs right behind it (call under the lock)."""
         first = self._queue.popleft()
         assert isinstance(first, Job)
+        if not _batchable(first.request):  # a separation or a no-model job runs alone
+            return [first]
         batch, rows, key = [first], first.request.count, batch_key(first.request)
         while self._queue and isinstance(self._queue[0], Job):
             candidate = self._queue[0]
-            if (rows + candidate.request.count > self.max_batch
+            if (not _batchable(candidate.request)
+                    or rows + candidate.request.count > self.max_batch
                     or batch_key(candidate.request) != key):
                 break
             batch.append(candidate)
@@ -453,8 +498,8 @@ class LocalEngine:
                     self._emit(job, JobProgress(job.id, step, total))
 
         try:
-            results = sample_batch(self.model, [job.request for job in jobs], on_step=on_step,
-                                   should_cancel=drop_cancelled)
+            results = run_batch(self.model, self.stems, [job.request for job in jobs],
+                                on_step=on_step, should_cancel=drop_cancelled)
         except Cancelled:
             return [(job, JobFailed(job.id, "cancelled", cancelled=True))
                     for job in jobs if job.id not in ended]
@@ -464,7 +509,8 @@ class LocalEngine:
                 log.warning("a batch of %d jobs failed (%s); running them one by one",
                             len(jobs), exc)
                 return [end for job in live for end in self._run_alone(job)]
-            return [(job, self._failure(job, exc)) for job in live]
+            return [(job, JobFailed(job.id, failure_message(exc, f"job {job.id}")))
+                    for job in live]
         drop_cancelled()
         return [(job, JobFinished(job.id, takes[0], tuple(takes[1:])))
                 for job, takes in zip(jobs, results, strict=True) if job.id not in ended]
@@ -474,11 +520,3 @@ class LocalEngine:
         with self._wake:
             self._running = [job]
         return self._run([job], announce=False)
-
-    @staticmethod
-    def _failure(job: Job, exc: BaseException) -> JobFailed:
-        if isinstance(exc, AudioFileError | ConceptError | NonFiniteAudioError | RequestError):
-            # the request's fault (a family that cannot inpaint…): the reason, no traceback
-            return JobFailed(job.id, str(exc))
-        log.error("job %d failed", job.id, exc_info=exc)
-        return JobFailed(job.id, f"{type(exc).__name__}: {exc}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 #: the peak (dBFS) a clip above 0 dBFS is normalised to
 CEILING_DBFS = -1.0
@@ -49,8 +50,10 @@ def check_finite(audio: np.ndarray, source: str) -> None:
         )
 
 
-def peak_dbfs(audio: np.ndarray) -> float:
-    """Sample peak in dBFS (full scale 1.0); ``-inf`` for silence."""
+def peak_dbfs(audio: ArrayLike) -> float:
+    """Sample peak in dBFS (full scale 1.0) of audio of any shape; ``-inf`` for silence or an
+    empty array. The project's one peak meter (engine, training clips, evaluation)."""
+    audio = np.asarray(audio)
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     return 20.0 * math.log10(peak) if peak > 0.0 else -math.inf
 

@@ -45,13 +45,14 @@ from typing import Any
 
 import numpy as np
 
-from dreamsampler.engine.audio_io import AudioFileError, load_audio
+from dreamsampler.engine.audio_io import AudioFileError, read_audio, read_resampled
 from dreamsampler.engine.concepts import (
     ConceptError,
     ConceptInfo,
     ConceptManager,
     ConceptNotLoadedError,
     check_name,
+    require_manager,
     scan_concepts,
 )
 from dreamsampler.engine.families import ModelLoadError, load_model
@@ -65,9 +66,12 @@ from dreamsampler.engine.jobs import (
     JobProgress,
     JobStarted,
     QueueFull,
+    failure_message,
 )
-from dreamsampler.engine.request import GenerationRequest, GenerationResult
-from dreamsampler.engine.sampler import Cancelled, sample
+from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
+from dreamsampler.engine.sampler import Cancelled
+from dreamsampler.engine.stems import DEFAULT_MODEL, SeparationRequest, StemsStage
+from dreamsampler.engine.work import EngineRequest, run_request
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +141,20 @@ class EngineReplica:
     Args:
         model_id, device, dtype: as for :func:`~dreamsampler.engine.families.load_model`.
         concepts_dir: folder of concepts (the same path on every node); ``None``: no concepts.
+        stems_model, stems_preload: the replica's stems stage (see
+            :class:`~dreamsampler.engine.jobs.LocalEngine`).
     """
 
     def __init__(
-        self, model_id: str, device: str, dtype: str, concepts_dir: str | None
+        self, model_id: str, device: str, dtype: str, concepts_dir: str | None,
+        stems_model: str = DEFAULT_MODEL, stems_preload: bool = False,
     ) -> None:
         from ray import serve
 
         self.model = load_model(model_id, device, dtype)
+        self.stems = StemsStage(stems_model, device)
+        if stems_preload:
+            self.stems.load()
         self.manager = (
             ConceptManager(self.model, Path(concepts_dir)) if concepts_dir is not None else None
         )
@@ -183,13 +193,12 @@ class EngineReplica:
     async def _load_slot(self, key: str) -> _ConceptSlot:
         """The ``@serve.multiplexed`` loader: ``key`` is ``name@generation``."""
         name = key.rpartition("@")[0]
-        if self.manager is None:
-            raise ConceptError("concepts_dir", "no concepts folder is configured")
+        manager = require_manager(self.manager)
         self._drain_evictions()
         if name in self._owner:  # an older generation (unloaded and reloaded since): replace it
             del self._owner[name]
-            self.manager.unload(name)
-        await asyncio.to_thread(self.manager.load, name)
+            manager.unload(name)
+        await asyncio.to_thread(manager.load, name)
         self._owner[name] = key
         return _ConceptSlot(self._evicted, name, key)
 
@@ -226,13 +235,15 @@ class EngineReplica:
 
         Args:
             payload: ``request`` (the :class:`GenerationRequest` fields, ``input_path`` None)
-                and, for style transfer, ``input_audio``: float32 ``(samples,)`` at the model's
-                sample rate.
+                and, for style transfer, ``input_audio``: float32 ``(channels, samples)`` at the
+                model's sample rate (its channels kept: a stereo model keeps a stereo input);
+                ``kind: "separate"``: the :class:`SeparationRequest` fields, with
+                ``input_audio`` ``(channels, samples)`` at ``input_rate`` Hz.
 
         Yields:
             ``started`` (replica id, pid, its loaded concepts), ``progress`` (``step``,
             ``total``) after every denoising step, then ``finished`` (``audio`` float32
-            ``(channels, samples)``, ``sample_rate`` in Hz, ``record``) or ``failed``
+            ``(channels, samples)``, ``sample_rate`` in Hz, ``record``, ``stems``) or ``failed``
             (``message``, ``cancelled``). Cancelling the call (``response.cancel()``) stops the
             sampler between two steps.
         """
@@ -244,24 +255,29 @@ class EngineReplica:
                 return
             yield {"event": "started", "concept": concept, "cached": cached, **self._identity()}
             with contextlib.ExitStack() as stack:
-                request = GenerationRequest(**payload["request"])
-                if payload.get("input_audio") is not None:
-                    request = dataclasses.replace(
-                        request, input_path=self._write_input(stack, payload["input_audio"])
-                    )
+                fields = dict(payload["request"])
+                if payload.get("input_audio") is not None:  # before validation: a transfer
+                    rate = int(payload.get("input_rate") or self.model.sample_rate)
+                    fields["input_path"] = self._write_input(stack, payload["input_audio"], rate)
+                kind = SeparationRequest if payload.get("kind") == "separate" \
+                    else GenerationRequest
+                try:
+                    request: EngineRequest = kind(**fields)
+                except RequestError as exc:
+                    yield {"event": "failed", "message": str(exc), **self._identity()}
+                    return
                 async for message in self._sample(request):
                     yield message
 
-    def _write_input(self, stack: contextlib.ExitStack, audio: np.ndarray) -> Path:
+    def _write_input(self, stack: contextlib.ExitStack, audio: np.ndarray, rate: int) -> Path:
         import soundfile as sf
 
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ds-ray-")))
         path = folder / "input.wav"
-        sf.write(path, np.asarray(audio, dtype=np.float32), self.model.sample_rate,
-                 subtype="FLOAT")
+        sf.write(path, np.asarray(audio, dtype=np.float32).T, rate, subtype="FLOAT")
         return path
 
-    async def _sample(self, request: GenerationRequest) -> AsyncIterator[dict[str, Any]]:
+    async def _sample(self, request: EngineRequest) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
         steps: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
         stop = threading.Event()
@@ -270,7 +286,8 @@ class EngineReplica:
             loop.call_soon_threadsafe(steps.put_nowait, (done, total))
 
         work = asyncio.ensure_future(asyncio.to_thread(
-            sample, self.model, request, on_step=on_step, should_cancel=stop.is_set
+            run_request, self.model, self.stems, request, on_step=on_step,
+            should_cancel=stop.is_set
         ))
         try:
             while not work.done() or not steps.empty():
@@ -290,12 +307,9 @@ class EngineReplica:
         except Cancelled:
             yield {"event": "failed", "message": "cancelled", "cancelled": True}
             return
-        except (AudioFileError, ConceptError) as exc:
-            yield {"event": "failed", "message": str(exc), **self._identity()}
-            return
         except Exception as exc:
-            log.exception("replica %s: job failed", self.replica)
-            yield {"event": "failed", "message": f"{type(exc).__name__}: {exc}",
+            yield {"event": "failed", "message": failure_message(
+                exc, f"replica {self.replica}: a job", log),
                    **self._identity()}
             return
         yield {
@@ -303,12 +317,14 @@ class EngineReplica:
             "audio": result.audio,
             "sample_rate": result.sample_rate,
             "record": {**result.record, "replica": self.replica},
+            "stems": result.stems,
             **self._identity(),
         }
 
 
 def deployment(model_id: str, device: str, dtype: str, concepts_dir: Path | None,
-               settings: RaySettings) -> Any:
+               settings: RaySettings, stems_model: str = DEFAULT_MODEL,
+               stems_preload: bool = False) -> Any:
     """The bound Serve application: :class:`EngineReplica` as a deployment of ``settings``."""
     from ray import serve
 
@@ -337,7 +353,8 @@ def deployment(model_id: str, device: str, dtype: str, concepts_dir: Path | None
         **scale,
     )
     return options(Replica).bind(
-        model_id, device, dtype, str(concepts_dir) if concepts_dir is not None else None
+        model_id, device, dtype, str(concepts_dir) if concepts_dir is not None else None,
+        stems_model, stems_preload,
     )
 
 
@@ -385,8 +402,12 @@ class RayEngine:
         queue_size: int = 16,
         concepts_dir: Path | None = None,
         settings: RaySettings | None = None,
+        stems_model: str = DEFAULT_MODEL,
+        stems_preload: bool = False,
     ) -> None:
         self.model_id = model_id
+        self.stems_model = stems_model
+        self.stems_preload = stems_preload
         self._device = device
         self._dtype = dtype
         self.queue_size = queue_size
@@ -458,7 +479,7 @@ class RayEngine:
             self._owns_connection = True
         serve.start(proxy_location="Disabled")
         app = deployment(self.model_id, self._device, self._dtype, self.concepts_dir,
-                         self.settings)
+                         self.settings, self.stems_model, self.stems_preload)
         self._handle = serve.run(app, name=self.settings.app_name, route_prefix=None)
 
     def _teardown(self) -> None:
@@ -501,7 +522,7 @@ class RayEngine:
 
     # -- jobs ----------------------------------------------------------------------------------
 
-    def submit(self, request: GenerationRequest, job_id: int) -> tuple[Job, int]:
+    def submit(self, request: EngineRequest, job_id: int) -> tuple[Job, int]:
         if self._closing is not None:
             raise QueueFull(f"engine is shutting down ({self._closing})")
         waiting = sum(1 for e in self._entries.values() if not e.started)
@@ -520,8 +541,10 @@ class RayEngine:
         entry.task = asyncio.create_task(self._run(entry), name=f"ray-job-{job_id}")
         return job, max(0, waiting - free)
 
-    def _route(self, request: GenerationRequest) -> str | None:
+    def _route(self, request: EngineRequest) -> str | None:
         """The one concept a request needs (its multiplexed key), checked in arrival order."""
+        if isinstance(request, SeparationRequest):
+            return None
         names = []
         if request.concept is not None:
             names.append(request.concept)
@@ -551,10 +574,18 @@ class RayEngine:
         try:
             payload: dict[str, Any] = {"request": dataclasses.asdict(job.request)}
             payload["request"]["input_path"] = None
-            if job.request.input_path is not None:
+            if isinstance(job.request, SeparationRequest):
+                payload["kind"] = "separate"
+                try:
+                    audio, rate = await asyncio.to_thread(read_audio, job.request.input_path)
+                except AudioFileError as exc:
+                    terminal = JobFailed(job.id, str(exc))
+                    return
+                payload.update(input_audio=audio, input_rate=rate)
+            elif job.request.input_path is not None:
                 try:
                     payload["input_audio"] = await asyncio.to_thread(
-                        load_audio, job.request.input_path, int(self._info["sample_rate"])
+                        read_resampled, job.request.input_path, int(self._info["sample_rate"])
                     )
                 except AudioFileError as exc:
                     terminal = JobFailed(job.id, str(exc))
@@ -603,12 +634,17 @@ class RayEngine:
             job._push(JobProgress(job.id, message["step"], message["total"]))
         elif kind == "finished":
             record = message["record"]
-            if job.request.input_path is not None:  # the replica read a copy of its samples
+            if isinstance(job.request, SeparationRequest):  # the replica read a copy
+                record["input"] = str(job.request.input_path)
+            elif job.request.input_path is not None:  # the replica read a copy of its samples
                 record["input_path"] = str(job.request.input_path)
+            stems = message.get("stems")
             return JobFinished(job.id, GenerationResult(
                 audio=np.asarray(message["audio"], dtype=np.float32),
                 sample_rate=int(message["sample_rate"]),
                 record=record,
+                stems=None if stems is None else
+                {k: np.asarray(v, dtype=np.float32) for k, v in stems.items()},
             ))
         elif kind == "failed":
             return JobFailed(job.id, message["message"], cancelled=message.get("cancelled", False))

@@ -10,9 +10,12 @@ from typing import Any
 
 import numpy as np
 
-SCHEDULER_NAMES = ("ddim", "dpm++", "pndm", "euler", "lms", "heun")
-#: most takes one request may ask for (``count``)
-MAX_COUNT = 8
+from dreamsampler import schema
+
+SCHEDULER_NAMES = schema.SCHEDULER_NAMES
+SIDES = schema.SIDES
+#: most takes one request may ask for (``count``, issue 21)
+MAX_COUNT = schema.MAX_COUNT
 
 
 class RequestError(ValueError):
@@ -23,13 +26,18 @@ class RequestError(ValueError):
 class GenerationRequest:
     """One text→audio, style-transfer (SDEdit), inpainting or continuation generation.
 
+    Types and ranges are the schema's (:mod:`dreamsampler.schema`, checked by
+    :func:`~dreamsampler.schema.check`); the rules across fields are checked here.
+
     Attributes:
         prompt: text prompt; may hold placeholder tokens of loaded concepts (``<my-rhodes>``).
         negative_prompt: text for the unconditional branch of classifier-free guidance.
-        seed: seeds the initial noise (a CPU ``torch.Generator``), so outputs are reproducible.
+        seed: seeds the initial noise (a CPU ``torch.Generator``), so outputs are reproducible;
+            0..2**31-1 (the edges resolve ``seed -1`` to a fresh seed before a request).
         num_inference_steps: scheduler steps for a full denoise.
         guidance_scale: classifier-free guidance weight; ``<= 1`` disables the unconditional pass.
-        duration: clip length in seconds.
+        duration: clip length in seconds; ``None`` only for a style transfer: as long as the
+            input, up to the model's limit (``ModelFamily.max_duration``).
         scheduler: one of :data:`SCHEDULER_NAMES`.
         input_path: audio file to style-transfer; ``None`` for text→audio.
         strength: SDEdit noise level in [0, 1] (Meng et al. 2022, arXiv 2108.01073): the input's
@@ -49,6 +57,17 @@ class GenerationRequest:
             the output is the input followed by its continuation, so its duration is the
             input's length plus ``continuation`` and replaces ``duration``. Needs
             ``input_path``; excludes ``mask_start``/``mask_end``.
+        side: where a continuation's new audio goes: ``after`` the input, ``before`` it, or
+            ``both`` (``continuation`` seconds on each side). The output holds the input's
+            own samples outside the new audio (see :mod:`dreamsampler.engine.extend`).
+        bpm, key: tempo (BPM) and key name the clip is asked in; families trained on such
+            caption tags add them to the prompt (:meth:`ModelFamily.tagged_prompt`).
+        process: a no-model job: the name of a processing function
+            (:data:`dreamsampler.engine.processing.PROCESSES`, e.g. ``conform``) the engine runs
+            on ``input_path`` instead of sampling; ``prompt`` may be empty.
+        stems: 1: also separate the finished clip into its sources (the engine's stems stage,
+            :mod:`dreamsampler.engine.stems`) in the same job: the result carries ``stems``;
+            0: the clip only.
     """
 
     prompt: str
@@ -56,7 +75,7 @@ class GenerationRequest:
     seed: int = 0
     num_inference_steps: int = 25
     guidance_scale: float = 2.5
-    duration: float = 10.0
+    duration: float | None = 10.0
     scheduler: str = "ddim"
     input_path: Path | None = None
     strength: float = 1.0
@@ -66,26 +85,27 @@ class GenerationRequest:
     mask_start: float | None = None
     mask_end: float | None = None
     continuation: float | None = None
+    side: str = "after"
+    bpm: float | None = None
+    key: str | None = None
+    process: str | None = None
+    stems: int = 0
     count: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
             raise RequestError("prompt must be a string")
-        if self.seed < 0 or self.seed >= 2**63:
-            raise RequestError(f"seed must be in [0, 2^63), got {self.seed}")
-        if isinstance(self.count, bool) or not 1 <= self.count <= MAX_COUNT:
-            raise RequestError(f"count must be in [1, {MAX_COUNT}], got {self.count}")
-        if self.seed + self.count - 1 >= 2**63:
-            raise RequestError(f"seed + count - 1 must be < 2^63, got {self.seed} + "
-                               f"{self.count} - 1")
-        if self.num_inference_steps < 1:
-            raise RequestError(f"steps must be >= 1, got {self.num_inference_steps}")
-        if not self.duration > 0:
-            raise RequestError(f"duration must be > 0 seconds, got {self.duration}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise RequestError(f"strength must be in [0, 1], got {self.strength}")
-        if self.guidance_scale < 0:
-            raise RequestError(f"guidance must be >= 0, got {self.guidance_scale}")
+        try:  # types, ranges and choices: one declaration each (dreamsampler.schema)
+            schema.check({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        except schema.ParamError as exc:
+            raise RequestError(str(exc)) from None
+        if self.seed + self.count - 1 > schema.SEED_MAX:
+            raise RequestError(f"seed + count - 1 must be <= {schema.SEED_MAX}, got "
+                               f"{self.seed} + {self.count} - 1")
+        if self.duration is None and (self.input_path is None or self.mask_start is not None
+                                      or self.continuation is not None):
+            raise RequestError("duration is needed (only a style transfer may leave it out: "
+                               "then it is as long as its input)")
         names = [name for name, _ in self.loras]
         if len(set(names)) != len(names) or self.concept in names:
             raise RequestError(f"loras must name each concept once, got {names}")
@@ -97,7 +117,7 @@ class GenerationRequest:
         if self.mask_start is not None and self.mask_end is not None:
             if self.input_path is None:
                 raise RequestError("inpainting (mask_start/mask_end) needs an input file")
-            if not 0.0 <= self.mask_start < self.mask_end <= self.duration:
+            if not 0.0 <= self.mask_start < self.mask_end <= (self.duration or 0.0):
                 raise RequestError(
                     f"mask region must satisfy 0 <= mask_start < mask_end <= duration "
                     f"({self.duration} s), got [{self.mask_start}, {self.mask_end})")
@@ -108,10 +128,10 @@ class GenerationRequest:
                 raise RequestError("give either continuation or mask_start/mask_end, not both")
             if not self.continuation > 0:
                 raise RequestError(f"continuation must be > 0 seconds, got {self.continuation}")
-        if self.scheduler not in SCHEDULER_NAMES:
-            raise RequestError(
-                f"scheduler must be one of {', '.join(SCHEDULER_NAMES)}, got {self.scheduler!r}"
-            )
+        if self.side != "after" and self.continuation is None:
+            raise RequestError("side before/both needs a continuation")
+        if self.process is not None and self.input_path is None:
+            raise RequestError(f"the {self.process} job needs an input file")
 
     @property
     def is_inpaint(self) -> bool:
@@ -136,9 +156,13 @@ class GenerationRequest:
         data["input_path"] = str(self.input_path) if self.input_path else None
         if not self.is_transfer:
             data.pop("strength")
-        for key in ("mask_start", "mask_end", "continuation"):
+        for key in ("mask_start", "mask_end", "continuation", "bpm", "key", "process"):
             if data[key] is None:
                 data.pop(key)
+        if self.continuation is None:
+            data.pop("side")
+        if not self.stems:
+            data.pop("stems")
         if self.loras:
             data["loras"] = [[name, weight] for name, weight in self.loras]
         else:
@@ -159,12 +183,16 @@ class GenerationResult:
             elapsed seconds.
         latents: the final denoised latents ``(1, channels, frames, bins)`` (CPU tensor) when
             ``sample(..., return_latents=True)`` asked for them, else ``None``.
+        stems: source name → float32 ``(channels, samples)`` at ``sample_rate``, as long as
+            ``audio`` (a ``stems`` request or ``/separate``), else ``None``; ``record["stems"]``
+            then names the separation model.
     """
 
     audio: np.ndarray
     sample_rate: int
     record: dict[str, Any] = field(default_factory=dict)
     latents: Any = None
+    stems: dict[str, np.ndarray] | None = None
 
     @property
     def duration(self) -> float:

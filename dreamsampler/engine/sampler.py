@@ -35,6 +35,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from dreamsampler import __version__
 from dreamsampler.engine.audio_io import AudioFileError, probe_audio
 from dreamsampler.engine.concepts import activate
+from dreamsampler.engine.extend import crossfade_samples, keep_original, layout, read_input
 from dreamsampler.engine.families import ModelFamily, SilentInputError
 from dreamsampler.engine.level import finish
 from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
@@ -68,6 +69,8 @@ class _Inputs:
         n_samples: output samples per channel.
         waveform: the input as :meth:`ModelFamily.load_waveform` gives it, else ``None``.
         regions: seconds to regenerate (region mode).
+        offset: seconds where the input starts in the output (a continuation ``before`` or
+            ``both`` puts new audio first; issue 18).
     """
 
     mode: str
@@ -76,6 +79,7 @@ class _Inputs:
     n_samples: int
     waveform: torch.Tensor | None = None
     regions: tuple[tuple[float, float], ...] = ()
+    offset: float = 0.0
 
 
 @dataclass
@@ -90,6 +94,7 @@ class _Batch:
     generators: list[torch.Generator]
     n_samples: int
     input_gain: float = 1.0
+    inputs: _Inputs | None = None
 
     @property
     def guidance_scale(self) -> float:
@@ -117,20 +122,48 @@ def _read_inputs(model: ModelFamily, request: GenerationRequest) -> _Inputs:
         raise RequestError(f"model family {model.name!r} cannot inpaint or continue audio "
                            "(Stable Audio 3 can)")
     if request.input_path is None:
+        assert request.duration is not None  # checked by GenerationRequest
         shape, n_samples = model.latent_shape(request.duration)
         return _Inputs("text", request.duration, shape, n_samples)
     path: Path = request.input_path
-    duration, regions = request.duration, ()
+    duration = request.duration
+    if duration is None:  # a transfer as long as its input, up to the model's limit
+        length = probe_audio(path)
+        limit = model.max_duration
+        duration = length if limit is None else min(length, limit)
+    if not request.is_inpaint:
+        shape, n_samples = model.latent_shape(duration)
+        return _Inputs("transfer", duration, shape, n_samples,
+                       model.load_waveform(path, n_samples))
+    input_seconds = 0.0
     if request.continuation is not None:
         input_seconds = probe_audio(path)
-        duration = input_seconds + request.continuation
-        regions = ((input_seconds, duration),)
-    elif request.mask_start is not None and request.mask_end is not None:
-        regions = ((request.mask_start, request.mask_end),)
+        duration = input_seconds + request.continuation * (2 if request.side == "both" else 1)
+    offset, regions = layout(
+        input_seconds, request.continuation, request.side,
+        None if request.mask_start is None else (request.mask_start, request.mask_end))
     shape, n_samples = model.latent_shape(duration)
     waveform = model.load_waveform(path, n_samples)
-    mode = "region" if request.is_inpaint else "transfer"
-    return _Inputs(mode, duration, shape, n_samples, waveform, regions)
+    if offset:  # extend before: the input sits after the new audio
+        shift = round(offset * model.sample_rate)
+        waveform = torch.nn.functional.pad(waveform, (shift, 0))[..., :n_samples]
+    return _Inputs("region", duration, shape, n_samples, waveform, tuple(regions), offset)
+
+
+def _sent_prompt(model: ModelFamily, request: GenerationRequest) -> str:
+    """The prompt the text encoder gets: with the family's caption tags (Stable Audio is trained
+    on captions ending in ", 120 BPM, A minor"; issue 18) when the request has a bpm or key."""
+    if model.caption_tags and (request.bpm is not None or request.key):
+        from dreamsampler.engine.conform import tag_prompt
+
+        return tag_prompt(request.prompt, request.bpm, request.key)
+    return request.prompt
+
+
+def _conditioning(model: ModelFamily, rows: list[GenerationRequest]) -> Any:
+    """The batch's conditioning (:meth:`ModelFamily.batch_conditioning`) on the sent prompts."""
+    sent = [dataclasses.replace(row, prompt=_sent_prompt(model, row)) for row in rows]
+    return model.batch_conditioning(sent, rows[0].guidance_scale > 1.0)
 
 
 def _noise(model: ModelFamily, generators: list[torch.Generator],
@@ -147,7 +180,7 @@ def _prepare_text(model: ModelFamily, rows: list[GenerationRequest], inputs: _In
                   generators: list[torch.Generator]) -> _Batch:
     """Text→audio: noise per take, the family's start (:meth:`ModelFamily.start`)."""
     request = rows[0]
-    conditioning = model.batch_conditioning(rows, request.guidance_scale > 1.0)
+    conditioning = _conditioning(model, rows)
     scheduler = model.make_scheduler(request.scheduler)
     latents, timesteps = model.start(scheduler, request, None,
                                      _noise(model, generators, inputs.shape))
@@ -170,7 +203,7 @@ def _prepare_transfer(model: ModelFamily, rows: list[GenerationRequest], inputs:
     except SilentInputError:
         raise AudioFileError(request.input_path, "is silent (nothing to transfer)") from None
     clean = clean.expand(len(rows), *clean.shape[1:])
-    conditioning = model.batch_conditioning(rows, request.guidance_scale > 1.0)
+    conditioning = _conditioning(model, rows)
     scheduler = model.make_scheduler(request.scheduler)
     noise = _noise(model, generators, tuple(clean.shape[1:]))
     latents, timesteps = model.start(scheduler, request, clean, noise)
@@ -183,7 +216,7 @@ def _prepare_region(model: ModelFamily, rows: list[GenerationRequest], inputs: _
     """Inpainting and continuation: text→audio conditioned on the kept part of the input."""
     request = rows[0]
     assert inputs.waveform is not None
-    conditioning = model.batch_conditioning(rows, request.guidance_scale > 1.0)
+    conditioning = _conditioning(model, rows)
     conditioning = model.inpaint_conditioning(conditioning, inputs.waveform, inputs.duration,
                                               list(inputs.regions))
     scheduler = model.make_scheduler(request.scheduler)
@@ -252,12 +285,28 @@ def _decode(model: ModelFamily, batch: _Batch, latents: torch.Tensor, return_lat
                              batch.input_gain)
         if request.input_path is not None:
             level["input_gain_db"] = round(20.0 * math.log10(batch.input_gain), 3)
+        kept: dict[str, Any] = {}
+        inputs = batch.inputs
+        if inputs is not None and inputs.mode == "region":
+            # the input's own samples outside the new audio (issue 18)
+            assert request.input_path is not None
+            sr = model.sample_rate
+            original = read_input(request.input_path, sr, clip.shape[0])
+            fade = crossfade_samples(original.shape[1], sr)
+            clip = keep_original(clip, original, round(inputs.offset * sr),
+                                 [(round(a * sr), round(b * sr)) for a, b in inputs.regions],
+                                 fade)
+            kept = {"kept_input": True, "input_offset_s": inputs.offset,
+                    "crossfade_s": round(fade / sr, 5)}
+        sent = _sent_prompt(model, request)
         take, count = take_of[row]
         record = {
             "engine": f"dreamsampler {__version__}",
             "model": model.model_id,
             "family": model.name,
             **request.to_record(),
+            **({"prompt_sent": sent} if sent != request.prompt else {}),
+            **kept,
             "scheduler": model.scheduler_name(request.scheduler),
             **({"take": take + 1, "takes": count} if count > 1 else {}),
             **({"batch": len(batch.rows)} if len(batch.rows) > 1 else {}),
@@ -309,6 +358,10 @@ def sample_batch(
     """
     _check_batch(requests)
     first = requests[0]
+    if first.process is not None:  # a no-model job (/conform): no sampling
+        from dreamsampler.engine.processing import run_process
+
+        return [[run_process(request)] for request in requests]
     with activate(model, first.concept, first.lora_scale, first.loras):
         started = time.perf_counter()
         inputs = _read_inputs(model, first)
@@ -316,6 +369,7 @@ def sample_batch(
                 for request in requests for take in request.takes()]
         generators = [torch.Generator("cpu").manual_seed(row.seed) for row in rows]
         batch = _PREPARE[inputs.mode](model, rows, inputs, generators)
+        batch.inputs = inputs
         latents = _denoise(model, batch, on_step, should_cancel)
         counts = [request.count for request in requests]
         flat = _decode(model, batch, latents, return_latents, started, counts)

@@ -42,7 +42,7 @@ from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.pipelines.stable_audio_3.pipeline_stable_audio_3 import logsnr_sigma_schedule
 
 from dreamsampler.engine.audio_io import read_audio, resample
-from dreamsampler.engine.families import FLOAT32, ModelFamily
+from dreamsampler.engine.family_base import FLOAT32, ModelFamily
 from dreamsampler.engine.request import RequestError
 
 if TYPE_CHECKING:
@@ -94,6 +94,9 @@ class StableAudioConditioning:
 class StableAudioFamilyBase(ModelFamily):
     """What Stable Audio Open 1.0 and Stable Audio 3 share: T5-family text, stereo waveform VAE,
     a DiT under the ``transformer`` key, the model's own scheduler."""
+
+    #: Freesound-derived captions carry tempo tags (model card: "128 BPM tech house drum loop")
+    caption_tags: ClassVar[bool] = True
 
     denoiser_key: ClassVar[str] = "transformer"
     max_tokens: ClassVar[int | None] = None
@@ -235,6 +238,11 @@ class StableAudioOpenFamily(StableAudioFamilyBase):
         """The DiT's training window (``sample_size`` frames; 47.55 s for Open 1.0)."""
         frames = int(self.components["transformer"].config.sample_size)
         return frames * self.hop_length / self.sample_rate
+
+    @property
+    def max_duration(self) -> float:
+        """:attr:`window_seconds`."""
+        return self.window_seconds
 
     def batch_conditioning(self, requests: Sequence[GenerationRequest], guided: bool
                            ) -> StableAudioConditioning:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import importlib
 import logging
 import multiprocessing
@@ -47,12 +46,12 @@ from typing import Any
 
 import torch
 
-from dreamsampler.engine.audio_io import AudioFileError
 from dreamsampler.engine.concepts import (
     ConceptError,
     ConceptInfo,
     ConceptManager,
     ConceptNotLoadedError,
+    require_manager,
 )
 from dreamsampler.engine.families import ModelLoadError, load_model
 from dreamsampler.engine.jobs import (
@@ -64,9 +63,11 @@ from dreamsampler.engine.jobs import (
     JobProgress,
     JobStarted,
     QueueFull,
+    failure_message,
 )
-from dreamsampler.engine.request import GenerationRequest
-from dreamsampler.engine.sampler import Cancelled, sample_takes
+from dreamsampler.engine.sampler import Cancelled
+from dreamsampler.engine.stems import DEFAULT_MODEL, StemsError, StemsStage
+from dreamsampler.engine.work import EngineRequest, run_takes
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,8 @@ class ProcessSpec:
         model_factory: ``"module:function"`` returning the model, called in the engine process
             instead of ``load_model(model_id, device, dtype)`` (benchmarks with models built in
             code); ``None`` in production.
+        stems_model, stems_preload: the stems stage (see
+            :class:`~dreamsampler.engine.jobs.LocalEngine`).
     """
 
     model_id: str
@@ -153,6 +156,8 @@ class ProcessSpec:
     restore: tuple[str, ...] = ()
     step_hook: str | None = None
     model_factory: str | None = None
+    stems_model: str = DEFAULT_MODEL
+    stems_preload: bool = False
 
 
 @dataclass
@@ -202,6 +207,7 @@ class SupervisedEngine:
         threads: torch threads in the engine process (default: this process's).
         step_hook: fault injection for tests (see :class:`ProcessSpec`).
         model_factory: build the model in code (see :class:`ProcessSpec`).
+        stems_model, stems_preload: the stems stage (see :class:`ProcessSpec`).
 
     Call its methods on the event loop that called :meth:`start`.
     """
@@ -217,6 +223,8 @@ class SupervisedEngine:
         threads: int | None = None,
         step_hook: str | None = None,
         model_factory: str | None = None,
+        stems_model: str = DEFAULT_MODEL,
+        stems_preload: bool = False,
     ) -> None:
         self.model_id = model_id
         self.queue_size = queue_size
@@ -229,6 +237,8 @@ class SupervisedEngine:
             threads=threads if threads is not None else torch.get_num_threads(),
             step_hook=step_hook,
             model_factory=model_factory,
+            stems_model=stems_model,
+            stems_preload=stems_preload,
         )
         self._ctx = _context()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -243,7 +253,6 @@ class SupervisedEngine:
         self._concepts: tuple[ConceptInfo, ...] = ()
         self._info: dict[str, Any] = {}
         self.restarts = 0
-        self.last_failure: str | None = None
         self._broken: str | None = None
 
     # -- the Engine protocol ---------------------------------------------------------------------
@@ -294,7 +303,7 @@ class SupervisedEngine:
             await asyncio.to_thread(proc.process.join, 5.0)
         proc.commands.close()
 
-    def submit(self, request: GenerationRequest, job_id: int) -> tuple[Job, int]:
+    def submit(self, request: EngineRequest, job_id: int) -> tuple[Job, int]:
         """Queue a job; returns it with its queue position (0 = next to run).
 
         Raises:
@@ -342,8 +351,11 @@ class SupervisedEngine:
     async def load_concept(self, name: str) -> ConceptInfo:
         """Load a concept in the engine process, after the work queued before it.
 
+        Loading a concept that is already loaded changes nothing and returns it with
+        ``already_loaded=True`` (as every engine: ``ConceptManager.ensure_loaded``).
+
         Raises:
-            ConceptError: invalid, missing, already loaded or for another base model.
+            ConceptError: invalid, missing or for another base model.
             EngineClosed: the engine closed first (EngineUnavailable: its process failed).
         """
         return await self._operation("load", name)  # type: ignore[no-any-return]
@@ -589,7 +601,6 @@ class SupervisedEngine:
             proc.process.kill()
         proc.commands.close()
         self.restarts += 1
-        self.last_failure = reason
         message = f"{reason}; the engine process was restarted"
         log.error("%s (restart %d)", message, self.restarts)
         op, self._inflight = self._inflight, None
@@ -634,8 +645,11 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
             except ConceptError as exc:
                 errors.append(str(exc))
         hook = _resolve(spec.step_hook)
+        stems = StemsStage(spec.stems_model, spec.device)
+        if spec.stems_preload:
+            stems.load()
     except BaseException as exc:
-        send(("load_error", str(exc) if isinstance(exc, ModelLoadError)
+        send(("load_error", str(exc) if isinstance(exc, ModelLoadError | StemsError)
               else f"{type(exc).__name__}: {exc}"))
         return
     info = {"family": model.name, "sample_rate": model.sample_rate, "device": str(model.device)}
@@ -670,11 +684,11 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
         if kind != "job":
             send(("reply", *_concept_operation(manager, kind, payload), loaded()))
             continue
-        request: GenerationRequest = payload
+        request: EngineRequest = payload
         send(("started", job_id))
 
         def on_step(step: int, total: int, job_id: int = job_id,
-                    request: GenerationRequest = request) -> None:
+                    request: EngineRequest = request) -> None:
             send(("progress", job_id, step, total))
             if hook is not None:
                 hook(step, total, request)
@@ -683,7 +697,7 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
             return job_id in cancelled or stop.is_set()
 
         try:
-            takes = sample_takes(model, request, on_step=on_step,
+            takes = run_takes(model, stems, request, on_step=on_step,
                                  should_cancel=should_cancel)
         except Cancelled:
             send(("failed", job_id, "cancelled", True))
@@ -695,10 +709,7 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
                 send(("fatal", reason))
                 events.close()
                 os._exit(FATAL_EXIT_CODE)
-            if not isinstance(exc, AudioFileError | ConceptError):
-                log.error("job %d failed", job_id, exc_info=True)
-            send(("failed", job_id, str(exc) if isinstance(exc, AudioFileError | ConceptError)
-                  else reason, False))
+            send(("failed", job_id, failure_message(exc, f"job {job_id}"), False))
         else:
             send(("finished", job_id, takes))
         cancelled.discard(job_id)
@@ -709,13 +720,9 @@ def _concept_operation(
 ) -> tuple[bool, Any]:
     """Run one concept operation; ``(True, value)`` or ``(False, (kind, path, reason))``."""
     try:
-        if manager is None:
-            raise ConceptError("concepts_dir", "no concepts folder is configured")
+        manager = require_manager(manager)
         if kind == "load":
-            if manager.is_loaded(name):  # idempotent, as LocalEngine
-                info = next(c for c in manager.loaded() if c.name == name)
-                return True, dataclasses.replace(info, already_loaded=True)
-            return True, manager.load(name)
+            return True, manager.ensure_loaded(name)
         if kind == "unload":
             manager.unload(name)
             return True, None

@@ -16,16 +16,12 @@ import string
 from diffusers import (
     AudioLDM2ProjectionModel,
     AudioLDM2UNet2DConditionModel,
-    AutoencoderKL,
-    DDIMScheduler,
 )
 from transformers import (
     ClapConfig,
     ClapModel,
     GPT2Config,
     GPT2Model,
-    SpeechT5HifiGan,
-    SpeechT5HifiGanConfig,
     T5Config,
     T5EncoderModel,
     T5Tokenizer,
@@ -49,7 +45,7 @@ def tiny_t5_tokenizer() -> T5Tokenizer:
 
 def tiny_audioldm2_components() -> dict[str, object]:
     """The components of an ``AudioLDM2Pipeline`` by key (random weights, global RNG)."""
-    from dreamsampler.engine.tiny import tiny_tokenizer
+    from dreamsampler.engine.tiny_audioldm import tiny_ddim, tiny_tokenizer, tiny_vae, tiny_vocoder
 
     tokenizer = tiny_tokenizer()
     tokenizer_2 = tiny_t5_tokenizer()
@@ -92,29 +88,9 @@ def tiny_audioldm2_components() -> dict[str, object]:
         cross_attention_dim=([None, GPT2_DIM, T5_DIM], [None, GPT2_DIM, T5_DIM]),
         attention_head_dim=4,
     )
-    vae = AutoencoderKL(
-        in_channels=1,
-        out_channels=1,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 16),
-        latent_channels=LATENT_CHANNELS,
-        layers_per_block=1,
-        norm_num_groups=4,
-        sample_size=64,
-        scaling_factor=1.0,
-    )
-    vocoder = SpeechT5HifiGan(
-        SpeechT5HifiGanConfig(
-            model_in_dim=N_MELS, sampling_rate=SAMPLE_RATE, upsample_initial_channel=16,
-            upsample_rates=[10, 16], upsample_kernel_sizes=[20, 32], resblock_kernel_sizes=[3],
-            resblock_dilation_sizes=[[1, 3]], normalize_before=False, initializer_range=0.12,
-        )
-    )
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000, beta_start=0.0015, beta_end=0.0195,
-        beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
-    )
+    vae = tiny_vae(LATENT_CHANNELS)
+    vocoder = tiny_vocoder()
+    scheduler = tiny_ddim()
     return {
         "tokenizer": tokenizer,
         "tokenizer_2": tokenizer_2,

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from dreamsampler.engine import audio_io as engine_audio
+from dreamsampler.engine.level import peak_dbfs
 
 __all__ = [
     "SILENCE_DBFS",
@@ -23,7 +24,7 @@ __all__ = [
     "SilentAudioError",
     "as_channels_first",
     "check_audio",
-    "load_audio",
+    "load_clip",
     "load_many",
     "peak_dbfs",
     "resample",
@@ -82,12 +83,6 @@ def as_channels_first(audio: ArrayLike, name: str = "audio") -> NDArray[np.float
 def to_mono(audio: ArrayLike, name: str = "audio") -> NDArray[np.float64]:
     """Average channels: ``(samples,)`` or ``(channels, samples)`` → ``(samples,)``."""
     return as_channels_first(audio, name).mean(axis=0)
-
-
-def peak_dbfs(audio: ArrayLike) -> float:
-    """Sample peak in dBFS (``-inf`` for digital silence). Shape: any."""
-    peak = float(np.max(np.abs(np.asarray(audio, dtype=np.float64)), initial=0.0))
-    return 20.0 * np.log10(peak) if peak > 0 else -np.inf
 
 
 def check_audio(
@@ -164,7 +159,7 @@ class AudioClip:
         return self.audio.mean(axis=0)
 
 
-def load_audio(path: str | Path, sr: int | None = None) -> AudioClip:
+def load_clip(path: str | Path, sr: int | None = None) -> AudioClip:
     """Read an audio file with soundfile, optionally resampling with soxr.
 
     Args:
@@ -190,5 +185,5 @@ def load_audio(path: str | Path, sr: int | None = None) -> AudioClip:
 
 
 def load_many(paths: Sequence[str | Path], sr: int | None = None) -> list[AudioClip]:
-    """:func:`load_audio` for several files; the error names the first file that fails."""
-    return [load_audio(p, sr) for p in paths]
+    """:func:`load_clip` for several files; the error names the first file that fails."""
+    return [load_clip(p, sr) for p in paths]

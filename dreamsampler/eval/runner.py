@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from dreamsampler.eval.audio import SILENCE_DBFS, AudioClip, load_audio, peak_dbfs
+from dreamsampler.eval.audio import SILENCE_DBFS, AudioClip, load_clip, peak_dbfs
 from dreamsampler.eval.frechet import fad, fad_infinity
 from dreamsampler.eval.latent import pairwise_latent_stats
 from dreamsampler.eval.music import ClipFeatures, Delta, clip_features, feature_deltas
@@ -105,7 +105,7 @@ def _load_set(paths: Sequence[Path], what: str) -> tuple[list[AudioClip], list[P
     clips: list[AudioClip] = []
     silent: list[Path] = []
     for p in paths:
-        clip = load_audio(p)
+        clip = load_clip(p)
         if peak_dbfs(clip.audio) < SILENCE_DBFS:
             silent.append(p)
         else:

@@ -54,7 +54,8 @@ def make_engine(config: Config) -> Engine:
     process``) or :class:`RayEngine` (``engine.kind: ray``)."""
     common = {"model_id": config.model.id, "device": config.model.device,
               "dtype": config.model.dtype, "queue_size": config.limits.queue_size,
-              "concepts_dir": config.concepts_dir}
+              "concepts_dir": config.concepts_dir, "stems_model": config.stems.model,
+              "stems_preload": config.stems.preload}
     e = config.engine
     if e.kind == "process":
         from dreamsampler.engine.supervised import SupervisedEngine

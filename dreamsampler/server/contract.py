@@ -8,21 +8,37 @@ sender (or to the reply port it registered with ``/notify``); notifications (``/
 
 Parsing is lenient the way Max and Pure Data need: integers may arrive as integral floats (Pd sends
 every number as a float), and a prompt may arrive as several atoms (Max and Pd split unquoted text),
-which are joined with spaces.
+which are joined with spaces. Options are strict: where a multi-atom prompt ends and the
+``key value`` options begin is decided by :meth:`Message._options_start` (the first numeric option
+key, or a near miss of one, followed by a number begins them at the latest; an earlier key whose
+options parse to the end begins them there), and from there every atom must be a known key with a
+valid value, else ``/fail`` names the key, the value and what is allowed, with a did-you-mean.
+
+The generation options and session parameters are derived from :mod:`dreamsampler.schema` (one
+declaration per parameter; :func:`build_commands`); the changelog of deliberate changes is
+:data:`CHANGELOG` (the end of docs/osc.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from dreamsampler import schema
+from dreamsampler.engine.catalog import FAMILY_NAMES
 
 TYPE_NAMES = {"i": "int", "f": "float", "s": "string"}
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 """The range of an OSC ``i`` (int32) atom; integers beyond it are refused."""
+NEAR_MISS = 0.8
+"""difflib ratio at which a word followed by a number counts as a misspelt numeric option key
+(``seedd 7``) rather than prompt text."""
 
 
 class ContractError(ValueError):
@@ -46,6 +62,8 @@ class Arg:
             option's value is then the tuple of all of them.
         repeat: the option may be given several times; its value is the tuple of every
             occurrence, in order.
+        choices: the strings a string argument accepts (compared case-insensitively; empty:
+            any), e.g. scheduler names (from the schema).
     """
 
     name: str
@@ -59,6 +77,7 @@ class Arg:
     field: str = ""
     more: tuple[Arg, ...] = ()
     repeat: bool = False
+    choices: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -81,11 +100,16 @@ class Arg:
         """
         label = f"{where} {self.name}"
         if self.type == "s":
-            if isinstance(value, str):
-                return value
             if isinstance(value, int | float) and not isinstance(value, bool):
-                return _atom_text(value)
-            raise ContractError(f"{label}: expected a string, got {value!r}")
+                value = _atom_text(value)
+            if not isinstance(value, str):
+                raise ContractError(f"{label}: expected a string, got {value!r}")
+            if self.choices and value.strip().lower() not in self.choices:
+                near = difflib.get_close_matches(value.strip().lower(), self.choices, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise ContractError(f"{label}: {value!r} is not one of "
+                                    f"{', '.join(self.choices)}{hint}")
+            return value.strip().lower() if self.choices else value
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ContractError(f"{label}: expected {TYPE_NAMES[self.type]}, got {value!r}")
         if not math.isfinite(value):
@@ -99,11 +123,10 @@ class Arg:
         else:
             # OSC floats are float32: keep the shortest decimal that round-trips (0.3)
             value = float(str(np.float32(value))) if isinstance(value, float) else float(value)
-        if self.minimum is not None and value < self.minimum:
-            raise ContractError(f"{label}: {value} is below the minimum {self.minimum:g}")
-        if self.maximum is not None and value > self.maximum:
-            raise ContractError(f"{label}: {value} is above the maximum {self.maximum:g}")
-        return value
+        try:  # the range check every layer shares (dreamsampler.schema)
+            return schema.check_number(label, value, self.type, self.minimum, self.maximum)
+        except schema.ParamError as exc:
+            raise ContractError(str(exc)) from None
 
 
 def _atom_text(value: Any) -> str:
@@ -175,8 +198,7 @@ class Message:
             key = rest[i]
             option = self.option(key) if isinstance(key, str) else None
             if option is None:
-                known = ", ".join(o.name for o in self.options)
-                raise ContractError(f"{self.address}: unknown option {key!r} (known: {known})")
+                raise ContractError(self._unknown(key, rest[i + 1:i + 2]))
             atoms = rest[i + 1:i + 1 + option.width]
             if len(atoms) < option.width:
                 shape = " ".join(a.signature for a in (option, *option.more))
@@ -192,17 +214,60 @@ class Message:
             i += 1 + option.width
         return values
 
+    def _unknown(self, key: Any, value: list[Any]) -> str:
+        """``/fail`` text for an unknown option key: the key, its value, a did-you-mean and
+        the known keys."""
+        names = [o.name for o in self.options]
+        near = difflib.get_close_matches(str(key), names, n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        shown = f" (value {value[0]!r})" if value else ""
+        return (f"{self.address}: unknown option {key!r}{shown}{hint} (known: "
+                f"{', '.join(names)})")
+
+    def _near_miss(self, atom: Any) -> Arg | None:
+        """The numeric option ``atom`` nearly spells (``seedd`` → ``seed``), else None."""
+        if not isinstance(atom, str) or len(atom) < 3 or not atom.isalpha():
+            return None
+        numeric = [o.name for o in self.options if o.type != "s"]
+        near = difflib.get_close_matches(atom, numeric, n=1, cutoff=NEAR_MISS)
+        return self.option(near[0]) if near else None
+
+    def refuses_near_miss(self, atoms: Sequence[Any], k: int) -> bool:
+        """Whether ``atoms[k]`` is a misspelt numeric option key followed by a number, which
+        :meth:`parse` refuses with a did-you-mean (``seedd 7``)."""
+        atom = atoms[k]
+        return (not (isinstance(atom, str) and self.option(atom))
+                and self._starts_options(list(atoms), k))
+
+    def _starts_options(self, atoms: list[Any], k: int) -> bool:
+        """Whether ``atoms[k]`` is a numeric option key, or a near miss of one, followed by a
+        number: the options begin there at the latest (see the module docstring)."""
+        atom = atoms[k]
+        option = self.option(atom) if isinstance(atom, str) else None
+        option = option or self._near_miss(atom)
+        if option is None or option.type == "s" or k + 1 >= len(atoms):
+            return False
+        value = atoms[k + 1]
+        return isinstance(value, int | float) and not isinstance(value, bool)
+
     def _options_start(self, atoms: list[Any], start: int, first: bool = False) -> int:
         """Index where ``key value`` options begin after a multi-atom string (or the end).
 
         Candidates are atoms that are option keys (from ``start + 1``, or from ``start`` when
-        ``first``: the string is optional); the first candidate whose options parse wins ("a seed
-        pod seed 3" → prompt "a seed pod"). If none parses, the first candidate with atoms enough
-        for its value is used so its error is reported.
+        ``first``: the string is optional). The first numeric key (or near miss of one)
+        followed by a number is where the options begin at the latest: an earlier candidate
+        whose options parse wins ("a seed pod seed 3" → prompt "a seed pod"), else that one
+        does, and its errors are reported ("warm guidance -3 steps 2", "warm seedd 7"). With
+        no such key, the first candidate whose options parse wins, else the first with atoms
+        enough for its value, so its error is reported ("warm steps two").
         """
+        begin = start if first else start + 1
         keys = {o.name for o in self.options}
+        strong = next((k for k in range(begin, len(atoms)) if self._starts_options(atoms, k)),
+                      None)
+        end = len(atoms) if strong is None else strong
         candidates = [
-            k for k in range(start if first else start + 1, len(atoms))
+            k for k in range(begin, end)
             if isinstance(atoms[k], str) and atoms[k] in keys
         ]
         for k in candidates:
@@ -211,54 +276,48 @@ class Message:
             except ContractError:
                 continue
             return k
+        if strong is not None:
+            return strong
         # a key too near the end to take its value is prompt text ("kick and bass seed")
         complete = [k for k in candidates if len(atoms) - k > self.option(atoms[k]).width]
         return complete[0] if complete else len(atoms)
 
 
-# -- shared argument definitions -----------------------------------------------------------------
+# -- arguments derived from the schema (dreamsampler/schema.py) ---------------------------------
+
+
+def option_arg(param: schema.Param) -> Arg:
+    """The ``key value`` option of a schema parameter."""
+    return Arg(param.osc_key, param.type, param.description, param.minimum, param.maximum,
+               param.unit, field=param.name, repeat=param.repeat, choices=param.choices,
+               more=tuple(Arg(p.name, p.type, p.description, p.minimum, p.maximum)
+                          for p in param.more))
+
+
+def session_arg(param: schema.Param) -> Arg:
+    """The argument of ``/param/<key>`` for a session parameter."""
+    description = param.description
+    if param.session_note:
+        description = f"{description}; {param.session_note}"
+    return Arg(param.osc_key, param.type, description, param.minimum, param.maximum,
+               param.unit, required=not param.session_clears, rest=param.session_rest,
+               field=param.name, choices=param.choices)
+
+
+def options(address: str, params: Sequence[schema.Param] | None = None) -> tuple[Arg, ...]:
+    """The options of a generation command, from the schema."""
+    return tuple(option_arg(p) for p in schema.taken_by(address, params))
+
+
+def session_params(params: Sequence[schema.Param] | None = None) -> dict[str, Arg]:
+    """The session parameters (``/param/<key>``), from the schema."""
+    return {p.osc_key: session_arg(p) for p in schema.taken_by(schema.SESSION, params)}
+
 
 JOB_ID = Arg("job_id", "i", "job id: the server's, or the one given with the id option", 0)
-SEED = Arg("seed", "i", "random seed; equal seeds and parameters give identical audio",
-           0, 2**31 - 1)
-STEPS = Arg("steps", "i", "num_inference_steps: denoising steps (limited by limits.max_steps)",
-            1, 1000, field="num_inference_steps")
-GUIDANCE = Arg("guidance", "f", "guidance scale (classifier-free guidance; <= 1 disables it)", 0,
-               50, field="guidance_scale")
-DURATION = Arg("duration", "f", "clip length in seconds (limited by limits.max_duration)", 0.01,
-               600, unit="s")
-STRENGTH = Arg("strength", "f", "style-transfer strength in [0, 1]: how far the input is noised "
-               "(SDEdit); 0.4-0.6 balances source and prompt", 0, 1)
-NEGATIVE = Arg("negative", "s", "negative prompt", field="negative_prompt")
-SCHEDULER = Arg("scheduler", "s", "ddim, dpm++, pndm, euler, lms or heun")
-NAME = Arg("name", "s", "file name stem for the clip (made safe); default <time>_<prompt>_<seed>")
-CONCEPT = Arg("concept", "s", "a loaded DreamBooth or LoRA concept to use for this clip (an "
-              "unloaded one fails; textual-inversion concepts need no option: write their "
-              "<token> in the prompt)")
-LORA_SCALE = Arg("lora_scale", "f", "weight of the LoRA concept's adapter (0 = base model, "
-                 "1 = as trained)", -2, 2)
 CONCEPT_NAME = Arg("name", "s", "concept name (a folder in concepts_dir)")
-BARS = Arg("bars", "i", "clip length in whole bars at the session tempo (/tempo); the clip is "
-           "cut to exactly that many bars, downbeat at sample 0, and written as a loop WAV "
-           "(tempo and bars in the file name, acid/smpl chunks); 0 uses duration", 0, 256)
-
-LORA = Arg("lora", "s", "a loaded LoRA concept to blend in, followed by its weight: "
-           "'lora NAME WEIGHT' (weight -2..2: 0 = off, 1 = as trained); repeat the option to "
-           "blend several (each name once; an unloaded one fails)", field="loras", repeat=True,
-           more=(Arg("weight", "f", "the LoRA's adapter weight (0 = off, 1 = as trained)", -2,
-                     2),))
-JOB_ID_OPTION = Arg("id", "i", "client-chosen job id (must not be in use)", 0, 2**31 - 1,
-                    field="job_id")
-# -- issue 21: takes (count) -- one option; the merger ports it into the parameter schema --
-COUNT = Arg("count", "i", "takes: one job makes count clips from seeds seed … seed+count-1 in "
-            "one batched call; each is its own WAV (_take1…) and /done lists every path", 1, 8)
-# -- end issue 21 --
-GEN_OPTIONS = (SEED, STEPS, GUIDANCE, DURATION, NEGATIVE, SCHEDULER, JOB_ID_OPTION, NAME, CONCEPT,
-               LORA_SCALE, BARS, LORA, COUNT)
-UNIT = Arg("unit", "s", "unit of the times given: seconds (default) or bars (whole or "
-           "fractional bars at the session tempo, /tempo)")
-REGION_OPTIONS = (SEED, STEPS, GUIDANCE, NEGATIVE, SCHEDULER, JOB_ID_OPTION, NAME, CONCEPT,
-                  LORA_SCALE, LORA, UNIT, COUNT)
+GEN_OPTIONS = options(schema.GEN)
+REGION_OPTIONS = options(schema.CONTINUE)
 """Options of /continue and /inpaint: the /gen options less duration and bars (the input sets
 the length) plus ``unit``."""
 INPUT = Arg("input", "s", "path of the input clip: inside an input folder, or a clip the server "
@@ -274,7 +333,14 @@ REPLIES: dict[str, Message] = {
     m.address: m
     for m in (
         Message("/done", (Arg("command", "s", "the address that succeeded"),),
-                "a command succeeded; further arguments depend on the command"),
+                "a command succeeded; further arguments depend on the command. A job's /done "
+                "(`/done <command> i:job_id s:path...`: one path per take, `count`; the paths "
+                "are the leading atoms ending in .wav) is followed by the stems folder "
+                "(`s:stems`) when the job asked for stems (`stems 1`), then by one "
+                "`s:sink s:error` pair "
+                "per optional sink (the audio device) that could not take the clip; a job whose "
+                "required sink (the output folder) failed, or all of whose sinks failed, gets "
+                "/fail instead"),
         Message("/fail", (Arg("command", "s", "the address that failed"),
                           Arg("message", "s", "what was wrong")),
                 "a command failed; further arguments (e.g. the job id) depend on the command"),
@@ -345,84 +411,82 @@ REPLIES: dict[str, Message] = {
             Arg("program", "s", "dreamsampler"),
             Arg("version", "s", "server version"),
             Arg("model", "s", "model id"),
-            Arg("family", "s", "model family (musicldm, audioldm)"),
+            Arg("family", "s", f"model family ({', '.join(FAMILY_NAMES)})"),
         ), "reply to /version"),
     )
 }
 
 # -- session parameters (/param/<name>) ------------------------------------------------------------
 
-PARAMS: dict[str, Arg] = {
-    a.name: a
-    for a in (
-        Arg("prompt", "s", "prompt used by /trigger", rest=True),
-        Arg("negative", "s", "negative prompt used by /trigger", rest=True, required=False,
-            field="negative_prompt"),
-        SEED,
-        STRENGTH,
-        STEPS,
-        GUIDANCE,
-        DURATION,
-        SCHEDULER,
-        Arg("input", "s", "input clip for /trigger; when set, /trigger style-transfers it "
-            "(an empty string clears it)", rest=True, required=False, field="input_path"),
-        Arg("concept", "s", "loaded DreamBooth/LoRA concept used by /trigger (no argument or an "
-            "empty string clears it)", required=False),
-        LORA_SCALE,
-        BARS,
-    )
-}
+PARAMS: dict[str, Arg] = session_params()
+"""The session parameters by OSC key (``/param/<key>``)."""
 
 # -- commands --------------------------------------------------------------------------------------
 
-_GEN_REPLIES = ("/queued i:job_id i:position", "/done /gen i:job_id s:path...",
+_GEN_REPLIES = ("/queued i:job_id i:position", "/done /gen i:job_id s:path... [s:stems]",
                 "/fail /gen s:message i:job_id")
 
-COMMANDS: dict[str, Message] = {
-    m.address: m
-    for m in (
+
+
+def build_commands(params: Sequence[schema.Param] | None = None) -> dict[str, Message]:
+    """The commands, their generation options and session parameters taken from ``params``
+    (default: the schema's :data:`~dreamsampler.schema.PARAMS`)."""
+    return {m.address: m for m in _commands(params)}
+
+
+def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
+    return (
         Message("/gen", (Arg("prompt", "s", "text prompt (several atoms are joined)", rest=True),),
                 "generate a clip from text; the WAV lands in the output folder",
-                GEN_OPTIONS, _GEN_REPLIES),
+                options(schema.GEN, params), _GEN_REPLIES),
         Message("/transfer", (
             Arg("input", "s", "path of the input clip (inside an input folder)",
                 field="input_path"),
             Arg("prompt", "s", "text prompt (several atoms are joined)", rest=True),
         ), "style-transfer an input clip toward the prompt (SDEdit at strength)",
-            (*GEN_OPTIONS, STRENGTH),
-            ("/queued i:job_id i:position", "/done /transfer i:job_id s:path...",
+            options(schema.TRANSFER, params),
+            ("/queued i:job_id i:position", "/done /transfer i:job_id s:path... [s:stems]",
              "/fail /transfer s:message i:job_id")),
         Message("/continue", (
             INPUT,
             Arg("amount", "f", "how much new audio to add after the input's end, in unit "
-                "(seconds or bars)", 0, 600),
+                "(seconds or bars)", 0, 600, field="continuation"),
             OPTIONAL_PROMPT,
-        ), "continue a clip: the output is the input followed by amount of new audio in the "
-            "prompt's direction (needs a model family that can inpaint: Stable Audio 3; "
-            "others answer /fail)",
-            REGION_OPTIONS,
-            ("/queued i:job_id i:position", "/done /continue i:job_id s:path...",
+        ), "continue a clip: the output is the input with amount of new audio after it (or "
+            "before it, or both: side) in the prompt's direction; the input's own samples are "
+            "kept (bit-exact outside a short crossfade). bpm and key go into the prompt as "
+            "tags where the family was trained on them, and bpm sets the tempo of unit bars "
+            "(needs a model family that can inpaint: Stable Audio 3; others answer /fail)",
+            options(schema.CONTINUE, params),
+            ("/queued i:job_id i:position", "/done /continue i:job_id s:path... [s:stems]",
              "/fail /continue s:message i:job_id")),
         Message("/inpaint", (
             INPUT,
             Arg("start", "f", "start of the region to regenerate, in unit (seconds or bars) "
-                "from the input's start", 0, 600),
+                "from the input's start", 0, 600, field="mask_start"),
             Arg("end", "f", "end of the region (after start; may pass the input's end: the "
-                "input is padded with silence up to it)", 0, 600),
+                "input is padded with silence up to it)", 0, 600, field="mask_end"),
             OPTIONAL_PROMPT,
         ), "repaint a region of a clip from the prompt, keeping the rest (needs a model family "
             "that can inpaint: Stable Audio 3; others answer /fail); the output is as long as "
             "the input, or up to end when end passes it",
-            REGION_OPTIONS,
-            ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path...",
+            options(schema.INPAINT, params),
+            ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path... [s:stems]",
              "/fail /inpaint s:message i:job_id")),
+        Message("/conform", (INPUT,), "conform a clip (a producer's loop or sample, no model): "
+                "time-stretch it to bpm (default: the session tempo), pitch-shift it to key, "
+                "start it on a downbeat, cut it to exactly bars bars (default: the whole bars "
+                "it holds) and crossfade the loop seam (docs/conform.md)",
+                options(schema.CONFORM, params),
+                ("/queued i:job_id i:position", "/done /conform i:job_id s:path",
+                 "/fail /conform s:message i:job_id")),
         Message("/trigger", (), "generate from the session parameters (/param/...)",
-                (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path...",
+                (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path... [s:stems]",
                      "/fail /trigger s:message i:job_id")),
         *(
             Message(f"/param/{p.name}", (p,), f"set the session's {p.name}: {p.description}",
                     (), (f"/done /param/{p.name} {p.signature}",))
-            for p in PARAMS.values()
+            for p in session_params(params).values()
         ),
         Message("/concept/load", (CONCEPT_NAME,),
                 "load a trained concept from concepts_dir (in arrival order with jobs; /status "
@@ -459,7 +523,8 @@ COMMANDS: dict[str, Message] = {
                 "generate from a preset (seed per its seed policy); the clip always lands in "
                 "the output folder, and also plays on the audio device when the preset's "
                 "sinks include 'device'",
-                (), ("/queued i:job_id i:position", "/done /preset/trigger i:job_id s:path...",
+                (), ("/queued i:job_id i:position",
+                     "/done /preset/trigger i:job_id s:path... [s:stems]",
                      "/fail /preset/trigger s:message [i:job_id]")),
         Message("/preset/list", (), "ask for the loaded presets' names", (),
                 ("/preset.list s:name...",)),
@@ -496,8 +561,58 @@ COMMANDS: dict[str, Message] = {
                 "jam mode: each clip loops on the audio device while the next is generated, "
                 "then takes over on the next bar with a crossfade",
                 (), ("/done /jam s:state", "/fail /jam s:message")),
+        Message(schema.SEPARATE, (Arg("input", "s", "path of the clip to separate: inside an "
+                                      "input folder, or a clip the server wrote to its output "
+                                      "folder", field="input_path"),),
+                "separate a clip into its sources with Demucs (issue 19: drums, bass, other, "
+                "vocals; htdemucs_6s adds guitar and piano): the reply's path is a folder next "
+                "to the clips holding <name>.<source>.wav for every source (same length as the "
+                "input, at the output rate) and <name>.stems.json naming the model, its version "
+                "and the input; written atomically",
+                options(schema.SEPARATE, params),
+                ("/queued i:job_id i:position", "/done /separate i:job_id s:path",
+                 "/fail /separate s:message i:job_id")),
     )
-}
+
+
+COMMANDS: dict[str, Message] = build_commands()
+
+
+class TypedReply:
+    """Methods of a reply made into a dataclass by :func:`reply_type`."""
+
+    address: ClassVar[str]
+
+    def atoms(self) -> tuple[Any, ...]:
+        """The reply's arguments, in contract order (what goes on the wire)."""
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))  # type: ignore[arg-type]
+
+    @classmethod
+    def from_atoms(cls, atoms: Sequence[Any]) -> Any:
+        """The typed reply from received arguments: atoms a newer server appends are ignored,
+        fields an older server lacks are None."""
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        return cls(**dict(zip(names, atoms, strict=False)))
+
+    def labelled(self) -> str:
+        """``address name=value ...`` for people (``dreamsampler send``)."""
+        return " ".join([self.address, *(f"{f.name}={getattr(self, f.name)!r}"
+                                         for f in dataclasses.fields(self))])  # type: ignore[arg-type]
+
+
+def reply_type(name: str, message: Message) -> type:
+    """A frozen dataclass with one field per argument of the reply ``message``, in order."""
+    made = dataclasses.make_dataclass(
+        name, [(a.name, Any, dataclasses.field(default=None)) for a in message.args],
+        bases=(TypedReply,), frozen=True, namespace={"address": message.address})
+    made.__module__ = __name__
+    return made
+
+
+StatusReply = reply_type("StatusReply", REPLIES["/status.reply"])
+"""``/status.reply`` typed: built from its :data:`REPLIES` entry (fields only ever appended)."""
+TYPED_REPLIES: dict[str, type] = {StatusReply.address: StatusReply}  # type: ignore[attr-defined]
+"""Replies that ``dreamsampler send`` prints with labelled fields."""
 
 
 def direct_replies() -> dict[str, str]:
@@ -513,8 +628,9 @@ def direct_replies() -> dict[str, str]:
     return out
 
 
-def markdown() -> str:
-    """The OSC reference as Markdown (``docs/osc.md`` is this text)."""
+def markdown(commands: dict[str, Message] | None = None) -> str:
+    """The OSC reference as Markdown (``docs/osc.md`` is this text); ``commands`` defaults to
+    :data:`COMMANDS`."""
     out = [
         "# OSC reference",
         "",
@@ -525,7 +641,7 @@ def markdown() -> str:
         "## Commands",
         "",
     ]
-    for cmd in COMMANDS.values():
+    for cmd in (COMMANDS if commands is None else commands).values():
         out += [f"### `{cmd.signature}`", "", cmd.description, ""]
         for arg in cmd.args:
             out.append(f"- `{arg.signature}`: {arg.description}{_range(arg)}")
@@ -541,7 +657,93 @@ def markdown() -> str:
         out += [f"### `{rep.signature}`", "", rep.description, ""]
         out += [f"- `{a.signature}`: {a.description}" for a in rep.args]
         out.append("")
+    out += ["## Changelog", "", CHANGELOG.strip(), ""]
     return "\n".join(out)
+
+
+CHANGELOG = """
+Deliberate changes to addresses, arguments and replies, newest first.
+
+### 0.4 (issue 21: takes)
+
+- New option `count i` (1–8) on `/gen`, `/transfer`, `/continue`, `/inpaint` and presets
+  (`count:`): one job makes `count` takes from seeds `seed … seed+count-1` in one batched call.
+  Every take is its own WAV in the output folder (`_take1` … `_takeN` ends its name; the sidecar
+  has `take` and `takes`); the other sinks (the audio device) get the first take.
+- `/done <command> i:job_id s:path...` lists every take's path, in take order:
+  `/done <command> i:job_id s:path1 … s:pathN [s:stems] [s:sink s:error]...`. The paths are the
+  leading atoms after the job id that end in `.wav` (the server writes only WAVs); what follows is
+  as before (the stems folder, then sink-error pairs). With `count 1` the reply is unchanged.
+- `stems 1` with `count N` separates the first take only (its stems folder follows the paths);
+  send the take you keep to `/separate` for its stems.
+- Ray: `count` above 1 answers `/fail` (one take per request there for now).
+
+### 0.4 (issue 19: stems with Demucs)
+
+- New command `/separate s:input [model s] [id i] [name s]`: splits a clip (an input, or a clip
+  the server wrote) into its sources with Demucs; `/done /separate i:job_id s:path` names a
+  folder holding `<name>.<source>.wav` per source and `<name>.stems.json`.
+- New option `stems` (0/1) on `/gen`, `/transfer`, `/continue`, `/inpaint`, the session
+  (`/param/stems`) and presets: the clip and its stems in one job. Its `/done` carries the
+  stems folder right after the clip's path (`/done /gen i:job_id s:path s:stems`), before any
+  `s:sink s:error` pairs.
+
+### 0.4 (issue 18: loops that lock)
+
+- New options `bpm`, `key`, `meter` on `/gen`, `/transfer` and `/continue`, and `conform` on
+  `/gen` and `/transfer` (also preset keys; `key`, `meter` and `conform` are session parameters
+  `/param/key`, `/param/meter`, `/param/conform`). Giving `bpm` or `key` conforms the clip: it is
+  time-stretched to `bpm` (default: the session tempo), pitch-shifted to the nearest
+  transposition of `key`, started on a downbeat, cut to exactly `bars` bars and loop-crossfaded;
+  `conform 0` keeps the model's timing and only cuts to bars. Families trained on tempo/key
+  caption tags (Stable Audio) get them appended to the prompt (docs/conform.md).
+- New command **`/conform s:input [bpm f] [key s] [bars i] [meter s] [id i] [name s]`**: the same
+  conform for any clip, no model; answers `/queued`, then `/done /conform i:job_id s:path` or
+  `/fail /conform s:message i:job_id`.
+- `/continue` gains `side after|before|both`; `/continue` and `/inpaint` now keep the input's own
+  samples outside the new audio (a short crossfade joins them), where they used to return the
+  model's re-synthesis. A family that cannot inpaint answers `/fail` at once (before `/queued`),
+  where it used to fail after queuing.
+- `bars` counts bars at `bpm` when it is given (else at the session tempo, as before).
+
+### 0.3 (issue 17: one parameter schema, strict options, seeds)
+
+- **Sinks are peers.** A job's `/done` appends `s:sink s:error` for each optional sink that
+  failed (a preset whose device failed no longer answers a plain `/done`); all sinks take the
+  clip at once, and `/play` finds only clips whose delivery succeeded.
+- `/transfer` without `duration` (and without `bars`) is as long as its input, up to the model's
+  limit and `limits.max_duration`, instead of the session's duration; Stable Audio keeps a stereo
+  input stereo on every engine.
+- Every generation option and session parameter is declared once in `dreamsampler/schema.py`;
+  this reference, OSCQuery, the patches, presets and `config.yaml` are generated from it.
+- **Strict options.** After a prompt given as several atoms, the options begin at the first
+  numeric option key followed by a number (`seed 7`), or at a word that nearly spells one
+  (`seedd 7`, difflib ratio >= 0.8); an earlier option key whose options parse to the end begins
+  them instead (`a seed pod seed 3` → prompt "a seed pod", seed 3). From there on every atom must
+  be a known key with a valid value: `/gen warm seedd 7`, `/gen warm guidance -3.0 steps 2` and
+  `/gen warm steps two` answer `/fail` naming the key, the value and what is allowed (with a
+  did-you-mean), where they used to become prompt text. Without such a numeric key, an option key
+  followed by words is prompt text when a later option parses, as before
+  (`a negative space vibe seed 3`). A prompt sent as one atom is never split.
+- Options with a closed set of strings (`scheduler`, `unit`) are checked when the message is
+  parsed (case-insensitively, with a did-you-mean: `scheduler eulr` → "did you mean 'euler'?");
+  `/continue ... unit beats` now says "unit: 'beats' is not one of seconds, bars".
+- **Seeds.** `seed -1` draws a fresh seed. A request without a seed draws a fresh seed unless the
+  session seed is locked (new session parameter `/param/seed_lock 0|1`, config
+  `defaults.seed_lock`); `/param/seed N` (N >= 0) sets and locks the session seed, `/param/seed -1`
+  unlocks it. The seed used is in the sidecar record and the default file name. Was: the session
+  seed (0) every time. Presets keep their seed policy.
+- `/continue`'s `amount` and `/inpaint`'s `start`/`end` set the request fields `continuation`,
+  `mask_start` and `mask_end` (same atoms; the typed messages' field names changed).
+- `/preset/save` keeps every session field a preset takes (`concept`, `scheduler`, `lora_scale`,
+  ...); a session whose seed is not locked is saved with `seed: random`.
+- One range per parameter everywhere: preset `lora_scale` is −2..2 (was 0..2), preset `guidance`
+  0..50 (was 0..30), config `defaults.duration` 0.01..600 s and `defaults.num_inference_steps`
+  1..1000. New preset keys `scheduler` and `loras` (`[[name, weight], ...]`); new config keys
+  `defaults.seed_lock` and `defaults.lora_scale`.
+- `/status.reply`'s fields are typed (`dreamsampler.server.contract.StatusReply`, made from its
+  REPLIES entry); `dreamsampler send` prints them labelled.
+"""
 
 
 def _option_shape(option: Arg) -> str:

@@ -11,15 +11,18 @@ sink the job names, and answers through ``Delivery.reply`` with :class:`JobStart
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dreamsampler import schema
 from dreamsampler.engine.jobs import JobFailed, JobProgress, JobStarted
 from dreamsampler.engine.request import GenerationRequest, GenerationResult
+from dreamsampler.engine.stems import SeparationRequest
 
 FOLDER = "folder"
 DEVICE = "device"
@@ -27,11 +30,19 @@ DEVICE = "device"
 
 @dataclass(frozen=True)
 class LoopSpec:
-    """A clip cut to whole bars: ``bpm`` (BPM), ``bars``, ``beats_per_bar``."""
+    """A clip cut to whole bars: ``bpm`` (BPM), ``bars``, ``beats_per_bar``.
+
+    With ``conform`` the clip is conformed (:func:`dreamsampler.engine.conform.conform`) to
+    ``bpm``, ``key`` (a key name, or None to keep the pitch) and ``bars`` (0: the whole bars it
+    holds) instead of only cut; ``meter`` is the time signature ``(N, D)``.
+    """
 
     bpm: float
     bars: int
     beats_per_bar: int = 4
+    key: str | None = None
+    conform: bool = False
+    meter: tuple[int, int] = (4, 4)
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,11 @@ class Played:
     stream_time: float | None
     clock_time: float | None
     duration: float = 0.0
+
+
+def stems_folder(clip: Path) -> Path:
+    """The stems folder of a clip: ``<clip stem>.stems`` next to it (issue 19)."""
+    return clip.with_name(f"{clip.stem}.stems")
 
 
 @dataclass(frozen=True)
@@ -60,7 +76,9 @@ class Delivered:
         loop: the bar length, or None for seconds.
         sink_errors: sink name → why a sink other than the folder could not take the clip (the
             clip is delivered to the others).
-        paths: every take's WAV in the output folder, in take order (one for ``count`` 1).
+        stems_dir: the clip's stems folder in the output folder (a ``stems`` job), else None.
+        paths: every take's WAV in the output folder, in take order (one for ``count`` 1;
+            issue 21).
     """
 
     job_id: int
@@ -70,6 +88,7 @@ class Delivered:
     sample_rate: int = 0
     loop: LoopSpec | None = None
     sink_errors: Mapping[str, str] = field(default_factory=dict)
+    stems_dir: Path | None = None
     paths: tuple[Path, ...] = ()
 
     @property
@@ -89,7 +108,8 @@ class Delivery:
     """One typed job: what to generate and how to deliver it.
 
     Attributes:
-        request: the validated generation request (its ``duration`` covers ``loop``).
+        request: the validated generation request (its ``duration`` covers ``loop``), or a
+            separation (``/separate``: the folder sink writes the stems folder only).
         job_id: a client-chosen id, or None for the service's next one.
         name: file-name stem for the folder sink (None: ``<time>_<prompt>_<seed>``).
         loop: cut the clip to exactly these bars (None: keep ``request.duration`` seconds).
@@ -100,7 +120,7 @@ class Delivery:
         reply: who to answer (see :data:`Listener`); None answers nobody but the observers.
     """
 
-    request: GenerationRequest
+    request: GenerationRequest | SeparationRequest
     job_id: int | None = None
     name: str | None = None
     loop: LoopSpec | None = None
@@ -130,34 +150,26 @@ class Submitted:
     position: int
 
 
-@dataclass(frozen=True)
-class GenerationParams:
-    """What an edge asks for, by request field name; ``None`` takes the session's value.
+def params_type(params: Sequence[schema.Param] | None = None) -> type:
+    """The ``GenerationParams`` dataclass for ``params`` (default: the schema's): a field per
+    generation parameter (:func:`~dreamsampler.schema.generation_fields`) plus the region
+    fields, each ``None`` by default."""
+    names = [(p.name, Any) for p in schema.generation_fields(params)]
+    names += [(n, Any) for n, _ in schema.REGION_FIELDS]
+    made = dataclasses.make_dataclass(
+        "GenerationParams", [(n, t, field(default=None)) for n, t in names], frozen=True)
+    made.__module__ = __name__  # pickles (engine processes) find it here
+    return made
 
-    ``bars`` (whole bars at the session tempo, 0 = seconds) wins over ``duration`` (seconds); a
-    ``duration`` without ``bars`` means seconds; with neither, the session's ``bars`` decides.
-    ``loras`` is a blend of loaded LoRA concepts ``((name, weight), ...)``. ``continuation``
-    (continue the input) or ``mask_start``/``mask_end`` (repaint that region of the input) make
-    it a region job; their values are in ``unit``: ``seconds`` (default) or ``bars`` at the
-    session tempo.
-    """
 
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    seed: int | None = None
-    num_inference_steps: int | None = None
-    guidance_scale: float | None = None
-    duration: float | None = None
-    scheduler: str | None = None
-    input_path: str | None = None
-    strength: float | None = None
-    concept: str | None = None
-    lora_scale: float | None = None
-    bars: int | None = None
-    loras: tuple[tuple[str, float], ...] | None = None
-    continuation: float | None = None
-    mask_start: float | None = None
-    mask_end: float | None = None
-    unit: str | None = None
-    #: takes (issue 21): one job, ``count`` clips from seeds ``seed … seed + count − 1``
-    count: int | None = None
+GenerationParams = params_type()
+GenerationParams.__doc__ = """What an edge asks for, by request field name (made from
+:mod:`dreamsampler.schema`); ``None`` takes the session's value.
+
+``bars`` (whole bars at the session tempo, 0 = seconds) wins over ``duration`` (seconds); a
+``duration`` without ``bars`` means seconds; with neither, the session's ``bars`` decides.
+``loras`` is a blend of loaded LoRA concepts ``((name, weight), ...)``. ``continuation``
+(continue the input) or ``mask_start``/``mask_end`` (repaint that region of the input) make
+it a region job; their values are in ``unit``: ``seconds`` (default) or ``bars`` at the
+session tempo. ``seed`` -1 draws a fresh seed.
+"""

@@ -2,8 +2,9 @@
 
 A peer of the folder sink (:class:`~dreamsampler.server.sinks.Sink` ``device``). It owns the
 :class:`~dreamsampler.server.mixer.Mixer` (opened on first use and re-opened after a failure), the
-replay cache behind ``/play`` (the last ``keep`` clips offered to it) and the jam slot: a job with
-``jam=True`` loops on the device and crossfades from the previous jam clip on the next bar line.
+replay cache behind ``/play`` (the last ``keep`` delivered clips offered to it) and the jam slot:
+a job with ``jam=True`` loops on the device and crossfades from the previous jam clip on the next
+bar line.
 
 Times are seconds on the tempo clock's time base (``clock.time_fn``, :func:`time.monotonic` by
 default) unless named *stream time* (the device's clock); the mixer converts between the two with
@@ -15,13 +16,14 @@ gets every clip.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from dreamsampler.server.clock import TempoClock
-from dreamsampler.server.delivery import DEVICE, Clip, Played
+from dreamsampler.server.delivery import DEVICE, Clip, Delivery, Played
 from dreamsampler.server.mixer import DEFAULT_FADE_S, Mixer
 from dreamsampler.server.sinks import SinkError
 
@@ -52,6 +54,8 @@ class DeviceSink:
     """
 
     name = DEVICE
+    required = False
+    """A device problem is reported beside the clip; the job does not fail for it."""
 
     def __init__(self, device: str | None, clock: TempoClock, play_quantum: float = 4.0,
                  keep: int = 16, mixer_factory: Callable[..., Mixer] = Mixer) -> None:
@@ -66,17 +70,33 @@ class DeviceSink:
         """Linear gain of clips sent to the device (MIDI parameter ``volume``)."""
         self.recent: OrderedDict[int, Clip] = OrderedDict()
         """The last ``keep`` clips by job id (for ``/play``)."""
-        self.played: list[Played] = []
+        self.played: deque[Played] = deque(maxlen=max(1, keep))
+        """The last ``keep`` receipts (newest last)."""
+        self.plays = 0
+        """Clips started on the device since start."""
         self._jam_clip: int | None = None
         self._underruns_before = 0
 
     # ---- the sink interface -------------------------------------------------------------------
 
-    def check(self) -> None:
+    async def start(self) -> None:
+        """Open the device when one is configured.
+
+        Raises:
+            DeviceError: it cannot be opened (the service logs it and serves on).
+        """
+        if self.configured:
+            self.open()
+
+    def check(self, job: Delivery | None = None) -> None:
         """Never refuses early: a device problem is reported per clip (the folder gets it)."""
 
+    def status(self) -> dict[str, Any]:
+        """``underruns`` since start."""
+        return {"underruns": self.underruns}
+
     def offer(self, clip: Clip) -> None:
-        """Keep the clip for ``/play`` (the oldest beyond ``keep`` is dropped)."""
+        """Keep a delivered clip for ``/play`` (the oldest beyond ``keep`` is dropped)."""
         self.recent[clip.job_id] = clip
         while len(self.recent) > self.keep:
             self.recent.popitem(last=False)
@@ -135,9 +155,7 @@ class DeviceSink:
             clip_id = mixer.play(audio, sr, at_stream, gain=self.volume)
         except (RuntimeError, ValueError) as exc:
             raise DeviceError(f"cannot play job {clip.job_id}: {exc}") from None
-        played = Played(clip.job_id, clip_id, at_stream, at, audio.shape[-1] / sr)
-        self.played.append(played)
-        return played
+        return self._played(Played(clip.job_id, clip_id, at_stream, at, audio.shape[-1] / sr))
 
     def _play_jam(self, clip: Clip) -> Played:
         mixer = self.open()
@@ -153,8 +171,11 @@ class DeviceSink:
         except (RuntimeError, ValueError) as exc:
             raise DeviceError(f"cannot play job {clip.job_id}: {exc}") from None
         self._jam_clip = clip_id
-        played = Played(clip.job_id, clip_id, at_stream, at, audio.shape[-1] / sr)
+        return self._played(Played(clip.job_id, clip_id, at_stream, at, audio.shape[-1] / sr))
+
+    def _played(self, played: Played) -> Played:
         self.played.append(played)
+        self.plays += 1
         return played
 
     # ---- the device ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from dreamsampler.engine.jobs import QueueFull
@@ -21,6 +22,9 @@ from dreamsampler.server.service import JobError, Service
 from dreamsampler.server.sinks import SinkError
 
 log = logging.getLogger(__name__)
+
+SCHEDULE_KEPT = 64
+"""Jam clips whose start times are kept (for inspection and tests)."""
 
 
 class Jam:
@@ -43,8 +47,9 @@ class Jam:
         self.clips_started = 0
         self.late_clips = 0
         """Changes where the next clip came after the current one had ended (it looped)."""
-        self.schedule: list[Played] = []
-        """Every clip started, in order (stream and clock start times, seconds)."""
+        self.schedule: deque[Played] = deque(maxlen=SCHEDULE_KEPT)
+        """The last :data:`SCHEDULE_KEPT` clips started, in order (stream and clock start
+        times, seconds)."""
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -54,22 +59,21 @@ class Jam:
 
     async def start(self, presets: Sequence[str] = ()) -> None:
         """Start jam mode (``/jam on``): cycle through ``presets`` (default: the bank chosen by
-        MIDI program change, else the session parameters with the seed advancing by one).
+        MIDI program change, else the session parameters with a locked seed advancing by one, or a
+        fresh seed per clip).
 
         Raises:
-            PresetRequestError: unknown preset. DeviceError: no working device.
+            PresetRequestError: unknown preset. SinkError: no working device.
             RequestError: the session cannot make a request.
         """
-        names = list(presets) or self.service.presets.bank_presets()
-        for name in names:
-            self.service.presets.get(name)
+        names = self.service.bank_presets(tuple(presets))
         self.service.require_device()
         if not names:  # check the session can make a request before looping on it
             self.service.session_job()
         await self.stop()
         self.presets = names
         self.clips_started = self.late_clips = 0
-        self.schedule = []
+        self.schedule.clear()
         self._task = asyncio.create_task(self._run(), name="jam")
         log.info("jam on: %s", ", ".join(names) or "session parameters")
 

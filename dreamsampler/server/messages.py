@@ -4,7 +4,9 @@
 (OSC address patterns are refused: matching ``/*****…!`` with a regex can backtrack for minutes),
 parses the atoms with the contract entry and returns one frozen dataclass per command. Field names
 are the contract's argument targets (request field names), so an edge reads ``gen.seed`` instead
-of ``values["seed"]``; ``None`` means "not sent" (the session default applies).
+of ``values["seed"]``; ``None`` means "not sent" (the session default applies). The generation
+commands' types are made from the contract, which takes its options from
+:mod:`dreamsampler.schema`: a new option needs no edit here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from dreamsampler.server.contract import COMMANDS, PARAMS, ContractError
+from dreamsampler.server.contract import COMMANDS, PARAMS, ContractError, Message
 from dreamsampler.server.delivery import GenerationParams
 
 PATTERN_CHARACTERS = frozenset("*?[]{}")
@@ -35,25 +37,19 @@ class Request:
         """The request from contract-parsed ``values`` (``{arg.target: value}``)."""
         return cls(**values)
 
+    @property
+    def replies(self) -> tuple[str, ...]:
+        """The reply patterns this request is answered with (its contract entry's, as
+        supriya's requests carry theirs), e.g. ``("/queued i:job_id i:position", ...)``."""
+        address = f"/param/{self.name}" if isinstance(self, Param) else self.address
+        return COMMANDS[address].replies
+
 
 @dataclass(frozen=True)
-class _Generate(Request):
-    """Fields shared by ``/gen`` and ``/transfer``: the generation options."""
-
-    prompt: str = ""
-    negative_prompt: str | None = None
-    seed: int | None = None
-    num_inference_steps: int | None = None
-    guidance_scale: float | None = None
-    duration: float | None = None
-    scheduler: str | None = None
-    concept: str | None = None
-    lora_scale: float | None = None
-    bars: int | None = None
-    job_id: int | None = None
-    name: str | None = None
-    loras: tuple[tuple[str, float], ...] | None = None
-    count: int | None = None  # issue 21: takes
+class Generate(Request):
+    """A generation command (``/gen``, ``/transfer``, ``/continue``, ``/inpaint``). Its fields
+    are made from the contract entry (:func:`generate_type`): one per positional argument and
+    option, named by request field, ``None`` when not sent."""
 
     def params(self) -> GenerationParams:
         """The generation parameters this message sets (unset ones stay None)."""
@@ -62,47 +58,40 @@ class _Generate(Request):
                                    if f.name in names})
 
 
-@dataclass(frozen=True)
-class Gen(_Generate):
-    address = "/gen"
+def generate_type(name: str, command: Message) -> type[Generate]:
+    """The frozen dataclass of a generation command: a field per argument and option target
+    (all optional: ``None`` = not sent)."""
+    targets = [a.target for a in (*command.args, *command.options)]
+    made = dataclasses.make_dataclass(
+        name, [(t, Any, dataclasses.field(default=None)) for t in dict.fromkeys(targets)],
+        bases=(Generate,), frozen=True, namespace={"address": command.address})
+    made.__module__ = __name__
+    return made
+
+
+Gen = generate_type("Gen", COMMANDS["/gen"])
+Transfer = generate_type("Transfer", COMMANDS["/transfer"])
+Continue = generate_type("Continue", COMMANDS["/continue"])
+"""``/continue input amount [prompt]``: ``continuation`` (the amount) of new audio after the
+input, in ``unit``."""
+Inpaint = generate_type("Inpaint", COMMANDS["/inpaint"])
+"""``/inpaint input start end [prompt]``: repaint ``[mask_start, mask_end)`` of the input, in
+``unit``."""
+Conform = generate_type("Conform", COMMANDS["/conform"])
+"""``/conform input [bpm] [key] [bars] [meter]``: a no-model job (issue 18): conform the input
+to ``bpm``, ``key`` and ``bars``."""
 
 
 @dataclass(frozen=True)
-class Transfer(_Generate):
-    address = "/transfer"
+class Separate(Request):
+    """``/separate input [model M] [id N] [name S]`` (issue 19): split a clip into stems
+    (``model`` is the ``stems_model`` field)."""
+
+    address = "/separate"
     input_path: str = ""
-    strength: float | None = None
-
-
-@dataclass(frozen=True)
-class Continue(_Generate):
-    """``/continue input amount [prompt]``: ``amount`` of new audio after the input, in
-    ``unit``."""
-
-    address = "/continue"
-    prompt: str | None = None  # type: ignore[assignment]  # default: the session prompt
-    input_path: str = ""
-    amount: float = 0.0
-    unit: str | None = None
-
-    def params(self) -> GenerationParams:
-        return dataclasses.replace(super().params(), continuation=self.amount)
-
-
-@dataclass(frozen=True)
-class Inpaint(_Generate):
-    """``/inpaint input start end [prompt]``: repaint ``[start, end)`` of the input, in
-    ``unit``."""
-
-    address = "/inpaint"
-    prompt: str | None = None  # type: ignore[assignment]  # default: the session prompt
-    input_path: str = ""
-    start: float = 0.0
-    end: float = 0.0
-    unit: str | None = None
-
-    def params(self) -> GenerationParams:
-        return dataclasses.replace(super().params(), mask_start=self.start, mask_end=self.end)
+    stems_model: str | None = None
+    job_id: int | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -248,9 +237,10 @@ class Jam(Request):
 
 TYPES: dict[str, type[Request]] = {
     t.address: t
-    for t in (Gen, Transfer, Continue, Inpaint, Trigger, ConceptLoad, ConceptUnload, ConceptList,
-              ConceptAvailable, Cancel, Notify, Status, Sync, Version, PresetTrigger, PresetList,
-              PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam)
+    for t in (Gen, Transfer, Continue, Inpaint, Conform, Trigger, ConceptLoad, ConceptUnload,
+              ConceptList, ConceptAvailable, Cancel, Notify, Status, Sync, Version, PresetTrigger,
+              PresetList, PresetSave, MidiLearn, MidiPorts, AudioDevices, Tempo, Play, Stop, Jam,
+              Separate)
 }
 TYPES.update({f"/param/{name}": Param for name in PARAMS})
 

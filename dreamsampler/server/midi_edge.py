@@ -18,6 +18,7 @@ import mido
 import yaml
 from pydantic import ValidationError
 
+from dreamsampler import schema
 from dreamsampler.config import ConfigError, LiveConfig
 from dreamsampler.engine.jobs import QueueFull
 from dreamsampler.engine.request import RequestError
@@ -39,16 +40,10 @@ from dreamsampler.server.sinks import SinkError
 log = logging.getLogger(__name__)
 
 MIDI_PARAM_FIELDS: dict[str, str] = {
-    "strength": "strength",
-    "guidance": "guidance_scale",
-    "steps": "num_inference_steps",
-    "seed": "seed",
-    "duration": "duration",
-    "bars": "bars",
-    "lora_scale": "lora_scale",
+    p.osc_key: p.name for p in schema.taken_by(schema.SESSION) if p.osc_key in PARAM_RANGES
 }
-"""MIDI-map parameter names → request/session field names (``tempo`` and ``volume`` are live
-settings, not request fields)."""
+"""MIDI-map parameter names (OSC keys) → request/session field names, from the schema
+(``tempo`` and ``volume`` are live settings, not request fields)."""
 
 LearnWaiter = Callable[[Learned | None, str], None]
 """Called once when MIDI learn binds (``Learned``, "") or is replaced (None, reason)."""
@@ -144,7 +139,7 @@ class MidiEdge:
         elif isinstance(action, SetParam):
             self.set_param(action.name, action.value)
         elif isinstance(action, SelectBank):
-            self.service.presets.select_bank(action.name, action.index)
+            self.service.select_bank(action.name, action.index)
         elif isinstance(action, Learned):
             self._learned(action)
 

@@ -34,9 +34,14 @@ from dreamsampler import __version__
 from dreamsampler.engine.concepts import ConceptError
 from dreamsampler.engine.jobs import EngineClosed, JobFailed, JobProgress, JobStarted, QueueFull
 from dreamsampler.engine.request import RequestError
-from dreamsampler.server import audio_devices
 from dreamsampler.server import messages as m
-from dreamsampler.server.contract import COMMANDS, INT32_MAX, INT32_MIN, ContractError
+from dreamsampler.server.contract import (
+    COMMANDS,
+    INT32_MAX,
+    INT32_MIN,
+    ContractError,
+    StatusReply,
+)
 from dreamsampler.server.delivery import Delivered, Delivery, Listener, Update
 from dreamsampler.server.jam import Jam
 from dreamsampler.server.loglimit import LogLimiter
@@ -147,6 +152,7 @@ class OscServer:
             m.Transfer: self._gen,
             m.Continue: self._gen,
             m.Inpaint: self._gen,
+            m.Conform: self._conform,
             m.Trigger: self._trigger,
             m.Param: self._param,
             m.Cancel: self._cancel,
@@ -168,6 +174,7 @@ class OscServer:
             m.Play: self._play,
             m.Stop: self._stop,
             m.Jam: self._jam,
+            m.Separate: self._separate,  # issue 19
         }
         missing = {t.__name__ for t in m.TYPES.values()} - {t.__name__ for t in self._handlers}
         if missing:
@@ -324,11 +331,15 @@ class OscServer:
     # -- generation ----------------------------------------------------------------------------
 
     def job_reply(self, sender: Address, address: str) -> Listener:
-        """A job's reply target: ``/done address job_id path`` or ``/fail address ...``."""
+        """A job's reply target: ``/done address job_id path... [stems] [sink error]...`` (one
+        path per take, the stems folder when the job asked for stems, then one pair per
+        optional sink that could not take the clip) or ``/fail address ...``."""
         def on_update(update: Update) -> None:
             if isinstance(update, Delivered):
                 paths = [str(p) for p in update.paths] or [str(update.path or "")]
-                self.reply(sender, "/done", address, update.job_id, *paths)
+                stems = (str(update.stems_dir),) if update.stems_dir is not None else ()
+                errors = [atom for pair in update.sink_errors.items() for atom in pair]
+                self.reply(sender, "/done", address, update.job_id, *paths, *stems, *errors)
             elif isinstance(update, JobFailed):
                 self.fail(sender, address, update.message, update.job_id)
 
@@ -338,10 +349,21 @@ class OscServer:
         submitted = self.service.submit(job)
         self.reply(sender, "/queued", submitted.job_id, submitted.position)
 
-    def _gen(self, sender: Address, msg: m.Gen | m.Transfer | m.Continue | m.Inpaint) -> None:
+    def _gen(self, sender: Address, msg: m.Generate) -> None:
         job = self.service.job(msg.params(), transfer=isinstance(msg, m.Transfer),
                                job_id=msg.job_id, name=msg.name,
                                reply=self.job_reply(sender, msg.address))
+        self._submit(sender, job)
+
+    def _conform(self, sender: Address, msg: m.Conform) -> None:
+        job = self.service.conform_job(msg.params(), job_id=msg.job_id, name=msg.name,
+                                       reply=self.job_reply(sender, msg.address))
+        self._submit(sender, job)
+
+    def _separate(self, sender: Address, msg: m.Separate) -> None:
+        job = self.service.separate_job(msg.input_path, model=msg.stems_model, job_id=msg.job_id,
+                                        name=msg.name,
+                                        reply=self.job_reply(sender, msg.address))
         self._submit(sender, job)
 
     def _trigger(self, sender: Address, msg: m.Trigger) -> None:
@@ -375,14 +397,17 @@ class OscServer:
     def _status(self, sender: Address, msg: m.Status) -> None:
         s = self.service.status()
         e = s.engine
-        self.reply(
-            sender, "/status.reply",
-            e.queued, -1 if e.running is None else e.running, s.jobs_done, s.jobs_failed,
-            len(self.clients), e.model_id, e.sample_rate, s.uptime, e.device, s.output_dir,
-            int(s.output_writable), self.oscquery_port, s.tempo, s.tempo_source, s.underruns,
-            self.midi.unmapped_notes if self.midi is not None else 0,
-            int(self.jam is not None and self.jam.running), e.restarts,
+        reply = StatusReply(
+            queued=e.queued, running=-1 if e.running is None else e.running,
+            jobs_done=s.jobs_done, jobs_failed=s.jobs_failed, clients=len(self.clients),
+            model=e.model_id, sample_rate=e.sample_rate, uptime=s.uptime, device=e.device,
+            output_dir=s.output_dir, output_writable=int(s.output_writable),
+            oscquery_port=self.oscquery_port, tempo=s.tempo, tempo_source=s.tempo_source,
+            underruns=s.underruns,
+            unmapped_notes=self.midi.unmapped_notes if self.midi is not None else 0,
+            jam=int(self.jam is not None and self.jam.running), engine_restarts=e.restarts,
         )
+        self.reply(sender, reply.address, *reply.atoms())
 
     def _sync(self, sender: Address, msg: m.Sync) -> None:
         async def wait() -> None:
@@ -448,10 +473,10 @@ class OscServer:
     # -- presets, tempo, device ----------------------------------------------------------------
 
     def _preset_list(self, sender: Address, msg: m.PresetList) -> None:
-        self.reply(sender, "/preset.list", *self.service.presets.names())
+        self.reply(sender, "/preset.list", *self.service.preset_names())
 
     def _preset_save(self, sender: Address, msg: m.PresetSave) -> None:
-        path = self.service.presets.save_session(msg.name, self.service.session)
+        path = self.service.save_preset(msg.name)
         self.reply(sender, "/done", msg.address, str(path))
 
     def _tempo(self, sender: Address, msg: m.Tempo) -> None:
@@ -473,9 +498,7 @@ class OscServer:
 
     def _audio_devices(self, sender: Address, msg: m.AudioDevices) -> None:
         async def work() -> None:
-            # PortAudio's first initialisation can take a while (it probes JACK): off the loop
-            names = await asyncio.to_thread(audio_devices.output_device_names)
-            self.reply(sender, "/audio.devices", *names)
+            self.reply(sender, "/audio.devices", *await self.service.audio_devices())
 
         self.spawn(work())
 

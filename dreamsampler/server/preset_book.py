@@ -17,9 +17,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from dreamsampler import schema
 from dreamsampler.engine.request import RequestError
 from dreamsampler.server.delivery import FOLDER, GenerationParams
 from dreamsampler.server.presets import (
+    OWN_KEYS,
     Preset,
     PresetError,
     PresetLibrary,
@@ -126,20 +128,16 @@ class PresetBook:
         preset = self.get(name)
         seed = preset.seed.next_seed(self._last_seed.get(preset.name))
         transfer = preset.input_clip is not None
-        params = GenerationParams(
-            prompt=preset.prompt,
-            negative_prompt=preset.negative_prompt,
-            seed=seed,
-            num_inference_steps=preset.steps,
-            guidance_scale=preset.guidance,
-            lora_scale=preset.lora_scale,
-            concept=preset.concept or None,
-            bars=preset.bars,
-            duration=None if preset.bars is not None else preset.seconds,
+        values = {p.name: getattr(preset, p.yaml_key) for p in schema.taken_by(schema.PRESET)
+                  if p.name not in OWN_KEYS}
+        bars = values.get("bars")
+        values.update(
+            prompt=preset.prompt, seed=seed, concept=preset.concept or None,
+            duration=None if bars is not None else values.get("duration"),
             input_path=str(preset.input_clip) if transfer else None,
-            strength=preset.strength if transfer else None,
-            count=preset.count,
+            strength=values.get("strength") if transfer else None,
         )
+        params = GenerationParams(**values)
         if overrides is not None:
             params = replace(params, **{k: v for k, v in vars(overrides).items()
                                         if v is not None})
@@ -155,7 +153,9 @@ class PresetBook:
 
     def save_session(self, name: str, session: Any) -> Path:
         """Save the session parameters as preset ``name`` (``DIR/<name>.yaml``, atomic) and
-        reload the presets.
+        reload the presets. Every session field a preset takes is kept (concept, scheduler,
+        ...; :data:`~dreamsampler.schema.PRESET`); the seed is kept when the session seed is
+        locked, else the preset draws a random one.
 
         Raises:
             PresetRequestError: no prompt in the session, an invalid name or value, a preset of
@@ -168,18 +168,19 @@ class PresetBook:
         if existing is not None and existing.bank != "default":
             raise PresetRequestError(f"preset {name!r} belongs to bank {existing.bank!r}; "
                                      "choose another name")
-        data: dict[str, Any] = {
-            "name": name, "prompt": s.prompt, "negative_prompt": s.negative_prompt,
-            "seed": s.seed, "steps": s.num_inference_steps, "guidance": s.guidance_scale,
-            "lora_scale": s.lora_scale,
-        }
+        data: dict[str, Any] = {"name": name}
+        for p in schema.taken_by(schema.PRESET):
+            value = getattr(s, p.name, None)
+            if value is not None and value != "":
+                data[p.yaml_key] = value
+        # a locked session seed is kept; an unlocked session draws a fresh one each time
+        data["seed"] = s.seed if getattr(s, "seed_lock", 0) and s.seed >= 0 else "random"
         if s.bars:
-            data["bars"] = s.bars
+            data.pop("seconds", None)
         else:
-            data["seconds"] = s.duration
-        if s.input_path:
-            data["input_clip"] = s.input_path
-            data["strength"] = s.strength
+            data.pop("bars", None)
+        if not s.input_path:
+            data.pop("strength", None)
         try:
             preset = Preset.model_validate(data)
         except ValidationError as exc:

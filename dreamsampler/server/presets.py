@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,14 +30,16 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_serializer,
     model_validator,
 )
 
+from dreamsampler import schema
 from dreamsampler.fsutil import atomic_write_text
 
-SEED_MAX = 2**31 - 1
+SEED_MAX = schema.SEED_MAX
 """Largest seed handed out (seeds are 31-bit non-negative ints, safe for every RNG)."""
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.+-]{0,63}$"
@@ -106,37 +108,42 @@ class SeedPolicy(BaseModel):
         return (previous + 1) % (SEED_MAX + 1)
 
 
-class Preset(BaseModel):
-    """One playable preset.
+class PresetRules(BaseModel):
+    """The preset's own keys and checks; :func:`preset_model` adds a key per schema parameter
+    taken by presets (:data:`~dreamsampler.schema.PRESET`).
 
-    Units: ``strength`` 0..1 (style-transfer denoising strength, 1 = ignore the input clip),
-    ``steps`` diffusion steps, ``guidance`` CFG scale, ``bars`` whole bars at the session tempo,
-    ``seconds`` seconds, ``lora_scale`` 0..2, ``count`` takes 1..8.
-
-    Raises:
-        pydantic.ValidationError: unknown key, value out of range, both or neither of
-            ``bars``/``seconds``, a ``<placeholder>`` in the prompt that is not ``<concept>``,
-            or a concept that does not appear in the prompt.
+    Its own keys: ``name``, ``prompt``, ``concept`` (a placeholder name), ``seed`` (a
+    :class:`SeedPolicy`), ``input_clip`` (a path), ``sinks`` and ``bank``. Schema keys are named
+    by :attr:`~dreamsampler.schema.Param.preset_key` (``steps``, ``guidance``,
+    ``negative_prompt``, ``seconds``…), with the schema's type and range; one the preset omits
+    takes :attr:`~dreamsampler.schema.Param.preset_default`, or the session's value when that is
+    None.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=NAME_PATTERN)
     prompt: str = Field(min_length=1)
-    negative_prompt: str = ""
     concept: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    strength: float = Field(default=1.0, ge=0.0, le=1.0)
     seed: SeedPolicy = Field(default_factory=lambda: SeedPolicy(mode="random"))
-    steps: int = Field(default=25, ge=1, le=1000)
-    guidance: float = Field(default=3.5, ge=0.0, le=30.0)
-    bars: int | None = Field(default=None, ge=1, le=256)
-    seconds: float | None = Field(default=None, gt=0.0, le=600.0)
     input_clip: Path | None = None
     sinks: list[Sink] = Field(default_factory=lambda: ["folder"], min_length=1)
-    lora_scale: float = Field(default=1.0, ge=0.0, le=2.0)
     bank: str | None = Field(default=None, pattern=NAME_PATTERN)
-    #: takes (issue 21): clips per trigger, seeds ``seed … seed + count − 1``, one batched call
-    count: int = Field(default=1, ge=1, le=8)
+
+    # issue 18: the schema's key and meter (see preset_model) are parsed and normalised
+    @field_validator("key", check_fields=False)
+    @classmethod
+    def _check_key(cls, key: str | None) -> str | None:
+        from dreamsampler.engine.conform import parse_key
+
+        return None if key is None else parse_key(key).label  # ConformError is a ValueError
+
+    @field_validator("meter", check_fields=False)
+    @classmethod
+    def _check_meter(cls, meter: str | None) -> str | None:
+        from dreamsampler.engine.conform import parse_meter
+
+        return None if meter is None else "{}/{}".format(*parse_meter(meter))
 
     @field_validator("sinks")
     @classmethod
@@ -146,11 +153,14 @@ class Preset(BaseModel):
         return sinks
 
     @model_validator(mode="after")
-    def _check(self) -> Preset:
-        if (self.bars is None) == (self.seconds is None):
+    def _check(self) -> Any:
+        bars, seconds = getattr(self, "bars", None), getattr(self, "seconds", None)
+        if (bars is None) == (seconds is None):
             raise ValueError("give exactly one of 'bars' or 'seconds'")
+        if bars == 0:
+            raise ValueError("bars must be >= 1 (or give seconds)")
         found = set(_PLACEHOLDER.findall(self.prompt)) | set(
-            _PLACEHOLDER.findall(self.negative_prompt)
+            _PLACEHOLDER.findall(getattr(self, "negative_prompt", None) or "")
         )
         allowed = {self.concept} if self.concept else set()
         if found - allowed:
@@ -165,15 +175,51 @@ class Preset(BaseModel):
 
     def duration_seconds(self, bpm: float, beats_per_bar: int = 4) -> float:
         """Clip length in seconds at ``bpm`` (BPM) for ``bars`` presets, else ``seconds``."""
-        if self.bars is not None:
-            return self.bars * beats_per_bar * 60.0 / bpm
-        assert self.seconds is not None
-        return self.seconds
+        bars, seconds = getattr(self, "bars", None), getattr(self, "seconds", None)
+        if bars is not None:
+            return float(bars * beats_per_bar * 60.0 / bpm)
+        assert seconds is not None
+        return float(seconds)
 
     def to_yaml(self) -> str:
         """The preset as a YAML mapping (defaults and the loader-set ``bank`` left out)."""
         data = self.model_dump(mode="json", exclude_none=True, exclude={"bank"})
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+OWN_KEYS = frozenset({"prompt", "concept", "seed", "input_path"})
+"""Schema parameters whose preset key :class:`PresetRules` declares itself."""
+
+
+def preset_model(params: Sequence[schema.Param] | None = None) -> type[PresetRules]:
+    """The ``Preset`` model for ``params`` (default: the schema's)."""
+    fields: dict[str, Any] = {}
+    for p in schema.taken_by(schema.PRESET, params):
+        if p.name in OWN_KEYS:
+            continue
+        kind: Any = Literal[p.choices] if p.choices else p.python_type()
+        if p.preset_default is None:
+            kind = kind | None
+        fields[p.yaml_key] = (kind, Field(p.preset_default, ge=p.minimum, le=p.maximum,
+                                          description=p.description))
+    model = create_model("Preset", __base__=PresetRules, __module__=__name__, **fields)
+    model.__doc__ = PRESET_DOC
+    return model
+
+
+PRESET_DOC = """One playable preset (see :class:`PresetRules` for its keys).
+
+Units: ``strength`` 0..1 (style-transfer denoising strength, 1 = ignore the input clip),
+``steps`` diffusion steps, ``guidance`` CFG scale, ``bars`` whole bars at the session tempo,
+``seconds`` seconds, ``lora_scale`` -2..2 (the schema's range; it was 0..2 before 0.3),
+``stems`` 1: also separate the clip into stems with Demucs in the same job (issue 19).
+
+Raises:
+    pydantic.ValidationError: unknown key, value out of range, both or neither of
+        ``bars``/``seconds``, a ``<placeholder>`` in the prompt that is not ``<concept>``,
+        or a concept that does not appear in the prompt.
+"""
+Preset = preset_model()
 
 
 @dataclass(frozen=True)

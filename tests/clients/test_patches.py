@@ -259,7 +259,8 @@ def test_max_continue_and_inpaint_the_last_delivered_clip(sim: MaxSim) -> None:
     address, args = sim.sent[-1]
     values = COMMANDS[address].parse(args)
     assert address == "/continue" and values["input_path"] == "/Music/dreamsampler/a.wav"
-    assert (values["amount"], values["unit"], values["prompt"]) == (2.0, "bars", "a drum fill")
+    assert (values["continuation"], values["unit"], values["prompt"]) == (2.0, "bars",
+                                                                           "a drum fill")
     assert values["num_inference_steps"] == 8 and "duration" not in values
     sim.incoming("/done", "/continue", 4, "/Music/dreamsampler/b.wav")
     sim.receive(sim.param("From"), 0, [1.0])
@@ -268,7 +269,7 @@ def test_max_continue_and_inpaint_the_last_delivered_clip(sim: MaxSim) -> None:
     address, args = sim.sent[-1]
     values = COMMANDS[address].parse(args)
     assert address == "/inpaint" and values["input_path"] == "/Music/dreamsampler/b.wav"
-    assert (values["start"], values["end"], values["unit"]) == (1.0, 1.5, "bars")
+    assert (values["mask_start"], values["mask_end"], values["unit"]) == (1.0, 1.5, "bars")
     assert values["prompt"] == "a drum fill"
 
 
@@ -398,6 +399,10 @@ def test_max_replies_drive_status_progress_cancel_and_clip(sim: MaxSim) -> None:
         paths = [m for text, m in sim.effects if text == "live.path"]
         assert paths == [["path", "live_set"]]  # the tempo follower, at load
         assert sim.find("newobj", "deferlow").state["deferred"] == 4
+    # a job with stems (issue 19): the stems folder follows the clip's path on the status line
+    sim.incoming("/done", "/gen", 13, "/music/dreamsampler/clip-2.wav", "/music/clip-2.stems")
+    assert status.state["content"] == ["done", "/music/dreamsampler/clip-2.wav",
+                                       "/music/clip-2.stems"]
     sim.incoming("/job.ended", 12, "done", "x")  # not routed: ignored without error
 
 

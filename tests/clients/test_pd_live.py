@@ -49,10 +49,12 @@ def _run_pd(patch: Path, timeout: float) -> str:
 
 
 def _harness(tmp_path: Path, server_port: int, reply_port: int, script: str,
-             on_loaded: str = "", quit_after_ms: int = 100, quit_on_fail: bool = True) -> Path:
+             on_loaded: str = "", quit_after_ms: int = 100, quit_on_fail: bool | str = True
+             ) -> Path:
     """A patch with [dreamsampler <server> <reply>] that runs ``script`` (a message box body)
     500 ms after load, prints replies and quits ``quit_after_ms`` after a clip is loaded (running
-    ``on_loaded`` first, when given) or, with ``quit_on_fail``, after a command failed."""
+    ``on_loaded`` first, when given) or, with ``quit_on_fail``, after a command failed (an
+    address such as ``"/gen"``: after that command failed, the reply the test waits for)."""
     text = f"""#N canvas 0 0 400 300 12;
 #X obj 10 10 dreamsampler {server_port} {reply_port};
 #X obj 10 40 loadbang;
@@ -75,10 +77,15 @@ def _harness(tmp_path: Path, server_port: int, reply_port: int, script: str,
 #X connect 8 0 9 0;
 #X connect 4 0 10 0;
 """
-    if quit_on_fail:
-        text += "#X connect 10 0 11 0;\n"
+    objects = 12
     if on_loaded:
-        text += f"#X msg 300 180 {on_loaded};\n#X connect 6 0 12 0;\n"
+        text += f"#X msg 300 180 {on_loaded};\n#X connect 6 0 {objects} 0;\n"
+        objects += 1
+    if isinstance(quit_on_fail, str):  # [route fail] -> [route /gen] -> quit
+        text += f"#X obj 250 180 route {quit_on_fail};\n#X connect 10 0 {objects} 0;\n"
+        text += f"#X connect {objects} 0 11 0;\n"
+    elif quit_on_fail:
+        text += "#X connect 10 0 11 0;\n"
     path = tmp_path / "harness.pd"
     path.write_text(text)
     return path
@@ -154,8 +161,10 @@ def test_pd_failure_reaches_the_patch(server: RunningServer, tmp_path: Path) -> 
     """A bad value comes back as /fail to the patch (status), and the server keeps serving."""
     script = ("\\; ds-lock 1 \\; ds-steps 2 \\; ds-duration 30 "
               "\\; ds-prompt list dub \\; ds-generate bang")
-    console = _run_pd(_harness(tmp_path, server.port, _free_udp_port(), script), timeout=30)
-    fail = next((r for r in _replies(console) if r[0] == "fail"), None)
+    # the patch loads the typed concept first (/concept/load fails too): wait for /gen's reply
+    console = _run_pd(_harness(tmp_path, server.port, _free_udp_port(), script,
+                               quit_on_fail="/gen"), timeout=30)
+    fail = next((r for r in _replies(console) if r[:2] == ["fail", "/gen"]), None)
     assert fail is not None and fail[1] == "/gen", console
     assert "exceeds" in " ".join(fail), fail
     with server.client() as c:
@@ -167,8 +176,10 @@ def test_pd_concept_reaches_the_server(server: RunningServer, tmp_path: Path) ->
     with its name)."""
     script = ("\\; ds-lock 1 \\; ds-steps 2 \\; ds-duration 1 "
               "\\; ds-concept symbol no-such-concept \\; ds-prompt list dub \\; ds-generate bang")
-    console = _run_pd(_harness(tmp_path, server.port, _free_udp_port(), script), timeout=30)
-    fail = next((r for r in _replies(console) if r[0] == "fail"), None)
+    # the patch loads the typed concept first (/concept/load fails too): wait for /gen's reply
+    console = _run_pd(_harness(tmp_path, server.port, _free_udp_port(), script,
+                               quit_on_fail="/gen"), timeout=30)
+    fail = next((r for r in _replies(console) if r[:2] == ["fail", "/gen"]), None)
     assert fail is not None and fail[1] == "/gen", console
     assert "no-such-concept" in " ".join(fail), fail
 

@@ -23,6 +23,7 @@ from dreamsampler.engine.request import GenerationRequest
 from dreamsampler.engine.sampler import sample
 from dreamsampler.engine.tiny import build_tiny_components, save_tiny_pipeline
 from tests.conftest import write_pluck
+from tests.engine.tolerance import LOAD_PATH_ATOL
 
 DURATION = 0.32  # s: 32 mel frames, a multiple of the tiny VAE × UNet downsampling (4)
 N_SAMPLES = 5120
@@ -146,7 +147,9 @@ def test_a_saved_pipeline_loads_through_from_pretrained(
     assert isinstance(loaded, AudioLDM2Family)
     request = GenerationRequest(prompt="a techno beat", seed=2, num_inference_steps=2,
                                 duration=DURATION)
-    np.testing.assert_array_equal(sample(loaded, request).audio, sample(model, request).audio)
+    # two load paths: other kernels may round differently per CPU (see tests/engine/tolerance)
+    np.testing.assert_allclose(sample(loaded, request).audio, sample(model, request).audio,
+                               rtol=0, atol=LOAD_PATH_ATOL)
 
 
 def test_a_longer_negative_prompt_is_not_cut(model: AudioLDM2Family) -> None:

@@ -106,6 +106,18 @@ def _clip_and_record(done: Reply) -> tuple[np.ndarray, dict]:
     return sf.read(path, dtype="float32", always_2d=True)[0].T, record
 
 
+def _check_stems(done: Reply, source: Path) -> None:
+    from dreamsampler.engine.stems import SOURCES, separate, tiny_htdemucs
+
+    assert done.address == "/done", done
+    folder = Path(done.args[2])
+    mix, rate = sf.read(source, dtype="float32", always_2d=True)
+    expected = separate(tiny_htdemucs(), mix.T.copy(), rate)
+    for name in SOURCES:
+        stem = sf.read(folder / f"pluck.{name}.wav", dtype="float32", always_2d=True)[0].T
+        np.testing.assert_allclose(stem, expected[name], atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def lora_concepts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("concepts")
@@ -136,11 +148,12 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
         "engine.concepts_per_replica": 1, "concepts_dir": str(lora_concepts),
         "output.subtype": "FLOAT", "output.sample_rate": "native",
         "defaults.num_inference_steps": 3, "defaults.duration": 0.5, "limits.max_steps": 1000,
+        "stems.model": "tiny",
     })
     source = write_pluck(config.input_dirs[0] / "pluck.wav")
     transferred = sample(reference, GenerationRequest(
-        PROMPT, seed=7, num_inference_steps=3, duration=0.5, input_path=source, strength=0.5,
-    )).audio.clip(-1, 1)
+        PROMPT, seed=7, num_inference_steps=3, duration=None, input_path=source, strength=0.5,
+    )).audio.clip(-1, 1)  # no duration: as long as the 1.5 s input, as /transfer without one
     raylets_before = _raylet_pids()
     try:
         for server in run_server(config, start_timeout=240):
@@ -166,6 +179,11 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
                 audio, record = _clip_and_record(_end(a, 9, address="/transfer"))
                 np.testing.assert_array_equal(audio, transferred)
                 assert record["input_path"] == str(source)
+
+                # /separate (issue 19): the front end ships the input's samples; the replica's
+                # stems stage separates them as Demucs does here.
+                a.send("/separate", "pluck.wav", "id", 60)
+                _check_stems(_end(a, 60, address="/separate"), source)
 
                 # /cancel mid-job stops the replica between steps: afterwards two jobs sent together
                 # run on two replicas (a replica still busy would take neither).

@@ -19,6 +19,7 @@ from dreamsampler.engine.request import SCHEDULER_NAMES, GenerationRequest, Requ
 from dreamsampler.engine.sampler import Cancelled, sample
 from dreamsampler.engine.tiny import save_tiny_pipeline
 from tests.conftest import write_pluck
+from tests.engine.tolerance import LOAD_PATH_ATOL
 
 
 @pytest.fixture(scope="module", params=["tiny", "tiny:audioldm"])
@@ -162,7 +163,11 @@ def test_transfer_output_follows_the_input_level(tmp_path: Path) -> None:
         outputs[level_db] = sample(model, _req(input_path=path, strength=0.5,
                                                num_inference_steps=10))
     loud, quiet = outputs[-6.0], outputs[-20.0]
-    np.testing.assert_allclose(quiet.audio, loud.audio * 10 ** (-14 / 20), rtol=1e-4, atol=1e-7)
+    # the two inputs are brought to peak 0.5 by different gains, so the model sees inputs that
+    # differ in the last bits; kernels round those differently per CPU (4.3e-7 seen on AVX2):
+    # a tolerance of 1e-5 of the output's peak (a wrong level would be off by its whole size)
+    np.testing.assert_allclose(quiet.audio, loud.audio * 10 ** (-14 / 20), rtol=1e-4,
+                               atol=1e-5 * float(np.abs(quiet.audio).max()))
     assert quiet.record["input_gain_db"] - loud.record["input_gain_db"] == pytest.approx(14.0,
                                                                                           abs=1e-2)
     silent = tmp_path / "silent.wav"
@@ -210,7 +215,9 @@ def test_loads_a_saved_pipeline_through_from_pretrained(tmp_path: Path) -> None:
     loaded = load_model(str(folder), "cpu")
     built = load_model("tiny", "cpu")
     assert loaded.name == "musicldm" and loaded.model_id == str(folder)
-    np.testing.assert_array_equal(sample(loaded, _req()).audio, sample(built, _req()).audio)
+    # two load paths: other kernels may round differently per CPU (see tests/engine/tolerance)
+    np.testing.assert_allclose(sample(loaded, _req()).audio, sample(built, _req()).audio,
+                               rtol=0, atol=LOAD_PATH_ATOL)
 
 
 def test_load_errors(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from dreamsampler.engine.request import GenerationRequest, RequestError
 from dreamsampler.engine.sampler import Cancelled, sample
 from dreamsampler.engine.stable_audio import StableAudio3DiT, StableAudioDiT
 from dreamsampler.engine.tiny import save_tiny_pipeline
+from tests.engine.tolerance import LOAD_PATH_ATOL
 
 
 @pytest.fixture(scope="module", params=["tiny:stable-audio", "tiny:sa3"])
@@ -145,4 +146,6 @@ def test_loads_from_a_diffusers_folder_like_a_hub_model(
     assert loaded.name == load_model(name, "cpu").name
     assert type(loaded.components["transformer"]) is dit  # with LoRA methods
     ours = sample(loaded, _req()).audio
-    np.testing.assert_array_equal(ours, sample(load_model(name, "cpu"), _req()).audio)
+    # two load paths: other kernels may round differently per CPU (see tests/engine/tolerance)
+    np.testing.assert_allclose(ours, sample(load_model(name, "cpu"), _req()).audio, rtol=0,
+                               atol=LOAD_PATH_ATOL)

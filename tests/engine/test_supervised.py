@@ -8,6 +8,7 @@ server; later ones fork from it) and injects faults from inside them
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -28,7 +29,9 @@ from dreamsampler.engine.jobs import (
     QueueFull,
 )
 from dreamsampler.engine.request import GenerationRequest
+from dreamsampler.engine.stems import SOURCES, SeparationRequest
 from dreamsampler.engine.supervised import SupervisedEngine, is_fatal_error
+from tests.conftest import write_pluck
 from tests.engine.handmade import ti_concept
 
 HOOK = "tests.engine.faults:on_step"
@@ -53,11 +56,14 @@ async def _first_step(job: Any) -> None:
             return
 
 
-def test_results_match_the_local_engine_bit_for_bit() -> None:
+def test_results_match_the_local_engine_bit_for_bit(tmp_path: Path) -> None:
+    stems = importlib.util.find_spec("demucs") is not None  # the stems stage (issue 19)
+    source = write_pluck(tmp_path / "pluck.wav", seconds=0.6)
+
     async def main() -> None:
-        local = LocalEngine("tiny", "cpu")
+        local = LocalEngine("tiny", "cpu", stems_model="tiny")
         await local.start()
-        remote = SupervisedEngine("tiny", "cpu")
+        remote = SupervisedEngine("tiny", "cpu", stems_model="tiny")
         await remote.start()
         try:
             for i, request in enumerate([_req(), _req("pad", steps=4, scheduler="dpm++",
@@ -74,6 +80,16 @@ def test_results_match_the_local_engine_bit_for_bit() -> None:
                 assert b.result.sample_rate == a.result.sample_rate
                 steps = [e.step for e in events if isinstance(e, JobProgress)]
                 assert steps == list(range(1, request.num_inference_steps + 1))
+            # stems: a clip with its stems, and a separation, in the engine process
+            for i, request in enumerate([_req(stems=1), SeparationRequest(source)] if stems
+                                        else []):
+                a = await local.submit(request, 10 + i)[0].wait()
+                b = await remote.submit(request, 10 + i)[0].wait()
+                assert isinstance(a, JobFinished) and isinstance(b, JobFinished), (a, b)
+                assert a.result.stems is not None and b.result.stems is not None
+                assert set(a.result.stems) == set(b.result.stems) == set(SOURCES)
+                for name, stem in a.result.stems.items():
+                    np.testing.assert_allclose(b.result.stems[name], stem, atol=1e-6)
             status = remote.status()
             assert (status.family, status.restarts, status.queued) == ("musicldm", 0, 0)
         finally:
@@ -238,3 +254,31 @@ def test_fatal_error_classification() -> None:
     assert is_fatal_error(KeyboardInterrupt())
     assert not is_fatal_error(RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert not is_fatal_error(ValueError("bad"))
+
+
+def test_a_request_error_reads_the_same_as_in_the_local_engine(tmp_path: Path) -> None:
+    """Inpainting on MusicLDM is the request's fault: both engines report the sampler's plain
+    message (no "RequestError:" prefix), as the shared failure_message maps it."""
+    import soundfile as sf
+
+    clip = tmp_path / "in.wav"
+    sf.write(clip, (0.1 * np.sin(np.arange(8000) / 5)).astype(np.float32), 16000)
+    request = GenerationRequest(prompt="x", num_inference_steps=2, duration=0.5,
+                                input_path=clip, mask_start=0.1, mask_end=0.2)
+
+    async def main() -> None:
+        local = LocalEngine("tiny", "cpu")
+        remote = SupervisedEngine("tiny", "cpu")
+        await local.start()
+        await remote.start()
+        try:
+            a = await local.submit(request, 1)[0].wait()
+            b = [e async for e in remote.submit(request, 1)[0].events()][-1]
+        finally:
+            await local.close()
+            await remote.close()
+        assert isinstance(a, JobFailed) and isinstance(b, JobFailed)
+        assert a.message == b.message == (
+            "model family 'musicldm' cannot inpaint or continue audio (Stable Audio 3 can)")
+
+    _run(main)

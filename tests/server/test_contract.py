@@ -62,7 +62,7 @@ def test_gen_parse_errors(atoms: list[object], message: str) -> None:
 def test_params_cover_the_session() -> None:
     from dataclasses import fields
 
-    from dreamsampler.server.service import Session
+    from dreamsampler.server.session import Session
 
     session_fields = {f.name for f in fields(Session)}
     assert {p.target for p in PARAMS.values()} <= session_fields
@@ -72,11 +72,11 @@ def test_params_cover_the_session() -> None:
     ("address", "atoms", "expected"),
     [
         ("/continue", ["in.wav", 2, "a", "fill", "unit", "bars"],
-         {"input_path": "in.wav", "amount": 2.0, "prompt": "a fill", "unit": "bars"}),
-        ("/continue", ["in.wav", 2, "seed", 3], {"input_path": "in.wav", "amount": 2.0,
+         {"input_path": "in.wav", "continuation": 2.0, "prompt": "a fill", "unit": "bars"}),
+        ("/continue", ["in.wav", 2, "seed", 3], {"input_path": "in.wav", "continuation": 2.0,
                                                  "seed": 3}),  # the prompt is optional
         ("/inpaint", ["in.wav", 0.5, 1, "snare", "lora", "plk", 1],
-         {"input_path": "in.wav", "start": 0.5, "end": 1.0, "prompt": "snare",
+         {"input_path": "in.wav", "mask_start": 0.5, "mask_end": 1.0, "prompt": "snare",
           "loras": (("plk", 1.0),)}),
     ],
 )

@@ -12,7 +12,17 @@ import pytest
 import soundfile as sf
 
 from dreamsampler.engine.jobs import JobFailed, LocalEngine
-from dreamsampler.server.delivery import FOLDER, Clip, Delivered, GenerationParams, Update
+from dreamsampler.server.clock import TempoClock
+from dreamsampler.server.delivery import (
+    DEVICE,
+    FOLDER,
+    Clip,
+    Delivered,
+    Delivery,
+    GenerationParams,
+    Update,
+)
+from dreamsampler.server.device_sink import DeviceSink
 from dreamsampler.server.folder_sink import FolderSink
 from dreamsampler.server.service import JobError, Service
 from dreamsampler.server.sinks import SinkError
@@ -20,25 +30,38 @@ from tests.conftest import make_config
 
 
 class MemorySink:
-    """A sink keeping clips in memory; ``fail`` makes every delivery raise."""
+    """A sink keeping clips in memory; ``fail`` makes every delivery raise; with ``gate`` a
+    delivery waits until the gate opens (a slow sink: the folder's fsync, say)."""
 
-    name = "memory"
-
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, *, name: str = "memory", required: bool = False,
+                 gate: asyncio.Event | None = None) -> None:
+        self.name = name
+        self.required = required
         self.fail = fail
+        self.gate = gate
         self.offered: list[int] = []
         self.clips: list[Clip] = []
+        self.delivered = asyncio.Event()
 
-    def check(self) -> None:
+    async def start(self) -> None:
         pass
+
+    def check(self, job: Delivery | None = None) -> None:
+        pass
+
+    def status(self) -> dict[str, Any]:
+        return {}
 
     def offer(self, clip: Clip) -> None:
         self.offered.append(clip.job_id)
 
     async def deliver(self, clip: Clip) -> Any:
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail:
-            raise SinkError("memory: full")
+            raise SinkError(f"{self.name}: full")
         self.clips.append(clip)
+        self.delivered.set()
         return len(self.clips)
 
     async def stop(self) -> None:
@@ -113,7 +136,7 @@ def test_a_preset_naming_only_the_device_still_lands_in_the_folder(tmp_path: Pat
     config = make_config(tmp_path)
 
     async def main() -> None:
-        service = Service(config, LocalEngine("tiny", "cpu"))
+        service = Service(config, LocalEngine("tiny", "cpu"))  # the standard sinks
         await service.start()
         job = service.preset_job("hit")
         assert job.sinks == (FOLDER, "device") and job.extra == {"preset": "hit"}
@@ -121,5 +144,63 @@ def test_a_preset_naming_only_the_device_still_lands_in_the_folder(tmp_path: Pat
         await service.close()
         assert delivered.path is not None and delivered.path.name.endswith("-hit-4.wav")
         assert "no audio output device configured" in delivered.sink_errors["device"]
+
+    asyncio.run(main())
+
+
+def test_sinks_take_the_clip_at_the_same_time(tmp_path: Path) -> None:
+    """A slow sink named first does not hold up the others: the slow one only finishes once
+    the memory sink has the clip (delivered one after another, this would wait forever)."""
+    memory = MemorySink()
+    slow = MemorySink(name="slow", gate=asyncio.Event())
+
+    async def main() -> None:
+        config = make_config(tmp_path)
+        service = Service(config, LocalEngine("tiny", "cpu"), sinks={
+            FOLDER: FolderSink(config.output.dir, "FLOAT"), "slow": slow, "memory": memory})
+        await service.start()
+        job = service.job(GenerationParams(prompt="a", seed=1),
+                          sinks=("slow", FOLDER, "memory"))
+        running = asyncio.create_task(service.run(job))
+        await asyncio.wait_for(memory.delivered.wait(), 60)
+        assert not running.done() and slow.clips == []
+        slow.gate.set()
+        delivered = await asyncio.wait_for(running, 60)
+        await service.close()
+        assert delivered.receipts["slow"] == 1 and delivered.receipts["memory"] == 1
+        assert delivered.path is not None and delivered.path.is_file()
+
+    asyncio.run(main())
+
+
+def test_the_failure_policy_is_each_sinks_own(tmp_path: Path) -> None:
+    """A required sink that fails fails the job although the folder has the clip; an optional
+    one is reported beside the success; a failed job is offered to no sink, so the device
+    cannot /play it, while a delivered one can be found there."""
+    strict = MemorySink(fail=True, name="strict", required=True)
+    loose = MemorySink(fail=True, name="loose")
+
+    async def main() -> None:
+        config = make_config(tmp_path)
+        device = DeviceSink(None, TempoClock(120.0))  # no audio device: only the replay cache
+        service = Service(config, LocalEngine("tiny", "cpu"), sinks={
+            FOLDER: FolderSink(config.output.dir, "FLOAT"), DEVICE: device,
+            "strict": strict, "loose": loose})
+        await service.start()
+        with pytest.raises(JobError, match="strict: full") as caught:
+            await service.run(service.job(GenerationParams(prompt="a", seed=1),
+                                          sinks=(FOLDER, "strict")))
+        failed = caught.value.update.job_id
+        ok = await service.run(service.job(GenerationParams(prompt="a", seed=2),
+                                           sinks=(FOLDER, "loose")))
+        with pytest.raises(JobError, match="loose: full"):  # every named sink failed
+            await service.run(service.job(GenerationParams(prompt="a", seed=3),
+                                          sinks=("loose",)))
+        await service.close()
+        assert ok.sink_errors == {"loose": "loose: full"} and ok.path is not None
+        assert strict.offered == loose.offered == [ok.job_id]
+        assert list(device.recent) == [ok.job_id]
+        with pytest.raises(SinkError, match=f"no delivered clip with job id {failed}"):
+            device.replay(failed)
 
     asyncio.run(main())

@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from dreamsampler.client import OscClient
 from dreamsampler.server import folder_sink
@@ -103,3 +105,35 @@ def test_start_up_removes_what_a_crash_left(tmp_path: Path) -> None:
 
 def test_clean_orphans_leaves_a_folder_it_cannot_read(tmp_path: Path) -> None:
     assert FolderSink(tmp_path / "missing").clean_orphans() == []
+
+
+def test_the_disk_full_guard_sizes_each_clip_by_its_own_length(tmp_path: Path) -> None:
+    """After a 10 s clip did not fit a 256 KiB file system, a 1 s clip (about 190 KB) is still
+    accepted and written; a 10 s job is refused up front, naming its own size."""
+    from dreamsampler.engine.request import GenerationRequest, GenerationResult
+    from dreamsampler.server.delivery import Delivery
+    from dreamsampler.server.sinks import SinkError
+
+    out = tmp_path / "out"
+    sr = 16000
+    rng = np.random.default_rng(0)
+
+    def clip(seconds: float) -> GenerationResult:
+        audio = (0.1 * rng.standard_normal((2, int(seconds * sr)))).astype(np.float32)
+        return GenerationResult(audio, sr, {"prompt": "x", "seed": 1})
+
+    def job(seconds: float) -> Delivery:
+        return Delivery(GenerationRequest(prompt="x", duration=seconds))
+
+    with tiny_tmpfs(out, "256k"):
+        sink = FolderSink(out, "FLOAT")
+        with pytest.raises(SinkError, match="disk full"):
+            sink.write(clip(10.0))  # 1.28 MB
+        assert os.listdir(out) == []
+        with pytest.raises(SinkError, match=r"disk full .* a 10 s clip needs about 1345536"):
+            sink.check(job(10.0))
+        sink.check(job(1.0))
+        assert sink.status()["output_writable"] is True
+        path = sink.write(clip(1.0))
+        assert sf.info(path).frames == sr
+        sink.check(job(10.0))  # a success forgets the failed clip: the write itself decides

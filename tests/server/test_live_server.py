@@ -109,6 +109,8 @@ def test_presets_list_trigger_save(live_server: RunningServer) -> None:
             assert done.args[1] == replies[0].args[0]
             path = Path(done.args[2])
             assert "-beat-" in path.name and path.name.endswith("_120bpm_1bars.wav")
+            # the preset names the device, and there is none: /done says so after the path
+            assert done.args[3] == "device" and "no audio output device" in done.args[4], done
             record = json.loads(path.with_suffix(".json").read_text())
             assert record["preset"] == "beat" and record["num_inference_steps"] == 2
             seeds.append(record["seed"])

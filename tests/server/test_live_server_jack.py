@@ -76,7 +76,7 @@ def test_midi_ports_and_audio_devices_over_osc(live: RunningServer) -> None:
 
 def test_note_triggers_preset_and_cc_moves_param(live: RunningServer, keys: Any) -> None:
     service = live.app.service
-    played = len(live.app.service.device.played)
+    played = live.app.service.device.plays
     with live.client() as c:
         c.request("/notify", 1)
         keys.send(mido.Message("note_on", note=60, velocity=127))
@@ -87,7 +87,7 @@ def test_note_triggers_preset_and_cc_moves_param(live: RunningServer, keys: Any)
         record = json.loads(path.with_suffix(".json").read_text())
         assert record["preset"] == "beat" and record["guidance_scale"] == 6.0
         # the preset's sinks include the device: it was scheduled there too
-        _wait(lambda: len(live.app.service.device.played) > played, 5, "device playback")
+        _wait(lambda: live.app.service.device.plays > played, 5, "device playback")
         keys.send(mido.Message("control_change", control=74, value=127))
         keys.send(mido.Message("control_change", control=74, value=64))
         expected = np.expm1(3 * 64 / 127) / np.expm1(3)  # the map's exp curve

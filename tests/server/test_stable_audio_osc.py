@@ -119,7 +119,9 @@ def test_sa3_gen_and_transfer_equal_the_engine(sa3: Rig) -> None:
     path, record = _request(sa3, "/transfer", "pluck.wav", "a dub chord", "strength", 0.6,
                             "seed", 2)
     assert record["strength"] == 0.6 and record["input_path"] == str(sa3.source)
-    _assert_file_is(path, _reference(sa3, prompt="a dub chord", seed=2, duration=1.0,
+    # no duration given: as long as the 1.5 s input (the engine's duration=None)
+    assert record["duration"] == 1.5
+    _assert_file_is(path, _reference(sa3, prompt="a dub chord", seed=2, duration=None,
                                       input_path=sa3.source, strength=0.6), 44100)
 
 
@@ -169,9 +171,10 @@ def test_sa3_lora_blend_equals_the_engine(sa3: Rig) -> None:
     solo = _reference(sa3, prompt="a pluck", seed=1, duration=1.0, loras=(("plk", 0.7),))
     assert np.abs(blend - base).max() > 1e-5 and np.abs(blend - solo).max() > 1e-5
     # the blend works on every generating command
-    path, _ = _request(sa3, "/inpaint", "pluck.wav", 0.5, 1.0, "x", "lora", "twang", 1.0)
+    path, record = _request(sa3, "/inpaint", "pluck.wav", 0.5, 1.0, "x", "lora", "twang", 1.0)
     _assert_file_is(path, _reference(sa3, prompt="x", input_path=sa3.source, duration=1.5,
-                                     mask_start=0.5, mask_end=1.0, loras=(("twang", 1.0),)),
+                                     mask_start=0.5, mask_end=1.0, loras=(("twang", 1.0),),
+                                     seed=record["seed"]),  # a fresh seed, recorded
                     44100)
 
 
@@ -179,7 +182,8 @@ def test_sa3_lora_blend_equals_the_engine(sa3: Rig) -> None:
     (("/gen", "x", "lora", "nope", 1.0), "concept 'nope' is not loaded"),
     (("/gen", "x", "lora", "plk", "y"), "lora weight: expected float"),
     (("/gen", "x", "lora", "plk", 1, "lora", "plk", 0.5), "each concept once"),
-    (("/continue", "pluck.wav", 1, "x", "unit", "beats"), "unit must be seconds or bars"),
+    (("/continue", "pluck.wav", 1, "x", "unit", "beats"),
+     "unit: 'beats' is not one of seconds, bars; did you mean 'bars'?"),
     (("/continue", "/etc/hostname", 1, "x"), "outside the input folders"),
     (("/continue", "../outside.wav", 1, "x"), "no such file"),
     (("/continue", "pluck.wav", 9, "x"), "more than the limit"),
@@ -198,14 +202,17 @@ def test_open1_gen_transfer_and_inpaint_fails(open1: Rig) -> None:
     path, record = _request(open1, "/gen", "warm pad", "seed", 5, "duration", 1.0)
     assert record["model"] == "tiny:stable-audio"
     _assert_file_is(path, _reference(open1, prompt="warm pad", seed=5, duration=1.0), 44100)
-    path, _ = _request(open1, "/transfer", "pluck.wav", "a dub chord", "strength", 0.6)
-    _assert_file_is(path, _reference(open1, prompt="a dub chord", duration=1.0,
-                                     input_path=open1.source, strength=0.6), 44100)
-    for message in (("/inpaint", "pluck.wav", 0.5, 1.0, "x"), ("/continue", "pluck.wav", 1, "x")):
+    path, record = _request(open1, "/transfer", "pluck.wav", "a dub chord", "strength", 0.6)
+    _assert_file_is(path, _reference(open1, prompt="a dub chord", duration=1.5,
+                                     input_path=open1.source, strength=0.6,
+                                     seed=record["seed"]), 44100)  # a fresh seed, recorded
+    # refused before queuing (issue 18): the family cannot do any side
+    for message, what in ((("/inpaint", "pluck.wav", 0.5, 1.0, "x"), "inpaint a clip"),
+                          (("/continue", "pluck.wav", 1, "x"), "continue a clip (side after)"),
+                          (("/continue", "pluck.wav", 1, "x", "side", "before"),
+                           "continue a clip (side before)")):
         replies = open1.client.request(*message, timeout=60)
-        assert replies[0].address == "/queued"
-        final = replies[-1]
-        assert final.address == "/fail" and final.args[0] == message[0], replies
-        assert final.args[1].startswith("model family 'stable-audio' cannot inpaint or "
-                                        "continue"), final
-        assert final.args[2] == replies[0].args[0]
+        assert [r.address for r in replies] == ["/fail"], replies
+        assert replies[0].args[0] == message[0]
+        assert replies[0].args[1].startswith(f"model family 'stable-audio' cannot {what}"), \
+            replies

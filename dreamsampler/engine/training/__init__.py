@@ -21,17 +21,17 @@ from .augment import (
     track_beats,
 )
 from .clips import (
-    Clip,
     ClipError,
     ClipFolderMissingError,
     ClipTooShortError,
     SilentClipError,
     TooFewClipsError,
+    TrainingClip,
     UnreadableClipError,
     extract_crops,
-    load_audio,
     load_clip,
     load_concept_clips,
+    read_clip_audio,
 )
 from .dataset import DREAMBOOTH_TEMPLATE, TI_TEMPLATES, ConceptDataset, TrainingExample
 
@@ -42,7 +42,6 @@ __all__ = [
     "BeatMixResult",
     "BeatSyncMixup",
     "BeatTrackingError",
-    "Clip",
     "ClipError",
     "ClipFolderMissingError",
     "ClipTooShortError",
@@ -51,6 +50,7 @@ __all__ = [
     "MixAugmenter",
     "SilentClipError",
     "TooFewClipsError",
+    "TrainingClip",
     "TrainingExample",
     "UnreadableClipError",
     "beat_aligned_latent_mixup",
@@ -58,9 +58,9 @@ __all__ = [
     "extract_crops",
     "group_by_tempo",
     "latent_frames_per_second",
-    "load_audio",
     "load_clip",
     "load_concept_clips",
     "mix_at_snr",
+    "read_clip_audio",
     "track_beats",
 ]

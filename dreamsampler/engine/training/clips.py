@@ -14,7 +14,6 @@ Shapes: every waveform returned here is 1-D, ``(samples,)``, ``float32``, full s
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,24 +21,24 @@ from typing import Literal
 
 import numpy as np
 
-from dreamsampler.engine.audio_io import AudioFileError, read_audio, resample
+from dreamsampler.engine.audio_io import AudioFileError, load_audio
+from dreamsampler.engine.level import peak_dbfs
 
 __all__ = [
     "AUDIO_EXTENSIONS",
-    "Clip",
     "ClipError",
     "ClipFolderMissingError",
     "ClipTooShortError",
     "SilentClipError",
     "TooFewClipsError",
+    "TrainingClip",
     "UnreadableClipError",
     "crop_or_pad",
     "extract_crops",
     "list_audio_files",
-    "load_audio",
     "load_clip",
     "load_concept_clips",
-    "peak_dbfs",
+    "read_clip_audio",
 ]
 
 logger = logging.getLogger(__name__)
@@ -105,7 +104,7 @@ class ClipTooShortError(ClipError):
 
 
 @dataclass(frozen=True, slots=True)
-class Clip:
+class TrainingClip:
     """One training clip, ready for the model's front end.
 
     Attributes:
@@ -125,21 +124,6 @@ class Clip:
     def num_samples(self) -> int:
         """Length of :attr:`waveform` in samples."""
         return int(self.waveform.shape[0])
-
-
-def peak_dbfs(waveform: np.ndarray) -> float:
-    """Peak level of a waveform in dBFS (0 dBFS = ±1.0 full scale).
-
-    Args:
-        waveform: audio of any shape, e.g. ``(samples,)`` or ``(channels, samples)``.
-
-    Returns:
-        ``20 * log10(max |x|)`` in dB; ``-inf`` for an all-zero or empty array.
-    """
-    if waveform.size == 0:
-        return -math.inf
-    peak = float(np.max(np.abs(waveform)))
-    return 20.0 * math.log10(peak) if peak > 0.0 else -math.inf
 
 
 def list_audio_files(
@@ -177,17 +161,13 @@ def list_audio_files(
     return files
 
 
-def load_audio(path: str | Path, sample_rate: int) -> tuple[np.ndarray, float]:
-    """Read any audio file, mix it to mono and resample it with soxr.
-
-    Args:
-        path: audio file (wav, flac, ogg/vorbis, opus, mp3, aiff, ... as libsndfile reads them;
-            other formats through ``librosa.load`` if an audioread backend is installed).
-        sample_rate: target sample rate in Hz.
+def read_clip_audio(path: str | Path, sample_rate: int) -> tuple[np.ndarray, float]:
+    """A clip file through the one decoder (:func:`dreamsampler.engine.audio_io.load_audio`:
+    mixed to mono, resampled with soxr), with its duration.
 
     Returns:
-        ``(waveform, original_duration)``: ``(samples,)`` float32 mono audio at
-        ``sample_rate`` (channel mean) and the file's duration in seconds.
+        ``(waveform, duration)``: ``(samples,)`` float32 mono audio at ``sample_rate`` and the
+        duration in seconds.
 
     Raises:
         UnreadableClipError: the file cannot be decoded, has no samples or contains NaN/inf.
@@ -197,12 +177,10 @@ def load_audio(path: str | Path, sample_rate: int) -> tuple[np.ndarray, float]:
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     p = Path(path)
     try:
-        data, rate = read_audio(p)
+        audio = load_audio(p, sample_rate)
     except AudioFileError as exc:
         raise UnreadableClipError(p, exc.reason) from None
-    mono = data.mean(axis=0, dtype=np.float64).astype(np.float32)
-    duration = mono.shape[0] / rate
-    return np.ascontiguousarray(resample(mono, rate, sample_rate), dtype=np.float32), duration
+    return audio, audio.shape[0] / sample_rate
 
 
 def crop_or_pad(
@@ -322,7 +300,7 @@ def load_clip(
     silence_threshold_db: float = -60.0,
     crop: CropMode = "start",
     rng: np.random.Generator | None = None,
-) -> Clip:
+) -> TrainingClip:
     """Load one training clip: mono, resampled, cropped/padded to the model length.
 
     Args:
@@ -337,7 +315,7 @@ def load_clip(
         rng: numpy Generator for ``crop="random"``.
 
     Returns:
-        A :class:`Clip` with a ``(clip_samples,)`` float32 waveform.
+        A :class:`TrainingClip` with a ``(clip_samples,)`` float32 waveform.
 
     Raises:
         UnreadableClipError: not decodable as audio.
@@ -350,7 +328,7 @@ def load_clip(
     if not 0.0 <= min_length_ratio <= 1.0:
         raise ValueError(f"min_length_ratio must be in [0, 1], got {min_length_ratio}")
     p = Path(path)
-    audio, duration = load_audio(p, sample_rate)
+    audio, duration = read_clip_audio(p, sample_rate)
     level = peak_dbfs(audio)
     if level < silence_threshold_db:
         raise SilentClipError(
@@ -372,7 +350,7 @@ def load_clip(
             f"the selected {clip_samples / sample_rate:.2f} s segment is silent "
             f"(peak {seg_level:.1f} dBFS)",
         )
-    return Clip(path=p, waveform=wave, sample_rate=sample_rate, original_duration=duration)
+    return TrainingClip(path=p, waveform=wave, sample_rate=sample_rate, original_duration=duration)
 
 
 def load_concept_clips(
@@ -388,7 +366,7 @@ def load_concept_clips(
     crop: CropMode = "start",
     seed: int | None = None,
     skip_invalid: bool = False,
-) -> list[Clip]:
+) -> list[TrainingClip]:
     """Load all training clips of a concept folder (not recursive, sorted by file name).
 
     Each file goes through :func:`load_clip`. By default the first bad file aborts the load
@@ -419,7 +397,7 @@ def load_concept_clips(
     """
     files = list_audio_files(folder, extensions)
     rng = np.random.default_rng(seed)
-    clips: list[Clip] = []
+    clips: list[TrainingClip] = []
     for f in files:
         try:
             clips.append(

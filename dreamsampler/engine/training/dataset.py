@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import BeatSyncMixup, MixAugmenter
-from .clips import Clip
+from .clips import TrainingClip
 
 __all__ = [
     "DREAMBOOTH_TEMPLATE",
@@ -107,7 +107,7 @@ class ConceptDataset(Dataset[TrainingExample]):
     a random other sound at the augmenter's SNR (DreamSound), then a custom ``augment`` hook.
 
     Args:
-        clips: :class:`Clip` objects or ``(samples,)`` arrays, all the same length.
+        clips: :class:`TrainingClip` objects or ``(samples,)`` arrays, all the same length.
         placeholder_token: the learned token, e.g. ``"<my-guitar>"`` or ``"sks"``.
         prompt_mode: ``"templates"`` (random from ``templates``) or ``"dreambooth"`` (fixed
             ``DREAMBOOTH_TEMPLATE`` with ``class_word``).
@@ -128,7 +128,7 @@ class ConceptDataset(Dataset[TrainingExample]):
 
     def __init__(
         self,
-        clips: Sequence[Clip] | Sequence[np.ndarray],
+        clips: Sequence[TrainingClip] | Sequence[np.ndarray],
         placeholder_token: str,
         *,
         prompt_mode: Literal["templates", "dreambooth"] = "templates",
@@ -144,7 +144,7 @@ class ConceptDataset(Dataset[TrainingExample]):
     ) -> None:
         if len(clips) == 0:
             raise ValueError("ConceptDataset needs at least one clip")
-        waves = [np.asarray(c.waveform if isinstance(c, Clip) else c) for c in clips]
+        waves = [np.asarray(c.waveform if isinstance(c, TrainingClip) else c) for c in clips]
         if any(w.ndim != 1 for w in waves) or len({w.shape[0] for w in waves}) != 1:
             raise ValueError("all clips must be (samples,) arrays of the same length")
         if not placeholder_token.strip():

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from dreamsampler.engine.level import peak_dbfs
+
 from .clips import (
     AUDIO_EXTENSIONS,
     SilentClipError,
     TooFewClipsError,
     list_audio_files,
-    load_audio,
-    peak_dbfs,
+    read_clip_audio,
 )
 
 __all__ = ["MixAugmenter", "fit_length", "measure_snr_db", "mix_at_snr", "snr_gain"]
@@ -193,7 +194,7 @@ class MixAugmenter:
             raise TooFewClipsError(folder, "no audio files for MIX augmentation")
         others: list[np.ndarray] = []
         for f in files:
-            audio, _ = load_audio(f, sample_rate)
+            audio, _ = read_clip_audio(f, sample_rate)
             level = peak_dbfs(audio)
             if level < silence_threshold_db:
                 raise SilentClipError(f, f"silent: peak {level:.1f} dBFS")

@@ -81,7 +81,7 @@ from dreamsampler.engine.training.augment import (
     MixAugmenter,
     beat_aligned_latent_mixup,
 )
-from dreamsampler.engine.training.clips import Clip
+from dreamsampler.engine.training.clips import TrainingClip
 from dreamsampler.engine.training.dataset import (
     DREAMBOOTH_TEMPLATE,
     TI_TEMPLATES,
@@ -570,7 +570,7 @@ def _step_seed(seed: int, step: int, micro: int) -> int:
 def train(
     model: ModelFamily,
     settings: TrainSettings,
-    clips: Sequence[Clip] | Sequence[np.ndarray],
+    clips: Sequence[TrainingClip] | Sequence[np.ndarray],
     concepts_dir: Path,
     *,
     clip_paths: Sequence[Path] = (),
@@ -622,7 +622,8 @@ def train(
             module.requires_grad_(False).eval()
 
     sr = model.sample_rate
-    waves = [np.asarray(c.waveform if isinstance(c, Clip) else c, dtype=np.float32) for c in clips]
+    waves = [np.asarray(c.waveform if isinstance(c, TrainingClip) else c, dtype=np.float32)
+             for c in clips]
     if not waves:
         raise TrainingError("no training clips")
     duration = waves[0].shape[0] / sr

@@ -9,18 +9,18 @@ import pytest
 import soundfile as sf
 
 from dreamsampler.engine.training.clips import (
-    Clip,
     ClipError,
     ClipFolderMissingError,
     ClipTooShortError,
     SilentClipError,
     TooFewClipsError,
+    TrainingClip,
     UnreadableClipError,
     crop_or_pad,
     extract_crops,
-    load_audio,
     load_clip,
     load_concept_clips,
+    read_clip_audio,
 )
 
 from .synth import SR, WriteAudio, tone
@@ -39,7 +39,7 @@ def test_loads_mixed_formats_mono_resampled_and_sized(
     clips = load_concept_clips(tmp_path, SR, CLIP, min_clips=3)
     assert [c.path.name for c in clips] == ["a.wav", "b.flac", "c.ogg"]
     for c in clips:
-        assert isinstance(c, Clip)
+        assert isinstance(c, TrainingClip)
         assert c.waveform.shape == (CLIP,)
         assert c.waveform.dtype == np.float32
         assert c.sample_rate == SR
@@ -152,6 +152,6 @@ def test_crop_or_pad_errors() -> None:
 
 def test_load_audio_returns_full_length(write_audio: WriteAudio) -> None:
     path = write_audio("long.flac", tone(440, 3.0, sr=48000), sr=48000)
-    audio, dur = load_audio(path, SR)
+    audio, dur = read_clip_audio(path, SR)
     assert dur == pytest.approx(3.0)
     assert audio.shape == (3 * SR,)

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dreamsampler.engine.training.augment import BeatSyncMixup, MixAugmenter, measure_snr_db
-from dreamsampler.engine.training.clips import Clip, load_concept_clips
+from dreamsampler.engine.training.clips import TrainingClip, load_concept_clips
 from dreamsampler.engine.training.dataset import (
     DREAMBOOTH_TEMPLATE,
     TI_TEMPLATES,
@@ -27,7 +27,7 @@ TOKEN = "<my-drum>"
 
 
 @pytest.fixture
-def clips(tmp_path: Path, write_audio: WriteAudio) -> list[Clip]:
+def clips(tmp_path: Path, write_audio: WriteAudio) -> list[TrainingClip]:
     write_audio("concept/a.wav", click_track(120, 4.0, offset_s=0.1))
     write_audio("concept/b.flac", click_track(121, 4.0, offset_s=0.4))
     write_audio("concept/c.wav", click_track(90, 4.0, offset_s=0.2))
@@ -45,7 +45,7 @@ def test_templates_constant() -> None:
         format_prompt("no slot", "sks")
 
 
-def test_items_and_prompts(clips: list[Clip]) -> None:
+def test_items_and_prompts(clips: list[TrainingClip]) -> None:
     ds = ConceptDataset(clips, TOKEN, repeats=10, seed=1)
     assert len(ds) == 30
     ex = ds[4]
@@ -60,7 +60,7 @@ def test_items_and_prompts(clips: list[Clip]) -> None:
         ds[30]
 
 
-def test_dreambooth_prompt(clips: list[Clip]) -> None:
+def test_dreambooth_prompt(clips: list[TrainingClip]) -> None:
     ds = ConceptDataset(clips, "sks", prompt_mode="dreambooth", class_word="drum loop")
     assert {ds[i].prompt for i in range(len(ds))} == {"a recording of a sks drum loop"}
     with pytest.raises(ValueError, match="class_word"):
@@ -68,7 +68,7 @@ def test_dreambooth_prompt(clips: list[Clip]) -> None:
 
 
 def test_deterministic_for_seed_and_epoch(
-    clips: list[Clip], tmp_path: Path, write_audio: WriteAudio
+    clips: list[TrainingClip], tmp_path: Path, write_audio: WriteAudio
 ) -> None:
     write_audio("others/noise.wav", (0.3 * np.random.default_rng(0).standard_normal(SR)))
     write_audio("others/hum.wav", tone(60, 2.0))
@@ -100,7 +100,7 @@ def test_deterministic_for_seed_and_epoch(
     assert [d1[i].prompt for i in range(12)] == e1
 
 
-def test_stream_and_dataloader(clips: list[Clip]) -> None:
+def test_stream_and_dataloader(clips: list[TrainingClip]) -> None:
     ds = ConceptDataset(clips, TOKEN, repeats=2, seed=3)
     first = [ex.prompt for ex in islice(ds.stream(), 14)]
     again = [ex.prompt for ex in islice(ds.stream(), 14)]
@@ -110,7 +110,7 @@ def test_stream_and_dataloader(clips: list[Clip]) -> None:
     assert waves.shape == (2, CLIP) and len(prompts) == 2
 
 
-def test_bam_hook_mixes_tempo_partners_only(clips: list[Clip]) -> None:
+def test_bam_hook_mixes_tempo_partners_only(clips: list[TrainingClip]) -> None:
     bsm = BeatSyncMixup([c.waveform for c in clips], SR, tolerance_bpm=3.0)
     assert bsm.partners(2) == []  # 90 BPM clip has no partner
     ds = ConceptDataset(clips, TOKEN, repeats=2, seed=0, beat_mixup=bsm, beat_mixup_probability=1.0)
@@ -122,7 +122,7 @@ def test_bam_hook_mixes_tempo_partners_only(clips: list[Clip]) -> None:
         ConceptDataset(clips[:2], TOKEN, beat_mixup=bsm)
 
 
-def test_custom_augment_hook_and_arrays(clips: list[Clip]) -> None:
+def test_custom_augment_hook_and_arrays(clips: list[TrainingClip]) -> None:
     def gain(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return w * 0.5
 
