@@ -93,6 +93,9 @@ def run_batch(model: ModelFamily, stems: StemsStage | None,
                                              "elapsed_s": round(time.perf_counter() - started,
                                                                 4)}}
         grouped[i][0] = dataclasses.replace(result, stems=separated, record=record)
+        for k, take in enumerate(grouped[i][1:], start=1):  # asked for, not made: say nothing
+            grouped[i][k] = dataclasses.replace(
+                take, record={key: v for key, v in take.record.items() if key != "stems"})
     return grouped
 
 

@@ -104,8 +104,32 @@ def test_count_validation() -> None:
         with pytest.raises(RequestError, match="count"):
             _req(count=bad)
     with pytest.raises(RequestError, match="seed"):
-        _req(seed=2**63 - 2, count=3)
+        _req(seed=2**31 - 2, count=3)  # the last take would pass the 31-bit seed range
     with pytest.raises(RequestError, match="sample_takes"):
         sample(load_model("tiny", "cpu"), _req(count=2))
     assert [r.seed for r in _req(count=3).takes()] == [7, 8, 9]
     assert "count" not in _req().to_record() and _req(count=2).to_record()["count"] == 2
+
+
+def test_takes_keep_issue_18s_side_input_and_tags(tmp_path: Path) -> None:
+    """Takes of a continuation on both sides (issue 18) equal each seed alone, and every take
+    keeps the input's own samples where the input sits; a bpm/key request's tags reach every
+    take's prompt on a family trained on them (Stable Audio)."""
+    from dreamsampler.engine.extend import read_input
+
+    sa3 = load_model("tiny:sa3", "cpu")
+    stereo = write_pluck(tmp_path / "in44.wav", seconds=0.6)
+    both = _req(input_path=stereo, continuation=0.5, duration=10.0, side="both", count=2)
+    original = read_input(stereo, sa3.sample_rate, 2)
+    start = round(0.5 * sa3.sample_rate)
+    inner = slice(start + 2000, start + original.shape[1] - 2000)  # away from the crossfades
+    for k, take in enumerate(sample_takes(sa3, both)):
+        alone = sample(sa3, _req(input_path=stereo, continuation=0.5, duration=10.0,
+                                 side="both", seed=7 + k))
+        np.testing.assert_allclose(take.audio, alone.audio, rtol=0, atol=ATOL)
+        assert take.record["duration"] == pytest.approx(1.6)
+        assert take.record["input_offset_s"] == 0.5 and take.record["kept_input"]
+        np.testing.assert_array_equal(take.audio[:, inner],
+                                      original[:, inner.start - start:inner.stop - start])
+    tagged = sample_takes(sa3, _req(bpm=120.0, key="A minor", count=2))
+    assert [t.record["prompt_sent"] for t in tagged] == ["warm analog bass, 120 BPM, A minor"] * 2
