@@ -366,15 +366,15 @@ class OscServer:
     # -- generation ----------------------------------------------------------------------------
 
     def job_reply(self, sender: Address, address: str) -> Listener:
-        """A job's reply target: ``/done address job_id path [stems] [sink error]...`` (the
-        stems folder when the job asked for stems, then one pair per optional sink that could
-        not take the clip) or ``/fail address ...``."""
+        """A job's reply target: ``/done address job_id path... [stems] [sink error]...`` (one
+        path per take, the stems folder when the job asked for stems, then one pair per
+        optional sink that could not take the clip) or ``/fail address ...``."""
         def on_update(update: Update) -> None:
             if isinstance(update, Delivered):
+                paths = [str(p) for p in update.paths] or [str(update.path or "")]
                 stems = (str(update.stems_dir),) if update.stems_dir is not None else ()
                 errors = [atom for pair in update.sink_errors.items() for atom in pair]
-                self.reply(sender, "/done", address, update.job_id, str(update.path or ""),
-                           *stems, *errors)
+                self.reply(sender, "/done", address, update.job_id, *paths, *stems, *errors)
             elif isinstance(update, JobFailed):
                 self.fail(sender, address, update.message, update.job_id)
 
