@@ -51,7 +51,7 @@ from dreamsampler.server.jam import Jam
 from dreamsampler.server.loglimit import LogLimiter
 from dreamsampler.server.midi_edge import MidiEdge
 from dreamsampler.server.midi_map import Learned
-from dreamsampler.server.notify import CLIENT_TTL, MAX_CLIENTS, Address, Clients
+from dreamsampler.server.notify import CLIENT_TTL, MAX_CLIENTS, Address, Clients, client_ip
 from dreamsampler.server.service import Service
 from dreamsampler.server.session import request_origin
 from dreamsampler.server.sinks import SinkError
@@ -653,13 +653,8 @@ def _job_id_of(address: str, atoms: tuple[Any, ...]) -> tuple[Any, ...]:
 
 @functools.lru_cache(maxsize=1024)
 def _allowed_cached(host: str, allow: tuple[Any, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in allow)
+    ip = client_ip(host)
+    return ip is not None and any(ip in net for net in allow)
 
 
 def _allowed(host: str, allow: tuple[Any, ...]) -> bool:
