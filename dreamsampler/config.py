@@ -69,7 +69,9 @@ class ModelConfig(_Section):
     )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
-        "float32", description="float32, float16 or bfloat16 (half precision on a GPU only)")
+        "float32", description="the denoiser's dtype: float32, float16 or bfloat16 (half "
+        "precision pays on a GPU; on a CPU it runs, slower); text encoders, VAE and vocoder "
+        "stay float32 (docs/performance.md)")
 
 
 class StemsConfig(_Section):
@@ -95,6 +97,16 @@ class EngineConfig(_Section):
     watchdog_s: float | None = Field(
         120.0, gt=0.0, description="process engine: seconds a job may go without a denoising "
         "step (or its start/end) before the engine process counts as wedged; null = never"
+    )
+    compile: bool = Field(
+        False, description="local engine: torch.compile the denoiser (the first job of each "
+        "new shape pays minutes of compilation; then faster steps on a GPU)"
+    )
+    max_batch: int = Field(
+        8, ge=1, le=64, description="local engine: most takes one batched call runs; jobs "
+        "queued right behind each other with the same shape (all but prompt, negative prompt, "
+        "seed, count) join a batch up to this many takes, never waiting for more (1 = one job "
+        "per call; a job's own count always runs as one batch). See docs/engine.md"
     )
 
     ray_address: str | None = Field(

@@ -86,6 +86,8 @@ FRESH_SEED = -1
 """``seed -1``: draw a fresh random seed."""
 SCHEDULER_NAMES = ("ddim", "dpm++", "pndm", "euler", "lms", "heun")
 UNITS = ("seconds", "bars")
+MAX_COUNT = 8
+"""Most takes one request may ask for (``count``, issue 21)."""
 SIDES = ("after", "before", "both")
 """Where ``/continue``'s new audio goes (issue 18)."""
 
@@ -273,6 +275,10 @@ PARAMS: tuple[Param, ...] = (
           "(stems.model) in the same job; the /done reply then carries the stems folder after "
           "the clip's path; 0 (default): the clip only", minimum=0, maximum=1, default=0,
           takes=GENERATE | {SESSION, PRESET, REQUEST, PATCH}),  # issue 19: a box in the patches
+    Param("count", "i", "takes: one job makes count clips from seeds seed … seed+count-1 (a fresh "
+          "seed: its first) in one batched call; each is its own WAV (name _take1…) and /done "
+          "lists every path", minimum=1, maximum=MAX_COUNT, preset_default=1,
+          takes=GENERATE | {PRESET, REQUEST}),  # issue 21
     Param("stems_model", "s", "Demucs model for this separation: htdemucs, htdemucs_ft, "
           "htdemucs_6s, a local folder, or tiny (default: the server's stems.model)",
           key="model", takes=frozenset({SEPARATE})),  # issue 19

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dreamsampler.engine.family_base import ModelFamily, SilentInputError
+from dreamsampler.engine.family_base import FLOAT32, ModelFamily, SilentInputError
 
 
 class LogMelFrontEnd:
@@ -175,7 +175,7 @@ class ClapLDMFamily(ModelFamily):
         """
         frames = self.frames(duration)
         wave = self.front_end.normalize(waveform.cpu(), frames)
-        mel = self.front_end(wave, frames).to(self.device, self.dtype)
+        mel = self.front_end(wave, frames).to(self.device, FLOAT32)
         vae = self.components["vae"]
         return vae.encode(mel).latent_dist.mode() * vae.config.scaling_factor
 

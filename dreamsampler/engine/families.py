@@ -23,6 +23,7 @@ from dreamsampler.engine.audioldm import (
 )
 from dreamsampler.engine.audioldm2 import AudioLDM2Family
 from dreamsampler.engine.family_base import (
+    FLOAT32,
     ModelFamily,
     ModelLoadError,
     SilentInputError,
@@ -79,9 +80,13 @@ def _unreadable_index(model_id: str, exc: Exception) -> str:
             "weights, offline) or --model /path/to/folder (a local diffusers folder)")
 
 
-def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> ModelFamily:
+def load_model(model_id: str, device: str = "auto", dtype: str = "float32",
+               compile: bool = False) -> ModelFamily:
     """Load a model by Hugging Face repo id, local diffusers folder, tiny fixture name, or
     ``mini`` (the trained mini-world model in the package, :mod:`dreamsampler.mini`).
+
+    ``dtype`` is the denoiser's (the rest stays float32: :class:`ModelFamily`); ``compile``
+    compiles the denoiser (:meth:`ModelFamily.compile`).
 
     The family comes from ``model_index.json``'s ``_class_name``; each component loads with its
     class's ``from_pretrained(model_id, subfolder=key)`` (the hub cache is used when offline).
@@ -98,7 +103,7 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
     if model_id in TINY_NAMES:
         family_name, components = build_tiny_components(model_id)
         family = next(f for f in families().values() if f.name == family_name)
-        return family(model_id, components, torch_device, torch_dtype)
+        return _compiled(family(model_id, components, torch_device, torch_dtype), compile)
 
     from diffusers import DiffusionPipeline
 
@@ -127,10 +132,17 @@ def load_model(model_id: str, device: str = "auto", dtype: str = "float32") -> M
             cls = family.denoiser_class
         kwargs: dict[str, Any] = {"subfolder": key}
         if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
-            kwargs["torch_dtype"] = torch_dtype
+            # half precision for the denoiser only (see ModelFamily)
+            kwargs["torch_dtype"] = torch_dtype if key == family.denoiser_key else FLOAT32
         try:
             source = str(Path(model_id)) if Path(model_id).is_dir() else model_id
             components[key] = cls.from_pretrained(source, **kwargs)
         except Exception as exc:
             raise ModelLoadError(f"{model_id}: cannot load {key} ({exc})") from None
-    return family(model_id, components, torch_device, torch_dtype)
+    return _compiled(family(model_id, components, torch_device, torch_dtype), compile)
+
+
+def _compiled(model: ModelFamily, compile: bool) -> ModelFamily:
+    if compile:
+        model.compile()
+    return model

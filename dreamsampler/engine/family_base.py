@@ -11,17 +11,22 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from dreamsampler.engine.schedulers import make_scheduler, sdedit_timesteps
+
 if TYPE_CHECKING:
     from dreamsampler.engine.request import GenerationRequest
 
 PROMPT_CACHE_SIZE = 256
 """Text conditionings kept per model (prompt strings, least recently used dropped)."""
+FLOAT32 = torch.float32
+"""dtype of every component but the denoiser, and of the latents between steps (issue 21)."""
 
 
 class ModelLoadError(RuntimeError):
@@ -35,10 +40,24 @@ class SilentInputError(ValueError):
 class ModelFamily(ABC):
     """Adapter for one diffusers model family over its loaded components.
 
+    Precision: only the denoiser (:attr:`denoiser_key`) runs at :attr:`dtype` (``float16`` or
+    ``bfloat16`` when asked); every other component (text encoders, projections, VAE, vocoder)
+    and the latents between steps stay float32 (:data:`FLOAT32`): they run once per job or per
+    prompt, so half precision would save little, and they are where fp16 overflows are known:
+    diffusers' ``AutoencoderKL`` (the AudioLDM/MusicLDM/AudioLDM 2 VAE) defaults to
+    ``force_upcast=True`` ("the VAE … should be run in float32", the SD/SDXL VAE overflows in
+    fp16), transformers keeps T5's feed-forward ``wo`` in float32 (``T5PreTrainedModel.
+    _keep_in_fp32_modules``; T5 activations overflow fp16), AudioLDM's own code fixed NaN VAE
+    output (haoheliu/AudioLDM pull request 42), and ``StableAudioDiTModel`` lists its
+    ``preprocess_conv``/``postprocess_conv``/``proj_in``/``proj_out``/``norm`` layers in
+    ``_skip_layerwise_casting_patterns`` (kept out of low-precision storage). The sampler casts
+    the denoiser's input to :attr:`dtype` and its prediction back to float32.
+
     Attributes:
         model_id: repo id, local directory or tiny name it was loaded from.
         components: the diffusers/transformers parts by their pipeline key
             (tokenizer, text_encoder, vae, unet, vocoder, scheduler).
+        dtype: the denoiser's dtype.
     """
 
     name: ClassVar[str]
@@ -69,11 +88,12 @@ class ModelFamily(ABC):
         self.components = components
         self.device = device
         self.dtype = dtype
-        for module in components.values():
+        for key, module in components.items():
             if isinstance(module, torch.nn.Module):
                 module.to(device=device)
-                if next(module.parameters()).dtype != dtype:
-                    module.to(dtype=dtype)
+                wanted = dtype if key == self.denoiser_key else FLOAT32
+                if next(module.parameters()).dtype != wanted:
+                    module.to(dtype=wanted)
                 module.eval()
         self._prompt_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         #: placeholder → replacement applied to every prompt before tokenizing (multi-vector
@@ -131,24 +151,53 @@ class ModelFamily(ABC):
     def conditioning(self, request: GenerationRequest, guided: bool) -> Any:
         """Conditioning of one request for :meth:`denoise`; with ``guided`` (classifier-free
         guidance) the batch is ``[unconditional, conditional]``."""
-        prompts = [request.negative_prompt, request.prompt] if guided else [request.prompt]
-        return self.encode_prompt(prompts)
+        return self.batch_conditioning([request], guided)
 
-    def make_scheduler(self, name: str) -> Any | None:
-        """The family's own scheduler, or ``None`` to use the request's named scheduler."""
-        return None
+    def batch_conditioning(self, requests: Sequence[GenerationRequest], guided: bool) -> Any:
+        """Conditioning of a batch of requests (one row each, same duration); with ``guided``
+        the batch is ``[unconditional × B, conditional × B]`` (diffusers' layout: the loop
+        doubles the latents with ``cat([latents, latents])``). Every row's embedding is the one
+        its prompt gets alone (:meth:`encode_prompt` encodes one prompt per pass)."""
+        negatives = [r.negative_prompt for r in requests] if guided else []
+        return self.encode_prompt([*negatives, *(r.prompt for r in requests)])
 
-    def initial_latents(
+    def make_scheduler(self, name: str) -> Any:
+        """A fresh scheduler for a request that names ``name`` (:data:`SCHEDULER_NAMES`)."""
+        return make_scheduler(name, self.scheduler_config)
+
+    def scheduler_name(self, name: str) -> str:
+        """The scheduler a request naming ``name`` runs with (for the generation record)."""
+        return name
+
+    def start(
         self,
         scheduler: Any,
         request: GenerationRequest,
-        shape: tuple[int, ...],
         clean: torch.Tensor | None,
-        generator: torch.Generator,
-    ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(latents, timesteps)`` to start from, or ``None`` for the loop's DDPM-style start
-        (noise × ``init_noise_sigma``, or SDEdit: ``add_noise`` at the strength's timestep)."""
-        return None
+        noise: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(latents, timesteps)`` the loop starts from, for a batch sharing ``request``'s
+        steps and strength.
+
+        DDPM-style start (diffusers' text-to-audio and img2img pipelines): text→audio starts
+        from ``noise × init_noise_sigma`` over every timestep; SDEdit (Meng et al. 2022) noises
+        the input latents ``clean`` to the strength's first timestep (``add_noise``) and runs the
+        last ``int(steps × strength)`` steps.
+
+        Args:
+            scheduler: a fresh scheduler (:meth:`make_scheduler`); its timesteps are set here.
+            request: steps and strength.
+            clean: input latents ``(batch, ...)`` for SDEdit, else ``None``.
+            noise: standard normal ``(batch, ...)`` (one generator per row).
+        """
+        steps = request.num_inference_steps
+        scheduler.set_timesteps(steps, device=self.device)
+        if clean is None:
+            return noise * scheduler.init_noise_sigma, scheduler.timesteps
+        timesteps = sdedit_timesteps(scheduler, steps, request.strength)
+        if not len(timesteps):
+            return clean, timesteps
+        return scheduler.add_noise(clean, noise, timesteps[:1]), timesteps
 
     def inpaint_conditioning(
         self, conditioning: Any, waveform: torch.Tensor, duration: float,
@@ -212,6 +261,12 @@ class ModelFamily(ABC):
 
     def clear_prompt_cache(self) -> None:
         self._prompt_cache.clear()
+
+    def compile(self, **options: Any) -> None:
+        """Compile the denoiser's forward with ``torch.compile`` (``nn.Module.compile``: in
+        place, so its class, adapter methods and weights stay; the first steps of each new
+        shape pay the compilation). ``options`` go to ``torch.compile``."""
+        self.components[self.denoiser_key].compile(**options)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -34,10 +34,10 @@ from dreamsampler.engine.concepts import (
 )
 from dreamsampler.engine.families import ModelFamily, ModelLoadError, load_model
 from dreamsampler.engine.level import NonFiniteAudioError
-from dreamsampler.engine.request import GenerationResult, RequestError
-from dreamsampler.engine.sampler import Cancelled
+from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
+from dreamsampler.engine.sampler import Cancelled, batch_key
 from dreamsampler.engine.stems import DEFAULT_MODEL, StemsError, StemsStage
-from dreamsampler.engine.work import EngineRequest, run_request
+from dreamsampler.engine.work import EngineRequest, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,16 @@ class JobProgress:
 
 @dataclass(frozen=True)
 class JobFinished:
+    """A job's clips: ``result`` is its first take, ``takes`` the further ones (``count > 1``)."""
+
     job_id: int
     result: GenerationResult
+    takes: tuple[GenerationResult, ...] = ()
+
+    @property
+    def results(self) -> tuple[GenerationResult, ...]:
+        """Every take, in order."""
+        return (self.result, *self.takes)
 
 
 @dataclass(frozen=True)
@@ -236,10 +244,25 @@ class _Operation:
     future: Future[Any]
 
 
-class LocalEngine:
-    """Runs jobs on this process's model in one worker thread, one job at a time.
+def _batchable(request: EngineRequest) -> bool:
+    """A generation that may share a batched call (not a separation, not ``/conform``)."""
+    return isinstance(request, GenerationRequest) and request.process is None
 
-    Jobs and operations wait in one FIFO and run in arrival order.
+
+class LocalEngine:
+    """Runs jobs on this process's model in one worker thread, one batch at a time.
+
+    Jobs and operations wait in one FIFO and run in arrival order. Batching: when the worker
+    takes the next job, the jobs queued right behind it with the same shape
+    (:func:`~dreamsampler.engine.sampler.batch_key`: family-wide parameters, concept set,
+    input, duration, steps, scheduler, guidance; prompts and seeds may differ) join it, up to
+    ``max_batch`` takes in all, and run as one batched call
+    (:func:`~dreamsampler.engine.sampler.sample_batch`). The worker never waits for a batch to
+    fill (only jobs already queued join), and a job never overtakes an earlier job or
+    operation, so replies keep arrival order and the first job of a batch waits at most for
+    its batch-mates' share of one batched call. Cancelling a job of a running batch ends that
+    job at the next step (its rows are computed and dropped); the others finish. A batch that
+    fails is rerun job by job, so one job's fault fails only that job.
 
     Args:
         model_id: repo id, local folder or tiny name (see :func:`load_model`).
@@ -249,6 +272,9 @@ class LocalEngine:
         model: an already loaded model (then ``model_id``/``device``/``dtype`` are not used).
         concepts_dir: folder of trained concepts (:mod:`dreamsampler.engine.concepts`);
             ``None``: concept commands fail.
+        max_batch: most takes (rows) one batched call runs; 1 turns batching across jobs off
+            (a job's own ``count`` always runs as one batch).
+        compile: ``torch.compile`` the denoiser when loading (:meth:`ModelFamily.compile`).
         stems_model: the stems stage's Demucs model (:mod:`dreamsampler.engine.stems`: a name,
             a folder or ``tiny``), loaded on the first job that needs it.
         stems_preload: load the stems model in :meth:`start` instead.
@@ -262,10 +288,14 @@ class LocalEngine:
         queue_size: int = 16,
         model: ModelFamily | None = None,
         concepts_dir: Path | None = None,
+        max_batch: int = 8,
+        compile: bool = False,
         stems_model: str = DEFAULT_MODEL,
         stems_preload: bool = False,
     ) -> None:
+        self._compile = compile
         self.model_id = model_id
+        self.max_batch = max_batch
         self.stems_preload = stems_preload
         self.stems = StemsStage(stems_model, device)
         self.concepts_dir = Path(concepts_dir) if concepts_dir is not None else None
@@ -276,7 +306,7 @@ class LocalEngine:
         self.queue_size = queue_size
         self.model = model
         self._queue: deque[Job | _Operation] = deque()
-        self._running: Job | None = None
+        self._running: list[Job] = []
         self._wake = threading.Condition()
         self._closing: str | None = None
         self._thread: threading.Thread | None = None
@@ -286,7 +316,7 @@ class LocalEngine:
         self._loop = asyncio.get_running_loop()
         if self.model is None:
             self.model = await asyncio.to_thread(
-                load_model, self.model_id, self._device, self._dtype
+                load_model, self.model_id, self._device, self._dtype, self._compile
             )
         if self.concepts_dir is not None:
             self.concepts = ConceptManager(self.model, self.concepts_dir)
@@ -305,8 +335,8 @@ class LocalEngine:
                 elif item.future.set_running_or_notify_cancel():
                     item.future.set_exception(EngineClosed(reason))
             self._queue.clear()
-            if self._running is not None:
-                self._running.cancel_requested.set()
+            for job in self._running:
+                job.cancel_requested.set()
             self._wake.notify_all()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join)
@@ -322,16 +352,17 @@ class LocalEngine:
             waiting = self._jobs_waiting()
             if waiting >= self.queue_size:
                 raise QueueFull(f"queue full ({self.queue_size} jobs waiting)")
-            position = waiting + (1 if self._running is not None else 0)
+            position = waiting + (1 if self._running else 0)
             self._queue.append(job)
             self._wake.notify()
         return job, position
 
     def cancel(self, job_id: int) -> bool:
         with self._wake:
-            if self._running is not None and self._running.id == job_id:
-                self._running.cancel_requested.set()
-                return True
+            for job in self._running:
+                if job.id == job_id:
+                    job.cancel_requested.set()
+                    return True
             for item in self._queue:
                 if isinstance(item, Job) and item.id == job_id:
                     self._queue.remove(item)
@@ -343,7 +374,7 @@ class LocalEngine:
         model = self.model
         with self._wake:
             queued = self._jobs_waiting()
-            running = self._running.id if self._running is not None else None
+            running = self._running[0].id if self._running else None
         return EngineStatus(
             model_id=self.model_id,
             family=model.name if model else "",
@@ -403,6 +434,24 @@ class LocalEngine:
         assert self._loop is not None
         self._loop.call_soon_threadsafe(job._push, event)
 
+    def _next_batch(self) -> list[Job]:
+        """Pop the head job and the same-shape jobs right behind it (call under the lock)."""
+        first = self._queue.popleft()
+        assert isinstance(first, Job)
+        if not _batchable(first.request):  # a separation or a no-model job runs alone
+            return [first]
+        batch, rows, key = [first], first.request.count, batch_key(first.request)
+        while self._queue and isinstance(self._queue[0], Job):
+            candidate = self._queue[0]
+            if (not _batchable(candidate.request)
+                    or rows + candidate.request.count > self.max_batch
+                    or batch_key(candidate.request) != key):
+                break
+            batch.append(candidate)
+            rows += candidate.request.count
+            self._queue.popleft()
+        return batch
+
     def _work(self) -> None:
         while True:
             with self._wake:
@@ -410,35 +459,67 @@ class LocalEngine:
                     self._wake.wait()
                 if self._closing is not None:
                     return
-                item = self._queue.popleft()
-                if isinstance(item, Job):
-                    self._running = item
-            if isinstance(item, _Operation):
+                if isinstance(self._queue[0], _Operation):
+                    item: _Operation | None = self._queue.popleft()  # type: ignore[assignment]
+                    batch: list[Job] = []
+                else:
+                    item, batch = None, self._next_batch()
+                    self._running = batch
+            if item is not None:
                 if item.future.set_running_or_notify_cancel():
                     try:
                         item.future.set_result(self._carry_out(item))
                     except BaseException as exc:
                         item.future.set_exception(exc)
                 continue
-            terminal = self._run(item)
+            terminals = self._run(batch)
             with self._wake:
-                self._running = None
-            self._emit(item, terminal)
+                self._running = []
+            for job, terminal in terminals:
+                self._emit(job, terminal)
 
-    def _run(self, job: Job) -> TerminalEvent:
-        """Run one job, emitting start and progress; return its terminal event (not yet sent)."""
+    def _run(self, jobs: list[Job], announce: bool = True) -> list[tuple[Job, TerminalEvent]]:
+        """Run a batch of jobs, emitting starts (with ``announce``), progress and the ends of
+        jobs cancelled on the way; return the other jobs' terminal events (not yet sent)."""
         assert self.model is not None
-        self._emit(job, JobStarted(job.id))
+        for job in jobs if announce else ():
+            self._emit(job, JobStarted(job.id))
+        ended: set[int] = set()
+
+        def drop_cancelled() -> bool:
+            """End newly cancelled jobs now; True when every job of the batch has ended."""
+            for job in jobs:
+                if job.id not in ended and job.cancel_requested.is_set():
+                    ended.add(job.id)
+                    self._emit(job, JobFailed(job.id, "cancelled", cancelled=True))
+            return len(ended) == len(jobs)
+
+        def on_step(step: int, total: int) -> None:
+            drop_cancelled()
+            for job in jobs:
+                if job.id not in ended:
+                    self._emit(job, JobProgress(job.id, step, total))
+
         try:
-            result = run_request(
-                self.model,
-                self.stems,
-                job.request,
-                on_step=lambda step, total: self._emit(job, JobProgress(job.id, step, total)),
-                should_cancel=job.cancel_requested.is_set,
-            )
+            results = run_batch(self.model, self.stems, [job.request for job in jobs],
+                                on_step=on_step, should_cancel=drop_cancelled)
         except Cancelled:
-            return JobFailed(job.id, "cancelled", cancelled=True)
+            return [(job, JobFailed(job.id, "cancelled", cancelled=True))
+                    for job in jobs if job.id not in ended]
         except BaseException as exc:  # not only Exception: the worker thread must survive
-            return JobFailed(job.id, failure_message(exc, f"job {job.id}"))
-        return JobFinished(job.id, result)
+            live = [job for job in jobs if job.id not in ended]
+            if len(jobs) > 1 and isinstance(exc, Exception):
+                log.warning("a batch of %d jobs failed (%s); running them one by one",
+                            len(jobs), exc)
+                return [end for job in live for end in self._run_alone(job)]
+            return [(job, JobFailed(job.id, failure_message(exc, f"job {job.id}")))
+                    for job in live]
+        drop_cancelled()
+        return [(job, JobFinished(job.id, takes[0], tuple(takes[1:])))
+                for job, takes in zip(jobs, results, strict=True) if job.id not in ended]
+
+    def _run_alone(self, job: Job) -> list[tuple[Job, TerminalEvent]]:
+        """Rerun one job of a failed batch (its start was already sent)."""
+        with self._wake:
+            self._running = [job]
+        return self._run([job], announce=False)

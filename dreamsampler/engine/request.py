@@ -14,6 +14,8 @@ from dreamsampler import schema
 
 SCHEDULER_NAMES = schema.SCHEDULER_NAMES
 SIDES = schema.SIDES
+#: most takes one request may ask for (``count``, issue 21)
+MAX_COUNT = schema.MAX_COUNT
 
 
 class RequestError(ValueError):
@@ -88,6 +90,7 @@ class GenerationRequest:
     key: str | None = None
     process: str | None = None
     stems: int = 0
+    count: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -96,6 +99,9 @@ class GenerationRequest:
             schema.check({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         except schema.ParamError as exc:
             raise RequestError(str(exc)) from None
+        if self.seed + self.count - 1 > schema.SEED_MAX:
+            raise RequestError(f"seed + count - 1 must be <= {schema.SEED_MAX}, got "
+                               f"{self.seed} + {self.count} - 1")
         if self.duration is None and (self.input_path is None or self.mask_start is not None
                                       or self.continuation is not None):
             raise RequestError("duration is needed (only a style transfer may leave it out: "
@@ -137,9 +143,16 @@ class GenerationRequest:
         """Style transfer (SDEdit) of ``input_path`` at ``strength``."""
         return self.input_path is not None and not self.is_inpaint
 
+    def takes(self) -> list[GenerationRequest]:
+        """The ``count`` single-take requests this one stands for: seeds ``seed`` …
+        ``seed + count - 1``, each with ``count = 1``, in take order."""
+        return [dataclasses.replace(self, seed=self.seed + k, count=1) for k in range(self.count)]
+
     def to_record(self) -> dict[str, Any]:
-        """JSON-ready parameters (paths as strings)."""
+        """JSON-ready parameters (paths as strings; ``count`` only when above 1)."""
         data = dataclasses.asdict(self)
+        if self.count == 1:
+            data.pop("count")
         data["input_path"] = str(self.input_path) if self.input_path else None
         if not self.is_transfer:
             data.pop("strength")

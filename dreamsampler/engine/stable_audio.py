@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -39,10 +40,9 @@ from diffusers import StableAudio3DiTModel, StableAudioDiTModel
 from diffusers.loaders.peft import PeftAdapterMixin
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.pipelines.stable_audio_3.pipeline_stable_audio_3 import logsnr_sigma_schedule
-from diffusers.utils.torch_utils import randn_tensor
 
 from dreamsampler.engine.audio_io import read_audio, resample
-from dreamsampler.engine.family_base import ModelFamily
+from dreamsampler.engine.family_base import FLOAT32, ModelFamily
 from dreamsampler.engine.request import RequestError
 
 if TYPE_CHECKING:
@@ -160,7 +160,7 @@ class StableAudioFamilyBase(ModelFamily):
     def _stereo(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.ndim == 2:
             waveform = waveform[:, None].expand(-1, self.channels, -1)
-        return waveform.to(self.device, self.dtype)
+        return waveform.to(self.device, FLOAT32)
 
     def _fit_frames(self, latents: torch.Tensor, frames: int) -> torch.Tensor:
         if latents.shape[-1] < frames:
@@ -249,23 +249,27 @@ class StableAudioOpenFamily(StableAudioFamilyBase):
         """:attr:`window_seconds`."""
         return self.window_seconds
 
-    def conditioning(self, request: GenerationRequest, guided: bool) -> StableAudioConditioning:
-        """Text, ``seconds_start = 0`` and ``seconds_total = duration``; with guidance, the
-        unconditional row is the negative prompt, or an all-zero context when it is empty (as
-        ``StableAudioPipeline`` with ``negative_prompt=None``).
+    def batch_conditioning(self, requests: Sequence[GenerationRequest], guided: bool
+                           ) -> StableAudioConditioning:
+        """Text, ``seconds_start = 0`` and ``seconds_total = duration`` (one duration for the
+        batch); with guidance, an unconditional row is its negative prompt, or an all-zero
+        context when it is empty (as ``StableAudioPipeline`` with ``negative_prompt=None``).
 
         Raises:
             RequestError: the duration is longer than the DiT's window (47.55 s).
         """
-        if request.duration > self.window_seconds + 1e-6:
+        duration = requests[0].duration
+        if duration > self.window_seconds + 1e-6:
             raise RequestError(f"duration must be <= {self.window_seconds:.2f} s for "
-                               f"{self.model_id} (its training window), got {request.duration}")
+                               f"{self.model_id} (its training window), got {duration}")
+        prompts = [r.prompt for r in requests]
         if not guided:
-            return replace(self.encode_prompt([request.prompt]), seconds_total=request.duration)
-        negative = request.negative_prompt or request.prompt
-        cond = self.encode_prompt([negative, request.prompt])
-        null = torch.tensor([not request.negative_prompt, False], device=self.device)
-        return replace(cond, seconds_total=request.duration, null=null)
+            return replace(self.encode_prompt(prompts), seconds_total=duration)
+        negatives = [r.negative_prompt or r.prompt for r in requests]
+        cond = self.encode_prompt([*negatives, *prompts])
+        null = torch.tensor([not r.negative_prompt for r in requests] + [False] * len(requests),
+                            device=self.device)
+        return replace(cond, seconds_total=duration, null=null)
 
     def denoise(
         self, latents: torch.Tensor, timestep: torch.Tensor, conditioning: Any
@@ -289,7 +293,8 @@ class StableAudioOpenFamily(StableAudioFamilyBase):
         context = torch.cat([text, start.to(text.dtype), end.to(text.dtype)], dim=1)
         if cond.null is not None:
             context = torch.where(cond.null[:, None, None], torch.zeros_like(context), context)
-        global_states = torch.cat([start, end], dim=2)
+        global_states = torch.cat([start, end], dim=2).to(latents.dtype)
+        context = context.to(latents.dtype)  # the projection runs in float32, the DiT maybe not
         rotary = get_1d_rotary_pos_embed(
             transformer.config.attention_head_dim // 2, frames + global_states.shape[1],
             use_real=True, repeat_interleave_real=False,
@@ -342,12 +347,15 @@ class StableAudio3Family(StableAudioFamilyBase):
     def latent_channels(self) -> int:
         return int(self.components["vae"].config.latent_dim)
 
-    def conditioning(self, request: GenerationRequest, guided: bool) -> StableAudioConditioning:
-        """Text and ``seconds_total = duration``; with guidance the unconditional row is the
-        negative prompt ("" when none, as ``StableAudio3Pipeline``). Inpainting and continuation
-        add the local conditioning built from the input file (:meth:`inpaint_conditioning`)."""
-        prompts = [request.negative_prompt, request.prompt] if guided else [request.prompt]
-        return replace(self.encode_prompt(prompts), seconds_total=request.duration)
+    def batch_conditioning(self, requests: Sequence[GenerationRequest], guided: bool
+                           ) -> StableAudioConditioning:
+        """Text and ``seconds_total = duration`` (one duration for the batch); with guidance an
+        unconditional row is its negative prompt ("" when none, as ``StableAudio3Pipeline``).
+        Inpainting and continuation add the local conditioning built from the input file
+        (:meth:`inpaint_conditioning`)."""
+        negatives = [r.negative_prompt for r in requests] if guided else []
+        cond = self.encode_prompt([*negatives, *(r.prompt for r in requests)])
+        return replace(cond, seconds_total=requests[0].duration)
 
     def inpaint_conditioning(
         self, conditioning: Any, waveform: torch.Tensor, duration: float,
@@ -371,9 +379,9 @@ class StableAudio3Family(StableAudioFamilyBase):
             last = min(int(end * self.sample_rate / self.hop_length), frames)
             mask[:, :, first:last] = 0.0
         vae = self.components["vae"]
-        latents = self._fit_frames(vae.encode(waveform.to(self.device, self.dtype)).latents,
+        latents = self._fit_frames(vae.encode(waveform.to(self.device, FLOAT32)).latents,
                                    frames)
-        local = torch.cat([mask, latents * mask], dim=1).to(self.dtype)
+        local = torch.cat([mask, latents * mask], dim=1).to(self.dtype)  # the DiT's input
         return replace(conditioning, local=local.expand(conditioning.batch, -1, -1))
 
     def denoise(
@@ -388,6 +396,8 @@ class StableAudio3Family(StableAudioFamilyBase):
         seconds = torch.tensor([float(total)], dtype=torch.float32, device=self.device)
         global_states = self.components["duration_embedder"](seconds).expand(batch, -1)
         context = torch.cat([cond.text, global_states.unsqueeze(1).to(cond.text.dtype)], dim=1)
+        # text and duration embedder run in float32, the DiT at the model's dtype
+        context, global_states = context.to(latents.dtype), global_states.to(latents.dtype)
         mask = torch.cat([cond.mask, cond.mask.new_ones(batch, 1)], dim=1)
         t = timestep.expand(batch) if timestep.ndim == 0 else timestep
         return self.components["transformer"](
@@ -405,17 +415,16 @@ class StableAudio3Family(StableAudioFamilyBase):
         """Latents → waveform ``(batch, 2, samples)`` clamped to [-1, 1] (as the SA3 pipelines)."""
         return super().latents_to_audio(latents).clamp(-1.0, 1.0)
 
-    def initial_latents(
+    def start(
         self,
         scheduler: Any,
         request: GenerationRequest,
-        shape: tuple[int, ...],
         clean: torch.Tensor | None,
-        generator: torch.Generator,
+        noise: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Rectified-flow start: sigmas ``logsnr_sigma_schedule(steps, −6.2, 2.0, sigma_max)``.
 
-        Text→audio: ``sigma_max = 1``, pure noise. SDEdit at ``strength`` s (as
+        Text→audio: ``sigma_max = 1``, pure ``noise``. SDEdit at ``strength`` s (as
         ``StableAudio3AudioToAudioPipeline``'s ``init_noise_level``): ``sigma_max = s``, start
         ``(1 − s)·z0 + s·ε``, all ``num_inference_steps`` steps over ``[s, 0]``; ``s = 0``
         returns the input's reconstruction.
@@ -424,8 +433,6 @@ class StableAudio3Family(StableAudioFamilyBase):
         if clean is not None and request.strength == 0.0:
             return clean, torch.zeros(0, device=self.device)
         sigma_max = request.strength if clean is not None else 1.0
-        noise = randn_tensor((1, *shape) if clean is None else tuple(clean.shape),
-                             generator=generator, device=self.device, dtype=self.dtype)
         sigmas = logsnr_sigma_schedule(steps, SA3_LOGSNR_MIN, SA3_LOGSNR_MAX, sigma_max=sigma_max)
         scheduler.set_timesteps(sigmas=sigmas, device=self.device)
         latents = noise if clean is None else (1.0 - sigma_max) * clean + sigma_max * noise

@@ -76,7 +76,7 @@ from dreamsampler.engine.jobs import (
 )
 from dreamsampler.engine.sampler import Cancelled
 from dreamsampler.engine.stems import DEFAULT_MODEL, StemsError, StemsStage
-from dreamsampler.engine.work import EngineRequest, run_request
+from dreamsampler.engine.work import EngineRequest, run_takes
 
 log = logging.getLogger(__name__)
 
@@ -603,7 +603,8 @@ class SupervisedEngine:
             if op is not None and op.job is not None and op.job.id == message[1]:
                 self._end_inflight()
                 if kind == "finished":
-                    op.job._push(JobFinished(op.job.id, message[2]))
+                    takes = message[2]  # every take of the job (count), in order
+                    op.job._push(JobFinished(op.job.id, takes[0], tuple(takes[1:])))
                 else:
                     op.job._push(JobFailed(op.job.id, message[2], cancelled=message[3]))
         elif kind == "reply":
@@ -754,7 +755,7 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
     """Entry point of an engine process: load the model, then serve operations until told to stop.
 
     Messages to the parent: ``("ready", info, loaded, errors)``, ``("load_error", reason)``,
-    ``("started", id)``, ``("progress", id, step, total)``, ``("finished", id, result)``,
+    ``("started", id)``, ``("progress", id, step, total)``, ``("finished", id, takes)``,
     ``("failed", id, message, cancelled)``, ``("reply", ok, value, loaded)``,
     ``("fatal", reason)``.
     """
@@ -825,7 +826,7 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
             return job_id in cancelled or stop.is_set()
 
         try:
-            result = run_request(model, stems, request, on_step=on_step,
+            takes = run_takes(model, stems, request, on_step=on_step,
                                  should_cancel=should_cancel)
         except Cancelled:
             send(("failed", job_id, "cancelled", True))
@@ -839,7 +840,7 @@ def _engine_process(spec: ProcessSpec, commands: Connection, events: Connection)
                 os._exit(FATAL_EXIT_CODE)
             send(("failed", job_id, failure_message(exc, f"job {job_id}"), False))
         else:
-            send(("finished", job_id, result))
+            send(("finished", job_id, takes))
         cancelled.discard(job_id)
 
 

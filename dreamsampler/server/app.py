@@ -69,7 +69,7 @@ def make_engine(config: Config) -> Engine:
             gpus_per_replica=e.gpus_per_replica, cpus_per_replica=e.cpus_per_replica,
             concepts_per_replica=e.concepts_per_replica,
         ))
-    return LocalEngine(**common)
+    return LocalEngine(**common, max_batch=e.max_batch, compile=e.compile)
 
 
 async def start_app(config: Config, engine: Engine | None = None) -> App:

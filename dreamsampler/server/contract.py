@@ -335,7 +335,8 @@ REPLIES: dict[str, Message] = {
     for m in (
         Message("/done", (Arg("command", "s", "the address that succeeded"),),
                 "a command succeeded; further arguments depend on the command. A job's /done "
-                "(`/done <command> i:job_id s:path`) is followed by the stems folder "
+                "(`/done <command> i:job_id s:path...`: one path per take, `count`; the paths "
+                "are the leading atoms ending in .wav) is followed by the stems folder "
                 "(`s:stems`) when the job asked for stems (`stems 1`), then by one "
                 "`s:sink s:error` pair "
                 "per optional sink (the audio device) that could not take the clip; a job whose "
@@ -434,7 +435,7 @@ PARAMS: dict[str, Arg] = session_params()
 
 # -- commands --------------------------------------------------------------------------------------
 
-_GEN_REPLIES = ("/queued i:job_id i:position", "/done /gen i:job_id s:path [s:stems]",
+_GEN_REPLIES = ("/queued i:job_id i:position", "/done /gen i:job_id s:path... [s:stems]",
                 "/fail /gen s:message i:job_id")
 
 
@@ -456,7 +457,7 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
             Arg("prompt", "s", "text prompt (several atoms are joined)", rest=True),
         ), "style-transfer an input clip toward the prompt (SDEdit at strength)",
             options(schema.TRANSFER, params),
-            ("/queued i:job_id i:position", "/done /transfer i:job_id s:path [s:stems]",
+            ("/queued i:job_id i:position", "/done /transfer i:job_id s:path... [s:stems]",
              "/fail /transfer s:message i:job_id")),
         Message("/continue", (
             INPUT,
@@ -469,7 +470,7 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
             "tags where the family was trained on them, and bpm sets the tempo of unit bars "
             "(needs a model family that can inpaint: Stable Audio 3; others answer /fail)",
             options(schema.CONTINUE, params),
-            ("/queued i:job_id i:position", "/done /continue i:job_id s:path [s:stems]",
+            ("/queued i:job_id i:position", "/done /continue i:job_id s:path... [s:stems]",
              "/fail /continue s:message i:job_id")),
         Message("/inpaint", (
             INPUT,
@@ -482,7 +483,7 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
             "that can inpaint: Stable Audio 3; others answer /fail); the output is as long as "
             "the input, or up to end when end passes it",
             options(schema.INPAINT, params),
-            ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path [s:stems]",
+            ("/queued i:job_id i:position", "/done /inpaint i:job_id s:path... [s:stems]",
              "/fail /inpaint s:message i:job_id")),
         Message("/conform", (INPUT,), "conform a clip (a producer's loop or sample, no model): "
                 "time-stretch it to bpm (default: the session tempo), pitch-shift it to key, "
@@ -492,7 +493,7 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
                 ("/queued i:job_id i:position", "/done /conform i:job_id s:path",
                  "/fail /conform s:message i:job_id")),
         Message("/trigger", (), "generate from the session parameters (/param/...)",
-                (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path [s:stems]",
+                (), ("/queued i:job_id i:position", "/done /trigger i:job_id s:path... [s:stems]",
                      "/fail /trigger s:message i:job_id")),
         *(
             Message(f"/param/{p.name}", (p,), f"set the session's {p.name}: {p.description}",
@@ -539,7 +540,7 @@ def _commands(params: Sequence[schema.Param] | None) -> tuple[Message, ...]:
                 "the output folder, and also plays on the audio device when the preset's "
                 "sinks include 'device'",
                 (), ("/queued i:job_id i:position",
-                     "/done /preset/trigger i:job_id s:path [s:stems]",
+                     "/done /preset/trigger i:job_id s:path... [s:stems]",
                      "/fail /preset/trigger s:message [i:job_id]")),
         Message("/preset/list", (Arg("page", "i", "page of 64 names, from 0; without it: "
                                      "every name that fits in one datagram", 0,
@@ -682,6 +683,20 @@ def markdown(commands: dict[str, Message] | None = None) -> str:
 
 CHANGELOG = """
 Deliberate changes to addresses, arguments and replies, newest first.
+
+### 0.4 (issue 21: takes)
+
+- New option `count i` (1–8) on `/gen`, `/transfer`, `/continue`, `/inpaint` and presets
+  (`count:`): one job makes `count` takes from seeds `seed … seed+count-1` in one batched call.
+  Every take is its own WAV in the output folder (`_take1` … `_takeN` ends its name; the sidecar
+  has `take` and `takes`); the other sinks (the audio device) get the first take.
+- `/done <command> i:job_id s:path...` lists every take's path, in take order:
+  `/done <command> i:job_id s:path1 … s:pathN [s:stems] [s:sink s:error]...`. The paths are the
+  leading atoms after the job id that end in `.wav` (the server writes only WAVs); what follows is
+  as before (the stems folder, then sink-error pairs). With `count 1` the reply is unchanged.
+- `stems 1` with `count N` separates the first take only (its stems folder follows the paths);
+  send the take you keep to `/separate` for its stems.
+- Ray: `count` above 1 answers `/fail` (one take per request there for now).
 
 ### 0.4 (issue 22: reliability, round three)
 

@@ -77,6 +77,8 @@ class Delivered:
         sink_errors: sink name → why a sink other than the folder could not take the clip (the
             clip is delivered to the others).
         stems_dir: the clip's stems folder in the output folder (a ``stems`` job), else None.
+        paths: every take's WAV in the output folder, in take order (one for ``count`` 1;
+            issue 21).
     """
 
     job_id: int
@@ -87,6 +89,7 @@ class Delivered:
     loop: LoopSpec | None = None
     sink_errors: Mapping[str, str] = field(default_factory=dict)
     stems_dir: Path | None = None
+    paths: tuple[Path, ...] = ()
 
     @property
     def path(self) -> Path | None:
@@ -130,11 +133,13 @@ class Delivery:
 
 @dataclass(frozen=True)
 class Clip:
-    """A finished job's clip on its way to the sinks: ``result.audio`` is bar-fitted already."""
+    """A finished job's clip on its way to the sinks: ``result.audio`` is bar-fitted already;
+    ``take`` is its 1-based take of a ``count > 1`` job (0: the job's only clip)."""
 
     job_id: int
     result: GenerationResult
     job: Delivery
+    take: int = 0
 
 
 @dataclass(frozen=True)

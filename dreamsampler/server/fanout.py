@@ -7,6 +7,11 @@ a named sink that is :attr:`~dreamsampler.server.sinks.Sink.required` failed, or
 sink failed; otherwise it is :class:`~dreamsampler.server.delivery.Delivered` with each failed
 optional sink's reason in ``sink_errors``. Only a delivered clip is offered to the sinks
 (:meth:`Sink.offer`), so a failed job cannot be replayed with ``/play``.
+
+Takes (``count > 1``, issue 21): every take is fitted; the first take goes to every named sink
+as above, the further ones to the output folder only (``_take<k>`` in the name), at the same
+time; a further take the folder cannot write fails the job. ``Delivered.paths`` lists every take's
+WAV in take order.
 """
 
 from __future__ import annotations
@@ -89,18 +94,29 @@ async def deliver(sinks: Mapping[str, Sink], event: JobFinished, job: Delivery
         every named sink failed; the message joins their reasons).
     """
     try:
-        result, loop = await asyncio.to_thread(fit, event.result, job.loop)
+        fitted = await asyncio.gather(*(asyncio.to_thread(fit, r, job.loop)
+                                        for r in event.results))
     except ValueError as exc:  # TempoError and ConformError are ValueErrors
         return JobFailed(event.job_id, str(exc))
+    result, loop = fitted[0]
     job = dataclasses.replace(job, loop=loop)
-    clip = Clip(event.job_id, result, job)
+    several = len(fitted) > 1
+    clip = Clip(event.job_id, result, job, take=1 if several else 0)
     named = [sinks[name] for name in job.sinks]
-    outcomes = await asyncio.gather(*(_one(sink, clip) for sink in named))
+    more = ([Clip(event.job_id, r, dataclasses.replace(job, loop=lp), take=k)
+             for k, (r, lp) in enumerate(fitted[1:], start=2)]
+            if FOLDER in job.sinks else [])
+    outcomes, extra = await asyncio.gather(
+        asyncio.gather(*(_one(sink, clip) for sink in named)),
+        asyncio.gather(*(_one(sinks[FOLDER], c) for c in more)))
     receipts = {s.name: value for s, (ok, value) in zip(named, outcomes, strict=True) if ok}
     errors = {s.name: value for s, (ok, value) in zip(named, outcomes, strict=True) if not ok}
     fatal = [s.name for s in named if s.name in errors and (s.required or not receipts)]
     if fatal:
         return JobFailed(event.job_id, "; ".join(errors[name] for name in fatal))
+    lost = [str(value) for ok, value in extra if not ok]
+    if lost:  # a further take the folder could not write
+        return JobFailed(event.job_id, "; ".join(lost))
     for name, message in errors.items():
         log.warning("clip %d is not on the %s: %s", event.job_id, name, message)
     for sink in sinks.values():
@@ -108,8 +124,11 @@ async def deliver(sinks: Mapping[str, Sink], event: JobFinished, job: Delivery
             sink.offer(clip)
         except Exception:
             log.exception("the %s sink failed to take clip %d", sink.name, event.job_id)
+    paths = ((receipts[FOLDER], *(value for _, value in extra)) if FOLDER in receipts
+             else ())
     return Delivered(event.job_id, receipts, result.duration, result.audio,
-                     result.sample_rate, job.loop, errors, _stems_dir(receipts, result, job))
+                     result.sample_rate, job.loop, errors, _stems_dir(receipts, result, job),
+                     paths=paths)
 
 
 def _stems_dir(receipts: Mapping[str, Any], result: GenerationResult, job: Delivery

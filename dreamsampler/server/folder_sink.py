@@ -141,7 +141,7 @@ class FolderSink:
             return await asyncio.to_thread(self.write_separation, clip.result, clip.job.name,
                                            extra)
         return await asyncio.to_thread(self.write, clip.result, clip.job.name, extra,
-                                       clip.job.loop)
+                                       clip.job.loop, clip.take)
 
     async def stop(self) -> None:
         """Nothing sounds here."""
@@ -245,6 +245,7 @@ class FolderSink:
         name: str | None = None,
         extra: dict[str, Any] | None = None,
         loop: LoopSpec | None = None,
+        take: int = 0,
     ) -> Path:
         """Write the clip and its sidecar; return the WAV's path once it is in place.
 
@@ -254,6 +255,7 @@ class FolderSink:
             extra: more fields for the sidecar record (e.g. job id, tempo).
             loop: write a loop WAV of exactly ``loop.bars`` bars at ``loop.bpm`` (file name
                 ``<stem>_<bpm>bpm_<bars>bars.wav``, acid + smpl chunks, sidecar ``bpm``/``bars``).
+            take: 1-based take of a job with several (``_take<k>`` ends the stem); 0: none.
 
         The file is written at the sink's ``sample_rate`` (soxr; ``None``/``"native"`` keeps the
         model's rate); a loop stays exactly ``loop.bars`` bars long at that rate. Audio with a
@@ -276,6 +278,8 @@ class FolderSink:
         record = {**result.record, **(extra or {}), "model_sample_rate": result.sample_rate,
                   "file_sample_rate": rate, "file_subtype": self.subtype}
         stem = self.clip_stem(result, name)
+        if take:
+            stem = f"{stem}_take{take}"
         if loop is not None:
             target = bar_samples(loop.bars, loop.bpm, rate, loop.beats_per_bar)
             if audio.shape[-1] != target:  # resampling moved the length by a sample or two

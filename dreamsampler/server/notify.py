@@ -59,14 +59,22 @@ class BadCookieError(RequestError):
     """``/notify 1 port cookie`` with a cookie the server did not send to that address."""
 
 
-def is_loopback(host: str) -> bool:
+def client_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address of a sender's ``host`` string (an IPv6 zone suffix ``%eth0`` dropped, an
+    IPv4-mapped IPv6 address as its IPv4 address); None when it is not an IP address."""
     try:
-        ip = ipaddress.ip_address(host)
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_loopback
+        return ip.ipv4_mapped
+    return ip
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (``127.0.0.0/8``, ``::1``, ``::ffff:127.x.x.x``)."""
+    ip = client_ip(host)
+    return ip is not None and ip.is_loopback
 
 
 class Clients:

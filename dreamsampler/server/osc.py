@@ -51,7 +51,7 @@ from dreamsampler.server.jam import Jam
 from dreamsampler.server.loglimit import LogLimiter
 from dreamsampler.server.midi_edge import MidiEdge
 from dreamsampler.server.midi_map import Learned
-from dreamsampler.server.notify import CLIENT_TTL, MAX_CLIENTS, Address, Clients
+from dreamsampler.server.notify import CLIENT_TTL, MAX_CLIENTS, Address, Clients, client_ip
 from dreamsampler.server.service import Service
 from dreamsampler.server.session import request_origin
 from dreamsampler.server.sinks import SinkError
@@ -366,15 +366,15 @@ class OscServer:
     # -- generation ----------------------------------------------------------------------------
 
     def job_reply(self, sender: Address, address: str) -> Listener:
-        """A job's reply target: ``/done address job_id path [stems] [sink error]...`` (the
-        stems folder when the job asked for stems, then one pair per optional sink that could
-        not take the clip) or ``/fail address ...``."""
+        """A job's reply target: ``/done address job_id path... [stems] [sink error]...`` (one
+        path per take, the stems folder when the job asked for stems, then one pair per
+        optional sink that could not take the clip) or ``/fail address ...``."""
         def on_update(update: Update) -> None:
             if isinstance(update, Delivered):
+                paths = [str(p) for p in update.paths] or [str(update.path or "")]
                 stems = (str(update.stems_dir),) if update.stems_dir is not None else ()
                 errors = [atom for pair in update.sink_errors.items() for atom in pair]
-                self.reply(sender, "/done", address, update.job_id, str(update.path or ""),
-                           *stems, *errors)
+                self.reply(sender, "/done", address, update.job_id, *paths, *stems, *errors)
             elif isinstance(update, JobFailed):
                 self.fail(sender, address, update.message, update.job_id)
 
@@ -653,13 +653,8 @@ def _job_id_of(address: str, atoms: tuple[Any, ...]) -> tuple[Any, ...]:
 
 @functools.lru_cache(maxsize=1024)
 def _allowed_cached(host: str, allow: tuple[Any, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in net for net in allow)
+    ip = client_ip(host)
+    return ip is not None and any(ip in net for net in allow)
 
 
 def _allowed(host: str, allow: tuple[Any, ...]) -> bool:

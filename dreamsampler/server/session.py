@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import ipaddress
 import math
 import random
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -21,6 +20,7 @@ from dreamsampler.engine.request import GenerationRequest, RequestError
 from dreamsampler.engine.stems import SeparationRequest
 from dreamsampler.server.clock import TempoClock, bars_to_seconds
 from dreamsampler.server.delivery import GenerationParams, LoopSpec
+from dreamsampler.server.notify import is_loopback
 
 
 class SessionBase:
@@ -95,15 +95,7 @@ def may_read_anywhere(host: str | None) -> bool:
     /continue and /inpaint, the output folder), so it cannot make the server read (and render
     into the output folder) files it could not otherwise see. See docs/hardening.md.
     """
-    if not host:
-        return False
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
+    return bool(host) and is_loopback(host)
 
 
 def resolve_input(raw: str | Path, input_dirs: Sequence[Path],

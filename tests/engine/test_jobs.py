@@ -137,7 +137,8 @@ def test_base_exception_in_the_sampler_fails_the_job_and_the_worker_serves_on() 
             return denoise(*args, **kwargs)
 
         model.denoise = explode_once  # type: ignore[method-assign]
-        engine = LocalEngine(model=model)
+        # one job per call: batched together, both jobs would share the first call's failure
+        engine = LocalEngine(model=model, max_batch=1)
         await engine.start()
         first, _ = engine.submit(_req(), 1)
         second, _ = engine.submit(_req(), 2)

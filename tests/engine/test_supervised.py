@@ -67,13 +67,16 @@ def test_results_match_the_local_engine_bit_for_bit(tmp_path: Path) -> None:
         await remote.start()
         try:
             for i, request in enumerate([_req(), _req("pad", steps=4, scheduler="dpm++",
-                                                       guidance_scale=3.0)]):
+                                                       guidance_scale=3.0),
+                                         _req("keys", count=2)]):  # takes: both come back
                 a = await local.submit(request, i)[0].wait()
                 job, _ = remote.submit(request, i)
                 events = [e async for e in job.events()]
                 b = events[-1]
                 assert isinstance(a, JobFinished) and isinstance(b, JobFinished)
-                np.testing.assert_array_equal(a.result.audio, b.result.audio)
+                assert len(a.results) == len(b.results) == request.count
+                for x, y in zip(a.results, b.results, strict=True):
+                    np.testing.assert_array_equal(x.audio, y.audio)
                 assert b.result.sample_rate == a.result.sample_rate
                 steps = [e.step for e in events if isinstance(e, JobProgress)]
                 assert steps == list(range(1, request.num_inference_steps + 1))

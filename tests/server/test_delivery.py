@@ -204,3 +204,42 @@ def test_the_failure_policy_is_each_sinks_own(tmp_path: Path) -> None:
             device.replay(failed)
 
     asyncio.run(main())
+
+
+class _SecondTakeFails(FolderSink):
+    """A real folder sink whose disk is full by the second take."""
+
+    async def deliver(self, clip: Clip) -> Path:
+        if clip.take == 2:
+            raise SinkError("output folder: no space left on device")
+        return await super().deliver(clip)
+
+
+def test_takes_fan_out_to_the_folder_and_the_first_to_the_other_sinks(tmp_path: Path) -> None:
+    """``count 3``: three WAVs in the folder (``Delivered.paths`` in take order), the other sink
+    gets the first take only; a further take the folder cannot write fails the job (issue 21)."""
+    memory = MemorySink()
+
+    async def main() -> None:
+        service = _service(tmp_path, memory)
+        await service.start()
+        delivered = await service.run(service.job(GenerationParams(prompt="pad", seed=5, count=3),
+                                                  sinks=(FOLDER, "memory")))
+        assert len(delivered.paths) == 3 and delivered.paths[0] == delivered.path
+        assert [p.stem.rsplit("_", 1)[1] for p in delivered.paths] == ["take1", "take2", "take3"]
+        assert all(p.is_file() for p in delivered.paths)
+        assert [(c.take, c.result.record["seed"]) for c in memory.clips] == [(1, 5)]
+        first, _ = sf.read(delivered.paths[0], dtype="float32", always_2d=True)
+        np.testing.assert_array_equal(first.T, np.clip(memory.clips[0].result.audio, -1, 1))
+        await service.close()
+
+        (tmp_path / "full").mkdir()
+        config = make_config(tmp_path / "full")
+        broken = Service(config, LocalEngine("tiny", "cpu"),
+                         sinks={FOLDER: _SecondTakeFails(config.output.dir, "FLOAT")})
+        await broken.start()
+        with pytest.raises(JobError, match="no space left"):
+            await broken.run(broken.job(GenerationParams(prompt="pad", seed=5, count=2)))
+        await broken.close()
+
+    asyncio.run(main())

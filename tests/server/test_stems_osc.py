@@ -170,3 +170,24 @@ def test_start_up_removes_a_stems_folder_a_crash_left(tmp_path: Path) -> None:
     kept.mkdir()
     assert FolderSink(tmp_path).clean_orphans() == [part]
     assert not part.exists() and kept.is_dir()
+
+
+def test_takes_with_stems_separate_the_first_take(server: RunningServer,
+                                                  client: OscClient) -> None:
+    """``count 2 stems 1``: /done lists both takes (the leading ``.wav`` atoms), then the first
+    take's stems folder; the second take has no stems (docs/stems.md, issue 21)."""
+    replies = client.request("/gen", "drums and bass", "seed", 3, "duration", 0.6, "stems", 1,
+                             "count", 2, timeout=60)
+    done = replies[-1]
+    assert done.address == "/done" and done.args[0] == "/gen", done
+    atoms = [str(a) for a in done.args[2:]]
+    paths = [Path(a) for a in atoms if a.endswith(".wav")]
+    assert [p.name.rsplit("_", 1)[1] for p in paths] == ["take1.wav", "take2.wav"]
+    assert atoms[:2] == [str(p) for p in paths] and len(atoms) == 3
+    folder = Path(atoms[2])
+    assert folder == paths[0].with_name(paths[0].stem + ".stems") and folder.is_dir()
+    assert {f"{paths[0].stem}.{s}.wav" for s in SOURCES} <= {p.name for p in folder.iterdir()}
+    assert not paths[1].with_name(paths[1].stem + ".stems").exists()
+    first = json.loads(paths[0].with_suffix(".json").read_text())
+    second = json.loads(paths[1].with_suffix(".json").read_text())
+    assert first["stems"]["model"] == "tiny" and "stems" not in second
