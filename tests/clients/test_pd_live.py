@@ -341,3 +341,25 @@ def test_pd_sends_the_loop_options_only_when_set(tmp_path: Path) -> None:
                      if m.address == "/gen")
     assert not {"bpm", "key", "conform"} & set(plain), (plain, console)
     assert (looped["bpm"], looped["key"], looped["conform"]) == (100, "Am", 0), looped
+
+
+def test_pd_separates_the_last_clip(tmp_path: Path) -> None:
+    """Issue 19: after a clip is delivered, ds-separate sends /separate <that clip>; the server
+    (a tiny Demucs) answers /done /separate <id> <its .stems folder>."""
+    from tests.conftest import make_config, run_server
+
+    for server in run_server(make_config(tmp_path, **{"stems.model": "tiny"})):
+        script = ("\\; ds-lock 1 \\; ds-seed 7 \\; ds-steps 2 \\; ds-duration 1 "
+                  "\\; ds-prompt list warm analog bass \\; ds-generate bang")
+        console = _run_pd(_harness(tmp_path, server.port, _free_udp_port(), script,
+                                   on_loaded="\\; ds-separate bang", quit_after_ms=8000),
+                          timeout=60)
+        replies = _replies(console)
+        clip = next(r for r in replies if r[:2] == ["done", "/gen"])[3]
+        done = next((r for r in replies if r[:2] == ["done", "/separate"]), None)
+        assert done is not None, console
+        folder = Path(done[3])
+        assert folder.is_dir() and folder.parent == server.output_dir, done
+        # the folder is named after the clip Pd sent (made safe: _ -> -)
+        assert folder.name == Path(clip).stem.replace("_", "-") + ".stems", (clip, done)
+        assert any(f.suffix == ".wav" for f in folder.iterdir()), sorted(folder.iterdir())
