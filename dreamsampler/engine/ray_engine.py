@@ -3,7 +3,7 @@
 :class:`RayEngine` implements the :class:`~dreamsampler.engine.jobs.Engine` protocol, so the
 server runs unchanged on it. Each replica of the Serve deployment holds one model and runs the same
 sampling loop as :class:`~dreamsampler.engine.jobs.LocalEngine` (:func:`~dreamsampler.engine.
-sampler.sample`), one request at a time.
+work.run_takes`: every take of a job, ``count``, in one batched call), one request at a time.
 
 - Progress: a job is a streaming call (``handle.options(stream=True)``); the replica's method is an
   ``async def`` generator that runs the sampler in a thread and yields one message per denoising
@@ -71,7 +71,7 @@ from dreamsampler.engine.jobs import (
 from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
 from dreamsampler.engine.sampler import Cancelled
 from dreamsampler.engine.stems import DEFAULT_MODEL, SeparationRequest, StemsStage
-from dreamsampler.engine.work import EngineRequest, run_request
+from dreamsampler.engine.work import EngineRequest, run_takes
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ class EngineReplica:
             loop.call_soon_threadsafe(steps.put_nowait, (done, total))
 
         work = asyncio.ensure_future(asyncio.to_thread(
-            run_request, self.model, self.stems, request, on_step=on_step,
+            run_takes, self.model, self.stems, request, on_step=on_step,
             should_cancel=stop.is_set
         ))
         try:
@@ -298,7 +298,7 @@ class EngineReplica:
                     yield {"event": "progress", "step": done, "total": total}
                 else:
                     getter.cancel()
-            result = work.result()
+            result, *more = work.result()
         except (asyncio.CancelledError, GeneratorExit):
             stop.set()  # the caller cancelled: stop between two steps, then end
             with contextlib.suppress(BaseException):
@@ -318,6 +318,9 @@ class EngineReplica:
             "sample_rate": result.sample_rate,
             "record": {**result.record, "replica": self.replica},
             "stems": result.stems,
+            # the further takes (count > 1), in order (run_takes: never stems)
+            "takes": [{"audio": take.audio, "sample_rate": take.sample_rate,
+                       "record": {**take.record, "replica": self.replica}} for take in more],
             **self._identity(),
         }
 
@@ -639,13 +642,21 @@ class RayEngine:
             elif job.request.input_path is not None:  # the replica read a copy of its samples
                 record["input_path"] = str(job.request.input_path)
             stems = message.get("stems")
+            takes = [GenerationResult(
+                audio=np.asarray(take["audio"], dtype=np.float32),
+                sample_rate=int(take["sample_rate"]),
+                record=take["record"],
+            ) for take in message.get("takes", ())]
+            if isinstance(job.request, GenerationRequest) and job.request.input_path is not None:
+                for take in takes:
+                    take.record["input_path"] = str(job.request.input_path)
             return JobFinished(job.id, GenerationResult(
                 audio=np.asarray(message["audio"], dtype=np.float32),
                 sample_rate=int(message["sample_rate"]),
                 record=record,
                 stems=None if stems is None else
                 {k: np.asarray(v, dtype=np.float32) for k, v in stems.items()},
-            ))
+            ), tuple(takes))
         elif kind == "failed":
             return JobFailed(job.id, message["message"], cancelled=message.get("cancelled", False))
         return None

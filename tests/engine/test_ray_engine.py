@@ -106,6 +106,25 @@ def _clip_and_record(done: Reply) -> tuple[np.ndarray, dict]:
     return sf.read(path, dtype="float32", always_2d=True)[0].T, record
 
 
+TAKES_ATOL = 1e-5
+"""A take of a batched call vs the same seed alone (batch size changes the float kernels)."""
+
+
+def _check_takes(done: Reply, expected: list[np.ndarray]) -> None:
+    """``done`` lists one clip per take, each close to its seed run alone, from one replica."""
+    assert done.address == "/done", done
+    paths = [Path(p) for p in done.args[2:2 + len(expected)]]
+    assert len({p.name for p in paths}) == len(expected), done
+    replicas = set()
+    for k, (path, want) in enumerate(zip(paths, expected, strict=True), start=1):
+        audio = sf.read(path, dtype="float32", always_2d=True)[0].T
+        record = json.loads(path.with_suffix(".json").read_text())
+        assert record["seed"] == 7 + k - 1, record
+        replicas.add(record["replica"])
+        np.testing.assert_allclose(audio, want, rtol=0, atol=TAKES_ATOL)
+    assert len(replicas) == 1, replicas
+
+
 def _check_stems(done: Reply, source: Path) -> None:
     from dreamsampler.engine.stems import SOURCES, separate, tiny_htdemucs
 
@@ -140,6 +159,10 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
                                                duration=0.5, concept=c)).audio.clip(-1, 1)
         for c in (None, "bright", "dark", "twin")
     }
+    # seed 8: the second take of a count 2 job (seeds 7, 8), with and without a LoRA concept
+    second = {c: sample(reference, GenerationRequest(PROMPT, seed=8, num_inference_steps=3,
+                                                     duration=0.5, concept=c)).audio.clip(-1, 1)
+              for c in (None, "bright")}
     expected["glass"] = sample(reference, GenerationRequest(
         "a <glass> tone", seed=7, num_inference_steps=3, duration=0.5)).audio.clip(-1, 1)
     assert not np.array_equal(expected["bright"], expected["dark"])
@@ -173,6 +196,11 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
                 fractions = [r.args[1] for r in a.received if r.address == "/progress"
                              and r.args[0] == 1]
                 assert fractions == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+                # count 2 (issue 21): one job, two takes from one batched call on a replica, each
+                # equal to its seed run alone here (batch of 2 vs 1: float tolerance).
+                _gen(a, 6, "count", 2)
+                _check_takes(_end(a, 6), [expected[None], second[None]])
 
                 # Style transfer: the front end reads the input file and ships its samples.
                 a.send("/transfer", "pluck.wav", PROMPT, "seed", 7, "strength", 0.5, "id", 9)
@@ -218,6 +246,8 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
                 assert device.startswith("ray:cpu x2 [")
                 for name in ("bright", "dark"):
                     assert f"{ran_on[name]} {name} idle" in device, device
+                _gen(a, 13, "concept", "bright", "count", 2)  # the concept holds for every take
+                _check_takes(_end(a, 13), [expected["bright"], second["bright"]])
 
                 # TI (routed by its token in the prompt) and DreamBooth work too; replicas evict
                 # the LoRA concepts (LRU of one) to make room. One concept per request.
