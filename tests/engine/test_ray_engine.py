@@ -125,6 +125,19 @@ def _check_takes(done: Reply, expected: list[np.ndarray]) -> None:
     assert len(replicas) == 1, replicas
 
 
+def _together(ends: list[Reply], expected: np.ndarray) -> None:
+    """Jobs sent together ran on different replicas (each exactly as here) or as one batch
+    on one replica (to :data:`TAKES_ATOL`)."""
+    done = [_clip_and_record(end) for end in ends]
+    if len({record["replica"] for _, record in done}) == len(ends):
+        for audio, _ in done:
+            np.testing.assert_array_equal(audio, expected)
+        return
+    for audio, record in done:
+        assert record["batch"] == len(ends), record
+        np.testing.assert_allclose(audio, expected, rtol=0, atol=TAKES_ATOL)
+
+
 def _check_stems(done: Reply, source: Path) -> None:
     from dreamsampler.engine.stems import SOURCES, separate, tiny_htdemucs
 
@@ -163,6 +176,10 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
     second = {c: sample(reference, GenerationRequest(PROMPT, seed=8, num_inference_steps=3,
                                                      duration=0.5, concept=c)).audio.clip(-1, 1)
               for c in (None, "bright")}
+    seeds = {seed: sample(reference, GenerationRequest(
+        PROMPT, seed=seed, num_inference_steps=3, duration=0.5, concept="bright",
+    )).audio.clip(-1, 1) for seed in (9, 10)}
+    seeds.update({7: expected["bright"], 8: second["bright"]})
     expected["glass"] = sample(reference, GenerationRequest(
         "a <glass> tone", seed=7, num_inference_steps=3, duration=0.5)).audio.clip(-1, 1)
     assert not np.array_equal(expected["bright"], expected["dark"])
@@ -186,13 +203,11 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
             engine = server.app.service.engine
             with server.client() as a, server.client() as b:
                 a.request("/notify", 1)
-                # Two clients at once: both replicas work; every step is reported.
+                # Two clients at once: both replicas work, or one runs both as a batch
+                # (@serve.batch: the router may send both to one replica); every step is reported.
                 _gen(a, 1)
                 _gen(b, 2)
-                clips = [_clip(_end(a, 1)), _clip(_end(b, 2))]
-                for audio, _ in clips:
-                    np.testing.assert_array_equal(audio, expected[None])
-                assert len({replica for _, replica in clips}) == 2
+                _together([_end(a, 1), _end(b, 2)], expected[None])
                 fractions = [r.args[1] for r in a.received if r.address == "/progress"
                              and r.args[0] == 1]
                 assert fractions == pytest.approx([1 / 3, 2 / 3, 1.0])
@@ -221,7 +236,7 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
                 assert _end(a, 3).args[1:] == ("cancelled", 3)
                 _gen(a, 4)
                 _gen(b, 5)
-                assert _clip(_end(a, 4))[1] != _clip(_end(b, 5))[1]
+                _together([_end(a, 4), _end(b, 5)], expected[None])
 
                 # Two LoRA concepts settle one per replica; later requests go to their holder.
                 for name in ("bright", "dark"):
@@ -248,6 +263,25 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
                     assert f"{ran_on[name]} {name} idle" in device, device
                 _gen(a, 13, "concept", "bright", "count", 2)  # the concept holds for every take
                 _check_takes(_end(a, 13), [expected["bright"], second["bright"]])
+
+                # Jobs of one shape queued on a busy replica run as one batch (@serve.batch): a
+                # long job keeps the replica holding "bright" busy, four "bright" jobs queue there
+                # (routed to its holder), the long job is cancelled; every reply is its own
+                # seed's clip, and they ran batched.
+                _gen(a, 80, "steps", 1000, "concept", "bright")
+                a.wait_for(lambda r: r.address == "/progress" and r.args[0] == 80)
+                for job_id, seed in zip((82, 83, 84, 85), (7, 8, 9, 10), strict=True):
+                    b.send("/gen", PROMPT, "seed", seed, "concept", "bright", "id", job_id)
+                b.request("/status", timeout=10)  # answered after the four jobs were submitted
+                assert a.request("/cancel", 80, timeout=10)[-1].args == ("/cancel", 80)
+                assert _end(a, 80).args[1:] == ("cancelled", 80)
+                batches = []
+                for job_id, seed in zip((82, 83, 84, 85), (7, 8, 9, 10), strict=True):
+                    audio, record = _clip_and_record(_end(b, job_id))
+                    assert record["seed"] == seed
+                    np.testing.assert_allclose(audio, seeds[seed], rtol=0, atol=TAKES_ATOL)
+                    batches.append(record["batch"])
+                assert max(batches) >= 2, batches
 
                 # TI (routed by its token in the prompt) and DreamBooth work too; replicas evict
                 # the LoRA concepts (LRU of one) to make room. One concept per request.
