@@ -3,7 +3,7 @@
 :class:`RayEngine` implements the :class:`~dreamsampler.engine.jobs.Engine` protocol, so the
 server runs unchanged on it. Each replica of the Serve deployment holds one model and runs the same
 sampling loop as :class:`~dreamsampler.engine.jobs.LocalEngine` (:func:`~dreamsampler.engine.
-work.run_takes`: every take of a job, ``count``, in one batched call), one request at a time.
+work.run_takes`: every take of a job, ``count``, in one batched call), one batch at a time.
 
 - Progress: a job is a streaming call (``handle.options(stream=True)``); the replica's method is an
   ``async def`` generator that runs the sampler in a thread and yields one message per denoising
@@ -12,11 +12,18 @@ work.run_takes`: every take of a job, ``count``, in one batched call), one reque
 - Concepts: routed with ``@serve.multiplexed``. A request naming a concept (its ``concept`` or the
   placeholder token of a loaded textual-inversion concept) carries it as the multiplexed model id;
   Serve prefers a replica that has it loaded, and each replica keeps an LRU of
-  ``concepts_per_replica`` concepts. A replica runs one request at a time
-  (``max_ongoing_requests=1`` and a lock), so two adapters never share a pipeline at once.
+  ``concepts_per_replica`` concepts. A replica runs one batch at a time (a lock), and a batch
+  holds one concept key, so two adapters never share a pipeline at once.
   ``load_concept`` loads the concept on one replica (which checks it) and makes it routable; every
   other replica loads it from ``concepts_dir`` on first use, so ``concepts_dir`` must be the same
-  path on every node. One concept per request.
+  path on every node. One concept per request (``concept``, a one-entry ``loras`` blend, or a TI
+  token): a multiplexed id names one concept.
+- Batching (issue 21): ``@serve.batch`` on the replica (``RaySettings.max_batch`` jobs,
+  ``batch_wait_s``; the replica takes that many requests at once). The jobs that queued together
+  are split by :func:`_groups` with LocalEngine's rule (:func:`~dreamsampler.engine.sampler.
+  batch_key`, the same concept key, at most :data:`MAX_BATCH_ROWS` takes) and each group runs as
+  one :func:`~dreamsampler.engine.work.run_batch` call; every job keeps its own stream, progress
+  and cancel (a cancelled job's rows are dropped; a batch whose jobs are all cancelled stops).
 - What crosses the network: the request's parameters, the input clip's samples for style transfer
   (the front end reads the file), and the finished clip as a float32 array ``(channels, samples)``.
   No file paths: clips are written by the front end's sinks.
@@ -643,6 +650,7 @@ class RayEngine:
         names = []
         if request.concept is not None:
             names.append(request.concept)
+        names += [name for name, _ in request.loras]  # a blend of one LoRA routes as its concept
         for name, info in self._concepts.items():
             if info.method == "ti" and name != request.concept and (
                 re.search(re.escape(info.placeholder_token), request.prompt)
@@ -653,7 +661,8 @@ class RayEngine:
             return None
         if len(names) > 1:
             raise ConceptError(", ".join(names),
-                               "the Ray engine serves one concept per request")
+                               "the Ray engine serves one concept per request (concept, loras "
+                               "and TI tokens together)")
         name = names[0]
         if name not in self._concepts and name not in self._loading:
             loaded = ", ".join(self._concepts) or "none loaded"

@@ -315,3 +315,23 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
     finally:  # a failed check must not leave the cluster running for later tests
         _stop_ray()
     assert not (_raylet_pids() - raylets_before), "a raylet outlived the server"
+
+
+def test_replica_groups_jobs_by_shape() -> None:
+    """The replica's split of a @serve.batch (no cluster): LocalEngine's rule (batch_key and the
+    concept key), at most MAX_BATCH_ROWS takes, a separation alone, first-come order."""
+    from dreamsampler.engine.ray_engine import MAX_BATCH_ROWS, _groups, _Pending
+    from dreamsampler.engine.stems import SeparationRequest
+
+    def job(key: str = "", **fields: object) -> _Pending:
+        return _Pending(GenerationRequest(**{"prompt": PROMPT, "duration": 0.5,
+                                             "num_inference_steps": 3, **fields}), key)
+
+    a, b = job(seed=1), job(seed=2, prompt="another prompt", count=3)
+    steps = job(num_inference_steps=4)
+    bright, dark = job("bright@1", concept="bright"), job("dark@1", concept="dark")
+    bright2 = job("bright@1", concept="bright", seed=5)
+    sep = _Pending(SeparationRequest(input_path=Path("in.wav")), "")
+    big = job(count=MAX_BATCH_ROWS - 3)
+    groups = _groups([a, steps, bright, b, sep, dark, bright2, big])
+    assert groups == [[a, b], [steps], [bright, bright2], [sep], [dark], [big]]
