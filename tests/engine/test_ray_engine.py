@@ -180,9 +180,12 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
         PROMPT, seed=seed, num_inference_steps=3, duration=0.5, concept="bright",
     )).audio.clip(-1, 1) for seed in (9, 10)}
     seeds.update({7: expected["bright"], 8: second["bright"]})
+    blend = sample(reference, GenerationRequest(PROMPT, seed=7, num_inference_steps=3,
+                                                duration=0.5, loras=(("bright", 0.5),)))
     expected["glass"] = sample(reference, GenerationRequest(
         "a <glass> tone", seed=7, num_inference_steps=3, duration=0.5)).audio.clip(-1, 1)
     assert not np.array_equal(expected["bright"], expected["dark"])
+    assert not np.array_equal(blend.audio.clip(-1, 1), expected[None])
     config = make_config(tmp_path, **{
         "engine.kind": "ray", "engine.replicas": 2, "engine.cpus_per_replica": 0.5,
         "engine.concepts_per_replica": 1, "concepts_dir": str(lora_concepts),
@@ -263,6 +266,11 @@ def test_ray_engine_over_osc(tmp_path: Path, lora_concepts: Path) -> None:
                     assert f"{ran_on[name]} {name} idle" in device, device
                 _gen(a, 13, "concept", "bright", "count", 2)  # the concept holds for every take
                 _check_takes(_end(a, 13), [expected["bright"], second["bright"]])
+                # A loras blend of one LoRA routes as its concept; two concepts get /fail.
+                _gen(a, 14, "lora", "bright", 0.5)
+                np.testing.assert_array_equal(_clip(_end(a, 14))[0], blend.audio.clip(-1, 1))
+                _gen(a, 15, "lora", "bright", 0.5, "lora", "dark", 0.5)
+                assert "one concept per request" in _end(a, 15).args[1]
 
                 # Jobs of one shape queued on a busy replica run as one batch (@serve.batch): a
                 # long job keeps the replica holding "bright" busy, four "bright" jobs queue there
