@@ -4,8 +4,10 @@ driven over real UDP by two OSC clients.
 One test, one cluster (starting Ray costs most of the time): concurrent /gen from two clients with
 /progress, /cancel that frees the replica, two LoRA concepts routed to the replica that holds each
 (an LRU of one concept per replica), and a replica killed mid-job (SIGKILL) whose job ends in
-/fail while the next job succeeds. Clips are compared with :func:`sample` on the same tiny weights
-in this process. Skipped only when Ray Serve is not installed.
+/fail while the next job succeeds; issue 21: ``count 2`` takes (plain and with a LoRA concept),
+four queued same-shape jobs run as one ``@serve.batch``, a one-LoRA ``loras`` blend. Clips are
+compared with :func:`sample` on the same tiny weights in this process.
+Skipped only when Ray Serve is not installed.
 """
 
 from __future__ import annotations
