@@ -3,7 +3,7 @@
 :class:`RayEngine` implements the :class:`~dreamsampler.engine.jobs.Engine` protocol, so the
 server runs unchanged on it. Each replica of the Serve deployment holds one model and runs the same
 sampling loop as :class:`~dreamsampler.engine.jobs.LocalEngine` (:func:`~dreamsampler.engine.
-sampler.sample`), one request at a time.
+work.run_takes`: every take of a job, ``count``, in one batched call), one batch at a time.
 
 - Progress: a job is a streaming call (``handle.options(stream=True)``); the replica's method is an
   ``async def`` generator that runs the sampler in a thread and yields one message per denoising
@@ -12,11 +12,18 @@ sampler.sample`), one request at a time.
 - Concepts: routed with ``@serve.multiplexed``. A request naming a concept (its ``concept`` or the
   placeholder token of a loaded textual-inversion concept) carries it as the multiplexed model id;
   Serve prefers a replica that has it loaded, and each replica keeps an LRU of
-  ``concepts_per_replica`` concepts. A replica runs one request at a time
-  (``max_ongoing_requests=1`` and a lock), so two adapters never share a pipeline at once.
+  ``concepts_per_replica`` concepts. A replica runs one batch at a time (a lock), and a batch
+  holds one concept key, so two adapters never share a pipeline at once.
   ``load_concept`` loads the concept on one replica (which checks it) and makes it routable; every
   other replica loads it from ``concepts_dir`` on first use, so ``concepts_dir`` must be the same
-  path on every node. One concept per request.
+  path on every node. One concept per request (``concept``, a one-entry ``loras`` blend, or a TI
+  token): a multiplexed id names one concept.
+- Batching (issue 21): ``@serve.batch`` on the replica (``RaySettings.max_batch`` jobs,
+  ``batch_wait_s``; the replica takes that many requests at once). The jobs that queued together
+  are split by :func:`_groups` with LocalEngine's rule (:func:`~dreamsampler.engine.sampler.
+  batch_key`, the same concept key, at most :data:`MAX_BATCH_ROWS` takes) and each group runs as
+  one :func:`~dreamsampler.engine.work.run_batch` call; every job keeps its own stream, progress
+  and cancel (a cancelled job's rows are dropped; a batch whose jobs are all cancelled stops).
 - What crosses the network: the request's parameters, the input clip's samples for style transfer
   (the front end reads the file), and the finished clip as a float32 array ``(channels, samples)``.
   No file paths: clips are written by the front end's sinks.
@@ -69,9 +76,9 @@ from dreamsampler.engine.jobs import (
     failure_message,
 )
 from dreamsampler.engine.request import GenerationRequest, GenerationResult, RequestError
-from dreamsampler.engine.sampler import Cancelled
+from dreamsampler.engine.sampler import Cancelled, batch_key
 from dreamsampler.engine.stems import DEFAULT_MODEL, SeparationRequest, StemsStage
-from dreamsampler.engine.work import EngineRequest, run_request
+from dreamsampler.engine.work import EngineRequest, run_batch
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +99,10 @@ class RaySettings:
         cpus_per_replica: CPUs reserved per replica.
         concepts_per_replica: concepts a replica keeps loaded (LRU).
         app_name: the Serve application's name on the cluster.
+        max_batch: most jobs a replica takes at once and batches (``@serve.batch``
+            ``max_batch_size``; also its ``max_ongoing_requests``); 1 turns batching off.
+        batch_wait_s: how long a replica's first queued job waits for batch-mates
+            (``batch_wait_timeout_s``; the latency a lone job pays).
     """
 
     address: str | None = None
@@ -101,6 +112,8 @@ class RaySettings:
     cpus_per_replica: float = 1.0
     concepts_per_replica: int = 4
     app_name: str = "dreamsampler"
+    max_batch: int = 4
+    batch_wait_s: float = 0.01
 
     def __post_init__(self) -> None:
         if self.min_replicas < 1:
@@ -111,6 +124,9 @@ class RaySettings:
             )
         if self.concepts_per_replica < 1:
             raise ValueError(f"concepts_per_replica must be >= 1, got {self.concepts_per_replica}")
+        if self.max_batch < 1 or self.batch_wait_s < 0:
+            raise ValueError(f"max_batch must be >= 1 and batch_wait_s >= 0, got "
+                             f"{self.max_batch}, {self.batch_wait_s}")
 
 
 # -- replica side ----------------------------------------------------------------------------------
@@ -133,6 +149,46 @@ class _ConceptSlot:
         if not self._gone:
             self._gone = True
             self._evicted.append(self)
+
+
+MAX_BATCH_ROWS = 8
+"""Most takes (rows) one batched call on a replica runs (as :class:`LocalEngine`'s
+``max_batch``)."""
+
+
+@dataclass
+class _Pending:
+    """One job waiting on a replica for its batch: the request, its concept key (multiplexed
+    id, ``""``: none), the messages for its stream, and its cancel flag."""
+
+    request: EngineRequest
+    key: str
+    events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def _groups(items: list[_Pending], max_rows: int = MAX_BATCH_ROWS) -> list[list[_Pending]]:
+    """Split the jobs that queued together into batches: generations of one shape
+    (:func:`~dreamsampler.engine.sampler.batch_key`, which holds the concept and LoRA blend;
+    the same multiplexed key) up to ``max_rows`` takes; a separation or ``/conform`` alone.
+    Groups keep the order of their first job."""
+    groups: list[list[_Pending]] = []
+    keys: list[Any] = []
+    for item in items:
+        request = item.request
+        if not (isinstance(request, GenerationRequest) and request.process is None):
+            groups.append([item])
+            keys.append(None)
+            continue
+        key = (batch_key(request), item.key)
+        for group, other in zip(groups, keys, strict=True):
+            if other == key and sum(i.request.count for i in group) + request.count <= max_rows:
+                group.append(item)
+                break
+        else:
+            groups.append([item])
+            keys.append(key)
+    return groups
 
 
 class EngineReplica:
@@ -202,11 +258,9 @@ class EngineReplica:
         self._owner[name] = key
         return _ConceptSlot(self._evicted, name, key)
 
-    async def _activate(self) -> tuple[str | None, bool]:
-        """Make the request's concept (its multiplexed id) loaded; returns (name, was cached)."""
-        from ray import serve
-
-        key = serve.get_multiplexed_model_id()
+    async def _activate(self, key: str) -> tuple[str | None, bool]:
+        """Make concept ``key`` (a multiplexed id, ``""``: none) loaded; returns (name, was
+        cached)."""
         if not key:
             self._drain_evictions()
             return None, True
@@ -219,9 +273,11 @@ class EngineReplica:
 
     async def load_concept(self) -> dict[str, Any]:
         """Load the request's concept here (checks it); the answer is JSON-ready."""
+        from ray import serve
+
         async with self._lock:
             try:
-                name, _ = await self._activate()
+                name, _ = await self._activate(serve.get_multiplexed_model_id())
             except ConceptError as exc:
                 return {"error": str(exc), "path": exc.path, "reason": exc.reason}
             assert self.manager is not None and name is not None
@@ -247,27 +303,112 @@ class EngineReplica:
             (``message``, ``cancelled``). Cancelling the call (``response.cancel()``) stops the
             sampler between two steps.
         """
-        async with self._lock:
+        from ray import serve
+
+        key = serve.get_multiplexed_model_id()
+        with contextlib.ExitStack() as stack:
+            fields = dict(payload["request"])
+            if payload.get("input_audio") is not None:  # before validation: a transfer
+                rate = int(payload.get("input_rate") or self.model.sample_rate)
+                fields["input_path"] = self._write_input(stack, payload["input_audio"], rate)
+            kind = SeparationRequest if payload.get("kind") == "separate" else GenerationRequest
             try:
-                concept, cached = await self._activate()
-            except ConceptError as exc:
+                request: EngineRequest = kind(**fields)
+            except RequestError as exc:
                 yield {"event": "failed", "message": str(exc), **self._identity()}
                 return
-            yield {"event": "started", "concept": concept, "cached": cached, **self._identity()}
-            with contextlib.ExitStack() as stack:
-                fields = dict(payload["request"])
-                if payload.get("input_audio") is not None:  # before validation: a transfer
-                    rate = int(payload.get("input_rate") or self.model.sample_rate)
-                    fields["input_path"] = self._write_input(stack, payload["input_audio"], rate)
-                kind = SeparationRequest if payload.get("kind") == "separate" \
-                    else GenerationRequest
-                try:
-                    request: EngineRequest = kind(**fields)
-                except RequestError as exc:
-                    yield {"event": "failed", "message": str(exc), **self._identity()}
-                    return
-                async for message in self._sample(request):
+            item = _Pending(request, key)
+            batched = asyncio.ensure_future(self.run_batched(item))  # type: ignore[attr-defined]
+            try:
+                while True:
+                    getter = asyncio.ensure_future(item.events.get())
+                    await asyncio.wait({getter, batched}, return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        getter.cancel()
+                        if item.events.empty():
+                            batched.result()  # the batch's own error, if any
+                            yield {"event": "failed", "message": "the batch ended without "
+                                   "this job's result", **self._identity()}
+                            return
+                        continue
+                    message = getter.result()
                     yield message
+                    if message["event"] in ("finished", "failed"):
+                        return
+            except (asyncio.CancelledError, GeneratorExit):
+                item.stop.set()  # the caller cancelled: its rows stop (or are dropped)
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(batched)
+                raise
+
+    async def _run_batch(self, items: list[_Pending]) -> list[None]:
+        """The ``@serve.batch`` body: the jobs that queued together, run as batches of one shape
+        (:func:`_groups`) one after another; each job's messages go to its own queue."""
+        async with self._lock:
+            for group in _groups(items):
+                await self._run_group(group)
+        return [None] * len(items)
+
+    async def _run_group(self, group: list[_Pending]) -> None:
+        live = [item for item in group if not item.stop.is_set()]
+        for item in group:
+            if item.stop.is_set():
+                item.events.put_nowait({"event": "failed", "message": "cancelled",
+                                        "cancelled": True})
+        if not live:
+            return
+        try:
+            concept, cached = await self._activate(live[0].key)
+        except ConceptError as exc:
+            for item in live:
+                item.events.put_nowait({"event": "failed", "message": str(exc),
+                                        **self._identity()})
+            return
+        for item in live:
+            item.events.put_nowait({"event": "started", "concept": concept, "cached": cached,
+                                    "batch": len(live), **self._identity()})
+        loop = asyncio.get_running_loop()
+
+        def on_step(done: int, total: int) -> None:
+            for item in live:
+                loop.call_soon_threadsafe(item.events.put_nowait,
+                                          {"event": "progress", "step": done, "total": total})
+
+        def should_cancel() -> bool:
+            return all(item.stop.is_set() for item in live)
+
+        try:
+            grouped = await asyncio.to_thread(
+                run_batch, self.model, self.stems, [item.request for item in live],
+                on_step=on_step, should_cancel=should_cancel)
+        except Cancelled:
+            for item in live:
+                item.events.put_nowait({"event": "failed", "message": "cancelled",
+                                        "cancelled": True})
+            return
+        except Exception as exc:
+            message = failure_message(exc, f"replica {self.replica}: a job", log)
+            for item in live:
+                item.events.put_nowait({"event": "failed", "message": message,
+                                        **self._identity()})
+            return
+        for item, (result, *more) in zip(live, grouped, strict=True):
+            if item.stop.is_set():  # cancelled while its batch-mates ran: its rows are dropped
+                item.events.put_nowait({"event": "failed", "message": "cancelled",
+                                        "cancelled": True})
+                continue
+            item.events.put_nowait({
+                "event": "finished",
+                "audio": result.audio,
+                "sample_rate": result.sample_rate,
+                "record": {**result.record, "replica": self.replica, "batch": len(live)},
+                "stems": result.stems,
+                # the further takes (count > 1), in order (run_takes: never stems)
+                "takes": [{"audio": take.audio, "sample_rate": take.sample_rate,
+                           "record": {**take.record, "replica": self.replica,
+                                      "batch": len(live)}} for take in more],
+                **self._identity(),
+            })
 
     def _write_input(self, stack: contextlib.ExitStack, audio: np.ndarray, rate: int) -> Path:
         import soundfile as sf
@@ -276,50 +417,6 @@ class EngineReplica:
         path = folder / "input.wav"
         sf.write(path, np.asarray(audio, dtype=np.float32).T, rate, subtype="FLOAT")
         return path
-
-    async def _sample(self, request: EngineRequest) -> AsyncIterator[dict[str, Any]]:
-        loop = asyncio.get_running_loop()
-        steps: asyncio.Queue[tuple[int, int]] = asyncio.Queue()
-        stop = threading.Event()
-
-        def on_step(done: int, total: int) -> None:
-            loop.call_soon_threadsafe(steps.put_nowait, (done, total))
-
-        work = asyncio.ensure_future(asyncio.to_thread(
-            run_request, self.model, self.stems, request, on_step=on_step,
-            should_cancel=stop.is_set
-        ))
-        try:
-            while not work.done() or not steps.empty():
-                getter = asyncio.ensure_future(steps.get())
-                await asyncio.wait({getter, work}, return_when=asyncio.FIRST_COMPLETED)
-                if getter.done():
-                    done, total = getter.result()
-                    yield {"event": "progress", "step": done, "total": total}
-                else:
-                    getter.cancel()
-            result = work.result()
-        except (asyncio.CancelledError, GeneratorExit):
-            stop.set()  # the caller cancelled: stop between two steps, then end
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(work)
-            raise
-        except Cancelled:
-            yield {"event": "failed", "message": "cancelled", "cancelled": True}
-            return
-        except Exception as exc:
-            yield {"event": "failed", "message": failure_message(
-                exc, f"replica {self.replica}: a job", log),
-                   **self._identity()}
-            return
-        yield {
-            "event": "finished",
-            "audio": result.audio,
-            "sample_rate": result.sample_rate,
-            "record": {**result.record, "replica": self.replica},
-            "stems": result.stems,
-            **self._identity(),
-        }
 
 
 def deployment(model_id: str, device: str, dtype: str, concepts_dir: Path | None,
@@ -332,6 +429,11 @@ def deployment(model_id: str, device: str, dtype: str, concepts_dir: Path | None
         @serve.multiplexed(max_num_models_per_replica=settings.concepts_per_replica)
         async def get_concept(self, key: str) -> _ConceptSlot:
             return await self._load_slot(key)
+
+        @serve.batch(max_batch_size=settings.max_batch,
+                     batch_wait_timeout_s=settings.batch_wait_s)
+        async def run_batched(self, items: list[_Pending]) -> list[None]:
+            return await self._run_batch(items)
 
     scale: dict[str, Any] = {"num_replicas": settings.min_replicas}
     if settings.max_replicas is not None and settings.max_replicas > settings.min_replicas:
@@ -346,7 +448,7 @@ def deployment(model_id: str, device: str, dtype: str, concepts_dir: Path | None
         }}
     options = serve.deployment(
         name="EngineReplica",
-        max_ongoing_requests=1,
+        max_ongoing_requests=settings.max_batch,
         ray_actor_options={"num_cpus": settings.cpus_per_replica,
                            "num_gpus": settings.gpus_per_replica},
         health_check_period_s=2.0,
@@ -548,6 +650,7 @@ class RayEngine:
         names = []
         if request.concept is not None:
             names.append(request.concept)
+        names += [name for name, _ in request.loras]  # a blend of one LoRA routes as its concept
         for name, info in self._concepts.items():
             if info.method == "ti" and name != request.concept and (
                 re.search(re.escape(info.placeholder_token), request.prompt)
@@ -558,7 +661,8 @@ class RayEngine:
             return None
         if len(names) > 1:
             raise ConceptError(", ".join(names),
-                               "the Ray engine serves one concept per request")
+                               "the Ray engine serves one concept per request (concept, loras "
+                               "and TI tokens together)")
         name = names[0]
         if name not in self._concepts and name not in self._loading:
             loaded = ", ".join(self._concepts) or "none loaded"
@@ -639,13 +743,21 @@ class RayEngine:
             elif job.request.input_path is not None:  # the replica read a copy of its samples
                 record["input_path"] = str(job.request.input_path)
             stems = message.get("stems")
+            takes = [GenerationResult(
+                audio=np.asarray(take["audio"], dtype=np.float32),
+                sample_rate=int(take["sample_rate"]),
+                record=take["record"],
+            ) for take in message.get("takes", ())]
+            if isinstance(job.request, GenerationRequest) and job.request.input_path is not None:
+                for take in takes:
+                    take.record["input_path"] = str(job.request.input_path)
             return JobFinished(job.id, GenerationResult(
                 audio=np.asarray(message["audio"], dtype=np.float32),
                 sample_rate=int(message["sample_rate"]),
                 record=record,
                 stems=None if stems is None else
                 {k: np.asarray(v, dtype=np.float32) for k, v in stems.items()},
-            ))
+            ), tuple(takes))
         elif kind == "failed":
             return JobFailed(job.id, message["message"], cancelled=message.get("cancelled", False))
         return None

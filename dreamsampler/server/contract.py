@@ -696,7 +696,7 @@ Deliberate changes to addresses, arguments and replies, newest first.
   as before (the stems folder, then sink-error pairs). With `count 1` the reply is unchanged.
 - `stems 1` with `count N` separates the first take only (its stems folder follows the paths);
   send the take you keep to `/separate` for its stems.
-- Ray: `count` above 1 answers `/fail` (one take per request there for now).
+- Ray: `count` works there too: a replica runs every take of a job in one batched call.
 
 ### 0.4 (issue 22: reliability, round three)
 
