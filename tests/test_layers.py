@@ -155,6 +155,8 @@ def test_the_light_catalog_matches_the_registry_and_the_tiny_builds() -> None:
     from dreamsampler.server.contract import REPLIES
 
     assert {p: cls.name for p, cls in FAMILIES.items()} == catalog.PIPELINE_FAMILIES
+    assert {cls.name for cls in FAMILIES.values()
+            if cls.supports_inpainting} == catalog.INPAINTING_FAMILIES
     for name, family in catalog.TINY_NAMES.items():
         assert load_model(name, "cpu").name == family
     family_arg = next(a for a in REPLIES["/version.reply"].args if a.name == "family")

@@ -20,6 +20,10 @@ PIPELINE_FAMILIES: dict[str, str] = {
 FAMILY_NAMES: tuple[str, ...] = tuple(PIPELINE_FAMILIES.values())
 """Every family's name, as ``/version`` and generation records report it."""
 
+INPAINTING_FAMILIES: frozenset[str] = frozenset({"sa3"})
+"""Families whose class ``supports_inpainting`` (``/continue``, ``/inpaint``): the server refuses
+the others before queuing without importing the families."""
+
 TINY_NAMES: dict[str, str] = {
     "tiny": "musicldm", "tiny:musicldm": "musicldm", "tiny:audioldm": "audioldm",
     "tiny:audioldm2": "audioldm2", "tiny:stable-audio": "stable-audio", "tiny:sa3": "sa3",

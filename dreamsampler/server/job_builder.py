@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+from dreamsampler.engine import catalog
 from dreamsampler.engine.request import GenerationRequest, RequestError
 from dreamsampler.server.delivery import DEVICE, FOLDER, Delivery, GenerationParams, Listener
 from dreamsampler.server.preset_book import PresetBook
@@ -82,13 +83,9 @@ class JobBuilder:
     def _check_family(self, request: GenerationRequest) -> None:
         """Refuse, before queuing, a continuation (any side) or inpainting that the loaded
         model family cannot do (issue 18). Raises ``RequestError``."""
-        if not request.is_inpaint:
-            return
-        from dreamsampler.engine.families import families
-
         family = self._family()
-        cls = next((c for c in families().values() if c.name == family), None)
-        if cls is not None and not cls.supports_inpainting:
+        if (request.is_inpaint and family in catalog.FAMILY_NAMES
+                and family not in catalog.INPAINTING_FAMILIES):
             what = (f"continue a clip (side {request.side})" if request.continuation is not None
                     else "inpaint a clip")
             raise RequestError(f"model family {family!r} cannot {what}: it has no inpainting "
