@@ -9,6 +9,8 @@ from pathlib import Path
 from dreamsampler.cli.common import add_config_args, config_from_args
 from dreamsampler.cli.model_source import check_model
 
+MINI_GUIDANCE = 2.5  # the mini world's evaluations unless --guidance (docs/mini.md)
+
 
 def _evaluate_one(args: argparse.Namespace, name: str, out_dir: Path, clap: object) -> object:
     from rich.progress import Progress
@@ -68,7 +70,14 @@ def _cmd_mini(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from dreamsampler.engine.families import ModelLoadError
-    from dreamsampler.mini.evaluate import markdown, run_adherence, run_transfer
+    from dreamsampler.mini.evaluate import (
+        markdown,
+        run_adherence,
+        run_transfer,
+        transfer_markdown,
+    )
+    from dreamsampler.mini.personalize import markdown as personalization_markdown
+    from dreamsampler.mini.personalize import run_personalization
 
     model_id = args.model or "mini"
     try:
@@ -78,17 +87,19 @@ def _cmd_mini(args: argparse.Namespace) -> int:
             def on_clip(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            if args.mini == "transfer":
-                result = run_transfer(model_id, args.n, args.out, device=args.device or "cpu",
-                                      on_clip=on_clip)
-            else:
-                result = run_adherence(model_id, args.n, args.out, device=args.device or "cpu",
-                                       on_clip=on_clip)
-    except (ModelLoadError, FileNotFoundError) as exc:
+            run = {"transfer": run_transfer, "adherence": run_adherence,
+                   "personalization": run_personalization}[args.mini]
+            result = run(model_id, args.n, args.out, guidance=args.guidance or MINI_GUIDANCE,
+                         device=args.device or "cpu", on_clip=on_clip)
+    except (ModelLoadError, FileNotFoundError, RuntimeError) as exc:
         print(f"dreamsampler: {exc}", file=sys.stderr)
         return 1
+    if args.mini == "personalization":
+        print(personalization_markdown(result), end="")
+        print(f"report: {args.out / 'personalization.json'}")
+        return 0
     if args.mini == "transfer":
-        print(json.dumps(result["rows"], indent=2))
+        print(transfer_markdown(result), end="")
         print(f"report: {args.out / 'transfer.json'}, plot: {args.out / 'transfer.png'}")
         return 0
     print(markdown(result), end="")
@@ -140,8 +151,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--concept", help="the concept to evaluate")
     which.add_argument("--compare", nargs="+", metavar="NAME", help="several concepts side by side")
-    which.add_argument("--mini", choices=["adherence", "transfer", "measures"],
-                       help="the mini world (docs/mini.md): a model's prompt adherence or its "
+    which.add_argument("--mini", choices=["adherence", "personalization", "transfer",
+                                          "measures"],
+                       help="the mini world (docs/mini.md): a model's prompt adherence, its "
+                            "concepts of the held-out instruments (TI, DreamBooth, LoRA) or its "
                             "style-transfer curve over --n seeds (default --model mini), or the "
                             "measures' own accuracy")
     p.add_argument("--n", type=int, default=8, help="clips per prompt (seeds 0..n-1)")

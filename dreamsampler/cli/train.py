@@ -27,7 +27,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     clip_samples = round(seconds * model.sample_rate)
     try:
         clips = load_concept_clips(args.clips, model.sample_rate, clip_samples,
-                                   min_clips=args.min_clips, loop_short=True)
+                                   min_clips=args.min_clips, loop_short=True,
+                                   captions=args.captions)
         mix = None
         if args.mix_dir is not None:
             mix = MixAugmenter.from_folder(args.mix_dir, model.sample_rate, snr_db=args.mix_snr,
@@ -102,6 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-seconds", type=float, default=10.24,
                    help="training clip length in seconds (10.24 for AudioLDM/MusicLDM)")
     p.add_argument("--min-clips", type=int, default=1, help="refuse fewer usable clips")
+    p.add_argument("--captions", action="store_true",
+                   help="train each clip with its own prompt from the .txt file of the same "
+                        "name ({} stands for the concept: '{} playing C4') instead of the "
+                        "method's templates")
     p.add_argument("--steps", dest="train_steps", type=int,
                    help="optimizer steps (default: ti 3000, dreambooth 300, lora 500)")
     p.add_argument("--lr", type=float,

@@ -160,6 +160,7 @@ class ClipRecord(BaseModel):
 
     path: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    caption: str | None = None  # the clip's own prompt template, when trained with captions
 
 
 class ConceptMeta(BaseModel):
@@ -790,10 +791,14 @@ def activate(
     return manager.activate(name, lora_scale, loras)
 
 
-def clip_records(paths: Mapping[str, Path] | list[Path]) -> list[ClipRecord]:
-    """:class:`ClipRecord` (path + sha256) for each training clip file."""
-    items = paths.values() if isinstance(paths, Mapping) else paths
-    return [ClipRecord(path=str(Path(p).resolve()), sha256=sha256_file(Path(p))) for p in items]
+def clip_records(paths: Mapping[str, Path] | list[Path],
+                 captions: Sequence[str] | None = None) -> list[ClipRecord]:
+    """:class:`ClipRecord` (path + sha256, and the caption when trained with captions) for each
+    training clip file."""
+    items = list(paths.values() if isinstance(paths, Mapping) else paths)
+    texts: Sequence[str | None] = captions if captions is not None else [None] * len(items)
+    return [ClipRecord(path=str(Path(p).resolve()), sha256=sha256_file(Path(p)), caption=c)
+            for p, c in zip(items, texts, strict=True)]
 
 
 async def autoload(engine: Any, wanted: str | Sequence[str]) -> list[ConceptInfo]:

@@ -24,6 +24,8 @@ import mido
 import numpy as np
 import soundfile as sf
 
+from dreamsampler.fsutil import atomic_write, atomic_write_text
+
 SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 SAMPLE_RATE = 16000  # Hz, the AudioLDM/MusicLDM rate
 FRAMES = 96  # mel frames per clip (hop 160): a multiple of 16 (VAE 4 × UNet 4)
@@ -91,7 +93,7 @@ class WorldClip:
 
     caption: str
     instrument: str
-    kind: str  # "note", "chord" or "beat"
+    kind: str  # "note", "chord", "beat" or "phrase" (notes one after another)
     notes: tuple[int, ...]  # MIDI note numbers (drum keys for a beat)
     velocity: int
     length: float  # seconds the notes are held
@@ -115,6 +117,24 @@ def chord_caption(instrument: Instrument, root: str, quality: str) -> str:
 
 def beat_caption(tempo: int) -> str:
     return f"a drum beat at {tempo} BPM"
+
+
+PHRASE_STEP = 0.3  # seconds from one phrase note's onset to the next
+
+
+def phrase(instrument: Instrument, names: tuple[str, ...], velocity: int = 100) -> WorldClip:
+    """A phrase clip: ``names`` (``("C4", "E4", "G4")``) one after another, every
+    :data:`PHRASE_STEP` s from :data:`ONSET`, held 0.18 s (detached, so every onset is an attack;
+    three fit a clip). Not in the training set: the
+    style-transfer inputs."""
+    notes = tuple(midi_number(n) for n in names)
+    return WorldClip(f"{instrument.words} playing {' '.join(names)}", instrument.name, "phrase",
+                     notes, velocity, PHRASE_STEP - 0.12)
+
+
+def phrase_onsets(clip: WorldClip) -> list[float]:
+    """Onset times in seconds of a phrase clip's notes, from the clip's start."""
+    return [ONSET + k * PHRASE_STEP for k in range(len(clip.notes))]
 
 
 def _chord_notes(root: str, quality: str) -> tuple[int, ...]:
@@ -179,6 +199,14 @@ def write_midi(clips: list[WorldClip], instrument: Instrument, path: Path) -> No
         start = round((k * SLOT + ONSET) * per_second)
         if clip.kind == "beat":
             events += _beat_events(clip, start, per_second)
+            continue
+        if clip.kind == "phrase":
+            for k, note in enumerate(clip.notes):
+                on = start + round(k * PHRASE_STEP * per_second)
+                events.append((on, mido.Message("note_on", channel=channel, note=note,
+                                                velocity=clip.velocity)))
+                events.append((on + round(clip.length * per_second),
+                               mido.Message("note_off", channel=channel, note=note)))
             continue
         for note in clip.notes:
             events.append((start, mido.Message("note_on", channel=channel, note=note,
@@ -251,10 +279,12 @@ def build_dataset(directory: Path, seed: int = 0, variants: int = 6,
     audio = np.concatenate([render_instrument(i, [c for c in clips if c.instrument == i.name])
                             for i in instruments])
     order = [c for i in instruments for c in clips if c.instrument == i.name]
-    np.save(directory / "audio.npy", audio)
-    meta.write_text(json.dumps({"key": key, "seed": seed, "variants": variants,
-                                "sample_rate": SAMPLE_RATE,
-                                "clips": [dataclasses.asdict(c) for c in order]}))
+    # each file replaced whole, clips.json last: a process reading the set while another
+    # renders it sees the old set or the new one, never half a file
+    atomic_write(directory / "audio.npy", lambda fh: np.save(fh, audio))
+    atomic_write_text(meta, json.dumps({"key": key, "seed": seed, "variants": variants,
+                                        "sample_rate": SAMPLE_RATE,
+                                        "clips": [dataclasses.asdict(c) for c in order]}))
     return directory
 
 

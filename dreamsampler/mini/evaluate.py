@@ -49,13 +49,15 @@ def adherence_prompts() -> list[Prompt]:
 
 
 def generate(model: Any, prompt: str, seed: int, steps: int = 25, guidance: float = 2.5,
-             duration: float = data.CLIP_SAMPLES / data.SAMPLE_RATE) -> np.ndarray:
-    """One clip ``(samples,)`` through the engine's sampling loop."""
+             duration: float = data.CLIP_SAMPLES / data.SAMPLE_RATE,
+             concept: str | None = None) -> np.ndarray:
+    """One clip ``(samples,)`` through the engine's sampling loop (with a loaded DreamBooth or
+    LoRA ``concept`` active when named)."""
     from dreamsampler.engine.request import GenerationRequest
     from dreamsampler.engine.sampler import sample
 
     request = GenerationRequest(prompt=prompt, seed=seed, num_inference_steps=steps,
-                                guidance_scale=guidance, duration=duration)
+                                guidance_scale=guidance, duration=duration, concept=concept)
     return sample(model, request).audio[0]
 
 
@@ -142,84 +144,99 @@ def run_adherence(model_id: str = "mini", n: int = 20, out: Path | None = None,
     return result
 
 
-#: (input family, input note, prompt family, prompt note) of the style-transfer curve: the prompt
-#: names another instrument AND another note, so pitch and timbre can each be seen to move
-TRANSFER_PAIRS: tuple[tuple[str, str, str, str], ...] = (
-    ("piano", "C4", "flute", "G4"), ("strings", "E4", "trumpet", "A4"),
-    ("organ", "G3", "guitar", "D4"), ("flute", "A5", "piano", "D5"),
+#: (input family, input phrase, prompt family, prompt note) of the style-transfer curve: the
+#: prompt names another instrument AND one other note, so the input's melody, rhythm and timbre
+#: can each be seen to give way
+TRANSFER_PAIRS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
+    ("piano", ("C4", "E4", "G4"), "flute", "A4"),
+    ("guitar", ("E3", "G3", "B3"), "trumpet", "D5"),
+    ("bass", ("A2", "C3", "E3"), "piano", "C4"),
+    ("organ", ("G3", "B3", "D4"), "strings", "E4"),
 )
-STRENGTHS = (0.1, 0.3, 0.5, 0.7, 0.9)
+STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+#: the transfer curve's measures: (key, label) — what stays of the input, what moves to the prompt
+TRANSFER_MEASURES: tuple[tuple[str, str], ...] = (
+    ("contour_kept", "input's pitch contour kept (pYIN frames within a semitone)"),
+    ("onsets_kept", "input's onsets kept (F-measure, 50 ms)"),
+    ("p_input_instrument", "p(input's instrument)"),
+    ("p_prompt_instrument", "p(prompt's instrument)"),
+    ("pitch_to_prompt", "pitch = prompt's note (within a semitone)"),
+)
 
 
 def transfer_curve(model: Any, classifier: InstrumentClassifier, workdir: Path,
                    seeds: list[int], strengths: tuple[float, ...] = STRENGTHS,
-                   steps: int = 25, guidance: float = 2.5, seed: int = 1,
+                   steps: int = 25, guidance: float = 2.5,
                    on_clip: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """SDEdit style transfer of rendered notes (seed ``seed`` rendering, written as WAV into
-    ``workdir``) to a prompt naming another instrument and note, at each strength.
+    """SDEdit style transfer (Meng et al. 2022; the personalized style transfer of Plitsis et al.
+    2023) of rendered three-note phrases (:data:`TRANSFER_PAIRS`, written as WAV into
+    ``workdir``) to a prompt naming another instrument and one note, at each strength.
 
     Returns:
-        per strength: the fraction of clips whose pitch stays the input's / moves to the
-        prompt's (within a semitone), whose classified instrument stays / moves, and the mean
-        classifier probability of the prompt's instrument.
+        ``{"rows": [...], ...}``: per strength the means over pairs and seeds of
+        :data:`TRANSFER_MEASURES` (contour and onsets against the input's own pYIN track and
+        detected onsets, :mod:`dreamsampler.mini.measures`), and the same of the inputs
+        themselves (``"input"``).
     """
     import soundfile as sf
 
     from dreamsampler.engine.request import GenerationRequest
     from dreamsampler.engine.sampler import sample
+    from dreamsampler.mini.measures import contour_kept, onset_f_measure, onsets
 
-    families = tuple(dict.fromkeys(data.INSTRUMENTS[p[0]] for p in TRANSFER_PAIRS))
-    rendered = data.build_dataset(workdir / "rendered", seed=seed, variants=1,
-                                  instruments=families)
-    audio, clips = data.load_dataset(rendered)
+    workdir.mkdir(parents=True, exist_ok=True)
     inputs = []
-    for src, note, dst, target in TRANSFER_PAIRS:
-        caption = data.note_caption(data.INSTRUMENTS[src], data.midi_number(note))
-        row = next(i for i, c in enumerate(clips) if c.caption == caption)
-        path = workdir / f"{src}-{note}.wav"
-        sf.write(path, audio[row], data.SAMPLE_RATE)
+    for src, names, dst, target in TRANSFER_PAIRS:
+        inst = data.INSTRUMENTS[src]
+        wave = data.render_instrument(inst, [data.phrase(inst, names)])[0]
+        path = workdir / f"{src}-{'-'.join(names)}.wav"
+        sf.write(path, wave, data.SAMPLE_RATE, subtype="FLOAT")
         prompt = data.note_caption(data.INSTRUMENTS[dst], data.midi_number(target))
-        inputs.append((path, src, data.midi_number(note), prompt, dst, data.midi_number(target)))
+        inputs.append((path, wave, src, prompt, dst, data.midi_number(target)))
+
+    def measures_of(clips: np.ndarray, meta: list[tuple[Any, ...]]) -> dict[str, float]:
+        probs = classifier.probabilities(clips)
+        col = classifier.classes.index
+        kept = [contour_kept(m[1], c) for c, m in zip(clips, meta, strict=True)]
+        return {
+            "contour_kept": float(np.mean([k for k in kept if k is not None])),
+            "onsets_kept": float(np.mean([onset_f_measure(onsets(m[1]), onsets(c))
+                                          for c, m in zip(clips, meta, strict=True)])),
+            "p_input_instrument": float(np.mean([probs[i, col(m[2])]
+                                                 for i, m in enumerate(meta)])),
+            "p_prompt_instrument": float(np.mean([probs[i, col(m[4])]
+                                                  for i, m in enumerate(meta)])),
+            "pitch_to_prompt": float(np.mean([pitch_correct(estimate_pitch(c), m[5])
+                                              for c, m in zip(clips, meta, strict=True)])),
+            "clips": len(clips),
+        }
+
     rows = []
     total, done = len(strengths) * len(inputs) * len(seeds), 0
     for strength in strengths:
         outs, meta = [], []
-        for path, src, note, prompt, dst, target in inputs:
+        for item in inputs:
             for s in seeds:
-                request = GenerationRequest(prompt=prompt, seed=s, num_inference_steps=steps,
-                                            guidance_scale=guidance, input_path=path,
+                request = GenerationRequest(prompt=item[3], seed=s, num_inference_steps=steps,
+                                            guidance_scale=guidance, input_path=item[0],
                                             strength=strength,
                                             duration=data.CLIP_SAMPLES / data.SAMPLE_RATE)
                 outs.append(sample(model, request).audio[0][: data.CLIP_SAMPLES])
-                meta.append((src, note, dst, target))
+                meta.append(item)
                 done += 1
                 if on_clip is not None:
                     on_clip(done, total)
-        batch = np.stack(outs)
-        predicted = classifier.predict(batch)
-        probs = classifier.probabilities(batch)
-        pitches = [estimate_pitch(a) for a in batch]
-        n = len(meta)
-        rows.append({
-            "strength": strength,
-            "pitch_kept": sum(pitch_correct(p, m[1]) for p, m in zip(pitches, meta,
-                                                                     strict=True)) / n,
-            "pitch_to_prompt": sum(pitch_correct(p, m[3]) for p, m in zip(pitches, meta,
-                                                                          strict=True)) / n,
-            "instrument_kept": sum(p == m[0] for p, m in zip(predicted, meta, strict=True)) / n,
-            "instrument_to_prompt": sum(p == m[2] for p, m in zip(predicted, meta,
-                                                                 strict=True)) / n,
-            "p_prompt_instrument": float(np.mean([probs[i, classifier.classes.index(m[2])]
-                                                  for i, m in enumerate(meta)])),
-            "clips": n,
-        })
-    return {"pairs": [list(p) for p in TRANSFER_PAIRS], "rows": rows,
+        rows.append({"strength": strength, **measures_of(np.stack(outs), meta)})
+    originals = np.stack([item[1] for item in inputs])
+    return {"pairs": [[src, list(names), dst, note] for src, names, dst, note in TRANSFER_PAIRS],
+            "rows": rows, "input": measures_of(originals, inputs),
             "settings": {"seeds": seeds, "num_inference_steps": steps,
-                         "guidance_scale": guidance, "input_seed": seed}}
+                         "guidance_scale": guidance}}
 
 
 def plot_transfer(result: dict[str, Any], path: Path) -> None:
-    """The transfer curve: what stays of the input against what moves to the prompt."""
+    """The transfer curve: what stays of the input (solid) against what moves to the prompt
+    (dashed), over strength."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,21 +244,30 @@ def plot_transfer(result: dict[str, Any], path: Path) -> None:
 
     rows = result["rows"]
     x = [r["strength"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label, style in (("pitch_kept", "pitch = input's", "o-"),
-                              ("pitch_to_prompt", "pitch = prompt's", "o--"),
-                              ("instrument_kept", "instrument = input's", "s-"),
-                              ("instrument_to_prompt", "instrument = prompt's", "s--")):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    styles = ("o-", "s-", "^-", "^--", "o--")
+    for (key, label), style in zip(TRANSFER_MEASURES, styles, strict=True):
         ax.plot(x, [r[key] for r in rows], style, label=label)
-    ax.set_xlabel("strength")
-    ax.set_ylabel("fraction of clips")
+    ax.set_xlabel("strength (SDEdit)")
+    ax.set_ylabel("share / probability")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("mini model: SDEdit style transfer, input note → prompt")
-    ax.legend(fontsize=8)
+    ax.set_title(f"{result['settings'].get('model', 'mini')}: style transfer of rendered "
+                 "phrases to another instrument's note", fontsize=9)
+    ax.legend(fontsize=7, loc="center left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def transfer_markdown(result: dict[str, Any]) -> str:
+    """The transfer curve as a Markdown table (the inputs themselves first)."""
+    keys = [k for k, _ in TRANSFER_MEASURES]
+    lines = ["| strength | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for label, row in [("input", result["input"])] + [(f"{r['strength']:.1f}", r)
+                                                      for r in result["rows"]]:
+        lines.append(f"| {label} | " + " | ".join(f"{row[k]:.2f}" for k in keys) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def run_transfer(model_id: str = "mini", n: int = 5, out: Path = Path("eval-mini"),
@@ -259,5 +285,6 @@ def run_transfer(model_id: str = "mini", n: int = 5, out: Path = Path("eval-mini
                             steps=steps, guidance=guidance, on_clip=on_clip)
     result["settings"]["model"] = model_id
     (out / "transfer.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "transfer.md").write_text(transfer_markdown(result))
     plot_transfer(result, out / "transfer.png")
     return result

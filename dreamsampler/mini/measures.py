@@ -24,10 +24,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from dreamsampler.fsutil import atomic_write
 from dreamsampler.mini import data
 
 PYIN_FMIN = 50.0  # Hz, below G1 (the lowest rendered note is C2, 65.4 Hz)
 PYIN_FMAX = 2100.0  # Hz, above C7
+PYIN_HOP = 256  # samples
 
 
 def _normalise(audio: np.ndarray) -> np.ndarray:
@@ -64,24 +66,73 @@ class InstrumentClassifier:
         """``(n, len(classes))`` class probabilities of clips ``(n, samples)``."""
         return self.pipeline.predict_proba(np.stack([features(a) for a in audio]))
 
+    def embed(self, audio: np.ndarray) -> np.ndarray:
+        """The mini world's audio embedding of clips ``(n, samples)``: their standardised MFCC
+        statistics ``(n, 80)`` (the classifier's input space; cosine similarity in it stands in
+        for CLAP's in the papers' CLAP-A and SIM_AA)."""
+        scaler = self.pipeline.steps[0][1]
+        return scaler.transform(np.stack([features(a) for a in audio]))
+
     def predict(self, audio: np.ndarray) -> list[str]:
         return [self.classes[i] for i in self.probabilities(audio).argmax(1)]
 
     def save(self, path: Path) -> None:
-        Path(path).write_bytes(pickle.dumps(self))
+        atomic_write(path, lambda fh: fh.write(pickle.dumps(self)))
 
     @classmethod
     def load(cls, path: Path) -> InstrumentClassifier:
         return pickle.loads(Path(path).read_bytes())
 
 
+def pitch_track(audio: np.ndarray, sample_rate: int = data.SAMPLE_RATE) -> np.ndarray:
+    """pYIN's f0 per frame (hop 256 samples, 16 ms at 16 kHz) as fractional MIDI notes, NaN where
+    a frame is unvoiced: ``(frames,)``."""
+    f0, voiced, _ = librosa.pyin(_normalise(audio), fmin=PYIN_FMIN, fmax=PYIN_FMAX,
+                                 sr=sample_rate, frame_length=2048, hop_length=PYIN_HOP)
+    f0 = np.where(voiced & np.isfinite(f0), f0, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return librosa.hz_to_midi(f0)
+
+
 def estimate_pitch(audio: np.ndarray, sample_rate: int = data.SAMPLE_RATE) -> float | None:
     """Median pYIN f0 of the voiced frames as a fractional MIDI note, or ``None`` when no frame
     is voiced."""
-    f0, voiced, _ = librosa.pyin(_normalise(audio), fmin=PYIN_FMIN, fmax=PYIN_FMAX,
-                                 sr=sample_rate, frame_length=2048, hop_length=256)
-    f0 = f0[voiced & np.isfinite(f0)]
-    return float(librosa.hz_to_midi(np.median(f0))) if f0.size else None
+    track = pitch_track(audio, sample_rate)
+    track = track[np.isfinite(track)]
+    return float(np.median(track)) if track.size else None
+
+
+def contour_kept(reference: np.ndarray, output: np.ndarray, tolerance: float = 1.0,
+                 sample_rate: int = data.SAMPLE_RATE) -> float | None:
+    """Share of the reference's voiced pYIN frames where ``output`` is voiced within
+    ``tolerance`` semitones of the reference's f0 (both clips ``(samples,)``, same start);
+    ``None`` when the reference has no voiced frame."""
+    ref, out = pitch_track(reference, sample_rate), pitch_track(output, sample_rate)
+    n = min(len(ref), len(out))
+    ref, out = ref[:n], out[:n]
+    voiced = np.isfinite(ref)
+    if not voiced.any():
+        return None
+    with np.errstate(invalid="ignore"):
+        return float(np.mean(np.abs(out[voiced] - ref[voiced]) <= tolerance))
+
+
+def onsets(audio: np.ndarray, sample_rate: int = data.SAMPLE_RATE) -> np.ndarray:
+    """Onset times in seconds (librosa's spectral-flux onset detector, hop 160 samples)."""
+    return librosa.onset.onset_detect(y=_normalise(audio), sr=sample_rate, hop_length=160,
+                                      units="time")
+
+
+def onset_f_measure(reference: np.ndarray, estimated: np.ndarray, window: float = 0.05) -> float:
+    """F-measure of onset times (seconds) within ``window`` s (mir_eval's MIREX onset metric)."""
+    import mir_eval.onset
+
+    if len(reference) == 0 and len(estimated) == 0:
+        return 1.0
+    if len(reference) == 0 or len(estimated) == 0:
+        return 0.0
+    return float(mir_eval.onset.f_measure(np.asarray(reference), np.asarray(estimated),
+                                          window=window)[0])
 
 
 def pitch_correct(estimate: float | None, named: int, tolerance: float = 1.0) -> bool:
@@ -99,7 +150,7 @@ def fit_classifier(cache: Path | None = None, seed: int = 0) -> InstrumentClassi
         return InstrumentClassifier.load(path)
     audio, clips = data.load_dataset(directory)
     classifier = InstrumentClassifier.fit(audio, [c.instrument for c in clips])
-    classifier.save(path)
+    classifier.save(path)  # atomically (another process may be loading it)
     return classifier
 
 

@@ -44,8 +44,23 @@ def tokenizer() -> RobertaTokenizer:
     return tok
 
 
-def build_components(vocab_size: int) -> dict[str, object]:
-    """Freshly initialised components (seed the global RNG first for reproducible weights)."""
+UNET_CHANNELS = (32, 64, 64)
+
+
+PREDICTION_TYPE = "v_prediction"
+
+
+def build_components(vocab_size: int, unet_channels: tuple[int, ...] = UNET_CHANNELS,
+                     prediction_type: str = PREDICTION_TYPE) -> dict[str, object]:
+    """Freshly initialised components (seed the global RNG first for reproducible weights).
+
+    ``unet_channels``: the UNet's ``block_out_channels`` (three levels); the mid block's
+    attention width follows the last one (its "cross" attention attends to itself, as in
+    MusicLDM, which passes no ``encoder_hidden_states``).
+
+    ``prediction_type``: the denoiser's target, ``v_prediction`` (Salimans & Ho 2022, sec. 4;
+    as AudioLDM 2 and Stable Diffusion 2) by default, or ``epsilon`` (MusicLDM's): see
+    :mod:`dreamsampler.mini.train` for why."""
     text = {
         "vocab_size": vocab_size, "hidden_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "intermediate_size": 128, "max_position_embeddings": 80,
@@ -70,8 +85,8 @@ def build_components(vocab_size: int) -> dict[str, object]:
         sample_size=LATENT_SHAPE[1:], in_channels=LATENT_SHAPE[0], out_channels=LATENT_SHAPE[0],
         down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D", "UpBlock2D"),
-        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=8,
-        cross_attention_dim=64, attention_head_dim=8,
+        block_out_channels=tuple(unet_channels), layers_per_block=1, norm_num_groups=8,
+        cross_attention_dim=unet_channels[-1], attention_head_dim=8,
         class_embed_type="simple_projection", projection_class_embeddings_input_dim=PROJECTION_DIM,
         class_embeddings_concat=True,
     )
@@ -79,6 +94,7 @@ def build_components(vocab_size: int) -> dict[str, object]:
     scheduler = DDIMScheduler(
         num_train_timesteps=1000, beta_start=0.0015, beta_end=0.0195,
         beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+        prediction_type=prediction_type,
     )
     return {"text_encoder": text_encoder, "vae": vae, "unet": unet, "vocoder": vocoder,
             "scheduler": scheduler}

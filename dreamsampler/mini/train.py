@@ -61,15 +61,16 @@ def front_end() -> LogMelFrontEnd:
     return LogMelFrontEnd(mini_model.SAMPLE_RATE, mini_model.N_MELS, mini_model.HOP_LENGTH)
 
 
-def training_set(directory: Path, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def training_set(directory: Path, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[str],
+                                                     list[str]]:
     """Rendered clips of the trained families: normalised waveforms ``(n, samples)`` (peak 0.5,
-    as the model's front end), log-mels ``(n, 1, FRAMES, 64)`` and captions."""
+    as the model's front end), log-mels ``(n, 1, FRAMES, 64)``, captions and family names."""
     data.build_dataset(directory, seed=seed, instruments=data.TRAINED)
     audio, clips = data.load_dataset(directory)
     fe = front_end()
     wave = fe.normalize(torch.from_numpy(audio), data.FRAMES)[:, : data.CLIP_SAMPLES]
     mel = torch.cat([fe(wave[i : i + 64], data.FRAMES) for i in range(0, len(wave), 64)])
-    return wave, mel, [c.caption for c in clips]
+    return wave, mel, [c.caption for c in clips], [c.instrument for c in clips]
 
 
 class Schedule:
@@ -95,7 +96,7 @@ class Schedule:
             return False
         scale = min(1.0, f / 0.05) if f < 0.05 else (1.0 - f) / 0.95
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr * max(scale, 0.02)
+            group["lr"] = group.get("base_lr", self.lr) * max(scale, 0.02)
         self.step += 1
         return True
 
@@ -222,48 +223,131 @@ def encode_latents(vae: Any, mel: torch.Tensor) -> torch.Tensor:
                       for i in range(0, len(mel), 32)])
 
 
-def train_unet(latents: torch.Tensor, captions: list[str], components: dict[str, Any],
-               seconds: float, max_steps: int | None, rng: random.Random,
-               logfile: Path) -> tuple[dict[str, Any], Any]:
-    """The UNet on the latents, conditioned on the (frozen, stage ``text``) caption embeddings."""
+@torch.no_grad()
+def validate(unet: Any, text_encoder: Any, tok: Any, vae: Any, vocoder: Any, scheduler: Any,
+             classifier: Any, seed: int = 0, steps: int = 20,
+             guidance: float = 3.0) -> dict[str, Any]:
+    """Adherence of the model as it is now, on the adherence prompts
+    (:func:`dreamsampler.mini.evaluate.adherence_prompts`) at one seed: DDIM with classifier-free
+    guidance, VAE decode, vocoder, then the measures (instrument classifier, pYIN). A quick look
+    during training (the full figure is ``dreamsampler eval --mini adherence``)."""
+    from diffusers import DDIMScheduler
+
+    from dreamsampler.mini.evaluate import adherence_prompts
+    from dreamsampler.mini.measures import estimate_pitch, pitch_correct
+
+    prompts = adherence_prompts()
+    ddim = DDIMScheduler.from_config(scheduler.config)
+    ddim.set_timesteps(steps)
+    cond = text_embeddings(text_encoder, *caption_ids(tok, [p.text for p in prompts]))
+    uncond = text_embeddings(text_encoder, *caption_ids(tok, [""])).expand_as(cond)
+    labels = torch.cat([uncond, cond])
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn((len(prompts), *mini_model.LATENT_SHAPE), generator=generator)
+    for t in ddim.timesteps:
+        eps = unet(torch.cat([x, x]), t, encoder_hidden_states=None, class_labels=labels).sample
+        e_u, e_c = eps.chunk(2)
+        x = ddim.step(e_u + guidance * (e_c - e_u), t, x).prev_sample
+    mel = vae.decode(x / vae.config.scaling_factor).sample
+    audio = vocoder(mel[:, 0]).numpy()
+    predicted = classifier.predict(audio)
+    hits = [p == q.instrument for p, q in zip(predicted, prompts, strict=True)]
+    notes = [(a, q.pitch) for a, q in zip(audio, prompts, strict=True) if q.pitch is not None]
+    pitch = [pitch_correct(estimate_pitch(a), m) for a, m in notes]
+    return {"instrument": float(np.mean(hits)), "pitch": float(np.mean(pitch)),
+            "clips": len(prompts)}
+
+
+def train_unet(latents: torch.Tensor, captions: list[str], families: list[str],
+               components: dict[str, Any], seconds: float, max_steps: int | None,
+               rng: random.Random, logfile: Path, joint_text: bool = False,
+               validate_every: float = 300.0) -> tuple[dict[str, Any], Any, Any]:
+    """The UNet on the latents, conditioned on the caption embeddings of the text tower (stage
+    ``text``): frozen, or trained with the UNet (``joint_text``, as the LDM text transformer of
+    Rombach et al. 2022, sec. 4.3, at a tenth of the UNet's learning rate). Batches draw a family
+    uniformly, then one of its clips, so a family with few captions (drums) weighs as much as
+    one with many (piano). Every ``validate_every`` seconds :func:`validate` logs adherence.
+
+    Returns:
+        ``(stats, EMA UNet, EMA text tower)``.
+    """
     unet, text_encoder, tok = components["unet"], components["text_encoder"], \
         components["tokenizer"]
     scheduler = components["scheduler"]
     unique = [*sorted(set(captions)), ""]
-    with torch.no_grad():
-        table = text_embeddings(text_encoder.eval(), *caption_ids(tok, unique))
+    ids, mask = caption_ids(tok, unique)
     caption_row = {c: i for i, c in enumerate(unique)}
-    opt = torch.optim.AdamW(unet.parameters(), lr=1e-3, weight_decay=1e-4)
+    by_family: dict[str, list[int]] = {}
+    for i, f in enumerate(families):
+        by_family.setdefault(f, []).append(i)
+    family_names = sorted(by_family)
+    text_lr = 1e-4
+    groups = [{"params": list(unet.parameters()), "base_lr": 1e-3}]
+    text_params = [*text_encoder.text_model.parameters(),
+                   *text_encoder.text_projection.parameters()]
+    text_encoder.requires_grad_(False)
+    if joint_text:
+        for q in text_params:
+            q.requires_grad_(True)
+        groups.append({"params": text_params, "base_lr": text_lr, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=1e-3, weight_decay=1e-4)
     sched = Schedule(opt, 1e-3, seconds, max_steps)
     ema_unet = copy.deepcopy(unet).requires_grad_(False)
+    ema_text = copy.deepcopy(text_encoder).requires_grad_(False).eval()
     batch = 16
+    ema_max = 0.999
     losses: list[float] = []
+    checks: list[dict[str, Any]] = []
+    classifier = components.get("classifier")
+    last_check = time.perf_counter()
     unet.train()
+    text_encoder.train(joint_text)
+    with torch.no_grad():
+        table = text_embeddings(text_encoder, ids, mask)
     while sched.next():
-        idx = [rng.randrange(len(latents)) for _ in range(batch)]
+        idx = [rng.choice(by_family[rng.choice(family_names)]) for _ in range(batch)]
         rows = [caption_row[captions[i] if rng.random() >= 0.1 else ""] for i in idx]
+        labels = (text_embeddings(text_encoder, ids[rows], mask[rows]) if joint_text
+                  else table[rows])
         x0 = latents[idx]
         noise = torch.randn_like(x0)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,))
         noisy = scheduler.add_noise(x0, noise, t)
-        pred = unet(noisy, t, encoder_hidden_states=None, class_labels=table[rows]).sample
-        loss = F.mse_loss(pred, noise)
+        pred = unet(noisy, t, encoder_hidden_states=None, class_labels=labels).sample
+        target = (scheduler.get_velocity(x0, noise, t)
+                  if scheduler.config.prediction_type == "v_prediction" else noise)
+        loss = F.mse_loss(pred, target)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        decay = min(0.995, (1 + sched.step) / (10 + sched.step))
+        decay = min(ema_max, (1 + sched.step) / (10 + sched.step))
         with torch.no_grad():
             for pe, pl in zip(ema_unet.parameters(), unet.parameters(), strict=True):
                 pe.lerp_(pl, 1 - decay)
+            if joint_text:
+                for pe, pl in zip(ema_text.parameters(), text_encoder.parameters(), strict=True):
+                    pe.lerp_(pl, 1 - decay)
         losses.append(float(loss.detach()))
-        if sched.step % 50 == 0:
-            log(f"unet step {sched.step} loss {np.mean(losses[-50:]):.4f}", logfile)
+        if sched.step % 100 == 0:
+            log(f"unet step {sched.step} loss {np.mean(losses[-100:]):.4f}", logfile)
+        if classifier is not None and time.perf_counter() - last_check >= validate_every:
+            check = validate(ema_unet.eval(), ema_text, tok, components["vae"],
+                             components["vocoder"], scheduler, classifier)
+            check.update(step=sched.step,
+                         minutes=round((time.perf_counter() - sched.start) / 60, 1))
+            checks.append(check)
+            log(f"unet check {check}", logfile)
+            last_check = time.perf_counter()
     log(f"unet: {sched.step} steps", logfile)
-    stats = {"steps": sched.step, "loss_first_50": float(np.mean(losses[:50])),
-             "loss_last_50": float(np.mean(losses[-50:])), "batch": batch, "lr": 1e-3,
-             "caption_dropout": 0.1, "ema": 0.995, "captions": len(unique) - 1}
-    return stats, ema_unet.eval()
+    stats = {"steps": sched.step, "loss_first_100": float(np.mean(losses[:100])),
+             "loss_last_100": float(np.mean(losses[-100:])), "batch": batch, "lr": 1e-3,
+             "text_lr": text_lr if joint_text else 0.0, "joint_text": joint_text,
+             "caption_dropout": 0.1, "ema": ema_max, "sampling": "family-balanced",
+             "prediction_type": scheduler.config.prediction_type,
+             "captions": len(unique) - 1, "channels": list(unet.config.block_out_channels),
+             "params": sum(q.numel() for q in unet.parameters()), "checks": checks}
+    return stats, ema_unet.eval(), ema_text
 
 
 def save_index(out: Path) -> None:
@@ -295,6 +379,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="a fixed step count instead of the time budget (reproducible)")
     parser.add_argument("--seed", type=int, default=0, help="data and weight seed")
+    parser.add_argument("--unet-channels", type=int, nargs=3, default=mini_model.UNET_CHANNELS,
+                        help="the UNet's block_out_channels")
+    parser.add_argument("--prediction-type", choices=["v_prediction", "epsilon"],
+                        default=mini_model.PREDICTION_TYPE, help="the UNet's target")
+    parser.add_argument("--joint-text", action="store_true",
+                        help="train the text tower with the UNet (stage unet)")
+    parser.add_argument("--validate-minutes", type=float, default=5.0,
+                        help="log adherence at one seed this often during stage unet (0: never)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     out: Path = args.out
@@ -303,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     card_path = out / "training.json"
     card: dict[str, Any] = json.loads(card_path.read_text()) if card_path.is_file() else {}
     t0 = time.perf_counter()
-    _wave, mel, captions = training_set(args.data, args.seed)
+    _wave, mel, captions, families = training_set(args.data, args.seed)
     log(f"data: {len(captions)} clips, {len(set(captions))} captions, seed {args.seed}, "
         f"{time.perf_counter() - t0:.1f} s", logfile)
     card["data"] = {"seed": args.seed, "clips": len(captions), "captions": len(set(captions)),
@@ -313,7 +405,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
     tok = mini_model.tokenizer()
-    fresh = mini_model.build_components(len(tok))
+    fresh = mini_model.build_components(len(tok), tuple(args.unet_channels),
+                                        args.prediction_type)
     stages = STAGES if args.stage == "all" else (args.stage,)
     for stage in stages:
         seconds = 60 * (args.minutes or DEFAULT_MINUTES[stage])
@@ -354,10 +447,16 @@ def main(argv: list[str] | None = None) -> None:
 
             text_encoder = ClapModel.from_pretrained(out / "text_encoder",
                                                      torch_dtype=torch.float32)
-            components = {**fresh, "tokenizer": tok, "text_encoder": text_encoder}
-            stats, unet = train_unet(latents, captions, components, seconds, args.steps, rng,
-                                     logfile)
+            from dreamsampler.mini.measures import fit_classifier
+
+            components = {**fresh, "tokenizer": tok, "text_encoder": text_encoder, "vae": vae,
+                          "classifier": fit_classifier() if args.validate_minutes else None}
+            stats, unet, text_encoder = train_unet(
+                latents, captions, families, components, seconds, args.steps, rng, logfile,
+                joint_text=args.joint_text, validate_every=60 * (args.validate_minutes or 1.0))
             _save(unet, out / "unet")
+            if args.joint_text:
+                _save(text_encoder, out / "text_encoder")
             fresh["scheduler"].save_pretrained(out / "scheduler")
             save_index(out)
         stats["seconds"] = round(time.perf_counter() - started, 1)

@@ -61,3 +61,20 @@ def test_rendering_is_deterministic(rendered: Path, tmp_path: Path) -> None:
     rows = [i for i, c in enumerate(clips) if c.instrument == "flute"]
     assert [clips[i] for i in rows] == clips2
     np.testing.assert_array_equal(audio[rows], audio2)
+
+
+def test_a_phrase_plays_its_notes_one_after_another() -> None:
+    """The style-transfer inputs: each note of the phrase sounds in its own slot (YIN, not the
+    measures' pYIN), and a note's attack lies where :func:`data.phrase_onsets` says."""
+    piano = data.INSTRUMENTS["piano"]
+    clip = data.phrase(piano, ("C4", "E4", "G4"))
+    assert clip.caption == "a piano playing C4 E4 G4" and clip.kind == "phrase"
+    audio = data.render_instrument(piano, [clip])[0]
+    for onset, midi in zip(data.phrase_onsets(clip), clip.notes, strict=True):
+        start = int((onset + 0.04) * data.SAMPLE_RATE)
+        f0 = librosa.yin(audio[start : start + 2048], fmin=55, fmax=2200, sr=data.SAMPLE_RATE,
+                         frame_length=1024)
+        assert abs(float(np.median(librosa.hz_to_midi(f0))) - midi) < 0.5, (onset, midi)
+        before = audio[int((onset - 0.02) * data.SAMPLE_RATE) : int(onset * data.SAMPLE_RATE)]
+        after = audio[int(onset * data.SAMPLE_RATE) : int((onset + 0.05) * data.SAMPLE_RATE)]
+        assert np.abs(after).max() > 3 * np.abs(before).max(), onset  # detached: an attack

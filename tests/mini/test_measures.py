@@ -40,3 +40,23 @@ def test_classifier_recognises_another_seeds_rendering(classifier: object,
     predicted = classifier.predict(audio)  # type: ignore[attr-defined]
     accuracy = np.mean([p == c.instrument for p, c in zip(predicted, clips, strict=True)])
     assert accuracy >= 0.8, accuracy
+
+
+def test_contour_and_onsets_of_a_phrase_against_changed_copies() -> None:
+    """What the style-transfer curve reads: a phrase keeps its own contour and onsets (1.0), a
+    copy a whole tone up keeps its onsets but not its contour, a copy 100 ms late keeps neither
+    its onsets and loses part of its contour."""
+    from dreamsampler.mini.measures import contour_kept, onset_f_measure, onsets
+
+    piano = data.INSTRUMENTS["piano"]
+    clip = data.phrase(piano, ("C4", "E4", "G4"))
+    up = data.phrase(piano, ("D4", "F#4", "A4"))
+    audio, higher = data.render_instrument(piano, [clip, up])
+    late = np.concatenate([np.zeros(1600, np.float32), audio[:-1600]])
+    reference = onsets(audio)
+    assert len(reference) == 3
+    assert contour_kept(audio, audio) == 1.0 and onset_f_measure(reference, reference) == 1.0
+    assert contour_kept(audio, higher) < 0.1
+    assert onset_f_measure(reference, onsets(higher)) == 1.0
+    assert onset_f_measure(reference, onsets(late)) == 0.0
+    assert contour_kept(audio, late) < 0.8

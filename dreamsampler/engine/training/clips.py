@@ -13,6 +13,7 @@ Shapes: every waveform returned here is 1-D, ``(samples,)``, ``float32``, full s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -103,6 +104,10 @@ class ClipTooShortError(ClipError):
     """The file is much shorter than the model's clip length (below ``min_length_ratio``)."""
 
 
+class CaptionError(ClipError):
+    """A clip's caption file is missing, unreadable, empty or has no ``{}`` for the concept."""
+
+
 @dataclass(frozen=True, slots=True)
 class TrainingClip:
     """One training clip, ready for the model's front end.
@@ -113,12 +118,16 @@ class TrainingClip:
             length in samples.
         sample_rate: sample rate of ``waveform`` in Hz.
         original_duration: duration of the source file in seconds, before any crop/pad/loop.
+        caption: the clip's own training prompt template (``{}`` stands for the concept, as in
+            the method's templates), read from ``<clip>.txt`` by ``captions=True``; ``None``:
+            the method's templates.
     """
 
     path: Path
     waveform: np.ndarray
     sample_rate: int
     original_duration: float
+    caption: str | None = None
 
     @property
     def num_samples(self) -> int:
@@ -353,6 +362,26 @@ def load_clip(
     return TrainingClip(path=p, waveform=wave, sample_rate=sample_rate, original_duration=duration)
 
 
+def read_caption(audio_path: Path) -> str:
+    """The prompt template of one training clip: the first non-empty line of the ``.txt`` file
+    next to it, with ``{}`` where the concept goes (``{} playing C4``).
+
+    Raises:
+        CaptionError: no such file, unreadable, empty, or without exactly one ``{}``.
+    """
+    path = Path(audio_path).with_suffix(".txt")
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaptionError(path, f"no readable caption for {Path(audio_path).name}: "
+                           f"{exc.strerror if isinstance(exc, OSError) else exc}") from exc
+    text = next((line for line in lines if line), "")
+    if text.count("{}") != 1:
+        raise CaptionError(path, "a caption needs exactly one {} where the concept goes "
+                           f"(e.g. '{{}} playing C4'), got {text!r}")
+    return text
+
+
 def load_concept_clips(
     folder: str | Path,
     sample_rate: int,
@@ -366,6 +395,7 @@ def load_concept_clips(
     crop: CropMode = "start",
     seed: int | None = None,
     skip_invalid: bool = False,
+    captions: bool = False,
 ) -> list[TrainingClip]:
     """Load all training clips of a concept folder (not recursive, sorted by file name).
 
@@ -385,6 +415,8 @@ def load_concept_clips(
         crop: see :func:`load_clip`; ``"random"`` uses a Generator seeded with ``seed``.
         seed: seed for random crops.
         skip_invalid: log and skip bad files instead of raising.
+        captions: read each clip's prompt template from the text file of the same name
+            (``bell1.wav`` → ``bell1.txt``, e.g. ``{} playing C4``; see :func:`read_caption`).
 
     Returns:
         The clips, in file name order.
@@ -392,26 +424,27 @@ def load_concept_clips(
     Raises:
         ClipFolderMissingError: ``folder`` does not exist or is not a directory.
         TooFewClipsError: fewer than ``min_clips`` usable clips.
-        UnreadableClipError, SilentClipError, ClipTooShortError: a bad file, unless
-            ``skip_invalid``.
+        UnreadableClipError, SilentClipError, ClipTooShortError, CaptionError: a bad file,
+            unless ``skip_invalid``.
     """
     files = list_audio_files(folder, extensions)
     rng = np.random.default_rng(seed)
     clips: list[TrainingClip] = []
     for f in files:
         try:
-            clips.append(
-                load_clip(
-                    f,
-                    sample_rate,
-                    clip_samples,
-                    min_length_ratio=min_length_ratio,
-                    loop_short=loop_short,
-                    silence_threshold_db=silence_threshold_db,
-                    crop=crop,
-                    rng=rng,
-                )
+            clip = load_clip(
+                f,
+                sample_rate,
+                clip_samples,
+                min_length_ratio=min_length_ratio,
+                loop_short=loop_short,
+                silence_threshold_db=silence_threshold_db,
+                crop=crop,
+                rng=rng,
             )
+            if captions:
+                clip = dataclasses.replace(clip, caption=read_caption(f))
+            clips.append(clip)
         except ClipError as err:
             if not skip_invalid:
                 raise

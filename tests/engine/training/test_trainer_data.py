@@ -171,3 +171,67 @@ def test_readme_names_the_default_lora_targets() -> None:
     section = readme[readme.index("**LoRA**"):readme.index("Put 3–10 clips")]
     named = set(re.findall(r"`([a-z_.0-9]+)`", section))
     assert named == set(trainer.DEFAULT_LORA_TARGETS)
+
+
+def test_captions_are_each_clips_prompt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--captions``: every training example is encoded with its own clip's caption (the
+    placeholder in its ``{}``), never a template, and concept.yaml records each clip's caption."""
+    import soundfile as sf
+
+    from dreamsampler.engine.training.clips import load_concept_clips
+
+    from .synth import tone
+
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    for name, freq in (("a", 220.0), ("b", 330.0), ("c", 440.0)):
+        sf.write(folder / f"{name}.wav", tone(freq, 1.0, sr=SR), SR)
+        (folder / f"{name}.txt").write_text(f"\n{{}} playing note {name}\n")
+    model = load_model("tiny", "cpu")
+    clips = load_concept_clips(folder, model.sample_rate, model.sample_rate, captions=True)
+    assert [c.caption for c in clips] == ["{} playing note a", "{} playing note b",
+                                          "{} playing note c"]
+    latents: list[torch.Tensor] = []
+    real_latents = model.audio_to_latents
+
+    def keep(waveform: torch.Tensor, duration: float) -> torch.Tensor:
+        latents.append(real_latents(waveform, duration))
+        return latents[-1]
+
+    monkeypatch.setattr(model, "audio_to_latents", keep)
+    losses = _spy(trainer, "denoising_loss", monkeypatch)
+    result = train(model, TrainSettings(method="lora", name="cap", steps=3, batch_size=3,
+                                        checkpoint_every=0), clips, tmp_path / "concepts",
+                   clip_paths=[c.path for c in clips])
+    assert len(latents) == 3 and len(losses) == 3
+    with torch.no_grad():
+        expected = [real_encode(model, f"<cap> playing note {n}") for n in "abc"]
+    for (args, _kw), _loss in losses:
+        z0, cond = args[2], args[3]
+        for row in range(z0.shape[0]):
+            k = next(i for i, z in enumerate(latents) if torch.equal(z0[row], z[0]))
+            torch.testing.assert_close(cond[row], expected[k], rtol=0, atol=1e-6)
+    meta = yaml.safe_load((result.folder / "concept.yaml").read_text())
+    assert [c["caption"] for c in meta["clips"]] == [c.caption for c in clips]
+
+
+def real_encode(model: ModelFamily, prompt: str) -> torch.Tensor:
+    """The conditioning of one prompt ``(...)`` (first row of the family's text encoding)."""
+    return model.encode_text([prompt])[0]
+
+
+def test_a_clip_without_its_caption_is_refused_with_its_path(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from dreamsampler.engine.training.clips import CaptionError, load_concept_clips
+
+    wave = _clips()[0][:SR]
+    for name in ("a", "b"):
+        sf.write(tmp_path / f"{name}.wav", wave, SR)
+    (tmp_path / "a.txt").write_text("{} playing C4")
+    with pytest.raises(CaptionError, match=r"b\.txt"):
+        load_concept_clips(tmp_path, SR, SR, captions=True)
+    (tmp_path / "b.txt").write_text("a marimba playing C4")  # no {} for the concept
+    with pytest.raises(CaptionError, match=r"b\.txt.*exactly one \{\}"):
+        load_concept_clips(tmp_path, SR, SR, captions=True)
+    assert [c.caption for c in load_concept_clips(tmp_path, SR, SR)] == [None, None]
