@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,14 +15,7 @@ import soundfile as sf
 
 from dreamsampler.client import OscClient
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
-CLI = [sys.executable, "-m", "dreamsampler"]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .serving import CLI, ENV, free_port, serving
 
 
 @pytest.fixture(scope="module")
@@ -32,25 +23,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path
     root = tmp_path_factory.mktemp("serve")
     out, inp = root / "out", root / "in"
     inp.mkdir()
-    port = _free_port()
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--model", "tiny", "--device", "cpu", "--port", str(port),
-         "--oscquery-port", "0", "--no-zeroconf",  # never the default 9002, never advertised
-         "--output-dir", str(out), "--input-dir", str(inp), "--steps", "3", "--duration", "1"],
-        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        with OscClient("127.0.0.1", port) as c:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                c.send("/version")
-                if c.receive(0.5) is not None:
-                    break
-                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+    port = free_port()
+    with serving(["serve", "--model", "tiny", "--device", "cpu",
+                  "--oscquery-port", "0", "--no-zeroconf",  # not the default 9002, not advertised
+                  "--output-dir", str(out), "--input-dir", str(inp), "--steps", "3",
+                  "--duration", "1"], port):
         yield port, out, inp
-    finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0, "serve exits cleanly on Ctrl-C"
 
 
 def test_serve_and_send(served: tuple[int, Path, Path]) -> None:
@@ -126,7 +104,7 @@ def test_send_shows_a_progress_bar_on_a_terminal(served: tuple[int, Path, Path])
 
 
 def test_send_to_a_port_where_nothing_listens_fails_fast() -> None:
-    port = _free_port()
+    port = free_port()
     run = subprocess.run([*CLI, "send", "--port", str(port), "/gen", "x"],
                          env=ENV, capture_output=True, text=True, timeout=30)
     assert run.returncode == 2

@@ -32,6 +32,23 @@ class Prompt:
     pitch: int | None = None
 
 
+def parse_prompt(text: str) -> tuple[str, int | None]:
+    """What a mini-world caption names: ``"a flute playing A5"`` → ``("flute", 81)``,
+    ``"a piano playing a C major chord"`` → ``("piano", None)``.
+
+    Raises:
+        ValueError: the text does not start with an instrument's words.
+    """
+    for inst in data.TRAINED + data.HELD_OUT:
+        if text.startswith(inst.words + " "):
+            last = text.split()[-1]
+            try:
+                return inst.name, data.midi_number(last)
+            except ValueError:
+                return inst.name, None
+    raise ValueError(f"{text!r} names no instrument of the mini world")
+
+
 def adherence_prompts() -> list[Prompt]:
     """Two notes per pitched trained family (E in its lowest octave, A in its highest), one chord
     per chord family, and one drum beat: 7 × 2 + 4 + 1 = 19 prompts."""
