@@ -170,7 +170,7 @@ TRANSFER_PAIRS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     ("bass", ("A2", "C3", "E3"), "piano", "C4"),
     ("organ", ("G3", "B3", "D4"), "strings", "E4"),
 )
-STRENGTHS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+STRENGTHS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9)
 #: the transfer curve's measures: (key, label) — what stays of the input, what moves to the prompt
 TRANSFER_MEASURES: tuple[tuple[str, str], ...] = (
     ("contour_kept", "input's pitch contour kept (pYIN frames within a semitone)"),
@@ -184,7 +184,9 @@ TRANSFER_MEASURES: tuple[tuple[str, str], ...] = (
 def transfer_curve(model: Any, classifier: InstrumentClassifier, workdir: Path,
                    seeds: list[int], strengths: tuple[float, ...] = STRENGTHS,
                    steps: int = 25, guidance: float = 2.5,
-                   on_clip: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                   on_clip: Callable[[int, int], None] | None = None,
+                   pairs: tuple[tuple[str, tuple[str, ...], str, str], ...] = TRANSFER_PAIRS,
+                   ) -> dict[str, Any]:
     """SDEdit style transfer (Meng et al. 2022; the personalized style transfer of Plitsis et al.
     2023) of rendered three-note phrases (:data:`TRANSFER_PAIRS`, written as WAV into
     ``workdir``) to a prompt naming another instrument and one note, at each strength.
@@ -193,9 +195,11 @@ def transfer_curve(model: Any, classifier: InstrumentClassifier, workdir: Path,
         ``{"rows": [...], ...}``: per strength the means over pairs and seeds of
         :data:`TRANSFER_MEASURES` (contour and onsets against the input's own pYIN track and
         detected onsets, :mod:`dreamsampler.mini.measures`), and the same of the inputs
-        themselves (``"input"``).
+        themselves (``"input"``) and of the inputs through the VAE and vocoder alone, no
+        diffusion (``"round_trip"``: the most any strength can keep).
     """
     import soundfile as sf
+    import torch
 
     from dreamsampler.engine.request import GenerationRequest
     from dreamsampler.engine.sampler import sample
@@ -203,7 +207,7 @@ def transfer_curve(model: Any, classifier: InstrumentClassifier, workdir: Path,
 
     workdir.mkdir(parents=True, exist_ok=True)
     inputs = []
-    for src, names, dst, target in TRANSFER_PAIRS:
+    for src, names, dst, target in pairs:
         inst = data.INSTRUMENTS[src]
         wave = data.render_instrument(inst, [data.phrase(inst, names)])[0]
         path = workdir / f"{src}-{'-'.join(names)}.wav"
@@ -245,8 +249,14 @@ def transfer_curve(model: Any, classifier: InstrumentClassifier, workdir: Path,
                     on_clip(done, total)
         rows.append({"strength": strength, **measures_of(np.stack(outs), meta)})
     originals = np.stack([item[1] for item in inputs])
-    return {"pairs": [[src, list(names), dst, note] for src, names, dst, note in TRANSFER_PAIRS],
+    with torch.no_grad():  # strength → 0: what the VAE and vocoder alone keep of the input
+        duration = data.CLIP_SAMPLES / data.SAMPLE_RATE
+        trip = np.stack([model.latents_to_audio(model.audio_to_latents(
+            torch.from_numpy(w)[None], duration)).reshape(-1)[: data.CLIP_SAMPLES].numpy()
+            for w in originals])
+    return {"pairs": [[src, list(names), dst, note] for src, names, dst, note in pairs],
             "rows": rows, "input": measures_of(originals, inputs),
+            "round_trip": measures_of(trip, inputs),
             "settings": {"seeds": seeds, "num_inference_steps": steps,
                          "guidance_scale": guidance}}
 
@@ -278,11 +288,13 @@ def plot_transfer(result: dict[str, Any], path: Path) -> None:
 
 
 def transfer_markdown(result: dict[str, Any]) -> str:
-    """The transfer curve as a Markdown table (the inputs themselves first)."""
+    """The transfer curve as a Markdown table (the inputs themselves and their VAE round trip
+    first)."""
     keys = [k for k, _ in TRANSFER_MEASURES]
     lines = ["| strength | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for label, row in [("input", result["input"])] + [(f"{r['strength']:.1f}", r)
-                                                      for r in result["rows"]]:
+    for label, row in [("input", result["input"]),
+                       ("VAE + vocoder only", result["round_trip"])] + [
+                           (f"{r['strength']:.2f}", r) for r in result["rows"]]:
         lines.append(f"| {label} | " + " | ".join(f"{row[k]:.2f}" for k in keys) + " |")
     return "\n".join(lines) + "\n"
 

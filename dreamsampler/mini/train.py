@@ -12,17 +12,17 @@ Stages (each reads the previous ones' saved components from ``--out``):
    is set to 1 / std of the training latents (Rombach et al. 2022, sec. G).
 3. ``text``: the CLAP text tower alone: the embeddings of distinct captions are pushed apart
    (uniformity loss), so the UNet can tell them apart from its first step.
-4. ``unet``: ``UNet2DConditionModel`` on the VAE latents of the captioned clips, conditioned on
-   the text tower's embeddings (frozen, or trained along with ``--joint-text``): the
-   v-prediction loss (Salimans & Ho 2022, sec. 4; ``--prediction-type epsilon`` for DDPM's
-   ε-loss, Ho et al. 2020, eq. 14) with 10 % of captions dropped to "" for classifier-free
+4. ``unet``: ``UNet2DConditionModel`` on the VAE latents of the captioned clips, conditioned on the
+   text tower's embeddings, the tower trained along at a tenth of the rate (``--no-joint-text``:
+   frozen): the v-prediction loss (Salimans & Ho 2022, sec. 4; ``--prediction-type epsilon`` for
+   DDPM's ε-loss, Ho et al. 2020, eq. 14) with 10 % of captions dropped to "" for classifier-free
    guidance (Ho & Salimans 2022); batches draw a family uniformly, then a clip of it; the saved
-   UNet is an exponential moving average of the weights. Every ``--validate-minutes`` the
-   adherence at one seed is logged (:func:`validate`). Why v and not ε: an ε-trained UNet
-   barely used its caption (docs/mini.md: denoising loss 0.0120 with the right caption, 0.0125
-   with a wrong one, 0.0123 with none, at t = 500): near pure noise ε is predicted well without
-   knowing what the clip is, so the ε-loss hardly rewards it, while v weighs the clean signal
-   there (weight SNR + 1 on the x0 error instead of SNR).
+   UNet and tower are exponential moving averages of the weights. Every ``--validate-minutes`` the
+   adherence at one seed is logged (:func:`validate`). Why v and not ε: an ε-trained UNet barely
+   used its caption (docs/mini.md: denoising loss 0.0120 with the right caption, 0.0125 with a
+   wrong one, 0.0123 with none, at t = 500): near pure noise ε is predicted well without knowing
+   what the clip is, so the ε-loss hardly rewards it, while v weighs the clean signal there (weight
+   SNR + 1 on the x0 error instead of SNR).
 5. ``decoder``: the VAE decoder alone, the encoder frozen (so the UNet's latents keep their
    meaning), with an L1 that weights the sounding bins (log-mel > -6) 5 × the near-silent ones:
    the harmonics that carry the pitch, not the silence floor. It can run while the UNet trains.
@@ -390,8 +390,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the UNet's block_out_channels")
     parser.add_argument("--prediction-type", choices=["v_prediction", "epsilon"],
                         default=mini_model.PREDICTION_TYPE, help="the UNet's target")
-    parser.add_argument("--joint-text", action="store_true",
-                        help="train the text tower with the UNet (stage unet)")
+    parser.add_argument("--joint-text", action=argparse.BooleanOptionalAction, default=True,
+                        help="train the text tower along with the UNet in stage unet (the "
+                             "shipped model); --no-joint-text keeps stage text's tower frozen")
     parser.add_argument("--validate-minutes", type=float, default=5.0,
                         help="log adherence at one seed this often during stage unet (0: never)")
     args = parser.parse_args(argv)

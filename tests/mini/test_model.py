@@ -4,6 +4,8 @@ pYIN, fitted/run on rendered clips, not by the model)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -47,14 +49,42 @@ def test_the_prompt_changes_the_clip(mini: MusicLDMFamily) -> None:
     assert float(np.abs(a - b).mean()) > 0.1 * float(np.abs(a).mean())
 
 
-# (prompt, instrument, MIDI pitch): a trained family on fixed seeds. The shipped model does NOT
-# yet meet the issue's bar (docs/mini.md: 20.5 % instrument, 12.9 % pitch over 20 seeds);
-# strict xfail keeps the check and turns red (XPASS) once a retrained model passes.
-@pytest.mark.xfail(strict=True, reason="the 12-minute UNet does not follow note prompts yet "
-                   "(docs/mini.md, 'What it shows')")
+#: (prompt, instrument, MIDI pitch): four trained families, low and high, chosen before the
+#: shipped model was measured (not its best prompts)
+PROMPTS = (("a flute playing A5", "flute", 81), ("a bass guitar playing E2", "bass", 40),
+           ("a trumpet playing E4", "trumpet", 64), ("a piano playing A5", "piano", 81))
+SEEDS = (0, 1)
+
+
 def test_mini_follows_its_prompt(mini: MusicLDMFamily, classifier: object) -> None:
-    prompt, instrument, pitch = "a flute playing A5", "flute", 81
-    for seed in (0, 1):
-        audio = generate(mini, prompt, seed, steps=12)
-        assert classifier.predict(audio[None]) == [instrument], (prompt, seed)  # type: ignore[attr-defined]
-        assert pitch_correct(estimate_pitch(audio), pitch), (prompt, seed)
+    """On fixed seeds, the classifier (fitted on rendered clips) recognises the named
+    instrument, and pYIN finds the named note within a semitone, in at least 6 of 8 clips each
+    (the shipped model: docs/mini.md; over 20 seeds and 19 prompts the issue asks >= 70 % and
+    >= 80 %). Six, not eight: another CPU's kernels may tip a borderline clip."""
+    instrument_hits, pitch_hits, seen = 0, 0, []
+    for prompt, instrument, pitch in PROMPTS:
+        for seed in SEEDS:
+            audio = generate(mini, prompt, seed)
+            predicted = classifier.predict(audio[None])[0]  # type: ignore[attr-defined]
+            estimate = estimate_pitch(audio)
+            instrument_hits += predicted == instrument
+            pitch_hits += pitch_correct(estimate, pitch)
+            seen.append((prompt, seed, predicted, estimate))
+    assert instrument_hits >= 6, seen
+    assert pitch_hits >= 6, seen
+
+
+def test_style_transfer_trades_the_inputs_structure_for_the_prompt(
+        mini: MusicLDMFamily, classifier: object, tmp_path: Path) -> None:
+    """SDEdit on a rendered piano phrase toward "a flute playing A4": at strength 0.05 the
+    phrase's pitch contour survives (as through the VAE alone) and at 0.5 it is gone, the flute
+    far more probable and its note played (the whole curve over 9 strengths: docs/mini.md)."""
+    from dreamsampler.mini.evaluate import transfer_curve
+
+    result = transfer_curve(mini, classifier, tmp_path, [0], strengths=(0.05, 0.5),  # type: ignore[arg-type]
+                            pairs=(("piano", ("C4", "E4", "G4"), "flute", "A4"),))
+    low, high = result["rows"]
+    assert low["contour_kept"] >= 0.8 * result["round_trip"]["contour_kept"], result
+    assert low["contour_kept"] > high["contour_kept"] + 0.5, result["rows"]
+    assert high["p_prompt_instrument"] > low["p_prompt_instrument"] + 0.3, result["rows"]
+    assert high["pitch_to_prompt"] == 1.0 and low["pitch_to_prompt"] == 0.0, result["rows"]
