@@ -1,12 +1,16 @@
-"""Prompt adherence of a model in the mini world, measured without the model's help.
+"""Prompt adherence and the style-transfer curve of a model in the mini world, measured without
+the model's help (personalization: :mod:`dreamsampler.mini.personalize`).
 
-For every prompt and seed, one clip comes out of the engine's own sampling loop
+Adherence: for every prompt and seed, one clip comes out of the engine's own sampling loop
 (:func:`dreamsampler.engine.sampler.sample`, as ``dreamsampler generate`` makes it); the
 instrument classifier (:mod:`dreamsampler.mini.measures`, fitted on rendered clips) names its
 instrument and pYIN estimates its pitch. A clip follows its prompt when the named instrument is the
 classifier's first choice, and (note prompts) when the pitch is within a semitone of the named note.
 
     dreamsampler eval --mini adherence --model mini --n 20 --out eval-mini
+    dreamsampler eval --mini transfer --model mini --n 5 --out eval-mini
+
+Transfer: :func:`transfer_curve`.
 """
 
 from __future__ import annotations

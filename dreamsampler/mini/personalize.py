@@ -26,6 +26,8 @@ models).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,25 @@ def write_concept_clips(instrument: str, folder: Path) -> list[Path]:
         (folder / f"{name}.txt").write_text("{} playing " + name + "\n")
         paths.append(folder / f"{name}.wav")
     return paths
+
+
+def train_concept(method: str, name: str, model_id: str, device: str, clips: Path, n_clips: int,
+                  concepts_dir: Path) -> None:
+    """``dreamsampler train METHOD --captions`` with :data:`TRAIN_SETTINGS`, as its own process
+    (the command a user runs).
+
+    Raises:
+        RuntimeError: the command failed (its exit status and the end of its error output).
+    """
+    command = [sys.executable, "-m", "dreamsampler", "train", method, "--model", model_id,
+               "--device", device, "--concepts-dir", str(concepts_dir), "--name", name,
+               "--clips", str(clips), "--captions",
+               "--clip-seconds", str(data.CLIP_SAMPLES / data.SAMPLE_RATE),
+               "--min-clips", str(n_clips), "--seed", "0", *TRAIN_SETTINGS[method]]
+    run = subprocess.run(command, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"dreamsampler train {method} {name} exited {run.returncode}: "
+                           f"{run.stderr.strip()[-500:]}")
 
 
 def measure(classifier: InstrumentClassifier, audio: np.ndarray, instrument: str,
@@ -119,7 +140,6 @@ def run_personalization(model_id: str = "mini", n: int = 5, out: Path = Path("ev
     Raises:
         RuntimeError: a ``dreamsampler train`` run failed (its exit status).
     """
-    from dreamsampler.cli import main as cli_main
     from dreamsampler.engine.concepts import ConceptManager
     from dreamsampler.engine.families import load_model
     from dreamsampler.mini.measures import fit_classifier
@@ -150,14 +170,8 @@ def run_personalization(model_id: str = "mini", n: int = 5, out: Path = Path("ev
         for method in methods:
             name = f"{instrument}-{method}"
             if not (concepts_dir / name / "concept.yaml").is_file():
-                code = cli_main(["train", method, "--model", model_id, "--device", device,
-                                 "--concepts-dir", str(concepts_dir), "--name", name,
-                                 "--clips", str(paths[0].parent), "--captions",
-                                 "--clip-seconds", str(data.CLIP_SAMPLES / data.SAMPLE_RATE),
-                                 "--min-clips", str(len(paths)), "--seed", "0",
-                                 *TRAIN_SETTINGS[method]])
-                if code != 0:
-                    raise RuntimeError(f"dreamsampler train {method} {name} exited {code}")
+                train_concept(method, name, model_id, device, paths[0].parent, len(paths),
+                              concepts_dir)
             model = load_model(model_id, device)  # a fresh base: DreamBooth replaces the UNet
             token = ConceptManager(model, concepts_dir).load(name).placeholder_token
             audio, midi = _clips(model, lambda note, t=token: f"{t} playing {note}", edits,
