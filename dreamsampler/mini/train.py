@@ -231,38 +231,26 @@ def encode_latents(vae: Any, mel: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(unet: Any, text_encoder: Any, tok: Any, vae: Any, vocoder: Any, scheduler: Any,
-             classifier: Any, seed: int = 0, steps: int = 20,
+def validate(components: dict[str, Any], classifier: Any, seed: int = 0, steps: int = 20,
              guidance: float = 3.0) -> dict[str, Any]:
-    """Adherence of the model as it is now, on the adherence prompts
-    (:func:`dreamsampler.mini.evaluate.adherence_prompts`) at one seed: DDIM with classifier-free
-    guidance, VAE decode, vocoder, then the measures (instrument classifier, pYIN). A quick look
-    during training (the full figure is ``dreamsampler eval --mini adherence``)."""
-    from diffusers import DDIMScheduler
+    """Adherence of the model as it is now, at one seed: the components as a
+    :class:`~dreamsampler.engine.audioldm.MusicLDMFamily`, sampled by the engine's own loop and
+    measured by :func:`dreamsampler.mini.evaluate.adherence` (the full figure, over 20 seeds, is
+    ``dreamsampler eval --mini adherence``).
 
-    from dreamsampler.mini.evaluate import adherence_prompts
-    from dreamsampler.mini.measures import estimate_pitch, pitch_correct
+    Args:
+        components: ``tokenizer``, ``text_encoder``, ``vae``, ``unet``, ``vocoder``,
+            ``scheduler`` (used as they are, in eval mode).
+    """
+    from dreamsampler.engine.audioldm import MusicLDMFamily
+    from dreamsampler.mini.evaluate import adherence, adherence_prompts
 
-    prompts = adherence_prompts()
-    ddim = DDIMScheduler.from_config(scheduler.config)
-    ddim.set_timesteps(steps)
-    cond = text_embeddings(text_encoder, *caption_ids(tok, [p.text for p in prompts]))
-    uncond = text_embeddings(text_encoder, *caption_ids(tok, [""])).expand_as(cond)
-    labels = torch.cat([uncond, cond])
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn((len(prompts), *mini_model.LATENT_SHAPE), generator=generator)
-    for t in ddim.timesteps:
-        eps = unet(torch.cat([x, x]), t, encoder_hidden_states=None, class_labels=labels).sample
-        e_u, e_c = eps.chunk(2)
-        x = ddim.step(e_u + guidance * (e_c - e_u), t, x).prev_sample
-    mel = vae.decode(x / vae.config.scaling_factor).sample
-    audio = vocoder(mel[:, 0]).numpy()
-    predicted = classifier.predict(audio)
-    hits = [p == q.instrument for p, q in zip(predicted, prompts, strict=True)]
-    notes = [(a, q.pitch) for a, q in zip(audio, prompts, strict=True) if q.pitch is not None]
-    pitch = [pitch_correct(estimate_pitch(a), m) for a, m in notes]
-    return {"instrument": float(np.mean(hits)), "pitch": float(np.mean(pitch)),
-            "clips": len(prompts)}
+    keys = ("tokenizer", "text_encoder", "vae", "unet", "vocoder", "scheduler")
+    family = MusicLDMFamily("mini (training)", {k: components[k] for k in keys},
+                            torch.device("cpu"), torch.float32)
+    result = adherence(family, classifier, adherence_prompts(), [seed], steps, guidance)
+    return {"instrument": result["instrument_accuracy"],
+            "pitch": result["pitch_within_semitone"], "clips": len(result["per_prompt"])}
 
 
 def train_unet(latents: torch.Tensor, captions: list[str], families: list[str],
@@ -339,8 +327,8 @@ def train_unet(latents: torch.Tensor, captions: list[str], families: list[str],
         if sched.step % 100 == 0:
             log(f"unet step {sched.step} loss {np.mean(losses[-100:]):.4f}", logfile)
         if classifier is not None and time.perf_counter() - last_check >= validate_every:
-            check = validate(ema_unet.eval(), ema_text, tok, components["vae"],
-                             components["vocoder"], scheduler, classifier)
+            check = validate({**components, "unet": ema_unet, "text_encoder": ema_text},
+                             classifier)
             check.update(step=sched.step,
                          minutes=round((time.perf_counter() - sched.start) / 60, 1))
             checks.append(check)
