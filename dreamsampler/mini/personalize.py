@@ -135,7 +135,8 @@ def run_personalization(model_id: str = "mini", n: int = 5, out: Path = Path("ev
     """Train every method on every held-out instrument through ``dreamsampler train`` and
     measure it (module docstring) over seeds ``0..n-1``; write ``personalization.json`` and
     ``personalization.md`` to ``out`` (concepts under ``out/concepts``, clips under
-    ``out/concept-clips``).
+    ``out/concept-clips``). A concept already in ``out/concepts`` is measured, not retrained
+    (delete its folder to retrain it with other :data:`TRAIN_SETTINGS`).
 
     Raises:
         RuntimeError: a ``dreamsampler train`` run failed (its exit status).
@@ -147,7 +148,7 @@ def run_personalization(model_id: str = "mini", n: int = 5, out: Path = Path("ev
     classifier = fit_classifier()
     concepts_dir = out / "concepts"
     seeds = list(range(n))
-    total = len(instruments) * (1 + len(methods)) * 3 * n
+    total = sum(len(EDIT_NOTES[i]) for i in instruments) * (1 + len(methods)) * n
     done = 0
 
     def tick() -> None:

@@ -13,10 +13,9 @@ Shapes: every waveform returned here is 1-D, ``(samples,)``, ``float32``, full s
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -443,7 +442,7 @@ def load_concept_clips(
                 rng=rng,
             )
             if captions:
-                clip = dataclasses.replace(clip, caption=read_caption(f))
+                clip = replace(clip, caption=read_caption(f))
             clips.append(clip)
         except ClipError as err:
             if not skip_invalid:
