@@ -108,6 +108,23 @@ class Schedule:
         return True
 
 
+def random_crops(mel: torch.Tensor, batch: int, crop: int, rng: random.Random) -> torch.Tensor:
+    """``batch`` random ``crop``-frame windows (starting on a multiple of 4 frames, the VAE's
+    downsampling) of random clips of ``mel`` ``(n, 1, FRAMES, bins)``:
+    ``(batch, 1, crop, bins)``."""
+    idx = [rng.randrange(len(mel)) for _ in range(batch)]
+    starts = [rng.randrange(0, data.FRAMES - crop + 1, 4) for _ in idx]
+    return torch.stack([mel[i, :, s : s + crop] for i, s in zip(idx, starts, strict=True)])
+
+
+def optimizer_step(opt: torch.optim.Optimizer, loss: torch.Tensor, params: Any) -> None:
+    """One step on ``loss`` with the gradient norm of ``params`` clipped to 1."""
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+
+
 def train_vae(mel: torch.Tensor, vae: Any, seconds: float, max_steps: int | None,
               rng: random.Random, logfile: Path) -> dict[str, Any]:
     # start at the data's scale: inputs standardised by the first conv, outputs centred on the
@@ -122,17 +139,12 @@ def train_vae(mel: torch.Tensor, vae: Any, seconds: float, max_steps: int | None
     losses: list[float] = []
     vae.train()
     while sched.next():
-        idx = [rng.randrange(len(mel)) for _ in range(batch)]
-        starts = [rng.randrange(0, data.FRAMES - crop + 1, 4) for _ in idx]
-        x = torch.stack([mel[i, :, s : s + crop] for i, s in zip(idx, starts, strict=True)])
+        x = random_crops(mel, batch, crop, rng)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample()).sample
         rec = (recon - x).abs().mean()
         loss = rec + 1e-6 * posterior.kl().mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, loss, vae.parameters())
         losses.append(float(rec.detach()))
         if sched.step % 50 == 0:
             log(f"vae step {sched.step} L1 {np.mean(losses[-50:]):.4f}", logfile)
@@ -154,18 +166,13 @@ def train_decoder(mel: torch.Tensor, vae: Any, seconds: float, max_steps: int | 
     losses: list[float] = []
     vae.decoder.train()
     while sched.next():
-        idx = [rng.randrange(len(mel)) for _ in range(batch)]
-        starts = [rng.randrange(0, data.FRAMES - crop + 1, 4) for _ in idx]
-        x = torch.stack([mel[i, :, s : s + crop] for i, s in zip(idx, starts, strict=True)])
+        x = random_crops(mel, batch, crop, rng)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.sample()
         recon = vae.decode(z).sample
         weight = 1.0 + 4.0 * (x > -6.0).float()
         loss = ((recon - x).abs() * weight).mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
+        optimizer_step(opt, loss, params)
         losses.append(float(loss.detach()))
         if sched.step % 50 == 0:
             log(f"decoder step {sched.step} weighted L1 {np.mean(losses[-50:]):.4f}", logfile)
@@ -312,10 +319,7 @@ def train_unet(latents: torch.Tensor, captions: list[str], families: list[str],
         target = (scheduler.get_velocity(x0, noise, t)
                   if scheduler.config.prediction_type == "v_prediction" else noise)
         loss = F.mse_loss(pred, target)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, loss, unet.parameters())
         decay = min(ema_max, (1 + sched.step) / (10 + sched.step))
         with torch.no_grad():
             for pe, pl in zip(ema_unet.parameters(), unet.parameters(), strict=True):
